@@ -1,0 +1,76 @@
+"""kairo-guard: keep customer content out of shared model training.
+
+Seal content with its tenant provenance, check records at training sinks (block,
+filter or observe), and record every decision in a hash-chained audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kairo_guard.audit import AuditLog, AuditVerification, verify_audit
+from kairo_guard.content import canonical_json, content_digest
+from kairo_guard.context import current_tenant, tenant_context
+from kairo_guard.exceptions import (
+    AuditError,
+    AuditIntegrityError,
+    ConfigError,
+    ContentError,
+    IsolationViolation,
+    KairoGuardError,
+    KeyringError,
+    PolicyError,
+    SealError,
+    StoreError,
+)
+from kairo_guard.guard import Guard
+from kairo_guard.keys import KeyRing
+from kairo_guard.policy import Decision, Policy, Rule, rule
+from kairo_guard.report import CheckReport, Violation
+from kairo_guard.seal import Label, SealCodec
+from kairo_guard.sinks import Sink, make_sink
+from kairo_guard.store import Agreement, SQLiteStore, Store
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
+
+__all__ = [
+    "SEAL_FIELD",
+    "Agreement",
+    "AuditError",
+    "AuditIntegrityError",
+    "AuditLog",
+    "AuditVerification",
+    "CheckReport",
+    "ConfigError",
+    "ContentError",
+    "DataClass",
+    "Decision",
+    "Guard",
+    "IsolationViolation",
+    "KairoGuardError",
+    "KeyRing",
+    "KeyringError",
+    "Label",
+    "Mode",
+    "Outcome",
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "SQLiteStore",
+    "SealCodec",
+    "SealError",
+    "Sealed",
+    "Sink",
+    "SinkKind",
+    "Store",
+    "StoreError",
+    "Violation",
+    "canonical_json",
+    "content_digest",
+    "current_tenant",
+    "make_sink",
+    "rule",
+    "tenant_context",
+    "verify_audit",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,238 @@
+"""The decision path for one check: seal, context, policy, report, audit.
+
+A :class:`SinkCheck` is made per check (one call of ``guard.check``, one decorated call,
+one CLI scan) and sees records one at a time, so it serves lists and lazily consumed
+generators alike. Any error while deciding a record blocks that record (fail closed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kairo_guard.content import content_digest
+from kairo_guard.exceptions import ContentError, SealError
+from kairo_guard.policy import Decision, Facts, Policy, Relation
+from kairo_guard.report import CheckReport, Violation
+from kairo_guard.seal import Label, SealCodec
+from kairo_guard.sinks import Sink
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, TenantId
+
+AUDIT_ROWS_PER_ENTRY = 512
+"""Decisions per audit entry: each decision is one row, rows are chained in batches."""
+REFRESH_EVERY = 1024
+"""Records between refreshes of the clock and the tenant's agreement status."""
+
+_CC = DataClass.CUSTOMER_CONTENT
+_PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
+
+
+class AuditAppender(Protocol):
+    """Where decision rows go: :class:`~kairo_guard.audit.AuditLog` or a test double."""
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        """Buffer one audit entry."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What every check of one guard shares."""
+
+    codec: SealCodec
+    policy: Policy
+    audit: AuditAppender
+    pseudonym: Callable[[TenantId], str]
+    agreement_active: Callable[[TenantId, float], bool]
+    clock: Callable[[], float]
+    max_violations: int
+
+
+def split_record(item: object) -> tuple[object, object]:
+    """Return ``(content, seal)`` of a record; the seal is None when there is none."""
+    if isinstance(item, Sealed):
+        return item.content, item.seal
+    if isinstance(item, Mapping):
+        return item, item.get(SEAL_FIELD)
+    return item, None
+
+
+class SinkCheck:
+    """Decides records for one sink, counting and auditing as it goes."""
+
+    def __init__(self, ctx: CheckContext, sink: Sink, mode: Mode, ambient: TenantId | None) -> None:
+        self._ctx = ctx
+        self.sink = sink
+        self.mode = mode
+        self._ambient = ambient
+        self._check_id = f"chk_{uuid.uuid4().hex[:20]}"
+        self._started = ctx.clock()
+        self._mono = time.monotonic()
+        self._now = self._started
+        self._agreement = False
+        self._refresh()
+        self._index = 0
+        self._allowed = 0
+        self._by_rule: Counter[str] = Counter()
+        self._violations: list[Violation] = []
+        self._omitted = 0
+        self._rows: list[list[object]] = []
+        self._pseudonyms: dict[str, str] = {}
+        self._finished: CheckReport | None = None
+
+    def _refresh(self) -> None:
+        self._now = self._ctx.clock()
+        tenant = self.sink.tenant
+        self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
+
+    def decide(self, item: object) -> Decision:
+        """Decide one record (any shape) and account for it."""
+        content, seal = split_record(item)
+        return self.decide_parts(content, seal)
+
+    def decide_parts(self, content: object, seal: object, digest: str | None = None) -> Decision:
+        """Decide one record given its content and seal; ``digest`` if already known."""
+        index = self._index
+        self._index = index + 1
+        if index % REFRESH_EVERY == REFRESH_EVERY - 1:
+            self._refresh()
+        label: Label | None = None
+        try:
+            if digest is None:
+                digest = content_digest(content)
+            decision, label = self._decide(digest, seal)
+        except ContentError as exc:
+            decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
+        except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
+            decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
+        self._account(index, decision, digest, label)
+        return decision
+
+    def block_unreadable(self, rule: str, reason: str, digest: str | None) -> Decision:
+        """Account for a record that could not even be read (malformed, oversized)."""
+        index = self._index
+        self._index = index + 1
+        decision = Decision(Outcome.BLOCK, rule, reason)
+        self._account(index, decision, digest, None)
+        return decision
+
+    def _decide(self, digest: str, seal: object) -> tuple[Decision, Label | None]:
+        label: Label | None = None
+        detail = ""
+        if seal is None:
+            sealed = valid = match = False
+        else:
+            sealed = True
+            try:
+                label = self._ctx.codec.open(seal)
+            except SealError as exc:
+                valid = match = False
+                detail = str(exc)
+            else:
+                valid = True
+                match = label.digest == digest
+        facts = self._facts(label, sealed, valid, match)
+        decision = self._ctx.policy.decide(facts)
+        if detail:
+            decision = decision._replace(reason=f"{decision.reason} ({detail})")
+        return decision, label
+
+    def _facts(self, label: Label | None, sealed: bool, valid: bool, match: bool) -> Facts:
+        sink = self.sink
+        ambient = self._ambient
+        verified = valid and match
+        tenants: tuple[str | None, ...]
+        if label is None or not verified:
+            data_class, tenants = _CC, (ambient,) if ambient else ()
+        elif ambient is not None and label.data_class not in _PERMITTING:
+            data_class, tenants = _CC, (label.tenant, ambient)
+        else:
+            data_class, tenants = label.data_class, (label.tenant,) if label.tenant else ()
+        same = bool(tenants) and sink.tenant is not None and all(t == sink.tenant for t in tenants)
+        return Facts(
+            data_class=data_class,
+            sink_kind=sink.kind,
+            relation=Relation.SAME if same else Relation.OTHER,
+            sealed=sealed,
+            seal_valid=valid,
+            digest_match=match,
+            expired=label is not None and label.expired(self._now),
+            agreement_active=self._agreement,
+            tenant_context=ambient is not None,
+            source=label.source if label is not None else None,
+        )
+
+    def _pseudonym(self, tenant: str | None) -> str | None:
+        if tenant is None:
+            return None
+        cached = self._pseudonyms.get(tenant)
+        if cached is None:
+            cached = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
+        return cached
+
+    def _account(
+        self, index: int, decision: Decision, digest: str | None, label: Label | None
+    ) -> None:
+        tenant = self._pseudonym(label.tenant if label is not None else self._ambient)
+        self._by_rule[decision.rule] += 1
+        if decision.outcome is Outcome.ALLOW:
+            self._allowed += 1
+        elif len(self._violations) < self._ctx.max_violations:
+            violation = Violation(index, decision.rule, decision.reason, digest, tenant)
+            self._violations.append(violation)
+        else:
+            self._omitted += 1
+        self._rows.append([index, decision.outcome.value, decision.rule, digest, tenant])
+        if len(self._rows) >= AUDIT_ROWS_PER_ENTRY:
+            self._flush_rows()
+
+    def _header(self) -> dict[str, object]:
+        return {
+            "check": self._check_id,
+            "sink": self.sink.name,
+            "kind": self.sink.kind.value,
+            "sink_tenant": self._pseudonym(self.sink.tenant),
+            "mode": self.mode.value,
+        }
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._ctx.audit.append({"event": "decisions", **self._header(), "rows": rows})
+
+    def finish(self) -> CheckReport:
+        """Close the check: audit its summary and return the report (idempotent)."""
+        if self._finished is not None:
+            return self._finished
+        self._flush_rows()
+        total = self._index
+        report = CheckReport(
+            check_id=self._check_id,
+            sink=self.sink.name,
+            kind=self.sink.label,
+            mode=self.mode,
+            total=total,
+            allowed=self._allowed,
+            blocked=total - self._allowed,
+            by_rule=dict(self._by_rule),
+            violations=tuple(self._violations),
+            violations_omitted=self._omitted,
+            started_at=self._started,
+            duration_s=time.monotonic() - self._mono,
+        )
+        self._ctx.audit.append(
+            {
+                "event": "check",
+                **self._header(),
+                "total": report.total,
+                "allowed": report.allowed,
+                "blocked": report.blocked,
+                "by_rule": dict(sorted(report.by_rule.items())),
+            }
+        )
+        self._finished = report
+        return report

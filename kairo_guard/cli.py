@@ -1,0 +1,333 @@
+"""The ``kairo-guard`` command line.
+
+Exit codes (a contract): 0 all allowed / all good; 1 a violation found or an integrity
+check failed; 2 bad usage, bad config, unreadable input.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from kairo_guard.config import ENV_CONFIG, ENV_HOME, check_config_file, parse_duration
+from kairo_guard.exceptions import KairoGuardError, KeyringError
+
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+ENV_DEBUG = "KAIRO_GUARD_DEBUG"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Exit(Exception):
+    """Leave the CLI with a code, after printing ``message`` to stderr."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into a clear message and exit 2; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exit:
+            raise
+        except KairoGuardError as exc:
+            raise Exit(EXIT_USAGE, f"error: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise Exit(EXIT_USAGE, f"error: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_guard(ctx: click.Context, **overrides: Any) -> Any:
+    """Build the Guard from the global options (imported lazily: keeps --help fast)."""
+    from kairo_guard.guard import Guard
+
+    opts = ctx.find_root().params
+    guard = Guard(home=opts.get("home"), config_file=opts.get("config"), **overrides)
+    ctx.call_on_close(guard.close)
+    return guard
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar=ENV_HOME,
+    help="State directory (default ./.kairo-guard).",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=ENV_CONFIG,
+    help="kairo-guard.toml to use (default ./kairo-guard.toml if present).",
+)
+@click.version_option(package_name="kairo-guard")
+def cli(home: Path | None, config: Path | None) -> None:
+    """Keep customer content out of shared model training."""
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the secret key ring."""
+
+
+@keys.command("init")
+@click.option("--key-id", default="k1", show_default=True, help="Id of the new key.")
+@click.pass_context
+@handle_errors
+def keys_init(ctx: click.Context, key_id: str) -> None:
+    """Create a key file (mode 0600) in the state directory; never overwrites."""
+    from kairo_guard.keys import (
+        ENV_KEY_FILE,
+        KEY_FILE_NAME,
+        KeyRing,
+        fingerprint_of,
+        write_key_file,
+    )
+
+    home = ctx.find_root().params.get("home") or Path(".kairo-guard")
+    path = Path(os.environ.get(ENV_KEY_FILE) or home / KEY_FILE_NAME)
+    ring = KeyRing.generate(key_id)
+    write_key_file(path, ring)
+    click.echo(f"created {path} (key id {key_id}, fingerprint {fingerprint_of(ring)})")
+    click.echo(
+        "keep it secret and backed up: seals and the audit log cannot be verified without it"
+    )
+
+
+@keys.command("rotate")
+@click.option("--key-id", required=True, help="Id of the new signing key.")
+@click.pass_context
+@handle_errors
+def keys_rotate(ctx: click.Context, key_id: str) -> None:
+    """Add a new signing key; older keys stay to verify existing seals."""
+    import secrets
+
+    from kairo_guard.keys import ENV_KEY_FILE, KEY_FILE_NAME, KeyRing, read_key_file, write_key_file
+
+    home = ctx.find_root().params.get("home") or Path(".kairo-guard")
+    path = Path(os.environ.get(ENV_KEY_FILE) or home / KEY_FILE_NAME)
+    ring = read_key_file(path)
+    if key_id in ring.keys:
+        raise Exit(EXIT_USAGE, f"error: key id {key_id!r} already exists")
+    rotated = KeyRing(
+        keys={**ring.keys, key_id: secrets.token_bytes(32)},
+        signing_key_id=key_id,
+        pseudonym_key_id=ring.pseudonym_key_id,
+    )
+    write_key_file(path, rotated, overwrite=True)
+    click.echo(
+        f"{path}: new signing key {key_id}; {len(ring.keys)} older key(s) kept for verification"
+    )
+
+
+# -- config --------------------------------------------------------------------------
+
+
+@cli.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("check")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.pass_context
+def config_check(ctx: click.Context, file: Path | None) -> None:
+    """Validate a kairo-guard.toml and explain every problem (exit 2 if any)."""
+    path = file or ctx.find_root().params.get("config") or Path("kairo-guard.toml")
+    if not path.is_file():
+        raise Exit(EXIT_USAGE, f"error: no config file at {path}")
+    problems = check_config_file(path)
+    if problems:
+        click.echo(f"{path}: {len(problems)} problem(s)", err=True)
+        for problem in problems:
+            click.echo(f"  - {problem}", err=True)
+        raise Exit(EXIT_USAGE)
+    click.echo(f"{path}: ok")
+
+
+# -- agreements ----------------------------------------------------------------------
+
+
+@cli.group()
+def agreements() -> None:
+    """Fine-tune agreements (a tenant's data processing agreement)."""
+
+
+def _parse_expiry(expires: str | None, duration: str | None) -> float | None:
+    if expires and duration:
+        raise Exit(EXIT_USAGE, "error: give --expires or --for, not both")
+    if duration:
+        return datetime.now(UTC).timestamp() + parse_duration(duration)
+    if expires:
+        moment = datetime.fromisoformat(expires)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
+@agreements.command("grant")
+@click.argument("tenant")
+@click.option("--expires", help="ISO 8601 date or time the agreement ends (UTC if no zone).")
+@click.option("--for", "duration", help="Duration instead of --expires, e.g. 365d.")
+@click.option("--reference", default="", help="Contract reference to keep with it.")
+@click.pass_context
+@handle_errors
+def agreements_grant(
+    ctx: click.Context, tenant: str, expires: str | None, duration: str | None, reference: str
+) -> None:
+    """Grant TENANT a fine-tune agreement."""
+    guard = open_guard(ctx)
+    agreement = guard.grant_agreement(
+        tenant, expires_at=_parse_expiry(expires, duration), reference=reference
+    )
+    until = _iso(agreement.expires_at) if agreement.expires_at else "no expiry"
+    click.echo(f"granted {agreement.id} to {tenant} ({until})")
+
+
+@agreements.command("revoke")
+@click.argument("tenant")
+@click.option("--id", "agreement_id", help="Revoke only this agreement.")
+@click.pass_context
+@handle_errors
+def agreements_revoke(ctx: click.Context, tenant: str, agreement_id: str | None) -> None:
+    """Revoke TENANT's agreements (exit 1 if there was none to revoke)."""
+    count = open_guard(ctx).revoke_agreement(tenant, agreement_id)
+    click.echo(f"revoked {count} agreement(s) of {tenant}")
+    if count == 0:
+        raise Exit(EXIT_VIOLATION)
+
+
+@agreements.command("list")
+@click.option("--tenant", help="Only this tenant's agreements.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+@handle_errors
+def agreements_list(ctx: click.Context, tenant: str | None, as_json: bool) -> None:
+    """List agreements and whether each is active now."""
+    import orjson
+
+    now = datetime.now(UTC).timestamp()
+    rows = open_guard(ctx).agreements(tenant)
+    for a in rows:
+        state = "active" if a.active(now) else ("revoked" if a.revoked_at else "expired")
+        if as_json:
+            doc = {
+                "id": a.id,
+                "tenant": a.tenant,
+                "state": state,
+                "granted_at": a.granted_at,
+                "expires_at": a.expires_at,
+                "revoked_at": a.revoked_at,
+                "reference": a.reference,
+            }
+            click.echo(orjson.dumps(doc).decode())
+        else:
+            expiry = _iso(a.expires_at) if a.expires_at else "-"
+            click.echo(f"{a.id}  {a.tenant:<24} {state:<8} expires {expiry}  {a.reference}")
+    if not rows and not as_json:
+        click.echo("no agreements")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+# -- audit ---------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.pass_context
+@handle_errors
+def audit_verify(ctx: click.Context) -> None:
+    """Verify the audit log and its signed head (exit 1 on any tampering)."""
+    from kairo_guard.audit import verify_audit
+    from kairo_guard.config import load_settings
+    from kairo_guard.guard import AUDIT_DIR_NAME
+    from kairo_guard.keys import PURPOSE_AUDIT_HEAD, load_key_ring
+
+    opts = ctx.find_root().params
+    settings = load_settings(home=opts.get("home"), config_file=opts.get("config"))
+    ring = load_key_ring(settings.home)
+    result = verify_audit(settings.home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not result.ok:
+        click.echo(f"audit log FAILED verification: {result.problem}", err=True)
+        raise Exit(EXIT_VIOLATION)
+    click.echo(
+        f"audit log ok: {result.entries} entries, "
+        f"{result.signed_entries} covered by the signed head"
+    )
+
+
+# -- label, scan, demo live in their own modules -------------------------------------
+
+
+def _register() -> None:
+    from kairo_guard import cli_records
+
+    cli.add_command(cli_records.label)
+    cli.add_command(cli_records.scan)
+
+    @cli.command()
+    @click.option("--keep", is_flag=True, help="Keep the demo's state directory and print it.")
+    @handle_errors
+    def demo(keep: bool) -> None:
+        """Run the end-to-end story on a fresh temporary state directory."""
+        from kairo_guard.demo import run_demo
+
+        raise Exit(run_demo(keep=keep))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kairo-guard`` script; returns the exit code."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except Exit as exc:
+        if exc.message:
+            click.echo(exc.message, err=True)
+        return exc.code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except KeyringError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set {ENV_DEBUG}=1 for details)", err=True
+        )
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""``kairo-guard label`` and ``kairo-guard scan``: JSONL in, seals or decisions out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import click
+import orjson
+
+from kairo_guard.checker import SinkCheck
+from kairo_guard.cli import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, Exit, handle_errors, open_guard
+from kairo_guard.exceptions import ContentError
+from kairo_guard.jsonl import BadLine, Line, iter_lines, parse_line
+from kairo_guard.report import CheckReport
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome
+
+_SORT = orjson.OPT_SORT_KEYS
+_UNPARSED = BadLine("input.malformed-json", "malformed JSON", "")
+SUMMARY_VIOLATIONS = 5
+
+
+@contextmanager
+def atomic_output(path: Path | None) -> Iterator[tuple[BinaryIO | None, list[bool]]]:
+    """Yield a file that replaces ``path`` only if the caller sets ``commit[0]``."""
+    if path is None:
+        yield None, [False]
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    commit = [False]
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            yield fh, commit
+            fh.flush()
+            os.fsync(fh.fileno())
+        if commit[0]:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def progress(stream: BinaryIO, label: str) -> Iterator[Any]:
+    """A progress bar over the input's bytes, on a terminal only."""
+    size = os.fstat(stream.fileno()).st_size if stream.seekable() else 0
+    if not (sys.stderr.isatty() and size):
+        yield None
+        return
+    with click.progressbar(length=size, label=label, file=sys.stderr) as bar:
+        yield bar
+
+
+def _open_input(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise Exit(EXIT_USAGE, f"error: cannot read {path}: {exc.strerror}") from exc
+
+
+# -- scan ----------------------------------------------------------------------------
+
+
+def scan_stream(
+    run: SinkCheck, stream: BinaryIO, out: IO[bytes] | None, max_bytes: int, bar: Any = None
+) -> CheckReport:
+    """Decide every line of ``stream``; write passing lines (as read) to ``out``."""
+    observe = run.mode is Mode.OBSERVE
+    loads, dumps, sha256 = orjson.loads, orjson.dumps, hashlib.sha256
+    decide, allow = run.decide_parts, Outcome.ALLOW
+    done = 0
+    for item in iter_lines(stream, max_bytes):
+        if isinstance(item, Line):
+            raw = item.raw
+            try:
+                value = loads(raw)
+            except orjson.JSONDecodeError:
+                bad = parse_line(raw)
+                reason = bad if isinstance(bad, BadLine) else _UNPARSED
+                decision = run.block_unreadable(reason.rule, reason.reason, reason.digest)
+            else:
+                if type(value) is dict:
+                    seal = value.pop(SEAL_FIELD, None)
+                    try:
+                        digest = sha256(dumps(value, option=_SORT)).hexdigest()
+                    except orjson.JSONEncodeError:
+                        digest = None
+                    decision = decide(value, seal, digest)
+                else:
+                    decision = decide(value, None)
+            if out is not None and (observe or decision.outcome is allow):
+                out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            if bar is not None:
+                done += len(raw)
+                if done > 1 << 22:
+                    bar.update(done)
+                    done = 0
+        else:
+            _, bad_line = item
+            run.block_unreadable(bad_line.rule, bad_line.reason, bad_line.digest)
+    return run.finish()
+
+
+def _summary(report: CheckReport, source: Path) -> None:
+    echo = click.echo
+    if report.total == 0:
+        echo(f"{source}: no records (empty input); nothing reached sink {report.sink!r}")
+        return
+    echo(f"scan {source} -> sink {report.sink!r} ({report.kind}, mode {report.mode.value})")
+    echo(f"  records {report.total:>10,}")
+    echo(f"  allowed {report.allowed:>10,}")
+    echo(f"  blocked {report.blocked:>10,}")
+    echo("  by rule:")
+    for rule, count in sorted(report.by_rule.items(), key=lambda kv: (-kv[1], kv[0])):
+        echo(f"    {rule:<44} {count:>10,}")
+    for v in report.violations[:SUMMARY_VIOLATIONS]:
+        echo(f"  line {v.index + 1}: {v.rule}: {v.reason}")
+    more = report.blocked - min(report.blocked, SUMMARY_VIOLATIONS)
+    if more:
+        echo(f"  ... and {more:,} more refused records (see --report)")
+
+
+@click.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--sink",
+    "sink_name",
+    required=True,
+    help="Sink name from the config, or a kind: shared-training, shared-fine-tune, "
+    "shared-eval, tenant-fine-tune:TENANT.",
+)
+@click.option(
+    "--mode", type=click.Choice([m.value for m in Mode]), help="Override the sink's mode."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the records that may pass (enforce: only if all pass).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report as JSON.",
+)
+@click.pass_context
+@handle_errors
+def scan(
+    ctx: click.Context,
+    input_path: Path,
+    sink_name: str,
+    mode: str | None,
+    out: Path | None,
+    report_path: Path | None,
+) -> None:
+    """Check every JSONL record of IN against a sink; exit 1 if any is refused."""
+    guard = open_guard(ctx)
+    sink = _scan_sink(guard, sink_name)
+    run = guard.start_check(sink, mode=mode)
+    with (
+        _open_input(input_path) as stream,
+        atomic_output(out) as (fh, commit),
+        progress(stream, "scanning") as bar,
+    ):
+        report = scan_stream(run, stream, fh, guard.settings.limits.max_record_bytes, bar)
+        commit[0] = report.ok or run.mode is not Mode.ENFORCE
+    if report_path is not None:
+        report_path.write_bytes(
+            orjson.dumps(report.to_dict(line_numbers=True), option=orjson.OPT_INDENT_2)
+        )
+    _summary(report, input_path)
+    if out is not None and not commit[0]:
+        click.echo(f"  {out} not written: enforce mode refuses the whole batch", err=True)
+    raise Exit(EXIT_OK if report.ok else EXIT_VIOLATION)
+
+
+def _scan_sink(guard: Any, name: str) -> Any:
+    from kairo_guard.exceptions import ConfigError
+    from kairo_guard.sinks import parse_kind
+
+    if name in guard.settings.sinks:
+        return guard.resolve_sink(name)
+    try:
+        kind, tenant = parse_kind(name)
+    except ConfigError as exc:
+        raise Exit(
+            EXIT_USAGE, f"error: unknown sink {name!r}: not in the config and not a kind ({exc})"
+        ) from exc
+    return guard.resolve_sink(name, kind=kind, tenant=tenant)
+
+
+# -- label ---------------------------------------------------------------------------
+
+_MINTED_ELSEWHERE = {
+    DataClass.OPERATOR_PUBLIC: "operator_public is minted only after the fingerprint and PII "
+    "checks, which this version does not have yet",
+    DataClass.ANONYMIZED_TELEMETRY: "anonymized_telemetry is minted only by "
+    "'kairo-guard telemetry aggregate'",
+}
+
+
+@click.command()
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--tenant", help="Tenant the records belong to (customer content, usage telemetry).")
+@click.option(
+    "--class",
+    "data_class",
+    required=True,
+    type=click.Choice([c.value for c in DataClass]),
+    help="Data class of the records.",
+)
+@click.option(
+    "--source", default="backfill", show_default=True, help="Where the records came from."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the sealed records.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a JSON report (refused lines with rule and reason).",
+)
+@click.pass_context
+@handle_errors
+def label(
+    ctx: click.Context,
+    input_path: Path,
+    tenant: str | None,
+    data_class: str,
+    source: str,
+    out: Path,
+    report_path: Path | None,
+) -> None:
+    """Seal existing JSONL records of IN (a backfill) and write them to OUT.
+
+    Exit 1 if a record was refused (already sealed: labels are sticky), 2 if a line is
+    unreadable; the sealed records are written either way.
+    """
+    cls = DataClass(data_class)
+    if cls in _MINTED_ELSEWHERE:
+        raise Exit(EXIT_USAGE, f"error: cannot label as {cls}: {_MINTED_ELSEWHERE[cls]}")
+    if not tenant:
+        raise Exit(EXIT_USAGE, f"error: --tenant is required for {cls}")
+    guard = open_guard(ctx)
+    max_bytes = guard.settings.limits.max_record_bytes
+    refusals: list[dict[str, Any]] = []
+    sealed = 0
+    with _open_input(input_path) as stream, atomic_output(out) as (fh, commit):
+        for item in iter_lines(stream, max_bytes):
+            if isinstance(item, Line):
+                problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
+                number = item.number
+            else:
+                number, bad = item
+                problem = (bad.rule, bad.reason)
+            if problem is None:
+                sealed += 1
+            else:
+                refusals.append({"line": number, "rule": problem[0], "reason": problem[1]})
+        commit[0] = True
+    unreadable = sum(1 for r in refusals if r["rule"].startswith("input."))
+    doc = {
+        "input": str(input_path),
+        "out": str(out),
+        "class": cls.value,
+        "tenant": guard.keys.pseudonym(tenant),
+        "total": sealed + len(refusals),
+        "sealed": sealed,
+        "refused": len(refusals),
+        "refusals": refusals,
+    }
+    if report_path is not None:
+        report_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    if doc["total"] == 0:
+        click.echo(f"{input_path}: no records (empty input); wrote an empty {out}")
+    else:
+        click.echo(
+            f"label {input_path} -> {out}: sealed {sealed:,} as {cls} of {tenant}, "
+            f"refused {len(refusals):,}"
+        )
+    for r in refusals[:SUMMARY_VIOLATIONS]:
+        click.echo(f"  line {r['line']}: {r['rule']}: {r['reason']}", err=True)
+    raise Exit(EXIT_USAGE if unreadable else EXIT_VIOLATION if refusals else EXIT_OK)
+
+
+def _label_line(
+    guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str, cls: DataClass, source: str
+) -> tuple[str, str] | None:
+    value = parse_line(line.raw, exact_numbers=True)
+    if isinstance(value, BadLine):
+        return value.rule, value.reason
+    if type(value) is not dict:
+        return "input.not-an-object", "a record must be a JSON object to carry a seal"
+    if SEAL_FIELD in value:
+        return "label.already-sealed", "record already carries a seal; labels are sticky"
+    try:
+        seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
+    except (ValueError, ContentError) as exc:
+        return "label.refused", str(exc)
+    value[SEAL_FIELD] = seal
+    if fh is not None:
+        fh.write(orjson.dumps(value) + b"\n")
+    return None

@@ -1,0 +1,216 @@
+"""Configuration: explicit arguments > environment (``KAIRO_GUARD_*``) > an optional
+``kairo-guard.toml`` > defaults.
+
+The file may hold ``[guard]`` (home, default_mode), ``[sinks.NAME]``, ``[[rules]]``,
+``[retention]`` and ``[limits]``. :func:`check_config_file` reports every problem of a
+file at once, each with where it is and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kairo_guard.exceptions import ConfigError
+from kairo_guard.policy import Rule, check_rule_safe, rule
+from kairo_guard.sinks import Sink, make_sink
+from kairo_guard.types import DataClass, Mode
+
+ENV_HOME = "KAIRO_GUARD_HOME"
+"""State directory (default ``./.kairo-guard``)."""
+ENV_CONFIG = "KAIRO_GUARD_CONFIG"
+"""Path of the TOML config file (default ``./kairo-guard.toml`` if it exists)."""
+ENV_MODE = "KAIRO_GUARD_MODE"
+"""Default sink mode: enforce, filter or observe."""
+ENV_DB_URL = "KAIRO_GUARD_DB_URL"
+"""State store URL; unset means SQLite in the state directory."""
+
+DEFAULT_HOME = Path(".kairo-guard")
+DEFAULT_CONFIG_FILE = Path("kairo-guard.toml")
+DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_VIOLATIONS = 10_000
+_DURATION = re.compile(r"(\d+)\s*(s|m|h|d)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Return seconds for ``"90d"``, ``"12h"``, ``"30m"`` or ``"45s"``.
+
+    Raises:
+        ValueError: for anything else, or a zero duration.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration like '90d', '12h', '30m' or '45s'")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuardSection(_Strict):
+    home: str | None = None
+    default_mode: Mode = Mode.ENFORCE
+
+
+class SinkSection(_Strict):
+    kind: str
+    tenant: str | None = None
+    mode: Mode | None = None
+
+
+class RuleSection(_Strict):
+    id: str
+    effect: Literal["allow", "deny"]
+    reason: str = Field(min_length=1)
+    data_classes: list[DataClass] | None = None
+    sink_kinds: list[str] | None = None
+    tenant: Literal["any", "same", "other"] = "any"
+    when: dict[str, bool] = Field(default_factory=dict)
+    sources: list[str] | None = None
+    priority: int = Field(default=100, ge=0, le=10_000)
+
+
+class LimitsSection(_Strict):
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1024, le=1 << 31)
+    max_violations: int = Field(default=DEFAULT_MAX_VIOLATIONS, ge=0, le=10_000_000)
+    audit_batch_size: int = Field(default=1024, ge=1, le=1_000_000)
+    audit_flush_ms: int = Field(default=200, ge=1, le=60_000)
+
+
+class ConfigFile(_Strict):
+    guard: GuardSection = Field(default_factory=GuardSection)
+    sinks: dict[str, SinkSection] = Field(default_factory=dict)
+    rules: list[RuleSection] = Field(default_factory=list)
+    retention: dict[DataClass, str] = Field(default_factory=dict)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+
+    @field_validator("retention")
+    @classmethod
+    def _durations(cls, value: dict[DataClass, str]) -> dict[DataClass, str]:
+        for text in value.values():
+            parse_duration(text)
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration, ready for :class:`~kairo_guard.guard.Guard`."""
+
+    home: Path
+    default_mode: Mode
+    sinks: Mapping[str, Sink]
+    rules: tuple[Rule, ...]
+    retention: Mapping[DataClass, int]
+    limits: LimitsSection
+    db_url: str | None
+    config_file: Path | None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _explain(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        problems.append(f"{where}: {err['msg']}")
+    return problems
+
+
+def _semantic_problems(
+    doc: ConfigFile, default_mode: Mode
+) -> tuple[list[str], dict[str, Sink], list[Rule]]:
+    problems: list[str] = []
+    sinks: dict[str, Sink] = {}
+    rules: list[Rule] = []
+    for name, section in doc.sinks.items():
+        try:
+            sinks[name] = make_sink(
+                name, section.kind, tenant=section.tenant, mode=section.mode or default_mode
+            )
+        except ConfigError as exc:
+            problems.append(f"sinks.{name}: {exc}")
+    for i, rule_section in enumerate(doc.rules):
+        try:
+            built = rule(**rule_section.model_dump())
+            check_rule_safe(built)
+            rules.append(built)
+        except ConfigError as exc:
+            problems.append(f"rules.{i} ({rule_section.id}): {exc}")
+    return problems, sinks, rules
+
+
+def check_config_file(path: Path) -> list[str]:
+    """Return every problem of a config file, in plain words; empty means valid."""
+    try:
+        raw = _read_toml(path)
+        doc = ConfigFile.model_validate(raw)
+    except ConfigError as exc:
+        return [str(exc)]
+    except ValidationError as exc:
+        return _explain(exc)
+    problems, _, _ = _semantic_problems(doc, doc.guard.default_mode)
+    return problems
+
+
+def _config_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(
+    *,
+    home: Path | str | None = None,
+    config_file: Path | str | None = None,
+    default_mode: Mode | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from arguments, environment, config file and defaults.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    environ = os.environ if env is None else env
+    path = _config_path(None if config_file is None else Path(config_file), environ)
+    try:
+        doc = ConfigFile.model_validate(_read_toml(path)) if path else ConfigFile()
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(_explain(exc))) from exc
+    mode_text = default_mode or environ.get(ENV_MODE) or doc.guard.default_mode
+    try:
+        mode = Mode(mode_text)
+    except ValueError:
+        raise ConfigError(f"{ENV_MODE}={mode_text!r}: use enforce, filter or observe") from None
+    problems, sinks, rules = _semantic_problems(doc, mode)
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    home_path = Path(home or environ.get(ENV_HOME) or doc.guard.home or DEFAULT_HOME)
+    return Settings(
+        home=home_path,
+        default_mode=mode,
+        sinks=sinks,
+        rules=tuple(rules),
+        retention={cls: parse_duration(text) for cls, text in doc.retention.items()},
+        limits=doc.limits,
+        db_url=environ.get(ENV_DB_URL) or None,
+        config_file=path,
+    )

@@ -1,0 +1,139 @@
+"""``kairo-guard demo``: the end-to-end story, told in plain words on a fresh state dir."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from kairo_guard.audit import verify_audit
+from kairo_guard.exceptions import IsolationViolation
+from kairo_guard.guard import AUDIT_DIR_NAME, Guard
+from kairo_guard.keys import KEY_FILE_NAME, PURPOSE_AUDIT_HEAD, KeyRing, write_key_file
+from kairo_guard.report import CheckReport
+
+DOCUMENTS = {
+    "acme": [
+        {
+            "doc": "contract-17",
+            "text": "Acme supply agreement: 40,000 units of widget W-7 at $3.10.",
+        },
+        {"doc": "memo-3", "text": "Acme Q3 plan: expand the Lisbon plant, hire 12 engineers."},
+    ],
+    "globex": [
+        {"doc": "ticket-88", "text": "Globex support ticket: reactor 2 coolant pump is noisy."},
+        {"doc": "agent-run-5", "text": "Agent summary for Globex: three invoices are overdue."},
+    ],
+}
+
+
+def _say(text: str = "") -> None:
+    click.echo(text)
+
+
+def _show(report: CheckReport) -> None:
+    _say(f"    {report.total} records -> {report.allowed} allowed, {report.blocked} blocked")
+    for v in report.violations[:4]:
+        _say(f"      record {v.index}: {v.rule}: {v.reason}")
+
+
+def run_demo(*, keep: bool = False) -> int:
+    """Run the story; return 0 if every step turned out as the policy says, else 1."""
+    home = Path(tempfile.mkdtemp(prefix="kairo-guard-demo-"))
+    try:
+        return _story(home)
+    finally:
+        if keep:
+            _say(f"\nstate kept in {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _story(home: Path) -> int:
+    ring = KeyRing.generate()
+    write_key_file(home / KEY_FILE_NAME, ring)
+    checks: list[tuple[str, bool]] = []
+    with Guard(home=home, key=ring) as guard:
+        _say(f"kairo-guard demo (state directory {home})\n")
+        _say("1. Two tenants upload documents; each is sealed as that tenant's customer content.")
+        sealed = {
+            tenant: [guard.label_record(doc, tenant=tenant, source="upload") for doc in docs]
+            for tenant, docs in DOCUMENTS.items()
+        }
+        for tenant, records in sealed.items():
+            _say(f"    {tenant}: {len(records)} documents sealed")
+
+        _say("\n2. A script tries to build a shared router training set from everything.")
+        shared = _shared_attempt(guard, sealed)
+        _show(shared)
+        checks.append(("shared training set blocked", shared.allowed == 0 and shared.blocked == 4))
+
+        _say("\n3. acme signs a fine-tune agreement; acme's own fine-tune set is built.")
+        guard.grant_agreement("acme", reference="DPA-2026-001")
+        acme = _fine_tune(guard, "acme", sealed["acme"])
+        _show(acme)
+        checks.append(("acme fine-tune passes", acme.ok and acme.allowed == 2))
+
+        _say("\n4. globex has no agreement; a fine-tune set for globex is attempted.")
+        globex = _fine_tune(guard, "globex", sealed["globex"])
+        _show(globex)
+        checks.append(("globex fine-tune blocked", globex.blocked == 2))
+
+        _say("\n5. Someone mixes a globex document into acme's fine-tune set.")
+        mixed = _fine_tune(guard, "acme", [*sealed["acme"], sealed["globex"][0]])
+        _show(mixed)
+        checks.append(("cross-tenant record blocked", mixed.blocked == 1))
+
+    _say("\n6. The audit log is verified (hash chain and signed head).")
+    result = verify_audit(home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
+    _say(
+        f"    {'ok' if result.ok else 'FAILED'}: {result.entries} entries"
+        + (f" ({result.problem})" if result.problem else "")
+    )
+    checks.append(("audit log verifies", result.ok))
+
+    _say("")
+    failed = [name for name, ok in checks if not ok]
+    if failed:
+        _say(f"demo FAILED: {', '.join(failed)}")
+        return 1
+    _say(
+        "demo finished: customer content stayed out of shared training; "
+        "acme's fine-tune ran under its agreement; every decision is in the audit log."
+    )
+    return 0
+
+
+def _shared_attempt(guard: Guard, sealed: dict[str, list[dict[str, object]]]) -> CheckReport:
+    reports: list[CheckReport] = []
+
+    @guard.sink("router-train", kind="shared-training", on_report=reports.append)
+    def build_shared_set(records: list[dict[str, object]]) -> int:
+        return len(records)
+
+    try:
+        build_shared_set([r for rs in sealed.values() for r in rs])
+    except IsolationViolation as exc:
+        _say(f"    refused: {exc}")
+        return exc.report
+    return reports[-1]
+
+
+def _fine_tune(guard: Guard, tenant: str, records: list[dict[str, object]]) -> CheckReport:
+    reports: list[CheckReport] = []
+
+    @guard.sink(
+        f"{tenant}-fine-tune", kind="tenant-fine-tune", tenant=tenant, on_report=reports.append
+    )
+    def build(records: list[dict[str, object]]) -> int:
+        return len(records)
+
+    try:
+        count = build(records)
+        _say(f"    fine-tune set for {tenant} built with {count} records")
+    except IsolationViolation as exc:
+        _say(f"    refused: {exc}")
+        return exc.report
+    return reports[-1]

@@ -1,0 +1,413 @@
+"""The :class:`Guard` facade: configured once, used by training code, middleware and CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from kairo_guard import context as _context
+from kairo_guard.audit import AuditLog
+from kairo_guard.checker import CheckContext, SinkCheck
+from kairo_guard.config import Settings, load_settings
+from kairo_guard.content import content_digest
+from kairo_guard.exceptions import ConfigError, IsolationViolation, StoreError
+from kairo_guard.keys import PURPOSE_AUDIT_HEAD, KeyRing, load_key_ring
+from kairo_guard.policy import Policy
+from kairo_guard.report import CheckReport
+from kairo_guard.seal import Label, SealCodec
+from kairo_guard.sinks import Sink, make_sink
+from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, SinkKind, TenantId
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+AUDIT_DIR_NAME = "audit"
+
+
+class Guard:
+    """Keeps customer content out of shared training: seals, sink checks, audit.
+
+    Args:
+        home: state directory (else ``KAIRO_GUARD_HOME``, the config file, ``./.kairo-guard``).
+        key: a :class:`KeyRing` or a ``KAIRO_GUARD_KEY``-style string (else the
+            environment, else the key file in ``home``).
+        config_file: a ``kairo-guard.toml`` (else ``KAIRO_GUARD_CONFIG``, else
+            ``./kairo-guard.toml`` if present).
+        default_mode: mode of sinks that name none (else ``KAIRO_GUARD_MODE``, config,
+            ``enforce``).
+        store: a state store (default: SQLite in ``home``).
+        clock: Unix-seconds clock, injectable for tests of expiry.
+        env: environment mapping to read instead of ``os.environ``.
+
+    Raises:
+        ConfigError: bad configuration.
+        KeyringError: no usable key ("no key, no guard").
+        StoreError: the state store cannot be opened.
+    """
+
+    def __init__(
+        self,
+        *,
+        home: Path | str | None = None,
+        key: KeyRing | str | None = None,
+        config_file: Path | str | None = None,
+        default_mode: Mode | str | None = None,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings: Settings = load_settings(
+            home=home, config_file=config_file, default_mode=default_mode, env=env
+        )
+        home_path = self.settings.home
+        if isinstance(key, KeyRing):
+            self.keys = key
+        elif isinstance(key, str):
+            self.keys = KeyRing.from_env_value(key)
+        else:
+            self.keys = load_key_ring(home_path, env=env)
+        if self.settings.db_url and not self.settings.db_url.startswith("sqlite:"):
+            raise ConfigError(
+                f"unsupported KAIRO_GUARD_DB_URL {self.settings.db_url!r}: "
+                "this version supports sqlite:///PATH (PostgreSQL support is planned)"
+            )
+        db_path = home_path / DB_FILE_NAME
+        if self.settings.db_url:
+            db_path = Path(self.settings.db_url.removeprefix("sqlite:///"))
+        self._clock = clock
+        self.codec = SealCodec(self.keys)
+        self.policy = Policy(extra_rules=self.settings.rules)
+        self.store: Store = store if store is not None else SQLiteStore(db_path)
+        limits = self.settings.limits
+        self.audit = AuditLog(
+            home_path / AUDIT_DIR_NAME,
+            self.keys.subkey(PURPOSE_AUDIT_HEAD),
+            self.keys.signing_key_id,
+            batch_size=limits.audit_batch_size,
+            flush_interval=limits.audit_flush_ms / 1000,
+        )
+        self._ctx = CheckContext(
+            codec=self.codec,
+            policy=self.policy,
+            audit=self.audit,
+            pseudonym=self.keys.pseudonym,
+            agreement_active=self._agreement_active,
+            clock=clock,
+            max_violations=limits.max_violations,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush the audit log and close the store. Idempotent."""
+        try:
+            self.audit.close()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- sealing ---------------------------------------------------------------------
+
+    def seal(
+        self,
+        content: object,
+        *,
+        tenant: TenantId,
+        data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
+        source: str = "api",
+        created_at: float | None = None,
+    ) -> str:
+        """Return a seal binding ``content`` to ``tenant`` as restricted data.
+
+        Only restricting classes (customer content, usage telemetry) can be sealed here;
+        permitting classes are minted only by the checks that justify them.
+
+        Raises:
+            ValueError: for a permitting class or an invalid tenant or source.
+            ContentError: if the content cannot be digested.
+        """
+        cls = DataClass(data_class)
+        if not cls.restricts:
+            raise ValueError(
+                f"{cls} cannot be sealed directly: it is minted only by the checks that "
+                "justify it (the telemetry aggregator, the operator-data label command)"
+            )
+        return self._seal(
+            content, tenant=tenant, data_class=cls, source=source, created_at=created_at
+        )
+
+    def _seal(
+        self,
+        content: object,
+        *,
+        tenant: TenantId | None,
+        data_class: DataClass,
+        source: str,
+        created_at: float | None = None,
+    ) -> str:
+        created = int(self._clock() if created_at is None else created_at)
+        retention = self.settings.retention.get(data_class)
+        label = Label.create(
+            tenant=tenant,
+            data_class=data_class,
+            source=source,
+            created_at=created,
+            expires_at=created + retention if retention else None,
+            digest=content_digest(content),
+        )
+        seal = self.codec.seal(label)
+        self.audit.append(
+            {
+                "event": "seal",
+                "class": data_class.value,
+                "tenant": self.keys.pseudonym(tenant) if tenant else None,
+                "source": source,
+                "digest": label.digest,
+            }
+        )
+        return seal
+
+    def label_record(
+        self,
+        record: Mapping[str, Any],
+        *,
+        tenant: TenantId,
+        source: str = "api",
+        data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
+    ) -> dict[str, Any]:
+        """Return a copy of a JSON record with its seal under ``_kairo``.
+
+        Raises:
+            ValueError, ContentError: as :meth:`seal`.
+        """
+        body = {k: v for k, v in record.items() if k != SEAL_FIELD}
+        return {
+            **body,
+            SEAL_FIELD: self.seal(body, tenant=tenant, data_class=data_class, source=source),
+        }
+
+    def open_seal(self, seal: str) -> Label:
+        """Verify a seal and return its label. Raises SealError if it does not verify."""
+        return self.codec.open(seal)
+
+    # -- sinks -----------------------------------------------------------------------
+
+    def resolve_sink(
+        self,
+        sink: Sink | str,
+        *,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
+        mode: Mode | str | None = None,
+    ) -> Sink:
+        """Return a :class:`Sink`: as given, from config by name, or built from ``kind``.
+
+        Raises:
+            ConfigError: an unknown sink name without a kind, or a conflicting kind.
+        """
+        if isinstance(sink, Sink):
+            return (
+                sink
+                if mode is None
+                else make_sink(sink.name, sink.kind, tenant=sink.tenant, mode=mode)
+            )
+        configured = self.settings.sinks.get(sink)
+        if configured is not None:
+            if kind is not None and make_sink(sink, kind, tenant=tenant).label != configured.label:
+                raise ConfigError(f"sink {sink!r} is configured as {configured.label}, not {kind}")
+            return (
+                configured
+                if mode is None
+                else make_sink(sink, configured.kind, tenant=configured.tenant, mode=mode)
+            )
+        if kind is None:
+            raise ConfigError(
+                f"unknown sink {sink!r}: give kind=... or declare [sinks.{sink}] in the config"
+            )
+        return make_sink(sink, kind, tenant=tenant, mode=mode or self.settings.default_mode)
+
+    def start_check(self, sink: Sink | str, *, mode: Mode | str | None = None) -> SinkCheck:
+        """Begin a check of records one at a time (what ``check`` and the CLI build on)."""
+        resolved = self.resolve_sink(sink)
+        return SinkCheck(
+            self._ctx, resolved, Mode(mode) if mode else resolved.mode, _context.current_tenant()
+        )
+
+    def check(
+        self,
+        records: Iterable[object] | object,
+        *,
+        sink: Sink | str,
+        mode: Mode | str | None = None,
+    ) -> CheckReport:
+        """Decide every record for ``sink`` and return the report; never raises on blocks.
+
+        ``records`` is a list, tuple, generator, or one record (a dict, str, bytes or
+        :class:`~kairo_guard.types.Sealed`).
+        """
+        run = self.start_check(sink, mode=mode)
+        for item in _as_records(records):
+            run.decide(item)
+        return run.finish()
+
+    def checked(
+        self,
+        records: Iterable[T],
+        *,
+        sink: Sink | str,
+        mode: Mode | str | None = None,
+        on_report: Callable[[CheckReport], None] | None = None,
+    ) -> Iterator[T]:
+        """Yield the records that may pass, checking each lazily as it is consumed.
+
+        In ``enforce`` mode the first refused record raises
+        :class:`IsolationViolation` before anything after it is read; ``filter`` drops
+        refused records; ``observe`` yields everything.
+        """
+        run = self.start_check(sink, mode=mode)
+        return _checked_iter(run, records, on_report)
+
+    def achecked(
+        self,
+        records: AsyncIterable[T],
+        *,
+        sink: Sink | str,
+        mode: Mode | str | None = None,
+        on_report: Callable[[CheckReport], None] | None = None,
+    ) -> AsyncIterator[T]:
+        """Async variant of :meth:`checked` for async iterables."""
+        run = self.start_check(sink, mode=mode)
+        return _achecked_iter(run, records, on_report)
+
+    def sink(
+        self,
+        name: str,
+        *,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
+        mode: Mode | str | None = None,
+        data: str | Iterable[str] | None = None,
+        on_report: Callable[[CheckReport], None] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function that feeds a sink; its data arguments are checked first.
+
+        Args:
+            name: the sink's name (looked up in config if ``kind`` is not given).
+            kind: ``shared-training``, ``shared-fine-tune``, ``shared-eval`` or
+                ``tenant-fine-tune`` (with ``tenant``) / ``tenant-fine-tune:T``.
+            tenant: the tenant of a tenant fine-tune sink.
+            mode: ``enforce`` (default), ``filter`` or ``observe``.
+            data: the parameter name(s) holding records (default: the first parameter).
+            on_report: called with each check's report (refusals are also logged).
+
+        Raises:
+            ConfigError: at decoration time, for a bad sink or unknown parameter names.
+        """
+        from kairo_guard.decorators import guard_sink
+
+        resolved = self.resolve_sink(name, kind=kind, tenant=tenant, mode=mode)
+        return guard_sink(self, resolved, data, on_report)
+
+    def tenant_context(self, tenant: TenantId) -> AbstractContextManager[TenantId]:
+        """Run a block as serving ``tenant``: shared sinks inside it refuse its content."""
+        return _context.tenant_context(tenant)
+
+    # -- agreements ------------------------------------------------------------------
+
+    def _agreement_active(self, tenant: TenantId, now: float) -> bool:
+        try:
+            return any(a.active(now) for a in self.store.list_agreements(tenant))
+        except StoreError:
+            return False  # fail closed: no proof of an agreement, no fine-tune
+
+    def grant_agreement(
+        self, tenant: TenantId, *, expires_at: float | None = None, reference: str = ""
+    ) -> Agreement:
+        """Record a fine-tune agreement for ``tenant`` (audited) and return it."""
+        agreement = self.store.grant_agreement(
+            tenant, now=self._clock(), expires_at=expires_at, reference=reference
+        )
+        self.audit.append(
+            {
+                "event": "agreement.grant",
+                "agreement": agreement.id,
+                "tenant": self.keys.pseudonym(tenant),
+                "expires_at": expires_at,
+            }
+        )
+        return agreement
+
+    def revoke_agreement(self, tenant: TenantId, agreement_id: str | None = None) -> int:
+        """Revoke one or all of the tenant's agreements (audited); return how many."""
+        count = self.store.revoke_agreements(tenant, now=self._clock(), agreement_id=agreement_id)
+        self.audit.append(
+            {
+                "event": "agreement.revoke",
+                "agreement": agreement_id,
+                "tenant": self.keys.pseudonym(tenant),
+                "revoked": count,
+            }
+        )
+        return count
+
+    def agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
+        """Return agreements, optionally for one tenant."""
+        return self.store.list_agreements(tenant)
+
+
+def _as_records(records: Iterable[object] | object) -> Iterable[object]:
+    if isinstance(records, str | bytes | bytearray | Mapping) or not isinstance(records, Iterable):
+        return (records,)
+    return records
+
+
+def _checked_iter(
+    run: SinkCheck, records: Iterable[T], on_report: Callable[[CheckReport], None] | None
+) -> Iterator[T]:
+    enforce = run.mode is Mode.ENFORCE
+    observe = run.mode is Mode.OBSERVE
+    try:
+        for item in records:
+            decision = run.decide(item)
+            if decision.outcome is Outcome.ALLOW or observe:
+                yield item
+            elif enforce:
+                raise IsolationViolation(run.finish())
+    finally:
+        report = run.finish()
+        if on_report is not None:
+            on_report(report)
+
+
+async def _achecked_iter(
+    run: SinkCheck, records: AsyncIterable[T], on_report: Callable[[CheckReport], None] | None
+) -> AsyncIterator[T]:
+    enforce = run.mode is Mode.ENFORCE
+    observe = run.mode is Mode.OBSERVE
+    try:
+        async for item in records:
+            decision = run.decide(item)
+            if decision.outcome is Outcome.ALLOW or observe:
+                yield item
+            elif enforce:
+                raise IsolationViolation(run.finish())
+    finally:
+        report = run.finish()
+        if on_report is not None:
+            on_report(report)

@@ -1,0 +1,175 @@
+"""The state store: what the guard must remember between processes.
+
+:class:`Store` is the contract (a Protocol); :class:`SQLiteStore` is the embedded
+default, one SQLite database in WAL mode under the state directory. Other backends
+(PostgreSQL for several replicas) implement the same methods.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kairo_guard.exceptions import StoreError
+from kairo_guard.types import TenantId, validate_tenant
+
+DB_FILE_NAME = "state.sqlite3"
+SCHEMA_VERSION = 1
+DEFAULT_SCOPE = "fine-tune"
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """A tenant's data processing agreement that permits fine-tuning on its content."""
+
+    id: str
+    tenant: TenantId
+    scope: str
+    granted_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    reference: str
+
+    def active(self, now: float) -> bool:
+        """True if granted, not revoked, and not expired at ``now``."""
+        return (
+            self.revoked_at is None
+            and self.granted_at <= now
+            and (self.expires_at is None or now < self.expires_at)
+        )
+
+
+class Store(Protocol):
+    """Persistent state the guard reads on its decision path.
+
+    Implementations must be safe to share between threads and raise
+    :class:`~kairo_guard.exceptions.StoreError` (never anything else) on failure.
+    """
+
+    def grant_agreement(
+        self, tenant: TenantId, *, now: float, expires_at: float | None, reference: str = ""
+    ) -> Agreement:
+        """Record a new active fine-tune agreement for ``tenant`` and return it."""
+        ...
+
+    def revoke_agreements(self, tenant: TenantId, *, now: float, agreement_id: str | None) -> int:
+        """Revoke one agreement (or all of the tenant's); return how many were revoked."""
+        ...
+
+    def list_agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
+        """Return agreements, oldest first, optionally for one tenant."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agreements (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    granted_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL,
+    reference TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS agreements_tenant ON agreements (tenant);
+"""
+
+
+class SQLiteStore:
+    """The embedded store: SQLite in WAL mode, one connection guarded by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+
+    def grant_agreement(
+        self, tenant: TenantId, *, now: float, expires_at: float | None, reference: str = ""
+    ) -> Agreement:
+        """See :meth:`Store.grant_agreement`."""
+        validate_tenant(tenant)
+        if expires_at is not None and expires_at <= now:
+            raise ValueError("an agreement must expire after it is granted")
+        agreement = Agreement(
+            id=f"agr_{uuid.uuid4().hex[:16]}",
+            tenant=tenant,
+            scope=DEFAULT_SCOPE,
+            granted_at=now,
+            expires_at=expires_at,
+            revoked_at=None,
+            reference=reference,
+        )
+        self._query(
+            "INSERT INTO agreements VALUES (?, ?, ?, ?, ?, NULL, ?)",
+            (agreement.id, tenant, agreement.scope, now, expires_at, reference),
+        )
+        return agreement
+
+    def revoke_agreements(self, tenant: TenantId, *, now: float, agreement_id: str | None) -> int:
+        """See :meth:`Store.revoke_agreements`."""
+        validate_tenant(tenant)
+        sql = "UPDATE agreements SET revoked_at = ? WHERE tenant = ? AND revoked_at IS NULL"
+        params: tuple[object, ...] = (now, tenant)
+        if agreement_id is not None:
+            sql += " AND id = ?"
+            params = (*params, agreement_id)
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+
+    def list_agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
+        """See :meth:`Store.list_agreements`."""
+        sql = (
+            "SELECT id, tenant, scope, granted_at, expires_at, revoked_at, reference"
+            " FROM agreements"
+        )
+        params: tuple[object, ...] = ()
+        if tenant is not None:
+            sql += " WHERE tenant = ?"
+            params = (tenant,)
+        rows = self._query(sql + " ORDER BY granted_at, id", params)
+        return [
+            Agreement(
+                id=str(r[0]),
+                tenant=str(r[1]),
+                scope=str(r[2]),
+                granted_at=float(r[3]),  # type: ignore[arg-type]
+                expires_at=None if r[4] is None else float(r[4]),  # type: ignore[arg-type]
+                revoked_at=None if r[5] is None else float(r[5]),  # type: ignore[arg-type]
+                reference=str(r[6]),
+            )
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        """See :meth:`Store.close`."""
+        with self._lock:
+            self._db.close()
