@@ -104,6 +104,10 @@ class Guard:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def clock(self) -> float:
+        """Return the guard's notion of now (Unix seconds)."""
+        return self._clock()
+
     def close(self) -> None:
         """Flush the audit log and close the store. Idempotent."""
         try:
