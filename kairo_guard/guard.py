@@ -21,7 +21,7 @@ from kairo_guard.report import CheckReport
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
 from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
-from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, SinkKind, TenantId
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind, TenantId
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -376,7 +376,9 @@ class Guard:
 
 
 def _as_records(records: Iterable[object] | object) -> Iterable[object]:
-    if isinstance(records, str | bytes | bytearray | Mapping) or not isinstance(records, Iterable):
+    if isinstance(records, str | bytes | bytearray | Mapping | Sealed) or not isinstance(
+        records, Iterable
+    ):
         return (records,)
     return records
 

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ KEY_FILE_NAME = "keys.json"
 MIN_KEY_BYTES = 32
 KEY_FILE_VERSION = 1
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
 PURPOSE_SEAL = "seal"
 PURPOSE_PSEUDONYM = "pseudonym"
 PURPOSE_AUDIT_HEAD = "audit-head"
@@ -42,6 +45,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
+    if not _B64URL.fullmatch(text):
+        raise KeyringError("a key is not valid base64url (A-Z a-z 0-9 - _)")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:

@@ -1,0 +1,99 @@
+"""The example scripts run as users would run them, in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from kairo_guard import Guard, KeyRing
+from kairo_guard.testing import make_guard, sealed_record
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _write(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def _setup(
+    tmp_path: Path,
+) -> tuple[dict[str, str], list[dict[str, object]], list[dict[str, object]], Guard]:
+    ring = KeyRing.generate()
+    home = tmp_path / "state"
+    env = {"KAIRO_GUARD_HOME": str(home), "KAIRO_GUARD_KEY": ring.to_env_value()}
+    guard = make_guard(home, ring=ring)
+    operator = [
+        sealed_record(
+            guard, {"features": [i, i * 2], "route": "small"}, data_class="operator_public"
+        )
+        for i in range(3)
+    ]
+    customer = [guard.label_record({"text": "Acme plan: hire 12 engineers"}, tenant="acme")]
+    return env, operator, customer, guard
+
+
+def test_shared_router_example_blocks_customer_content_and_writes_nothing(tmp_path: Path) -> None:
+    env, operator, customer, guard = _setup(tmp_path)
+    guard.close()
+    data = _write(tmp_path / "in.jsonl", [*operator, *customer])
+    out = tmp_path / "router.jsonl"
+    result = _run("train_shared_router.py", env, "--input", str(data), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    assert "class.customer-content-shared" in result.stderr
+    assert not out.exists()
+
+
+def test_shared_router_example_filter_mode_keeps_operator_rows(tmp_path: Path) -> None:
+    env, operator, customer, guard = _setup(tmp_path)
+    guard.close()
+    data = _write(tmp_path / "in.jsonl", [operator[0], *customer, *operator[1:]])
+    out = tmp_path / "router.jsonl"
+    result = _run(
+        "train_shared_router.py", env, "--input", str(data), "--out", str(out), "--mode", "filter"
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert rows == [{"features": [i, i * 2], "label": "small"} for i in range(3)]
+
+
+def test_finetune_example_passes_under_agreement_only(tmp_path: Path) -> None:
+    env, _, customer, guard = _setup(tmp_path)
+    data = _write(tmp_path / "acme.jsonl", customer)
+    out = tmp_path / "ft.jsonl"
+    args = ("--tenant", "acme", "--input", str(data), "--out", str(out))
+    guard.close()
+    without = _run("finetune_tenant.py", env, *args)
+    assert without.returncode == 1
+    assert "agreement.inactive" in without.stderr
+
+    guard = make_guard(
+        Path(env["KAIRO_GUARD_HOME"]), ring=KeyRing.from_env_value(env["KAIRO_GUARD_KEY"])
+    )
+    guard.grant_agreement("acme")
+    guard.close()
+    with_agreement = _run("finetune_tenant.py", env, *args)
+    assert with_agreement.returncode == 0, with_agreement.stderr
+    assert orjson.loads(out.read_bytes()) == {
+        "prompt": "Acme plan",
+        "completion": "hire 12 engineers",
+    }
+
+    other = _run(
+        "finetune_tenant.py", env, "--tenant", "globex", "--input", str(data), "--out", str(out)
+    )
+    assert other.returncode == 1

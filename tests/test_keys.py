@@ -1,0 +1,88 @@
+"""The key ring: sources, key files, derived subkeys, pseudonyms."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from kairo_guard import Guard, KeyRing, KeyringError
+from kairo_guard.keys import (
+    PURPOSE_AUDIT_HEAD,
+    PURPOSE_SEAL,
+    load_key_ring,
+    read_key_file,
+    write_key_file,
+)
+
+
+def test_key_file_is_0600_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    ring = KeyRing.generate()
+    write_key_file(path, ring)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    with pytest.raises(KeyringError, match="refusing to overwrite"):
+        write_key_file(path, KeyRing.generate())
+    assert path.read_bytes() == before
+    assert read_key_file(path) == ring
+
+
+def test_when_key_file_readable_by_others_then_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_key_file(path, KeyRing.generate())
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyringError, match="chmod 600"):
+        read_key_file(path)
+
+
+def test_when_no_key_anywhere_then_guard_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(KeyringError, match="keys init"):
+        Guard(home=tmp_path, env={})
+
+
+def test_env_key_wins_over_key_file(tmp_path: Path) -> None:
+    write_key_file(tmp_path / "keys.json", KeyRing.generate("file"))
+    env_ring = KeyRing.generate("env")
+    loaded = load_key_ring(tmp_path, env={"KAIRO_GUARD_KEY": env_ring.to_env_value()})
+    assert loaded.signing_key_id == "env"
+    assert loaded.keys == env_ring.keys
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nokeyid", "must look like"),
+        ("k1:c2hvcnQ", "shorter than 32"),
+        ("k.1:" + "A" * 43, "invalid key id"),
+        ("k1:" + "A" * 43 + ",k1:" + "B" * 43, "twice"),
+        ("k1:***", "base64url"),
+    ],
+)
+def test_when_env_key_malformed_then_clear_error(value: str, message: str) -> None:
+    with pytest.raises(KeyringError, match=message):
+        KeyRing.from_env_value(value)
+
+
+def test_subkeys_differ_by_purpose_and_key() -> None:
+    ring = KeyRing(keys={"a": b"x" * 32, "b": b"y" * 32}, signing_key_id="a")
+    assert ring.subkey(PURPOSE_SEAL) != ring.subkey(PURPOSE_AUDIT_HEAD)
+    assert ring.subkey(PURPOSE_SEAL, "a") != ring.subkey(PURPOSE_SEAL, "b")
+    with pytest.raises(KeyringError, match="unknown key id"):
+        ring.subkey(PURPOSE_SEAL, "c")
+
+
+def test_pseudonyms_are_stable_keyed_and_stay_across_rotation() -> None:
+    ring = KeyRing.generate("k1")
+    other = KeyRing.generate("k1")
+    assert ring.pseudonym("acme") == ring.pseudonym("acme")
+    assert ring.pseudonym("acme") != ring.pseudonym("globex")
+    assert ring.pseudonym("acme") != other.pseudonym("acme")
+    assert "acme" not in ring.pseudonym("acme")
+    rotated = KeyRing(
+        keys={**ring.keys, "k2": b"z" * 32}, signing_key_id="k2", pseudonym_key_id="k1"
+    )
+    assert rotated.pseudonym("acme") == ring.pseudonym("acme")
+    assert KeyRing.from_json(rotated.to_json()).pseudonym("acme") == ring.pseudonym("acme")
