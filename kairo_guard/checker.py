@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +26,9 @@ AUDIT_ROWS_PER_ENTRY = 512
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
 
+_MISSING, _INVALID, _VALID = 0, 1, 2
+_ALLOW = Outcome.ALLOW
+_MAX_CACHED = 4096
 _CC = DataClass.CUSTOMER_CONTENT
 _PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
 
@@ -74,10 +76,12 @@ class SinkCheck:
         self._mono = time.monotonic()
         self._now = self._started
         self._agreement = False
+        self._decisions: dict[tuple[object, ...], Decision] = {}
+        self._open = ctx.codec.open
         self._refresh()
         self._index = 0
         self._allowed = 0
-        self._by_rule: Counter[str] = Counter()
+        self._by_rule: dict[str, int] = {}
         self._violations: list[Violation] = []
         self._omitted = 0
         self._rows: list[list[object]] = []
@@ -88,14 +92,31 @@ class SinkCheck:
         self._now = self._ctx.clock()
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
+        self._decisions.clear()
 
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""
         content, seal = split_record(item)
         return self.decide_parts(content, seal)
 
-    def decide_parts(self, content: object, seal: object, digest: str | None = None) -> Decision:
-        """Decide one record given its content and seal; ``digest`` if already known."""
+    def decide_parts(
+        self,
+        content: object,
+        seal: object,
+        digest: str | None = None,
+        position: int | None = None,
+        confirm: Callable[[], Decision | None] | None = None,
+    ) -> Decision:
+        """Decide one record given its content and seal.
+
+        Args:
+            content: the record's content (without its seal).
+            seal: the seal string, or None.
+            digest: the content digest if the caller computed it already.
+            position: where the record stands in its input (default: the count so far).
+            confirm: called only for a record about to be allowed; a decision it returns
+                replaces the allow (a caller's last check on what it parsed).
+        """
         index = self._index
         self._index = index + 1
         if index % REFRESH_EVERY == REFRESH_EVERY - 1:
@@ -104,44 +125,66 @@ class SinkCheck:
         try:
             if digest is None:
                 digest = content_digest(content)
-            decision, label = self._decide(digest, seal)
+            if seal is None:
+                decision = self._cached(_MISSING, None, False, False, None)
+            else:
+                try:
+                    label = self._open(seal)
+                except SealError as exc:
+                    decision = self._cached(_INVALID, None, False, False, None)
+                    decision = decision._replace(reason=f"{decision.reason} ({exc})")
+                else:
+                    expires = label.expires_at
+                    decision = self._cached(
+                        _VALID,
+                        label,
+                        label.digest == digest,
+                        expires is not None and self._now >= expires,
+                        label.source,
+                    )
+            if confirm is not None and decision.outcome is _ALLOW:
+                decision = confirm() or decision
         except ContentError as exc:
             decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
         except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
             decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
-        self._account(index, decision, digest, label)
+        self._account(index if position is None else position, decision, digest, label)
         return decision
 
-    def block_unreadable(self, rule: str, reason: str, digest: str | None) -> Decision:
+    def block_unreadable(
+        self, rule: str, reason: str, digest: str | None, position: int | None = None
+    ) -> Decision:
         """Account for a record that could not even be read (malformed, oversized)."""
         index = self._index
         self._index = index + 1
         decision = Decision(Outcome.BLOCK, rule, reason)
-        self._account(index, decision, digest, None)
+        self._account(index if position is None else position, decision, digest, None)
         return decision
 
-    def _decide(self, digest: str, seal: object) -> tuple[Decision, Label | None]:
-        label: Label | None = None
-        detail = ""
-        if seal is None:
-            sealed = valid = match = False
-        else:
-            sealed = True
-            try:
-                label = self._ctx.codec.open(seal)
-            except SealError as exc:
-                valid = match = False
-                detail = str(exc)
-            else:
-                valid = True
-                match = label.digest == digest
-        facts = self._facts(label, sealed, valid, match)
-        decision = self._ctx.policy.decide(facts)
-        if detail:
-            decision = decision._replace(reason=f"{decision.reason} ({detail})")
-        return decision, label
+    def _cached(
+        self, status: int, label: Label | None, match: bool, expired: bool, source: str | None
+    ) -> Decision:
+        # Within one check the sink, ambient tenant and agreement are fixed, so the
+        # decision depends only on these few values: most records are a dict lookup.
+        key = (
+            status,
+            None if label is None else label.data_class,
+            None if label is None else label.tenant,
+            match,
+            expired,
+            source,
+        )
+        decision = self._decisions.get(key)
+        if decision is None:
+            facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
+            decision = self._ctx.policy.decide(facts)
+            if len(self._decisions) < _MAX_CACHED:
+                self._decisions[key] = decision
+        return decision
 
-    def _facts(self, label: Label | None, sealed: bool, valid: bool, match: bool) -> Facts:
+    def _facts(
+        self, label: Label | None, sealed: bool, valid: bool, match: bool, expired: bool
+    ) -> Facts:
         sink = self.sink
         ambient = self._ambient
         verified = valid and match
@@ -160,7 +203,7 @@ class SinkCheck:
             sealed=sealed,
             seal_valid=valid,
             digest_match=match,
-            expired=label is not None and label.expired(self._now),
+            expired=expired,
             agreement_active=self._agreement,
             tenant_context=ambient is not None,
             source=label.source if label is not None else None,
@@ -177,17 +220,22 @@ class SinkCheck:
     def _account(
         self, index: int, decision: Decision, digest: str | None, label: Label | None
     ) -> None:
-        tenant = self._pseudonym(label.tenant if label is not None else self._ambient)
-        self._by_rule[decision.rule] += 1
-        if decision.outcome is Outcome.ALLOW:
+        owner = label.tenant if label is not None else self._ambient
+        tenant = None if owner is None else self._pseudonyms.get(owner) or self._pseudonym(owner)
+        rule = decision.rule
+        by_rule = self._by_rule
+        by_rule[rule] = by_rule.get(rule, 0) + 1
+        outcome = decision.outcome
+        if outcome is _ALLOW:
             self._allowed += 1
         elif len(self._violations) < self._ctx.max_violations:
-            violation = Violation(index, decision.rule, decision.reason, digest, tenant)
+            violation = Violation(index, rule, decision.reason, digest, tenant)
             self._violations.append(violation)
         else:
             self._omitted += 1
-        self._rows.append([index, decision.outcome.value, decision.rule, digest, tenant])
-        if len(self._rows) >= AUDIT_ROWS_PER_ENTRY:
+        rows = self._rows
+        rows.append([index, outcome, rule, digest, tenant])  # orjson writes enums as values
+        if len(rows) >= AUDIT_ROWS_PER_ENTRY:
             self._flush_rows()
 
     def _header(self) -> dict[str, object]:

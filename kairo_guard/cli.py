@@ -6,58 +6,25 @@ check failed; 2 bad usage, bad config, unreadable input.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
+from kairo_guard.cli_common import (
+    ENV_DEBUG,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+    Exit,
+    handle_errors,
+    open_guard,
+)
+from kairo_guard.cli_records import label, scan
 from kairo_guard.config import ENV_CONFIG, ENV_HOME, check_config_file, parse_duration
-from kairo_guard.exceptions import KairoGuardError, KeyringError
-
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
-ENV_DEBUG = "KAIRO_GUARD_DEBUG"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Exit(Exception):
-    """Leave the CLI with a code, after printing ``message`` to stderr."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def handle_errors(func: F) -> F:
-    """Turn library errors into a clear message and exit 2; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except Exit:
-            raise
-        except KairoGuardError as exc:
-            raise Exit(EXIT_USAGE, f"error: {exc}") from exc
-        except (OSError, ValueError) as exc:
-            raise Exit(EXIT_USAGE, f"error: {exc}") from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def open_guard(ctx: click.Context, **overrides: Any) -> Any:
-    """Build the Guard from the global options (imported lazily: keeps --help fast)."""
-    from kairo_guard.guard import Guard
-
-    opts = ctx.find_root().params
-    guard = Guard(home=opts.get("home"), config_file=opts.get("config"), **overrides)
-    ctx.call_on_close(guard.close)
-    return guard
+from kairo_guard.exceptions import KeyringError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -283,23 +250,18 @@ def audit_verify(ctx: click.Context) -> None:
 # -- label, scan, demo live in their own modules -------------------------------------
 
 
-def _register() -> None:
-    from kairo_guard import cli_records
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's state directory and print it.")
+@handle_errors
+def demo(keep: bool) -> None:
+    """Run the end-to-end story on a fresh temporary state directory."""
+    from kairo_guard.demo import run_demo
 
-    cli.add_command(cli_records.label)
-    cli.add_command(cli_records.scan)
-
-    @cli.command()
-    @click.option("--keep", is_flag=True, help="Keep the demo's state directory and print it.")
-    @handle_errors
-    def demo(keep: bool) -> None:
-        """Run the end-to-end story on a fresh temporary state directory."""
-        from kairo_guard.demo import run_demo
-
-        raise Exit(run_demo(keep=keep))
+    raise Exit(run_demo(keep=keep))
 
 
-_register()
+cli.add_command(label)
+cli.add_command(scan)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -15,14 +15,34 @@ import click
 import orjson
 
 from kairo_guard.checker import SinkCheck
-from kairo_guard.cli import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, Exit, handle_errors, open_guard
+from kairo_guard.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+    Exit,
+    handle_errors,
+    open_guard,
+)
 from kairo_guard.exceptions import ContentError
-from kairo_guard.jsonl import BadLine, Line, iter_lines, parse_line
+from kairo_guard.jsonl import (
+    BadLine,
+    Line,
+    has_inexact_number,
+    iter_lines,
+    iter_raw_lines,
+    parse_line,
+)
+from kairo_guard.policy import Decision
 from kairo_guard.report import CheckReport
-from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, validate_tenant
 
 _SORT = orjson.OPT_SORT_KEYS
 _UNPARSED = BadLine("input.malformed-json", "malformed JSON", "")
+_INEXACT = Decision(
+    Outcome.BLOCK,
+    "input.inexact-number",
+    "an integer exceeds 64 bits: the seal cannot vouch for digits lost in parsing",
+)
 SUMMARY_VIOLATIONS = 5
 
 
@@ -71,41 +91,49 @@ def _open_input(path: Path) -> BinaryIO:
 def scan_stream(
     run: SinkCheck, stream: BinaryIO, out: IO[bytes] | None, max_bytes: int, bar: Any = None
 ) -> CheckReport:
-    """Decide every line of ``stream``; write passing lines (as read) to ``out``."""
+    """Decide every line of ``stream``; write passing lines (as read) to ``out``.
+
+    This is the hot path of ``scan``: one ``orjson`` parse, one canonical dump and
+    SHA-256 for the digest, one seal verification and a cached policy lookup a record.
+    """
     observe = run.mode is Mode.OBSERVE
-    loads, dumps, sha256 = orjson.loads, orjson.dumps, hashlib.sha256
-    decide, allow = run.decide_parts, Outcome.ALLOW
+    loads, dumps, sha256, sort = orjson.loads, orjson.dumps, hashlib.sha256, _SORT
+    decide, allow, write = run.decide_parts, Outcome.ALLOW, None if out is None else out.write
     done = 0
-    for item in iter_lines(stream, max_bytes):
-        if isinstance(item, Line):
-            raw = item.raw
-            try:
-                value = loads(raw)
-            except orjson.JSONDecodeError:
-                bad = parse_line(raw)
-                reason = bad if isinstance(bad, BadLine) else _UNPARSED
-                decision = run.block_unreadable(reason.rule, reason.reason, reason.digest)
-            else:
-                if type(value) is dict:
-                    seal = value.pop(SEAL_FIELD, None)
-                    try:
-                        digest = sha256(dumps(value, option=_SORT)).hexdigest()
-                    except orjson.JSONEncodeError:
-                        digest = None
-                    decision = decide(value, seal, digest)
-                else:
-                    decision = decide(value, None)
-            if out is not None and (observe or decision.outcome is allow):
-                out.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            if bar is not None:
-                done += len(raw)
-                if done > 1 << 22:
-                    bar.update(done)
-                    done = 0
+    for number, raw in enumerate(iter_raw_lines(stream, max_bytes)):
+        if isinstance(raw, BadLine):
+            run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
+            continue
+        if not raw.strip():
+            continue
+        try:
+            value = loads(raw)
+        except orjson.JSONDecodeError:
+            bad = parse_line(raw)
+            reason = bad if isinstance(bad, BadLine) else _UNPARSED
+            decision = run.block_unreadable(reason.rule, reason.reason, reason.digest, number)
         else:
-            _, bad_line = item
-            run.block_unreadable(bad_line.rule, bad_line.reason, bad_line.digest)
+            if type(value) is dict:
+                seal = value.pop(SEAL_FIELD, None)
+                try:
+                    digest: str | None = sha256(dumps(value, option=sort)).hexdigest()
+                except orjson.JSONEncodeError:
+                    digest = None
+                decision = decide(value, seal, digest, number, _exactness(raw, value))
+            else:
+                decision = decide(value, None, None, number)
+        if write is not None and (decision.outcome is allow or observe):
+            write(raw + b"\n")
+        if bar is not None:
+            done += len(raw) + 1
+            if done > 1 << 22:
+                bar.update(done)
+                done = 0
     return run.finish()
+
+
+def _exactness(raw: bytes, value: object) -> Callable[[], Decision | None]:
+    return lambda: _INEXACT if has_inexact_number(raw, value) else None
 
 
 def _summary(report: CheckReport, source: Path) -> None:
@@ -252,6 +280,7 @@ def label(
         raise Exit(EXIT_USAGE, f"error: cannot label as {cls}: {_MINTED_ELSEWHERE[cls]}")
     if not tenant:
         raise Exit(EXIT_USAGE, f"error: --tenant is required for {cls}")
+    validate_tenant(tenant)
     guard = open_guard(ctx)
     max_bytes = guard.settings.limits.max_record_bytes
     refusals: list[dict[str, Any]] = []
@@ -294,6 +323,14 @@ def label(
     raise Exit(EXIT_USAGE if unreadable else EXIT_VIOLATION if refusals else EXIT_OK)
 
 
+def _with_seal(raw: bytes, seal: str, *, empty: bool) -> bytes:
+    """Return the record's line as written, with the seal added as its last member."""
+    member = b'"' + SEAL_FIELD.encode() + b'":"' + seal.encode("ascii") + b'"}\n'
+    if empty:
+        return b"{" + member
+    return raw.rstrip()[:-1].rstrip() + b"," + member
+
+
 def _label_line(
     guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str, cls: DataClass, source: str
 ) -> tuple[str, str] | None:
@@ -308,7 +345,6 @@ def _label_line(
         seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
     except (ValueError, ContentError) as exc:
         return "label.refused", str(exc)
-    value[SEAL_FIELD] = seal
     if fh is not None:
-        fh.write(orjson.dumps(value) + b"\n")
+        fh.write(_with_seal(line.raw, seal, empty=not value))
     return None

@@ -160,12 +160,43 @@ def check_config_file(path: Path) -> list[str]:
     """Return every problem of a config file, in plain words; empty means valid."""
     try:
         raw = _read_toml(path)
-        doc = ConfigFile.model_validate(raw)
     except ConfigError as exc:
         return [str(exc)]
+    try:
+        doc = ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        return _explain(exc)
+        # Schema errors elsewhere must not hide the sink and rule problems: check each
+        # sink and rule that is well-formed on its own as well.
+        return _explain(exc) + _item_problems(raw)
     problems, _, _ = _semantic_problems(doc, doc.guard.default_mode)
+    return problems
+
+
+def _item_problems(raw: dict[str, Any]) -> list[str]:
+    sinks = raw.get("sinks") if isinstance(raw.get("sinks"), dict) else {}
+    rules = raw.get("rules") if isinstance(raw.get("rules"), list) else []
+    good_sinks = {}
+    for name, section in (sinks or {}).items():
+        try:
+            good_sinks[name] = SinkSection.model_validate(section)
+        except ValidationError:
+            continue  # already explained by the schema errors
+    good_rules: list[RuleSection | None] = []
+    for section in rules or []:
+        try:
+            good_rules.append(RuleSection.model_validate(section))
+        except ValidationError:
+            good_rules.append(None)
+    problems, _, _ = _semantic_problems(
+        ConfigFile.model_construct(sinks=good_sinks, rules=[]), Mode.ENFORCE
+    )
+    for i, rule_section in enumerate(good_rules):
+        if rule_section is None:
+            continue
+        try:
+            check_rule_safe(rule(**rule_section.model_dump()))
+        except ConfigError as exc:
+            problems.append(f"rules.{i} ({rule_section.id}): {exc}")
     return problems
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import orjson
 
 BLOCK_SIZE = 1 << 20
-_LONG_NUMBER = re.compile(rb"\d{16,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,55 +29,64 @@ class BadLine:
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One non-blank line: its 1-based number, exact bytes (with the newline, if any)."""
+    """One non-blank line: its 1-based number and exact bytes, without the newline."""
 
     number: int
     raw: bytes
 
 
+def iter_raw_lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | BadLine]:
+    """Yield every line (without its newline, blank ones too, so callers can count),
+    or a :class:`BadLine` in place of one longer than ``max_bytes``."""
+    parts: list[bytes] = []  # pieces of the line still being read
+    size = 0
+    skipping: hashlib._Hash | None = None  # digest of an over-long line streaming past
+    while block := stream.read(BLOCK_SIZE):
+        lines = block.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            first = lines[0]
+            if skipping is not None:
+                skipping.update(first)
+                yield _too_large(size + len(first), skipping.hexdigest(), max_bytes)
+                skipping = None
+            else:
+                if parts:
+                    parts.append(first)
+                    first = b"".join(parts)
+                    parts = []
+                yield first if len(first) <= max_bytes else _too_large_line(first, max_bytes)
+            size = 0
+            for line in lines[1:]:
+                yield line if len(line) <= max_bytes else _too_large_line(line, max_bytes)
+        if skipping is not None:
+            skipping.update(tail)
+            size += len(tail)
+        elif size + len(tail) > max_bytes:
+            skipping = hashlib.sha256(b"".join(parts))
+            skipping.update(tail)
+            parts = []
+            size += len(tail)
+        elif tail:
+            parts.append(tail)
+            size += len(tail)
+    if skipping is not None:
+        yield _too_large(size, skipping.hexdigest(), max_bytes)
+    elif parts:
+        yield b"".join(parts)
+
+
 def iter_lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line | tuple[int, BadLine]]:
     """Yield each non-blank line, or ``(number, BadLine)`` for one over ``max_bytes``."""
-    number = 0
-    pending = b""
-    skipping: hashlib._Hash | None = None
-    skipped = 0
-    while True:
-        block = stream.read(BLOCK_SIZE)
-        if not block:
-            break
-        start = 0
-        while True:
-            end = block.find(b"\n", start)
-            if end < 0:
-                rest = block[start:]
-                if skipping is not None:
-                    skipping.update(rest)
-                    skipped += len(rest)
-                elif len(pending) + len(rest) > max_bytes:
-                    skipping = hashlib.sha256(pending + rest)
-                    skipped = len(pending) + len(rest)
-                    pending = b""
-                else:
-                    pending += rest
-                break
-            piece = block[start : end + 1]
-            start = end + 1
-            number += 1
-            if skipping is not None:
-                skipping.update(piece)
-                yield number, _too_large(skipped + len(piece), skipping.hexdigest(), max_bytes)
-                skipping, skipped = None, 0
-                continue
-            raw = pending + piece if pending else piece
-            pending = b""
-            if len(raw) > max_bytes + 1:
-                yield number, _too_large(len(raw), hashlib.sha256(raw).hexdigest(), max_bytes)
-            elif raw.strip():
-                yield Line(number, raw)
-    if skipping is not None:
-        yield number + 1, _too_large(skipped, skipping.hexdigest(), max_bytes)
-    elif pending.strip():
-        yield Line(number + 1, pending)
+    for number, raw in enumerate(iter_raw_lines(stream, max_bytes), start=1):
+        if isinstance(raw, BadLine):
+            yield number, raw
+        elif raw.strip():
+            yield Line(number, raw)
+
+
+def _too_large_line(line: bytes, max_bytes: int) -> BadLine:
+    return _too_large(len(line), hashlib.sha256(line).hexdigest(), max_bytes)
 
 
 def _too_large(size: int, digest: str, max_bytes: int) -> BadLine:
@@ -93,9 +100,9 @@ def _too_large(size: int, digest: str, max_bytes: int) -> BadLine:
 def parse_line(raw: bytes, *, exact_numbers: bool = False) -> object | BadLine:
     """Return the JSON value of a line, or a :class:`BadLine` saying why it has none.
 
-    With ``exact_numbers``, a number that does not survive the round trip (an integer
-    past 64 bits, a float with more digits than a double holds) is a bad line: sealing it
-    would bind a digest to a value other than the one written.
+    With ``exact_numbers``, an integer past 64 bits (which would be rounded to a float)
+    makes the line bad: sealing it would bind a digest to a value other than the one
+    written.
     """
     try:
         value: object = orjson.loads(raw)
@@ -109,25 +116,43 @@ def parse_line(raw: bytes, *, exact_numbers: bool = False) -> object | BadLine:
         if "recursion" in message.lower() or "depth" in message.lower():
             return BadLine("input.too-deep", "JSON nested deeper than 1024 levels", digest)
         return BadLine("input.malformed-json", f"malformed JSON: {message}", digest)
-    if exact_numbers and _LONG_NUMBER.search(raw) is not None and not _numbers_exact(raw, value):
+    if exact_numbers and has_inexact_number(raw, value):
         return BadLine(
             "input.inexact-number",
-            "a number exceeds 64-bit integer or double precision; store it as a string",
+            "an integer exceeds 64 bits and would be rounded; store it as a string",
             hashlib.sha256(raw).hexdigest(),
         )
     return value
 
 
-def _numbers_exact(raw: bytes, value: object) -> bool:
-    try:
-        exact = json.loads(raw, parse_float=_exact_float)
-    except (ValueError, RecursionError):
+_BIG = 9.2e18  # orjson parses integers past 64 bits as floats at least this large
+
+
+def _may_be_rounded(value: object) -> bool:
+    kind = type(value)
+    if kind is float:
+        return value >= _BIG or value <= -_BIG  # type: ignore[operator]
+    if kind is dict:
+        values: Iterable[object] = value.values()  # type: ignore[attr-defined]
+    elif kind is list:
+        values = value  # type: ignore[assignment]
+    else:
         return False
-    return bool(exact == value)
+    return any(_may_be_rounded(v) for v in values)
 
 
-def _exact_float(text: str) -> float:
-    number = float(text)
-    if repr(number) != text and float(repr(number)) == number and len(text.lstrip("-")) > 17:
-        raise ValueError("inexact float")
-    return number
+def has_inexact_number(raw: bytes, value: object) -> bool:
+    """True if parsing ``raw`` rounded an integer past 64 bits into ``value``'s float.
+
+    Cheap unless ``value`` holds a float of 9.2e18 or more, where the line is parsed
+    again exactly to compare: a seal must never vouch for digits it did not see.
+    """
+    if not _may_be_rounded(value):
+        return False
+    try:
+        exact = json.loads(raw)
+        return orjson.dumps(exact, option=orjson.OPT_SORT_KEYS) != orjson.dumps(
+            value, option=orjson.OPT_SORT_KEYS
+        )
+    except (ValueError, RecursionError, TypeError, orjson.JSONEncodeError):
+        return True
