@@ -7,6 +7,7 @@ default, one SQLite database in WAL mode under the state directory. Other backen
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import uuid
@@ -91,6 +92,9 @@ class SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
         try:
+            # Tenant ids and agreements are private: create the file 0600 (SQLite gives
+            # its -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -99,7 +103,7 @@ class SQLiteStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state database {path}: {exc}") from exc
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -86,3 +86,13 @@ def test_pseudonyms_are_stable_keyed_and_stay_across_rotation() -> None:
     )
     assert rotated.pseudonym("acme") == ring.pseudonym("acme")
     assert KeyRing.from_json(rotated.to_json()).pseudonym("acme") == ring.pseudonym("acme")
+
+
+def test_state_files_are_private(tmp_path: Path) -> None:
+    from kairo_guard.testing import make_guard
+
+    with make_guard(tmp_path / "state") as guard:
+        guard.grant_agreement("acme")
+    db = tmp_path / "state" / "state.sqlite3"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state" / "audit").stat().st_mode) == 0o700
