@@ -17,10 +17,10 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import cast
 
 import orjson
 
@@ -32,20 +32,17 @@ from kairo_guard.audit_verify import (
     TORN_EVENT,
     TORN_PREFIX,
     AuditVerification,
-    SignedHead,
-    decode_head,
+    Tail,
+    check_tail,
     encode_head,
-    parse_entry,
     verify_audit,
 )
-from kairo_guard.exceptions import AuditError, AuditIntegrityError, ConfigError
+from kairo_guard.exceptions import AuditError, ConfigError
 from kairo_guard.types import JSONValue
 
 __all__ = ["AuditLog", "AuditVerification", "JSONValue", "verify_audit"]
 
 _LOG = logging.getLogger(__name__)
-_BLOCK = 64 * 1024
-_MAX_TAIL = 16 * 1024 * 1024
 _BACKLOG_BATCHES = 4
 
 
@@ -53,24 +50,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
-    """Return the last complete line (no newline) and the offset just after it.
-
-    Reads backwards in blocks, never the whole file. Bytes after the offset are a torn
-    fragment; a file without any newline has no complete line and offset 0.
-    """
-    buf, pos = b"", size
-    while pos > 0 and size - pos <= _MAX_TAIL:
-        start = max(0, pos - _BLOCK)
-        buf, pos = os.pread(fd, pos - start, start) + buf, start
-        end = buf.rfind(b"\n")
-        if end >= 0 and (pos == 0 or buf.rfind(b"\n", 0, end) >= 0):
-            return buf[buf.rfind(b"\n", 0, end) + 1 : end], pos + end + 1
-    if pos > 0:
-        raise AuditIntegrityError(f"the last line of {LOG_NAME} exceeds {_MAX_TAIL} bytes")
-    return None, 0
 
 
 class _Writer:
@@ -94,12 +73,13 @@ class _Writer:
         self.closed = False
         self.size, self.count, self.last_hash = -1, 0, GENESIS  # -1: not read yet
         self.head_stale = False
+        self.fd = self.dir_fd = -1
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
             self.fd = os.open(directory / LOG_NAME, flags, 0o600)
-            with self.flocked(fcntl.LOCK_SH):
+            with _flocked(self.fd, fcntl.LOCK_SH):
                 self.inspect()  # fail closed at open, not at the first decision
         except BaseException as exc:
             self.release()
@@ -111,13 +91,10 @@ class _Writer:
         self.thread.start()
 
     def release(self) -> None:
-        for name in ("fd", "dir_fd"):
-            fd = self.__dict__.pop(name, None)
-            if fd is not None:
+        fds, self.fd, self.dir_fd = (self.fd, self.dir_fd), -1, -1
+        for fd in fds:
+            if fd >= 0:
                 os.close(fd)
-
-    def flocked(self, how: int) -> _Flock:
-        return _Flock(self.fd, how)
 
     def append(self, mid: bytes) -> None:
         with self.lock:
@@ -159,8 +136,8 @@ class _Writer:
             except Exception as exc:  # noqa: BLE001 - kept; the next call raises it
                 with self.lock:
                     self.error = exc
-            with self.lock:
-                if not self.buffer:
+            with self.lock:  # close() sets closed under this lock before it wakes us
+                if not self.buffer and not self.closed:
                     self.wake.clear()
 
     def close(self) -> None:
@@ -168,15 +145,15 @@ class _Writer:
             if self.closed:
                 return
             self.closed = True
-            error, self.error = self.error, None
+            self.wake.set()
         self.stop.set()
-        self.wake.set()
         self.thread.join()
-        try:
-            with self.io_lock:
+        error, self.error = self.error, None
+        with self.io_lock:
+            try:
                 self.flush_locked()
-        finally:
-            self.release()
+            finally:
+                self.release()
         if error is not None:
             raise AuditError(f"the background audit flush failed: {error!r}") from error
 
@@ -189,12 +166,14 @@ class _Writer:
 
     def flush_locked(self) -> None:
         """Write the buffered batch; caller holds ``io_lock``."""
+        if self.fd < 0:  # closed by another thread: the number may belong to a new file
+            raise AuditError("the audit log is closed")
         with self.lock:
             batch, self.buffer = self.buffer, []
         if not batch and not self.head_stale:
             return
         try:
-            with self.flocked(fcntl.LOCK_EX):
+            with _flocked(self.fd, fcntl.LOCK_EX):
                 try:
                     self.sync(batch)
                     ts = self.clock()
@@ -207,57 +186,23 @@ class _Writer:
         except OSError as exc:
             raise AuditError(f"cannot write the audit log in {self.dir}: {exc}") from exc
 
-    def inspect(self) -> tuple[int, int, str, SignedHead | None]:
-        """Check the tail against the head; return (size, complete end, hash, head).
-
-        Raises:
-            AuditIntegrityError: if the head is missing, forged, or vouches for more.
-        """
-        size = os.fstat(self.fd).st_size
-        line, end = _read_tail(self.fd, size)
-        count, last_hash = 0, GENESIS
-        if line is not None:
-            try:
-                entry, last_hash = parse_entry(line)
-            except ValueError as exc:
-                raise AuditIntegrityError(f"the last line of {LOG_NAME}: {exc}") from exc
-            count = cast(int, entry["seq"]) + 1  # parse_entry checked it
-        head = self.read_head()
-        if head is None and size:
-            raise AuditIntegrityError(f"{HEAD_NAME} is missing but {LOG_NAME} is not empty")
-        if head is not None and head.count > count:
-            where = "complete lines (the rest is torn)" if end < size else "entries"
-            raise AuditIntegrityError(
-                f"{HEAD_NAME} signs {head.count} entries but {LOG_NAME} holds {count} "
-                f"{where}: it was truncated inside its signed range",
-                line=count + 1,
-            )
-        if head is not None and head.count == count and count and head.hash != last_hash:
-            raise AuditIntegrityError(f"line {count} differs from {HEAD_NAME}", line=count)
-        self.count, self.last_hash = count, last_hash
-        return size, end, last_hash, head
-
-    def read_head(self) -> SignedHead | None:
-        try:
-            head = decode_head((self.dir / HEAD_NAME).read_bytes())
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise AuditIntegrityError(str(exc)) from exc
-        if head.key_id == self.key_id and not head.mac_ok(self.key):
-            raise AuditIntegrityError(f"{HEAD_NAME}: mac does not verify (forged?)")
-        return head
+    def inspect(self) -> Tail:
+        tail = check_tail(self.fd, self.dir, self.key_id, self.key)
+        self.count, self.last_hash = tail.count, tail.last_hash
+        return tail
 
     def sync(self, batch: list[bytes]) -> None:
         """Learn where the chain ends, if another process wrote; recover a torn tail."""
-        if os.fstat(self.fd).st_size == self.size:
+        size = os.fstat(self.fd).st_size
+        if size == self.size and (
+            size == 0 or os.pread(self.fd, 64, size - 66) == self.last_hash.encode()
+        ):  # the tail is still ours: no need to read it
             return
-        size, end, _, head = self.inspect()
-        if end < size:
-            batch.insert(0, self.recover(end, size))
-            size = end
-        self.size = size
-        if head is None:
+        tail = self.inspect()
+        if tail.end < tail.size:
+            batch.insert(0, self.recover(tail.end, tail.size))
+        self.size = tail.end
+        if tail.head is None:
             self.write_head(self.clock())  # count 0: a crash before the next head is benign
 
     def recover(self, end: int, size: int) -> bytes:
@@ -312,28 +257,31 @@ class _Writer:
         """Replace ``audit.head`` atomically and durably."""
         data = encode_head(self.count, self.last_hash, ts, self.key_id, self.key)
         tmp = self.dir / f"{HEAD_NAME}.{os.getpid()}.tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(out, data)
-            os.fsync(out)
-        finally:
-            os.close(out)
-        os.replace(tmp, self.dir / HEAD_NAME)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(out, data)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            os.replace(tmp, self.dir / HEAD_NAME)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError as undo:
+                exc.add_note(f"and removing {tmp.name} failed too: {undo}")
+            raise
         os.fsync(self.dir_fd)
         self.head_stale = False
 
 
-class _Flock:
-    """``with`` an ``flock`` on a descriptor."""
-
-    def __init__(self, fd: int, how: int) -> None:
-        self.fd, self.how = fd, how
-
-    def __enter__(self) -> None:
-        fcntl.flock(self.fd, self.how)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
+@contextmanager
+def _flocked(fd: int, how: int) -> Iterator[None]:
+    fcntl.flock(fd, how)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _mid(entry: Mapping[str, JSONValue]) -> bytes:
@@ -354,7 +302,8 @@ class AuditLog:
     once when ``batch_size`` are waiting, and on :meth:`close` (also run at garbage
     collection and interpreter exit). A write that fails is raised by the next
     :meth:`append`, :meth:`flush` or :meth:`close`: a guard that cannot record its
-    decisions must fail closed. Safe to share between threads and processes.
+    decisions must fail closed. Safe to share between threads; processes each open
+    their own (after a fork, not before: a forked copy would share the parent's lock).
 
     Args:
         directory: created with mode 0700 if missing; holds ``audit.jsonl``,

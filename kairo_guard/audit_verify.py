@@ -1,9 +1,11 @@
-"""The audit log's byte format, its signed head, and :func:`verify_audit`.
+"""The audit log's byte format, its signed head, and the checks on both.
 
-A log line is ``{"seq":N,"ts":T,"prev":"<64 hex>",...fields...,"hash":"<64 hex>"}\\n``
-where ``hash`` is SHA-256 over the line's exact bytes without the ``hash`` member.
-The member always comes last and has a fixed length, so the hashed body is recovered by
-cutting a 75-byte suffix: nothing is ever re-serialised.
+:func:`check_tail` is the writer's cheap check of the file's end against the head;
+:func:`verify_audit` streams the whole log for auditors. A log line is
+``{"seq":N,"ts":T,"prev":"<64 hex>",...fields...,"hash":"<64 hex>"}\\n`` where
+``hash`` is SHA-256 over the line's exact bytes without the ``hash`` member. That member
+always comes last and has a fixed length, so the hashed body is recovered by cutting a
+75-byte suffix: nothing is ever re-serialised.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import orjson
 
-from kairo_guard.exceptions import AuditError
+from kairo_guard.exceptions import AuditError, AuditIntegrityError
 
 LOG_NAME = "audit.jsonl"
 HEAD_NAME = "audit.head"
@@ -31,47 +34,40 @@ TORN_EVENT = "torn_tail_recovered"
 _HASH_OPEN = b',"hash":"'
 _SUFFIX_LEN = len(_HASH_OPEN) + 64 + 2
 _HEX = b"0123456789abcdef"
+_BLOCK = 64 * 1024
+_MAX_TAIL = 16 * 1024 * 1024
+_NUMBER = (int, float)
+_MOVED = "entry deleted, inserted or reordered?"
 _HEAD_KEYS = frozenset({"v", "count", "hash", "ts", "key_id", "mac"})
-
-
-def split_line(line: bytes) -> tuple[bytes, str]:
-    """Return the hashed body of ``line`` (no newline) and the hash it claims.
-
-    Raises:
-        ValueError: if the line does not end with a well-formed ``hash`` member.
-    """
-    claimed = line[-66:-2]
-    if (
-        len(line) < _SUFFIX_LEN + 2
-        or line[-_SUFFIX_LEN : -_SUFFIX_LEN + len(_HASH_OPEN)] != _HASH_OPEN
-        or line[-2:] != b'"}'
-        or claimed.translate(None, _HEX)
-    ):
-        raise ValueError('it does not end with a well-formed "hash" member')
-    return line[:-_SUFFIX_LEN] + b"}", claimed.decode("ascii")
 
 
 def parse_entry(line: bytes) -> tuple[dict[str, object], str]:
     """Check one line's self-hash and return its members (without ``hash``) and hash.
 
+    Args:
+        line: one line of the log without its newline.
+
     Raises:
         ValueError: in plain words, if the line is not an intact entry.
     """
-    body, claimed = split_line(line)
-    if hashlib.sha256(body).hexdigest() != claimed:
+    if line[-_SUFFIX_LEN:-66] != _HASH_OPEN or line[-2:] != b'"}':
+        raise ValueError('it does not end with a well-formed "hash" member')
+    body = line[:-_SUFFIX_LEN] + b"}"
+    digest = hashlib.sha256(body).hexdigest()
+    if digest.encode() != line[-66:-2]:  # a hex digest: so the claim is well-formed too
         raise ValueError("its hash does not match its content (entry edited?)")
     try:
         entry = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValueError("it is not valid JSON") from exc
-    if not isinstance(entry, dict) or "hash" in entry:
+    if type(entry) is not dict or "hash" in entry:
         raise ValueError("it is not a JSON object with a single hash member")
     seq = entry.get("seq")
     if type(seq) is not int or seq < 0:
         raise ValueError("seq is not a non-negative integer")
-    if type(entry.get("ts")) not in (int, float):
+    if type(entry.get("ts")) not in _NUMBER:
         raise ValueError("ts is not a number")
-    return entry, claimed
+    return entry, digest
 
 
 @dataclass(frozen=True)
@@ -119,7 +115,12 @@ def decode_head(raw: bytes) -> SignedHead:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValueError("audit.head is not valid JSON") from exc
-    if not isinstance(obj, dict) or obj.keys() != _HEAD_KEYS or obj["v"] != 1:
+    if (
+        not isinstance(obj, dict)
+        or obj.keys() != _HEAD_KEYS
+        or type(obj["v"]) is not int
+        or obj["v"] != 1
+    ):
         raise ValueError(f"audit.head is not a version-1 head with members {sorted(_HEAD_KEYS)}")
     count, ts, key_id = obj["count"], obj["ts"], obj["key_id"]
     if type(count) is not int or count < 0 or type(ts) not in (int, float):
@@ -127,6 +128,82 @@ def decode_head(raw: bytes) -> SignedHead:
     if not isinstance(key_id, str) or not _is_hex64(obj["hash"]) or not _is_hex64(obj["mac"]):
         raise ValueError("audit.head: key_id, hash or mac is malformed")
     return SignedHead(count, obj["hash"], ts, key_id, obj["mac"])
+
+
+def _read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
+    """Return the last complete line (no newline) and the offset just after it.
+
+    Reads backwards in blocks, never the whole file. Bytes after the offset are a torn
+    fragment; a file without any newline has no complete line and offset 0.
+    """
+    buf, pos = b"", size
+    while pos > 0 and size - pos <= _MAX_TAIL:
+        start = max(0, pos - _BLOCK)
+        buf, pos = os.pread(fd, pos - start, start) + buf, start
+        end = buf.rfind(b"\n")
+        if end >= 0 and (pos == 0 or buf.rfind(b"\n", 0, end) >= 0):
+            return buf[buf.rfind(b"\n", 0, end) + 1 : end], pos + end + 1
+    if pos > 0:
+        raise AuditIntegrityError(f"the last line of {LOG_NAME} exceeds {_MAX_TAIL} bytes")
+    return None, 0
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Where the chain in the log file ends; bytes from ``end`` to ``size`` are torn."""
+
+    size: int
+    end: int
+    count: int
+    last_hash: str
+    head: SignedHead | None
+
+
+def _read_head(directory: Path, key_id: str, key: bytes) -> SignedHead | None:
+    raw = _read_optional(directory / HEAD_NAME)
+    if raw is None:
+        return None
+    try:
+        head = decode_head(raw)
+    except ValueError as exc:
+        raise AuditIntegrityError(str(exc)) from exc
+    if head.key_id == key_id and not head.mac_ok(key):
+        raise AuditIntegrityError(f"{HEAD_NAME}: mac does not verify (forged?)")
+    return head
+
+
+def check_tail(fd: int, directory: Path, key_id: str, key: bytes) -> Tail:
+    """Check the end of the open log ``fd`` against its head, cheaply; caller locks.
+
+    A head signed with another key id than ``key_id`` is trusted for its count only.
+
+    Raises:
+        AuditIntegrityError: if the head is missing, forged, or vouches for more entries
+            than the log holds (truncated, or torn inside the signed range).
+        OSError: if the files cannot be read.
+    """
+    size = os.fstat(fd).st_size
+    line, end = _read_tail(fd, size)
+    count, last_hash = 0, GENESIS
+    if line is not None:
+        try:
+            entry, last_hash = parse_entry(line)
+        except ValueError as exc:
+            raise AuditIntegrityError(f"the last line of {LOG_NAME}: {exc}") from exc
+        count = cast(int, entry["seq"]) + 1  # parse_entry checked it
+    head = _read_head(directory, key_id, key)
+    if head is None and size:
+        raise AuditIntegrityError(f"{HEAD_NAME} is missing but {LOG_NAME} is not empty")
+    if head is not None and head.count > count:
+        where = "complete lines (the rest is torn)" if end < size else "entries"
+        raise AuditIntegrityError(
+            f"{HEAD_NAME} signs {head.count} entries but {LOG_NAME} holds {count} {where}: "
+            "it was truncated inside its signed range",
+            line=count + 1,
+        )
+    if head is not None and head.count == count and count and head.hash != last_hash:
+        raise AuditIntegrityError(f"line {count} differs from {HEAD_NAME}", line=count)
+    return Tail(size, end, count, last_hash, head)
 
 
 @dataclass(frozen=True)
@@ -148,85 +225,73 @@ class AuditVerification:
 
 @dataclass
 class _Scan:
-    """The state of one pass over the log."""
+    """What one pass over the log found."""
 
-    count: int
     entries: int = 0
-    last_hash: str = GENESIS
     hash_at_count: str | None = None
+    bad_line: int | None = None
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def feed(self, lineno: int, raw: bytes) -> bool:
-        if not raw.endswith(b"\n"):
-            self.problem = (
-                f"line {lineno}: torn last line ({len(raw)} bytes, no newline): a writer "
-                "crashed mid-write or the file was cut"
-            )
-            return False
+
+def _scan(log: BinaryIO, size: int, count: int) -> _Scan:
+    """Check each line up to byte ``size`` (a snapshot), streaming; stop at a problem."""
+    scan, prev, done = _Scan(), GENESIS, 0
+    for lineno, raw in enumerate(log, start=1):
+        done += len(raw)
+        if done > size:  # written after the snapshot
+            raw = raw[: size - done]
+            if not raw:
+                break
+        scan.bad_line = lineno
+        if raw[-1:] != b"\n":
+            scan.problem = f"torn last line ({len(raw)} bytes, no newline): a writer crashed"
+            break
         try:
-            entry, claimed = parse_entry(raw[:-1])
+            entry, digest = parse_entry(raw[:-1])
         except ValueError as exc:
-            self.problem = f"line {lineno}: not an intact audit entry: {exc}"
-            return False
-        if entry["seq"] != self.entries:
-            self.problem = (
-                f"line {lineno}: seq is {entry['seq']}, expected {self.entries} "
-                "(entry deleted, inserted or reordered?)"
-            )
-            return False
-        if entry.get("prev") != self.last_hash:
-            self.problem = (
-                f"line {lineno}: prev does not match the hash of line {lineno - 1} "
-                "(entry deleted, inserted or reordered?)"
-            )
-            return False
+            scan.problem = f"not an intact audit entry: {exc}"
+            break
+        if entry["seq"] != lineno - 1:
+            scan.problem = f"seq is {entry['seq']}, expected {lineno - 1} ({_MOVED})"
+            break
+        if entry.get("prev") != prev:
+            scan.problem = f"prev does not match the hash of line {lineno - 1} ({_MOVED})"
+            break
         if entry.get("event") == TORN_EVENT:
-            self.warnings.append(
+            scan.warnings.append(
                 f"line {lineno}: the writer moved a torn tail of {entry.get('bytes')} bytes "
                 f"(sha256 {entry.get('sha256')}) aside to {TORN_PREFIX}* and recovered"
             )
-        self.entries += 1
-        self.last_hash = claimed
-        if self.entries == self.count:
-            self.hash_at_count = claimed
-        return True
+        prev, scan.entries, scan.bad_line = digest, lineno, None
+        if lineno == count:
+            scan.hash_at_count = digest
+    if scan.problem is not None:
+        scan.problem = f"line {scan.bad_line}: {scan.problem}"
+    return scan
 
 
-def _lines(log: BinaryIO, size: int) -> Iterator[bytes]:
-    """Yield the log's lines up to byte ``size`` (a snapshot), streaming."""
-    done = 0
-    for raw in log:
-        if done + len(raw) > size:
-            raw = raw[: size - done]
-        if raw:
-            yield raw
-        done += len(raw)
-        if done >= size:
-            return
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _snapshot(directory: Path) -> tuple[BinaryIO | None, bytes | None, int]:
-    """Open the log and read the head under a shared lock: a consistent pair."""
+    """Open the log and read the head and the log's size as one consistent pair."""
     try:
-        log: BinaryIO | None = (directory / LOG_NAME).open("rb")
+        log = (directory / LOG_NAME).open("rb")
     except FileNotFoundError:
-        log = None
+        return None, _read_optional(directory / HEAD_NAME), 0
     try:
-        if log is not None:
-            fcntl.flock(log.fileno(), fcntl.LOCK_SH)
-        try:
-            head = (directory / HEAD_NAME).read_bytes()
-        except FileNotFoundError:
-            head = None
-        size = 0
-        if log is not None:
-            size = log.seek(0, 2)
-            fcntl.flock(log.fileno(), fcntl.LOCK_UN)
-            log.seek(0)
+        fcntl.flock(log.fileno(), fcntl.LOCK_SH)  # no writer between the two reads
+        head = _read_optional(directory / HEAD_NAME)
+        size = log.seek(0, os.SEEK_END)
+        fcntl.flock(log.fileno(), fcntl.LOCK_UN)
+        log.seek(0)
     except OSError:
-        if log is not None:
-            log.close()
+        log.close()
         raise
     return log, head, size
 
@@ -292,18 +357,13 @@ def verify_audit(directory: Path, head_keys: Mapping[str, bytes]) -> AuditVerifi
         count = decode_head(head_raw).count if head_raw is not None else -1
     except ValueError:
         count = -1  # reported by _check_head
-    scan = _Scan(count)
-    bad_line: int | None = None
+    scan = _Scan()
     if log is not None:
         with log:
-            for lineno, raw in enumerate(_lines(log, size), start=1):
-                if not scan.feed(lineno, raw):
-                    bad_line = lineno
-                    break
+            scan = _scan(log, size, count)
     signed, head_problem, head_bad_line = _check_head(head_raw, head_keys, scan)
     problem = scan.problem or head_problem
-    if scan.problem is None:
-        bad_line = head_bad_line
+    bad_line = scan.bad_line if scan.problem else head_bad_line
     warnings = scan.warnings
     if problem is None and scan.entries > signed:
         warnings.append(

@@ -8,6 +8,7 @@ file at once, each with where it is and what to do.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -59,12 +60,30 @@ class _Strict(BaseModel):
 class GuardSection(_Strict):
     home: str | None = None
     default_mode: Mode = Mode.ENFORCE
+    trusted_proxies: list[str] = Field(default_factory=list)
+    tenant_header: str = Field(default="x-kairo-tenant", pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            ipaddress.ip_network(text, strict=False)
+        return value
 
 
 class SinkSection(_Strict):
     kind: str
     tenant: str | None = None
     mode: Mode | None = None
+    routes: list[str] = Field(default_factory=list)
+
+    @field_validator("routes")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"route {path!r} must be a path starting with '/'")
+        return value
 
 
 class RuleSection(_Strict):
@@ -84,6 +103,7 @@ class LimitsSection(_Strict):
     max_violations: int = Field(default=DEFAULT_MAX_VIOLATIONS, ge=0, le=10_000_000)
     audit_batch_size: int = Field(default=1024, ge=1, le=1_000_000)
     audit_flush_ms: int = Field(default=200, ge=1, le=60_000)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1, le=1 << 40)
 
 
 class ConfigFile(_Strict):
@@ -108,6 +128,9 @@ class Settings:
     home: Path
     default_mode: Mode
     sinks: Mapping[str, Sink]
+    sink_routes: Mapping[str, Sink]
+    trusted_proxies: tuple[str, ...]
+    tenant_header: str
     rules: tuple[Rule, ...]
     retention: Mapping[DataClass, int]
     limits: LimitsSection
@@ -239,6 +262,9 @@ def load_settings(
         home=home_path,
         default_mode=mode,
         sinks=sinks,
+        sink_routes={route: sinks[name] for name, sec in doc.sinks.items() for route in sec.routes},
+        trusted_proxies=tuple(doc.guard.trusted_proxies),
+        tenant_header=doc.guard.tenant_header,
         rules=tuple(rules),
         retention={cls: parse_duration(text) for cls, text in doc.retention.items()},
         limits=doc.limits,

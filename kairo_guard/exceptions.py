@@ -7,6 +7,7 @@
     ├── SealError            a seal that is malformed, forged or signed by an unknown key
     ├── ContentError         content that has no canonical encoding (cannot be digested)
     ├── StoreError           the state store failed or holds something unexpected
+    ├── AuthenticationError  a request's tenant credentials are missing, bad or conflicting
     ├── AuditError           the audit log cannot be written
     │   └── AuditIntegrityError  the audit log or its signed head does not verify
     └── IsolationViolation   a sink in enforce mode refused records; carries the report
@@ -57,6 +58,10 @@ class ContentError(KairoGuardError):
 
 class StoreError(KairoGuardError):
     """The state store failed; guard decisions that need it fail closed."""
+
+
+class AuthenticationError(KairoGuardError):
+    """A request's tenant credentials are missing, malformed, invalid or conflicting."""
 
 
 class AuditError(KairoGuardError):

@@ -152,37 +152,53 @@ class Guard:
                 f"{cls} cannot be sealed directly: it is minted only by the checks that "
                 "justify it (the telemetry aggregator, the operator-data label command)"
             )
-        return self._seal(
-            content, tenant=tenant, data_class=cls, source=source, created_at=created_at
+        return self.seal_digest(
+            content_digest(content),
+            tenant=tenant,
+            data_class=cls,
+            source=source,
+            created_at=created_at,
         )
 
-    def _seal(
+    def seal_digest(
         self,
-        content: object,
+        digest: str,
         *,
-        tenant: TenantId | None,
-        data_class: DataClass,
-        source: str,
+        tenant: TenantId,
+        data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
+        source: str = "api",
         created_at: float | None = None,
+        audit: Mapping[str, Any] | None = None,
     ) -> str:
+        """Seal content known only by its digest (a streamed body) as restricted data.
+
+        ``audit`` adds fields to the audit entry of the sealing.
+
+        Raises:
+            ValueError: for a permitting class, an invalid tenant, source or digest.
+        """
+        cls = DataClass(data_class)
+        if not cls.restricts:
+            raise ValueError(f"{cls} cannot be sealed directly")
         created = int(self._clock() if created_at is None else created_at)
-        retention = self.settings.retention.get(data_class)
+        retention = self.settings.retention.get(cls)
         label = Label.create(
             tenant=tenant,
-            data_class=data_class,
+            data_class=cls,
             source=source,
             created_at=created,
             expires_at=created + retention if retention else None,
-            digest=content_digest(content),
+            digest=digest,
         )
         seal = self.codec.seal(label)
         self.audit.append(
             {
                 "event": "seal",
-                "class": data_class.value,
-                "tenant": self.keys.pseudonym(tenant) if tenant else None,
+                "class": cls.value,
+                "tenant": self.keys.pseudonym(tenant),
                 "source": source,
-                "digest": label.digest,
+                "digest": digest,
+                **(audit or {}),
             }
         )
         return seal

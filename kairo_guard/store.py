@@ -13,7 +13,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kairo_guard.exceptions import StoreError
 from kairo_guard.types import TenantId, validate_tenant
@@ -44,6 +44,20 @@ class Agreement:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A tenant's API key as stored: only its public id and a slow hash of the secret."""
+
+    key_id: str
+    tenant: TenantId
+    kdf: str
+    """How ``hash`` was derived, e.g. ``scrypt$16384$8$1``."""
+    salt: bytes
+    hash: bytes
+    created_at: float
+    revoked_at: float | None
+
+
 class Store(Protocol):
     """Persistent state the guard reads on its decision path.
 
@@ -65,6 +79,18 @@ class Store(Protocol):
         """Return agreements, oldest first, optionally for one tenant."""
         ...
 
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        """Store a new API key record."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """Return the record of an API key id, revoked or not, or None."""
+        ...
+
+    def revoke_api_keys(self, tenant: TenantId, *, now: float, key_id: str | None) -> int:
+        """Revoke one or all of a tenant's API keys; return how many were revoked."""
+        ...
+
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...
@@ -82,6 +108,16 @@ CREATE TABLE IF NOT EXISTS agreements (
     reference TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS agreements_tenant ON agreements (tenant);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    kdf TEXT NOT NULL,
+    salt BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant);
 """
 
 
@@ -106,7 +142,7 @@ class SQLiteStore:
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state database {path}: {exc}") from exc
 
-    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
@@ -165,13 +201,62 @@ class SQLiteStore:
                 id=str(r[0]),
                 tenant=str(r[1]),
                 scope=str(r[2]),
-                granted_at=float(r[3]),  # type: ignore[arg-type]
-                expires_at=None if r[4] is None else float(r[4]),  # type: ignore[arg-type]
-                revoked_at=None if r[5] is None else float(r[5]),  # type: ignore[arg-type]
+                granted_at=float(r[3]),
+                expires_at=None if r[4] is None else float(r[4]),
+                revoked_at=None if r[5] is None else float(r[5]),
                 reference=str(r[6]),
             )
             for r in rows
         ]
+
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        """See :meth:`Store.add_api_key`."""
+        validate_tenant(record.tenant)
+        self._query(
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.key_id,
+                record.tenant,
+                record.kdf,
+                record.salt,
+                record.hash,
+                record.created_at,
+                record.revoked_at,
+            ),
+        )
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """See :meth:`Store.get_api_key`."""
+        rows = self._query(
+            "SELECT key_id, tenant, kdf, salt, hash, created_at, revoked_at FROM api_keys"
+            " WHERE key_id = ?",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ApiKeyRecord(
+            key_id=str(r[0]),
+            tenant=str(r[1]),
+            kdf=str(r[2]),
+            salt=bytes(r[3]),
+            hash=bytes(r[4]),
+            created_at=float(r[5]),
+            revoked_at=None if r[6] is None else float(r[6]),
+        )
+
+    def revoke_api_keys(self, tenant: TenantId, *, now: float, key_id: str | None) -> int:
+        """See :meth:`Store.revoke_api_keys`."""
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND revoked_at IS NULL"
+        params: tuple[object, ...] = (now, tenant)
+        if key_id is not None:
+            sql += " AND key_id = ?"
+            params = (*params, key_id)
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
 
     def close(self) -> None:
         """See :meth:`Store.close`."""
