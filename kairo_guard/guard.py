@@ -356,6 +356,10 @@ class Guard:
         except StoreError:
             return False  # fail closed: no proof of an agreement, no fine-tune
 
+    def agreement_active(self, tenant: TenantId) -> bool:
+        """True if ``tenant`` holds an active fine-tune agreement now (False if unsure)."""
+        return self._agreement_active(tenant, self._clock())
+
     def grant_agreement(
         self, tenant: TenantId, *, expires_at: float | None = None, reference: str = ""
     ) -> Agreement:

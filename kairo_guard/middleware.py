@@ -1,0 +1,286 @@
+"""``GuardMiddleware``: pure ASGI tenant tagging at the door of ingestion services.
+
+For every http or websocket request to a guarded path it: resolves the tenant through
+a :class:`~kairo_guard.resolvers.TenantResolver` (401 without valid credentials, never
+a default tenant); refuses tenant requests to routes declared as shared sinks (403);
+sets the tenant context for the handler; counts, digests and caps the request body as
+it streams (413 past the cap, counted on bytes received, not Content-Length); seals the
+body as the tenant's customer content once it is complete, puts the seal in
+``scope["kairo_guard"]`` and in a ``kairo-provenance`` response header; and audits the
+request. Lifespan and other scopes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+
+from kairo_guard.apikeys import ApiKeyVerifier
+from kairo_guard.context import _CURRENT_TENANT
+from kairo_guard.exceptions import AuthenticationError
+from kairo_guard.guard import Guard
+from kairo_guard.provenance import RequestProvenance
+from kairo_guard.resolvers import (
+    ApiKeyResolver,
+    CompositeResolver,
+    RequestInfo,
+    TenantResolver,
+    TrustedProxyResolver,
+)
+from kairo_guard.sinks import Sink
+from kairo_guard.types import TenantId
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_KEY = "kairo_guard"
+"""The scope key holding the request's :class:`RequestProvenance`."""
+PROVENANCE_HEADER = b"kairo-provenance"
+logger = logging.getLogger("kairo_guard.middleware")
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside the app's ``receive`` when the body passes the cap."""
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware that tags customer content with tenant provenance.
+
+    Args:
+        app: the ASGI application to guard.
+        guard: the configured :class:`Guard`.
+        resolver: who the caller is (default: API keys, plus the trusted-proxy header
+            when ``trusted_proxies`` are configured).
+        max_body_bytes: request body cap (default: ``limits.max_body_bytes``).
+        sink_routes: path -> sink name or :class:`Sink` for routes that feed a sink
+            (default: the ``routes`` of configured sinks); a path matches itself and
+            everything below it.
+        public_paths: paths served without authentication (health checks); exact match.
+        source: the ``source`` written into seals.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        resolver: TenantResolver | None = None,
+        max_body_bytes: int | None = None,
+        sink_routes: Mapping[str, Sink | str] | None = None,
+        public_paths: Iterable[str] = (),
+        source: str = "http",
+    ) -> None:
+        self.app = app
+        self.guard = guard
+        self.resolver = resolver or _default_resolver(guard)
+        self.max_body_bytes = max_body_bytes or guard.settings.limits.max_body_bytes
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        routes = guard.settings.sink_routes if sink_routes is None else sink_routes
+        self.sink_routes = tuple(
+            sorted(
+                ((path.rstrip("/") or "/", guard.resolve_sink(s) if isinstance(s, str) else s)
+                 for path, s in routes.items()),
+                key=lambda item: -len(item[0]),
+            )
+        )  # fmt: skip
+        self.public_paths = frozenset(public_paths)
+        self.source = source
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket") or scope.get("path") in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        request = RequestInfo(
+            peer=(scope.get("client") or (None,))[0],
+            path=scope.get("path", ""),
+            headers=scope.get("headers", ()),
+        )
+        try:
+            tenant = await self.resolver.resolve(request)
+        except AuthenticationError as exc:
+            await self._deny(scope, receive, send, 401, str(exc))
+            return
+        except Exception as exc:
+            logger.exception("tenant resolution failed")
+            await self._deny(
+                scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})"
+            )
+            return
+        if tenant is None:
+            await self._deny(scope, receive, send, 401, "missing credentials")
+            return
+        sink = self._sink_for(request.path)
+        if sink is not None and not self._may_feed(tenant, sink):
+            self._audit(tenant, scope, status=403, sink=sink.name)
+            await self._deny(
+                scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
+            )
+            return
+        token = _CURRENT_TENANT.set(tenant)
+        try:
+            if kind == "websocket":
+                scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
+                await self.app(scope, receive, send)
+            else:
+                await self._http(scope, receive, send, tenant)
+        finally:
+            _CURRENT_TENANT.reset(token)
+
+    def _sink_for(self, path: str) -> Sink | None:
+        for prefix, sink in self.sink_routes:
+            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                return sink
+        return None
+
+    def _may_feed(self, tenant: TenantId, sink: Sink) -> bool:
+        if sink.kind.shared or sink.tenant != tenant:
+            return False
+        return self.guard.agreement_active(tenant)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
+        declared = _content_length(scope.get("headers", ()))
+        if declared is not None and (declared < 0 or declared > self.max_body_bytes):
+            status = 400 if declared < 0 else 413
+            self._audit(tenant, scope, status=status)
+            await self._deny(scope, receive, send, status, _BODY_ERRORS[status])
+            return
+        state = _RequestState(self, tenant, send)
+        scope[SCOPE_KEY] = state.provenance
+        try:
+            await self.app(scope, state.wrap_receive(receive), state.guarded_send)
+        except _BodyTooLarge:
+            pass  # the 413 went out when the cap was passed; the app saw the error
+        finally:
+            self._audit(tenant, scope, status=state.status, provenance=state.provenance)
+
+    def _audit(
+        self,
+        tenant: TenantId,
+        scope: Scope,
+        *,
+        status: int | None,
+        sink: str | None = None,
+        provenance: RequestProvenance | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {
+            "event": "request",
+            "tenant": self.guard.keys.pseudonym(tenant),
+            "method": scope.get("method", "WEBSOCKET"),
+            "path_sha256": hashlib.sha256(scope.get("path", "").encode()).hexdigest()[:32],
+            "status": status,
+        }
+        if sink is not None:
+            entry["sink"] = sink
+        if provenance is not None and provenance.size:
+            entry.update(bytes=provenance.size, digest=provenance.digest)
+        self.guard.audit.append(entry)
+
+    async def _deny(
+        self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
+    ) -> None:
+        if scope["type"] == "websocket":
+            message = await receive()
+            if message.get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+            return
+        body = orjson.dumps({"error": _STATUS_WORDS.get(status, "error"), "detail": detail})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="kairo-guard"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+_STATUS_WORDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "too_large",
+    503: "unavailable",
+}
+_BODY_ERRORS = {400: "invalid Content-Length", 413: "request body is over the size limit"}
+
+
+class _RequestState:
+    """Per-request bookkeeping: body size and digest, response status."""
+
+    __slots__ = ("_cap", "_hash", "_mw", "_rejected", "_send", "provenance", "status")
+
+    def __init__(self, mw: GuardMiddleware, tenant: TenantId, send: Send) -> None:
+        self._mw = mw
+        self._send = send
+        self._cap = mw.max_body_bytes
+        self._hash = hashlib.sha256()
+        self._rejected = False
+        self.provenance = RequestProvenance(mw.guard, tenant, mw.source)
+        self.status: int | None = None
+
+    def wrap_receive(self, receive: Receive) -> Receive:
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not self.provenance.complete:
+                body = message.get("body", b"")
+                size = self.provenance.size + len(body)
+                if size > self._cap:
+                    await self._reject()
+                    raise _BodyTooLarge
+                self.provenance.size = size
+                self._hash.update(body)
+                if not message.get("more_body", False):
+                    self.provenance.finish(self._hash.hexdigest())
+            return message
+
+        return guarded_receive
+
+    async def _reject(self) -> None:
+        # Answer 413 now, before the app's error handling can answer 500, and drop
+        # whatever the app sends after it.
+        self._rejected = True
+        if self.status is None:
+            self.status = 413
+            body = orjson.dumps({"error": "too_large", "detail": _BODY_ERRORS[413]})
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            await self._send({"type": "http.response.start", "status": 413, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body})
+
+    async def guarded_send(self, message: Message) -> None:
+        if self._rejected:
+            return
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            seal = self.provenance.seal
+            if seal is not None:
+                headers = list(message.get("headers", ()))
+                headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
+                message = {**message, "headers": headers}
+        await self._send(message)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    values = [v for k, v in headers if k == b"content-length"]
+    if not values:
+        return None
+    if len(set(values)) != 1 or not values[0].strip().isdigit():
+        return -1
+    return int(values[0])
+
+
+def _default_resolver(guard: Guard) -> TenantResolver:
+    api_keys = ApiKeyResolver(ApiKeyVerifier(guard.store))
+    proxies = guard.settings.trusted_proxies
+    if not proxies:
+        return api_keys
+    proxy = TrustedProxyResolver(proxies, header=guard.settings.tenant_header)
+    return CompositeResolver([api_keys, proxy])

@@ -1,0 +1,334 @@
+"""GuardMiddleware on a real uvicorn on loopback, with a real Starlette app."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.sync.client import connect as ws_connect
+
+from kairo_guard import Guard, current_tenant
+from kairo_guard.apikeys import ApiKeyVerifier, new_api_key
+from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
+from kairo_guard.testing import make_guard, running_server
+
+CAP = 64 * 1024
+
+
+def _app(guard: Guard, **options: Any) -> Any:
+    started: list[bool] = []
+
+    async def documents(request: Request) -> JSONResponse:
+        before = current_tenant()
+        body = await request.body()
+        await asyncio.sleep(0.001)  # let other requests interleave
+        in_thread = await run_in_threadpool(current_tenant)
+        prov = request.scope["kairo_guard"]
+        shared = guard.check(
+            [{"text": body.decode("latin-1")}], sink=guard.resolve_sink("t", kind="shared-training")
+        )
+        return JSONResponse(
+            {
+                "tenant": before,
+                "after": current_tenant(),
+                "thread": in_thread,
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "seal": prov.seal,
+                "size": prov.size,
+                "shared_rule": shared.violations[0].rule,
+            }
+        )
+
+    async def upload(request: Request) -> JSONResponse:
+        async with request.form() as form:
+            data = await form["file"].read()  # type: ignore[union-attr]
+        return JSONResponse(
+            {
+                "file_sha256": hashlib.sha256(data).hexdigest(),
+                "seal": request.scope["kairo_guard"].seal,
+            }
+        )
+
+    async def whoami(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(current_tenant()))
+
+    async def train(request: Request) -> PlainTextResponse:
+        raise AssertionError("a shared sink route must never run for a tenant")
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok" if started else "not started")
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        text = await websocket.receive_text()
+        await websocket.send_text(f"{current_tenant()}:{text}")
+        await websocket.close()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started.append(True)
+        yield
+
+    app = Starlette(
+        routes=[
+            Route("/documents", documents, methods=["POST"]),
+            Route("/upload", upload, methods=["POST"]),
+            Route("/whoami", whoami),
+            Route("/train/examples", train, methods=["POST"]),
+            Route("/healthz", healthz),
+            WebSocketRoute("/ws", ws),
+        ],
+        lifespan=lifespan,
+    )
+    options.setdefault(
+        "sink_routes",
+        {"/train/examples": guard.resolve_sink("router-train", kind="shared-training")},
+    )
+    options.setdefault("public_paths", ["/healthz"])
+    options.setdefault("max_body_bytes", CAP)
+    return GuardMiddleware(app, guard=guard, **options)
+
+
+@pytest.fixture
+def keys(guard: Guard) -> dict[str, str]:
+    return {t: new_api_key(guard.store, t) for t in ("acme", "globex", "initech", "umbrella")}
+
+
+@pytest.fixture
+def server(guard: Guard, keys: dict[str, str]) -> Iterator[str]:
+    with running_server(_app(guard)) as url:
+        yield url
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_tenant_context_and_seal_reach_the_handler_and_the_client(
+    guard: Guard, keys: dict[str, str], server: str
+) -> None:
+    body = orjson.dumps({"doc": "Acme supply agreement", "units": 40000})
+    response = httpx.post(f"{server}/documents", content=body, headers=_auth(keys["acme"]))
+    assert response.status_code == 200
+    data = response.json()
+    assert (data["tenant"], data["after"], data["thread"]) == ("acme", "acme", "acme")
+    assert data["sha256"] == hashlib.sha256(body).hexdigest()
+    assert data["shared_rule"] == "seal.missing"  # a shared sink inside the request blocks
+    header = response.headers["kairo-provenance"]
+    assert header == data["seal"]
+    label = guard.open_seal(header)
+    assert (label.tenant, label.data_class.value, label.digest) == (
+        "acme",
+        "customer_content",
+        hashlib.sha256(body).hexdigest(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ([], "missing credentials"),
+        ([("authorization", "Bearer kgk.0000000000000000." + "A" * 43)], "invalid or revoked"),
+        ([("authorization", "Bearer not-a-key")], "malformed"),
+        ([("authorization", "Basic YWNtZTpzZWNyZXQ=")], "unsupported authorization scheme"),
+        ([("x-tenant-id", "acme")], "missing credentials"),
+        ([("x-kairo-tenant", "acme"), ("x-forwarded-for", "10.0.0.1")], "missing credentials"),
+    ],
+)
+def test_when_credentials_missing_or_invalid_then_401(
+    server: str, headers: list[tuple[str, str]], detail: str
+) -> None:
+    response = httpx.post(f"{server}/documents", content=b"{}", headers=headers)
+    assert response.status_code == 401
+    assert detail in response.json()["detail"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "kairo-provenance" not in response.headers
+
+
+def test_when_credentials_duplicated_or_conflicting_then_401(
+    server: str, keys: dict[str, str]
+) -> None:
+    twice = [
+        ("authorization", f"Bearer {keys['acme']}"),
+        ("authorization", f"Bearer {keys['acme']}"),
+    ]
+    both = [("authorization", f"Bearer {keys['acme']}"), ("x-api-key", keys["globex"])]
+    for headers in (twice, both):
+        response = httpx.post(f"{server}/documents", content=b"{}", headers=headers)
+        assert response.status_code == 401
+        assert "more than one credential" in response.json()["detail"]
+
+
+def test_when_key_revoked_then_401(guard: Guard, keys: dict[str, str]) -> None:
+    guard.store.revoke_api_keys("acme", now=guard.clock(), key_id=None)
+    with running_server(_app(guard)) as url:
+        response = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
+    assert response.status_code == 401
+
+
+def test_spoofed_tenant_headers_from_untrusted_peer_are_ignored(
+    server: str, keys: dict[str, str]
+) -> None:
+    headers = [
+        ("authorization", f"Bearer {keys['acme']}"),
+        ("x-tenant-id", "globex"),
+        ("x-kairo-tenant", "globex"),
+        ("x-kairo-tenant", "initech"),
+        ("x-forwarded-for", "10.0.0.7"),
+    ]
+    response = httpx.get(f"{server}/whoami", headers=headers)
+    assert response.status_code == 200
+    assert response.text == "acme"
+
+
+def test_trusted_proxy_header_counts_only_from_trusted_peer(
+    guard: Guard, keys: dict[str, str]
+) -> None:
+    verifier_resolver = ApiKeyResolver(
+        __import__("kairo_guard.apikeys").apikeys.ApiKeyVerifier(guard.store)
+    )
+    trusted = CompositeResolver([verifier_resolver, TrustedProxyResolver(["127.0.0.1/32"])])
+    untrusted = CompositeResolver([verifier_resolver, TrustedProxyResolver(["10.0.0.0/8"])])
+    with running_server(_app(guard, resolver=trusted)) as url:
+        ok = httpx.get(f"{url}/whoami", headers={"x-kairo-tenant": "globex"})
+        assert (ok.status_code, ok.text) == (200, "globex")
+        dup = httpx.get(
+            f"{url}/whoami", headers=[("x-kairo-tenant", "globex"), ("x-kairo-tenant", "acme")]
+        )
+        assert dup.status_code == 401
+        conflict = httpx.get(
+            f"{url}/whoami", headers={"x-kairo-tenant": "globex", **_auth(keys["acme"])}
+        )
+        assert conflict.status_code == 401
+        assert "different tenants" in conflict.json()["detail"]
+    with running_server(_app(guard, resolver=untrusted)) as url:
+        spoof = httpx.get(
+            f"{url}/whoami", headers={"x-kairo-tenant": "globex", "x-forwarded-for": "10.1.2.3"}
+        )
+        assert spoof.status_code == 401
+
+
+def test_public_path_needs_no_credentials_and_lifespan_ran(server: str) -> None:
+    response = httpx.get(f"{server}/healthz")
+    assert (response.status_code, response.text) == (200, "ok")
+
+
+def test_shared_sink_route_is_refused_with_403_and_audited(
+    guard: Guard, server: str, keys: dict[str, str]
+) -> None:
+    response = httpx.post(
+        f"{server}/train/examples", content=b'{"x":1}', headers=_auth(keys["acme"])
+    )
+    assert response.status_code == 403
+    assert "router-train" in response.json()["detail"]
+    guard.audit.flush()
+    entries = [
+        orjson.loads(line)
+        for line in (guard.settings.home / "audit" / "audit.jsonl").read_bytes().splitlines()
+    ]
+    denied = [e for e in entries if e.get("event") == "request" and e.get("status") == 403]
+    assert denied
+    assert denied[-1]["sink"] == "router-train"
+    assert denied[-1]["tenant"] == guard.keys.pseudonym("acme")
+
+
+def _chunks(total: int, size: int = 8192) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        n = min(size, total - sent)
+        yield bytes((sent + i) % 251 for i in range(n))
+        sent += n
+
+
+def test_when_streamed_body_passes_the_cap_then_413(server: str, keys: dict[str, str]) -> None:
+    response = httpx.post(
+        f"{server}/documents", content=_chunks(CAP + 1), headers=_auth(keys["acme"])
+    )
+    assert response.status_code == 413
+    assert "kairo-provenance" not in response.headers
+
+
+def test_when_content_length_passes_the_cap_then_413_before_reading(
+    server: str, keys: dict[str, str]
+) -> None:
+    response = httpx.post(
+        f"{server}/documents", content=b"x" * (CAP + 1), headers=_auth(keys["acme"])
+    )
+    assert response.status_code == 413
+
+
+def test_chunked_body_at_the_cap_arrives_byte_identical(server: str, keys: dict[str, str]) -> None:
+    expected = hashlib.sha256(b"".join(_chunks(CAP))).hexdigest()
+    response = httpx.post(f"{server}/documents", content=_chunks(CAP), headers=_auth(keys["acme"]))
+    assert response.status_code == 200
+    assert response.json()["sha256"] == expected
+    assert response.json()["size"] == CAP
+
+
+def test_multipart_upload_arrives_byte_identical_and_is_sealed(
+    guard: Guard, server: str, keys: dict[str, str]
+) -> None:
+    data = bytes(range(256)) * 50
+    response = httpx.post(
+        f"{server}/upload",
+        files={"file": ("contract.pdf", data, "application/pdf")},
+        headers=_auth(keys["globex"]),
+    )
+    assert response.status_code == 200
+    assert response.json()["file_sha256"] == hashlib.sha256(data).hexdigest()
+    assert guard.open_seal(response.json()["seal"]).tenant == "globex"
+
+
+def test_websocket_gets_tenant_context_and_unauthenticated_is_refused(
+    server: str, keys: dict[str, str]
+) -> None:
+    ws_url = server.replace("http://", "ws://") + "/ws"
+    with ws_connect(ws_url, additional_headers=_auth(keys["initech"])) as ws:
+        ws.send("hello")
+        assert ws.recv() == "initech:hello"
+    with pytest.raises(Exception, match="403"):
+        ws_connect(ws_url, additional_headers={"x-tenant-id": "initech"})
+
+
+def test_concurrent_interleaved_tenants_never_see_each_other(
+    server: str, keys: dict[str, str]
+) -> None:
+    tenants = list(keys)
+
+    def call(i: int) -> tuple[str, dict[str, Any]]:
+        tenant = tenants[i % len(tenants)]
+        body = orjson.dumps({"i": i, "tenant": tenant})
+        response = httpx.post(
+            f"{server}/documents", content=body, headers=_auth(keys[tenant]), timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return tenant, response.json()
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(call, range(240)))
+    for tenant, data in results:
+        assert (data["tenant"], data["after"], data["thread"]) == (tenant, tenant, tenant)
+
+
+def test_state_dir_key_file_permissions_unaffected(tmp_path: Path) -> None:
+    with make_guard(tmp_path / "s") as g:
+        key = new_api_key(g.store, "acme")
+        record = g.store.get_api_key(key.split(".")[1])
+    assert record is not None
+    assert key.split(".")[2].encode() not in record.hash
+    assert record.kdf.startswith("scrypt$")
