@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +199,7 @@ def test_spoofed_tenant_headers_from_untrusted_peer_are_ignored(
 def test_trusted_proxy_header_counts_only_from_trusted_peer(
     guard: Guard, keys: dict[str, str]
 ) -> None:
-    verifier_resolver = ApiKeyResolver(
-        __import__("kairo_guard.apikeys").apikeys.ApiKeyVerifier(guard.store)
-    )
+    verifier_resolver = ApiKeyResolver(ApiKeyVerifier(guard.store))
     trusted = CompositeResolver([verifier_resolver, TrustedProxyResolver(["127.0.0.1/32"])])
     untrusted = CompositeResolver([verifier_resolver, TrustedProxyResolver(["10.0.0.0/8"])])
     with running_server(_app(guard, resolver=trusted)) as url:
