@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -158,7 +159,7 @@ def test_generator_argument_is_checked_lazily_as_consumed(guard: Guard) -> None:
 
     @guard.sink("router", kind="shared-training", mode="enforce")
     def train(items: Iterator[dict[str, object]]) -> list[object]:
-        taken = []
+        taken: list[object] = []
         for item in items:
             taken.append(item)
         return taken
@@ -204,7 +205,7 @@ def test_async_function_with_list_and_async_iterable(guard: Guard) -> None:
 
 def test_decorator_guards_named_data_parameters_and_leaves_others(guard: Guard) -> None:
     @guard.sink("router", kind="shared-training", data=["train", "valid"], mode="filter")
-    def fit(train: list[object], valid: list[object], epochs: int = 3) -> tuple[int, int, int]:
+    def fit(train: list[Any], valid: list[Any], epochs: int = 3) -> tuple[int, int, int]:
         return len(train), len(valid), epochs
 
     records = _mixed(guard)
@@ -231,7 +232,7 @@ class _BrokenStore:
 def test_when_store_fails_then_fine_tune_blocks(tmp_path: Path) -> None:
     from kairo_guard.testing import make_guard
 
-    g = make_guard(tmp_path, store=_BrokenStore())  # type: ignore[arg-type]
+    g = make_guard(tmp_path, store=_BrokenStore())
     try:
         record = g.label_record({"t": "x"}, tenant="acme")
         report = g.check([record], sink=g.resolve_sink("ft", kind="tenant-fine-tune:acme"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -221,13 +222,13 @@ def test_when_user_deny_rule_matches_then_it_restricts_further(guard: Guard) -> 
     assert policy.decide(facts._replace(source="licensed-books")).outcome is Outcome.ALLOW
 
 
-def _facts(cls: DataClass, kind: SinkKind, **changes: object) -> Facts:
+def _facts(cls: DataClass, kind: SinkKind, **changes: Any) -> Facts:
     base = Facts(cls, kind, Relation.OTHER, True, True, True, False, False, False, "src")
     return base._replace(**changes)
 
 
 ALL_FACTS = [
-    Facts(cls, kind, rel, *flags, source)
+    Facts(cls, kind, rel, *flags, source)  # type: ignore[arg-type, call-arg]
     for cls, kind, rel in itertools.product(DataClass, SinkKind, [Relation.SAME, Relation.OTHER])
     for flags in itertools.product([False, True], repeat=6)
     for source in ["upload", "scrape-web"]

@@ -121,7 +121,7 @@ def test_when_label_fields_invalid_then_create_refuses(
     fields = LABEL._asdict() | changes
     fields.pop("key_id")
     with pytest.raises(ValueError, match=message):
-        Label.create(**fields)  # type: ignore[arg-type]
+        Label.create(**fields)
 
 
 def test_when_label_built_without_create_then_seal_still_validates() -> None:
