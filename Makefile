@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kairo-guard demo
+	$(BIN)/kairo-guard demo --service examples/ingestion_service.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

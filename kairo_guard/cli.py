@@ -300,12 +300,17 @@ def audit_verify(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--keep", is_flag=True, help="Keep the demo's state directory and print it.")
+@click.option(
+    "--service",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The example ingestion service script: documents then arrive over HTTP.",
+)
 @handle_errors
-def demo(keep: bool) -> None:
+def demo(keep: bool, service: Path | None) -> None:
     """Run the end-to-end story on a fresh temporary state directory."""
     from kairo_guard.demo import run_demo
 
-    raise Exit(run_demo(keep=keep))
+    raise Exit(run_demo(keep=keep, service=service))
 
 
 cli.add_command(label)

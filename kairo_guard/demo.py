@@ -39,11 +39,15 @@ def _show(report: CheckReport) -> None:
         _say(f"      record {v.index}: {v.rule}: {v.reason}")
 
 
-def run_demo(*, keep: bool = False) -> int:
-    """Run the story; return 0 if every step turned out as the policy says, else 1."""
+def run_demo(*, keep: bool = False, service: Path | None = None) -> int:
+    """Run the story; return 0 if every step turned out as the policy says, else 1.
+
+    With ``service`` (the example ingestion service script), documents arrive over HTTP
+    through a real uvicorn running ``GuardMiddleware`` in its own process.
+    """
     home = Path(tempfile.mkdtemp(prefix="kairo-guard-demo-"))
     try:
-        return _story(home)
+        return _story(home, service)
     finally:
         if keep:
             _say(f"\nstate kept in {home}")
@@ -51,35 +55,41 @@ def run_demo(*, keep: bool = False) -> int:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def _story(home: Path) -> int:
+def _story(home: Path, service: Path | None) -> int:
     ring = KeyRing.generate()
     write_key_file(home / KEY_FILE_NAME, ring)
     checks: list[tuple[str, bool]] = []
-    with Guard(home=home, key=ring) as guard:
+    with Guard(home=home, key=ring, env={}) as guard:
         _say(f"kairo-guard demo (state directory {home})\n")
-        _say("1. Two tenants upload documents; each is sealed as that tenant's customer content.")
-        sealed = {
-            tenant: [guard.label_record(doc, tenant=tenant, source="upload") for doc in docs]
-            for tenant, docs in DOCUMENTS.items()
-        }
+        if service is not None:
+            from kairo_guard.demo_service import ingest_over_http
+
+            sealed = ingest_over_http(guard, home, service, checks)
+        else:
+            _say("1. Two tenants' documents are sealed as their customer content.")
+            sealed = {
+                tenant: [guard.label_record(doc, tenant=tenant, source="upload") for doc in docs]
+                for tenant, docs in DOCUMENTS.items()
+            }
         for tenant, records in sealed.items():
-            _say(f"    {tenant}: {len(records)} documents sealed")
+            _say(f"    {tenant}: {len(records)} sealed records")
 
         _say("\n2. A script tries to build a shared router training set from everything.")
         shared = _shared_attempt(guard, sealed)
         _show(shared)
-        checks.append(("shared training set blocked", shared.allowed == 0 and shared.blocked == 4))
+        total = sum(len(r) for r in sealed.values())
+        checks.append(("shared set blocked", shared.allowed == 0 and shared.blocked == total))
 
         _say("\n3. acme signs a fine-tune agreement; acme's own fine-tune set is built.")
         guard.grant_agreement("acme", reference="DPA-2026-001")
         acme = _fine_tune(guard, "acme", sealed["acme"])
         _show(acme)
-        checks.append(("acme fine-tune passes", acme.ok and acme.allowed == 2))
+        checks.append(("acme fine-tune passes", acme.ok and acme.allowed == len(sealed["acme"])))
 
         _say("\n4. globex has no agreement; a fine-tune set for globex is attempted.")
         globex = _fine_tune(guard, "globex", sealed["globex"])
         _show(globex)
-        checks.append(("globex fine-tune blocked", globex.blocked == 2))
+        checks.append(("globex fine-tune blocked", globex.blocked == len(sealed["globex"])))
 
         _say("\n5. Someone mixes a globex document into acme's fine-tune set.")
         mixed = _fine_tune(guard, "acme", [*sealed["acme"], sealed["globex"][0]])

@@ -97,3 +97,73 @@ def test_finetune_example_passes_under_agreement_only(tmp_path: Path) -> None:
         "finetune_tenant.py", env, "--tenant", "globex", "--input", str(data), "--out", str(out)
     )
     assert other.returncode == 1
+
+
+def test_ingestion_service_stores_sealed_documents_and_outputs_per_tenant(tmp_path: Path) -> None:
+    import sys
+
+    import httpx
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from ingestion_service import create_app  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from kairo_guard.apikeys import new_api_key
+    from kairo_guard.testing import running_server
+
+    with make_guard(tmp_path / "state") as guard:
+        keys = {t: new_api_key(guard.store, t) for t in ("acme", "globex")}
+        with running_server(create_app(guard, tmp_path / "data")) as url:
+            acme = {"authorization": f"Bearer {keys['acme']}"}
+            globex = {"authorization": f"Bearer {keys['globex']}"}
+            created = httpx.post(
+                f"{url}/documents", json={"title": "plan", "text": "Hire 12. Expand."}, headers=acme
+            )
+            assert created.status_code == 201
+            doc_id = created.json()["id"]
+            uploaded = httpx.post(
+                f"{url}/documents", files={"file": ("memo.txt", b"Globex memo.")}, headers=globex
+            )
+            assert uploaded.status_code == 201
+            ran = httpx.post(f"{url}/agent/run", json={"document_id": doc_id}, headers=acme)
+            assert ran.status_code == 201
+            assert ran.json()["output"] == "Hire 12. (3 words)"
+            # globex cannot see or use acme's document
+            assert httpx.get(f"{url}/documents", headers=globex).json()[0]["title"] == "memo.txt"
+            stolen = httpx.post(f"{url}/agent/run", json={"document_id": doc_id}, headers=globex)
+            assert stolen.status_code == 404
+            assert httpx.post(f"{url}/train/examples", json={}, headers=acme).status_code == 403
+            assert httpx.get(f"{url}/healthz").status_code == 200
+        stored = [
+            orjson.loads(line)
+            for name in ("documents", "agent_outputs")
+            for line in (tmp_path / "data" / "acme" / f"{name}.jsonl").read_bytes().splitlines()
+        ]
+        guard.grant_agreement("acme")
+        fine_tune = guard.check(stored, sink=guard.resolve_sink("ft", kind="tenant-fine-tune:acme"))
+        assert (fine_tune.total, fine_tune.allowed) == (2, 2)
+        shared = guard.check(stored, sink=guard.resolve_sink("s", kind="shared-training"))
+        assert shared.blocked == 2
+
+
+def test_make_demo_story_with_the_service_exits_0(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kairo_guard.cli",
+            "demo",
+            "--service",
+            str(EXAMPLES / "ingestion_service.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "POST /train/examples (a shared training route): 403" in result.stdout
+    assert "'X-Tenant-Id: acme' and no key: 401" in result.stdout
+    assert "demo finished" in result.stdout
