@@ -106,7 +106,7 @@ def test_ingestion_service_stores_sealed_documents_and_outputs_per_tenant(tmp_pa
 
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from ingestion_service import create_app  # type: ignore[import-not-found]
+        from ingestion_service import create_app
     finally:
         sys.path.remove(str(EXAMPLES))
     from kairo_guard.apikeys import new_api_key
