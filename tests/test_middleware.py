@@ -51,6 +51,7 @@ def _app(guard: Guard, **options: Any) -> Any:
                 "seal": prov.seal,
                 "size": prov.size,
                 "shared_rule": shared.violations[0].rule,
+                "shared_tenant": shared.violations[0].tenant,
             }
         )
 
@@ -68,7 +69,7 @@ def _app(guard: Guard, **options: Any) -> Any:
         return PlainTextResponse(str(current_tenant()))
 
     async def train(request: Request) -> PlainTextResponse:
-        raise AssertionError("a shared sink route must never run for a tenant")
+        return PlainTextResponse(f"accepted for {current_tenant()}", status_code=202)
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok" if started else "not started")
@@ -128,7 +129,9 @@ def test_tenant_context_and_seal_reach_the_handler_and_the_client(
     data = response.json()
     assert (data["tenant"], data["after"], data["thread"]) == ("acme", "acme", "acme")
     assert data["sha256"] == hashlib.sha256(body).hexdigest()
-    assert data["shared_rule"] == "seal.missing"  # a shared sink inside the request blocks
+    # a shared sink called inside the request blocks, and knows whose content it was
+    assert data["shared_rule"] == "seal.missing"
+    assert data["shared_tenant"] == guard.keys.pseudonym("acme")
     header = response.headers["kairo-provenance"]
     assert header == data["seal"]
     label = guard.open_seal(header)
@@ -243,6 +246,23 @@ def test_shared_sink_route_is_refused_with_403_and_audited(
     assert denied
     assert denied[-1]["sink"] == "router-train"
     assert denied[-1]["tenant"] == guard.keys.pseudonym("acme")
+
+
+def test_tenant_fine_tune_route_admits_only_its_tenant_under_agreement(
+    guard: Guard, keys: dict[str, str]
+) -> None:
+    routes = {"/train/examples": guard.resolve_sink("acme-ft", kind="tenant-fine-tune:acme")}
+    with running_server(_app(guard, sink_routes=routes)) as url:
+
+        def post(tenant: str) -> int:
+            return httpx.post(f"{url}/whoami", headers=_auth(keys[tenant])).status_code
+
+        assert httpx.post(f"{url}/train/examples", headers=_auth(keys["acme"])).status_code == 403
+        guard.grant_agreement("acme")
+        assert httpx.post(f"{url}/train/examples", headers=_auth(keys["globex"])).status_code == 403
+        accepted = httpx.post(f"{url}/train/examples", headers=_auth(keys["acme"]))
+        assert (accepted.status_code, accepted.text) == (202, "accepted for acme")
+        assert post("acme") == 405  # other routes are unaffected
 
 
 def _chunks(total: int, size: int = 8192) -> Iterator[bytes]:
