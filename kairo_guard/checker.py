@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kairo_guard.content import content_digest
-from kairo_guard.exceptions import ContentError, SealError
+from kairo_guard.exceptions import ContentError, IsolationViolation, SealError
 from kairo_guard.policy import Decision, Facts, Policy, Relation
 from kairo_guard.report import CheckReport, Violation
 from kairo_guard.seal import Label, SealCodec
@@ -93,6 +93,19 @@ class SinkCheck:
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
         self._decisions.clear()
+
+    def admit(self, item: object) -> bool:
+        """Decide ``item`` and say whether it may pass in this check's mode.
+
+        Raises:
+            IsolationViolation: in ``enforce`` mode, for a refused record (the check is
+                finished first, so the report is complete up to it).
+        """
+        if self.decide(item).outcome is _ALLOW or self.mode is Mode.OBSERVE:
+            return True
+        if self.mode is Mode.ENFORCE:
+            raise IsolationViolation(self.finish())
+        return False
 
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""

@@ -14,14 +14,14 @@ from kairo_guard.audit import AuditLog
 from kairo_guard.checker import CheckContext, SinkCheck
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import content_digest
-from kairo_guard.exceptions import ConfigError, IsolationViolation, StoreError
+from kairo_guard.exceptions import ConfigError, StoreError
 from kairo_guard.keys import PURPOSE_AUDIT_HEAD, KeyRing, load_key_ring
 from kairo_guard.policy import Policy
 from kairo_guard.report import CheckReport
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
 from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
-from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind, TenantId
+from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Sealed, SinkKind, TenantId
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -406,34 +406,26 @@ def _as_records(records: Iterable[object] | object) -> Iterable[object]:
 def _checked_iter(
     run: SinkCheck, records: Iterable[T], on_report: Callable[[CheckReport], None] | None
 ) -> Iterator[T]:
-    enforce = run.mode is Mode.ENFORCE
-    observe = run.mode is Mode.OBSERVE
     try:
         for item in records:
-            decision = run.decide(item)
-            if decision.outcome is Outcome.ALLOW or observe:
+            if run.admit(item):
                 yield item
-            elif enforce:
-                raise IsolationViolation(run.finish())
     finally:
-        report = run.finish()
-        if on_report is not None:
-            on_report(report)
+        _report(run, on_report)
 
 
 async def _achecked_iter(
     run: SinkCheck, records: AsyncIterable[T], on_report: Callable[[CheckReport], None] | None
 ) -> AsyncIterator[T]:
-    enforce = run.mode is Mode.ENFORCE
-    observe = run.mode is Mode.OBSERVE
     try:
         async for item in records:
-            decision = run.decide(item)
-            if decision.outcome is Outcome.ALLOW or observe:
+            if run.admit(item):
                 yield item
-            elif enforce:
-                raise IsolationViolation(run.finish())
     finally:
-        report = run.finish()
-        if on_report is not None:
-            on_report(report)
+        _report(run, on_report)
+
+
+def _report(run: SinkCheck, on_report: Callable[[CheckReport], None] | None) -> None:
+    report = run.finish()
+    if on_report is not None:
+        on_report(report)
