@@ -350,3 +350,16 @@ def test_state_dir_key_file_permissions_unaffected(tmp_path: Path) -> None:
     assert record is not None
     assert key.split(".")[2].encode() not in record.hash
     assert record.kdf.startswith("scrypt$")
+
+
+def test_add_middleware_as_starlette_and_fastapi_users_do(
+    guard: Guard, keys: dict[str, str]
+) -> None:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"hello {current_tenant()}")
+
+    app = Starlette(routes=[Route("/", hello)])
+    app.add_middleware(GuardMiddleware, guard=guard)
+    with running_server(app) as url:
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers=_auth(keys["umbrella"])).text == "hello umbrella"
