@@ -15,12 +15,14 @@ from typing import Any, Protocol
 
 from kairo_guard.content import content_digest
 from kairo_guard.exceptions import ContentError, IsolationViolation, SealError
+from kairo_guard.fingerprint import FingerprintIndex
 from kairo_guard.policy import Decision, Facts, Policy, Relation
 from kairo_guard.report import CheckReport, Violation
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink
 from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, TenantId
 
+FINGERPRINT_RULE = "fingerprint.tenant-content"
 AUDIT_ROWS_PER_ENTRY = 512
 """Decisions per audit entry: each decision is one row, rows are chained in batches."""
 REFRESH_EVERY = 1024
@@ -52,6 +54,8 @@ class CheckContext:
     agreement_active: Callable[[TenantId, float], bool]
     clock: Callable[[], float]
     max_violations: int
+    fingerprints: FingerprintIndex | None = None
+    """Checked for every record about to be allowed into a shared sink."""
 
 
 def split_record(item: object) -> tuple[object, object]:
@@ -155,13 +159,32 @@ class SinkCheck:
                         expires is not None and self._now >= expires,
                         label.source,
                     )
-            if confirm is not None and decision.outcome is _ALLOW:
-                decision = confirm() or decision
+            if decision.outcome is _ALLOW:
+                decision = self._content_checks(content, decision, confirm)
         except ContentError as exc:
             decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
         except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
             decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
         self._account(index if position is None else position, decision, digest, label)
+        return decision
+
+    def _content_checks(
+        self,
+        content: object,
+        decision: Decision,
+        confirm: Callable[[], Decision | None] | None,
+    ) -> Decision:
+        if confirm is not None:
+            decision = confirm() or decision
+        index = self._ctx.fingerprints
+        if decision.outcome is _ALLOW and self.sink.kind.shared and index is not None:
+            found = index.overlap(content)
+            if found is not None:
+                reason = (
+                    f"text overlaps a tenant's ingested content: {found.shared} of "
+                    f"{found.total} fingerprints ({found.ratio:.0%})"
+                )
+                return Decision(Outcome.BLOCK, FINGERPRINT_RULE, reason, owner=found.tenant)
         return decision
 
     def block_unreadable(
@@ -233,7 +256,7 @@ class SinkCheck:
     def _account(
         self, index: int, decision: Decision, digest: str | None, label: Label | None
     ) -> None:
-        owner = label.tenant if label is not None else self._ambient
+        owner = decision.owner or (label.tenant if label is not None else self._ambient)
         tenant = None if owner is None else self._pseudonyms.get(owner) or self._pseudonym(owner)
         rule = decision.rule
         by_rule = self._by_rule

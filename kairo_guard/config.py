@@ -106,12 +106,19 @@ class LimitsSection(_Strict):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1, le=1 << 40)
 
 
+class FingerprintSection(_Strict):
+    min_shared: int = Field(default=3, ge=1, le=1000)
+    min_fraction: float = Field(default=0.5, gt=0, le=1)
+    boilerplate_tenants: int = Field(default=5, ge=2, le=1_000_000)
+
+
 class ConfigFile(_Strict):
     guard: GuardSection = Field(default_factory=GuardSection)
     sinks: dict[str, SinkSection] = Field(default_factory=dict)
     rules: list[RuleSection] = Field(default_factory=list)
     retention: dict[DataClass, str] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    fingerprints: FingerprintSection = Field(default_factory=FingerprintSection)
 
     @field_validator("retention")
     @classmethod
@@ -134,6 +141,7 @@ class Settings:
     rules: tuple[Rule, ...]
     retention: Mapping[DataClass, int]
     limits: LimitsSection
+    fingerprints: FingerprintSection
     db_url: str | None
     config_file: Path | None
 
@@ -268,6 +276,7 @@ def load_settings(
         rules=tuple(rules),
         retention={cls: parse_duration(text) for cls, text in doc.retention.items()},
         limits=doc.limits,
+        fingerprints=doc.fingerprints,
         db_url=environ.get(ENV_DB_URL) or None,
         config_file=path,
     )

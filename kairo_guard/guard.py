@@ -15,13 +15,22 @@ from kairo_guard.checker import CheckContext, SinkCheck
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import content_digest
 from kairo_guard.exceptions import ConfigError, StoreError
-from kairo_guard.keys import PURPOSE_AUDIT_HEAD, KeyRing, load_key_ring
+from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
+from kairo_guard.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
 from kairo_guard.policy import Policy
 from kairo_guard.report import CheckReport
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
 from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
-from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Sealed, SinkKind, TenantId
+from kairo_guard.types import (
+    SEAL_FIELD,
+    DataClass,
+    Mode,
+    Sealed,
+    SinkKind,
+    TenantId,
+    validate_tenant,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,6 +101,16 @@ class Guard:
             batch_size=limits.audit_batch_size,
             flush_interval=limits.audit_flush_ms / 1000,
         )
+        thresholds = self.settings.fingerprints
+        # Derived from the pseudonym key, which stays fixed across rotations, so the
+        # index stays valid when the signing key changes.
+        self.fingerprints = FingerprintIndex(
+            self.store,
+            Fingerprinter(self.keys.subkey(PURPOSE_FINGERPRINT, self.keys.pseudonym_key_id)),
+            min_shared=thresholds.min_shared,
+            min_fraction=thresholds.min_fraction,
+            boilerplate_tenants=thresholds.boilerplate_tenants,
+        )
         self._ctx = CheckContext(
             codec=self.codec,
             policy=self.policy,
@@ -100,6 +119,7 @@ class Guard:
             agreement_active=self._agreement_active,
             clock=clock,
             max_violations=limits.max_violations,
+            fingerprints=self.fingerprints,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -221,6 +241,18 @@ class Guard:
             **body,
             SEAL_FIELD: self.seal(body, tenant=tenant, data_class=data_class, source=source),
         }
+
+    def index_content(self, tenant: TenantId, content: object) -> int:
+        """Fingerprint ``content`` as ``tenant``'s customer content (the laundering net).
+
+        Returns:
+            How many fingerprints were indexed (0 for text under 50 characters).
+        """
+        count = self.fingerprints.add(validate_tenant(tenant), content)
+        self.audit.append(
+            {"event": "fingerprints.index", "tenant": self.keys.pseudonym(tenant), "count": count}
+        )
+        return count
 
     def open_seal(self, seal: str) -> Label:
         """Verify a seal and return its label. Raises SealError if it does not verify."""

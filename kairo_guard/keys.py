@@ -38,6 +38,7 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 PURPOSE_SEAL = "seal"
 PURPOSE_PSEUDONYM = "pseudonym"
 PURPOSE_AUDIT_HEAD = "audit-head"
+PURPOSE_FINGERPRINT = "fingerprint"
 
 
 def _b64(data: bytes) -> str:

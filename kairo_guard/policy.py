@@ -115,6 +115,8 @@ class Decision(NamedTuple):
     rule: str
     reason: str
     denied_by: tuple[str, ...] = ()
+    owner: str | None = None
+    """The tenant a content check found the record to belong to, if any."""
 
 
 def rule(

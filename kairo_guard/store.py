@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from kairo_guard.types import TenantId, validate_tenant
 DB_FILE_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1
 DEFAULT_SCOPE = "fine-tune"
+_SQL_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,22 @@ class Store(Protocol):
         """Revoke one or all of a tenant's API keys; return how many were revoked."""
         ...
 
+    def add_fingerprints(self, tenant: TenantId, fingerprints: Iterable[int]) -> None:
+        """Index content fingerprints as ``tenant``'s (idempotent)."""
+        ...
+
+    def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
+        """Return, for each given fingerprint that is indexed, the tenants it belongs to."""
+        ...
+
+    def delete_fingerprints(self, tenant: TenantId) -> int:
+        """Remove every fingerprint of ``tenant``; return how many rows went."""
+        ...
+
+    def iter_fingerprints(self) -> Iterator[tuple[int, TenantId]]:
+        """Yield every indexed (fingerprint, tenant) pair (for exports)."""
+        ...
+
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
         ...
@@ -118,6 +136,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at REAL
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    fp INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    PRIMARY KEY (fp, tenant)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fingerprints_tenant ON fingerprints (tenant);
 """
 
 
@@ -257,6 +281,48 @@ class SQLiteStore:
                 return self._db.execute(sql, params).rowcount
             except sqlite3.Error as exc:
                 raise StoreError(f"state database error: {exc}") from exc
+
+    def add_fingerprints(self, tenant: TenantId, fingerprints: Iterable[int]) -> None:
+        """See :meth:`Store.add_fingerprints`."""
+        validate_tenant(tenant)
+        rows = [(fp, tenant) for fp in fingerprints]
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"state database error: {exc}") from exc
+
+    def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
+        """See :meth:`Store.match_fingerprints`."""
+        found: dict[int, set[TenantId]] = {}
+        values = list(fingerprints)
+        for start in range(0, len(values), _SQL_CHUNK):
+            chunk = values[start : start + _SQL_CHUNK]
+            sql = f"SELECT fp, tenant FROM fingerprints WHERE fp IN ({','.join('?' * len(chunk))})"  # noqa: S608 - placeholders only
+            rows = self._query(sql, tuple(chunk))
+            for fp, tenant in rows:
+                found.setdefault(int(fp), set()).add(str(tenant))
+        return {fp: frozenset(tenants) for fp, tenants in found.items()}
+
+    def delete_fingerprints(self, tenant: TenantId) -> int:
+        """See :meth:`Store.delete_fingerprints`."""
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "DELETE FROM fingerprints WHERE tenant = ?", (tenant,)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+
+    def iter_fingerprints(self) -> Iterator[tuple[int, TenantId]]:
+        """See :meth:`Store.iter_fingerprints`."""
+        for fp, tenant in self._query("SELECT fp, tenant FROM fingerprints ORDER BY fp"):
+            yield int(fp), str(tenant)
 
     def close(self) -> None:
         """See :meth:`Store.close`."""
