@@ -23,6 +23,7 @@ from kairo_guard.apikeys import ApiKeyVerifier
 from kairo_guard.context import _CURRENT_TENANT
 from kairo_guard.exceptions import AuthenticationError
 from kairo_guard.guard import Guard
+from kairo_guard.ingest import StreamingIndexer
 from kairo_guard.provenance import RequestProvenance
 from kairo_guard.resolvers import (
     ApiKeyResolver,
@@ -160,6 +161,7 @@ class GuardMiddleware:
         except _BodyTooLarge:
             pass  # the 413 went out when the cap was passed; the app saw the error
         finally:
+            state.provenance.indexed = state.indexed
             self._audit(tenant, scope, status=state.status, provenance=state.provenance)
 
     def _audit(
@@ -181,7 +183,9 @@ class GuardMiddleware:
         if sink is not None:
             entry["sink"] = sink
         if provenance is not None and provenance.size:
-            entry.update(bytes=provenance.size, digest=provenance.digest)
+            entry.update(
+                bytes=provenance.size, digest=provenance.digest, fingerprints=provenance.indexed
+            )
         self.guard.audit.append(entry)
 
     async def _deny(
@@ -216,7 +220,7 @@ _BODY_ERRORS = {400: "invalid Content-Length", 413: "request body is over the si
 class _RequestState:
     """Per-request bookkeeping: body size and digest, response status."""
 
-    __slots__ = ("_cap", "_hash", "_mw", "_rejected", "_send", "provenance", "status")
+    __slots__ = ("_cap", "_hash", "_indexer", "_mw", "_rejected", "_send", "provenance", "status")
 
     def __init__(self, mw: GuardMiddleware, tenant: TenantId, send: Send) -> None:
         self._mw = mw
@@ -224,6 +228,7 @@ class _RequestState:
         self._cap = mw.max_body_bytes
         self._hash = hashlib.sha256()
         self._rejected = False
+        self._indexer = StreamingIndexer(mw.guard.fingerprints, tenant)
         self.provenance = RequestProvenance(mw.guard, tenant, mw.source)
         self.status: int | None = None
 
@@ -238,11 +243,20 @@ class _RequestState:
                     raise _BodyTooLarge
                 self.provenance.size = size
                 self._hash.update(body)
+                # The content is indexed before the app sees its end: a body that
+                # cannot be fingerprinted is not accepted (the error reaches the app).
+                await self._indexer.feed(body)
                 if not message.get("more_body", False):
+                    await self._indexer.finish()
                     self.provenance.finish(self._hash.hexdigest())
             return message
 
         return guarded_receive
+
+    @property
+    def indexed(self) -> int:
+        """Fingerprints indexed from this request's body."""
+        return self._indexer.indexed
 
     async def _reject(self) -> None:
         # Answer 413 now, before the app's error handling can answer 500, and drop

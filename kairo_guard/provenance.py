@@ -17,13 +17,14 @@ class RequestProvenance:
     Found at ``scope["kairo_guard"]`` (Starlette: ``request.scope["kairo_guard"]``).
     """
 
-    __slots__ = ("_guard", "_source", "complete", "digest", "seal", "size", "tenant")
+    __slots__ = ("_guard", "_source", "complete", "digest", "indexed", "seal", "size", "tenant")
 
     def __init__(self, guard: Guard, tenant: TenantId, source: str) -> None:
         self._guard = guard
         self._source = source
         self.tenant = tenant
         self.size = 0
+        self.indexed = 0
         self.complete = False
         self.digest: str | None = None
         self.seal: str | None = None
