@@ -29,6 +29,8 @@ REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
 
 _MISSING, _INVALID, _VALID = 0, 1, 2
+_MISSING_KEY: tuple[object, ...] = ("missing",)
+_INVALID_KEY: tuple[object, ...] = ("invalid",)
 _ALLOW = Outcome.ALLOW
 _MAX_CACHED = 4096
 _CC = DataClass.CUSTOMER_CONTENT
@@ -81,22 +83,27 @@ class SinkCheck:
         self._now = self._started
         self._agreement = False
         self._decisions: dict[tuple[object, ...], Decision] = {}
-        self._open = ctx.codec.open
+        self._keep: list[Label | None] = []
+        self._verify = ctx.codec.verify
+        self._fingerprints = sink.kind.shared and ctx.fingerprints is not None
+        """Whether allowed records get the fingerprint check (shared sinks only)."""
         self._refresh()
         self._index = 0
         self._allowed = 0
         self._by_rule: dict[str, int] = {}
         self._violations: list[Violation] = []
         self._omitted = 0
-        self._rows: list[list[object]] = []
+        self._rows: list[tuple[object, ...]] = []
         self._pseudonyms: dict[str, str] = {}
         self._finished: CheckReport | None = None
 
     def _refresh(self) -> None:
+        self._countdown = REFRESH_EVERY
         self._now = self._ctx.clock()
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
         self._decisions.clear()
+        self._keep.clear()
 
     def admit(self, item: object) -> bool:
         """Decide ``item`` and say whether it may pass in this check's mode.
@@ -136,30 +143,32 @@ class SinkCheck:
         """
         index = self._index
         self._index = index + 1
-        if index % REFRESH_EVERY == REFRESH_EVERY - 1:
+        self._countdown -= 1
+        if not self._countdown:
             self._refresh()
         label: Label | None = None
         try:
             if digest is None:
                 digest = content_digest(content)
             if seal is None:
-                decision = self._cached(_MISSING, None, False, False, None)
+                decision = self._cached(_MISSING_KEY, _MISSING, None, False, False)
             else:
                 try:
-                    label = self._open(seal)
+                    label, sealed_digest = self._verify(seal)
                 except SealError as exc:
-                    decision = self._cached(_INVALID, None, False, False, None)
+                    decision = self._cached(_INVALID_KEY, _INVALID, None, False, False)
                     decision = decision._replace(reason=f"{decision.reason} ({exc})")
                 else:
                     expires = label.expires_at
-                    decision = self._cached(
-                        _VALID,
-                        label,
-                        label.digest == digest,
-                        expires is not None and self._now >= expires,
-                        label.source,
+                    match = sealed_digest == digest
+                    expired = expires is not None and self._now >= expires
+                    # ``label`` is the codec's shared object for every seal that differs
+                    # only in its digest: its identity keys the decision cache.
+                    key = (id(label), match, expired)
+                    decision = self._decisions.get(key) or self._cached(
+                        key, _VALID, label, match, expired
                     )
-            if decision.outcome is _ALLOW:
+            if decision.outcome is _ALLOW and (confirm is not None or self._fingerprints):
                 decision = self._content_checks(content, decision, confirm)
         except ContentError as exc:
             decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
@@ -177,7 +186,7 @@ class SinkCheck:
         if confirm is not None:
             decision = confirm() or decision
         index = self._ctx.fingerprints
-        if decision.outcome is _ALLOW and self.sink.kind.shared and index is not None:
+        if decision.outcome is _ALLOW and self._fingerprints and index is not None:
             found = index.overlap(content)
             if found is not None:
                 reason = (
@@ -198,24 +207,23 @@ class SinkCheck:
         return decision
 
     def _cached(
-        self, status: int, label: Label | None, match: bool, expired: bool, source: str | None
+        self,
+        key: tuple[object, ...],
+        status: int,
+        label: Label | None,
+        match: bool,
+        expired: bool,
     ) -> Decision:
         # Within one check the sink, ambient tenant and agreement are fixed, so the
-        # decision depends only on these few values: most records are a dict lookup.
-        key = (
-            status,
-            None if label is None else label.data_class,
-            None if label is None else label.tenant,
-            match,
-            expired,
-            source,
-        )
+        # decision depends only on the label's fields, digest match and expiry: most
+        # records are a dict lookup.
         decision = self._decisions.get(key)
         if decision is None:
             facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
             decision = self._ctx.policy.decide(facts)
             if len(self._decisions) < _MAX_CACHED:
                 self._decisions[key] = decision
+                self._keep.append(label)  # ids in keys stay valid while the entry lives
         return decision
 
     def _facts(
@@ -270,7 +278,7 @@ class SinkCheck:
         else:
             self._omitted += 1
         rows = self._rows
-        rows.append([index, outcome, rule, digest, tenant])  # orjson writes enums as values
+        rows.append((index, outcome, rule, digest, tenant))  # orjson writes enums as values
         if len(rows) >= AUDIT_ROWS_PER_ENTRY:
             self._flush_rows()
 

@@ -23,6 +23,7 @@ from kairo_guard.cli_common import (
     handle_errors,
     open_guard,
 )
+from kairo_guard.content import RawJSON, sealed_line, split_sealed_line
 from kairo_guard.exceptions import ContentError
 from kairo_guard.jsonl import (
     BadLine,
@@ -30,6 +31,7 @@ from kairo_guard.jsonl import (
     has_inexact_number,
     iter_lines,
     iter_raw_lines,
+    may_be_rounded,
     parse_line,
 )
 from kairo_guard.policy import Decision
@@ -93,43 +95,64 @@ def scan_stream(
 ) -> CheckReport:
     """Decide every line of ``stream``; write passing lines (as read) to ``out``.
 
-    This is the hot path of ``scan``: one ``orjson`` parse, one canonical dump and
-    SHA-256 for the digest, one seal verification and a cached policy lookup a record.
+    The hot path of ``scan``. A line in the canonical sealed form (what ``label`` and
+    ``Guard.label_record`` write) is digested straight from its bytes, without a JSON
+    parse; any other line is parsed and canonically re-encoded. Then one seal
+    verification and a cached policy lookup.
     """
     observe = run.mode is Mode.OBSERVE
-    loads, dumps, sha256, sort = orjson.loads, orjson.dumps, hashlib.sha256, _SORT
     decide, allow, write = run.decide_parts, Outcome.ALLOW, None if out is None else out.write
+    split, sha256 = split_sealed_line, hashlib.sha256
+    shared = run.sink.kind.shared
     done = 0
     for number, raw in enumerate(iter_raw_lines(stream, max_bytes)):
         if isinstance(raw, BadLine):
             run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
             continue
-        if not raw.strip():
-            continue
-        try:
-            value = loads(raw)
-        except orjson.JSONDecodeError:
-            bad = parse_line(raw)
-            reason = bad if isinstance(bad, BadLine) else _UNPARSED
-            decision = run.block_unreadable(reason.rule, reason.reason, reason.digest, number)
+        parts = split(raw)
+        digest = None
+        if parts is not None:
+            digest = sha256(parts[0]).hexdigest()
+            if parts[1].find(digest, 4, 120) < 0:
+                digest = None  # not canonical bytes, or another seal: take the slow path
+        if digest is not None and parts is not None:
+            # content is parsed only if a content check needs it (shared sinks)
+            content = RawJSON(parts[0]) if shared else parts[0]
+            decision = decide(content, parts[1], digest, number)
         else:
-            if type(value) is dict:
-                seal = value.pop(SEAL_FIELD, None)
-                try:
-                    digest: str | None = sha256(dumps(value, option=sort)).hexdigest()
-                except orjson.JSONEncodeError:
-                    digest = None
-                decision = decide(value, seal, digest, number, _exactness(raw, value))
-            else:
-                decision = decide(value, None, None, number)
+            parsed = _decide_parsed(run, raw, number)
+            if parsed is None:
+                continue  # a blank line is not a record
+            decision = parsed
         if write is not None and (decision.outcome is allow or observe):
-            write(raw + b"\n")
+            write(raw)
+            write(b"\n")
         if bar is not None:
             done += len(raw) + 1
             if done > 1 << 22:
                 bar.update(done)
                 done = 0
     return run.finish()
+
+
+def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> Decision | None:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if not raw.strip():
+            return None
+        bad = parse_line(raw)
+        reason = bad if isinstance(bad, BadLine) else _UNPARSED
+        return run.block_unreadable(reason.rule, reason.reason, reason.digest, number)
+    if type(value) is not dict:
+        return run.decide_parts(value, None, None, number)
+    seal = value.pop(SEAL_FIELD, None)
+    try:
+        digest: str | None = hashlib.sha256(orjson.dumps(value, option=_SORT)).hexdigest()
+    except orjson.JSONEncodeError:
+        digest = None
+    confirm = _exactness(raw, value) if may_be_rounded(value) else None
+    return run.decide_parts(value, seal, digest, number, confirm)
 
 
 def _exactness(raw: bytes, value: object) -> Callable[[], Decision | None]:
@@ -323,14 +346,6 @@ def label(
     raise Exit(EXIT_USAGE if unreadable else EXIT_VIOLATION if refusals else EXIT_OK)
 
 
-def _with_seal(raw: bytes, seal: str, *, empty: bool) -> bytes:
-    """Return the record's line as written, with the seal added as its last member."""
-    member = b'"' + SEAL_FIELD.encode() + b'":"' + seal.encode("ascii") + b'"}\n'
-    if empty:
-        return b"{" + member
-    return raw.rstrip()[:-1].rstrip() + b"," + member
-
-
 def _label_line(
     guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str, cls: DataClass, source: str
 ) -> tuple[str, str] | None:
@@ -346,5 +361,5 @@ def _label_line(
     except (ValueError, ContentError) as exc:
         return "label.refused", str(exc)
     if fh is not None:
-        fh.write(_with_seal(line.raw, seal, empty=not value))
+        fh.write(sealed_line(value, seal))
     return None

@@ -50,3 +50,56 @@ def content_digest(content: Any) -> str:
     if isinstance(content, bytes | bytearray | memoryview):
         return _sha256(content).hexdigest()
     return _sha256(canonical_json(content)).hexdigest()
+
+
+class RawJSON(bytes):
+    """JSON text whose value is parsed only if someone needs it (a content check)."""
+
+    __slots__ = ()
+
+    def value(self) -> Any:
+        """Return the parsed JSON value."""
+        return orjson.loads(bytes(self))  # orjson takes exact bytes only
+
+
+_SEAL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~%-"
+_MEMBER = b',"' + SEAL_FIELD.encode("ascii") + b'":"'
+_ONLY_MEMBER = b'{"' + SEAL_FIELD.encode("ascii") + b'":"'
+
+
+def sealed_line(content: Mapping[str, Any], seal: str) -> bytes:
+    """Return the JSONL line of a sealed record: canonical content, seal as last member.
+
+    Lines in this form can be verified byte for byte: removing the seal member leaves
+    exactly the bytes the digest was computed over (see :func:`split_sealed_line`).
+
+    Raises:
+        ContentError: if the content cannot be canonically encoded.
+    """
+    body = canonical_json(content)
+    if body == b"{}":
+        return _ONLY_MEMBER + seal.encode("ascii") + b'"}\n'
+    return body[:-1] + _MEMBER + seal.encode("ascii") + b'"}\n'
+
+
+def split_sealed_line(line: bytes) -> tuple[bytes, str] | None:
+    """Split a line written by :func:`sealed_line` into (content bytes, seal).
+
+    Returns None for any other shape. The content bytes are only *candidate* canonical
+    bytes: they are the record's content exactly when their SHA-256 equals the digest
+    in a verified seal (canonical JSON never repeats a key or holds the seal field).
+    """
+    if not line.endswith(b'"}'):
+        return None
+    at = line.rfind(_MEMBER)
+    if at > 0:
+        body = line[:at] + b"}"
+        start = at + len(_MEMBER)
+    elif line.startswith(_ONLY_MEMBER):
+        body, start = b"{}", len(_ONLY_MEMBER)
+    else:
+        return None
+    seal = line[start:-2]
+    if seal.translate(None, _SEAL_ALPHABET):
+        return None  # not a seal's characters: another structure, or escapes
+    return body, seal.decode("ascii")

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from kairo_guard.content import RawJSON
 from kairo_guard.store import Store
 from kairo_guard.types import TenantId
 
@@ -63,6 +64,8 @@ def _strings(value: object) -> Iterator[str]:
         item = stack.pop()
         if isinstance(item, str):
             yield item
+        elif isinstance(item, RawJSON):
+            stack.append(item.value())
         elif isinstance(item, bytes | bytearray):
             yield bytes(item).decode("utf-8", errors="replace")
         elif isinstance(item, Mapping):

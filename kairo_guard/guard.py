@@ -9,11 +9,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+import orjson
+
 from kairo_guard import context as _context
 from kairo_guard.audit import AuditLog
 from kairo_guard.checker import CheckContext, SinkCheck
 from kairo_guard.config import Settings, load_settings
-from kairo_guard.content import content_digest
+from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.exceptions import ConfigError, StoreError
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
@@ -233,10 +235,13 @@ class Guard:
     ) -> dict[str, Any]:
         """Return a copy of a JSON record with its seal under ``_kairo``.
 
+        The copy's keys are in canonical order with the seal last, so ``orjson.dumps``
+        of it is the byte-verifiable line form (:func:`~kairo_guard.content.sealed_line`).
+
         Raises:
             ValueError, ContentError: as :meth:`seal`.
         """
-        body = {k: v for k, v in record.items() if k != SEAL_FIELD}
+        body = orjson.loads(canonical_json(record))
         return {
             **body,
             SEAL_FIELD: self.seal(body, tenant=tenant, data_class=data_class, source=source),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -128,17 +128,20 @@ def parse_line(raw: bytes, *, exact_numbers: bool = False) -> object | BadLine:
 _BIG = 9.2e18  # orjson parses integers past 64 bits as floats at least this large
 
 
-def _may_be_rounded(value: object) -> bool:
-    kind = type(value)
-    if kind is float:
-        return value >= _BIG or value <= -_BIG  # type: ignore[operator]
-    if kind is dict:
-        values: Iterable[object] = value.values()  # type: ignore[attr-defined]
-    elif kind is list:
-        values = value  # type: ignore[assignment]
-    else:
-        return False
-    return any(_may_be_rounded(v) for v in values)
+def may_be_rounded(value: object) -> bool:
+    """True if ``value`` holds a float large enough to be a rounded 64-bit-plus integer."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if item >= _BIG or item <= -_BIG:  # type: ignore[operator]
+                return True
+        elif kind is dict:
+            stack.extend(item.values())  # type: ignore[attr-defined]
+        elif kind is list:
+            stack.extend(item)  # type: ignore[arg-type]
+    return False
 
 
 def has_inexact_number(raw: bytes, value: object) -> bool:
@@ -147,7 +150,7 @@ def has_inexact_number(raw: bytes, value: object) -> bool:
     Cheap unless ``value`` holds a float of 9.2e18 or more, where the line is parsed
     again exactly to compare: a seal must never vouch for digits it did not see.
     """
-    if not _may_be_rounded(value):
+    if not may_be_rounded(value):
         return False
     try:
         exact = json.loads(raw)

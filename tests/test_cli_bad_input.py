@@ -339,18 +339,20 @@ def test_when_a_big_integer_is_exactly_a_double_then_label_still_refuses_it(
     assert code == 2
 
 
-def test_when_a_float_has_more_digits_than_a_double_then_label_keeps_the_line_as_written(
+def test_when_a_float_has_more_digits_than_a_double_then_label_writes_the_double(
     cli_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """JSON numbers are doubles: the seal covers the parsed value, the text stays as is."""
-    text = b'{"n": 0.10000000000000000555111512312578, "s": "x"}'
+    """JSON numbers are doubles: label writes the canonical form, which scan verifies."""
+    text = b'{"s": "x", "n": 0.10000000000000000555111512312578}'
     path = write_lines(tmp_path / "in.jsonl", [text])
 
     code = main([*LABEL, str(path), "--out", "out.jsonl"])
 
     assert code == 0
     out = (tmp_path / "out.jsonl").read_bytes()
-    assert out.startswith(text[:-1] + b',"_kairo":"kg1.')
+    assert out.startswith(b'{"n":0.1,"s":"x","_kairo":"kg1.')
+    assert main(["agreements", "grant", "acme"]) == 0
+    assert main(["scan", "out.jsonl", "--sink", "tenant-fine-tune:acme"]) == 0
     assert main(["scan", "out.jsonl", "--sink", "tenant-fine-tune:globex"]) == 1
 
 
