@@ -74,19 +74,38 @@ def _strings(value: object) -> Iterator[str]:
             stack.extend(reversed(item))
 
 
+class _Powers:
+    """BASE**i and BASE**-i modulo 2**64, grown on demand and shared (read-only)."""
+
+    def __init__(self) -> None:
+        self.up = np.ones(1, dtype=np.uint64)
+        self.down = np.ones(1, dtype=np.uint64)
+
+    def need(self, n: int) -> None:
+        if len(self.up) > n:
+            return
+        size = max(n + 1, 2 * len(self.up), 4096)
+        up = np.empty(size, dtype=np.uint64)
+        down = np.empty(size, dtype=np.uint64)
+        up[0] = down[0] = 1
+        with np.errstate(over="ignore"):
+            np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=up[1:])
+            np.cumprod(np.full(size - 1, _BASE_INV, dtype=np.uint64), out=down[1:])
+        self.up, self.down = up, down  # swap whole arrays: readers never see a half
+
+
+_POWERS = _Powers()
+
+
 def _rolling(codes: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """Hash of every k-gram: sum of c[i+j] * BASE**j, modulo 2**64, in O(n)."""
     n = len(codes)
-    powers = np.empty(n + 1, dtype=np.uint64)
-    powers[0] = 1
-    np.cumprod(np.full(n, _BASE, dtype=np.uint64), out=powers[1:])
-    inverse = np.empty(n + 1, dtype=np.uint64)
-    inverse[0] = 1
-    np.cumprod(np.full(n, _BASE_INV, dtype=np.uint64), out=inverse[1:])
+    _POWERS.need(n)
+    up, down = _POWERS.up, _POWERS.down
     prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(codes * powers[:n], out=prefix[1:])
+    np.cumsum(codes * up[:n], out=prefix[1:])
     count = n - K + 1
-    hashes: np.ndarray[Any, np.dtype[np.uint64]] = (prefix[K:] - prefix[:count]) * inverse[:count]
+    hashes: np.ndarray[Any, np.dtype[np.uint64]] = (prefix[K:] - prefix[:count]) * down[:count]
     return hashes
 
 
@@ -99,9 +118,14 @@ def winnow(normalized: str) -> list[int]:
         hashes = _rolling(codes)
     if len(hashes) <= W:
         return [int(len(hashes) - 1 - np.argmin(hashes[::-1]))]
-    windows = sliding_window_view(hashes, W)
-    rightmost = W - 1 - np.argmin(windows[:, ::-1], axis=1)
-    return [int(p) for p in np.unique(np.arange(len(windows)) + rightmost)]
+    # rightmost minimum of each window: argmin of the reversed window
+    chosen = W - 1 - sliding_window_view(hashes, W)[:, ::-1].argmin(axis=1)
+    chosen += np.arange(len(chosen))
+    # positions never decrease from one window to the next: drop repeats
+    keep = np.empty(len(chosen), dtype=bool)
+    keep[0] = True
+    np.not_equal(chosen[1:], chosen[:-1], out=keep[1:])
+    return chosen[keep].tolist()  # type: ignore[no-any-return]
 
 
 class Fingerprinter:
