@@ -24,7 +24,7 @@ from kairo_guard.cli_common import (
     open_guard,
 )
 from kairo_guard.content import RawJSON, sealed_line, split_sealed_line
-from kairo_guard.exceptions import ContentError
+from kairo_guard.exceptions import ContentError, ContentRefused
 from kairo_guard.jsonl import (
     BadLine,
     Line,
@@ -250,10 +250,8 @@ def _scan_sink(guard: Any, name: str) -> Any:
 # -- label ---------------------------------------------------------------------------
 
 _MINTED_ELSEWHERE = {
-    DataClass.OPERATOR_PUBLIC: "operator_public is minted only after the fingerprint and PII "
-    "checks, which this version does not have yet",
-    DataClass.ANONYMIZED_TELEMETRY: "anonymized_telemetry is minted only by "
-    "'kairo-guard telemetry aggregate'",
+    DataClass.ANONYMIZED_TELEMETRY: "anonymized_telemetry is minted only by the telemetry "
+    "aggregator (aggregated over enough tenants), never by labelling records",
 }
 
 
@@ -295,16 +293,25 @@ def label(
 ) -> None:
     """Seal existing JSONL records of IN (a backfill) and write them to OUT.
 
-    Exit 1 if a record was refused (already sealed: labels are sticky), 2 if a line is
-    unreadable; the sealed records are written either way.
+    Records are written in canonical form with the seal as last member. Customer content
+    is also fingerprinted as the tenant's. ``operator_public`` (no --tenant) is vouched
+    for only if its text overlaps no tenant's content.
+
+    Exit 1 if a record was refused (already sealed: labels are sticky; operator data
+    that is a tenant's text), 2 if a line is unreadable; sealed records are written
+    either way.
     """
     cls = DataClass(data_class)
     if cls in _MINTED_ELSEWHERE:
         raise Exit(EXIT_USAGE, f"error: cannot label as {cls}: {_MINTED_ELSEWHERE[cls]}")
-    if not tenant:
-        raise Exit(EXIT_USAGE, f"error: --tenant is required for {cls}")
-    validate_tenant(tenant)
+    if cls.tenant_bound:
+        if not tenant:
+            raise Exit(EXIT_USAGE, f"error: --tenant is required for {cls}")
+        validate_tenant(tenant)
+    elif tenant:
+        raise Exit(EXIT_USAGE, f"error: {cls} belongs to no tenant; drop --tenant")
     guard = open_guard(ctx)
+    indexed = 0
     max_bytes = guard.settings.limits.max_record_bytes
     refusals: list[dict[str, Any]] = []
     sealed = 0
@@ -312,6 +319,8 @@ def label(
         for item in iter_lines(stream, max_bytes):
             if isinstance(item, Line):
                 problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
+                if problem is None and cls is DataClass.CUSTOMER_CONTENT and tenant:
+                    indexed += guard.fingerprints.add(tenant, orjson.loads(item.raw))
                 number = item.number
             else:
                 number, bad = item
@@ -321,12 +330,21 @@ def label(
             else:
                 refusals.append({"line": number, "rule": problem[0], "reason": problem[1]})
         commit[0] = True
+    if indexed:
+        guard.audit.append(
+            {
+                "event": "fingerprints.index",
+                "tenant": guard.keys.pseudonym(tenant),
+                "count": indexed,
+            }
+        )
     unreadable = sum(1 for r in refusals if r["rule"].startswith("input."))
     doc = {
         "input": str(input_path),
         "out": str(out),
         "class": cls.value,
-        "tenant": guard.keys.pseudonym(tenant),
+        "tenant": guard.keys.pseudonym(tenant) if tenant else None,
+        "fingerprints_indexed": indexed,
         "total": sealed + len(refusals),
         "sealed": sealed,
         "refused": len(refusals),
@@ -338,8 +356,8 @@ def label(
         click.echo(f"{input_path}: no records (empty input); wrote an empty {out}")
     else:
         click.echo(
-            f"label {input_path} -> {out}: sealed {sealed:,} as {cls} of {tenant}, "
-            f"refused {len(refusals):,}"
+            f"label {input_path} -> {out}: sealed {sealed:,} as {cls}"
+            f"{f' of {tenant}' if tenant else ''}, refused {len(refusals):,}"
         )
     for r in refusals[:SUMMARY_VIOLATIONS]:
         click.echo(f"  line {r['line']}: {r['rule']}: {r['reason']}", err=True)
@@ -347,7 +365,7 @@ def label(
 
 
 def _label_line(
-    guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str, cls: DataClass, source: str
+    guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str | None, cls: DataClass, source: str
 ) -> tuple[str, str] | None:
     value = parse_line(line.raw, exact_numbers=True)
     if isinstance(value, BadLine):
@@ -357,7 +375,12 @@ def _label_line(
     if SEAL_FIELD in value:
         return "label.already-sealed", "record already carries a seal; labels are sticky"
     try:
-        seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
+        if cls is DataClass.OPERATOR_PUBLIC:
+            seal = guard.seal_operator_data(value, source=source)
+        else:
+            seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
+    except ContentRefused as exc:
+        return exc.rule, exc.reason
     except (ValueError, ContentError) as exc:
         return "label.refused", str(exc)
     if fh is not None:

@@ -10,6 +10,7 @@
     ├── AuthenticationError  a request's tenant credentials are missing, bad or conflicting
     ├── AuditError           the audit log cannot be written
     │   └── AuditIntegrityError  the audit log or its signed head does not verify
+    ├── ContentRefused       content cannot be vouched for (e.g. it is a tenant's text)
     └── IsolationViolation   a sink in enforce mode refused records; carries the report
 
 Third-party errors are translated with ``raise X(...) from exc`` so callers need to
@@ -74,6 +75,16 @@ class AuditIntegrityError(AuditError):
     def __init__(self, message: str, *, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+class ContentRefused(KairoGuardError):
+    """Content was refused a permitting label; ``rule`` and ``reason`` say why."""
+
+    def __init__(self, rule: str, reason: str, *, tenant: str | None = None) -> None:
+        super().__init__(f"{rule}: {reason}")
+        self.rule = rule
+        self.reason = reason
+        self.tenant = tenant
 
 
 class IsolationViolation(KairoGuardError):

@@ -13,10 +13,10 @@ import orjson
 
 from kairo_guard import context as _context
 from kairo_guard.audit import AuditLog
-from kairo_guard.checker import CheckContext, SinkCheck
+from kairo_guard.checker import FINGERPRINT_RULE, CheckContext, SinkCheck
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import canonical_json, content_digest
-from kairo_guard.exceptions import ConfigError, StoreError
+from kairo_guard.exceptions import ConfigError, ContentRefused, StoreError
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
 from kairo_guard.policy import Policy
@@ -182,6 +182,73 @@ class Guard:
             created_at=created_at,
         )
 
+    def seal_operator_data(self, content: object, *, source: str) -> str:
+        """Vouch for public, licensed or synthetic data: seal it as ``operator_public``.
+
+        The content must not overlap any tenant's indexed content (the fingerprint
+        net); what is refused is audited with the matching tenant's pseudonym.
+
+        Raises:
+            ContentRefused: with rule ``fingerprint.tenant-content`` when it overlaps.
+            ContentError: if it cannot be digested.
+        """
+        digest = content_digest(content)
+        found = self.fingerprints.overlap(content)
+        if found is not None:
+            pseudonym = self.keys.pseudonym(found.tenant)
+            self.audit.append(
+                {
+                    "event": "seal.refused",
+                    "class": DataClass.OPERATOR_PUBLIC.value,
+                    "rule": FINGERPRINT_RULE,
+                    "tenant": pseudonym,
+                    "digest": digest,
+                    "shared": found.shared,
+                    "total": found.total,
+                }
+            )
+            raise ContentRefused(
+                FINGERPRINT_RULE,
+                f"text overlaps a tenant's ingested content: {found.shared} of "
+                f"{found.total} fingerprints ({found.ratio:.0%})",
+                tenant=pseudonym,
+            )
+        return self._mint(digest, DataClass.OPERATOR_PUBLIC, None, source)
+
+    def _mint(
+        self,
+        digest: str,
+        cls: DataClass,
+        tenant: TenantId | None,
+        source: str,
+        *,
+        created_at: float | None = None,
+        audit: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Seal a digest; the one place labels are made. Callers check the policy."""
+        created = int(self._clock() if created_at is None else created_at)
+        retention = self.settings.retention.get(cls)
+        label = Label.create(
+            tenant=tenant,
+            data_class=cls,
+            source=source,
+            created_at=created,
+            expires_at=created + retention if retention else None,
+            digest=digest,
+        )
+        seal = self.codec.seal(label)
+        self.audit.append(
+            {
+                "event": "seal",
+                "class": cls.value,
+                "tenant": self.keys.pseudonym(tenant) if tenant else None,
+                "source": source,
+                "digest": digest,
+                **(audit or {}),
+            }
+        )
+        return seal
+
     def seal_digest(
         self,
         digest: str,
@@ -202,28 +269,7 @@ class Guard:
         cls = DataClass(data_class)
         if not cls.restricts:
             raise ValueError(f"{cls} cannot be sealed directly")
-        created = int(self._clock() if created_at is None else created_at)
-        retention = self.settings.retention.get(cls)
-        label = Label.create(
-            tenant=tenant,
-            data_class=cls,
-            source=source,
-            created_at=created,
-            expires_at=created + retention if retention else None,
-            digest=digest,
-        )
-        seal = self.codec.seal(label)
-        self.audit.append(
-            {
-                "event": "seal",
-                "class": cls.value,
-                "tenant": self.keys.pseudonym(tenant),
-                "source": source,
-                "digest": digest,
-                **(audit or {}),
-            }
-        )
-        return seal
+        return self._mint(digest, cls, tenant, source, created_at=created_at, audit=audit)
 
     def label_record(
         self,

@@ -204,19 +204,54 @@ def test_when_agreements_change_then_tenant_fine_tune_follows_them(
     assert scan("tenant-fine-tune:acme") == (1, {"agreement.inactive": 3})
 
 
-@pytest.mark.parametrize("data_class", ["operator_public", "anonymized_telemetry"])
-def test_when_label_is_asked_for_a_permitting_class_then_exit_2(
-    data_class: str, kg: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--class", "anonymized_telemetry"], "cannot label as anonymized_telemetry"),
+        (["--class", "operator_public", "--tenant", "acme"], "belongs to no tenant"),
+    ],
+)
+def test_when_label_is_asked_for_what_it_cannot_mint_then_exit_2(
+    args: list[str], message: str, kg: Any, tmp_path: Path
 ) -> None:
     write_jsonl(tmp_path / "docs.jsonl", DOCS)
 
-    result = kg(
-        "label", "docs.jsonl", "--tenant", "acme", "--class", data_class, "--out", "out.jsonl"
-    )
+    result = kg("label", "docs.jsonl", *args, "--out", "out.jsonl")
 
     assert result.code == 2
-    assert f"cannot label as {data_class}" in result.err
+    assert message in result.err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+LONG_DOC = (
+    "Acme confidential roadmap: the Lisbon plant doubles its widget output in the third "
+    "quarter, the Porto warehouse closes in October, and forty engineers move to the new "
+    "battery line under a supplier agreement that nobody outside the board has seen yet."
+)
+
+
+def test_label_operator_public_refuses_a_tenants_text_and_seals_the_rest(
+    kg: Any, tmp_path: Path
+) -> None:
+    write_jsonl(tmp_path / "acme.jsonl", [{"doc": "roadmap", "text": LONG_DOC}])
+    sealed = kg("label", "acme.jsonl", "--tenant", "acme", "--class", "customer_content",
+                "--out", "acme.sealed.jsonl", "--report", "acme.report.json")  # fmt: skip
+    assert sealed.code == 0
+    assert load(tmp_path / "acme.report.json")["fingerprints_indexed"] > 0
+    laundered = {"text": "Public notes. " + LONG_DOC.upper().replace(",", ";") + " The end."}
+    public = {"text": "The quick brown fox jumps over the lazy dog, as every typist knows well."}
+    write_jsonl(tmp_path / "ops.jsonl", [public, laundered])
+
+    result = kg("label", "ops.jsonl", "--class", "operator_public", "--out", "ops.sealed.jsonl",
+                "--report", "ops.report.json")  # fmt: skip
+
+    assert result.code == 1
+    report = load(tmp_path / "ops.report.json")
+    assert [(r["line"], r["rule"]) for r in report["refusals"]] == [
+        (2, "fingerprint.tenant-content")
+    ]
+    assert "LISBON" not in json.dumps(report).upper()
+    assert kg("scan", "ops.sealed.jsonl", "--sink", "shared-training").code == 0
 
 
 def test_when_label_has_no_tenant_for_customer_content_then_exit_2(kg: Any, tmp_path: Path) -> None:
