@@ -18,7 +18,13 @@ from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.exceptions import ConfigError, ContentRefused, StoreError
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
-from kairo_guard.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
+from kairo_guard.keys import (
+    PURPOSE_AUDIT_HEAD,
+    PURPOSE_FILTER,
+    PURPOSE_FINGERPRINT,
+    KeyRing,
+    load_key_ring,
+)
 from kairo_guard.policy import Policy
 from kairo_guard.report import CheckReport
 from kairo_guard.seal import Label, SealCodec
@@ -304,6 +310,54 @@ class Guard:
             {"event": "fingerprints.index", "tenant": self.keys.pseudonym(tenant), "count": count}
         )
         return count
+
+    def export_fingerprint_filter(self, path: Path, *, fp_rate: float = 0.001) -> int:
+        """Write the index as a signed Bloom filter (see :mod:`kairo_guard.bloom`).
+
+        Fingerprints that boilerplate discounting ignores are left out.
+
+        Returns:
+            How many fingerprints the filter holds.
+        """
+        from kairo_guard.bloom import FingerprintFilter
+
+        counting = self._countable_fingerprints()
+        index = self.fingerprints
+        flt = FingerprintFilter.build(
+            counting,
+            count=len(counting),
+            fp_rate=fp_rate,
+            meta={
+                "min_shared": index.min_shared,
+                "min_fraction": index.min_fraction,
+                "created_at": self._clock(),
+            },
+        )
+        flt.save(path, self.keys.subkey(PURPOSE_FILTER, self.keys.pseudonym_key_id))
+        self.audit.append({"event": "fingerprints.export", "count": len(counting)})
+        return len(counting)
+
+    def load_fingerprint_filter(self, path: Path) -> Any:
+        """Read and verify a filter written by :meth:`export_fingerprint_filter`."""
+        from kairo_guard.bloom import FingerprintFilter
+
+        return FingerprintFilter.load(
+            path, self.keys.subkey(PURPOSE_FILTER, self.keys.pseudonym_key_id)
+        )
+
+    def _countable_fingerprints(self) -> list[int]:
+        limit = self.fingerprints.boilerplate_tenants
+        kept: list[int] = []
+        current, tenants = None, 0
+        for fp, _ in self.store.iter_fingerprints():
+            if fp != current:
+                if current is not None and tenants < limit:
+                    kept.append(current)
+                current, tenants = fp, 0
+            tenants += 1
+        if current is not None and tenants < limit:
+            kept.append(current)
+        return kept
 
     def open_seal(self, seal: str) -> Label:
         """Verify a seal and return its label. Raises SealError if it does not verify."""

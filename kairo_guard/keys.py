@@ -39,6 +39,7 @@ PURPOSE_SEAL = "seal"
 PURPOSE_PSEUDONYM = "pseudonym"
 PURPOSE_AUDIT_HEAD = "audit-head"
 PURPOSE_FINGERPRINT = "fingerprint"
+PURPOSE_FILTER = "fingerprint-filter"
 
 
 def _b64(data: bytes) -> str:
