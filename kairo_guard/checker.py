@@ -77,12 +77,13 @@ class SinkCheck:
         self.sink = sink
         self.mode = mode
         self._ambient = ambient
+        self._pseudonyms: dict[str, str] = {}
         self._check_id = f"chk_{uuid.uuid4().hex[:20]}"
         self._started = ctx.clock()
         self._mono = time.monotonic()
         self._now = self._started
         self._agreement = False
-        self._decisions: dict[tuple[object, ...], Decision] = {}
+        self._decisions: dict[tuple[object, ...], tuple[Decision, str | None]] = {}
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
         self._fingerprints = sink.kind.shared and ctx.fingerprints is not None
@@ -94,8 +95,8 @@ class SinkCheck:
         self._violations: list[Violation] = []
         self._omitted = 0
         self._rows: list[tuple[object, ...]] = []
-        self._pseudonyms: dict[str, str] = {}
         self._finished: CheckReport | None = None
+        self._ambient_pseudonym = self._pseudonym(ambient)
 
     def _refresh(self) -> None:
         self._countdown = REFRESH_EVERY
@@ -146,17 +147,17 @@ class SinkCheck:
         self._countdown -= 1
         if not self._countdown:
             self._refresh()
-        label: Label | None = None
+        owner: str | None = self._ambient_pseudonym
         try:
             if digest is None:
                 digest = content_digest(content)
             if seal is None:
-                decision = self._cached(_MISSING_KEY, _MISSING, None, False, False)
+                decision, owner = self._cached(_MISSING_KEY, _MISSING, None, False, False)
             else:
                 try:
                     label, sealed_digest = self._verify(seal)
                 except SealError as exc:
-                    decision = self._cached(_INVALID_KEY, _INVALID, None, False, False)
+                    decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
                     decision = decision._replace(reason=f"{decision.reason} ({exc})")
                 else:
                     expires = label.expires_at
@@ -165,16 +166,18 @@ class SinkCheck:
                     # ``label`` is the codec's shared object for every seal that differs
                     # only in its digest: its identity keys the decision cache.
                     key = (id(label), match, expired)
-                    decision = self._decisions.get(key) or self._cached(
+                    decision, owner = self._decisions.get(key) or self._cached(
                         key, _VALID, label, match, expired
                     )
             if decision.outcome is _ALLOW and (confirm is not None or self._fingerprints):
                 decision = self._content_checks(content, decision, confirm)
+                if decision.owner is not None:
+                    owner = self._pseudonym(decision.owner)
         except ContentError as exc:
             decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
         except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
             decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
-        self._account(index if position is None else position, decision, digest, label)
+        self._account(index if position is None else position, decision, digest, owner)
         return decision
 
     def _content_checks(
@@ -203,7 +206,9 @@ class SinkCheck:
         index = self._index
         self._index = index + 1
         decision = Decision(Outcome.BLOCK, rule, reason)
-        self._account(index if position is None else position, decision, digest, None)
+        self._account(
+            index if position is None else position, decision, digest, self._ambient_pseudonym
+        )
         return decision
 
     def _cached(
@@ -213,18 +218,17 @@ class SinkCheck:
         label: Label | None,
         match: bool,
         expired: bool,
-    ) -> Decision:
+    ) -> tuple[Decision, str | None]:
         # Within one check the sink, ambient tenant and agreement are fixed, so the
-        # decision depends only on the label's fields, digest match and expiry: most
-        # records are a dict lookup.
-        decision = self._decisions.get(key)
-        if decision is None:
-            facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
-            decision = self._ctx.policy.decide(facts)
-            if len(self._decisions) < _MAX_CACHED:
-                self._decisions[key] = decision
-                self._keep.append(label)  # ids in keys stay valid while the entry lives
-        return decision
+        # decision (and whose record it is) depends only on the label's fields, digest
+        # match and expiry: most records are one dict lookup.
+        facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
+        owner = label.tenant if label is not None and label.tenant else self._ambient
+        entry = (self._ctx.policy.decide(facts), self._pseudonym(owner))
+        if len(self._decisions) < _MAX_CACHED:
+            self._decisions[key] = entry
+            self._keep.append(label)  # ids in keys stay valid while the entry lives
+        return entry
 
     def _facts(
         self, label: Label | None, sealed: bool, valid: bool, match: bool, expired: bool
@@ -262,10 +266,9 @@ class SinkCheck:
         return cached
 
     def _account(
-        self, index: int, decision: Decision, digest: str | None, label: Label | None
+        self, index: int, decision: Decision, digest: str | None, tenant: str | None
     ) -> None:
-        owner = decision.owner or (label.tenant if label is not None else self._ambient)
-        tenant = None if owner is None else self._pseudonyms.get(owner) or self._pseudonym(owner)
+        """Count and audit one decision; ``tenant`` is the owner's pseudonym."""
         rule = decision.rule
         by_rule = self._by_rule
         by_rule[rule] = by_rule.get(rule, 0) + 1
