@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kairo_guard.content import content_digest
+from kairo_guard.content import RawJSON, content_digest
 from kairo_guard.exceptions import ContentError, IsolationViolation, SealError
 from kairo_guard.fingerprint import FingerprintIndex
 from kairo_guard.policy import Decision, Facts, Policy, Relation
@@ -131,6 +131,8 @@ class SinkCheck:
         digest: str | None = None,
         position: int | None = None,
         confirm: Callable[[], Decision | None] | None = None,
+        *,
+        json_bytes: bool = False,
     ) -> Decision:
         """Decide one record given its content and seal.
 
@@ -141,6 +143,7 @@ class SinkCheck:
             position: where the record stands in its input (default: the count so far).
             confirm: called only for a record about to be allowed; a decision it returns
                 replaces the allow (a caller's last check on what it parsed).
+            json_bytes: ``content`` is JSON text, parsed only if a content check needs it.
         """
         index = self._index
         self._index = index + 1
@@ -170,6 +173,8 @@ class SinkCheck:
                         key, _VALID, label, match, expired
                     )
             if decision.outcome is _ALLOW and (confirm is not None or self._fingerprints):
+                if json_bytes:
+                    content = RawJSON(content)  # type: ignore[call-overload]
                 decision = self._content_checks(content, decision, confirm)
                 if decision.owner is not None:
                     owner = self._pseudonym(decision.owner)

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -23,14 +24,14 @@ from kairo_guard.cli_common import (
     handle_errors,
     open_guard,
 )
-from kairo_guard.content import RawJSON, sealed_line, split_sealed_line
+from kairo_guard.content import sealed_line, split_sealed_line
 from kairo_guard.exceptions import ContentError, ContentRefused
 from kairo_guard.jsonl import (
     BadLine,
     Line,
     has_inexact_number,
+    iter_line_batches,
     iter_lines,
-    iter_raw_lines,
     may_be_rounded,
     parse_line,
 )
@@ -103,22 +104,23 @@ def scan_stream(
     observe = run.mode is Mode.OBSERVE
     decide, allow, write = run.decide_parts, Outcome.ALLOW, None if out is None else out.write
     split, sha256 = split_sealed_line, hashlib.sha256
-    shared = run.sink.kind.shared
     done = 0
-    for number, raw in enumerate(iter_raw_lines(stream, max_bytes)):
+    number = -1
+    for raw in chain.from_iterable(iter_line_batches(stream, max_bytes)):
+        number += 1
         if isinstance(raw, BadLine):
             run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
             continue
         parts = split(raw)
-        digest = None
         if parts is not None:
-            digest = sha256(parts[0]).hexdigest()
-            if parts[1].find(digest, 4, 120) < 0:
-                digest = None  # not canonical bytes, or another seal: take the slow path
-        if digest is not None and parts is not None:
-            # content is parsed only if a content check needs it (shared sinks)
-            content = RawJSON(parts[0]) if shared else parts[0]
-            decision = decide(content, parts[1], digest, number)
+            body, seal = parts
+            digest = sha256(body).hexdigest()
+            # the digest must be the seal's own, or the bytes are not canonical
+            if seal.find(digest, 4, 120) < 0:
+                parts = None
+        if parts is not None:
+            # the bytes are parsed only if a content check needs them (shared sinks)
+            decision = decide(body, seal, digest, number, json_bytes=True)
         else:
             parsed = _decide_parsed(run, raw, number)
             if parsed is None:

@@ -35,30 +35,33 @@ class Line:
     raw: bytes
 
 
-def iter_raw_lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | BadLine]:
-    """Yield every line (without its newline, blank ones too, so callers can count),
-    or a :class:`BadLine` in place of one longer than ``max_bytes``."""
+def iter_line_batches(stream: BinaryIO, max_bytes: int) -> Iterator[list[bytes | BadLine]]:
+    """Yield the lines of each block read: every line without its newline (blank ones
+    too, so callers can count), or a :class:`BadLine` in place of one longer than
+    ``max_bytes``. Batches keep the per-line cost of a generator off hot loops."""
     parts: list[bytes] = []  # pieces of the line still being read
     size = 0
     skipping: hashlib._Hash | None = None  # digest of an over-long line streaming past
     while block := stream.read(BLOCK_SIZE):
-        lines = block.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            first = lines[0]
+        raw = block.split(b"\n")
+        tail = raw.pop()
+        lines: list[bytes | BadLine] = list(raw)
+        if raw:
+            first = raw[0]
             if skipping is not None:
                 skipping.update(first)
-                yield _too_large(size + len(first), skipping.hexdigest(), max_bytes)
+                lines[0] = _too_large(size + len(first), skipping.hexdigest(), max_bytes)
                 skipping = None
-            else:
-                if parts:
-                    parts.append(first)
-                    first = b"".join(parts)
-                    parts = []
-                yield first if len(first) <= max_bytes else _too_large_line(first, max_bytes)
+            elif parts:
+                parts.append(first)
+                lines[0] = b"".join(parts)
+                parts = []
             size = 0
-            for line in lines[1:]:
-                yield line if len(line) <= max_bytes else _too_large_line(line, max_bytes)
+            if len(block) > max_bytes:  # only then can a whole line be over the limit
+                lines = [_checked(line, max_bytes) for line in lines]
+            elif isinstance(lines[0], bytes) and len(lines[0]) > max_bytes:
+                lines[0] = _too_large_line(lines[0], max_bytes)
+            yield lines
         if skipping is not None:
             skipping.update(tail)
             size += len(tail)
@@ -71,9 +74,21 @@ def iter_raw_lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | BadLine
             parts.append(tail)
             size += len(tail)
     if skipping is not None:
-        yield _too_large(size, skipping.hexdigest(), max_bytes)
+        yield [_too_large(size, skipping.hexdigest(), max_bytes)]
     elif parts:
-        yield b"".join(parts)
+        yield [_checked(b"".join(parts), max_bytes)]
+
+
+def _checked(line: bytes | BadLine, max_bytes: int) -> bytes | BadLine:
+    if isinstance(line, bytes) and len(line) > max_bytes:
+        return _too_large_line(line, max_bytes)
+    return line
+
+
+def iter_raw_lines(stream: BinaryIO, max_bytes: int) -> Iterator[bytes | BadLine]:
+    """Yield every line, one at a time (see :func:`iter_line_batches`)."""
+    for batch in iter_line_batches(stream, max_bytes):
+        yield from batch
 
 
 def iter_lines(stream: BinaryIO, max_bytes: int) -> Iterator[Line | tuple[int, BadLine]]:
