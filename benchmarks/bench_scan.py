@@ -398,7 +398,7 @@ def breakdown(
             run = guard.start_check(sink)
             acc = run._account
             for i, (d, dg, lb) in enumerate(zip(decisions, digests, labels, strict=True)):
-                acc(i, d, dg, lb)
+                acc(i, d, dg, run._pseudonym(lb.tenant))
 
         def decide_parts(_: object) -> None:
             dp = guard.start_check(sink).decide_parts

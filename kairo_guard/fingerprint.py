@@ -6,8 +6,11 @@ and winnowed (Schleimer, Wilkerson, Aiken 2003): in every window of :data:`W`
 consecutive k-gram hashes the rightmost minimum is selected. Two texts that share a
 normalized span of at least ``W + K - 1`` (89) characters share at least one selected
 k-gram, and a shared span of ``L`` characters shares at least
-``floor((L - K + 1) / W)`` of them: 3 for 200 characters, which is
-:data:`MIN_SHARED_FINGERPRINTS`. Spans shorter than :data:`K` (50) characters, the
+``floor((L - K + 1) / W)`` selected positions: 3 for 200 characters, which is
+:data:`MIN_SHARED_FINGERPRINTS`. Fingerprints are a set, so positions whose k-grams
+repeat (text that repeats a 50-character chunk, such as a table of identical rows)
+count once: such a span may share fewer distinct fingerprints, but it also carries
+little information. Spans shorter than :data:`K` (50) characters, the
 length of most stock phrases, never produce a shared k-gram at all.
 
 Window selection uses a fast unkeyed polynomial hash; what is stored and compared is a
@@ -28,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.content import RawJSON
 from kairo_guard.store import Store
-from kairo_guard.types import TenantId
+from kairo_guard.types import SEAL_FIELD, TenantId
 
 K = 50
 """k-gram length, in normalized characters."""
@@ -69,7 +72,9 @@ def _strings(value: object) -> Iterator[str]:
         elif isinstance(item, bytes | bytearray):
             yield bytes(item).decode("utf-8", errors="replace")
         elif isinstance(item, Mapping):
-            stack.extend(item[k] for k in sorted(item, key=str, reverse=True))
+            # the seal field is provenance, not content: its characters are no text
+            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
+            stack.extend(item[k] for k in keys)
         elif isinstance(item, list | tuple):
             stack.extend(reversed(item))
 
