@@ -28,7 +28,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_scan.py
+	$(BIN)/python benchmarks/bench_scan.py --kind all
+	$(BIN)/python benchmarks/bench_audit.py
+	$(BIN)/python benchmarks/eval_fingerprints.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
