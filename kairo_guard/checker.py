@@ -172,7 +172,11 @@ class SinkCheck:
                     decision, owner = self._decisions.get(key) or self._cached(
                         key, _VALID, label, match, expired
                     )
-            if decision.outcome is _ALLOW and (confirm is not None or self._fingerprints):
+            # Content checks: for records about to pass, and for unlabeled records at a
+            # shared sink, where the fingerprints say whose content it is.
+            if (decision.outcome is _ALLOW and (confirm is not None or self._fingerprints)) or (
+                seal is None and self._fingerprints
+            ):
                 if json_bytes:
                     content = RawJSON(content)  # type: ignore[call-overload]
                 decision = self._content_checks(content, decision, confirm)
@@ -191,10 +195,10 @@ class SinkCheck:
         decision: Decision,
         confirm: Callable[[], Decision | None] | None,
     ) -> Decision:
-        if confirm is not None:
+        if confirm is not None and decision.outcome is _ALLOW:
             decision = confirm() or decision
         index = self._ctx.fingerprints
-        if decision.outcome is _ALLOW and self._fingerprints and index is not None:
+        if self._fingerprints and index is not None:
             found = index.overlap(content)
             if found is not None:
                 reason = (

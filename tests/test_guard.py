@@ -339,3 +339,17 @@ def test_only_verified_permitting_records_reach_shared_sinks(
         seal_kind == "moved-anon" and other == content
     )
     assert (decision.outcome is Outcome.ALLOW) == verified_permitting
+
+
+def test_unlabeled_record_at_shared_sink_is_attributed_by_its_fingerprints(guard: Guard) -> None:
+    text = (
+        "Acme merger memo: the board approves the purchase of Initech's battery unit for "
+        "forty million, closing in March, with the Lisbon team moving to the Porto campus."
+    )
+    guard.index_content("acme", {"text": text})
+    sink = guard.resolve_sink("s", kind="shared-training")
+    report = guard.check([{"note": text.lower()}, {"note": "nothing to see here"}], sink=sink)
+    assert [(v.rule, v.tenant) for v in report.violations] == [
+        ("fingerprint.tenant-content", guard.keys.pseudonym("acme")),
+        ("seal.missing", None),
+    ]
