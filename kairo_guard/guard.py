@@ -102,13 +102,18 @@ class Guard:
         self.policy = Policy(extra_rules=self.settings.rules)
         self.store: Store = store if store is not None else SQLiteStore(db_path)
         limits = self.settings.limits
-        self.audit = AuditLog(
-            home_path / AUDIT_DIR_NAME,
-            self.keys.subkey(PURPOSE_AUDIT_HEAD),
-            self.keys.signing_key_id,
-            batch_size=limits.audit_batch_size,
-            flush_interval=limits.audit_flush_ms / 1000,
-        )
+        try:
+            self.audit = AuditLog(
+                home_path / AUDIT_DIR_NAME,
+                self.keys.subkey(PURPOSE_AUDIT_HEAD),
+                self.keys.signing_key_id,
+                batch_size=limits.audit_batch_size,
+                flush_interval=limits.audit_flush_ms / 1000,
+            )
+        except BaseException:
+            if store is None:
+                self.store.close()  # ours to close: no audit log, no guard
+            raise
         thresholds = self.settings.fingerprints
         # Derived from the pseudonym key, which stays fixed across rotations, so the
         # index stays valid when the signing key changes.
