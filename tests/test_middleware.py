@@ -363,3 +363,24 @@ def test_add_middleware_as_starlette_and_fastapi_users_do(
     with running_server(app) as url:
         assert httpx.get(url).status_code == 401
         assert httpx.get(url, headers=_auth(keys["umbrella"])).text == "hello umbrella"
+
+
+def test_request_bodies_are_fingerprinted_so_excerpts_are_caught_later(
+    guard: Guard, server: str, keys: dict[str, str]
+) -> None:
+    from kairo_guard.testing import sealed_record
+
+    text = (
+        "Acme board minutes: the Lisbon plant doubles output in the third quarter, "
+        "forty engineers move to the battery line, and the Porto warehouse closes in "
+        "October under an agreement that nobody outside the board has seen yet."
+    )
+    body = orjson.dumps({"title": "minutes", "text": text})
+    assert httpx.post(f"{server}/documents", content=body, headers=_auth(keys["acme"])).is_success
+    laundered = sealed_record(
+        guard, {"note": "From a public forum: " + text.upper()}, data_class="operator_public"
+    )
+    report = guard.check([laundered], sink=guard.resolve_sink("s", kind="shared-training"))
+    assert [(v.rule, v.tenant) for v in report.violations] == [
+        ("fingerprint.tenant-content", guard.keys.pseudonym("acme"))
+    ]
