@@ -301,6 +301,30 @@ def fingerprints_delete(ctx: click.Context, tenant: str) -> None:
     click.echo(f"deleted {count:,} fingerprints of {tenant}")
 
 
+# -- telemetry ---------------------------------------------------------------------------
+
+
+@cli.group()
+def telemetry() -> None:
+    """Anonymized telemetry: the one way customer-derived data reaches shared models."""
+
+
+@telemetry.command("aggregate")
+@click.argument("events_path", metavar="EVENTS", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--k", "k", type=int, help="Minimum distinct tenants per group (default 10).")
+@click.option("--window", help="Time window, e.g. 1h, 15m, 1d (default 1h).")
+@click.pass_context
+@handle_errors
+def telemetry_aggregate(
+    ctx: click.Context, events_path: Path, out: Path, k: int | None, window: str | None
+) -> None:
+    """Aggregate raw usage EVENTS (JSONL) into k-anonymous sealed statistics."""
+    from kairo_guard.cli_telemetry import aggregate_file
+
+    raise Exit(aggregate_file(open_guard(ctx), events_path, out, k=k, window=window))
+
+
 # -- audit ---------------------------------------------------------------------------
 
 

@@ -112,6 +112,39 @@ class FingerprintSection(_Strict):
     boilerplate_tenants: int = Field(default=5, ge=2, le=1_000_000)
 
 
+class TelemetrySection(_Strict):
+    k: int = Field(default=10, ge=2, le=1_000_000)
+    window: str = "1h"
+    dimensions: list[str] = Field(default_factory=lambda: ["route", "model"])
+    enumerations: dict[str, list[str]] = Field(default_factory=dict)
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - {"route", "model", "status", "error_type"}
+        if unknown:
+            raise ValueError(
+                f"unknown dimensions {sorted(unknown)}; use route, model, status, error_type"
+            )
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"tenant", "route", "model", "latency_ms", "status", "error_type", "ts"}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}; map {sorted(known)}")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class ConfigFile(_Strict):
     guard: GuardSection = Field(default_factory=GuardSection)
     sinks: dict[str, SinkSection] = Field(default_factory=dict)
@@ -119,6 +152,7 @@ class ConfigFile(_Strict):
     retention: dict[DataClass, str] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     fingerprints: FingerprintSection = Field(default_factory=FingerprintSection)
+    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
 
     @field_validator("retention")
     @classmethod
@@ -142,6 +176,7 @@ class Settings:
     retention: Mapping[DataClass, int]
     limits: LimitsSection
     fingerprints: FingerprintSection
+    telemetry: TelemetrySection
     db_url: str | None
     config_file: Path | None
 
@@ -277,6 +312,7 @@ def load_settings(
         retention={cls: parse_duration(text) for cls, text in doc.retention.items()},
         limits=doc.limits,
         fingerprints=doc.fingerprints,
+        telemetry=doc.telemetry,
         db_url=environ.get(ENV_DB_URL) or None,
         config_file=path,
     )

@@ -1,0 +1,70 @@
+"""``kairo-guard telemetry aggregate``: raw usage events in, sealed statistics out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kairo_guard.cli_common import EXIT_OK, EXIT_USAGE
+from kairo_guard.cli_records import atomic_output, progress
+from kairo_guard.config import parse_duration
+from kairo_guard.content import sealed_line
+from kairo_guard.guard import Guard
+from kairo_guard.jsonl import BadLine, Line, iter_lines, parse_line
+from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
+
+
+def _events(path: Path, max_bytes: int, report: AggregationReport) -> Iterator[Any]:
+    with path.open("rb") as stream, progress(stream, "aggregating") as bar:
+        for item in iter_lines(stream, max_bytes):
+            if isinstance(item, Line):
+                if bar is not None:
+                    bar.update(len(item.raw) + 1)
+                value = parse_line(item.raw)
+                if isinstance(value, BadLine):
+                    report.events += 1
+                    report.skip("malformed")
+                    continue
+                yield value
+            else:
+                report.events += 1
+                report.skip("too-large")
+
+
+def aggregate_file(
+    guard: Guard, events: Path, out: Path, *, k: int | None, window: str | None
+) -> int:
+    """Run the aggregation of a JSONL file; print a summary; return the exit code."""
+    if not events.is_file():
+        click.echo(f"error: cannot read {events}", err=True)
+        return EXIT_USAGE
+    settings = guard.settings.telemetry
+    aggregator = TelemetryAggregator(
+        guard,
+        k=k if k is not None else settings.k,
+        window_seconds=parse_duration(window or settings.window),
+        dimensions=settings.dimensions,
+        enumerations=settings.enumerations,
+        fields=settings.fields,
+    )
+    report = AggregationReport()
+    records = aggregator.aggregate(
+        _events(events, guard.settings.limits.max_record_bytes, report), report
+    )
+    with atomic_output(out) as (fh, commit):
+        for record in records:
+            seal = record.pop("_kairo")
+            fh.write(sealed_line(record, seal))  # type: ignore[union-attr]
+        commit[0] = True
+    click.echo(
+        f"telemetry aggregate {events} -> {out}: {report.events:,} events, {report.used:,} used, "
+        f"{sum(report.skipped.values()):,} skipped, {report.groups:,} groups, "
+        f"{report.emitted:,} emitted, {report.suppressed_groups:,} suppressed (fewer than "
+        f"{aggregator.k} tenants)"
+    )
+    for reason, count in sorted(report.skipped.items()):
+        click.echo(f"  skipped for {reason}: {count:,}", err=True)
+    return EXIT_OK
