@@ -37,6 +37,26 @@ _CC = DataClass.CUSTOMER_CONTENT
 _PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
 
 
+ContentCheck = Callable[[object], Decision | None]
+"""A last check of a record's content before a shared sink: a blocking decision or None."""
+
+
+def fingerprint_check(index: FingerprintIndex) -> ContentCheck:
+    """Return the content check that blocks a tenant's text, whatever its label."""
+
+    def check(content: object) -> Decision | None:
+        found = index.overlap(content)
+        if found is None:
+            return None
+        reason = (
+            f"text overlaps a tenant's ingested content: {found.shared} of "
+            f"{found.total} fingerprints ({found.ratio:.0%})"
+        )
+        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, reason, owner=found.tenant)
+
+    return check
+
+
 class AuditAppender(Protocol):
     """Where decision rows go: :class:`~kairo_guard.audit.AuditLog` or a test double."""
 
@@ -57,7 +77,10 @@ class CheckContext:
     clock: Callable[[], float]
     max_violations: int
     fingerprints: FingerprintIndex | None = None
-    """Checked for every record about to be allowed into a shared sink."""
+    """Names the owner of unlabeled records at shared sinks."""
+    content_checks: tuple[ContentCheck, ...] = ()
+    """Run in order on every record about to pass into a shared sink; the first that
+    returns a decision (a block) decides."""
 
 
 def split_record(item: object) -> tuple[object, object]:
@@ -86,8 +109,8 @@ class SinkCheck:
         self._decisions: dict[tuple[object, ...], tuple[Decision, str | None]] = {}
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
-        self._fingerprints = sink.kind.shared and ctx.fingerprints is not None
-        """Whether allowed records get the fingerprint check (shared sinks only)."""
+        self._checks = ctx.content_checks if sink.kind.shared else ()
+        self._attribute = ctx.fingerprints if sink.kind.shared else None
         self._refresh()
         self._index = 0
         self._allowed = 0
@@ -174,8 +197,8 @@ class SinkCheck:
                     )
             # Content checks: for records about to pass, and for unlabeled records at a
             # shared sink, where the fingerprints say whose content it is.
-            if (decision.outcome is _ALLOW and (confirm is not None or self._fingerprints)) or (
-                seal is None and self._fingerprints
+            if (decision.outcome is _ALLOW and (confirm is not None or self._checks)) or (
+                seal is None and self._attribute is not None
             ):
                 if json_bytes:
                     content = RawJSON(content)  # type: ignore[call-overload]
@@ -195,17 +218,17 @@ class SinkCheck:
         decision: Decision,
         confirm: Callable[[], Decision | None] | None,
     ) -> Decision:
-        if confirm is not None and decision.outcome is _ALLOW:
-            decision = confirm() or decision
-        index = self._ctx.fingerprints
-        if self._fingerprints and index is not None:
-            found = index.overlap(content)
-            if found is not None:
-                reason = (
-                    f"text overlaps a tenant's ingested content: {found.shared} of "
-                    f"{found.total} fingerprints ({found.ratio:.0%})"
-                )
-                return Decision(Outcome.BLOCK, FINGERPRINT_RULE, reason, owner=found.tenant)
+        if decision.outcome is _ALLOW:
+            if confirm is not None:
+                decision = confirm() or decision
+            for check in self._checks:
+                if decision.outcome is not _ALLOW:
+                    break
+                decision = check(content) or decision
+        elif self._attribute is not None:  # an unlabeled record: whose content is it?
+            attributed = fingerprint_check(self._attribute)(content)
+            if attributed is not None:
+                decision = attributed
         return decision
 
     def block_unreadable(

@@ -13,7 +13,7 @@ import orjson
 
 from kairo_guard import context as _context
 from kairo_guard.audit import AuditLog
-from kairo_guard.checker import FINGERPRINT_RULE, CheckContext, SinkCheck
+from kairo_guard.checker import FINGERPRINT_RULE, CheckContext, SinkCheck, fingerprint_check
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.exceptions import ConfigError, ContentRefused, StoreError
@@ -133,6 +133,7 @@ class Guard:
             clock=clock,
             max_violations=limits.max_violations,
             fingerprints=self.fingerprints,
+            content_checks=(fingerprint_check(self.fingerprints),),
         )
 
     # -- lifecycle -------------------------------------------------------------------

@@ -32,7 +32,9 @@ from pathlib import Path
 from kairo_guard.fingerprint import normalize
 
 SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
-CUSTOMER_PACKAGES = {"acme": "click", "globex": "anyio", "initech": "sortedcontainers"}
+# Packages whose docstrings no other installed package copies (typer, for one, copies
+# click): copies would be true positives in the "unrelated" corpus.
+CUSTOMER_PACKAGES = {"acme": "hypothesis", "globex": "anyio", "initech": "sortedcontainers"}
 """Tenant -> installed package whose docstrings are that tenant's customer documents."""
 CUSTOMER_DOC_MIN_CHARS = 400
 RECORD_MIN_CHARS = 200
