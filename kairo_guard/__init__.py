@@ -16,6 +16,7 @@ from kairo_guard.exceptions import (
     AuditIntegrityError,
     ConfigError,
     ContentError,
+    ContentRefused,
     IsolationViolation,
     KairoGuardError,
     KeyringError,
@@ -23,17 +24,21 @@ from kairo_guard.exceptions import (
     SealError,
     StoreError,
 )
+from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.guard import Guard
 from kairo_guard.keys import KeyRing
+from kairo_guard.middleware import GuardMiddleware
 from kairo_guard.policy import Decision, Policy, Rule, rule
 from kairo_guard.report import CheckReport, Violation
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
 from kairo_guard.store import Agreement, SQLiteStore, Store
+from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
 from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
 
 __all__ = [
     "SEAL_FIELD",
+    "AggregationReport",
     "Agreement",
     "AuditError",
     "AuditIntegrityError",
@@ -42,9 +47,13 @@ __all__ = [
     "CheckReport",
     "ConfigError",
     "ContentError",
+    "ContentRefused",
     "DataClass",
     "Decision",
+    "FingerprintIndex",
+    "Fingerprinter",
     "Guard",
+    "GuardMiddleware",
     "IsolationViolation",
     "KairoGuardError",
     "KeyRing",
@@ -63,6 +72,7 @@ __all__ = [
     "SinkKind",
     "Store",
     "StoreError",
+    "TelemetryAggregator",
     "Violation",
     "canonical_json",
     "content_digest",

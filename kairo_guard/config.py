@@ -112,6 +112,14 @@ class FingerprintSection(_Strict):
     boilerplate_tenants: int = Field(default=5, ge=2, le=1_000_000)
 
 
+class PiiSection(_Strict):
+    enabled: bool = True
+    entities: list[str] | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    allow_list: list[str] = Field(default_factory=list)
+    model: str | None = None
+
+
 class TelemetrySection(_Strict):
     k: int = Field(default=10, ge=2, le=1_000_000)
     window: str = "1h"
@@ -153,6 +161,7 @@ class ConfigFile(_Strict):
     limits: LimitsSection = Field(default_factory=LimitsSection)
     fingerprints: FingerprintSection = Field(default_factory=FingerprintSection)
     telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
+    pii: PiiSection = Field(default_factory=PiiSection)
 
     @field_validator("retention")
     @classmethod
@@ -177,6 +186,7 @@ class Settings:
     limits: LimitsSection
     fingerprints: FingerprintSection
     telemetry: TelemetrySection
+    pii: PiiSection
     db_url: str | None
     config_file: Path | None
 
@@ -313,6 +323,7 @@ def load_settings(
         limits=doc.limits,
         fingerprints=doc.fingerprints,
         telemetry=doc.telemetry,
+        pii=doc.pii,
         db_url=environ.get(ENV_DB_URL) or None,
         config_file=path,
     )

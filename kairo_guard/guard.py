@@ -25,6 +25,7 @@ from kairo_guard.keys import (
     KeyRing,
     load_key_ring,
 )
+from kairo_guard.pii_check import LazyPiiCheck
 from kairo_guard.policy import Policy
 from kairo_guard.report import CheckReport
 from kairo_guard.seal import Label, SealCodec
@@ -133,8 +134,28 @@ class Guard:
             clock=clock,
             max_violations=limits.max_violations,
             fingerprints=self.fingerprints,
-            content_checks=(fingerprint_check(self.fingerprints),),
+            content_checks=(fingerprint_check(self.fingerprints), *self._pii_checks()),
         )
+
+    def _pii_checks(self) -> tuple[LazyPiiCheck, ...]:
+        pii = self.settings.pii
+        self.pii: LazyPiiCheck | None = None
+        if not pii.enabled:
+            return ()
+
+        def build() -> Any:
+            from kairo_guard.pii import PiiGate
+
+            return PiiGate(
+                entities=pii.entities,
+                thresholds=pii.thresholds,
+                allow_list=pii.allow_list,
+                model=pii.model,
+            )
+
+        check = LazyPiiCheck(build)
+        self.pii = check
+        return (check,)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -205,6 +226,8 @@ class Guard:
             ContentError: if it cannot be digested.
         """
         digest = content_digest(content)
+        if self.pii is not None:
+            self.pii.refuse_if_pii(content)
         found = self.fingerprints.overlap(content)
         if found is not None:
             pseudonym = self.keys.pseudonym(found.tenant)

@@ -1,0 +1,58 @@
+"""The PII gate at shared sinks and in operator labelling (invariant I3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kairo_guard import ContentRefused, Guard, KeyRing
+from kairo_guard.testing import sealed_record
+
+
+def _shared(guard: Guard) -> object:
+    return guard.resolve_sink("router", kind="shared-training")
+
+
+def test_operator_data_with_pii_is_blocked_at_shared_sinks(guard: Guard) -> None:
+    clean = sealed_record(guard, {"text": "timeout after 30 s on route /v1/chat"},
+                          data_class="operator_public")  # fmt: skip
+    leaky = sealed_record(guard, {"text": "escalated by jane.doe@acme.com after timeout"},
+                          data_class="operator_public")  # fmt: skip
+    report = guard.check([clean, leaky], sink=_shared(guard))  # type: ignore[arg-type]
+    assert [(v.index, v.rule) for v in report.violations] == [(1, "pii.detected")]
+    assert "EMAIL_ADDRESS" in report.violations[0].reason
+    assert "jane" not in report.violations[0].reason
+
+
+def test_label_operator_public_refuses_pii(guard: Guard) -> None:
+    with pytest.raises(ContentRefused) as info:
+        guard.seal_operator_data({"note": "call Maria Garcia on +1 415 555 0134"}, source="x")
+    assert info.value.rule == "pii.detected"
+    assert guard.seal_operator_data({"note": "p95 latency 120 ms"}, source="x").startswith("kg1.")
+
+
+def _guard_with(tmp_path: Path, pii: str) -> Guard:
+    config = tmp_path / "kairo-guard.toml"
+    config.write_text(f"[pii]\n{pii}\n")
+    return Guard(home=tmp_path / "s", key=KeyRing.generate(), config_file=config, env={})
+
+
+def test_when_the_model_is_missing_then_records_needing_the_gate_are_blocked(
+    tmp_path: Path,
+) -> None:
+    with _guard_with(tmp_path, 'model = "no_such_model_package"') as guard:
+        record = sealed_record(guard, {"text": "all good"}, data_class="operator_public")
+        report = guard.check([record], sink=_shared(guard))  # type: ignore[arg-type]
+        assert report.violations[0].rule == "pii.unavailable"
+        assert "no_such_model_package" in report.violations[0].reason
+        numbers_only = sealed_record(guard, {"p50": 12.5}, data_class="operator_public")
+        assert guard.check([numbers_only], sink=_shared(guard)).ok  # type: ignore[arg-type]
+
+
+def test_when_disabled_in_config_then_the_gate_does_not_run(tmp_path: Path) -> None:
+    with _guard_with(tmp_path, "enabled = false") as guard:
+        record = sealed_record(
+            guard, {"text": "mail jane.doe@acme.com"}, data_class="operator_public"
+        )
+        assert guard.check([record], sink=_shared(guard)).ok  # type: ignore[arg-type]
