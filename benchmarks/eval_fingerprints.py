@@ -270,7 +270,7 @@ def library_state() -> str:
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kg-eval-fp-") as tmp:
-        guard = make_guard(Path(tmp) / "state")
+        guard = make_guard(Path(tmp) / "state", pii_gate=False)  # the fingerprint net alone
         try:
             index = guard.fingerprints
             docs = index_documents(guard, args.docs)

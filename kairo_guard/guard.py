@@ -62,6 +62,7 @@ class Guard:
         store: a state store (default: SQLite in ``home``).
         clock: Unix-seconds clock, injectable for tests of expiry.
         env: environment mapping to read instead of ``os.environ``.
+        pii_gate: run the PII gate before shared sinks (else ``[pii] enabled``, on).
 
     Raises:
         ConfigError: bad configuration.
@@ -79,7 +80,9 @@ class Guard:
         store: Store | None = None,
         clock: Callable[[], float] = time.time,
         env: Mapping[str, str] | None = None,
+        pii_gate: bool | None = None,
     ) -> None:
+        self._pii_enabled = pii_gate
         self.settings: Settings = load_settings(
             home=home, config_file=config_file, default_mode=default_mode, env=env
         )
@@ -140,7 +143,7 @@ class Guard:
     def _pii_checks(self) -> tuple[LazyPiiCheck, ...]:
         pii = self.settings.pii
         self.pii: LazyPiiCheck | None = None
-        if not pii.enabled:
+        if not (pii.enabled if self._pii_enabled is None else self._pii_enabled):
             return ()
 
         def build() -> Any:
