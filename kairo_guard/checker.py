@@ -27,6 +27,8 @@ AUDIT_ROWS_PER_ENTRY = 512
 """Decisions per audit entry: each decision is one row, rows are chained in batches."""
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
+REFRESH_SECONDS = 1.0
+"""Longest time between those refreshes, however slowly records come."""
 
 _MISSING, _INVALID, _VALID = 0, 1, 2
 _MISSING_KEY: tuple[object, ...] = ("missing",)
@@ -83,6 +85,13 @@ class CheckContext:
     returns a decision (a block) decides."""
 
 
+def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
+    """The sink's name for the audit log: a tenant id in it becomes its pseudonym."""
+    if sink.tenant and sink.tenant in sink.name:
+        return sink.name.replace(sink.tenant, pseudonym(sink.tenant) or "")
+    return sink.name
+
+
 def split_record(item: object) -> tuple[object, object]:
     """Return ``(content, seal)`` of a record; the seal is None when there is none."""
     if isinstance(item, Sealed):
@@ -122,7 +131,10 @@ class SinkCheck:
         self._ambient_pseudonym = self._pseudonym(ambient)
 
     def _refresh(self) -> None:
+        # every REFRESH_EVERY records and at least every REFRESH_SECONDS: a slowly
+        # consumed stream must see a revoked agreement or an expiry in time
         self._countdown = REFRESH_EVERY
+        self._refresh_at = time.monotonic() + REFRESH_SECONDS
         self._now = self._ctx.clock()
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
@@ -171,7 +183,7 @@ class SinkCheck:
         index = self._index
         self._index = index + 1
         self._countdown -= 1
-        if not self._countdown:
+        if not self._countdown or time.monotonic() > self._refresh_at:
             self._refresh()
         owner: str | None = self._ambient_pseudonym
         try:
@@ -320,7 +332,7 @@ class SinkCheck:
     def _header(self) -> dict[str, object]:
         return {
             "check": self._check_id,
-            "sink": self.sink.name,
+            "sink": audit_sink_name(self.sink, self._pseudonym),
             "kind": self.sink.kind.value,
             "sink_tenant": self._pseudonym(self.sink.tenant),
             "mode": self.mode.value,

@@ -125,7 +125,12 @@ def scan_stream(
             parsed = _decide_parsed(run, raw, number)
             if parsed is None:
                 continue  # a blank line is not a record
-            decision = parsed
+            decision, canonical = parsed
+            if canonical is not None and decision.outcome is allow and not observe:
+                # write what was verified, not the line as read: a line with duplicate
+                # keys parses to one value but may carry another to other readers
+                # (observe mode changes nothing: it passes every line as it came)
+                raw = canonical
         if write is not None and (decision.outcome is allow or observe):
             write(raw)
             write(b"\n")
@@ -137,7 +142,9 @@ def scan_stream(
     return run.finish()
 
 
-def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> Decision | None:
+def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> tuple[Decision, bytes | None] | None:
+    """Decide a line by parsing it; return the decision and, for a sealed object, its
+    canonical line (None for a blank line)."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -145,16 +152,20 @@ def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> Decision | None:
             return None
         bad = parse_line(raw)
         reason = bad if isinstance(bad, BadLine) else _UNPARSED
-        return run.block_unreadable(reason.rule, reason.reason, reason.digest, number)
+        return run.block_unreadable(reason.rule, reason.reason, reason.digest, number), None
     if type(value) is not dict:
-        return run.decide_parts(value, None, None, number)
+        return run.decide_parts(value, None, None, number), None
     seal = value.pop(SEAL_FIELD, None)
     try:
-        digest: str | None = hashlib.sha256(orjson.dumps(value, option=_SORT)).hexdigest()
+        canonical: bytes | None = orjson.dumps(value, option=_SORT)
     except orjson.JSONEncodeError:
-        digest = None
+        canonical = None
+    digest = None if canonical is None else hashlib.sha256(canonical).hexdigest()
     confirm = _exactness(raw, value) if may_be_rounded(value) else None
-    return run.decide_parts(value, seal, digest, number, confirm)
+    decision = run.decide_parts(value, seal, digest, number, confirm)
+    if canonical is None or not isinstance(seal, str):
+        return decision, None
+    return decision, sealed_line(value, seal).rstrip(b"\n")
 
 
 def _exactness(raw: bytes, value: object) -> Callable[[], Decision | None]:

@@ -108,6 +108,7 @@ def guard_sink(
 
         def guarded_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
             bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()  # a default value is data too
             for name in names:
                 if name in bound.arguments:
                     bound.arguments[name] = _guard_value(

@@ -55,8 +55,8 @@ def normalize(text: str) -> str:
 def record_text(content: object) -> str:
     """Return the text of a record: its strings, in a stable order, space separated.
 
-    Keys of objects are not text; numbers and booleans are not text. Bytes are
-    decoded as UTF-8 with replacement.
+    Object keys count as text (each before its value); numbers and booleans do not;
+    the seal field is skipped. Bytes are decoded as UTF-8 with replacement.
     """
     return " ".join(_strings(content))
 
@@ -72,9 +72,11 @@ def _strings(value: object) -> Iterator[str]:
         elif isinstance(item, bytes | bytearray):
             yield bytes(item).decode("utf-8", errors="replace")
         elif isinstance(item, Mapping):
-            # the seal field is provenance, not content: its characters are no text
+            # keys are text too (a secret can be a key); the seal field is provenance
             keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
-            stack.extend(item[k] for k in keys)
+            for key in keys:
+                stack.append(item[key])
+                stack.append(key)
         elif isinstance(item, list | tuple):
             stack.extend(reversed(item))
 

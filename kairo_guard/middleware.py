@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from kairo_guard.apikeys import ApiKeyVerifier
+from kairo_guard.checker import audit_sink_name
 from kairo_guard.context import _CURRENT_TENANT
 from kairo_guard.exceptions import AuthenticationError
 from kairo_guard.guard import Guard
@@ -121,7 +122,8 @@ class GuardMiddleware:
             return
         sink = self._sink_for(request.path)
         if sink is not None and not self._may_feed(tenant, sink):
-            self._audit(tenant, scope, status=403, sink=sink.name)
+            name = audit_sink_name(sink, self.guard.keys.pseudonym)
+            self._audit(tenant, scope, status=403, sink=name)
             await self._deny(
                 scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
             )

@@ -3,7 +3,8 @@
 Raw usage events are per-tenant personal data. The aggregator keeps only allow-listed
 fields (the latency number; categorical dimensions), drops free text, groups events by
 time window and dimensions, suppresses every group with fewer than ``k`` distinct
-tenants, and emits statistics sealed as ``anonymized_telemetry`` with no tenant field.
+tenants or dominated by one tenant (more than half of its events), and emits statistics
+sealed as ``anonymized_telemetry`` with no tenant field.
 
 Categorical values are kept only when they are safe to publish: a value from the
 field's declared enumeration, or, without one, a short plain token that at least ``k``
@@ -39,6 +40,7 @@ DEFAULT_FIELDS = {
 }
 DEFAULT_DIMENSIONS = ("route", "model")
 OTHER = "other"
+_LAST_TIMESTAMP = 253402300800  # 10000-01-01: later windows cannot be written as dates
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 
 
@@ -70,6 +72,7 @@ class _Event:
 @dataclass
 class _Group:
     tenants: set[str] = field(default_factory=set)
+    per_tenant: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
 
@@ -84,6 +87,8 @@ class TelemetryAggregator:
         dimensions: the categorical fields to group by (default route, model).
         enumerations: per dimension, the values that may be published as they are.
         fields: input field names, by role (see :data:`DEFAULT_FIELDS`).
+        max_share: a group where one tenant has more than this share of the events is
+            suppressed too (its statistics would be mostly that tenant's).
     """
 
     def __init__(
@@ -95,7 +100,11 @@ class TelemetryAggregator:
         dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
         enumerations: Mapping[str, Iterable[str]] | None = None,
         fields: Mapping[str, str] | None = None,
+        max_share: float = 0.5,
     ) -> None:
+        if not 0 < max_share < 1:
+            raise ValueError("max_share must be between 0 and 1")
+        self.max_share = max_share
         if k < 2:
             raise ValueError("k must be at least 2: one tenant's statistics are that tenant's")
         if window_seconds < 1:
@@ -133,13 +142,14 @@ class TelemetryAggregator:
             )
             group = groups.setdefault((event.window, dims), _Group())
             group.tenants.add(event.tenant)
+            group.per_tenant[event.tenant] = group.per_tenant.get(event.tenant, 0) + 1
             group.latencies.append(event.latency)
             group.errors += event.error
         report.used = len(parsed)
         report.groups = len(groups)
         out = []
         for (window, dims), group in sorted(groups.items()):
-            if len(group.tenants) < self.k:
+            if len(group.tenants) < self.k or self._dominated(group):
                 report.suppressed_groups += 1
                 continue
             out.append(self._record(window, dims, group))
@@ -157,6 +167,11 @@ class TelemetryAggregator:
             }
         )
         return out
+
+    def _dominated(self, group: _Group) -> bool:
+        # one tenant with most of a group's events would be most of its statistics
+        top = max(group.per_tenant.values())
+        return top > self.max_share * len(group.latencies)
 
     def _publishable(self, dim: str, value: str, users: dict[tuple[str, str], set[str]]) -> str:
         allowed = self._enums.get(dim)
@@ -242,4 +257,8 @@ def _timestamp(value: object) -> float | None:
         return None
     if moment.tzinfo is None:
         return None  # a time without a zone would be guessed: skip it
-    return moment.timestamp()
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return seconds if 0 <= seconds < _LAST_TIMESTAMP else None

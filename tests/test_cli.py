@@ -21,6 +21,7 @@ import pytest
 
 from kairo_guard import KeyRing, SealCodec, SealError, content_digest
 from kairo_guard.cli import main
+from kairo_guard.content import sealed_line
 from kairo_guard.keys import read_key_file
 from kairo_guard.testing import make_guard, sealed_record
 from kairo_guard.types import DataClass
@@ -362,7 +363,7 @@ def mixed(home: Path, ring: KeyRing, tmp_path: Path) -> tuple[Path, list[bytes],
     return path, lines, allowed
 
 
-def test_when_filter_mode_then_out_holds_exactly_the_allowed_lines_as_read(
+def test_when_filter_mode_then_out_holds_exactly_the_allowed_records_in_canonical_form(
     kg: Any, mixed: tuple[Path, list[bytes], list[bool]], tmp_path: Path
 ) -> None:
     path, lines, allowed = mixed
@@ -381,7 +382,12 @@ def test_when_filter_mode_then_out_holds_exactly_the_allowed_lines_as_read(
     )
 
     assert result.code == 1
-    expected = b"".join(line + b"\n" for line, ok in zip(lines, allowed, strict=True) if ok)
+    # what was verified is what is written: lines in another form are re-encoded
+    expected = b""
+    for line, ok in zip(lines, allowed, strict=True):
+        if ok:
+            value = orjson.loads(line)
+            expected += sealed_line(value, value.pop("_kairo"))
     assert (tmp_path / "out.jsonl").read_bytes() == expected
     report = load(tmp_path / "report.json")
     assert (report["mode"], report["allowed"], report["blocked"]) == ("filter", 3, 2)

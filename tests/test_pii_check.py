@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kairo_guard import ContentRefused, Guard, KeyRing
-from kairo_guard.testing import sealed_record
+from kairo_guard import ContentRefused, Guard, KeyRing, Sealed
+from kairo_guard.testing import make_guard, mint_unchecked, sealed_record
+
+
+@pytest.fixture
+def guard(tmp_path: Path) -> Iterator[Guard]:
+    g = make_guard(tmp_path / "state", pii_gate=True)
+    try:
+        yield g
+    finally:
+        g.close()
 
 
 def _shared(guard: Guard) -> object:
@@ -46,8 +56,9 @@ def test_when_the_model_is_missing_then_records_needing_the_gate_are_blocked(
         report = guard.check([record], sink=_shared(guard))  # type: ignore[arg-type]
         assert report.violations[0].rule == "pii.unavailable"
         assert "no_such_model_package" in report.violations[0].reason
-        numbers_only = sealed_record(guard, {"p50": 12.5}, data_class="operator_public")
-        assert guard.check([numbers_only], sink=_shared(guard)).ok  # type: ignore[arg-type]
+        numbers = [12.5, 30.0, 99.9]  # no text at all: nothing for the gate to read
+        seal = mint_unchecked(guard, numbers, data_class="operator_public")
+        assert guard.check(Sealed(numbers, seal), sink=_shared(guard)).ok  # type: ignore[arg-type]
 
 
 def test_when_disabled_in_config_then_the_gate_does_not_run(tmp_path: Path) -> None:
