@@ -132,11 +132,27 @@ class GuardMiddleware:
         try:
             if kind == "websocket":
                 scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
-                await self.app(scope, receive, send)
+                await self.app(scope, self._indexing_receive(receive, tenant), send)
             else:
                 await self._http(scope, receive, send, tenant)
         finally:
             _CURRENT_TENANT.reset(token)
+
+    def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
+        """Fingerprint every websocket message as the tenant's content before the app
+        sees it (an unindexable message is an error the app sees, never a pass)."""
+
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                data = message.get("text") or message.get("bytes") or b""
+                if data:
+                    indexer = StreamingIndexer(self.guard.fingerprints, tenant)
+                    await indexer.feed(data.encode() if isinstance(data, str) else data)
+                    await indexer.finish()
+            return message
+
+        return guarded_receive
 
     def _sink_for(self, path: str) -> Sink | None:
         for prefix, sink in self.sink_routes:

@@ -384,3 +384,23 @@ def test_request_bodies_are_fingerprinted_so_excerpts_are_caught_later(
     assert [(v.rule, v.tenant) for v in report.violations] == [
         ("fingerprint.tenant-content", guard.keys.pseudonym("acme"))
     ]
+
+
+def test_websocket_messages_are_fingerprinted_as_the_tenants_content(
+    guard: Guard, server: str, keys: dict[str, str]
+) -> None:
+    from kairo_guard.testing import sealed_record
+
+    text = (
+        "Initech incident notes: the Porto data centre lost cooling at noon, the failover "
+        "to Lisbon took forty minutes, and two customer databases were restored from tape."
+    )
+    ws_url = server.replace("http://", "ws://") + "/ws"
+    with ws_connect(ws_url, additional_headers=_auth(keys["initech"])) as ws:
+        ws.send(text)
+        assert str(ws.recv()).startswith("initech:")
+    copy = sealed_record(guard, {"note": text.upper()}, data_class="operator_public")
+    report = guard.check([copy], sink=guard.resolve_sink("s", kind="shared-training"))
+    assert [(v.rule, v.tenant) for v in report.violations] == [
+        ("fingerprint.tenant-content", guard.keys.pseudonym("initech"))
+    ]
