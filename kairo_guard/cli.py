@@ -314,15 +314,27 @@ def telemetry() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--k", "k", type=int, help="Minimum distinct tenants per group (default 10).")
 @click.option("--window", help="Time window, e.g. 1h, 15m, 1d (default 1h).")
+@click.option(
+    "--keep-messages",
+    is_flag=True,
+    help="Publish error messages: scrubbed of PII, re-checked, and only those k tenants sent.",
+)
 @click.pass_context
 @handle_errors
 def telemetry_aggregate(
-    ctx: click.Context, events_path: Path, out: Path, k: int | None, window: str | None
+    ctx: click.Context,
+    events_path: Path,
+    out: Path,
+    k: int | None,
+    window: str | None,
+    keep_messages: bool,
 ) -> None:
     """Aggregate raw usage EVENTS (JSONL) into k-anonymous sealed statistics."""
     from kairo_guard.cli_telemetry import aggregate_file
 
-    raise Exit(aggregate_file(open_guard(ctx), events_path, out, k=k, window=window))
+    guard = open_guard(ctx)
+    code = aggregate_file(guard, events_path, out, k=k, window=window, keep_messages=keep_messages)
+    raise Exit(code)
 
 
 # -- audit ---------------------------------------------------------------------------

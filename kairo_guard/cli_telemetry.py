@@ -14,6 +14,7 @@ from kairo_guard.config import parse_duration
 from kairo_guard.content import sealed_line
 from kairo_guard.guard import Guard
 from kairo_guard.jsonl import BadLine, Line, iter_lines, parse_line
+from kairo_guard.pii_scrub import MessageScrubber
 from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
 
 
@@ -34,8 +35,24 @@ def _events(path: Path, max_bytes: int, report: AggregationReport) -> Iterator[A
                 report.skip("too-large")
 
 
+def _scrubber(guard: Guard) -> MessageScrubber:
+    from kairo_guard.pii import PiiGate
+
+    pii = guard.settings.pii
+    gate = PiiGate(
+        entities=pii.entities, thresholds=pii.thresholds, allow_list=pii.allow_list, model=pii.model
+    )
+    return MessageScrubber(gate, guard.fingerprints)
+
+
 def aggregate_file(
-    guard: Guard, events: Path, out: Path, *, k: int | None, window: str | None
+    guard: Guard,
+    events: Path,
+    out: Path,
+    *,
+    k: int | None,
+    window: str | None,
+    keep_messages: bool = False,
 ) -> int:
     """Run the aggregation of a JSONL file; print a summary; return the exit code."""
     if not events.is_file():
@@ -49,6 +66,7 @@ def aggregate_file(
         dimensions=settings.dimensions,
         enumerations=settings.enumerations,
         fields=settings.fields,
+        scrub=_scrubber(guard) if keep_messages else None,
     )
     report = AggregationReport()
     records = aggregator.aggregate(

@@ -61,6 +61,11 @@ def record_text(content: object) -> str:
     return " ".join(_strings(content))
 
 
+def record_strings(content: object) -> list[str]:
+    """Return the record's strings one by one (keys and values, the seal skipped)."""
+    return list(_strings(content))
+
+
 def _strings(value: object) -> Iterator[str]:
     stack = [value]
     while stack:

@@ -202,25 +202,44 @@ class PiiGate:
             except Exception:  # noqa: BLE001 - fail closed
                 docs[i] = None  # analysed as GUARD_ERROR below
 
+    def spans(self, text: str) -> list[Any] | None:
+        """Return presidio's results (entity type, start, end, score) above the
+        thresholds, for scrubbing; None when the text could not be analysed."""
+        try:
+            doc = self._tokenize(text)
+        except Exception:  # noqa: BLE001 - fail closed: the caller drops the text
+            return None
+        if doc is None:
+            return None
+        docs = {0: doc}
+        self._run_ner(docs)
+        try:
+            return self._results(text, docs[0])
+        except Exception:  # noqa: BLE001 - fail closed
+            return None
+
+    def _results(self, text: str, doc: Any) -> list[Any]:
+        if doc is None:
+            raise RuntimeError("NER failed")
+        parts = doc[0]
+        joined = parts[0] if len(parts) == 1 else _join_docs(parts)
+        results = self._analyzer.analyze(
+            text=text,
+            language="en",
+            entities=list(self.entities),
+            nlp_artifacts=self._engine.artifacts(joined),
+            score_threshold=self._min_threshold,
+        )
+        return [
+            r
+            for r in results
+            if r.score >= self.thresholds[r.entity_type]
+            and text[r.start : r.end].strip() not in self.allow_list
+        ]
+
     def _analyze(self, text: str, doc: Any) -> PiiFinding | None:
         try:
-            if doc is None:
-                raise RuntimeError("NER failed")
-            parts = doc[0]
-            joined = parts[0] if len(parts) == 1 else _join_docs(parts)
-            results = self._analyzer.analyze(
-                text=text,
-                language="en",
-                entities=list(self.entities),
-                nlp_artifacts=self._engine.artifacts(joined),
-                score_threshold=self._min_threshold,
-            )
-            found = {
-                r.entity_type
-                for r in results
-                if r.score >= self.thresholds[r.entity_type]
-                and text[r.start : r.end].strip() not in self.allow_list
-            }
+            found = {r.entity_type for r in self._results(text, doc)}
         except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
             return PiiFinding((GUARD_ERROR,))
         return PiiFinding(tuple(sorted(found))) if found else None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kairo_guard.exceptions import ConfigError, ContentRefused
-from kairo_guard.fingerprint import record_text
+from kairo_guard.fingerprint import record_strings
 from kairo_guard.policy import Decision
 from kairo_guard.types import Outcome
 
@@ -41,16 +41,19 @@ class LazyPiiCheck:
             return self._gate
 
     def entity_types(self, content: object) -> list[str] | None:
-        """Return the PII entity types in the content's text ([] if none); None if the
-        gate is unavailable."""
-        text = record_text(content)
-        if not text.strip():
+        """Return the PII entity types in the content's strings ([] if none); None if
+        the gate is unavailable.
+
+        Each string (key or value) is analysed on its own, in one batch: joined, field
+        names and values run together into sequences the NER model misreads as names.
+        """
+        texts = [s for s in record_strings(content) if s.strip()]
+        if not texts:
             return []
         gate = self._get()
         if gate is None:
             return None
-        found: list[str] = gate.check(text)
-        return found
+        return sorted({t for finding in gate.scan(texts) if finding for t in finding.entity_types})
 
     def __call__(self, content: object) -> Decision | None:
         found = self.entity_types(content)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_K = 10
 DEFAULT_FIELDS = {
     "tenant": "tenant",
+    "error_message": "error_message",
     "route": "route",
     "model": "model",
     "latency_ms": "latency_ms",
@@ -54,6 +55,7 @@ class AggregationReport:
     groups: int = 0
     emitted: int = 0
     suppressed_groups: int = 0
+    messages_dropped: int = 0
 
     def skip(self, reason: str) -> None:
         """Count an event skipped for ``reason``."""
@@ -67,12 +69,14 @@ class _Event:
     dims: tuple[str, ...]
     latency: float
     error: bool
+    message: str | None = None  # scrubbed, only when messages are kept
 
 
 @dataclass
 class _Group:
     tenants: set[str] = field(default_factory=set)
     per_tenant: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, set[str]] = field(default_factory=dict)  # message -> tenants
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
 
@@ -89,6 +93,9 @@ class TelemetryAggregator:
         fields: input field names, by role (see :data:`DEFAULT_FIELDS`).
         max_share: a group where one tenant has more than this share of the events is
             suppressed too (its statistics would be mostly that tenant's).
+        scrub: opt in to error messages: each is passed through this scrubber (see
+            :class:`~kairo_guard.pii_scrub.MessageScrubber`), and a scrubbed message is
+            published in its group only if at least ``k`` distinct tenants sent it.
     """
 
     def __init__(
@@ -101,10 +108,12 @@ class TelemetryAggregator:
         enumerations: Mapping[str, Iterable[str]] | None = None,
         fields: Mapping[str, str] | None = None,
         max_share: float = 0.5,
+        scrub: Callable[[str], str | None] | None = None,
     ) -> None:
         if not 0 < max_share < 1:
             raise ValueError("max_share must be between 0 and 1")
         self.max_share = max_share
+        self._scrub = scrub
         if k < 2:
             raise ValueError("k must be at least 2: one tenant's statistics are that tenant's")
         if window_seconds < 1:
@@ -145,6 +154,8 @@ class TelemetryAggregator:
             group.per_tenant[event.tenant] = group.per_tenant.get(event.tenant, 0) + 1
             group.latencies.append(event.latency)
             group.errors += event.error
+            if event.message is not None:
+                group.messages.setdefault(event.message, set()).add(event.tenant)
         report.used = len(parsed)
         report.groups = len(groups)
         out = []
@@ -213,12 +224,20 @@ class TelemetryAggregator:
         status = raw.get(f["status"])
         error_type = raw.get(f["error_type"])
         error = bool(error_type) or (isinstance(status, int) and status >= 500)
+        message = None
+        if self._scrub is not None:
+            raw_message = raw.get(f["error_message"])
+            if isinstance(raw_message, str) and raw_message:
+                message = self._scrub(raw_message)
+                if message is None:
+                    report.messages_dropped += 1  # the event is used, its message not
         return _Event(
             tenant=self._guard.keys.pseudonym(tenant),
             window=int(when // self.window) * self.window,
             dims=tuple(dims),
             latency=latency,
             error=error,
+            message=message,
         )
 
     def _record(self, window: int, dims: tuple[str, ...], group: _Group) -> dict[str, Any]:
@@ -235,6 +254,12 @@ class TelemetryAggregator:
             "latency_ms_p99": _percentile(latencies, 99),
             "k": self.k,
         }
+        if self._scrub is not None:
+            shared = sorted(
+                ((m, len(t)) for m, t in group.messages.items() if len(t) >= self.k),
+                key=lambda mt: (-mt[1], mt[0]),
+            )
+            body["error_messages"] = [[m, n] for m, n in shared[:10]]
         # the aggregator is the one code path that mints this class
         seal = self._guard._mint(
             content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
