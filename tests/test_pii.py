@@ -275,3 +275,8 @@ def test_side_by_side_stock_analyzer_vs_gate(
             and not (r.entity_type == "URL" and "/" not in text[r.start : r.end].split("//")[-1])
         }
         assert stock_types <= set(g.entity_types if g else ()), text
+
+
+def test_texts_with_too_few_digits_skip_the_digit_recognizers(gate: PiiGate) -> None:
+    assert gate.check("retry 3 of 5 on port 8080 after 250 ms") == []
+    assert gate.check("SMS to +1 415-555-0132 bounced") == ["PHONE_NUMBER"]
