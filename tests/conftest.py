@@ -28,6 +28,16 @@ def guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
 
 
 @pytest.fixture
+def pii_guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
+    """A guard with the PII gate on, for the tests of the gate at sinks."""
+    g = make_guard(tmp_path / "pii-state", ring=ring, pii_gate=True)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture
 def cli_env(tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for running the CLI against a fresh state directory and key."""
     home = tmp_path / "cli-state"

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kairo_guard import ContentRefused, Guard, KeyRing, Sealed
-from kairo_guard.testing import make_guard, mint_unchecked, sealed_record
+from kairo_guard.testing import mint_unchecked, sealed_record
 
 
 @pytest.fixture
-def guard(tmp_path: Path) -> Iterator[Guard]:
-    g = make_guard(tmp_path / "state", pii_gate=True)
-    try:
-        yield g
-    finally:
-        g.close()
+def guard(pii_guard: Guard) -> Guard:
+    return pii_guard
 
 
 def _shared(guard: Guard) -> object:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from kairo_guard import Guard
 from kairo_guard.pii import PiiGate
 from kairo_guard.pii_scrub import MessageScrubber
 from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
-from kairo_guard.testing import make_guard
 
 SECRET = (
     "Acme board minutes: the Lisbon plant doubles output in the third quarter and forty "
@@ -27,12 +25,8 @@ def gate() -> PiiGate:
 
 
 @pytest.fixture
-def guard(tmp_path: Path) -> Iterator[Guard]:
-    g = make_guard(tmp_path / "state", pii_gate=True)
-    try:
-        yield g
-    finally:
-        g.close()
+def guard(pii_guard: Guard) -> Guard:
+    return pii_guard
 
 
 def _event(tenant: str, message: str) -> dict[str, Any]:
