@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import secrets
 import shutil
 import statistics
@@ -39,6 +38,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+import machine_info
 
 from kairo_guard.audit import AuditLog, verify_audit
 from kairo_guard.config import LimitsSection
@@ -195,26 +196,12 @@ def measure(
 
 
 def machine(workdir: Path) -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     fs = ""
     with suppress(OSError, IndexError):
         fs = subprocess.run(
             ["df", "-T", str(workdir)], capture_output=True, text=True, check=False
         ).stdout.splitlines()[-1]
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "workdir_filesystem": " ".join(fs.split()),
-    }
+    return {**machine_info.machine(), "workdir_filesystem": " ".join(fs.split())}
 
 
 def main(argv: list[str] | None = None) -> int:

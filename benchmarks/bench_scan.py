@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import machine_info
 import orjson
 
 import kairo_guard.cli  # noqa: F401 - first: cli_records once could not be imported alone
@@ -609,36 +610,14 @@ def run_py_spy(args: argparse.Namespace, sc: Scenario, workdir: Path) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "orjson": orjson.__version__,
-    }
+    return {**machine_info.machine(), "orjson": orjson.__version__}
 
 
 def library_fingerprint() -> dict[str, str]:
     """Which state of kairo_guard was measured: others edit it while benchmarks run."""
-    import kairo_guard
-
-    root = Path(kairo_guard.__file__).parent
-    h = hashlib.sha256()
-    newest = 0.0
-    for f in sorted(root.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-        newest = max(newest, f.stat().st_mtime)
+    digest, newest = machine_info.library_state()
     return {
-        "sources_sha256": h.hexdigest()[:16],
+        "sources_sha256": digest,
         "newest_source_mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(newest)),
     }
 

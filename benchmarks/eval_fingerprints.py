@@ -31,11 +31,8 @@ target is missed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
-import platform
 import random
 import statistics
 import sys
@@ -48,6 +45,7 @@ from typing import IO, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 # tests/corpus.py: the corpora and launderers are shared with tests/test_fingerprint.py
+import machine_info
 from corpus import (
     CUSTOMER_PACKAGES,
     customer_corpus,
@@ -241,30 +239,12 @@ def throughput(guard: Guard, records: Sequence[str], reps: int = 3) -> dict[str,
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    return machine_info.machine()
 
 
 def library_state() -> str:
     """Hash of the kairo_guard sources measured: others edit them while this runs."""
-    import kairo_guard
-
-    h = hashlib.sha256()
-    for f in sorted(Path(kairo_guard.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    return machine_info.library_state()[0]
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:

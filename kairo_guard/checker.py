@@ -119,7 +119,11 @@ class SinkCheck:
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
         self._checks = ctx.content_checks if sink.kind.shared else ()
-        self._attribute = ctx.fingerprints if sink.kind.shared else None
+        self._attribute = (
+            fingerprint_check(ctx.fingerprints)
+            if sink.kind.shared and ctx.fingerprints is not None
+            else None
+        )
         self._refresh()
         self._index = 0
         self._allowed = 0
@@ -238,7 +242,7 @@ class SinkCheck:
                     break
                 decision = check(content) or decision
         elif self._attribute is not None:  # an unlabeled record: whose content is it?
-            attributed = fingerprint_check(self._attribute)(content)
+            attributed = self._attribute(content)
             if attributed is not None:
                 decision = attributed
         return decision

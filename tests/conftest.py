@@ -20,21 +20,15 @@ def ring() -> KeyRing:
 def guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
     # The PII gate has its own tests (test_pii*.py); here it would only add false
     # positives on generated text to tests of everything else.
-    g = make_guard(tmp_path / "state", ring=ring, pii_gate=False)
-    try:
+    with make_guard(tmp_path / "state", ring=ring, pii_gate=False) as g:
         yield g
-    finally:
-        g.close()
 
 
 @pytest.fixture
 def pii_guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
     """A guard with the PII gate on, for the tests of the gate at sinks."""
-    g = make_guard(tmp_path / "pii-state", ring=ring, pii_gate=True)
-    try:
+    with make_guard(tmp_path / "pii-state", ring=ring, pii_gate=True) as g:
         yield g
-    finally:
-        g.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from corpus import (
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kairo_guard import CheckReport, Guard, KeyRing
+from kairo_guard import CheckReport, Guard
 from kairo_guard.fingerprint import MIN_SHARED_FINGERPRINTS, Fingerprinter, K, W, normalize
 from kairo_guard.testing import make_guard, sealed_record
 
@@ -82,17 +82,6 @@ def _embed(text: str, where: str, filler: str = FILLER) -> str:
         "middle": f"{filler[:half]} {text} {filler[half:]}",
         "end": f"{filler} {text}",
     }[where]
-
-
-@pytest.fixture
-def guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
-    """The fingerprint net alone: these records are prose, which the PII gate (tested in
-    test_pii*.py) would block for the names in it."""
-    g = make_guard(tmp_path / "state", ring=ring, pii_gate=False)
-    try:
-        yield g
-    finally:
-        g.close()
 
 
 @pytest.fixture
