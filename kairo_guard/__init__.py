@@ -11,6 +11,9 @@ import logging
 from kairo_guard.audit import AuditLog, AuditVerification, verify_audit
 from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.context import current_tenant, tenant_context
+from kairo_guard.dataset_builder import DatasetBuilder
+from kairo_guard.datasets import VerifiedDataset
+from kairo_guard.erasure import ErasureReceipt
 from kairo_guard.exceptions import (
     AuditError,
     AuditIntegrityError,
@@ -27,12 +30,15 @@ from kairo_guard.exceptions import (
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.guard import Guard
 from kairo_guard.keys import KeyRing
+from kairo_guard.manifest import DatasetError, Manifest
 from kairo_guard.middleware import GuardMiddleware
 from kairo_guard.policy import Decision, Policy, Rule, rule
+from kairo_guard.registry import RegistryError
 from kairo_guard.report import CheckReport, Violation
+from kairo_guard.retention import RetentionPolicy, SweepReport
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
-from kairo_guard.store import Agreement, SQLiteStore, Store
+from kairo_guard.store import Agreement, DatasetInfo, ModelInfo, SQLiteStore, Store
 from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
 from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
 
@@ -49,7 +55,11 @@ __all__ = [
     "ContentError",
     "ContentRefused",
     "DataClass",
+    "DatasetBuilder",
+    "DatasetError",
+    "DatasetInfo",
     "Decision",
+    "ErasureReceipt",
     "FingerprintIndex",
     "Fingerprinter",
     "Guard",
@@ -59,10 +69,14 @@ __all__ = [
     "KeyRing",
     "KeyringError",
     "Label",
+    "Manifest",
     "Mode",
+    "ModelInfo",
     "Outcome",
     "Policy",
     "PolicyError",
+    "RegistryError",
+    "RetentionPolicy",
     "Rule",
     "SQLiteStore",
     "SealCodec",
@@ -72,7 +86,9 @@ __all__ = [
     "SinkKind",
     "Store",
     "StoreError",
+    "SweepReport",
     "TelemetryAggregator",
+    "VerifiedDataset",
     "Violation",
     "canonical_json",
     "content_digest",

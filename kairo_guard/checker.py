@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from kairo_guard.content import RawJSON, content_digest
 from kairo_guard.exceptions import ContentError, IsolationViolation, SealError
 from kairo_guard.fingerprint import FingerprintIndex
+from kairo_guard.otel import GuardTelemetry
 from kairo_guard.policy import Decision, Facts, Policy, Relation
 from kairo_guard.report import CheckReport, Violation
 from kairo_guard.seal import Label, SealCodec
@@ -23,6 +24,7 @@ from kairo_guard.sinks import Sink
 from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, TenantId
 
 FINGERPRINT_RULE = "fingerprint.tenant-content"
+ERASED_RULE = "tenant.erased"
 AUDIT_ROWS_PER_ENTRY = 512
 """Decisions per audit entry: each decision is one row, rows are chained in batches."""
 REFRESH_EVERY = 1024
@@ -83,6 +85,23 @@ class CheckContext:
     content_checks: tuple[ContentCheck, ...] = ()
     """Run in order on every record about to pass into a shared sink; the first that
     returns a decision (a block) decides."""
+    telemetry: GuardTelemetry | None = None
+    """Where the check's span and metrics go (OpenTelemetry; none without it)."""
+    erased: Callable[[], Mapping[str, float]] | None = None
+    """Pseudonym -> erasure time of erased tenants, read at each refresh of a check:
+    their labels sealed up to that time are refused."""
+
+
+def erased_decision(
+    erased: Mapping[str, float] | None, pseudonym: str, created_at: int
+) -> Decision | None:
+    """Return the block for a label of an erased tenant (``erased`` None: unknown), or None."""
+    if erased is None:
+        return Decision(Outcome.BLOCK, "guard.error", "cannot read the erased tenants")
+    at = erased.get(pseudonym)
+    if at is not None and created_at <= at:
+        return Decision(Outcome.BLOCK, ERASED_RULE, "the tenant's data was erased")
+    return None
 
 
 def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
@@ -133,6 +152,14 @@ class SinkCheck:
         self._rows: list[tuple[object, ...]] = []
         self._finished: CheckReport | None = None
         self._ambient_pseudonym = self._pseudonym(ambient)
+        self.bytes_scanned = 0
+        """Bytes of raw input read for this check, where the caller counts them."""
+        self._span: Any = None
+        self._span_guard: Any = None
+        if ctx.telemetry is not None:
+            self._span, self._span_guard = ctx.telemetry.start_check(
+                self, self._header(), self._ambient_pseudonym
+            )
 
     def _refresh(self) -> None:
         # every REFRESH_EVERY records and at least every REFRESH_SECONDS: a slowly
@@ -142,6 +169,12 @@ class SinkCheck:
         self._now = self._ctx.clock()
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
+        try:
+            self._erased: Mapping[str, float] | None = (
+                {} if self._ctx.erased is None else self._ctx.erased()
+            )
+        except Exception:  # noqa: BLE001 - fail closed: tenant labels block (erased_decision)
+            self._erased = None
         self._decisions.clear()
         self._keep.clear()
 
@@ -273,6 +306,10 @@ class SinkCheck:
         facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
         owner = label.tenant if label is not None and label.tenant else self._ambient
         entry = (self._ctx.policy.decide(facts), self._pseudonym(owner))
+        if label is not None and label.tenant:  # per label, cached: a dict lookup
+            erased = erased_decision(self._erased, entry[1] or "", label.created_at)
+            if erased is not None and (erased.rule == ERASED_RULE or entry[0].outcome is _ALLOW):
+                entry = (erased, entry[1])
         if len(self._decisions) < _MAX_CACHED:
             self._decisions[key] = entry
             self._keep.append(label)  # ids in keys stay valid while the entry lives
@@ -378,4 +415,14 @@ class SinkCheck:
             }
         )
         self._finished = report
+        if self._ctx.telemetry is not None:
+            if self._span_guard is not None:
+                self._span_guard.detach()
+            self._ctx.telemetry.finish_check(
+                self._span,
+                report,
+                sink=audit_sink_name(self.sink, self._pseudonym),
+                policy=self._ctx.policy,
+                bytes_scanned=self.bytes_scanned,
+            )
         return report

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from kairo_guard import cli_tenant_data as tenant_data
 from kairo_guard.cli_common import (
     ENV_DEBUG,
     EXIT_OK,
@@ -22,6 +23,7 @@ from kairo_guard.cli_common import (
     handle_errors,
     open_guard,
 )
+from kairo_guard.cli_datasets import dataset
 from kairo_guard.cli_records import label, scan
 from kairo_guard.config import ENV_CONFIG, ENV_HOME, check_config_file, parse_duration
 from kairo_guard.exceptions import KeyringError
@@ -390,6 +392,9 @@ def demo(keep: bool, service: Path | None) -> None:
 
 cli.add_command(label)
 cli.add_command(scan)
+cli.add_command(dataset)
+for _command in (tenant_data.retention, tenant_data.erase, tenant_data.export):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,19 +153,35 @@ class TelemetrySection(_Strict):
         return value
 
 
+class PropagationSection(_Strict):
+    """``[propagation]``: who may send signed tenant baggage, and how long it lives."""
+
+    trusted_peers: list[str] = Field(default_factory=list)
+    token_ttl: int = Field(default=300, ge=1, le=86_400)
+
+    @field_validator("trusted_peers")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for text in value:
+            ipaddress.ip_network(text, strict=False)
+        return value
+
+
 class ConfigFile(_Strict):
     guard: GuardSection = Field(default_factory=GuardSection)
     sinks: dict[str, SinkSection] = Field(default_factory=dict)
     rules: list[RuleSection] = Field(default_factory=list)
-    retention: dict[DataClass, str] = Field(default_factory=dict)
+    # keys: data classes, and "agent_run" for agent run logs (see kairo_guard.retention)
+    retention: dict[DataClass | Literal["agent_run"], str] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     fingerprints: FingerprintSection = Field(default_factory=FingerprintSection)
     telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
     pii: PiiSection = Field(default_factory=PiiSection)
+    propagation: PropagationSection = Field(default_factory=PropagationSection)
 
     @field_validator("retention")
     @classmethod
-    def _durations(cls, value: dict[DataClass, str]) -> dict[DataClass, str]:
+    def _durations(cls, value: dict[DataClass | str, str]) -> dict[DataClass | str, str]:
         for text in value.values():
             parse_duration(text)
         return value
@@ -189,6 +205,10 @@ class Settings:
     pii: PiiSection
     db_url: str | None
     config_file: Path | None
+    agent_run_retention: int = 90 * 86400
+    """Retention of agent run logs in seconds (``[retention] agent_run``; the policy's 90d)."""
+    propagation: PropagationSection = field(default_factory=PropagationSection)
+    """Signed tenant baggage: trusted peers and token lifetime (``[propagation]``)."""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -319,11 +339,17 @@ def load_settings(
         trusted_proxies=tuple(doc.guard.trusted_proxies),
         tenant_header=doc.guard.tenant_header,
         rules=tuple(rules),
-        retention={cls: parse_duration(text) for cls, text in doc.retention.items()},
+        retention={
+            cls: parse_duration(text)
+            for cls, text in doc.retention.items()
+            if isinstance(cls, DataClass)
+        },
+        agent_run_retention=parse_duration(doc.retention.get("agent_run", "90d")),
         limits=doc.limits,
         fingerprints=doc.fingerprints,
         telemetry=doc.telemetry,
         pii=doc.pii,
+        propagation=doc.propagation,
         db_url=environ.get(ENV_DB_URL) or None,
         config_file=path,
     )

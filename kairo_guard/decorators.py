@@ -7,6 +7,8 @@ sync or async wrapper then. At call time each data argument is checked by shape:
   raises, ``filter`` passes a copy without the refused records, ``observe`` passes all;
 * one record (dict, str, bytes, :class:`~kairo_guard.types.Sealed`): checked before the
   call; refused raises in ``enforce`` and ``filter`` (there is nothing left to pass);
+* a :class:`~kairo_guard.datasets.VerifiedDataset` (``guard.open_dataset``): its
+  manifest, tenant, agreement and every record checked before the function runs;
 * other iterables (generators, datasets streamed lazily) and async iterables: wrapped so
   each record is checked as the function consumes it.
 """
@@ -19,6 +21,7 @@ import logging
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from kairo_guard.datasets import VerifiedDataset, admit_dataset
 from kairo_guard.exceptions import ConfigError, IsolationViolation
 from kairo_guard.report import CheckReport
 from kairo_guard.sinks import Sink
@@ -82,6 +85,8 @@ def _check_eager(
 def _guard_value(
     guard: Guard, sink: Sink, value: Any, report_to: Callable[[CheckReport], None]
 ) -> Any:
+    if isinstance(value, VerifiedDataset):  # decided whole, before the function runs
+        return admit_dataset(guard, sink, value, report_to)
     if isinstance(value, (*_SINGLE, *_EAGER)) or not isinstance(value, Iterable | AsyncIterable):
         return _check_eager(guard, sink, value, report_to)
     if isinstance(value, AsyncIterable):

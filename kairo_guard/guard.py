@@ -12,11 +12,19 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 
 from kairo_guard import context as _context
+from kairo_guard import dataset_builder as _dataset_builder
+from kairo_guard import datasets as _datasets
+from kairo_guard import registry as _registry
 from kairo_guard.audit import AuditLog
 from kairo_guard.checker import FINGERPRINT_RULE, CheckContext, SinkCheck, fingerprint_check
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.content import canonical_json, content_digest
+from kairo_guard.dataset_builder import DatasetBuilder
+from kairo_guard.datasets import VerifiedDataset
+from kairo_guard.erasure import ErasureReceipt
+from kairo_guard.erasure import erase_tenant as _erase_tenant
 from kairo_guard.exceptions import ConfigError, ContentRefused, StoreError
+from kairo_guard.export import export_tenant as _export_tenant
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.keys import (
     PURPOSE_AUDIT_HEAD,
@@ -25,12 +33,18 @@ from kairo_guard.keys import (
     KeyRing,
     load_key_ring,
 )
+from kairo_guard.manifest import Manifest
+from kairo_guard.otel import GuardTelemetry
 from kairo_guard.pii_check import LazyPiiCheck
 from kairo_guard.policy import Policy
 from kairo_guard.report import CheckReport
+from kairo_guard.retention import RetentionPolicy, SweepReport
+from kairo_guard.retention import sweep as _sweep_retention
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
 from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
+from kairo_guard.store_datasets import DatasetInfo, ModelInfo
+from kairo_guard.tenant_store import ProvenanceRow
 from kairo_guard.types import (
     SEAL_FIELD,
     DataClass,
@@ -63,6 +77,10 @@ class Guard:
         clock: Unix-seconds clock, injectable for tests of expiry.
         env: environment mapping to read instead of ``os.environ``.
         pii_gate: run the PII gate before shared sinks (else ``[pii] enabled``, on).
+        tracer_provider: OpenTelemetry tracer provider for decision spans (default:
+            the global one, looked up on first use).
+        meter_provider: OpenTelemetry meter provider for decision metrics (default:
+            the global one).
 
     Raises:
         ConfigError: bad configuration.
@@ -81,8 +99,11 @@ class Guard:
         clock: Callable[[], float] = time.time,
         env: Mapping[str, str] | None = None,
         pii_gate: bool | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         self._pii_enabled = pii_gate
+        self.telemetry = GuardTelemetry(tracer_provider, meter_provider)
         self.settings: Settings = load_settings(
             home=home, config_file=config_file, default_mode=default_mode, env=env
         )
@@ -138,6 +159,11 @@ class Guard:
             max_violations=limits.max_violations,
             fingerprints=self.fingerprints,
             content_checks=(fingerprint_check(self.fingerprints), *self._pii_checks()),
+            telemetry=self.telemetry,
+            erased=lambda: self.store.erased_tenants(),
+        )
+        self.retention = RetentionPolicy(
+            self.store, self.settings.retention, self.settings.agent_run_retention
         )
 
     def _pii_checks(self) -> tuple[LazyPiiCheck, ...]:
@@ -265,7 +291,7 @@ class Guard:
     ) -> str:
         """Seal a digest; the one place labels are made. Callers check the policy."""
         created = int(self._clock() if created_at is None else created_at)
-        retention = self.settings.retention.get(cls)
+        retention = self.retention.seconds(tenant, cls, source)
         label = Label.create(
             tenant=tenant,
             data_class=cls,
@@ -275,12 +301,14 @@ class Guard:
             digest=digest,
         )
         seal = self.codec.seal(label)
+        pseudonym = self.keys.pseudonym(tenant) if tenant else None
         self.audit.append(
             {
                 "event": "seal",
                 "class": cls.value,
-                "tenant": self.keys.pseudonym(tenant) if tenant else None,
-                "source": source,
+                "tenant": pseudonym,
+                # a source may name its tenant ("upload:acme"): the log keeps pseudonyms only
+                "source": source.replace(tenant, pseudonym) if tenant and pseudonym else source,
                 "digest": digest,
                 **(audit or {}),
             }
@@ -450,6 +478,8 @@ class Guard:
         ``records`` is a list, tuple, generator, or one record (a dict, str, bytes or
         :class:`~kairo_guard.types.Sealed`).
         """
+        if isinstance(records, VerifiedDataset):
+            return self.check_dataset(records, sink=sink, mode=mode)
         run = self.start_check(sink, mode=mode)
         for item in _as_records(records):
             run.decide(item)
@@ -467,8 +497,13 @@ class Guard:
 
         In ``enforce`` mode the first refused record raises
         :class:`IsolationViolation` before anything after it is read; ``filter`` drops
-        refused records; ``observe`` yields everything.
+        refused records; ``observe`` yields everything. A :class:`VerifiedDataset` is
+        decided whole, at once (see :mod:`kairo_guard.datasets`).
         """
+        if isinstance(records, VerifiedDataset):
+            resolved = self.resolve_sink(sink, mode=mode)
+            admitted = _datasets.admit_dataset(self, resolved, records, on_report or _ignore)
+            return iter(admitted)
         run = self.start_check(sink, mode=mode)
         return _checked_iter(run, records, on_report)
 
@@ -521,7 +556,7 @@ class Guard:
 
     def _agreement_active(self, tenant: TenantId, now: float) -> bool:
         try:
-            return any(a.active(now) for a in self.store.list_agreements(tenant))
+            return any(a.permits_fine_tune(now) for a in self.store.list_agreements(tenant))
         except StoreError:
             return False  # fail closed: no proof of an agreement, no fine-tune
 
@@ -562,6 +597,147 @@ class Guard:
     def agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
         """Return agreements, optionally for one tenant."""
         return self.store.list_agreements(tenant)
+
+    # -- tenant datasets and models (see datasets.py, dataset_builder.py, registry.py) ---
+
+    def tenant_dataset(self, tenant: TenantId) -> DatasetBuilder:
+        """Return a builder of ``tenant``'s fine-tune dataset (a signed manifest on write).
+
+        Raises:
+            ValueError: for an invalid tenant id.
+        """
+        return DatasetBuilder(self, tenant)
+
+    def open_dataset(self, path: Path | str) -> VerifiedDataset:
+        """Verify a dataset directory (manifest signature, count, Merkle root) and return
+        it, ready for a ``tenant-fine-tune`` sink.
+
+        Raises:
+            DatasetError: unreadable, unsigned by a held key, or records not the manifest's.
+        """
+        return _datasets.open_dataset(self, path)
+
+    def check_dataset(
+        self, dataset: VerifiedDataset, *, sink: Sink | str, mode: Mode | str | None = None
+    ) -> CheckReport:
+        """Decide a verified dataset for ``sink``: the report, never raising on blocks."""
+        resolved = self.resolve_sink(sink)
+        return _datasets.check_dataset(self, dataset, resolved, Mode(mode) if mode else None)[1]
+
+    def datasets(self, tenant: TenantId | None = None) -> list[DatasetInfo]:
+        """Return recorded datasets, optionally one tenant's."""
+        return self.store.list_datasets(tenant)
+
+    def prune_dataset(
+        self, dataset_id: str, keep: Callable[[Label], bool], *, reason: str
+    ) -> tuple[int, int]:
+        """Keep only records whose label ``keep`` accepts; re-sign the manifest (its
+        ``supersedes`` names the old one); audited. Returns ``(kept, removed)``.
+
+        Raises:
+            DatasetError: unknown dataset, or its files do not verify.
+        """
+        return _dataset_builder.prune_dataset(self, dataset_id, keep, reason=reason)
+
+    def delete_datasets(self, tenant: TenantId) -> int:
+        """Delete ``tenant``'s dataset files and rows (audited, counts only); return how many."""
+        return _dataset_builder.delete_datasets(self, tenant)
+
+    def register_model(
+        self, model_id: str, *, dataset: Manifest | VerifiedDataset | str | Path, owner: TenantId
+    ) -> ModelInfo:
+        """Register a model fine-tuned on ``owner``'s dataset (a manifest, verified
+        dataset, dataset id or directory); the manifest must verify and its agreement
+        still be active.
+
+        Raises:
+            RegistryError: refused (audited); ValueError: a bad model id or tenant.
+        """
+        return _registry.register_model(self, model_id, dataset=dataset, owner=owner)
+
+    def register_shared_model(
+        self,
+        model_id: str,
+        *,
+        sink: Sink | str,
+        dataset: Manifest | VerifiedDataset | str | Path | None = None,
+    ) -> ModelInfo:
+        """Register a model served to every tenant, trained at the shared ``sink``.
+
+        ``dataset`` is lineage a pipeline may declare: any tenant dataset is refused.
+
+        Raises:
+            RegistryError: a tenant fine-tune sink, a tenant dataset, or the id of a
+                tenant model (``model.tenant-derived``, audited).
+        """
+        return _registry.register_shared_model(self, model_id, sink=sink, dataset=dataset)
+
+    def check_model_access(self, model_id: str, tenant: TenantId) -> bool:
+        """True if ``tenant`` may call ``model_id``: its own or a shared model, not marked
+        for deletion. False for unknown models or when unsure; denials are audited."""
+        return _registry.check_model_access(self, model_id, tenant)
+
+    def models(self, tenant: TenantId | None = None) -> list[ModelInfo]:
+        """Return registered models, optionally one tenant's."""
+        return _registry.list_models(self, tenant)
+
+    def mark_models_for_deletion(self, tenant: TenantId) -> int:
+        """Mark ``tenant``'s models ``pending_deletion`` (served to no one); return how many."""
+        return _registry.mark_models_for_deletion(self, tenant)
+
+    # -- retention, erasure, export (see retention.py, erasure.py, export.py) ------------
+
+    def set_retention(self, tenant: TenantId, data_class: str, seconds: int | None) -> None:
+        """Set (None: remove) ``tenant``'s own retention period for a data class or
+        ``agent_run``, audited; it applies to content sealed from now on.
+
+        Raises:
+            ValueError: for an invalid tenant, class or period.
+        """
+        self.retention.set(tenant, data_class, seconds)
+        self.audit.append(
+            {
+                "event": "retention.set",
+                "tenant": self.keys.pseudonym(tenant),
+                "class": data_class,
+                "seconds": seconds,
+            }
+        )
+
+    def record_provenance(self, seal: str) -> None:
+        """Record a provenance row (digest and label, no content) for a tenant's seal.
+
+        Raises:
+            SealError: if the seal does not verify; ValueError: if it names no tenant.
+        """
+        label = self.codec.open(seal)
+        if label.tenant is None:
+            raise ValueError("only a tenant's seals have provenance rows")
+        row = ProvenanceRow(
+            label.digest,
+            label.tenant,
+            label.data_class.value,
+            label.source,
+            label.created_at,
+            label.expires_at,
+        )
+        self.store.add_provenance([row])
+
+    def sweep_retention(self, *, dry_run: bool = False) -> SweepReport:
+        """Delete expired dataset records and provenance rows; see :func:`retention.sweep`."""
+        return _sweep_retention(self, dry_run=dry_run)
+
+    def erase_tenant(self, tenant: TenantId, *, receipt_path: Path | None = None) -> ErasureReceipt:
+        """Erase ``tenant`` and return the signed receipt; see :mod:`kairo_guard.erasure`."""
+        return _erase_tenant(self, tenant, receipt_path=receipt_path)
+
+    def export_tenant(self, tenant: TenantId) -> dict[str, Any]:
+        """Return what the guard holds about ``tenant``; see :mod:`kairo_guard.export`."""
+        return _export_tenant(self, tenant)
+
+
+def _ignore(report: CheckReport) -> None:
+    """A report callback that keeps nothing."""
 
 
 def _as_records(records: Iterable[object] | object) -> Iterable[object]:

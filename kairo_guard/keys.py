@@ -40,6 +40,8 @@ PURPOSE_PSEUDONYM = "pseudonym"
 PURPOSE_AUDIT_HEAD = "audit-head"
 PURPOSE_FINGERPRINT = "fingerprint"
 PURPOSE_FILTER = "fingerprint-filter"
+PURPOSE_BAGGAGE = "baggage"
+PURPOSE_MANIFEST = "manifest"
 
 
 def _b64(data: bytes) -> str:

@@ -20,12 +20,15 @@ from typing import Any
 import orjson
 
 from kairo_guard.apikeys import ApiKeyVerifier
+from kairo_guard.baggage import baggage_resolver
 from kairo_guard.checker import audit_sink_name
 from kairo_guard.context import _CURRENT_TENANT
 from kairo_guard.exceptions import AuthenticationError
 from kairo_guard.guard import Guard
 from kairo_guard.ingest import StreamingIndexer
+from kairo_guard.propagation import RequestTrace, deny_request, note_request, strip_kairo_baggage
 from kairo_guard.provenance import RequestProvenance
+from kairo_guard.registry import ModelRoutes, model_ref
 from kairo_guard.resolvers import (
     ApiKeyResolver,
     CompositeResolver,
@@ -66,6 +69,9 @@ class GuardMiddleware:
             everything below it.
         public_paths: paths served without authentication (health checks); exact match.
         source: the ``source`` written into seals.
+        model_routes: inference route templates holding ``{model_id}``, e.g.
+            ``/v1/models/{model_id}/infer``: the caller must be allowed the model
+            (:meth:`Guard.check_model_access`) or gets 403 before the app runs.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class GuardMiddleware:
         sink_routes: Mapping[str, Sink | str] | None = None,
         public_paths: Iterable[str] = (),
         source: str = "http",
+        model_routes: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.guard = guard
@@ -95,12 +102,21 @@ class GuardMiddleware:
         )  # fmt: skip
         self.public_paths = frozenset(public_paths)
         self.source = source
+        self.model_routes = ModelRoutes(tuple(model_routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket") or scope.get("path") in self.public_paths:
             await self.app(scope, receive, send)
             return
+        traced = RequestTrace(self.guard.telemetry, scope)
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            traced.end()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
         request = RequestInfo(
             peer=(scope.get("client") or (None,))[0],
             path=scope.get("path", ""),
@@ -128,6 +144,12 @@ class GuardMiddleware:
                 scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
             )
             return
+        model = self.model_routes.model_for(request.path) if self.model_routes else None
+        if model is not None and not self._may_call(tenant, model):
+            self._audit(tenant, scope, status=403, model=model_ref(model))
+            await self._deny(scope, receive, send, 403, "this model is not served to this account")
+            return
+        strip_kairo_baggage(scope)  # only a verified token counts, and only here
         token = _CURRENT_TENANT.set(tenant)
         try:
             if kind == "websocket":
@@ -160,6 +182,13 @@ class GuardMiddleware:
                 return sink
         return None
 
+    def _may_call(self, tenant: TenantId, model: str) -> bool:
+        try:
+            return self.guard.check_model_access(model, tenant)
+        except Exception:  # fail closed: an error in the guard denies
+            logger.exception("model access check failed")
+            return False
+
     def _may_feed(self, tenant: TenantId, sink: Sink) -> bool:
         if sink.kind.shared or sink.tenant != tenant:
             return False
@@ -190,6 +219,7 @@ class GuardMiddleware:
         status: int | None,
         sink: str | None = None,
         provenance: RequestProvenance | None = None,
+        model: str | None = None,
     ) -> None:
         entry: dict[str, Any] = {
             "event": "request",
@@ -200,15 +230,21 @@ class GuardMiddleware:
         }
         if sink is not None:
             entry["sink"] = sink
+        if model is not None:
+            entry["model"] = model
         if provenance is not None and provenance.size:
             entry.update(
                 bytes=provenance.size, digest=provenance.digest, fingerprints=provenance.indexed
             )
         self.guard.audit.append(entry)
+        note_request(
+            scope, tenant=entry["tenant"], status=status, sink=sink, size=entry.get("bytes")
+        )
 
     async def _deny(
         self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
     ) -> None:
+        deny_request(scope, status, _STATUS_WORDS.get(status, "error"))
         if scope["type"] == "websocket":
             message = await receive()
             if message.get("type") == "websocket.connect":
@@ -310,9 +346,9 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
 
 
 def _default_resolver(guard: Guard) -> TenantResolver:
-    api_keys = ApiKeyResolver(ApiKeyVerifier(guard.store))
+    # signed baggage is always looked at: from untrusted peers it is audited and ignored
+    resolvers: list[TenantResolver] = [ApiKeyResolver(ApiKeyVerifier(guard.store))]
     proxies = guard.settings.trusted_proxies
-    if not proxies:
-        return api_keys
-    proxy = TrustedProxyResolver(proxies, header=guard.settings.tenant_header)
-    return CompositeResolver([api_keys, proxy])
+    if proxies:
+        resolvers.append(TrustedProxyResolver(proxies, header=guard.settings.tenant_header))
+    return CompositeResolver([*resolvers, baggage_resolver(guard)])

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kairo_guard.exceptions import ConfigError
-from kairo_guard.pii_text import NAME_FREE_WORDS, chunk_bounds, may_contain_name
+from kairo_guard.pii_text import (
+    NAME_FREE_WORDS,
+    chunk_bounds,
+    may_contain_name,
+    possible_entities,
+)
 
 #: Environment variable naming the spaCy model package, when not given explicitly.
 ENV_PII_MODEL = "KAIRO_GUARD_PII_MODEL"
@@ -45,8 +50,6 @@ DEFAULT_MAX_CHARS = 5_000
 DEFAULT_MAX_NER_TOKENS = 800
 DEFAULT_CHUNK_CHARS = 1_000
 
-MIN_PHONE_DIGITS = 7
-MIN_CARD_DIGITS = 12
 GUARD_ERROR = "GUARD_ERROR"
 GUARD_TOO_LONG = "GUARD_TOO_LONG"
 INSTALL_HINT = "install the extra: pip install 'kairo-guard[pii]'"
@@ -155,21 +158,58 @@ class PiiGate:
         Never raises for a bad text: a text the gate could not analyse is reported
         with ``GUARD_ERROR`` (analysis failed) or ``GUARD_TOO_LONG`` (over the bounds).
         """
-        out: list[PiiFinding | None] = [None] * len(texts)
+        out: list[PiiFinding | None] = []
+        for result in self._scan(texts):
+            if isinstance(result, str):
+                out.append(PiiFinding((result,)))
+                continue
+            found = tuple(sorted({r.entity_type for r in result}))
+            out.append(PiiFinding(found) if found else None)
+        return out
+
+    def scan_spans(self, texts: Sequence[str]) -> list[list[Any] | None]:
+        """Return, per text, presidio's results (``entity_type``, ``start``, ``end``,
+        ``score``) above the thresholds; None for a text that could not be analysed,
+        which the caller must treat as holding PII."""
+        return [None if isinstance(r, str) else r for r in self._scan(texts)]
+
+    def spans(self, text: str) -> list[Any] | None:
+        """Return :meth:`scan_spans` for one text, for scrubbing."""
+        return self.scan_spans([text])[0]
+
+    def _scan(self, texts: Sequence[str]) -> list[list[Any] | str]:
+        """Per text, its results above the thresholds, or a guard failure code.
+
+        Identical texts in a batch are analysed once: telemetry repeats itself.
+        """
+        out: list[list[Any] | str] = [GUARD_ERROR] * len(texts)
+        first: dict[str, int] = {}
         docs: dict[int, Any] = {}
         for i, text in enumerate(texts):
+            if isinstance(text, str):
+                if text in first:
+                    continue
+                first[text] = i
             try:
                 doc = self._tokenize(text)
             except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
-                out[i] = PiiFinding((GUARD_ERROR,))
-                continue
-            if doc is None:
-                out[i] = PiiFinding((GUARD_TOO_LONG,))
+                doc = GUARD_ERROR
+            if isinstance(doc, str):
+                out[i] = doc
+            elif doc is None:
+                out[i] = GUARD_TOO_LONG
             else:
                 docs[i] = doc
         self._run_ner(docs)
         for i, doc in docs.items():
-            out[i] = self._analyze(texts[i], doc)
+            try:
+                out[i] = self._results(texts[i], doc)
+            except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
+                out[i] = GUARD_ERROR
+        for i, text in enumerate(texts):
+            if isinstance(text, str) and first[text] != i:
+                done = out[first[text]]
+                out[i] = done if isinstance(done, str) else list(done)
         return out
 
     def _tokenize(self, text: str) -> Any:
@@ -179,7 +219,7 @@ class PiiGate:
         if len(text) > self.max_chars:
             return None
         parts = [self._nlp.make_doc(text[a:b]) for a, b in chunk_bounds(text, self.chunk_chars)]
-        needs_ner = may_contain_name(text, self._name_free) and "PERSON" in self.entities
+        needs_ner = "PERSON" in self.entities and may_contain_name(text, self._name_free)
         if needs_ner and sum(len(p) for p in parts) > self.max_ner_tokens:
             return None
         return (parts, needs_ner)
@@ -204,30 +244,16 @@ class PiiGate:
             except Exception:  # noqa: BLE001 - fail closed
                 docs[i] = None  # analysed as GUARD_ERROR below
 
-    def spans(self, text: str) -> list[Any] | None:
-        """Return presidio's results (entity type, start, end, score) above the
-        thresholds, for scrubbing; None when the text could not be analysed."""
-        try:
-            doc = self._tokenize(text)
-        except Exception:  # noqa: BLE001 - fail closed: the caller drops the text
-            return None
-        if doc is None:
-            return None
-        docs = {0: doc}
-        self._run_ner(docs)
-        try:
-            return self._results(text, docs[0])
-        except Exception:  # noqa: BLE001 - fail closed
-            return None
-
     def _results(self, text: str, doc: Any) -> list[Any]:
         if doc is None:
             raise RuntimeError("NER failed")
-        parts = doc[0]
-        joined = parts[0] if len(parts) == 1 else _join_docs(parts)
-        entities = self._entities_for(text)
+        parts, tagged = doc
+        entities = possible_entities(text, self.entities)
+        if not tagged and "PERSON" in entities:
+            entities.remove("PERSON")  # NER skipped: no word in it could be a name
         if not entities:
             return []  # nothing this text could hold (presidio reads [] as "all")
+        joined = parts[0] if len(parts) == 1 else _join_docs(parts)
         results = self._analyzer.analyze(
             text=text,
             language="en",
@@ -241,25 +267,6 @@ class PiiGate:
             if r.score >= self.thresholds[r.entity_type]
             and text[r.start : r.end].strip() not in self.allow_list
         ]
-
-    def _entities_for(self, text: str) -> list[str]:
-        """The entities worth looking for: the digit-based recognizers (the costliest:
-        phone numbers try several regions) are skipped when the text has too few digits
-        to hold one (7 for a phone number with its area code, 12 for a card)."""
-        digits = sum(c.isdigit() for c in text) if len(text) < 4096 else 99
-        return [
-            e
-            for e in self.entities
-            if not (e == "PHONE_NUMBER" and digits < MIN_PHONE_DIGITS)
-            and not (e == "CREDIT_CARD" and digits < MIN_CARD_DIGITS)
-        ]
-
-    def _analyze(self, text: str, doc: Any) -> PiiFinding | None:
-        try:
-            found = {r.entity_type for r in self._results(text, doc)}
-        except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
-            return PiiFinding((GUARD_ERROR,))
-        return PiiFinding(tuple(sorted(found))) if found else None
 
 
 def _join_docs(parts: list[Any]) -> Any:

@@ -11,7 +11,13 @@ from collections.abc import Collection
 from typing import Any
 
 import tldextract
-from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerRegistry
+from presidio_analyzer import (
+    EntityRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
@@ -25,7 +31,7 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from kairo_guard.pii_text import shannon_entropy
+from kairo_guard.pii_text import phone_windows, shannon_entropy
 
 LANGUAGE = "en"
 API_KEY_ENTITY = "API_KEY"
@@ -72,6 +78,29 @@ class PathUrlRecognizer(UrlRecognizer):
         return self._HOST_THEN_PATH.match(pattern_text.strip("\"'")) is None
 
 
+class WindowedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recognizer, run only on the windows where a number can be.
+
+    The stock recognizer runs phonenumbers' matcher over the whole text once per
+    region, and the matcher parses every digit group it meets (counts, dates, ids):
+    most of a scan's time. Matching inside :func:`~kairo_guard.pii_text.phone_windows`
+    (clusters of at least 7 digits, with the context the matcher reads around a
+    number) finds the same numbers, with the same regions, at a fraction of the cost.
+    """
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:  # the stock signature: artifacts default to None
+        """Return the phone numbers in ``text``, with offsets into ``text``."""
+        results: list[RecognizerResult] = []
+        for start, end in phone_windows(text):
+            for result in super().analyze(text[start:end], entities, nlp_artifacts):  # type: ignore[arg-type]
+                result.start += start
+                result.end += start
+                results.append(result)
+        return results
+
+
 class SecretRecognizer(PatternRecognizer):
     """API-key-like secrets: well-known key formats and long high-entropy tokens."""
 
@@ -116,7 +145,7 @@ def build_registry(entities: Collection[str]) -> RecognizerRegistry:
             supported_language=LANGUAGE, supported_entities=["PERSON"]
         ),
         "EMAIL_ADDRESS": lambda: OfflineEmailRecognizer(offline_tld_extractor()),
-        "PHONE_NUMBER": PhoneRecognizer,
+        "PHONE_NUMBER": WindowedPhoneRecognizer,
         "CREDIT_CARD": CreditCardRecognizer,
         "IBAN_CODE": IbanRecognizer,
         "IP_ADDRESS": IpRecognizer,

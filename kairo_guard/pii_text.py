@@ -1,6 +1,9 @@
-"""Cheap text checks for the PII gate: which texts need NER, where to chunk, entropy.
+"""Cheap text checks for the PII gate: which texts need NER or a recognizer, where
+to chunk, where phone numbers can be, entropy.
 
-Pure Python with precompiled patterns, so the gate can decide before it pays for spaCy.
+Pure Python with precompiled patterns, so the gate can decide before it pays for spaCy
+or a presidio recognizer. Each prefilter is a necessary condition of the recognizer's
+own patterns, so skipping a recognizer on a text it rejects never loses a finding.
 """
 
 from __future__ import annotations
@@ -27,6 +30,37 @@ _WORD = re.compile(r"\w+")
 _NAME_LIKE = re.compile(r"[^\W\d_]{2,}")
 _BREAKS = ("\n", ". ", " ")
 
+#: Fewest digits in a phone number the gate looks for: 7, a subscriber number with
+#: its area code. Shorter valid numbers exist (4-6 digit German numbers) but in
+#: telemetry they are indistinguishable from counts, ports and ids.
+MIN_PHONE_DIGITS = 7
+#: Fewest digits of a card number presidio's card pattern can match (4+3+3+3).
+MIN_CARD_DIGITS = 13
+# A cluster of digits that one phone number (with an extension) could span, a superset
+# of what phonenumbers' matcher reads as one number: digit runs joined by up to 4
+# characters of its punctuation (any non-word character, "x" and "ー") or by an
+# extension marker (" ext. ", " x", "#", ";ext=", ...). Letters other than these end
+# a cluster, so hex ids and words break into short runs.
+_PHONE_GAP = (
+    r"(?:(?:[^\w\n]|[x\u30fc]){1,4}"
+    r"|[\s,]{0,40}(?:e?xt(?:ensi(?:\xf3?|o\u0301))?n?|\uff45?\uff58\uff54\uff4e?"
+    r"|\u0434\u043e\u0431|anexo|[x\uff58#\uff03~\uff5e]|int|\uff49\uff4e\uff54)"
+    r"[:.\uff0e]?[\s,-]{0,40}|;ext=|[- ]{1,40})"
+)
+_DIGIT_CLUSTER = re.compile(rf"\d+(?:{_PHONE_GAP}\d+)*", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+# Characters phonenumbers may read before a number's first digit: up to two lead
+# characters, each followed by up to 4 punctuation characters, and one more character
+# whose kind decides whether the number stands alone (not glued to a word).
+_PHONE_LEAD = 11
+# After the last digit: the character that must not be a letter, and ":dd", which
+# marks a time stamp rather than a number.
+_PHONE_TAIL = 4
+# Necessary conditions of presidio's patterns (and of our secret patterns), with the
+# flags presidio compiles them with (case-insensitive: [A-Z] also matches a-z).
+_IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE)
+_SECRET_RUN = re.compile(r"[\w+/=.-]{15}")
+
 
 def may_contain_name(text: str, name_free_words: Iterable[str] = NAME_FREE_WORDS) -> bool:
     """Return whether ``text`` has a word that NER could tag as a person's name.
@@ -40,6 +74,47 @@ def may_contain_name(text: str, name_free_words: Iterable[str] = NAME_FREE_WORDS
         if _NAME_LIKE.fullmatch(word) and word.lower() not in known:
             return True
     return False
+
+
+def phone_windows(text: str, min_digits: int = MIN_PHONE_DIGITS) -> list[tuple[int, int]]:
+    """Return the ``[start, end)`` windows of ``text`` where a phone number can be.
+
+    A window is a cluster of digits holding at least ``min_digits`` digits, with the
+    context phonenumbers reads around a number (lead characters before it, the next
+    characters after it). Windows do not overlap and never start or end inside a
+    cluster, so matching in each window finds what matching in the whole text finds.
+    """
+    n = len(text)
+    windows: list[tuple[int, int]] = []
+    for match in _DIGIT_CLUSTER.finditer(text):
+        if len(_DIGIT.findall(match.group())) < min_digits:
+            continue
+        start, end = max(0, match.start() - _PHONE_LEAD), min(n, match.end() + _PHONE_TAIL)
+        if windows and start <= windows[-1][1]:
+            start = windows.pop()[0]
+        windows.append((start, end))
+    return windows
+
+
+def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
+    """Return the entity types in ``entities`` that ``text`` could hold at all.
+
+    Each test is a necessary condition of the recognizer's patterns: an email address
+    has an ``@``, a URL with a path a ``.`` and a ``/``, an IP address a ``.`` or a ``:``,
+    an IBAN two letters then two digits, a card 13 digits, a phone number a cluster of
+    7 digits, a secret a 15-character token. Names are left to the NER check.
+    """
+    digits = len(_DIGIT.findall(text))
+    checks = {
+        "EMAIL_ADDRESS": lambda: "@" in text,
+        "URL": lambda: "/" in text and "." in text,
+        "IP_ADDRESS": lambda: "." in text or ":" in text,
+        "IBAN_CODE": lambda: digits >= 2 and _IBAN_START.search(text) is not None,
+        "CREDIT_CARD": lambda: digits >= MIN_CARD_DIGITS,
+        "PHONE_NUMBER": lambda: digits >= MIN_PHONE_DIGITS and bool(phone_windows(text)),
+        "API_KEY": lambda: _SECRET_RUN.search(text) is not None,
+    }
+    return [e for e in entities if e not in checks or checks[e]()]
 
 
 def chunk_bounds(text: str, size: int) -> list[tuple[int, int]]:

@@ -31,23 +31,30 @@ class RequestProvenance:
         """The body's seal: set once the whole body was received, None for empty bodies."""
 
     def finish(self, digest: str) -> None:
-        """Record the complete body's digest and seal it (empty bodies are not sealed)."""
+        """Record the complete body's digest and seal it (empty bodies are not sealed).
+
+        The seal is also recorded as a provenance row (retention sweep, erasure, export).
+        """
         self.complete = True
         self.digest = digest
         if self.size:
-            self.seal = self._guard.seal_digest(
+            seal = self._guard.seal_digest(
                 digest,
                 tenant=self.tenant,
                 source=self._source,
                 audit={"bytes": self.size},
             )
+            self._guard.record_provenance(seal)
+            self.seal = seal
 
     def seal_content(self, content: Any, *, source: str | None = None) -> str:
         """Seal content derived from this request (a parsed document, an agent's output)
-        as the tenant's customer content."""
-        return self._guard.seal_digest(
+        as the tenant's customer content (recorded as a provenance row)."""
+        seal = self._guard.seal_digest(
             content_digest(content),
             tenant=self.tenant,
             data_class=DataClass.CUSTOMER_CONTENT,
             source=source or self._source,
         )
+        self._guard.record_provenance(seal)
+        return seal

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kairo_guard.exceptions import StoreError
+from kairo_guard.store_datasets import DATASET_SCHEMA, DatasetStore, DatasetTables
+from kairo_guard.store_datasets import DatasetInfo as DatasetInfo  # re-exported
+from kairo_guard.store_datasets import ModelInfo as ModelInfo  # re-exported
+from kairo_guard.tenant_store import SCHEMA as TENANT_DATA_SCHEMA
+from kairo_guard.tenant_store import SQLiteTenantData, TenantDataStore
 from kairo_guard.types import TenantId, validate_tenant
 
 DB_FILE_NAME = "state.sqlite3"
@@ -45,6 +50,11 @@ class Agreement:
             and (self.expires_at is None or now < self.expires_at)
         )
 
+    def permits_fine_tune(self, now: float) -> bool:
+        """True if active at ``now`` and its scope (words split on commas or spaces)
+        covers fine-tuning."""
+        return self.active(now) and DEFAULT_SCOPE in self.scope.replace(",", " ").split()
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
@@ -60,7 +70,7 @@ class ApiKeyRecord:
     revoked_at: float | None
 
 
-class Store(Protocol):
+class Store(DatasetStore, TenantDataStore, Protocol):
     """Persistent state the guard reads on its decision path.
 
     Implementations must be safe to share between threads and raise
@@ -145,7 +155,7 @@ CREATE INDEX IF NOT EXISTS fingerprints_tenant ON fingerprints (tenant);
 """
 
 
-class SQLiteStore:
+class SQLiteStore(DatasetTables, SQLiteTenantData):
     """The embedded store: SQLite in WAL mode, one connection guarded by a lock."""
 
     def __init__(self, path: Path) -> None:
@@ -159,7 +169,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + DATASET_SCHEMA + TENANT_DATA_SCHEMA)
             self._db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )

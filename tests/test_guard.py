@@ -226,6 +226,12 @@ class _BrokenStore:
     def list_agreements(self, tenant: str | None = None) -> list[object]:
         raise StoreError("database is gone")
 
+    def list_retention(self) -> dict[str, dict[str, int]]:
+        return {}  # sealing reads the tenants' retention periods
+
+    def erased_tenants(self) -> dict[str, float]:
+        raise StoreError("database is gone")
+
     def close(self) -> None: ...
 
 

@@ -1,0 +1,249 @@
+"""Cost of OpenTelemetry tracing in the guard: per request and per check, on vs off.
+
+* ``request``: ``GuardMiddleware`` over a tiny plain ASGI app, called in-process (no
+  network, so the overhead is visible), with a small JSON body: tenant resolution
+  (the trusted-proxy header), body digest, fingerprint indexing, sealing, audit. Two
+  guards differ only in telemetry: **on** is the real SDK (``TracerProvider`` with a
+  ``BatchSpanProcessor`` into an exporter that counts and drops, and a
+  ``MeterProvider`` with an in-memory reader); **off** is the API alone (no SDK: what
+  a library user without OpenTelemetry gets). The sides alternate in blocks; the
+  table shows medians of the per-request time, the difference, and the spans the
+  guard made per request.
+* ``check``: ``guard.check`` of N sealed operator records at a shared sink (the PII
+  gate off), on vs off: the added time per check and per record.
+
+Targets (the issue): <= 30 us added per request, <= 1 span per request made by us.
+
+Run: ``.venv/bin/python benchmarks/bench_otel.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import machine_info
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from kairo_guard import Guard, KeyRing, make_sink
+from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.resolvers import TrustedProxyResolver
+from kairo_guard.testing import make_guard, sealed_record
+
+TARGET_US = 30.0
+TARGET_SPANS = 1.0
+BODY = b'{"title": "q3", "text": "short note from a tenant"}'
+
+
+class CountingExporter(SpanExporter):
+    """Counts spans and drops them (an exporter with no network cost)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _middleware(guard: Guard) -> GuardMiddleware:
+    resolver = TrustedProxyResolver(["127.0.0.1/32"])
+    return GuardMiddleware(_app, guard=guard, resolver=resolver)  # type: ignore[arg-type]
+
+
+async def _requests(mw: GuardMiddleware, n: int) -> float:
+    """Seconds for ``n`` in-process requests."""
+    scope_base = {
+        "type": "http",
+        "method": "POST",
+        "path": "/documents",
+        "client": ("127.0.0.1", 5000),
+        "headers": [
+            (b"x-kairo-tenant", b"acme"),
+            (b"content-length", str(len(BODY)).encode()),
+            (b"traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ],
+    }
+    message = {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(msg: MutableMapping[str, Any]) -> None:
+        return None
+
+    started = time.perf_counter()
+    for _ in range(n):
+        await mw(dict(scope_base), receive, send)
+    return time.perf_counter() - started
+
+
+def _guards(home: Path) -> tuple[Guard, Guard, CountingExporter, TracerProvider]:
+    ring = KeyRing.generate()
+    exporter = CountingExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    on = make_guard(
+        home / "on",
+        ring=ring,
+        pii_gate=False,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+    )
+    off = make_guard(home / "off", ring=ring, pii_gate=False)
+    return on, off, exporter, tracer_provider
+
+
+def _bare_span_us(provider: TracerProvider, n: int) -> float:
+    """The SDK's own floor: one ``start_span`` + ``end`` on the same provider, in us."""
+    tracer = provider.get_tracer("floor")
+    started = time.perf_counter()
+    for _ in range(n):
+        tracer.start_span("floor").end()
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def bench_requests(home: Path, n: int, reps: int) -> dict[str, Any]:
+    """Per-request time with tracing on and off, alternating; spans per request."""
+    on, off, exporter, provider = _guards(home)
+    sides = {"on": _middleware(on), "off": _middleware(off)}
+    times: dict[str, list[float]] = {"on": [], "off": [], "floor": []}
+    requests_on = 0
+    try:
+        asyncio.run(_requests(sides["on"], 200))  # warm-up, both sides
+        asyncio.run(_requests(sides["off"], 200))
+        requests_on += 200
+        for rep in range(reps):
+            order = ("on", "off") if rep % 2 == 0 else ("off", "on")
+            for side in order:
+                seconds = asyncio.run(_requests(sides[side], n))
+                times[side].append(seconds / n * 1e6)
+                requests_on += n if side == "on" else 0
+            times["floor"].append(_bare_span_us(provider, n))
+        provider.force_flush()
+    finally:
+        on.close()
+        off.close()
+        provider.shutdown()
+    med = {side: statistics.median(values) for side, values in times.items()}
+    added = med["on"] - med["off"]
+    spans = (exporter.count - reps * n) / requests_on  # the floor's spans are not ours
+    return {
+        "requests_per_rep": n,
+        "us_per_request_on": round(med["on"], 1),
+        "us_per_request_off": round(med["off"], 1),
+        "us_added": round(added, 1),
+        "spans_per_request": round(spans, 3),
+        "us_bare_sdk_span": round(med["floor"], 1),
+        "us_added_min": round(min(times["on"]) - min(times["off"]), 1),
+        "all_us_on": [round(t, 1) for t in times["on"]],
+        "all_us_off": [round(t, 1) for t in times["off"]],
+        "pass": added <= TARGET_US and spans <= TARGET_SPANS,
+    }
+
+
+def bench_check(home: Path, records: int, reps: int) -> dict[str, Any]:
+    """Time of one ``guard.check`` of ``records`` records, tracing on vs off."""
+    on, off, exporter, provider = _guards(home / "check")
+    sink = make_sink("router", "shared-training")
+    data = {
+        side: [
+            sealed_record(g, {"features": [i, i % 7], "route": "small"},
+                          data_class="operator_public")
+            for i in range(records)
+        ]
+        for side, g in (("on", on), ("off", off))
+    }  # fmt: skip
+    guards = {"on": on, "off": off}
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        for rep in range(reps):
+            for side in ("on", "off") if rep % 2 == 0 else ("off", "on"):
+                started = time.perf_counter()
+                guards[side].check(data[side], sink=sink)
+                times[side].append(time.perf_counter() - started)
+        provider.force_flush()
+    finally:
+        on.close()
+        off.close()
+        provider.shutdown()
+    med = {side: statistics.median(values) for side, values in times.items()}
+    return {
+        "records": records,
+        "ms_per_check_on": round(med["on"] * 1e3, 2),
+        "ms_per_check_off": round(med["off"] * 1e3, 2),
+        "us_added_per_check": round((med["on"] - med["off"]) * 1e6, 1),
+        "spans": exporter.count,
+        "checks_on": reps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--requests", type=int, default=500, help="requests per block")
+    p.add_argument("--reps", type=int, default=21, help="blocks per side")
+    p.add_argument("--records", type=int, default=20_000, help="records per check")
+    p.add_argument("--check-reps", type=int, default=9)
+    p.add_argument("--cpu", type=int, help="CPU to pin to (default: the last allowed one)")
+    p.add_argument("--no-pin", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON on stdout (the table on stderr)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = p.parse_args(argv)
+    pinned = None
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        pinned = sorted(os.sched_getaffinity(0))[-1] if args.cpu is None else args.cpu
+        os.sched_setaffinity(0, {pinned})
+    say = sys.stderr if args.json else sys.stdout
+    with tempfile.TemporaryDirectory(prefix="kg-bench-otel-") as tmp:
+        request = bench_requests(Path(tmp), args.requests, args.reps)
+        check = bench_check(Path(tmp), args.records, args.check_reps)
+    source_hash, _ = machine_info.library_state()
+    say.write(
+        f"kairo_guard sources {source_hash}, pinned to CPU {pinned}\n"
+        f"request: {request['us_per_request_off']} us off, {request['us_per_request_on']} us "
+        f"on -> +{request['us_added']} us/request (target <= {TARGET_US}), "
+        f"{request['spans_per_request']} spans/request (target <= {TARGET_SPANS}) "
+        f"{'PASS' if request['pass'] else 'FAIL'}\n"
+        f"  (min on - min off: +{request['us_added_min']} us; the SDK's bare span "
+        f"start+end on the same provider: {request['us_bare_sdk_span']} us)\n"
+        f"check of {check['records']:,} records: {check['ms_per_check_off']} ms off, "
+        f"{check['ms_per_check_on']} ms on -> +{check['us_added_per_check']} us/check, "
+        f"{check['spans']} spans for {check['checks_on']} checks\n"
+    )
+    if args.json:
+        doc = {
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": {**machine_info.machine(), "pinned_cpu": pinned},
+            "sources": source_hash,
+            "request": request,
+            "check": check,
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 1 if args.strict and not request["pass"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The gate's analysis of one text: its recognizers called directly, presidio's full
+``AnalyzerEngine.analyze`` only where context words could change the outcome.
+
+Imported only by :class:`kairo_guard.pii.PiiGate`, after it has checked that the
+``pii`` extra is installed.
+
+``AnalyzerEngine.analyze`` builds presidio's NLP artifacts (token lists, keywords) and
+runs the context enhancer over every result, for every text. Context words only ever
+*raise* a score, so they can change an outcome only for a result that scored below its
+threshold; with the default thresholds no recognizer of the gate ever does. So results
+are computed directly, and the full analysis (same registry, same NLP engine, same
+thresholds) runs only for a text with such a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from kairo_guard.pii_recognizers import LANGUAGE, GateNlpEngine, build_registry
+
+#: A text with more results than this, one of them below its threshold, is not run
+#: through the context enhancer (its cost grows with results times tokens): all its
+#: results count, whatever their score. Fail closed, and bounded.
+MAX_RESULTS_FOR_CONTEXT = 64
+PERSON = "PERSON"
+
+
+class GateAnalyzer:
+    """Finds the gate's entities in one text whose (NER-tagged or not) Doc is given.
+
+    Args:
+        nlp: the loaded NER pipeline.
+        entities: entity types the gate looks for.
+        thresholds: minimum score per entity type.
+    """
+
+    def __init__(self, nlp: Language, entities: Sequence[str], thresholds: Mapping[str, float]):
+        self.engine = GateNlpEngine(nlp)
+        self.registry = build_registry(entities)
+        self.engine_analyzer = AnalyzerEngine(
+            registry=self.registry, nlp_engine=self.engine, supported_languages=[LANGUAGE]
+        )
+        self.thresholds = dict(thresholds)
+        self._min_threshold = min(self.thresholds.values(), default=0.0)
+        self._by_entity: dict[str, EntityRecognizer] = {}
+        for recognizer in self.registry.recognizers:
+            if not recognizer.is_loaded:
+                recognizer.load()
+                recognizer.is_loaded = True
+            for entity in recognizer.supported_entities:
+                self._by_entity[entity] = recognizer
+        self._person_score = float(self.engine.ner_model_configuration.default_score or 0.85)
+
+    def analyze(self, *, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:
+        """Return the results for ``entities`` in ``text`` at or above their thresholds.
+
+        ``doc`` is the text's Doc; its ``ents`` are read for PERSON.
+        """
+        results: list[RecognizerResult] = []
+        for entity in entities:
+            if entity == PERSON:
+                results.extend(self._people(doc))
+            else:
+                found = self._by_entity[entity].analyze(text, [entity], None)
+                results.extend(found or ())
+        if any(r.score < self.thresholds[r.entity_type] for r in results):
+            if len(results) > MAX_RESULTS_FOR_CONTEXT:
+                return EntityRecognizer.remove_duplicates(results)  # every result counts
+            results = self._with_context(text, doc, entities)
+        kept = [r for r in results if r.score >= self.thresholds[r.entity_type]]
+        return EntityRecognizer.remove_duplicates(kept)
+
+    def _people(self, doc: Doc) -> list[RecognizerResult]:
+        """PERSON results from the Doc's entities, as presidio's SpacyRecognizer makes them."""
+        spacy_recognizer = self._by_entity[PERSON]
+        meta: dict[str, Any] = {
+            RecognizerResult.RECOGNIZER_NAME_KEY: spacy_recognizer.name,
+            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: spacy_recognizer.id,
+        }
+        return [
+            RecognizerResult(PERSON, ent.start_char, ent.end_char, self._person_score, None, meta)
+            for ent in doc.ents
+            if ent.label_ == PERSON
+        ]
+
+    def _with_context(self, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:
+        """presidio's full analysis, context words included."""
+        results: list[RecognizerResult] = self.engine_analyzer.analyze(
+            text=text,
+            language=LANGUAGE,
+            entities=list(entities),
+            nlp_artifacts=self.engine.artifacts(doc),
+            score_threshold=self._min_threshold,
+        )
+        return results

@@ -1,0 +1,260 @@
+"""ScrubbingSpanExporter with the real SDK: in memory, and over OTLP/HTTP to loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_support import Sdk, attributes, otlp_receiver
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kairo_guard import Guard, KeyRing, make_sink
+from kairo_guard.apikeys import new_api_key
+from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.otel import (
+    ATTR_BLOCKED,
+    ATTR_DECISION,
+    ATTR_REASON,
+    ATTR_RULES,
+    ATTR_TENANT,
+    CHECK_SPAN,
+    METRIC_SCRUBBED,
+    REQUEST_SPAN,
+)
+from kairo_guard.otel_export import ScrubbingSpanExporter
+from kairo_guard.testing import make_guard, running_server
+
+CUSTOMER = (
+    "Globex board minutes: the Q3 acquisition of Initech closes on 14 October, "
+    "price 41 million, integration lead reports to the CFO, layoffs stay confidential "
+    "until the all-hands in November."
+)
+EXCERPT = CUSTOMER[10:170]
+PII_TEXT = "Please call Maria Gonzalez at maria.gonzalez@example.com or +1 415 555 0134."
+
+
+def _pipeline(guard: Guard, **options: Any) -> tuple[TracerProvider, ScrubbingSpanExporter,
+                                                     InMemorySpanExporter]:  # fmt: skip
+    memory = InMemorySpanExporter()
+    scrubber = ScrubbingSpanExporter(memory, guard, **options)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(scrubber))
+    return provider, scrubber, memory
+
+
+def _emit(provider: TracerProvider, attrs: dict[str, Any], event: dict[str, Any]) -> None:
+    tracer = provider.get_tracer("host")
+    with tracer.start_as_current_span("work") as span:
+        span.set_attributes(attrs)
+        span.add_event("note", event)
+        span.set_status(trace.StatusCode.ERROR, f"failed on: {EXCERPT}")
+
+
+def _only(memory: InMemorySpanExporter) -> Any:
+    (span,) = memory.get_finished_spans()
+    return span
+
+
+@pytest.fixture
+def indexed(guard: Guard) -> Guard:
+    guard.index_content("globex", CUSTOMER)
+    return guard
+
+
+def test_content_keys_and_fingerprinted_text_are_masked_the_rest_kept(indexed: Guard) -> None:
+    provider, scrubber, memory = _pipeline(indexed)
+    _emit(
+        provider,
+        {
+            "http.request.body": "anything at all",
+            "db.statement": "SELECT 1",
+            "gen_ai.prompt.0.content": "short prompt",
+            "app.note": f"user pasted: {EXCERPT}",
+            "app.tags": ["fine", EXCERPT],
+            "app.count": 3,
+            "http.route": "/ingest",
+            "kairo_guard.decision": "block",
+            "app.message": "batch 7 finished",
+        },
+        {"text": EXCERPT, "rows": 12},
+    )
+    span = _only(memory)
+    attrs = span.attributes
+    assert attrs["http.request.body"] == "[scrubbed:key]"
+    assert attrs["db.statement"] == "[scrubbed:key]"
+    assert attrs["gen_ai.prompt.0.content"] == "[scrubbed:key]"
+    assert attrs["app.note"] == "[scrubbed:fingerprint]"
+    assert attrs["app.tags"] == "[scrubbed:fingerprint]"
+    assert (attrs["app.count"], attrs["http.route"]) == (3, "/ingest")
+    assert attrs["kairo_guard.decision"] == "block"
+    assert attrs["app.message"] == "batch 7 finished"
+    (event,) = span.events
+    assert dict(event.attributes) == {"text": "[scrubbed:fingerprint]", "rows": 12}
+    assert span.status.description == "[scrubbed:fingerprint]"
+    assert scrubber.scrubbed == {"key": 3, "fingerprint": 4}
+
+
+def test_remove_drops_scrubbed_attributes(indexed: Guard) -> None:
+    provider, _, memory = _pipeline(indexed, remove=True, content_keys=["app.secret"])
+    _emit(provider, {"app.secret": 1, "app.note": EXCERPT, "db.statement": "kept"}, {})
+    span = _only(memory)
+    assert dict(span.attributes) == {"db.statement": "kept"}
+
+
+def test_scrubbed_values_are_counted_in_the_metric(tmp_path: Path, ring: KeyRing) -> None:
+    sdk = Sdk()
+    with make_guard(
+        tmp_path / "s", ring=ring, pii_gate=False, meter_provider=sdk.meter_provider
+    ) as guard:
+        provider, _, _ = _pipeline(guard)
+        _emit(provider, {"http.request.body": "x", "db.statement": "y"}, {})
+    points = {a[ATTR_REASON]: p.value for a, p in sdk.points(METRIC_SCRUBBED)}
+    assert points == {"key": 2}
+
+
+def test_an_error_while_judging_a_value_masks_it(
+    indexed: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(content: object) -> None:
+        raise RuntimeError("store is gone")
+
+    # a double for a failing store: the real one does not fail on demand
+    monkeypatch.setattr(indexed.fingerprints, "overlap", broken)
+    provider, scrubber, memory = _pipeline(indexed)
+    _emit(provider, {"app.note": "harmless", "app.n": 1}, {})
+    span = _only(memory)
+    assert span.attributes["app.note"] == "[scrubbed:error]"
+    assert span.attributes["app.n"] == 1
+    assert scrubber.scrubbed["error"] >= 1
+
+
+class _Failing(SpanExporter):
+    """An exporter that fails in every way (stands in for a broken backend client)."""
+
+    def __init__(self) -> None:
+        self.flushed = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise ConnectionError("collector down")
+
+    def shutdown(self) -> None:
+        raise ConnectionError("collector down")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        self.flushed = True
+        raise ConnectionError("collector down")
+
+
+def test_a_failing_inner_exporter_never_raises_into_the_host(guard: Guard) -> None:
+    inner = _Failing()
+    scrubber = ScrubbingSpanExporter(inner, guard)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(scrubber))
+    with provider.get_tracer("t").start_as_current_span("x"):
+        pass
+    assert scrubber.force_flush() is False
+    assert inner.flushed
+    scrubber.shutdown()
+
+
+def test_shutdown_and_flush_are_forwarded(guard: Guard) -> None:
+    memory = InMemorySpanExporter()
+    scrubber = ScrubbingSpanExporter(memory, guard)
+    assert scrubber.force_flush() is True
+    scrubber.shutdown()
+    assert scrubber.export([]) is SpanExportResult.FAILURE  # the inner one is shut down
+
+
+def test_when_the_pii_gate_cannot_run_every_unsafe_string_is_masked(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    config = tmp_path / "kairo-guard.toml"
+    config.write_text(f'[pii]\nmodel = "{tmp_path / "no-such-model"}"\n')
+    with make_guard(tmp_path / "s", ring=ring, pii_gate=True, config_file=config) as guard:
+        provider, _, memory = _pipeline(guard)
+        _emit(provider, {"app.message": "batch 7 finished", "http.route": "/x", "n": 2}, {})
+    span = _only(memory)
+    assert span.attributes["app.message"] == "[scrubbed:pii-unavailable]"
+    assert (span.attributes["http.route"], span.attributes["n"]) == ("/x", 2)
+
+
+def test_pii_found_by_the_gate_is_masked(pii_guard: Guard) -> None:
+    provider, _, memory = _pipeline(pii_guard)
+    _emit(provider, {"app.contact": PII_TEXT, "app.message": "the batch finished"}, {})
+    span = _only(memory)
+    assert span.attributes["app.contact"] == "[scrubbed:pii]"
+    assert span.attributes["app.message"] == "the batch finished"
+
+
+def _leaky_service(guard: Guard, tracer_provider: TracerProvider) -> GuardMiddleware:
+    """A handler that copies the body into span attributes, as careless code does."""
+
+    async def ingest(request: Request) -> JSONResponse:
+        body = (await request.body()).decode()
+        span = trace.get_current_span()
+        span.set_attribute("http.request.body", body)
+        span.set_attribute("app.preview", body[:200])
+        with tracer_provider.get_tracer("app").start_as_current_span("db") as db:
+            db.set_attribute("db.statement", f"INSERT INTO docs VALUES ('{body[:40]}')")
+            db.add_event("row", {"text": body})
+        sink = make_sink("t", "shared-training")
+        report = guard.check([{"text": body}], sink=sink, mode="filter")
+        return JSONResponse({"blocked": report.blocked})
+
+    app = Starlette(routes=[Route("/ingest", ingest, methods=["POST"])])
+    return GuardMiddleware(app, guard=guard)
+
+
+@pytest.fixture
+def otlp_guard(tmp_path: Path, ring: KeyRing) -> Iterator[tuple[Guard, TracerProvider, Any]]:
+    with otlp_receiver() as (endpoint, received):
+        provider = TracerProvider()
+        with make_guard(
+            tmp_path / "otlp", ring=ring, pii_gate=True, tracer_provider=provider
+        ) as guard:
+            exporter = ScrubbingSpanExporter(OTLPSpanExporter(endpoint=endpoint), guard)
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+            yield guard, provider, received
+            provider.shutdown()
+
+
+def test_otlp_export_over_loopback_carries_decisions_and_no_content_or_pii(
+    otlp_guard: tuple[Guard, TracerProvider, Any],
+) -> None:
+    guard, provider, received = otlp_guard
+    guard.index_content("globex", CUSTOMER)  # an earlier ingestion of this text
+    key = new_api_key(guard.store, "acme")
+    body = f"{EXCERPT} {PII_TEXT}"
+    with running_server(_leaky_service(guard, provider)) as url:
+        response = httpx.post(f"{url}/ingest", content=body, headers={"x-api-key": key})
+    assert response.json() == {"blocked": 1}
+    assert provider.force_flush()
+    spans = {s.name: s for s in received.spans()}
+    assert {CHECK_SPAN, REQUEST_SPAN, "db"} <= set(spans)
+    check = attributes(spans[CHECK_SPAN].attributes)
+    assert check[ATTR_DECISION] == "block"
+    assert check[ATTR_BLOCKED] == 1
+    assert check[ATTR_RULES]
+    request = attributes(spans[REQUEST_SPAN].attributes)
+    assert request[ATTR_TENANT] == guard.keys.pseudonym("acme")
+    assert request["http.request.body"] == "[scrubbed:key]"
+    assert request["app.preview"].startswith("[scrubbed:")
+    raw = b"".join(received.raw)
+    for planted in ("Initech", "Maria", "maria.gonzalez", "555 0134", "acme"):
+        assert planted.encode() not in raw, planted

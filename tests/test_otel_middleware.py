@@ -1,0 +1,160 @@
+"""Request decisions of GuardMiddleware as spans: the host's server span, or one of ours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import context, trace
+from otel_support import Sdk
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kairo_guard import Guard, KeyRing, make_sink
+from kairo_guard.apikeys import new_api_key
+from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.otel import (
+    ATTR_DECISION,
+    ATTR_STATUS,
+    ATTR_TENANT,
+    CHECK_SPAN,
+    METRIC_BYTES,
+    METRIC_REQUESTS,
+    REQUEST_SPAN,
+)
+from kairo_guard.propagation import DENIED_EVENT
+from kairo_guard.testing import make_guard, running_server
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def sdk() -> Sdk:
+    return Sdk()
+
+
+@pytest.fixture
+def traced(tmp_path: Path, ring: KeyRing, sdk: Sdk) -> Iterator[Guard]:
+    with make_guard(
+        tmp_path / "state",
+        ring=ring,
+        pii_gate=False,
+        tracer_provider=sdk.tracer_provider,
+        meter_provider=sdk.meter_provider,
+    ) as g:
+        yield g
+
+
+def _app(guard: Guard) -> GuardMiddleware:
+    async def ingest(request: Request) -> JSONResponse:
+        body = await request.body()
+        report = guard.check(
+            [{"text": body.decode()}], sink=make_sink("t", "shared-training"), mode="filter"
+        )
+        return JSONResponse({"blocked": report.blocked})
+
+    app = Starlette(routes=[Route("/ingest", ingest, methods=["POST"])])
+    return GuardMiddleware(app, guard=guard)
+
+
+class _HostInstrumentation:
+    """What opentelemetry-instrumentation-asgi does for a host (not installed here):
+    a SERVER span, current around the app, built with the real SDK tracer."""
+
+    def __init__(self, app: Any, sdk: Sdk) -> None:
+        self.app = app
+        self.tracer = sdk.tracer_provider.get_tracer("host")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with self.tracer.start_as_current_span("POST /ingest", kind=trace.SpanKind.SERVER):
+            await self.app(scope, receive, send)
+
+
+async def _chunks() -> AsyncIterator[bytes]:
+    for _ in range(5):
+        yield b"x" * 1000
+        await asyncio.sleep(0)
+
+
+def _post(app: Any, **kwargs: Any) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            return await client.post("/ingest", **kwargs)
+
+    return asyncio.run(go())
+
+
+def test_without_a_server_span_one_request_span_of_ours_for_a_chunked_body(
+    traced: Guard, sdk: Sdk
+) -> None:
+    key = new_api_key(traced.store, "acme")
+    response = _post(
+        _app(traced),
+        content=_chunks(),
+        headers={"authorization": f"Bearer {key}", "traceparent": TRACEPARENT},
+    )
+    assert response.status_code == 200
+    (request_span,) = sdk.finished(REQUEST_SPAN)
+    assert request_span.kind is trace.SpanKind.INTERNAL
+    attrs = request_span.attributes
+    assert attrs[ATTR_TENANT] == traced.keys.pseudonym("acme")
+    assert (attrs[ATTR_STATUS], attrs[ATTR_DECISION]) == (200, "allow")
+    ((_, size),) = sdk.points(METRIC_BYTES)
+    assert size.value == 5000
+    assert f"{request_span.context.trace_id:032x}" == TRACEPARENT.split("-")[1]
+    (check,) = sdk.finished(CHECK_SPAN)
+    assert check.parent.span_id == request_span.context.span_id  # the handler joins it
+    assert len(sdk.finished()) == 2
+    assert "acme" not in repr(dict(attrs))
+
+
+def test_refused_request_is_a_deny_with_one_event(traced: Guard, sdk: Sdk) -> None:
+    response = _post(_app(traced), content=b"{}")
+    assert response.status_code == 401
+    (span,) = sdk.finished(REQUEST_SPAN)
+    assert span.attributes[ATTR_DECISION] == "deny"
+    (event,) = span.events
+    assert event.name == DENIED_EVENT
+    assert event.attributes[ATTR_STATUS] == 401
+    points = {
+        (a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)
+    }
+    assert points == {("deny", 401): 1}
+
+
+def test_with_a_host_server_span_decisions_go_onto_it(traced: Guard, sdk: Sdk) -> None:
+    key = new_api_key(traced.store, "acme")
+    app = _HostInstrumentation(_app(traced), sdk)
+    response = _post(app, content=b"hello", headers={"x-api-key": key})
+    assert response.status_code == 200
+    assert sdk.finished(REQUEST_SPAN) == []
+    (server,) = [s for s in sdk.finished() if s.kind is trace.SpanKind.SERVER]
+    assert server.attributes[ATTR_TENANT] == traced.keys.pseudonym("acme")
+    assert server.attributes[ATTR_STATUS] == 200
+    (check,) = sdk.finished(CHECK_SPAN)
+    assert check.parent.span_id == server.context.span_id
+
+
+def test_context_is_restored_after_the_request(traced: Guard, sdk: Sdk) -> None:
+    before = context.get_current()
+    _post(_app(traced), content=b"{}")
+    assert context.get_current() == before
+
+
+def test_over_real_uvicorn_one_span_per_request(traced: Guard, sdk: Sdk) -> None:
+    key = new_api_key(traced.store, "acme")
+    with running_server(_app(traced)) as url:
+        for _ in range(3):
+            response = httpx.post(
+                f"{url}/ingest", content=b"a" * 70_000, headers={"x-api-key": key}
+            )
+            assert response.status_code == 200
+    assert len(sdk.wait_for(REQUEST_SPAN, 3)) == 3
+    assert len(sdk.finished(CHECK_SPAN)) == 3
