@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_audit.py
 	$(BIN)/python benchmarks/eval_fingerprints.py
 	$(BIN)/python benchmarks/bench_erasure.py
+	$(BIN)/python benchmarks/bench_otel.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

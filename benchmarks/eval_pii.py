@@ -241,8 +241,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Corpus: {doc['corpus']['texts']} texts ({doc['corpus']['clean']} clean), "
         f"seed {doc['corpus']['seed']}; sources {doc['library_sources_sha256']}.",
         "",
-        "| entity type | planted | stock recall | gate recall | stock precision "
-        "| gate precision |",
+        "| entity type | planted | stock recall | gate recall | stock precision | gate precision |",
         "|---|---|---|---|---|---|",
     ]
     for e in ENTITY_TYPES:

@@ -64,20 +64,19 @@ def guard_for(base: Path, part: str) -> tuple[Guard, TracerProvider]:
     return guard, provider
 
 
-def training_job(guard: Guard, provider: TracerProvider, url: str, key: str) -> dict[str, Any]:
-    """Feed the service, then check the tenant's stored records at two sinks."""
+def training_job(
+    guard: Guard, provider: TracerProvider, url: str, key: str, data: Path
+) -> dict[str, Any]:
+    """Feed the service, then check the tenant's stored records (in ``data``) at two
+    sinks."""
     tracer = provider.get_tracer("training-job")
     with tracer.start_as_current_span("router-training-job") as job:
         hooks: dict[str, list[Any]] = {"request": [httpx_event_hook(guard)]}
         with httpx.Client(base_url=url, headers={"x-api-key": key}, event_hooks=hooks) as http:
             http.post("/documents", json=DOCUMENT).raise_for_status()
             listed = http.get("/documents").json()
-        records = [
-            orjson.loads(line)
-            for line in (guard.settings.home.parent / "data" / TENANT / "documents.jsonl")
-            .read_bytes()
-            .splitlines()
-        ]
+        stored = (data / TENANT / "documents.jsonl").read_bytes()
+        records = [orjson.loads(line) for line in stored.splitlines()]
         shared_sink = make_sink("router-train", "shared-training")
         tenant_sink = make_sink(f"ft-{TENANT}", "tenant-fine-tune", tenant=TENANT)
         shared = guard.check(records, sink=shared_sink, mode="filter")
@@ -109,7 +108,7 @@ def main() -> int:
         key = new_api_key(service_guard.store, TENANT)
         job_guard.grant_agreement(TENANT, reference="example fine-tune agreement")
         with running_server(create_app(service_guard, base / "data")) as url:
-            summary = training_job(job_guard, job_provider, url, key)
+            summary = training_job(job_guard, job_provider, url, key, base / "data")
     finally:
         for guard, provider in ((service_guard, service_provider), (job_guard, job_provider)):
             provider.shutdown()  # flushes the batch to the collector

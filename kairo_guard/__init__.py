@@ -9,6 +9,14 @@ from __future__ import annotations
 import logging
 
 from kairo_guard.audit import AuditLog, AuditVerification, verify_audit
+from kairo_guard.baggage import (
+    BaggageResolver,
+    TenantTokenCodec,
+    async_httpx_event_hook,
+    bind_guard_context,
+    guard_context_submit,
+    httpx_event_hook,
+)
 from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.context import current_tenant, tenant_context
 from kairo_guard.dataset_builder import DatasetBuilder
@@ -32,6 +40,7 @@ from kairo_guard.guard import Guard
 from kairo_guard.keys import KeyRing
 from kairo_guard.manifest import DatasetError, Manifest
 from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.otel import GuardTelemetry
 from kairo_guard.policy import Decision, Policy, Rule, rule
 from kairo_guard.registry import RegistryError
 from kairo_guard.report import CheckReport, Violation
@@ -50,6 +59,7 @@ __all__ = [
     "AuditIntegrityError",
     "AuditLog",
     "AuditVerification",
+    "BaggageResolver",
     "CheckReport",
     "ConfigError",
     "ContentError",
@@ -64,6 +74,7 @@ __all__ = [
     "Fingerprinter",
     "Guard",
     "GuardMiddleware",
+    "GuardTelemetry",
     "IsolationViolation",
     "KairoGuardError",
     "KeyRing",
@@ -88,11 +99,16 @@ __all__ = [
     "StoreError",
     "SweepReport",
     "TelemetryAggregator",
+    "TenantTokenCodec",
     "VerifiedDataset",
     "Violation",
+    "async_httpx_event_hook",
+    "bind_guard_context",
     "canonical_json",
     "content_digest",
     "current_tenant",
+    "guard_context_submit",
+    "httpx_event_hook",
     "make_sink",
     "rule",
     "tenant_context",

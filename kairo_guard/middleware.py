@@ -8,6 +8,10 @@ it streams (413 past the cap, counted on bytes received, not Content-Length); se
 body as the tenant's customer content once it is complete, puts the seal in
 ``scope["kairo_guard"]`` and in a ``kairo-provenance`` response header; and audits the
 request. Lifespan and other scopes pass through untouched.
+
+The decision also goes onto the request's server span, or one span of ours
+(:mod:`kairo_guard.propagation`); signed tenant baggage counts only from trusted peers
+(:mod:`kairo_guard.baggage`) and is removed before the app runs.
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ from typing import Any
 
 from kairo_guard.exceptions import ConfigError
 from kairo_guard.pii_text import (
+    MAX_PHONE_WINDOW_CHARS,
     NAME_FREE_WORDS,
     chunk_bounds,
     may_contain_name,
+    phone_window_chars,
     possible_entities,
 )
 
@@ -114,16 +116,9 @@ class PiiGate:
         self.chunk_chars, self.batch_size, self.processes = chunk_chars, batch_size, processes
         self._name_free = frozenset(w.lower() for w in name_free_words)
         self._validate(thresholds or {}, default_threshold)
-        recognizers = _import_optional("kairo_guard.pii_recognizers")
+        analysis = _import_optional("kairo_guard.pii_analyzer")
         self._nlp = _load_ner_pipeline(self.model)
-        self._engine = recognizers.GateNlpEngine(self._nlp)
-        analyzer_mod = _import_optional("presidio_analyzer")
-        self._analyzer = analyzer_mod.AnalyzerEngine(
-            registry=recognizers.build_registry(self.entities),
-            nlp_engine=self._engine,
-            supported_languages=[recognizers.LANGUAGE],
-        )
-        self._min_threshold = min(self.thresholds.values(), default=0.0)
+        self._analyzer = analysis.GateAnalyzer(self._nlp, self.entities, self.thresholds)
         self.check("Warm-up for Jane Doe at jane@example.com")  # fail at start-up, not later
 
     def _validate(self, thresholds: Mapping[str, float], default_threshold: float) -> None:
@@ -244,7 +239,8 @@ class PiiGate:
             except Exception:  # noqa: BLE001 - fail closed
                 docs[i] = None  # analysed as GUARD_ERROR below
 
-    def _results(self, text: str, doc: Any) -> list[Any]:
+    def _results(self, text: str, doc: Any) -> list[Any] | str:
+        """The text's results above the thresholds, or ``GUARD_TOO_LONG``."""
         if doc is None:
             raise RuntimeError("NER failed")
         parts, tagged = doc
@@ -252,21 +248,12 @@ class PiiGate:
         if not tagged and "PERSON" in entities:
             entities.remove("PERSON")  # NER skipped: no word in it could be a name
         if not entities:
-            return []  # nothing this text could hold (presidio reads [] as "all")
+            return []
+        if "PHONE_NUMBER" in entities and phone_window_chars(text) > MAX_PHONE_WINDOW_CHARS:
+            return GUARD_TOO_LONG
         joined = parts[0] if len(parts) == 1 else _join_docs(parts)
-        results = self._analyzer.analyze(
-            text=text,
-            language="en",
-            entities=entities,
-            nlp_artifacts=self._engine.artifacts(joined),
-            score_threshold=self._min_threshold,
-        )
-        return [
-            r
-            for r in results
-            if r.score >= self.thresholds[r.entity_type]
-            and text[r.start : r.end].strip() not in self.allow_list
-        ]
+        results = self._analyzer.analyze(text=text, doc=joined, entities=entities)
+        return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
 
 
 def _join_docs(parts: list[Any]) -> Any:

@@ -66,7 +66,8 @@ class GateAnalyzer:
             if entity == PERSON:
                 results.extend(self._people(doc))
             else:
-                found = self._by_entity[entity].analyze(text, [entity], None)
+                # None: no recognizer but PERSON's reads the NLP artifacts
+                found = self._by_entity[entity].analyze(text, [entity], None)  # type: ignore[arg-type]
                 results.extend(found or ())
         if any(r.score < self.thresholds[r.entity_type] for r in results):
             if len(results) > MAX_RESULTS_FOR_CONTEXT:
@@ -79,11 +80,11 @@ class GateAnalyzer:
         """PERSON results from the Doc's entities, as presidio's SpacyRecognizer makes them."""
         spacy_recognizer = self._by_entity[PERSON]
         meta: dict[str, Any] = {
-            RecognizerResult.RECOGNIZER_NAME_KEY: spacy_recognizer.name,
+            RecognizerResult.RECOGNIZER_NAME_KEY: spacy_recognizer.name,  # type: ignore[has-type]
             RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: spacy_recognizer.id,
         }
         return [
-            RecognizerResult(PERSON, ent.start_char, ent.end_char, self._person_score, None, meta)
+            RecognizerResult(PERSON, ent.start_char, ent.end_char, self._person_score, None, meta)  # type: ignore[arg-type]
             for ent in doc.ents
             if ent.label_ == PERSON
         ]

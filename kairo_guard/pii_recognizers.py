@@ -31,11 +31,12 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from kairo_guard.pii_text import phone_windows, shannon_entropy
+from kairo_guard.pii_text import MIN_PHONE_DIGITS, phone_windows, shannon_entropy
 
 LANGUAGE = "en"
 API_KEY_ENTITY = "API_KEY"
 _PERSON_LABELS = frozenset({"PERSON", "PER"})
+_DIGIT = re.compile(r"\d")
 
 
 def offline_tld_extractor() -> tldextract.TLDExtract:
@@ -97,7 +98,8 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
             for result in super().analyze(text[start:end], entities, nlp_artifacts):  # type: ignore[arg-type]
                 result.start += start
                 result.end += start
-                results.append(result)
+                if len(_DIGIT.findall(text, result.start, result.end)) >= MIN_PHONE_DIGITS:
+                    results.append(result)  # shorter ones are counts, not numbers
         return results
 
 

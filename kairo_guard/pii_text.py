@@ -38,11 +38,15 @@ MIN_PHONE_DIGITS = 7
 MIN_CARD_DIGITS = 13
 # A cluster of digits that one phone number (with an extension) could span, a superset
 # of what phonenumbers' matcher reads as one number: digit runs joined by up to 4
-# characters of its punctuation (any non-word character, "x" and "ー") or by an
-# extension marker (" ext. ", " x", "#", ";ext=", ...). Letters other than these end
-# a cluster, so hex ids and words break into short runs.
+# characters of its punctuation (dashes, slashes, dots, brackets, spaces, "x", ...) or
+# by an extension marker (" ext. ", " x", "#", ";ext=", ...). Anything else (letters,
+# ":", "=", ",") ends a cluster, so hex ids, times and key=value pairs break apart.
+_PHONE_PUNCTUATION = (
+    r"[-x\u2010-\u2015\u2212\u30fc\uff0d-\uff0f \u00a0\u00ad\u200b\u2060\u3000"
+    r"()\uff08\uff09\uff3b\uff3d.\[\]/~\u2053\u223c\uff5e]"
+)
 _PHONE_GAP = (
-    r"(?:(?:[^\w\n]|[x\u30fc]){1,4}"
+    rf"(?:{_PHONE_PUNCTUATION}{{1,4}}"
     r"|[\s,]{0,40}(?:e?xt(?:ensi(?:\xf3?|o\u0301))?n?|\uff45?\uff58\uff54\uff4e?"
     r"|\u0434\u043e\u0431|anexo|[x\uff58#\uff03~\uff5e]|int|\uff49\uff4e\uff54)"
     r"[:.\uff0e]?[\s,-]{0,40}|;ext=|[- ]{1,40})"
@@ -56,6 +60,10 @@ _PHONE_LEAD = 11
 # After the last digit: the character that must not be a letter, and ":dd", which
 # marks a time stamp rather than a number.
 _PHONE_TAIL = 4
+#: More characters of phone windows than this in one text is more matching than the
+#: per-text time bound allows (phonenumbers costs up to ~0.1 ms a character over 8
+#: regions): such a text is refused (GUARD_TOO_LONG). About 10 phone numbers.
+MAX_PHONE_WINDOW_CHARS = 400
 # Necessary conditions of presidio's patterns (and of our secret patterns), with the
 # flags presidio compiles them with (case-insensitive: [A-Z] also matches a-z).
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE)
@@ -94,6 +102,11 @@ def phone_windows(text: str, min_digits: int = MIN_PHONE_DIGITS) -> list[tuple[i
             start = windows.pop()[0]
         windows.append((start, end))
     return windows
+
+
+def phone_window_chars(text: str) -> int:
+    """Return how many characters of ``text`` lie in its :func:`phone_windows`."""
+    return sum(end - start for start, end in phone_windows(text))
 
 
 def possible_entities(text: str, entities: Iterable[str]) -> list[str]:

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from opentelemetry import baggage, trace
+from opentelemetry import baggage, context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -309,3 +310,38 @@ def test_asyncio_tasks_and_executors_keep_the_tenant(guard: Guard) -> None:
         return await task, await plain, await bound
 
     assert asyncio.run(main()) == ("acme", None, "acme")
+
+
+def test_kairo_baggage_a_host_extracted_into_the_context_is_removed(peer_guard: Guard) -> None:
+    class HostPropagation:
+        """What a host's ASGI instrumentation does: extract W3C baggage into the
+        context around the app (the real W3C propagator of the API)."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            carrier = {k.decode(): v.decode() for k, v in scope["headers"]}
+            token = context.attach(W3CBaggagePropagator().extract(carrier))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
+
+    async def whoami(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"kairo": baggage.get_baggage(BAGGAGE_KEY), "region": baggage.get_baggage("region")}
+        )
+
+    key = new_api_key(peer_guard.store, "globex")
+    app = HostPropagation(
+        GuardMiddleware(Starlette(routes=[Route("/who", whoami)]), guard=peer_guard)
+    )
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=UNTRUSTED)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as http:
+            headers = {"x-api-key": key, "baggage": f"region=eu,{BAGGAGE_KEY}=copied"}
+            return await http.get("/who", headers=headers)
+
+    assert asyncio.run(go()).json() == {"kairo": None, "region": "eu"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,3 +174,34 @@ def test_without_an_sdk_checks_work_and_make_no_spans(guard: Guard) -> None:
     report = guard.check(_mixed(guard), sink=SHARED, mode="filter")
     assert report.blocked == 2
     assert not trace.get_current_span().is_recording()
+
+
+def test_a_global_sdk_configured_after_the_guard_is_honoured(tmp_path: Path) -> None:
+    # the global providers can be set once per process: this runs in its own
+    script = f"""
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from kairo_guard import make_sink
+from kairo_guard.testing import make_guard
+
+guard = make_guard({str(tmp_path / "g")!r}, pii_gate=False)
+guard.check([{{"a": 1}}], sink=make_sink("s", "shared-training"), mode="filter")
+spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+guard.check([{{"a": 2}}], sink=make_sink("s", "shared-training"), mode="filter")
+names = [m.name for rm in reader.get_metrics_data().resource_metrics
+         for sm in rm.scope_metrics for m in sm.metrics]
+print(len(spans.get_finished_spans()), "kairo_guard.decisions" in names)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "True"]
