@@ -1,9 +1,11 @@
 """Tenant API keys: ``kgk.<key id>.<secret>``, stored only as a slow scrypt hash.
 
 The key id is public and finds the record; the secret is checked with scrypt (a
-memory-hard KDF, as the privacy policy promises for API keys). A verified key is
-remembered in process for :data:`CACHE_SECONDS` under a keyed hash of the presented
-key, so a busy service pays the slow hash once a minute per key, not per request.
+memory-hard KDF, as the privacy policy promises for API keys). The result of the slow
+hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of the
+presented key, so a busy service pays scrypt twice a minute per key, not per request.
+The key's record is still read on every request (one primary-key lookup), so a revoked
+key, or an erased tenant's, stops working at once in every process.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def new_api_key(store: Store, tenant: TenantId, *, now: float | None = None) -> 
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    tenant: TenantId
-    key_id: str
+    record: ApiKeyRecord
+    """The record the secret was checked against: a changed record voids the entry."""
     until: float
 
 
@@ -98,11 +100,11 @@ class ApiKeyVerifier:
         now = self._clock()
         with self._lock:
             cached = self._cache.get(fingerprint)
-        if cached is not None and cached.until > now:
-            return cached.tenant
         record = self._store.get_api_key(match.group(1))
         if record is None or record.revoked_at is not None:
             return None
+        if cached is not None and cached.until > now and cached.record == record:
+            return record.tenant
         try:
             derived = _scrypt(match.group(2), record.salt, record.kdf)
         except ValueError:
@@ -112,7 +114,7 @@ class ApiKeyVerifier:
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[fingerprint] = _Cached(record.tenant, record.key_id, now + self._ttl)
+            self._cache[fingerprint] = _Cached(record, now + self._ttl)
         return record.tenant
 
     def forget(self) -> None:

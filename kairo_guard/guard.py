@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -308,7 +309,7 @@ class Guard:
                 "class": cls.value,
                 "tenant": pseudonym,
                 # a source may name its tenant ("upload:acme"): the log keeps pseudonyms only
-                "source": source.replace(tenant, pseudonym) if tenant and pseudonym else source,
+                "source": _pseudonymized_source(source, tenant, pseudonym),
                 "digest": digest,
                 **(audit or {}),
             }
@@ -738,6 +739,14 @@ class Guard:
 
 def _ignore(report: CheckReport) -> None:
     """A report callback that keeps nothing."""
+
+
+def _pseudonymized_source(source: str, tenant: str | None, pseudonym: str | None) -> str:
+    """Replace ``tenant`` where it stands as a whole token of ``source`` by its pseudonym."""
+    if not tenant or not pseudonym:
+        return source
+    token = rf"(?<![A-Za-z0-9._-]){re.escape(tenant)}(?![A-Za-z0-9._-])"
+    return re.sub(token, pseudonym, source)
 
 
 def _as_records(records: Iterable[object] | object) -> Iterable[object]:

@@ -359,3 +359,20 @@ def test_unlabeled_record_at_shared_sink_is_attributed_by_its_fingerprints(guard
         ("fingerprint.tenant-content", guard.keys.pseudonym("acme")),
         ("seal.missing", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("source", "tenant", "expected"),
+    [
+        ("upload:acme", "acme", "upload:P"),
+        ("upload:a/data", "a", "upload:P/data"),  # whole tokens only: "upload", "data" kept
+        ("acme-corp:acme", "acme", "acme-corp:P"),
+        ("api", "acme", "api"),
+    ],
+)
+def test_seal_audit_source_pseudonymizes_only_whole_tenant_tokens(
+    source: str, tenant: str, expected: str
+) -> None:
+    from kairo_guard.guard import _pseudonymized_source
+
+    assert _pseudonymized_source(source, tenant, "P") == expected

@@ -25,6 +25,7 @@ from kairo_guard import Guard, current_tenant
 from kairo_guard.apikeys import ApiKeyVerifier, new_api_key
 from kairo_guard.middleware import GuardMiddleware
 from kairo_guard.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
+from kairo_guard.store import DB_FILE_NAME, SQLiteStore
 from kairo_guard.testing import make_guard, running_server
 
 CAP = 64 * 1024
@@ -182,6 +183,21 @@ def test_when_key_revoked_then_401(guard: Guard, keys: dict[str, str]) -> None:
     with running_server(_app(guard)) as url:
         response = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
     assert response.status_code == 401
+
+
+def test_when_key_revoked_while_running_then_next_request_refused(
+    guard: Guard, keys: dict[str, str], tmp_path: Path
+) -> None:
+    with running_server(_app(guard)) as url:
+        first = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
+        # Revoked through another connection, as another process (the CLI) would.
+        other = SQLiteStore(guard.settings.home / DB_FILE_NAME)
+        try:
+            other.revoke_api_keys("acme", now=guard.clock(), key_id=None)
+        finally:
+            other.close()
+        second = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
+    assert (first.status_code, second.status_code) == (200, 401)
 
 
 def test_spoofed_tenant_headers_from_untrusted_peer_are_ignored(
