@@ -154,15 +154,26 @@ def _parse_expiry(expires: str | None, duration: str | None) -> float | None:
 @click.option("--expires", help="ISO 8601 date or time the agreement ends (UTC if no zone).")
 @click.option("--for", "duration", help="Duration instead of --expires, e.g. 365d.")
 @click.option("--reference", default="", help="Contract reference to keep with it.")
+@click.option(
+    "--scope",
+    default="fine-tune",
+    show_default=True,
+    help="What the agreement covers (comma-separated words); fine-tunes need fine-tune.",
+)
 @click.pass_context
 @handle_errors
 def agreements_grant(
-    ctx: click.Context, tenant: str, expires: str | None, duration: str | None, reference: str
+    ctx: click.Context,
+    tenant: str,
+    expires: str | None,
+    duration: str | None,
+    reference: str,
+    scope: str,
 ) -> None:
-    """Grant TENANT a fine-tune agreement."""
+    """Grant TENANT an agreement (by default one that permits its fine-tunes)."""
     guard = open_guard(ctx)
     agreement = guard.grant_agreement(
-        tenant, expires_at=_parse_expiry(expires, duration), reference=reference
+        tenant, expires_at=_parse_expiry(expires, duration), reference=reference, scope=scope
     )
     until = _iso(agreement.expires_at) if agreement.expires_at else "no expiry"
     click.echo(f"granted {agreement.id} to {tenant} ({until})")
@@ -199,6 +210,7 @@ def agreements_list(ctx: click.Context, tenant: str | None, as_json: bool) -> No
                 "id": a.id,
                 "tenant": a.tenant,
                 "state": state,
+                "scope": a.scope,
                 "granted_at": a.granted_at,
                 "expires_at": a.expires_at,
                 "revoked_at": a.revoked_at,
@@ -207,7 +219,9 @@ def agreements_list(ctx: click.Context, tenant: str | None, as_json: bool) -> No
             click.echo(orjson.dumps(doc).decode())
         else:
             expiry = _iso(a.expires_at) if a.expires_at else "-"
-            click.echo(f"{a.id}  {a.tenant:<24} {state:<8} expires {expiry}  {a.reference}")
+            click.echo(
+                f"{a.id}  {a.tenant:<24} {state:<8} {a.scope:<12} expires {expiry}  {a.reference}"
+            )
     if not rows and not as_json:
         click.echo("no agreements")
 

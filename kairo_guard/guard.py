@@ -43,7 +43,7 @@ from kairo_guard.retention import RetentionPolicy, SweepReport
 from kairo_guard.retention import sweep as _sweep_retention
 from kairo_guard.seal import Label, SealCodec
 from kairo_guard.sinks import Sink, make_sink
-from kairo_guard.store import DB_FILE_NAME, Agreement, SQLiteStore, Store
+from kairo_guard.store import DB_FILE_NAME, DEFAULT_SCOPE, Agreement, SQLiteStore, Store
 from kairo_guard.store_datasets import DatasetInfo, ModelInfo
 from kairo_guard.tenant_store import ProvenanceRow
 from kairo_guard.types import (
@@ -566,17 +566,27 @@ class Guard:
         return self._agreement_active(tenant, self._clock())
 
     def grant_agreement(
-        self, tenant: TenantId, *, expires_at: float | None = None, reference: str = ""
+        self,
+        tenant: TenantId,
+        *,
+        expires_at: float | None = None,
+        reference: str = "",
+        scope: str = DEFAULT_SCOPE,
     ) -> Agreement:
-        """Record a fine-tune agreement for ``tenant`` (audited) and return it."""
+        """Record an agreement for ``tenant`` (audited) and return it.
+
+        Only an agreement whose ``scope`` (comma-separated words) includes
+        ``fine-tune`` permits a tenant fine-tune.
+        """
         agreement = self.store.grant_agreement(
-            tenant, now=self._clock(), expires_at=expires_at, reference=reference
+            tenant, now=self._clock(), expires_at=expires_at, reference=reference, scope=scope
         )
         self.audit.append(
             {
                 "event": "agreement.grant",
                 "agreement": agreement.id,
                 "tenant": self.keys.pseudonym(tenant),
+                "scope": scope,
                 "expires_at": expires_at,
             }
         )

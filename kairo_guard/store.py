@@ -8,6 +8,7 @@ default, one SQLite database in WAL mode under the state directory. Other backen
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -27,6 +28,8 @@ from kairo_guard.types import TenantId, validate_tenant
 DB_FILE_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1
 DEFAULT_SCOPE = "fine-tune"
+"""The scope word an agreement needs to permit a tenant fine-tune."""
+SCOPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}(,[a-z0-9][a-z0-9-]{0,39}){0,15}")
 _SQL_CHUNK = 500
 
 
@@ -78,9 +81,19 @@ class Store(DatasetStore, TenantDataStore, Protocol):
     """
 
     def grant_agreement(
-        self, tenant: TenantId, *, now: float, expires_at: float | None, reference: str = ""
+        self,
+        tenant: TenantId,
+        *,
+        now: float,
+        expires_at: float | None,
+        reference: str = "",
+        scope: str = DEFAULT_SCOPE,
     ) -> Agreement:
-        """Record a new active fine-tune agreement for ``tenant`` and return it."""
+        """Record a new active agreement for ``tenant`` and return it.
+
+        Raises:
+            ValueError: invalid tenant, scope, or an expiry not after ``now``.
+        """
         ...
 
     def revoke_agreements(self, tenant: TenantId, *, now: float, agreement_id: str | None) -> int:
@@ -184,16 +197,26 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
                 raise StoreError(f"state database error: {exc}") from exc
 
     def grant_agreement(
-        self, tenant: TenantId, *, now: float, expires_at: float | None, reference: str = ""
+        self,
+        tenant: TenantId,
+        *,
+        now: float,
+        expires_at: float | None,
+        reference: str = "",
+        scope: str = DEFAULT_SCOPE,
     ) -> Agreement:
         """See :meth:`Store.grant_agreement`."""
         validate_tenant(tenant)
+        if SCOPE_PATTERN.fullmatch(scope) is None:
+            raise ValueError(
+                f"invalid agreement scope {scope!r}: words of [a-z0-9-], separated by commas"
+            )
         if expires_at is not None and expires_at <= now:
             raise ValueError("an agreement must expire after it is granted")
         agreement = Agreement(
             id=f"agr_{uuid.uuid4().hex[:16]}",
             tenant=tenant,
-            scope=DEFAULT_SCOPE,
+            scope=scope,
             granted_at=now,
             expires_at=expires_at,
             revoked_at=None,

@@ -205,6 +205,21 @@ def test_when_agreements_change_then_tenant_fine_tune_follows_them(
     assert scan("tenant-fine-tune:acme") == (1, {"agreement.inactive": 3})
 
 
+def test_when_an_agreement_scope_excludes_fine_tuning_then_fine_tune_stays_blocked(
+    kg: Any, acme_sealed: Path, tmp_path: Path
+) -> None:
+    assert kg("agreements", "grant", "acme", "--scope", "evaluation").code == 0
+    listed = kg("agreements", "list", "--json")
+    assert '"scope":"evaluation"' in listed.out
+    code = kg("scan", acme_sealed, "--sink", "tenant-fine-tune:acme").code
+    assert code == 1
+    assert kg("agreements", "grant", "acme", "--scope", "evaluation,fine-tune").code == 0
+    assert kg("scan", acme_sealed, "--sink", "tenant-fine-tune:acme").code == 0
+    bad = kg("agreements", "grant", "acme", "--scope", "Fine Tune; drop")
+    assert bad.code == 2
+    assert "invalid agreement scope" in bad.err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
