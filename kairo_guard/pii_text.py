@@ -53,10 +53,10 @@ _PHONE_GAP = (
 )
 _DIGIT_CLUSTER = re.compile(rf"\d+(?:{_PHONE_GAP}\d+)*", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-# Characters phonenumbers may read before a number's first digit: up to two lead
-# characters, each followed by up to 4 punctuation characters, and one more character
-# whose kind decides whether the number stands alone (not glued to a word).
-_PHONE_LEAD = 11
+# What phonenumbers may read before a number's first digit: up to two lead characters
+# ("+", "(", ...), each followed by up to 4 punctuation characters; then one more
+# character, whose kind decides whether the number stands alone (not glued to a word).
+_PHONE_LEAD = re.compile(rf"(?:{_PHONE_PUNCTUATION}|[+\uff0b]){{0,10}}$")
 # After the last digit: the character that must not be a letter, and ":dd", which
 # marks a time stamp rather than a number.
 _PHONE_TAIL = 4
@@ -67,6 +67,11 @@ MAX_PHONE_WINDOW_CHARS = 400
 # Necessary conditions of presidio's patterns (and of our secret patterns), with the
 # flags presidio compiles them with (case-insensitive: [A-Z] also matches a-z).
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE)
+# A URL with a path: "/" follows the top-level domain (letters), or its port.
+_TLD_THEN_PATH = re.compile(r"\.[a-z]{2,}(?::[0-9]{1,5})?/", re.IGNORECASE)
+# IPv4 (also inside IPv4-mapped IPv6): a dotted quad; IPv6: "::" or two hex digits
+# around a colon.
+_IP_SHAPE = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]|::|[0-9a-f]:[0-9a-f]", re.I)
 _SECRET_RUN = re.compile(r"[\w+/=.-]{15}")
 
 
@@ -97,7 +102,10 @@ def phone_windows(text: str, min_digits: int = MIN_PHONE_DIGITS) -> list[tuple[i
     for match in _DIGIT_CLUSTER.finditer(text):
         if len(_DIGIT.findall(match.group())) < min_digits:
             continue
-        start, end = max(0, match.start() - _PHONE_LEAD), min(n, match.end() + _PHONE_TAIL)
+        first = match.start()
+        lead = _PHONE_LEAD.search(text, max(0, first - 10), first)
+        start = max(0, first - (lead.end() - lead.start() if lead else 0) - 1)
+        end = min(n, match.end() + _PHONE_TAIL)
         if windows and start <= windows[-1][1]:
             start = windows.pop()[0]
         windows.append((start, end))
@@ -113,15 +121,16 @@ def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
     """Return the entity types in ``entities`` that ``text`` could hold at all.
 
     Each test is a necessary condition of the recognizer's patterns: an email address
-    has an ``@``, a URL with a path a ``.`` and a ``/``, an IP address a ``.`` or a ``:``,
-    an IBAN two letters then two digits, a card 13 digits, a phone number a cluster of
-    7 digits, a secret a 15-character token. Names are left to the NER check.
+    has an ``@``; a URL with a path a top-level domain (and port) then ``/``; an IP address a
+    dotted quad, ``::`` or hex digits around a ``:``; an IBAN two letters then two
+    digits; a card 13 digits; a phone number a cluster of 7 digits; a secret a
+    15-character token. Names are left to the NER check.
     """
     digits = len(_DIGIT.findall(text))
     checks = {
         "EMAIL_ADDRESS": lambda: "@" in text,
-        "URL": lambda: "/" in text and "." in text,
-        "IP_ADDRESS": lambda: "." in text or ":" in text,
+        "URL": lambda: _TLD_THEN_PATH.search(text) is not None,
+        "IP_ADDRESS": lambda: _IP_SHAPE.search(text) is not None,
         "IBAN_CODE": lambda: digits >= 2 and _IBAN_START.search(text) is not None,
         "CREDIT_CARD": lambda: digits >= MIN_CARD_DIGITS,
         "PHONE_NUMBER": lambda: digits >= MIN_PHONE_DIGITS and bool(phone_windows(text)),

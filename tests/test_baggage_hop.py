@@ -1,14 +1,19 @@
 """A real two-service hop on loopback: A (API key) calls B, B sees the tenant.
 
-Each service is a real uvicorn server (in a thread of this process, via
-``running_server``) with its own Guard, state directory and tracer provider; they share
-the key ring, as two deployments of one operator do. A connects to B from 127.0.0.2,
+Each service is a real uvicorn server with its own Guard and state directory (in a
+thread of this process via ``running_server``, with its own tracer provider; or in its
+own process, without an SDK); they share the key ring, as two deployments of one
+operator do. A connects to B from 127.0.0.2,
 the only address B trusts; the test itself connects from 127.0.0.1, an untrusted peer.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +115,79 @@ def test_a_copied_token_in_another_trace_is_refused_even_from_a(hop: dict[str, A
         )
     assert direct.status_code == 401
     assert _baggage_outcomes(hop) == ["accepted", "invalid-or-other-trace"]
+
+
+SERVICE = """
+import os, socket, sys
+from pathlib import Path
+import httpx, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from kairo_guard import Guard, async_httpx_event_hook, current_tenant
+from kairo_guard.middleware import GuardMiddleware
+
+guard = Guard()
+
+async def who(request):
+    return JSONResponse({"tenant": current_tenant()})
+
+async def relay(request):
+    transport = httpx.AsyncHTTPTransport(local_address=os.environ["LOCAL_ADDRESS"])
+    hooks = {"request": [async_httpx_event_hook(guard)]}
+    async with httpx.AsyncClient(transport=transport, event_hooks=hooks) as client:
+        answer = await client.get(os.environ["B_URL"] + "/who")
+    return JSONResponse({"b": answer.json(), "baggage": answer.request.headers.get("baggage")})
+
+app = GuardMiddleware(Starlette(routes=[Route("/who", who), Route("/relay", relay)]), guard=guard)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+port_file = Path(sys.argv[1])
+port_file.with_suffix(".tmp").write_text(str(sock.getsockname()[1]))
+port_file.with_suffix(".tmp").replace(port_file)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", proxy_headers=False)).run(sockets=[sock])
+"""
+
+
+@contextmanager
+def _service_process(tmp_path: Path, name: str, env: dict[str, str]) -> Iterator[str]:
+    """Run SERVICE in its own Python process; yield its base URL."""
+    port_file = tmp_path / f"{name}.port"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVICE, str(port_file)],
+        env={"PATH": "/usr/bin:/bin", **env},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text()}"
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)  # reaps it and closes the pipe
+
+
+def test_two_service_processes_carry_the_tenant_without_an_sdk(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    # no OpenTelemetry SDK in either process: the trace comes from the caller's
+    # traceparent and goes on through the hook
+    config = tmp_path / "b.toml"
+    config.write_text(f'[propagation]\ntrusted_peers = ["{A_ADDRESS}/32"]\n')
+    with make_guard(tmp_path / "a", ring=ring) as guard_a:
+        key = new_api_key(guard_a.store, "acme")
+    base = {"KAIRO_GUARD_KEY": ring.to_env_value(), "LOCAL_ADDRESS": A_ADDRESS}
+    env_b = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "b"), "KAIRO_GUARD_CONFIG": str(config)}
+    with _service_process(tmp_path, "b", env_b) as b_url:
+        env_a = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "a"), "B_URL": b_url}
+        with _service_process(tmp_path, "a", env_a) as a_url:
+            traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            headers = {"x-api-key": key, "traceparent": traceparent}
+            body = httpx.get(f"{a_url}/relay", headers=headers, timeout=30).json()
+            assert body["b"] == {"tenant": "acme"}
+            copied = {"baggage": body["baggage"], "traceparent": traceparent}
+            direct = httpx.get(f"{b_url}/who", headers=copied, timeout=30)
+            assert direct.status_code == 401  # the same token from an untrusted peer

@@ -36,6 +36,7 @@ def gate() -> PiiGate:
         ("Payout rejected, IBAN DE89 3704 0044 0532 0130 00 invalid for SEPA", "IBAN_CODE"),
         ("Connection refused from 203.0.113.54 on port 443", "IP_ADDRESS"),
         ("GET https://acme.example.com/users/8812/profile returned 500", "URL"),
+        ("redirect to http://files.example.org:8080/u/7/report.pdf blocked", "URL"),
         ("Auth failed with key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "API_KEY"),
         ("boto3 error: AKIAIOSFODNN7EXAMPLE is not authorized", "API_KEY"),
         ("clone failed using ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "API_KEY"),
@@ -167,16 +168,19 @@ def test_when_text_is_not_a_string_then_it_is_blocked(gate: PiiGate) -> None:
     assert gate.scan([b"bytes", "TIMEOUT"]) == [PiiFinding((GUARD_ERROR,)), None]  # type: ignore[list-item]
 
 
-# Measured on the 2-core dev VM (noisy): "a:" * 16000 and 200 kB are refused unread in
-# well under 1 ms; the worst text inside the bounds (800 tokens needing NER) takes
-# about 60-110 ms; 5,000 chars of "a:" (no NER) about 30 ms. The bound asserted is
-# looser than the 100 ms target so the test is not flaky on a loaded machine.
+# Measured on the 2-core dev VM (noisy): texts over max_chars are refused unread in well
+# under 1 ms; the slowest text inside the bounds (500 tokens needing NER) takes about
+# 50-60 ms. benchmarks/eval_pii.py times a longer list. The bound asserted is looser
+# than the 100 ms target so the test is not flaky on a loaded machine.
 ADVERSARIAL = {
     "a: x16000": "a:" * 16000,
     "200 kB prose": ("Request failed for user on route /v1/chat after 30 ms. " * 4000)[:200_000],
     "a: at max_chars": "a:" * 2500,
     "ab: at max_chars": ("ab:" * 2000)[:5000],
-    "ab: at token cap": "ab:" * 399,
+    "ab: at token cap": "ab:" * 249,
+    "digits and spaces": "1 " * 2500,
+    "card numbers": ("4111 1111 1111 1111 " * 250)[:5000],
+    "dotted digits": "1." * 2500,
 }
 
 
@@ -199,7 +203,7 @@ def test_when_text_needs_too_many_ner_tokens_then_it_is_blocked(gate: PiiGate) -
 
 
 def test_when_text_is_long_then_names_are_found_in_every_chunk(gate: PiiGate) -> None:
-    filler = "Request processed in 30 ms with status 200. " * 40
+    filler = "Request processed in 30 ms with status 200. " * 25  # 3 chunks, < 500 tokens
     text = filler + "Escalated by Maria Garcia. " + filler
     assert len(chunk_bounds(text, gate.chunk_chars)) > 2
     assert gate.check(text) == ["PERSON"]
@@ -235,6 +239,7 @@ def test_side_by_side_gate_recall_is_at_least_stock_recall(gate: PiiGate) -> Non
     samples = corpus(600, seed=11)
     texts = [s.text for s in samples]
     stock = eval_pii.run_stock(eval_pii.stock_analyzer(), texts)
+    stock = [eval_pii.without_pathless_urls(s, f) for s, f in zip(samples, stock, strict=True)]
     stock_scores = score(samples, stock, eval_pii.STOCK_TYPES)
     gate_scores = score(samples, eval_pii.run_gate(gate, texts), ENTITY_TYPES)
     for entity, stock_score in stock_scores.items():
