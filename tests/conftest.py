@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from kairo_guard import Guard, KeyRing
+from kairo_guard.cli import main
 from kairo_guard.testing import make_guard
 
 
@@ -47,3 +49,30 @@ def cli_env(tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> d
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     return env
+
+
+class Run(NamedTuple):
+    """What one in-process ``kairo-guard`` run returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def kg(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
+    """Run ``kairo-guard ARGS`` in this process (with ``cli_env``); return a :class:`Run`."""
+
+    def run(*args: str | Path) -> Run:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def home(cli_env: dict[str, str]) -> Path:
+    """The CLI's state directory."""
+    return Path(cli_env["KAIRO_GUARD_HOME"])

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +27,6 @@ from kairo_guard.types import DataClass
 
 SCRIPT = Path(sys.executable).parent / "kairo-guard"
 ACME = ("--tenant", "acme", "--class", "customer_content")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def kg(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``kairo-guard ARGS`` in this process; return its code, stdout and stderr."""
-
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture
-def home(cli_env: dict[str, str]) -> Path:
-    return Path(cli_env["KAIRO_GUARD_HOME"])
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:

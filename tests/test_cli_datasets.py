@@ -9,22 +9,8 @@ import orjson
 import pytest
 
 from kairo_guard import KeyRing
-from kairo_guard.cli import main
 from kairo_guard.manifest import MANIFEST_FILE, RECORDS_FILE
 from kairo_guard.testing import make_guard
-
-
-@pytest.fixture
-def kg(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``kairo-guard ARGS`` in this process; return (code, stdout, stderr)."""
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +12,9 @@ import pytest
 from tenant_data_support import DAY, ERASED, KEPT, TenantState, populate
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.cli import main
 from kairo_guard.erasure import ErasureReceipt
 from kairo_guard.testing import make_guard
 from kairo_guard.types import SEAL_FIELD
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def kg(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*args: str | Path) -> Run:
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture
-def home(cli_env: dict[str, str]) -> Path:
-    return Path(cli_env["KAIRO_GUARD_HOME"])
 
 
 def _open(home: Path, ring: KeyRing, **kwargs: Any) -> Guard:
