@@ -104,13 +104,14 @@ def scan_stream(
     observe = run.mode is Mode.OBSERVE
     decide, allow, write = run.decide_parts, Outcome.ALLOW, None if out is None else out.write
     split, sha256 = split_sealed_line, hashlib.sha256
-    done = 0
+    done = scanned = 0
     number = -1
     for raw in chain.from_iterable(iter_line_batches(stream, max_bytes)):
         number += 1
         if isinstance(raw, BadLine):
             run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
             continue
+        scanned += len(raw) + 1
         parts = split(raw)
         if parts is not None:
             body, seal = parts
@@ -139,6 +140,7 @@ def scan_stream(
             if done > 1 << 22:
                 bar.update(done)
                 done = 0
+    run.bytes_scanned += scanned
     return run.finish()
 
 
