@@ -23,7 +23,9 @@ Throughput: ``--reps`` repetitions, each timing both sides over the whole corpus
 order alternating; the table gives medians and the ratio of median texts/s.
 
 Worst case: each adversarial input (``ADVERSARIAL``) is scanned alone ``--adv-reps``
-times after a warm-up; the slowest run is reported. Target: under 100 ms each.
+times after a warm-up; the slowest run (wall clock; also its median, and the slowest in
+CPU time of this process, which leaves out time the VM gave to other processes) is
+reported. Target: under 100 ms each, wall clock.
 
 Run: ``.venv/bin/python benchmarks/eval_pii.py [--n 2400] [--reps 3] [--json]``.
 A script, not a test: exits 0 unless ``--strict`` and a target is missed.
@@ -59,16 +61,16 @@ ADVERSARIAL: dict[str, str] = {
     '"a:" * 16000': "a:" * 16000,
     "200 kB of prose": ("Request failed for user on route /v1/chat after 30 ms. " * 4000)[:200_000],
     '"a:" * 2500 (at max_chars)': "a:" * 2500,
-    '"ab:" * 249 (498 NER tokens, at the cap)': "ab:" * 249,
+    '"ab:" * 150 (300 NER tokens, at the cap)': "ab:" * 150,
     '"ab:" * 400 (over the NER token cap)': "ab:" * 400,
-    "names and words, 2,400 chars (under the cap)": (
+    "names and words, 1,500 chars (under the cap)": (
         "Maria Garcia escalated it to John Smith. " * 60
-    )[:2400],
+    )[:1500],
     "names and words, 4,000 chars (over the cap)": (
         "Maria Garcia escalated it to John Smith. " * 100
     )[:4000],
-    "22 phone numbers (under the window budget)": "+1 415-555-0132, " * 22,
-    "20 card numbers": "4111 1111 1111 1111 " * 20,
+    "17 phone numbers (under the window budget)": "+1 415-555-0132, " * 17,
+    "15 card numbers (at the window budget)": "4111 1111 1111 1111 " * 15,
     '"1" * 5000': "1" * 5000,
     '"1 " * 2500': "1 " * 2500,
     '"1-" * 2500': "1-" * 2500,
@@ -178,16 +180,19 @@ def worst_case(gate: PiiGate, reps: int) -> list[dict[str, Any]]:
     rows = []
     for name, text in ADVERSARIAL.items():
         finding = gate.scan([text])[0]
-        times = []
+        times, cpu_times = [], []
         for _ in range(reps):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             gate.scan([text])
             times.append((time.perf_counter() - started) * 1000)
+            cpu_times.append((time.process_time() - cpu_started) * 1000)
         rows.append(
             {
                 "input": name,
                 "chars": len(text),
                 "max_ms": max(times),
+                "median_ms": statistics.median(times),
+                "max_cpu_ms": max(cpu_times),
                 "finding": list(finding.entity_types) if finding else [],
             }
         )
@@ -264,7 +269,11 @@ def verdicts(doc: dict[str, Any]) -> dict[str, bool]:
 def markdown(doc: dict[str, Any]) -> str:
     stock, gate = doc["scores"]["stock"], doc["scores"]["gate"]
     med = doc["median_texts_per_s"]
+    m = doc["machine"]
     lines = [
+        f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['implementation']} "
+        f"{m['python']}, {m['platform']}.",
+        "",
         f"Corpus: {doc['corpus']['texts']} texts ({doc['corpus']['clean']} clean), "
         f"seed {doc['corpus']['seed']}; sources {doc['library_sources_sha256']}.",
         "",
@@ -303,12 +312,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Worst case: {worst['max_ms']:.1f} ms ({worst['input']}).",
         "",
-        "| adversarial input | chars | slowest ms | finding |",
-        "|---|---|---|---|",
+        "| adversarial input | chars | slowest ms | median ms | slowest CPU ms | finding |",
+        "|---|---|---|---|---|---|",
     ]
     for r in doc["worst_case"]:
         finding = ", ".join(r["finding"]) or "clean"
-        lines.append(f"| `{r['input']}` | {r['chars']} | {r['max_ms']:.1f} | {finding} |")
+        lines.append(
+            f"| `{r['input']}` | {r['chars']} | {r['max_ms']:.1f} | {r['median_ms']:.1f} "
+            f"| {r['max_cpu_ms']:.1f} | {finding} |"
+        )
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {t} | {'yes' if ok else 'NO'} |" for t, ok in verdicts(doc).items()]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ thresholds) runs only for a text with such a result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
@@ -28,6 +28,8 @@ from kairo_guard.pii_recognizers import LANGUAGE, GateNlpEngine, build_registry
 #: results count, whatever their score. Fail closed, and bounded.
 MAX_RESULTS_FOR_CONTEXT = 64
 PERSON = "PERSON"
+PHONE = "PHONE_NUMBER"
+_DIGIT_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS"})
 
 
 class GateAnalyzer:
@@ -37,15 +39,23 @@ class GateAnalyzer:
         nlp: the loaded NER pipeline.
         entities: entity types the gate looks for.
         thresholds: minimum score per entity type.
+        allow_list: literal strings that are never PII.
     """
 
-    def __init__(self, nlp: Language, entities: Sequence[str], thresholds: Mapping[str, float]):
+    def __init__(
+        self,
+        nlp: Language,
+        entities: Sequence[str],
+        thresholds: Mapping[str, float],
+        allow_list: Collection[str] = frozenset(),
+    ):
         self.engine = GateNlpEngine(nlp)
         self.registry = build_registry(entities)
         self.engine_analyzer = AnalyzerEngine(
             registry=self.registry, nlp_engine=self.engine, supported_languages=[LANGUAGE]
         )
         self.thresholds = dict(thresholds)
+        self.allow_list = frozenset(allow_list)
         self._min_threshold = min(self.thresholds.values(), default=0.0)
         self._by_entity: dict[str, EntityRecognizer] = {}
         for recognizer in self.registry.recognizers:
@@ -62,9 +72,14 @@ class GateAnalyzer:
         ``doc`` is the text's Doc; its ``ents`` are read for PERSON.
         """
         results: list[RecognizerResult] = []
-        for entity in entities:
+        for entity in sorted(entities, key=lambda e: e == PHONE):  # phone numbers last
             if entity == PERSON:
                 results.extend(self._people(doc))
+            elif entity == PHONE:
+                found = self._by_entity[PHONE].analyze_outside(  # type: ignore[attr-defined]
+                    text, [PHONE], self._digit_spans(text, results)
+                )
+                results.extend(found)
             else:
                 # None: no recognizer but PERSON's reads the NLP artifacts
                 found = self._by_entity[entity].analyze(text, [entity], None)  # type: ignore[arg-type]
@@ -75,6 +90,18 @@ class GateAnalyzer:
             results = self._with_context(text, doc, entities)
         kept = [r for r in results if r.score >= self.thresholds[r.entity_type]]
         return EntityRecognizer.remove_duplicates(kept)
+
+    def _digit_spans(self, text: str, results: list[RecognizerResult]) -> list[tuple[int, int]]:
+        """Spans already found as cards, IBANs or IP addresses (above their thresholds,
+        not allow-listed): the text is blocked for them anyway, so the digit groups in
+        them are not matched again as phone numbers (the costliest matching)."""
+        return [
+            (r.start, r.end)
+            for r in results
+            if r.entity_type in _DIGIT_ENTITIES
+            and r.score >= self.thresholds[r.entity_type]
+            and text[r.start : r.end].strip() not in self.allow_list
+        ]
 
     def _people(self, doc: Doc) -> list[RecognizerResult]:
         """PERSON results from the Doc's entities, as presidio's SpacyRecognizer makes them."""

@@ -14,12 +14,15 @@ fails is analysed in the calling process: a failure costs time, never a finding.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 #: A result sent between processes: the results of one text, or a failure code.
 WireResult = list[tuple[str, int, int, float]] | str
+
+#: Analyses texts in the calling process (the gate's own method).
+Analyse = Callable[[Sequence[str]], list[list[Any] | str]]
 
 _worker_gate: Any = None
 
@@ -62,6 +65,27 @@ class GatePool:
     def submit(self, texts: Sequence[str]) -> Future[list[WireResult]]:
         """Send a shard to a worker."""
         return self._executor.submit(analyse_shard, list(texts))
+
+    def analyse(self, texts: list[str], here: Analyse) -> list[list[Any] | str]:
+        """Analyse one shard with ``here`` (in this process) and the others in the
+        workers, at the same time; a shard whose worker fails is analysed ``here``."""
+        size = -(-len(texts) // (self.workers + 1))
+        shards = [texts[i : i + size] for i in range(0, len(texts), size)]
+        futures: list[Future[list[WireResult]] | None] = []
+        for shard in shards[1:]:
+            try:
+                futures.append(self.submit(shard))
+            except Exception:  # noqa: BLE001 - a broken or closed pool: analyse here
+                futures.append(None)
+        out = here(shards[0])
+        for shard, future in zip(shards[1:], futures, strict=True):
+            try:
+                if future is None:
+                    raise RuntimeError("shard not sent")
+                out.extend(from_wire(future.result()))
+            except Exception:  # noqa: BLE001 - a failed worker costs time, never a finding
+                out.extend(here(shard))
+        return out
 
     def close(self) -> None:
         """Stop the workers (pending shards are cancelled)."""

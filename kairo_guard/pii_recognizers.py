@@ -7,7 +7,7 @@ Imported only by :class:`kairo_guard.pii.PiiGate`, after it has checked that the
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import tldextract
@@ -103,9 +103,15 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:  # the stock signature: artifacts default to None
         """Return the phone numbers in ``text``, with offsets into ``text``."""
+        return self.analyze_outside(text, entities, ())
+
+    def analyze_outside(
+        self, text: str, entities: list[str], skip: Sequence[tuple[int, int]]
+    ) -> list[RecognizerResult]:
+        """:meth:`analyze`, leaving out digit groups wholly inside a ``skip`` span."""
         results: list[RecognizerResult] = []
-        for start, end in phone_windows(text):
-            for result in super().analyze(text[start:end], entities, nlp_artifacts):  # type: ignore[arg-type]
+        for start, end in phone_windows(text, skip=skip):
+            for result in super().analyze(text[start:end], entities, None):  # type: ignore[arg-type]
                 result.start += start
                 result.end += start
                 if len(_DIGIT.findall(text, result.start, result.end)) >= MIN_PHONE_DIGITS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 #: Words that are telemetry vocabulary, never part of a person's name. A text whose
 #: every word is in this set (or is not a word at all) skips NER. Compared lowercased.
@@ -61,9 +61,9 @@ _PHONE_LEAD = re.compile(rf"(?:{_PHONE_PUNCTUATION}|[+\uff0b]){{0,10}}$")
 # marks a time stamp rather than a number.
 _PHONE_TAIL = 4
 #: More characters of phone windows than this in one text is more matching than the
-#: per-text time bound allows (phonenumbers costs up to ~0.1 ms a character over 8
-#: regions): such a text is refused (GUARD_TOO_LONG). About 10 phone numbers.
-MAX_PHONE_WINDOW_CHARS = 400
+#: per-text time bound allows (phonenumbers costs up to ~0.15 ms a character over 8
+#: regions): such a text is refused (GUARD_TOO_LONG). About 15 phone numbers.
+MAX_PHONE_WINDOW_CHARS = 300
 # Necessary conditions of presidio's patterns (and of our secret patterns), with the
 # flags presidio compiles them with (case-insensitive: [A-Z] also matches a-z).
 _IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE)
@@ -89,18 +89,23 @@ def may_contain_name(text: str, name_free_words: Iterable[str] = NAME_FREE_WORDS
     return False
 
 
-def phone_windows(text: str, min_digits: int = MIN_PHONE_DIGITS) -> list[tuple[int, int]]:
+def phone_windows(
+    text: str, min_digits: int = MIN_PHONE_DIGITS, skip: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
     """Return the ``[start, end)`` windows of ``text`` where a phone number can be.
 
     A window is a cluster of digits holding at least ``min_digits`` digits, with the
     context phonenumbers reads around a number (lead characters before it, the next
     characters after it). Windows do not overlap and never start or end inside a
     cluster, so matching in each window finds what matching in the whole text finds.
+    Clusters lying wholly inside a ``skip`` span are left out.
     """
     n = len(text)
     windows: list[tuple[int, int]] = []
     for match in _DIGIT_CLUSTER.finditer(text):
         if len(_DIGIT.findall(match.group())) < min_digits:
+            continue
+        if any(a <= match.start() and match.end() <= b for a, b in skip):
             continue
         first = match.start()
         lead = _PHONE_LEAD.search(text, max(0, first - 10), first)

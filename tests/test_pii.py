@@ -169,15 +169,15 @@ def test_when_text_is_not_a_string_then_it_is_blocked(gate: PiiGate) -> None:
 
 
 # Measured on the 2-core dev VM (noisy): texts over max_chars are refused unread in well
-# under 1 ms; the slowest text inside the bounds (500 tokens needing NER) takes about
-# 50-60 ms. benchmarks/eval_pii.py times a longer list. The bound asserted is looser
+# under 1 ms; the slowest text inside the bounds (300 tokens needing NER) takes about
+# 30-80 ms. benchmarks/eval_pii.py times a longer list. The bound asserted is looser
 # than the 100 ms target so the test is not flaky on a loaded machine.
 ADVERSARIAL = {
     "a: x16000": "a:" * 16000,
     "200 kB prose": ("Request failed for user on route /v1/chat after 30 ms. " * 4000)[:200_000],
     "a: at max_chars": "a:" * 2500,
     "ab: at max_chars": ("ab:" * 2000)[:5000],
-    "ab: at token cap": "ab:" * 249,
+    "ab: at token cap": "ab:" * 150,
     "digits and spaces": "1 " * 2500,
     "card numbers": ("4111 1111 1111 1111 " * 250)[:5000],
     "dotted digits": "1." * 2500,
@@ -203,9 +203,9 @@ def test_when_text_needs_too_many_ner_tokens_then_it_is_blocked(gate: PiiGate) -
 
 
 def test_when_text_is_long_then_names_are_found_in_every_chunk(gate: PiiGate) -> None:
-    filler = "Request processed in 30 ms with status 200. " * 25  # 3 chunks, < 500 tokens
+    filler = "Request processed in 30 ms with status 200. " * 16  # < 300 tokens in all
     text = filler + "Escalated by Maria Garcia. " + filler
-    assert len(chunk_bounds(text, gate.chunk_chars)) > 2
+    assert len(chunk_bounds(text, gate.chunk_chars)) > 1
     assert gate.check(text) == ["PERSON"]
 
 
@@ -247,6 +247,18 @@ def test_side_by_side_gate_recall_is_at_least_stock_recall(gate: PiiGate) -> Non
         assert gate_scores[entity].recall >= stock_score.recall, entity
     assert gate_scores["API_KEY"].recall == 1.0
     assert gate_scores["PHONE_NUMBER"].recall == 1.0
+
+
+def test_digits_found_as_card_or_iban_are_not_matched_again_but_phones_beside_them_are(
+    gate: PiiGate,
+) -> None:
+    text = "card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00"
+    assert gate.check(text) == ["CREDIT_CARD", "IBAN_CODE"]
+    assert gate.check(text + ", call +1 415-555-0132") == [
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "PHONE_NUMBER",
+    ]
 
 
 def test_texts_with_too_few_digits_skip_the_digit_recognizers(gate: PiiGate) -> None:

@@ -115,7 +115,7 @@ RECOGNIZERS = {
 PREFILTER_CASES = [
     "mail bob@example.org",
     "GET https://acme.example.com/users/1 and www.example.org/x",
-    "GET https://api.example.com failed",
+    "GET https://api.example.com failed, http://files.example.org:8080/u/7 too",
     "peer 10.0.0.1, v6 2001:db8::1, mapped ::ffff:10.0.0.1, fe80::1%eth0, ::",
     "a:b:c:d:e:f:a:b and abcd::ef",
     "IBAN DE89370400440532013000 or gb82 west 1234 5698 7654 32",
