@@ -118,6 +118,7 @@ class PiiSection(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)
     allow_list: list[str] = Field(default_factory=list)
     model: str | None = None
+    processes: int | None = Field(default=None, ge=1, le=64)
 
 
 class TelemetrySection(_Strict):

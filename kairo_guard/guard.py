@@ -181,6 +181,7 @@ class Guard:
                 thresholds=pii.thresholds,
                 allow_list=pii.allow_list,
                 model=pii.model,
+                processes=pii.processes,
             )
 
         check = LazyPiiCheck(build)

@@ -94,6 +94,7 @@ def test_retention_is_applied_to_seals(tmp_path: Path) -> None:
         ('[retention]\ncustomer_content = "ninety days"\n', "not a duration"),
         ("[guard\n", "not valid TOML"),
         ("[limits]\nmax_record_bytes = 10\n", "limits.max_record_bytes"),
+        ("[pii]\nprocesses = 0\n", "pii.processes"),
     ],
 )
 def test_each_config_error_is_explained(tmp_path: Path, text: str, expected: str) -> None:
