@@ -75,6 +75,10 @@ _COUNTERS = {
     METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
 }
 
+ATTR_SOURCE = "kairo_guard.source"
+_MISSING = object()
+_REQUEST_BYTES_KEY = ((ATTR_SOURCE, "request"),)
+
 ALLOW, BLOCK = "allow", "block"
 _HEADER_ATTRIBUTES = (
     ("check", ATTR_CHECK_ID),
@@ -105,8 +109,13 @@ class GuardTelemetry:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracer: trace.Tracer | None = None
+        self._active: trace.Tracer | None = None
+        self._settled = False
+        self._looked_up = False
         self._instruments: dict[str, Any] | None = None
-        self._tallies: dict[str, dict[tuple[tuple[str, Any], ...], int | float]] = {}
+        self._tallies: dict[str, dict[tuple[tuple[str, Any], ...], int | float]] = {
+            name: {} for name in _COUNTERS
+        }
         self._lock = threading.Lock()
         self._allow_rules: tuple[object, frozenset[str]] = (None, frozenset())
 
@@ -118,6 +127,43 @@ class GuardTelemetry:
                 INSTRUMENTATION_NAME, _version(), tracer_provider=self._tracer_provider
             )
         return self._tracer
+
+    def active_tracer(self) -> trace.Tracer | None:
+        """The tracer if spans are recorded at all, else None (cheap, for every request).
+
+        None while no SDK is configured: no provider was given and the global one is
+        not set yet, which is looked at again on every call so that an SDK set later is
+        honoured; also None for a provider that makes only no-op tracers
+        (``NoOpTracerProvider``, a disabled SDK), which is how tracing is turned off for
+        the guard alone. Once a real provider is known the answer never changes (the
+        global provider can be set only once).
+        """
+        if self._settled:
+            return self._active
+        provider = self._tracer_provider
+        if provider is None or isinstance(provider, trace.ProxyTracerProvider):
+            provider = self._global_tracer_provider()
+            if provider is None:
+                return None
+        tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
+        self._active = None if isinstance(tracer, trace.NoOpTracer) else tracer
+        self._settled = True
+        return self._active
+
+    def _global_tracer_provider(self) -> Any:
+        # trace.get_tracer_provider() looks up an environment variable on every call
+        # (microseconds per request while no SDK is set): it is asked once, which also
+        # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, and then the API's
+        # module global is read, as the API's own ProxyTracer does.
+        if self._looked_up:
+            provider = getattr(trace, "_TRACER_PROVIDER", _MISSING)
+            if provider is None:
+                return None
+            if provider is not _MISSING:
+                return provider
+        self._looked_up = True
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, trace.ProxyTracerProvider) else provider
 
     def _ensure_instruments(self) -> dict[str, Any]:
         if self._instruments is None:
@@ -137,7 +183,7 @@ class GuardTelemetry:
 
     def _observe(self, name: str, options: metrics.CallbackOptions) -> list[metrics.Observation]:
         with self._lock:
-            items = list(self._tallies.get(name, {}).items())
+            items = list(self._tallies[name].items())
         return [metrics.Observation(value, dict(key)) for key, value in items]
 
     def add(self, name: str, amount: int | float, attributes: Mapping[str, Any]) -> None:
@@ -148,14 +194,30 @@ class GuardTelemetry:
         through the SDK at once.
         """
         try:
-            instruments = self._ensure_instruments()
+            instruments = self._instruments or self._ensure_instruments()
             if name == METRIC_DURATION:
                 instruments[name].record(amount, attributes)
                 return
             key = tuple(attributes.items())
+            tally = self._tallies[name]
             with self._lock:
-                tally = self._tallies.setdefault(name, {})
                 tally[key] = tally.get(key, 0) + amount
+        except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
+            pass
+
+    def count_request(self, decision: str, status: int, size: int | None) -> None:
+        """Count one request decided by the middleware (and its body bytes); never
+        raises. The per-request form of :meth:`add`: one lock, no SDK call."""
+        try:
+            if self._instruments is None:
+                self._ensure_instruments()
+            requests = self._tallies[METRIC_REQUESTS]
+            key = ((ATTR_DECISION, decision), (ATTR_STATUS, status))
+            with self._lock:
+                requests[key] = requests.get(key, 0) + 1
+                if size:
+                    scanned = self._tallies[METRIC_BYTES]
+                    scanned[_REQUEST_BYTES_KEY] = scanned.get(_REQUEST_BYTES_KEY, 0) + size
         except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
             pass
 
@@ -172,12 +234,13 @@ class GuardTelemetry:
         span is left open.
         """
         try:
-            attributes = {
-                attr: header[key] for key, attr in _HEADER_ATTRIBUTES if header.get(key)
-            }
+            tracer = self.active_tracer()
+            if tracer is None:
+                return trace.INVALID_SPAN, None
+            attributes = {attr: header[key] for key, attr in _HEADER_ATTRIBUTES if header.get(key)}
             if tenant:
                 attributes[ATTR_TENANT] = tenant
-            span = self.tracer.start_span(CHECK_SPAN, attributes=attributes)
+            span = tracer.start_span(CHECK_SPAN, attributes=attributes)
         except Exception:  # noqa: BLE001 - telemetry never breaks the host
             return trace.INVALID_SPAN, None
         if not span.is_recording():
@@ -259,4 +322,3 @@ def _abandon(span: trace.Span) -> None:
         span.end()
     except Exception:  # noqa: BLE001, S110 - runs from the garbage collector
         pass
-

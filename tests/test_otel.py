@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from otel_support import Sdk
 
 from kairo_guard import Guard, IsolationViolation, KeyRing, make_sink
@@ -36,6 +37,7 @@ from kairo_guard.otel import (
     METRIC_DURATION,
     METRIC_RECORDS,
 )
+from kairo_guard.propagation import inbound_span_context
 from kairo_guard.testing import make_guard, sealed_record
 
 SHARED = make_sink("router-train", "shared-training")
@@ -92,9 +94,7 @@ def test_one_check_makes_one_span_with_decision_attributes(traced: Guard, sdk: S
     assert "acme" not in _text_of(span)
 
 
-def test_span_is_a_child_of_the_callers_span_and_never_current(
-    traced: Guard, sdk: Sdk
-) -> None:
+def test_span_is_a_child_of_the_callers_span_and_never_current(traced: Guard, sdk: Sdk) -> None:
     tracer = sdk.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("training-step") as parent:
         seen = []
@@ -155,9 +155,7 @@ def test_allowed_check_has_allow_decision_and_no_events(traced: Guard, sdk: Sdk)
 
 def test_metrics_count_decisions_by_rule_records_and_duration(traced: Guard, sdk: Sdk) -> None:
     report = traced.check(_mixed(traced), sink=SHARED, mode="filter")
-    decisions = {
-        (a[ATTR_RULE], a[ATTR_DECISION]): p.value for a, p in sdk.points(METRIC_DECISIONS)
-    }
+    decisions = {(a[ATTR_RULE], a[ATTR_DECISION]): p.value for a, p in sdk.points(METRIC_DECISIONS)}
     allow_rule = next(r for r in report.by_rule if r.startswith("allow"))
     assert decisions[(allow_rule, "allow")] == 1
     assert sum(decisions.values()) == 3
@@ -205,3 +203,35 @@ print(len(spans.get_finished_spans()), "kairo_guard.decisions" in names)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "True"]
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03 ",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future-field",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" + " " * 600,
+        "",
+        "garbage",
+    ],
+)
+def test_inbound_traceparent_is_read_as_the_apis_propagator_reads_it(traceparent: str) -> None:
+    headers = [(b"traceparent", traceparent.encode()), (b"tracestate", b"vendor=v1,other=2")]
+    carrier = {"traceparent": traceparent, "tracestate": "vendor=v1,other=2"}
+    reference = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier))
+    expected = reference.get_span_context()
+    got = inbound_span_context(headers)
+    if not expected.is_valid:
+        assert got is None
+    else:
+        assert got == expected
+        assert got.trace_state == expected.trace_state

@@ -123,9 +123,7 @@ def test_refused_request_is_a_deny_with_one_event(traced: Guard, sdk: Sdk) -> No
     (event,) = span.events
     assert event.name == DENIED_EVENT
     assert event.attributes[ATTR_STATUS] == 401
-    points = {
-        (a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)
-    }
+    points = {(a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)}
     assert points == {("deny", 401): 1}
 
 
@@ -158,3 +156,80 @@ def test_over_real_uvicorn_one_span_per_request(traced: Guard, sdk: Sdk) -> None
             assert response.status_code == 200
     assert len(sdk.wait_for(REQUEST_SPAN, 3)) == 3
     assert len(sdk.finished(CHECK_SPAN)) == 3
+
+
+def _trace_app(guard: Guard, seen: list[Any]) -> GuardMiddleware:
+    async def ingest(request: Request) -> JSONResponse:
+        seen.append(trace.get_current_span().get_span_context())
+        return JSONResponse({})
+
+    return GuardMiddleware(Starlette(routes=[Route("/ingest", ingest, methods=["POST"])]),
+                           guard=guard)  # fmt: skip
+
+
+def test_without_an_sdk_the_inbound_traceparent_is_current_for_the_app(guard: Guard) -> None:
+    # the guard fixture has no providers and no global SDK is set: no span, but the
+    # caller's trace goes on (outbound calls and baggage tokens need it)
+    key = new_api_key(guard.store, "acme")
+    seen: list[Any] = []
+    response = _post(
+        _trace_app(guard, seen), content=b"{}",
+        headers={"x-api-key": key, "traceparent": TRACEPARENT},
+    )  # fmt: skip
+    assert response.status_code == 200
+    (span_context,) = seen
+    assert f"{span_context.trace_id:032x}" == TRACEPARENT.split("-")[1]
+    assert f"{span_context.span_id:016x}" == TRACEPARENT.split("-")[2]
+    assert span_context.is_remote
+    assert context.get_current() == context.Context()
+
+
+def test_a_no_op_tracer_provider_turns_the_guards_tracing_off(
+    tmp_path: Path, ring: KeyRing, sdk: Sdk
+) -> None:
+    with make_guard(
+        tmp_path / "state",
+        ring=ring,
+        pii_gate=False,
+        tracer_provider=trace.NoOpTracerProvider(),
+        meter_provider=sdk.meter_provider,
+    ) as quiet:
+        key = new_api_key(quiet.store, "acme")
+        app = _HostInstrumentation(_app(quiet), sdk)
+        response = _post(app, content=b"hello", headers={"x-api-key": key})
+        assert response.status_code == 200
+    (server,) = sdk.finished()  # the host's span alone, not decorated; no check span
+    assert server.kind is trace.SpanKind.SERVER
+    assert not any(k.startswith("kairo_guard.") for k in server.attributes or {})
+    points = {(a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)}
+    assert points == {("allow", 200): 1}  # the metrics are kept all the same
+
+
+def test_a_context_a_host_already_extracted_is_the_parent_of_our_span(
+    traced: Guard, sdk: Sdk
+) -> None:
+    remote = trace.SpanContext(0xABC, 0xDEF, is_remote=True,
+                               trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))  # fmt: skip
+
+    class HostPropagation:
+        """A host that extracted the caller's context (and made no span)."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+            token = context.attach(ctx)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
+
+    key = new_api_key(traced.store, "acme")
+    response = _post(
+        HostPropagation(_app(traced)), content=b"{}",
+        headers={"x-api-key": key, "traceparent": TRACEPARENT},  # not looked at again
+    )  # fmt: skip
+    assert response.status_code == 200
+    (ours,) = sdk.finished(REQUEST_SPAN)
+    assert (ours.context.trace_id, ours.parent.span_id) == (0xABC, 0xDEF)
