@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(2048)  # clients may connect as soon as the port file exists
         if args.port_file:
             tmp = args.port_file.with_suffix(".tmp")
             tmp.write_text(str(sock.getsockname()[1]))

@@ -88,6 +88,8 @@ class TenantTokenCodec:
         keys: the guard's key ring; the signing key seals, every key in it opens.
         ttl: lifetime of a token in seconds.
         clock: Unix-seconds clock.
+        erased_at: when the tenant was erased, or None; a token issued up to then is
+            refused (an erased tenant's context must not come back through baggage).
     """
 
     def __init__(
@@ -96,12 +98,14 @@ class TenantTokenCodec:
         *,
         ttl: int = DEFAULT_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
+        erased_at: Callable[[TenantId], float | None] | None = None,
     ) -> None:
         if ttl < 1:
             raise ValueError("token ttl must be at least 1 second")
         self._keys = keys
         self._ttl = ttl
         self._clock = clock
+        self._erased_at = erased_at
 
     def _aad(self, key_id: str, trace_id: int) -> bytes:
         return _AAD + key_id.encode("ascii") + b"\x00" + trace_id.to_bytes(16, "big")
@@ -112,7 +116,8 @@ class TenantTokenCodec:
             raise ValueError("a token needs a valid tenant id and a valid trace id")
         kid = self._keys.signing_key_id
         nonce = os.urandom(_NONCE)
-        plain = orjson.dumps({"t": tenant, "exp": int(self._clock()) + self._ttl})
+        now = int(self._clock())
+        plain = orjson.dumps({"t": tenant, "iat": now, "exp": now + self._ttl})
         sealed = AESGCM(self._keys.subkey(PURPOSE_BAGGAGE, kid)).encrypt(
             nonce, plain, self._aad(kid, trace_id)
         )
@@ -142,13 +147,22 @@ class TenantTokenCodec:
             raise TokenRejected("invalid-or-other-trace") from None
         try:
             claims = orjson.loads(plain)
-            tenant, expires = claims["t"], claims["exp"]
+            tenant, issued, expires = claims["t"], claims["iat"], claims["exp"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise TokenRejected("malformed") from None
         if not isinstance(tenant, str) or TENANT_PATTERN.fullmatch(tenant) is None:
             raise TokenRejected("malformed")
-        if not isinstance(expires, int) or self._clock() >= expires:
+        if not isinstance(expires, int) or not isinstance(issued, int):
+            raise TokenRejected("malformed")
+        if self._clock() >= expires:
             raise TokenRejected("expired")
+        if self._erased_at is not None:
+            try:
+                erased = self._erased_at(tenant)
+            except Exception:  # noqa: BLE001 - fail closed: unsure, no tenant
+                raise TokenRejected("guard-error") from None
+            if erased is not None and issued <= erased:
+                raise TokenRejected("tenant-erased")
         return tenant
 
 
@@ -212,8 +226,12 @@ def _note(key: str, value: str) -> None:
 
 def token_codec(guard: Guard) -> TenantTokenCodec:
     """The guard's token codec (its key ring, ``[propagation] token_ttl``, its clock)."""
+
+    def erased_at(tenant: TenantId) -> float | None:
+        return guard.store.erased_tenants().get(guard.keys.pseudonym(tenant))
+
     return TenantTokenCodec(
-        guard.keys, ttl=guard.settings.propagation.token_ttl, clock=guard.clock
+        guard.keys, ttl=guard.settings.propagation.token_ttl, clock=guard.clock, erased_at=erased_at
     )
 
 

@@ -185,6 +185,14 @@ def test_valid_token_from_a_trusted_peer_sets_the_tenant(peer_guard: Guard) -> N
     assert response.json() == {"tenant": "acme", "baggage": [], "otel_kairo": None}
 
 
+def test_a_token_issued_before_the_tenant_was_erased_sets_no_tenant(peer_guard: Guard) -> None:
+    headers = {"traceparent": TRACEPARENT, "baggage": f"{BAGGAGE_KEY}={_token(peer_guard)}"}
+    peer_guard.erase_tenant("acme")
+    response = _call(peer_guard, headers, TRUSTED)
+    assert response.status_code == 401
+    assert [e["reason"] for e in _audited(peer_guard)] == ["tenant-erased"]
+
+
 @pytest.mark.parametrize(
     ("token", "traceparent", "client", "reason"),
     [

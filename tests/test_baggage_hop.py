@@ -142,6 +142,7 @@ async def relay(request):
 app = GuardMiddleware(Starlette(routes=[Route("/who", who), Route("/relay", relay)]), guard=guard)
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
+sock.listen(128)  # connections wait in the backlog until uvicorn accepts: no start-up race
 port_file = Path(sys.argv[1])
 port_file.with_suffix(".tmp").write_text(str(sock.getsockname()[1]))
 port_file.with_suffix(".tmp").replace(port_file)
