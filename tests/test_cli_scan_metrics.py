@@ -27,3 +27,13 @@ def test_scan_counts_the_bytes_it_read(tmp_path: Path, ring: KeyRing) -> None:
         report = scan_stream(run, io.BytesIO(lines), None, 1 << 20)
     assert report.blocked == 3
     assert sum(point.value for _, point in sdk.points(METRIC_BYTES)) == len(lines)
+
+
+def test_scan_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, ring: KeyRing) -> None:
+    import gc
+
+    with make_guard(tmp_path / "state", ring=ring, pii_gate=False) as guard:
+        run = guard.start_check(make_sink("t", "shared-training"), mode="filter")
+        before = gc.get_freeze_count()
+        scan_stream(run, io.BytesIO(b'{"a": 1}\n' * 10), None, 1 << 20)
+    assert gc.get_freeze_count() == before == 0
