@@ -30,7 +30,13 @@ from kairo_guard.context import _CURRENT_TENANT
 from kairo_guard.exceptions import AuthenticationError
 from kairo_guard.guard import Guard
 from kairo_guard.ingest import StreamingIndexer
-from kairo_guard.propagation import RequestTrace, deny_request, note_request, strip_kairo_baggage
+from kairo_guard.propagation import (
+    RequestTrace,
+    deny_request,
+    note_request,
+    strip_kairo_baggage,
+    without_kairo_baggage,
+)
 from kairo_guard.provenance import RequestProvenance
 from kairo_guard.registry import ModelRoutes, model_ref
 from kairo_guard.resolvers import (
@@ -110,8 +116,12 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope.get("path") in self.public_paths:
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.public_paths:
+            with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
+                await self.app(scope, receive, send)
             return
         traced = RequestTrace(self.guard.telemetry, scope)
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import baggage, context, trace
@@ -112,6 +112,23 @@ def kairo_tokens(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
                 if key == BAGGAGE_KEY:
                     found.append(member.split("=", 1)[1].split(";", 1)[0].strip())
     return found
+
+
+@contextlib.contextmanager
+def without_kairo_baggage(scope: MutableMapping[str, Any]) -> Iterator[None]:
+    """Run the block with kairo baggage gone from the scope's headers and from the
+    OpenTelemetry context (for requests the middleware passes through unauthenticated:
+    they must not relay a token downstream either)."""
+    strip_kairo_baggage(scope)
+    ctx = context.get_current()
+    if baggage.get_baggage(BAGGAGE_KEY, ctx) is None:
+        yield
+        return
+    token = context.attach(baggage.remove_baggage(BAGGAGE_KEY, ctx))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def strip_kairo_baggage(scope: MutableMapping[str, Any]) -> None:

@@ -320,7 +320,10 @@ def test_asyncio_tasks_and_executors_keep_the_tenant(guard: Guard) -> None:
     assert asyncio.run(main()) == ("acme", None, "acme")
 
 
-def test_kairo_baggage_a_host_extracted_into_the_context_is_removed(peer_guard: Guard) -> None:
+@pytest.mark.parametrize("public", [False, True], ids=["authenticated", "public-path"])
+def test_kairo_baggage_a_host_extracted_into_the_context_is_removed(
+    peer_guard: Guard, public: bool
+) -> None:
     class HostPropagation:
         """What a host's ASGI instrumentation does: extract W3C baggage into the
         context around the app (the real W3C propagator of the API)."""
@@ -338,12 +341,20 @@ def test_kairo_baggage_a_host_extracted_into_the_context_is_removed(peer_guard: 
 
     async def whoami(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"kairo": baggage.get_baggage(BAGGAGE_KEY), "region": baggage.get_baggage("region")}
+            {
+                "kairo": baggage.get_baggage(BAGGAGE_KEY),
+                "region": baggage.get_baggage("region"),
+                "header": request.headers.getlist("baggage"),
+            }
         )
 
     key = new_api_key(peer_guard.store, "globex")
+    # a health check is served unauthenticated, but it must not relay a token either
+    public_paths = ["/who"] if public else []
     app = HostPropagation(
-        GuardMiddleware(Starlette(routes=[Route("/who", whoami)]), guard=peer_guard)
+        GuardMiddleware(
+            Starlette(routes=[Route("/who", whoami)]), guard=peer_guard, public_paths=public_paths
+        )
     )
 
     async def go() -> httpx.Response:
@@ -352,4 +363,4 @@ def test_kairo_baggage_a_host_extracted_into_the_context_is_removed(peer_guard: 
             headers = {"x-api-key": key, "baggage": f"region=eu,{BAGGAGE_KEY}=copied"}
             return await http.get("/who", headers=headers)
 
-    assert asyncio.run(go()).json() == {"kairo": None, "region": "eu"}
+    assert asyncio.run(go()).json() == {"kairo": None, "region": "eu", "header": ["region=eu"]}
