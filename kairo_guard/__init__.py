@@ -28,21 +28,23 @@ from kairo_guard.exceptions import (
     ConfigError,
     ContentError,
     ContentRefused,
+    DatasetError,
     IsolationViolation,
     KairoGuardError,
     KeyringError,
     PolicyError,
+    RegistryError,
     SealError,
     StoreError,
+    TokenRejected,
 )
 from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.guard import Guard
 from kairo_guard.keys import KeyRing
-from kairo_guard.manifest import DatasetError, Manifest
+from kairo_guard.manifest import Manifest
 from kairo_guard.middleware import GuardMiddleware
 from kairo_guard.otel import GuardTelemetry
 from kairo_guard.policy import Decision, Policy, Rule, rule
-from kairo_guard.registry import RegistryError
 from kairo_guard.report import CheckReport, Violation
 from kairo_guard.retention import RetentionPolicy, SweepReport
 from kairo_guard.seal import Label, SealCodec
@@ -100,6 +102,7 @@ __all__ = [
     "SweepReport",
     "TelemetryAggregator",
     "TenantTokenCodec",
+    "TokenRejected",
     "VerifiedDataset",
     "Violation",
     "async_httpx_event_hook",

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry import trace
 
 from kairo_guard.context import current_tenant
-from kairo_guard.exceptions import AuthenticationError
+from kairo_guard.exceptions import TokenRejected as TokenRejected  # re-exported here
 from kairo_guard.keys import PURPOSE_BAGGAGE, KeyRing
 from kairo_guard.otel import ATTR_BAGGAGE, ATTR_REASON, METRIC_BAGGAGE, GuardTelemetry
 from kairo_guard.propagation import (
@@ -61,14 +61,6 @@ DEFAULT_TOKEN_TTL = 300
 _NONCE = 12
 _AAD = b"kairo-guard/baggage/v1\x00"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-
-
-class TokenRejected(AuthenticationError):
-    """A baggage token that does not prove a tenant; ``reason`` says why (no secrets)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"kairo baggage rejected: {reason}")
-        self.reason = reason
 
 
 def _b64(data: bytes) -> str:

@@ -8,9 +8,12 @@
     ├── ContentError         content that has no canonical encoding (cannot be digested)
     ├── StoreError           the state store failed or holds something unexpected
     ├── AuthenticationError  a request's tenant credentials are missing, bad or conflicting
+    │   └── TokenRejected    a baggage token that proves no tenant (``reason`` says why)
     ├── AuditError           the audit log cannot be written
     │   └── AuditIntegrityError  the audit log or its signed head does not verify
     ├── ContentRefused       content cannot be vouched for (e.g. it is a tenant's text)
+    ├── DatasetError         a dataset or manifest does not verify, or is refused (``rule``)
+    ├── RegistryError        a model registration was refused (``rule``)
     └── IsolationViolation   a sink in enforce mode refused records; carries the report
 
 Third-party errors are translated with ``raise X(...) from exc`` so callers need to
@@ -65,6 +68,14 @@ class AuthenticationError(KairoGuardError):
     """A request's tenant credentials are missing, malformed, invalid or conflicting."""
 
 
+class TokenRejected(AuthenticationError):
+    """A baggage token that does not prove a tenant; ``reason`` says why (no secrets)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"kairo baggage rejected: {reason}")
+        self.reason = reason
+
+
 class AuditError(KairoGuardError):
     """The audit log cannot be written; decisions that cannot be recorded block."""
 
@@ -85,6 +96,27 @@ class ContentRefused(KairoGuardError):
         self.rule = rule
         self.reason = reason
         self.tenant = tenant
+
+
+class DatasetError(KairoGuardError):
+    """A dataset or its manifest is unreadable, does not verify, or is refused.
+
+    ``rule`` names the check that failed (``dataset.manifest-invalid``,
+    ``dataset.records-mismatch``, ...), as rules do in reports.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
+        self.reason = message
+
+
+class RegistryError(KairoGuardError):
+    """A model registration was refused; ``rule`` says which rule refused it."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
 
 
 class IsolationViolation(KairoGuardError):

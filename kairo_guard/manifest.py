@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from kairo_guard.content import canonical_json
-from kairo_guard.exceptions import KairoGuardError
+from kairo_guard.exceptions import DatasetError as DatasetError  # re-exported here
 from kairo_guard.keys import PURPOSE_MANIFEST, KeyRing
 from kairo_guard.policy import Policy
 from kairo_guard.types import TENANT_PATTERN, TenantId
@@ -36,19 +36,6 @@ RECORDS_FILE = "records.jsonl"
 MAX_MANIFEST_BYTES = 64 * 1024
 _LEAF, _NODE = b"\x00", b"\x01"
 _sha256 = hashlib.sha256
-
-
-class DatasetError(KairoGuardError):
-    """A dataset or its manifest is unreadable, does not verify, or is refused.
-
-    ``rule`` names the check that failed (``dataset.manifest-invalid``,
-    ``dataset.records-mismatch``, ...), as rules do in reports.
-    """
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(f"{rule}: {message}")
-        self.rule = rule
-        self.reason = message
 
 
 class MerkleRoot:

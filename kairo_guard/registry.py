@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kairo_guard.datasets import VerifiedDataset, fine_tune_agreement, load_manifest
-from kairo_guard.exceptions import KairoGuardError, StoreError
+from kairo_guard.exceptions import RegistryError as RegistryError  # re-exported here
+from kairo_guard.exceptions import StoreError
 from kairo_guard.manifest import DatasetError, Manifest, verify_manifest
 from kairo_guard.sinks import Sink
 from kairo_guard.store_datasets import MODEL_ACTIVE, ModelInfo
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 
 MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}")
 _PARAM = "{model_id}"
-
-
-class RegistryError(KairoGuardError):
-    """A model registration was refused; ``rule`` says which rule refused it."""
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(f"{rule}: {message}")
-        self.rule = rule
 
 
 def model_ref(model_id: str) -> str:
