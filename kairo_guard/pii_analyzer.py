@@ -14,6 +14,7 @@ thresholds) runs only for a text with such a result.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,23 @@ MAX_RESULTS_FOR_CONTEXT = 64
 PERSON = "PERSON"
 PHONE = "PHONE_NUMBER"
 _DIGIT_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS"})
+_NEVER_IN_NAMES = re.compile(r"[0-9_=/:@#<>{}\[\]|\\]")
+"""Characters no personal name holds: an NER "person" with one is an identifier
+(``finish_reason``, ``sha256 9f...``, ``p95=168``), not a name."""
+
+
+def could_be_a_name(text: str) -> bool:
+    """False for an NER PERSON span none of whose words could be part of a name (each
+    holds a character no name holds).
+
+    A span with one plausible word stays whole (``user:Maria`` is still a person), and
+    lowercase or single-word spans stay too (a name may be written in lowercase): the
+    gate errs on the side of blocking.
+    """
+    return any(
+        _NEVER_IN_NAMES.search(word) is None and any(c.isalpha() for c in word)
+        for word in text.split()
+    )
 
 
 class GateAnalyzer:
@@ -113,7 +131,7 @@ class GateAnalyzer:
         return [
             RecognizerResult(PERSON, ent.start_char, ent.end_char, self._person_score, None, meta)  # type: ignore[arg-type]
             for ent in doc.ents
-            if ent.label_ == PERSON
+            if ent.label_ == PERSON and could_be_a_name(ent.text)
         ]
 
     def _with_context(self, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:

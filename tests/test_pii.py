@@ -264,3 +264,36 @@ def test_digits_found_as_card_or_iban_are_not_matched_again_but_phones_beside_th
 def test_texts_with_too_few_digits_skip_the_digit_recognizers(gate: PiiGate) -> None:
     assert gate.check("retry 3 of 5 on port 8080 after 250 ms") == []
     assert gate.check("SMS to +1 415-555-0132 bounced") == ["PHONE_NUMBER"]
+
+
+@pytest.mark.parametrize(
+    ("span", "name_like"),
+    [
+        ("Maria Garcia", True),
+        ("José Álvarez", True),
+        ("maria garcia", True),  # lowercase names stay: the gate errs on blocking
+        ("id=42 Maria", True),  # one plausible word keeps the span
+        ("finish_reason", False),
+        ("sha256 3a782ebb205bc308119b4fe5fa285a0db869", False),
+        ("tokens=7808 finish_reason", False),
+        ("p95=168", False),
+    ],
+)
+def test_person_spans_made_only_of_identifiers_are_not_names(span: str, name_like: bool) -> None:
+    from kairo_guard.pii_analyzer import could_be_a_name
+
+    assert could_be_a_name(span) is name_like
+
+
+def test_an_identifier_the_model_tags_as_a_person_is_not_reported(gate: PiiGate) -> None:
+    # the small English model tags the hash as PERSON in this text
+    text = (
+        "model server TIMEOUT after 33 s, retry 3; tokens=777 finish_reason=length "
+        "model=large; DEADLINE_EXCEEDED on route /v1/embeddings batch=132; sha256 "
+        "3a782ebb205bc308119b4fe5fa285a0db869135cede26c2e2ce933e185239574 mismatch."
+    )
+    named = "model server TIMEOUT after 33 s; escalated to Maria Garcia by the on-call."
+    clean, person = gate.scan([text, named])
+    assert clean is None
+    assert person is not None
+    assert "PERSON" in person.entity_types
