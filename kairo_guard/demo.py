@@ -96,7 +96,23 @@ def _story(home: Path, service: Path | None) -> int:
         _show(mixed)
         checks.append(("cross-tenant record blocked", mixed.blocked == 1))
 
-    _say("\n6. The audit log is verified (hash chain and signed head).")
+        _say("\n6. acme's dataset gets a signed manifest; the model trained on it is acme's.")
+        served = _tenant_model(guard, home, sealed["acme"])
+        checks.append(("acme's model served to acme only", served == (True, False)))
+
+        _say("\n7. globex closes its account: everything of globex is erased.")
+        receipt = guard.erase_tenant("globex")
+        removed = ", ".join(f"{n} {kind}" for kind, n in sorted(receipt.removed.items()) if n)
+        _say(f"    signed receipt for {receipt.tenant} (its pseudonym)")
+        _say(f"    removed: {removed or 'no stored rows'}")
+        _say("    globex's seals still in circulation are refused from now on:")
+        sink = guard.resolve_sink("globex-fine-tune", kind="tenant-fine-tune", tenant="globex")
+        after = guard.check(sealed["globex"], sink=sink, mode="filter")
+        _show(after)
+        erased = after.by_rule.get("tenant.erased")
+        checks.append(("erased tenant's seals refused", erased == len(sealed["globex"])))
+
+    _say("\n8. The audit log is verified (hash chain and signed head).")
     result = verify_audit(home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
     _say(
         f"    {'ok' if result.ok else 'FAILED'}: {result.entries} entries"
@@ -111,9 +127,31 @@ def _story(home: Path, service: Path | None) -> int:
         return 1
     _say(
         "demo finished: customer content stayed out of shared training; "
-        "acme's fine-tune ran under its agreement; every decision is in the audit log."
+        "acme's fine-tune ran under its agreement and its model serves acme only; "
+        "globex was erased; every decision is in the audit log."
     )
     return 0
+
+
+def _tenant_model(guard: Guard, home: Path, records: list[dict[str, object]]) -> tuple[bool, bool]:
+    """Build, verify and train on acme's dataset; return whether acme and globex may
+    call the model registered from it."""
+    with guard.tenant_dataset("acme") as builder:
+        builder.add_all(records)
+        manifest = builder.write(home / "datasets" / "acme-1")
+    root = manifest.merkle_root[:16]
+    _say(f"    manifest: {manifest.record_count} records, Merkle root {root}...")
+    dataset = guard.open_dataset(home / "datasets" / "acme-1")
+    sink = guard.resolve_sink("acme-fine-tune", kind="tenant-fine-tune", tenant="acme")
+    report = guard.check_dataset(dataset, sink=sink)
+    _say(f"    the fine-tune sink verified the dataset: {report.allowed} records admitted")
+    guard.register_model("acme-router-ft-1", dataset=dataset, owner="acme")
+    served = (
+        guard.check_model_access("acme-router-ft-1", "acme"),
+        guard.check_model_access("acme-router-ft-1", "globex"),
+    )
+    _say(f"    model acme-router-ft-1: acme may call it: {served[0]}; globex: {served[1]}")
+    return served
 
 
 def _shared_attempt(guard: Guard, sealed: dict[str, list[dict[str, object]]]) -> CheckReport:

@@ -740,6 +740,8 @@ def test_when_demo_runs_then_the_shared_set_is_blocked(cli_env: dict[str, str]) 
     assert "Traceback" not in proc.stderr
     assert "4 records -> 0 allowed, 4 blocked" in proc.stdout
     assert "customer content stayed out of shared training" in proc.stdout
+    assert "acme may call it: True; globex: False" in proc.stdout
+    assert "record 0: tenant.erased" in proc.stdout
 
 
 def test_when_run_as_python_module_then_the_cli_works(cli_env: dict[str, str]) -> None:
