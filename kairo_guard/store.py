@@ -196,6 +196,14 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
             except sqlite3.Error as exc:
                 raise StoreError(f"state database error: {exc}") from exc
 
+    def _count(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one changing statement; return how many rows it changed."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).rowcount
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database error: {exc}") from exc
+
     def grant_agreement(
         self,
         tenant: TenantId,
@@ -236,11 +244,7 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         if agreement_id is not None:
             sql += " AND id = ?"
             params = (*params, agreement_id)
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).rowcount
-            except sqlite3.Error as exc:
-                raise StoreError(f"state database error: {exc}") from exc
+        return self._count(sql, params)
 
     def list_agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
         """See :meth:`Store.list_agreements`."""
@@ -309,11 +313,7 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         if key_id is not None:
             sql += " AND key_id = ?"
             params = (*params, key_id)
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).rowcount
-            except sqlite3.Error as exc:
-                raise StoreError(f"state database error: {exc}") from exc
+        return self._count(sql, params)
 
     def add_fingerprints(self, tenant: TenantId, fingerprints: Iterable[int]) -> None:
         """See :meth:`Store.add_fingerprints`."""
@@ -344,13 +344,7 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
 
     def delete_fingerprints(self, tenant: TenantId) -> int:
         """See :meth:`Store.delete_fingerprints`."""
-        with self._lock:
-            try:
-                return self._db.execute(
-                    "DELETE FROM fingerprints WHERE tenant = ?", (tenant,)
-                ).rowcount
-            except sqlite3.Error as exc:
-                raise StoreError(f"state database error: {exc}") from exc
+        return self._count("DELETE FROM fingerprints WHERE tenant = ?", (tenant,))
 
     def iter_fingerprints(self) -> Iterator[tuple[int, TenantId]]:
         """See :meth:`Store.iter_fingerprints`."""

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from kairo_guard.exceptions import StoreError
 from kairo_guard.types import TenantId
 
 MODEL_ACTIVE = "active"
@@ -161,12 +160,7 @@ class DatasetTables:
         raise NotImplementedError  # provided by SQLiteStore
 
     def _count(self, sql: str, params: tuple[object, ...]) -> int:
-        """Run one changing statement; return how many rows it changed."""
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).rowcount
-            except sqlite3.Error as exc:
-                raise StoreError(f"state database error: {exc}") from exc
+        raise NotImplementedError  # provided by SQLiteStore
 
     def add_dataset(self, info: DatasetInfo) -> None:
         """See :meth:`DatasetStore.add_dataset`."""
