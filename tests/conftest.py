@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from otel_support import Sdk
 
 from kairo_guard import Guard, KeyRing
 from kairo_guard.cli import main
@@ -76,3 +77,22 @@ def kg(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Callable[
 def home(cli_env: dict[str, str]) -> Path:
     """The CLI's state directory."""
     return Path(cli_env["KAIRO_GUARD_HOME"])
+
+
+@pytest.fixture
+def sdk() -> Sdk:
+    """A real OpenTelemetry SDK: in-memory span exporter and metric reader."""
+    return Sdk()
+
+
+@pytest.fixture
+def traced(tmp_path: Path, ring: KeyRing, sdk: Sdk) -> Iterator[Guard]:
+    """A guard (PII gate off) whose spans and metrics go to ``sdk``."""
+    with make_guard(
+        tmp_path / "state",
+        ring=ring,
+        pii_gate=False,
+        tracer_provider=sdk.tracer_provider,
+        meter_provider=sdk.meter_provider,
+    ) as g:
+        yield g

@@ -7,24 +7,16 @@ from pathlib import Path
 
 from otel_support import Sdk
 
-from kairo_guard import KeyRing, make_sink
+from kairo_guard import Guard, KeyRing, make_sink
 from kairo_guard.cli_records import scan_stream
 from kairo_guard.otel import METRIC_BYTES
 from kairo_guard.testing import make_guard
 
 
-def test_scan_counts_the_bytes_it_read(tmp_path: Path, ring: KeyRing) -> None:
-    sdk = Sdk()
+def test_scan_counts_the_bytes_it_read(traced: Guard, sdk: Sdk) -> None:
     lines = b'{"a": 1}\n{"b": "two"}\n\n{"c": [3]}\n'
-    with make_guard(
-        tmp_path / "state",
-        ring=ring,
-        pii_gate=False,
-        tracer_provider=sdk.tracer_provider,
-        meter_provider=sdk.meter_provider,
-    ) as guard:
-        run = guard.start_check(make_sink("t", "shared-training"), mode="filter")
-        report = scan_stream(run, io.BytesIO(lines), None, 1 << 20)
+    run = traced.start_check(make_sink("t", "shared-training"), mode="filter")
+    report = scan_stream(run, io.BytesIO(lines), None, 1 << 20)
     assert report.blocked == 3
     assert sum(point.value for _, point in sdk.points(METRIC_BYTES)) == len(lines)
 

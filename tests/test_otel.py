@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from otel_support import Sdk
 
-from kairo_guard import Guard, IsolationViolation, KeyRing, make_sink
+from kairo_guard import Guard, IsolationViolation, make_sink
 from kairo_guard.otel import (
     ATTR_ABANDONED,
     ATTR_ALLOWED,
@@ -38,27 +37,10 @@ from kairo_guard.otel import (
     METRIC_RECORDS,
 )
 from kairo_guard.propagation import inbound_span_context
-from kairo_guard.testing import make_guard, sealed_record
+from kairo_guard.testing import sealed_record
 
 SHARED = make_sink("router-train", "shared-training")
 SECRET = "Acme merger plan: buy Globex in March"
-
-
-@pytest.fixture
-def sdk() -> Sdk:
-    return Sdk()
-
-
-@pytest.fixture
-def traced(tmp_path: Path, ring: KeyRing, sdk: Sdk) -> Iterator[Guard]:
-    with make_guard(
-        tmp_path / "state",
-        ring=ring,
-        pii_gate=False,
-        tracer_provider=sdk.tracer_provider,
-        meter_provider=sdk.meter_provider,
-    ) as g:
-        yield g
 
 
 def _mixed(guard: Guard) -> list[dict[str, object]]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from opentelemetry import context, trace
 from otel_support import Sdk
 from starlette.applications import Starlette
@@ -32,23 +31,6 @@ from kairo_guard.propagation import DENIED_EVENT
 from kairo_guard.testing import make_guard, running_server
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def sdk() -> Sdk:
-    return Sdk()
-
-
-@pytest.fixture
-def traced(tmp_path: Path, ring: KeyRing, sdk: Sdk) -> Iterator[Guard]:
-    with make_guard(
-        tmp_path / "state",
-        ring=ring,
-        pii_gate=False,
-        tracer_provider=sdk.tracer_provider,
-        meter_provider=sdk.meter_provider,
-    ) as g:
-        yield g
 
 
 def _app(guard: Guard) -> GuardMiddleware:
