@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,9 @@ SAFE_PREFIX = "kairo_guard."
 MASK = "[scrubbed:{reason}]"
 _STATUS_KEY = "otel.status_description"
 _CACHE_SIZE = 4096
+CLEAN_VERDICT_SECONDS = 10.0
+"""How long a text judged clean stays judged: content indexed later (a tenant's upload
+of that very text) must be caught within this time."""
 logger = logging.getLogger("kairo_guard.otel_export")
 
 
@@ -119,7 +123,8 @@ class ScrubbingSpanExporter(SpanExporter):
         self._safe_keys = frozenset(safe_keys)
         self._remove = remove
         self._telemetry = telemetry or guard.telemetry
-        self._verdicts: dict[str, str | None] = {}
+        self._verdicts: dict[str, tuple[str | None, float]] = {}
+        self._clock = time.monotonic
         self._lock = threading.Lock()
         self.scrubbed: Counter[str] = Counter()
         """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
@@ -211,8 +216,10 @@ class ScrubbingSpanExporter(SpanExporter):
     def _text_reason(self, text: str) -> str | None:
         if not text.strip():
             return None
-        if text in self._verdicts:
-            return self._verdicts[text]
+        now = self._clock()
+        cached = self._verdicts.get(text)
+        if cached is not None and (cached[0] is not None or now < cached[1]):
+            return cached[0]
         reason: str | None = None
         if self._guard.fingerprints.overlap(text) is not None:
             reason = "fingerprint"
@@ -224,7 +231,7 @@ class ScrubbingSpanExporter(SpanExporter):
                 reason = "pii"
         if len(self._verdicts) >= _CACHE_SIZE:
             self._verdicts.clear()
-        self._verdicts[text] = reason
+        self._verdicts[text] = (reason, now + CLEAN_VERDICT_SECONDS)
         return reason
 
     def _count(self, reason: str) -> None:

@@ -37,7 +37,7 @@ from kairo_guard.otel import (
     METRIC_SCRUBBED,
     REQUEST_SPAN,
 )
-from kairo_guard.otel_export import ScrubbingSpanExporter
+from kairo_guard.otel_export import CLEAN_VERDICT_SECONDS, ScrubbingSpanExporter
 from kairo_guard.testing import make_guard, running_server
 
 CUSTOMER = (
@@ -108,6 +108,24 @@ def test_content_keys_and_fingerprinted_text_are_masked_the_rest_kept(indexed: G
     assert dict(event.attributes) == {"text": "[scrubbed:fingerprint]", "rows": 12}
     assert span.status.description == "[scrubbed:fingerprint]"
     assert scrubber.scrubbed == {"key": 3, "fingerprint": 4}
+
+
+def test_text_judged_clean_is_judged_again_once_a_tenant_uploads_it(
+    guard: Guard,
+) -> None:
+    provider, scrubber, memory = _pipeline(guard)
+    now = [1000.0]
+    scrubber._clock = lambda: now[0]
+
+    def note() -> object:
+        _emit(provider, {"app.note": EXCERPT}, {})
+        return dict(memory.get_finished_spans()[-1].attributes or {})["app.note"]
+
+    assert note() == EXCERPT  # nobody's content yet
+    guard.index_content("globex", CUSTOMER)
+    assert note() == EXCERPT  # the clean verdict is cached for a while
+    now[0] += CLEAN_VERDICT_SECONDS
+    assert note() == "[scrubbed:fingerprint]"
 
 
 def test_remove_drops_scrubbed_attributes(indexed: Guard) -> None:
