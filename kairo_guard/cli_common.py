@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -49,3 +50,13 @@ def open_guard(ctx: click.Context, **overrides: Any) -> Any:
     guard = Guard(home=opts.get("home"), config_file=opts.get("config"), **overrides)
     ctx.call_on_close(guard.close)
     return guard
+
+
+def report_option(help_text: str) -> Callable[[F], F]:
+    """The ``--report FILE`` option of the commands that write a JSON report."""
+    return click.option(
+        "--report",
+        "report_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help_text,
+    )

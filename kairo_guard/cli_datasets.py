@@ -20,6 +20,7 @@ from kairo_guard.cli_common import (
     Exit,
     handle_errors,
     open_guard,
+    report_option,
 )
 from kairo_guard.exceptions import IsolationViolation
 from kairo_guard.jsonl import Line, iter_lines
@@ -45,12 +46,7 @@ def dataset() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="New (or empty) directory for records.jsonl and manifest.json.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the decisions as JSON (scan --report format, plus the dataset).",
-)
+@report_option("Write the decisions as JSON (scan --report format, plus the dataset).")
 @click.pass_context
 @handle_errors
 def dataset_build(

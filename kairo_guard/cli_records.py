@@ -24,6 +24,7 @@ from kairo_guard.cli_common import (
     Exit,
     handle_errors,
     open_guard,
+    report_option,
 )
 from kairo_guard.content import sealed_line, split_sealed_line
 from kairo_guard.exceptions import ContentError, ContentRefused
@@ -225,12 +226,7 @@ def _summary(report: CheckReport, source: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the records that may pass (enforce: only if all pass).",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the report as JSON.",
-)
+@report_option("Write the report as JSON.")
 @click.pass_context
 @handle_errors
 def scan(
@@ -304,12 +300,7 @@ _MINTED_ELSEWHERE = {
     type=click.Path(path_type=Path, dir_okay=False),
     help="Where to write the sealed records.",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write a JSON report (refused lines with rule and reason).",
-)
+@report_option("Write a JSON report (refused lines with rule and reason).")
 @click.pass_context
 @handle_errors
 def label(

@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 import orjson
 
-from kairo_guard.cli_common import EXIT_USAGE, EXIT_VIOLATION, Exit, handle_errors, open_guard
+from kairo_guard.cli_common import (
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+    Exit,
+    handle_errors,
+    open_guard,
+    report_option,
+)
 from kairo_guard.config import parse_duration
 from kairo_guard.exceptions import AuditIntegrityError
 
@@ -22,12 +29,7 @@ def retention() -> None:
 
 @retention.command("sweep")
 @click.option("--dry-run", is_flag=True, help="Report what would be deleted; delete nothing.")
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the report as JSON here.",
-)
+@report_option("Also write the report as JSON here.")
 @click.pass_context
 @handle_errors
 def retention_sweep(ctx: click.Context, dry_run: bool, report_path: Path | None) -> None:
