@@ -57,6 +57,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 TOKEN_VERSION = "kgb1"  # noqa: S105 - a format tag, not a secret
+CLOCK_LEEWAY = 5
+"""Seconds a token's issue time may lie ahead of this service's clock."""
 DEFAULT_TOKEN_TTL = 300
 _NONCE = 12
 _AAD = b"kairo-guard/baggage/v1\x00"
@@ -146,8 +148,14 @@ class TenantTokenCodec:
             raise TokenRejected("malformed")
         if not isinstance(expires, int) or not isinstance(issued, int):
             raise TokenRejected("malformed")
-        if self._clock() >= expires:
+        now = self._clock()
+        if now >= expires:
             raise TokenRejected("expired")
+        # the issue time is the token's own claim: one from the future (a peer's fast
+        # clock) could pass the erasure check below, one with a longer life than ours
+        # would outlive what this service allows
+        if issued > now + CLOCK_LEEWAY or expires - issued > self._ttl:
+            raise TokenRejected("bad-lifetime")
         if self._erased_at is not None:
             try:
                 erased = self._erased_at(tenant)

@@ -20,6 +20,7 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
+from urllib.parse import unquote_plus
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -94,23 +95,31 @@ def inbound_trace_id(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
 
 
 def split_baggage(value: str) -> list[tuple[str, str]]:
-    """The ``(key, member)`` pairs of one ``baggage`` header value (members kept whole)."""
+    """The ``(key, member)`` pairs of one ``baggage`` header value (members kept whole).
+
+    Keys are percent-decoded as the W3C propagator decodes them, so that
+    ``kairo%2Etenant`` is recognised (and stripped) as the kairo key it becomes in
+    every OpenTelemetry context downstream.
+    """
     members = []
     for member in value.split(","):
         text = member.strip()
         if text:
-            members.append((text.split("=", 1)[0].split(";", 1)[0].strip(), text))
+            key = text.split("=", 1)[0].split(";", 1)[0]
+            members.append((unquote_plus(key).strip(), text))
     return members
 
 
 def kairo_tokens(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
-    """Every kairo baggage value in the request's ``baggage`` headers, in order."""
+    """Every kairo baggage value in the request's ``baggage`` headers, in order (an
+    entry without a value counts, as the empty string: it is malformed, not absent)."""
     found = []
     for name, raw in headers:
         if name == BAGGAGE_HEADER:
             for key, member in split_baggage(raw.decode("latin-1")):
                 if key == BAGGAGE_KEY:
-                    found.append(member.split("=", 1)[1].split(";", 1)[0].strip())
+                    value = member.partition("=")[2].split(";", 1)[0]
+                    found.append(unquote_plus(value).strip())
     return found
 
 
@@ -185,18 +194,19 @@ class RequestTrace:
         self._token: Any = None
         scope[SCOPE_TRACE_KEY] = self
         current = context.get_current()
-        ctx = self._enter(telemetry.active_tracer(), current, scope)
+        ctx = self._enter(telemetry, current, scope)
         if current and baggage.get_baggage(BAGGAGE_KEY, current) is not None:
             ctx = baggage.remove_baggage(BAGGAGE_KEY, ctx)
         if ctx is not current:
             self._token = context.attach(ctx)
 
     def _enter(
-        self, tracer: trace.Tracer | None, ctx: context.Context, scope: MutableMapping[str, Any]
+        self, telemetry: GuardTelemetry, ctx: context.Context, scope: MutableMapping[str, Any]
     ) -> context.Context:
         """The context the app runs in: with our span if we make one, with the inbound
         ``traceparent`` if the context had no valid span; else ``ctx`` itself."""
         try:
+            tracer = telemetry.active_tracer()
             span = trace.get_current_span(ctx)
             if tracer is not None and span.is_recording():
                 self._span = span  # the host's server span: decorated at the end

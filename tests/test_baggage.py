@@ -123,12 +123,41 @@ def test_tokens_open_after_key_rotation(ring: KeyRing) -> None:
     assert TenantTokenCodec(rotated).open(token, TRACE) == "acme"
 
 
+@pytest.mark.parametrize(
+    ("issued_ahead", "ttl", "reason"),
+    [(120, 60, "bad-lifetime"), (0, 3600, "bad-lifetime"), (4, 60, None)],
+    ids=["issued-in-the-future", "longer-life-than-ours", "within-the-leeway"],
+)
+def test_a_token_must_not_claim_more_time_than_this_service_allows(
+    ring: KeyRing, clock: Clock, issued_ahead: int, ttl: int, reason: str | None
+) -> None:
+    ahead = Clock()
+    ahead.now = clock.now + issued_ahead
+    token = TenantTokenCodec(ring, ttl=ttl, clock=ahead).issue("acme", TRACE)
+    ours = TenantTokenCodec(ring, ttl=60, clock=clock)
+    if reason is None:
+        assert ours.open(token, TRACE) == "acme"
+        return
+    with pytest.raises(TokenRejected) as caught:
+        ours.open(token, TRACE)
+    assert caught.value.reason == reason
+
+
+def test_a_fast_clock_does_not_carry_a_token_past_an_erasure(ring: KeyRing, clock: Clock) -> None:
+    ahead = Clock()
+    ahead.now = clock.now + 120  # the peer's clock runs two minutes fast
+    token = TenantTokenCodec(ring, ttl=600, clock=ahead).issue("acme", TRACE)
+    erased = clock.now + 5  # erased after the token was made, before its claimed time
+    ours = TenantTokenCodec(ring, ttl=600, clock=clock, erased_at=lambda t: erased)
+    clock.now += 6
+    with pytest.raises(TokenRejected):
+        ours.open(token, TRACE)
+
+
 # -- configuration -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "body", ['trusted_peers = ["not-an-ip"]', "token_ttl = 0", "unknown = 1"]
-)
+@pytest.mark.parametrize("body", ['trusted_peers = ["not-an-ip"]', "token_ttl = 0", "unknown = 1"])
 def test_bad_propagation_config_is_refused(tmp_path: Path, ring: KeyRing, body: str) -> None:
     config = tmp_path / "kairo-guard.toml"
     config.write_text(f"[propagation]\n{body}\n")
@@ -267,14 +296,49 @@ def test_two_kairo_entries_are_refused(peer_guard: Guard) -> None:
     assert [e["reason"] for e in _audited(peer_guard)] == ["duplicate"]
 
 
+@pytest.mark.parametrize(
+    "entry", ["kairo%2Etenant={token}", "kairo%2etenant={token}", "kairo.tenant = {token} ;p=1"]
+)
+def test_an_encoded_or_spaced_kairo_key_is_stripped_like_the_plain_one(
+    peer_guard: Guard, entry: str
+) -> None:
+    # the W3C propagator decodes keys: left in, it would become a kairo token again
+    # in any context the app extracts, and go downstream from a trusted service
+    key = new_api_key(peer_guard.store, "globex")
+    headers = {
+        "x-api-key": key,
+        "traceparent": TRACEPARENT,
+        "baggage": "user.region=eu," + entry.format(token=_token(peer_guard)),
+    }
+    response = _call(peer_guard, headers, UNTRUSTED)
+    assert response.status_code == 200
+    assert response.json() == {"tenant": "globex", "baggage": ["user.region=eu"],
+                               "otel_kairo": None}  # fmt: skip
+    assert [e["reason"] for e in _audited(peer_guard)] == ["untrusted-peer"]
+
+
+@pytest.mark.parametrize("entry", [BAGGAGE_KEY, f"{BAGGAGE_KEY};p=1", f"{BAGGAGE_KEY}="])
+def test_a_kairo_entry_without_a_value_is_refused_not_a_crash(
+    peer_guard: Guard, entry: str
+) -> None:
+    headers = {"traceparent": TRACEPARENT, "baggage": f"user.region=eu,{entry}"}
+    assert _call(peer_guard, headers, TRUSTED).status_code == 401
+    assert [e["reason"] for e in _audited(peer_guard)] == ["malformed"]
+    key = new_api_key(peer_guard.store, "globex")
+    response = _call(peer_guard, {**headers, "x-api-key": key}, UNTRUSTED)
+    assert response.status_code == 200
+    assert response.json()["baggage"] == ["user.region=eu"]
+
+
 # -- outbound and context helpers ----------------------------------------------------
 
 
 def test_hook_injects_a_fresh_token_for_the_current_trace(guard: Guard) -> None:
     provider = TracerProvider()
     headers = httpx.Headers({"baggage": f"a=1,{BAGGAGE_KEY}=stale"})
-    with provider.get_tracer("t").start_as_current_span("job") as span, guard.tenant_context(
-        "acme"
+    with (
+        provider.get_tracer("t").start_as_current_span("job") as span,
+        guard.tenant_context("acme"),
     ):
         assert inject_tenant(headers, token_codec(guard))
     trace_id = span.get_span_context().trace_id

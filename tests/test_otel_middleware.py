@@ -215,3 +215,20 @@ def test_a_context_a_host_already_extracted_is_the_parent_of_our_span(
     assert response.status_code == 200
     (ours,) = sdk.finished(REQUEST_SPAN)
     assert (ours.context.trace_id, ours.parent.span_id) == (0xABC, 0xDEF)
+
+
+class _BrokenProvider(trace.TracerProvider):
+    """A tracer provider whose tracer cannot be had (a misconfigured SDK)."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        raise RuntimeError("exporter misconfigured")
+
+
+def test_a_provider_that_fails_never_breaks_the_request(tmp_path: Path, ring: KeyRing) -> None:
+    with make_guard(
+        tmp_path / "state", ring=ring, pii_gate=False, tracer_provider=_BrokenProvider()
+    ) as broken:
+        key = new_api_key(broken.store, "acme")
+        response = _post(_app(broken), content=b"hello", headers={"x-api-key": key})
+    assert response.status_code == 200
+    assert response.json() == {"blocked": 1}
