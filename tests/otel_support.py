@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -72,8 +76,12 @@ class OtlpReceiver:
     """What the loopback receiver got: decoded export requests."""
 
     requests: list[ExportTraceServiceRequest] = field(default_factory=list)
+    log_requests: list[ExportLogsServiceRequest] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)
+    """Every request body received (traces and logs), as sent."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    logs_url: str = ""
+    """Where the receiver takes OTLP/HTTP logs (``/v1/logs``)."""
 
     def spans(self) -> list[Any]:
         """Every protobuf span received, in order."""
@@ -84,6 +92,17 @@ class OtlpReceiver:
                 for rs in req.resource_spans
                 for ss in rs.scope_spans
                 for span in ss.spans
+            ]
+
+    def log_records(self) -> list[Any]:
+        """Every protobuf log record received, in order."""
+        with self.lock:
+            return [
+                record
+                for req in self.log_requests
+                for rl in req.resource_logs
+                for sl in rl.scope_logs
+                for record in sl.log_records
             ]
 
 
@@ -102,7 +121,8 @@ def attributes(items: Any) -> dict[str, Any]:
 
 @contextmanager
 def otlp_receiver() -> Iterator[tuple[str, OtlpReceiver]]:
-    """Run the receiver; yield its ``/v1/traces`` URL and what it receives."""
+    """Run the receiver; yield its ``/v1/traces`` URL and what it receives (logs go
+    to ``received.logs_url``)."""
     got = OtlpReceiver()
 
     async def traces(request: Request) -> Response:
@@ -117,6 +137,24 @@ def otlp_receiver() -> Iterator[tuple[str, OtlpReceiver]]:
             media_type="application/x-protobuf",
         )
 
-    app = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+    async def logs(request: Request) -> Response:
+        body = await request.body()
+        message = ExportLogsServiceRequest()
+        message.ParseFromString(body)
+        with got.lock:
+            got.raw.append(body)
+            got.log_requests.append(message)
+        return Response(
+            ExportLogsServiceResponse().SerializeToString(),
+            media_type="application/x-protobuf",
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/v1/traces", traces, methods=["POST"]),
+            Route("/v1/logs", logs, methods=["POST"]),
+        ]
+    )
     with running_server(app) as url:
+        got.logs_url = f"{url}/v1/logs"
         yield f"{url}/v1/traces", got

@@ -115,7 +115,7 @@ def test_text_judged_clean_is_judged_again_once_a_tenant_uploads_it(
 ) -> None:
     provider, scrubber, memory = _pipeline(guard)
     now = [1000.0]
-    scrubber._clock = lambda: now[0]
+    scrubber.scrubber.clock = lambda: now[0]
 
     def note() -> object:
         _emit(provider, {"app.note": EXCERPT}, {})
@@ -276,3 +276,39 @@ def test_otlp_export_over_loopback_carries_decisions_and_no_content_or_pii(
     raw = b"".join(received.raw)
     for planted in ("Initech", "Maria", "maria.gonzalez", "555 0134", "acme"):
         assert planted.encode() not in raw, planted
+
+
+def test_a_map_value_is_judged_by_its_own_keys_and_entries(indexed: Guard) -> None:
+    provider, _, memory = _pipeline(indexed)
+    _emit(
+        provider,
+        {
+            "http": {"route": EXCERPT},  # not the safe http.route attribute
+            "kairo_guard": {"note": EXCERPT},
+            "app.seen": {EXCERPT: 1},  # content as a map key
+            "app.ok": {"route": "/docs", "n": 2},
+        },
+        {},
+    )
+    attrs = dict(_only(memory).attributes or {})
+    assert attrs["http"] == "[scrubbed:fingerprint]"
+    assert attrs["kairo_guard"] == "[scrubbed:fingerprint]"
+    assert attrs["app.seen"] == "[scrubbed:fingerprint]"
+    assert attrs["app.ok"] == {"route": "/docs", "n": 2}
+
+
+def test_span_and_event_names_carrying_content_are_masked_own_names_kept(
+    indexed: Guard,
+) -> None:
+    provider, scrubber, memory = _pipeline(indexed)
+    tracer = provider.get_tracer("host")
+    with tracer.start_as_current_span(f"summarize: {EXCERPT}") as span:
+        span.add_event(f"got: {EXCERPT}")
+        span.add_event("kairo_guard.blocked", {"kairo_guard.rule": "r"})
+    with tracer.start_as_current_span("POST /documents"):
+        pass
+    leaky, clean = memory.get_finished_spans()
+    assert leaky.name == "[scrubbed:fingerprint]"
+    assert [e.name for e in leaky.events] == ["[scrubbed:fingerprint]", "kairo_guard.blocked"]
+    assert clean.name == "POST /documents"
+    assert scrubber.scrubbed["fingerprint"] == 2

@@ -1,0 +1,298 @@
+"""What the scrubbing exporters share: judging telemetry values for customer content.
+
+A value is scrubbed (masked as ``[scrubbed:<reason>]``, or removed) when
+
+* its key is a content key (:data:`CONTENT_KEYS`: request bodies, database statements,
+  GenAI prompts and completions, or any key given), whatever the value;
+* it is text whose fingerprints match a tenant's ingested content (the guard's index);
+* it is text in which the PII gate finds PII.
+
+If the guard runs the PII gate and the gate cannot run, every text not under a
+known-safe key (:data:`SAFE_KEYS`, ``kairo_guard.*``) is masked: fail closed. Numbers
+and booleans pass; an error while judging a value masks it. Needs no SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from kairo_guard.otel import ATTR_REASON, METRIC_SCRUBBED, GuardTelemetry
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
+CONTENT_KEYS = (
+    "http.request.body",
+    "http.response.body",
+    "db.statement",
+    "db.query.text",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+)
+"""Keys whose values are content by definition; a key also covers ``key.*``."""
+SAFE_KEYS = frozenset(
+    {
+        "http.route",
+        "http.request.method",
+        "http.response.status_code",
+        "http.method",
+        "http.status_code",
+        "url.scheme",
+        "server.port",
+        "network.protocol.version",
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "error.type",
+        "exception.type",
+        "gen_ai.system",
+        "gen_ai.operation.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+    }
+)
+"""Keys never scrubbed: protocol vocabulary, not content. ``kairo_guard.*`` too."""
+SAFE_PREFIX = "kairo_guard."
+MASK = "[scrubbed:{reason}]"
+MAX_DEPTH = 8
+"""Nesting deeper than this in a structured value (a log body) is masked unjudged."""
+_SAFE_NAMES = frozenset({"exception"})
+_CACHE_SIZE = 4096
+_Item = TypeVar("_Item")
+logger = logging.getLogger("kairo_guard.scrubbing")
+CLEAN_VERDICT_SECONDS = 10.0
+"""How long a text judged clean stays judged: content indexed later (a tenant's upload
+of that very text) must be caught within this time."""
+
+
+class ContentScrubber:
+    """Judges and scrubs telemetry values; counts what it scrubbed.
+
+    Args:
+        guard: whose fingerprint index and PII gate decide what is content.
+        content_keys: keys always scrubbed (default :data:`CONTENT_KEYS`).
+        safe_keys: keys never scrubbed (default :data:`SAFE_KEYS`).
+        remove: drop scrubbed attributes instead of masking their values.
+        telemetry: where the ``kairo_guard.scrubbed`` counter goes (default: the
+            guard's meter).
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        content_keys: Iterable[str] = CONTENT_KEYS,
+        safe_keys: Iterable[str] = SAFE_KEYS,
+        remove: bool = False,
+        telemetry: GuardTelemetry | None = None,
+    ) -> None:
+        self._guard = guard
+        self._content_keys = tuple(content_keys)
+        self._safe_keys = frozenset(safe_keys)
+        self.remove = remove
+        self._telemetry = telemetry or guard.telemetry
+        self._verdicts: dict[str, tuple[str | None, float]] = {}
+        self.clock = time.monotonic
+        """The clock of the clean-verdict cache (replaceable in tests)."""
+        self._lock = threading.Lock()
+        self.scrubbed: Counter[str] = Counter()
+        """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
+        ``pii-unavailable``, ``error``, ``too-deep``; the exporters add the whole
+        spans or records they dropped)."""
+
+    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A copy of ``attributes`` with every value that carries content scrubbed."""
+        out: dict[str, Any] = {}
+        for key, value in (attributes or {}).items():
+            try:
+                reason = self.reason(key, value)
+            except Exception:  # noqa: BLE001 - an unjudged value is not exported
+                reason = "error"
+            if reason is None:
+                out[key] = value
+                continue
+            self.count(reason)
+            if not self.remove:
+                out[key] = MASK.format(reason=reason)
+        return out
+
+    def value(self, key: str, value: Any, depth: int = 0) -> Any:
+        """``value`` (a log body: text, bytes, numbers, lists and maps of them, nested)
+        with what carries content masked; a map's entries are judged one by one under
+        ``key.<entry>`` (a map with a key that carries content is masked whole)."""
+        try:
+            if depth > MAX_DEPTH:
+                reason: str | None = "too-deep"
+            elif isinstance(value, Mapping):
+                reason = self._keys_reason(value)
+                if reason is None:
+                    return {k: self.value(f"{key}.{k}", v, depth + 1) for k, v in value.items()}
+            elif isinstance(value, list | tuple):
+                return [self.value(key, item, depth + 1) for item in value]
+            else:
+                reason = self.reason(key, value, depth)
+        except Exception:  # noqa: BLE001 - an unjudged value is not exported
+            reason = "error"
+        if reason is None:
+            return value
+        self.count(reason)
+        return MASK.format(reason=reason)
+
+    def reason(self, key: str, value: object, depth: int = 0) -> str | None:
+        """Why ``value`` under ``key`` must be scrubbed, or None to keep it (a map or a
+        list is scrubbed whole when any part of it, or any key of a map, must be).
+
+        Safe keys count only for a top-level key (``depth`` 0): a map under ``http``
+        with an entry ``route`` is not the ``http.route`` attribute.
+        """
+        if any(key == k or key.startswith(k + ".") for k in self._content_keys):
+            return "key"
+        if depth == 0 and (key in self._safe_keys or key.startswith(SAFE_PREFIX)):
+            return None
+        if isinstance(value, bytes | bytearray):
+            value = bytes(value).decode("utf-8", "replace")
+        if isinstance(value, str):
+            return self._text_reason(value)
+        if isinstance(value, Mapping | Sequence):
+            if depth >= MAX_DEPTH:
+                return "too-deep"
+            if isinstance(value, Mapping):
+                if (reason := self._keys_reason(value)) is not None:
+                    return reason
+                parts = ((f"{key}.{k}", v) for k, v in value.items())
+            else:
+                parts = ((key, v) for v in value)
+            for part_key, part in parts:
+                if (reason := self.reason(part_key, part, depth + 1)) is not None:
+                    return reason
+        return None
+
+    def name(self, name: str) -> str:
+        """A span or event name, masked when it carries content (names of the guard's
+        own spans and events, ``kairo_guard.*``, and ``exception`` are kept)."""
+        if name.startswith(SAFE_PREFIX) or name in _SAFE_NAMES:
+            return name
+        try:
+            reason = self._text_reason(name)
+        except Exception:  # noqa: BLE001 - an unjudged name is not exported
+            reason = "error"
+        if reason is None:
+            return name
+        self.count(reason)
+        return MASK.format(reason=reason)
+
+    def _keys_reason(self, value: Mapping[Any, Any]) -> str | None:
+        for k in value:
+            if isinstance(k, str) and (reason := self._text_reason(k)) is not None:
+                return reason
+        return None
+
+    def _text_reason(self, text: str) -> str | None:
+        if not text.strip():
+            return None
+        now = self.clock()
+        cached = self._verdicts.get(text)
+        if cached is not None and (cached[0] is not None or now < cached[1]):
+            return cached[0]
+        reason: str | None = None
+        if self._guard.fingerprints.overlap(text) is not None:
+            reason = "fingerprint"
+        elif self._guard.pii is not None:
+            found = self._guard.pii.entity_types(text)
+            if found is None:
+                reason = "pii-unavailable"
+            elif found:
+                reason = "pii"
+        with self._lock:
+            if len(self._verdicts) >= _CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[text] = (reason, now + CLEAN_VERDICT_SECONDS)
+        return reason
+
+    def count(self, reason: str) -> None:
+        """Count one scrubbed value (or dropped span or record) under ``reason``."""
+        with self._lock:
+            self.scrubbed[reason] += 1
+        self._telemetry.add(METRIC_SCRUBBED, 1, {ATTR_REASON: reason})
+
+
+class ScrubbingExporterBase(Generic[_Item]):
+    """What the span and log exporters share: the inner exporter, the scrubber, and
+    the rule that telemetry never raises into the host (an item that cannot be
+    scrubbed is dropped and counted under ``dropped``).
+
+    Args:
+        inner: the exporter that sends the scrubbed copies.
+        guard, content_keys, safe_keys, remove, telemetry: as for
+            :class:`ContentScrubber`.
+    """
+
+    dropped = "dropped"
+    """The reason counted for an item that could not be scrubbed."""
+
+    def __init__(
+        self,
+        inner: Any,
+        guard: Guard,
+        *,
+        content_keys: Iterable[str] = CONTENT_KEYS,
+        safe_keys: Iterable[str] = SAFE_KEYS,
+        remove: bool = False,
+        telemetry: GuardTelemetry | None = None,
+    ) -> None:
+        self._inner = inner
+        self.scrubber = ContentScrubber(
+            guard,
+            content_keys=content_keys,
+            safe_keys=safe_keys,
+            remove=remove,
+            telemetry=telemetry,
+        )
+        """What judges the values (its ``clock`` can be replaced in tests)."""
+
+    @property
+    def scrubbed(self) -> Counter[str]:
+        """Values scrubbed so far, by reason; :attr:`dropped` counts whole items."""
+        return self.scrubber.scrubbed
+
+    def _export_scrubbed(
+        self, items: Sequence[_Item], scrub: Callable[[_Item], _Item], failure: Any
+    ) -> Any:
+        """Export scrubbed copies of ``items`` with the inner exporter; ``failure``
+        (its result on an error) rather than raising."""
+        try:
+            clean: list[_Item] = []
+            for item in items:
+                try:
+                    clean.append(scrub(item))
+                except Exception:  # noqa: BLE001 - drop the item, never leak it
+                    self.scrubber.count(self.dropped)
+            return self._inner.export(clean)
+        except Exception:  # telemetry never breaks the host
+            logger.exception("scrubbing export failed")
+            return failure
+
+    def shutdown(self) -> None:
+        """Shut the inner exporter down."""
+        try:
+            self._inner.shutdown()
+        except Exception:  # telemetry never breaks the host
+            logger.exception("inner exporter shutdown failed")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the inner exporter."""
+        try:
+            return bool(self._inner.force_flush(timeout_millis))
+        except Exception:  # telemetry never breaks the host
+            logger.exception("inner exporter flush failed")
+            return False
