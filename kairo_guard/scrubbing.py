@@ -14,6 +14,7 @@ and booleans pass; an error while judging a value masks it. Needs no SDK.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -68,6 +69,9 @@ MAX_DEPTH = 8
 """Nesting deeper than this in a structured value (a log body) is masked unjudged."""
 _SAFE_NAMES = frozenset({"exception"})
 _CACHE_SIZE = 4096
+_CACHE_TEXT = 256
+"""Texts up to this many characters are cached under themselves, longer ones under a
+128-bit digest, so the cache holds at most about a megabyte of text."""
 _Item = TypeVar("_Item")
 logger = logging.getLogger("kairo_guard.scrubbing")
 CLEAN_VERDICT_SECONDS = 10.0
@@ -101,7 +105,7 @@ class ContentScrubber:
         self._safe_keys = frozenset(safe_keys)
         self.remove = remove
         self._telemetry = telemetry or guard.telemetry
-        self._verdicts: dict[str, tuple[str | None, float]] = {}
+        self._verdicts: dict[str | bytes, tuple[str | None, float]] = {}
         self.clock = time.monotonic
         """The clock of the clean-verdict cache (replaceable in tests)."""
         self._lock = threading.Lock()
@@ -201,7 +205,10 @@ class ContentScrubber:
         if not text.strip():
             return None
         now = self.clock()
-        cached = self._verdicts.get(text)
+        key: str | bytes = text
+        if len(text) > _CACHE_TEXT:
+            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        cached = self._verdicts.get(key)
         if cached is not None and (cached[0] is not None or now < cached[1]):
             return cached[0]
         reason: str | None = None
@@ -216,7 +223,7 @@ class ContentScrubber:
         with self._lock:
             if len(self._verdicts) >= _CACHE_SIZE:
                 self._verdicts.clear()
-            self._verdicts[text] = (reason, now + CLEAN_VERDICT_SECONDS)
+            self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
         return reason
 
     def count(self, reason: str) -> None:

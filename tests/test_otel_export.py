@@ -312,3 +312,16 @@ def test_span_and_event_names_carrying_content_are_masked_own_names_kept(
     assert [e.name for e in leaky.events] == ["[scrubbed:fingerprint]", "kairo_guard.blocked"]
     assert clean.name == "POST /documents"
     assert scrubber.scrubbed["fingerprint"] == 2
+
+
+def test_long_texts_are_judged_and_cached_by_digest_not_kept(indexed: Guard) -> None:
+    provider, scrubber, memory = _pipeline(indexed)
+    long_clean = "row=1 ok; " * 20_000
+    long_leak = long_clean + EXCERPT
+    for _ in range(2):  # the second time from the cache
+        _emit(provider, {"app.a": long_clean, "app.b": long_leak}, {})
+        attrs = dict(memory.get_finished_spans()[-1].attributes or {})
+        assert attrs["app.a"] == long_clean
+        assert attrs["app.b"] == "[scrubbed:fingerprint]"
+    kept = scrubber.scrubber._verdicts
+    assert max(len(k) for k in kept) <= 256  # no 200,000-character key held
