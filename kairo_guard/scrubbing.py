@@ -101,7 +101,8 @@ class ContentScrubber:
         telemetry: GuardTelemetry | None = None,
     ) -> None:
         self._guard = guard
-        self._content_keys = tuple(content_keys)
+        self._content_keys = frozenset(content_keys)
+        self._content_prefixes = tuple(f"{k}." for k in self._content_keys)
         self._safe_keys = frozenset(safe_keys)
         self.remove = remove
         self._telemetry = telemetry or guard.telemetry
@@ -159,7 +160,7 @@ class ContentScrubber:
         Safe keys count only for a top-level key (``depth`` 0): a map under ``http``
         with an entry ``route`` is not the ``http.route`` attribute.
         """
-        if any(key == k or key.startswith(k + ".") for k in self._content_keys):
+        if key in self._content_keys or key.startswith(self._content_prefixes):
             return "key"
         if depth == 0 and (key in self._safe_keys or key.startswith(SAFE_PREFIX)):
             return None
