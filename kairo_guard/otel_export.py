@@ -23,7 +23,7 @@ kairo-guard does not import it. Logs: :mod:`kairo_guard.otel_logs`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 try:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -66,9 +66,22 @@ class ScrubbingSpanExporter(ScrubbingExporterBase[ReadableSpan], SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Scrub ``spans`` and export the copies; never raises."""
         result: SpanExportResult = self._export_scrubbed(
-            spans, self._scrub_span, SpanExportResult.FAILURE
+            spans, self._scrub_span, self._texts, SpanExportResult.FAILURE
         )
         return result
+
+    def _texts(self, spans: Sequence[ReadableSpan]) -> Iterator[str]:
+        texts = self.scrubber.texts
+        for span in spans:
+            yield span.name
+            yield from texts(span.attributes)
+            for event in span.events:
+                yield event.name
+                yield from texts(event.attributes)
+            for link in span.links:
+                yield from texts(link.attributes)
+            if span.status.description:
+                yield span.status.description
 
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         scrub = self.scrubber.attributes

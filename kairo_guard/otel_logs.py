@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 try:
@@ -69,9 +69,14 @@ class ScrubbingLogExporter(ScrubbingExporterBase[ReadableLogRecord], LogRecordEx
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Scrub ``batch`` and export the copies; never raises."""
         result: LogRecordExportResult = self._export_scrubbed(
-            batch, self._scrub_record, LogRecordExportResult.FAILURE
+            batch, self._scrub_record, self._texts, LogRecordExportResult.FAILURE
         )
         return result
+
+    def _texts(self, batch: Sequence[ReadableLogRecord]) -> Iterator[str]:
+        for record in batch:
+            yield from self.scrubber.texts(record.log_record.attributes)
+            yield from self.scrubber.texts({BODY_KEY: record.log_record.body})
 
     def _scrub_record(self, record: ReadableLogRecord) -> ReadableLogRecord:
         original = record.log_record

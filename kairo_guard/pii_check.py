@@ -55,6 +55,14 @@ class LazyPiiCheck:
             return None
         return sorted({t for finding in gate.scan(texts) if finding for t in finding.entity_types})
 
+    def entity_types_each(self, texts: list[str]) -> list[list[str]] | None:
+        """Per text, the PII entity types found in it ([] if none), analysed as one
+        batch; None if the gate is unavailable."""
+        gate = self._get()
+        if gate is None:
+            return None
+        return [sorted(finding.entity_types) if finding else [] for finding in gate.scan(texts)]
+
     def __call__(self, content: object) -> Decision | None:
         found = self.entity_types(content)
         if found is None:

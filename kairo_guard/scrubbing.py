@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kairo_guard.otel import ATTR_REASON, METRIC_SCRUBBED, GuardTelemetry
@@ -68,15 +68,37 @@ MASK = "[scrubbed:{reason}]"
 MAX_DEPTH = 8
 """Nesting deeper than this in a structured value (a log body) is masked unjudged."""
 _SAFE_NAMES = frozenset({"exception"})
-_CACHE_SIZE = 4096
+_CACHE_SIZE = 16384
+_UNKNOWN = object()
 _CACHE_TEXT = 256
 """Texts up to this many characters are cached under themselves, longer ones under a
-128-bit digest, so the cache holds at most about a megabyte of text."""
+128-bit digest, so the cache holds at most a few megabytes of text."""
 _Item = TypeVar("_Item")
 logger = logging.getLogger("kairo_guard.scrubbing")
 CLEAN_VERDICT_SECONDS = 10.0
 """How long a text judged clean stays judged: content indexed later (a tenant's upload
 of that very text) must be caught within this time."""
+
+
+def _strings(value: object, depth: int) -> Iterator[str]:
+    """The texts in a value: strings, bytes, and those in lists and maps (keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bytes | bytearray):
+        yield bytes(value).decode("utf-8", "replace")
+    elif depth < MAX_DEPTH and isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(k, depth + 1)
+            yield from _strings(v, depth + 1)
+    elif depth < MAX_DEPTH and isinstance(value, Sequence):
+        for item in value:
+            yield from _strings(item, depth + 1)
+
+
+def _cache_key(text: str) -> str | bytes:
+    if len(text) <= _CACHE_TEXT:
+        return text
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class ContentScrubber:
@@ -202,16 +224,56 @@ class ContentScrubber:
                 return reason
         return None
 
+    def texts(self, attributes: Mapping[str, Any] | None) -> Iterator[str]:
+        """The texts in ``attributes`` that :meth:`attributes` would judge (for
+        :meth:`prejudge`): not under content keys or safe keys, map keys included."""
+        for key, value in (attributes or {}).items():
+            skipped = key in self._content_keys or key in self._safe_keys
+            if skipped or key.startswith((*self._content_prefixes, SAFE_PREFIX)):
+                continue
+            yield from _strings(value, 0)
+
+    def prejudge(self, texts: Iterable[str]) -> None:
+        """Judge together the texts of an export batch that are not in the cache.
+
+        The PII gate analyses a batch several times faster than the same texts one by
+        one; the verdicts go into the cache, where :meth:`attributes`, :meth:`value`
+        and :meth:`name` then find them. Only a speed-up: a text it leaves unjudged
+        (or any error here) is judged on its own later.
+        """
+        now = self.clock()
+        todo: dict[str | bytes, str] = {}
+        for text in texts:
+            if text.strip():
+                key = _cache_key(text)
+                if key not in todo and self._cached(key, now) is _UNKNOWN:
+                    todo[key] = text
+        verdicts: dict[str | bytes, str | None] = {}
+        rest: list[tuple[str | bytes, str]] = []
+        for key, text in todo.items():
+            if self._guard.fingerprints.overlap(text) is not None:
+                verdicts[key] = "fingerprint"
+            else:
+                rest.append((key, text))
+        pii = self._guard.pii
+        found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
+        for i, (key, _) in enumerate(rest):
+            if pii is None:
+                verdicts[key] = None
+            elif found is None:
+                verdicts[key] = "pii-unavailable"
+            else:
+                verdicts[key] = "pii" if found[i] else None
+        self._remember(verdicts, now)
+
     def _text_reason(self, text: str) -> str | None:
         if not text.strip():
             return None
         now = self.clock()
-        key: str | bytes = text
-        if len(text) > _CACHE_TEXT:
-            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        cached = self._verdicts.get(key)
-        if cached is not None and (cached[0] is not None or now < cached[1]):
-            return cached[0]
+        key = _cache_key(text)
+        cached = self._cached(key, now)
+        if cached is not _UNKNOWN:
+            return cached  # type: ignore[return-value]
         reason: str | None = None
         if self._guard.fingerprints.overlap(text) is not None:
             reason = "fingerprint"
@@ -221,11 +283,22 @@ class ContentScrubber:
                 reason = "pii-unavailable"
             elif found:
                 reason = "pii"
-        with self._lock:
-            if len(self._verdicts) >= _CACHE_SIZE:
-                self._verdicts.clear()
-            self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
+        self._remember({key: reason}, now)
         return reason
+
+    def _cached(self, key: str | bytes, now: float) -> str | object | None:
+        """The cached verdict, or ``_UNKNOWN`` (none, or a clean one that expired)."""
+        cached = self._verdicts.get(key)
+        if cached is not None and (cached[0] is not None or now < cached[1]):
+            return cached[0]
+        return _UNKNOWN
+
+    def _remember(self, verdicts: Mapping[str | bytes, str | None], now: float) -> None:
+        with self._lock:
+            if len(self._verdicts) + len(verdicts) > _CACHE_SIZE:
+                self._verdicts.clear()
+            for key, reason in verdicts.items():
+                self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
 
     def count(self, reason: str) -> None:
         """Count one scrubbed value (or dropped span or record) under ``reason``."""
@@ -274,10 +347,19 @@ class ScrubbingExporterBase(Generic[_Item]):
         return self.scrubber.scrubbed
 
     def _export_scrubbed(
-        self, items: Sequence[_Item], scrub: Callable[[_Item], _Item], failure: Any
+        self,
+        items: Sequence[_Item],
+        scrub: Callable[[_Item], _Item],
+        texts: Callable[[Sequence[_Item]], Iterable[str]],
+        failure: Any,
     ) -> Any:
         """Export scrubbed copies of ``items`` with the inner exporter; ``failure``
-        (its result on an error) rather than raising."""
+        (its result on an error) rather than raising. ``texts`` lists the texts of the
+        batch, judged together first."""
+        try:
+            self.scrubber.prejudge(texts(items))
+        except Exception:  # only a speed-up: each value is judged anyway
+            logger.debug("judging the batch together failed", exc_info=True)
         try:
             clean: list[_Item] = []
             for item in items:

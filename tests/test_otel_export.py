@@ -325,3 +325,33 @@ def test_long_texts_are_judged_and_cached_by_digest_not_kept(indexed: Guard) -> 
         assert attrs["app.b"] == "[scrubbed:fingerprint]"
     kept = scrubber.scrubber._verdicts
     assert max(len(k) for k in kept) <= 256  # no 200,000-character key held
+
+
+def test_the_texts_of_an_export_batch_are_judged_together(
+    pii_guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert pii_guard.pii is not None
+    gate = pii_guard.pii._get()  # the real gate; the spy below only counts its calls
+    calls: list[int] = []
+    scan = gate.scan
+
+    def counted(texts: Sequence[str]) -> Any:
+        calls.append(len(texts))
+        return scan(texts)
+
+    monkeypatch.setattr(gate, "scan", counted)
+    memory = InMemorySpanExporter()
+    scrubber = ScrubbingSpanExporter(memory, pii_guard)
+    provider = TracerProvider()  # spans made here, exported by hand as one batch
+    tracer = provider.get_tracer("svc")
+    spans = []
+    for i in range(20):
+        span = tracer.start_span(f"job {i}")
+        span.set_attributes({"app.note": PII_TEXT if i == 7 else f"step {i} wrote rows"})
+        span.end()
+        spans.append(span)
+    assert scrubber.export(spans) is SpanExportResult.SUCCESS  # type: ignore[arg-type]
+    assert calls == [40]  # 20 names and 20 notes, in one call
+    notes = [dict(s.attributes or {})["app.note"] for s in memory.get_finished_spans()]
+    assert notes[7] == "[scrubbed:pii]"
+    assert notes[:7] + notes[8:] == [f"step {i} wrote rows" for i in range(20) if i != 7]
