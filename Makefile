@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/eval_pii.py
 	$(BIN)/python benchmarks/bench_erasure.py
 	$(BIN)/python benchmarks/bench_otel.py
+	$(BIN)/python benchmarks/bench_scrub.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
