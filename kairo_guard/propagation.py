@@ -2,9 +2,10 @@
 
 Decisions of a request go onto the server span of the host (set by an ASGI
 instrumentation) when one is recording; otherwise the middleware makes one span of its
-own per request (``kairo_guard.request``, INTERNAL), under the current span or else the
-caller's ``traceparent``, and makes it current so that the checks and outbound calls of
-the handler join the trace. Never a span per body chunk. Without an SDK (or with a
+own per request (``kairo_guard.request``: SERVER, with ``http.request.method``, when it
+is the service's entry span; INTERNAL under a span of this process), under the current
+span or else the caller's ``traceparent``, and makes it current so that the checks and
+outbound calls of the handler join the trace. Never a span per body chunk. Without an SDK (or with a
 no-op tracer provider) no span is made or decorated; the caller's ``traceparent`` is
 still made current, for outbound calls and tokens.
 
@@ -52,6 +53,10 @@ _TRACEPARENT = re.compile(
 _MAX_TRACEPARENT = 512
 _MAX_TRACESTATE = 512
 _ZERO_TRACE_ID, _ZERO_SPAN_ID = b"0" * 32, b"0" * 16
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+"""Methods named as they are on a span; any other is ``_OTHER`` (semantic conventions)."""
 _FLAGS = {b"00": trace.TraceFlags(0), b"01": trace.TraceFlags(1)}
 
 
@@ -211,13 +216,21 @@ class RequestTrace:
             if tracer is not None and span.is_recording():
                 self._span = span  # the host's server span: decorated at the end
                 return ctx
-            if not span.get_span_context().is_valid:
+            parent = span.get_span_context()
+            if not parent.is_valid:
                 remote = inbound_span_context(scope.get("headers") or ())
                 if remote is not None:
                     ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote), ctx)
             if tracer is None:
                 return ctx
-            ours = tracer.start_span(REQUEST_SPAN, context=ctx)
+            if parent.is_valid and not parent.is_remote:  # under a span of this process
+                ours = tracer.start_span(REQUEST_SPAN, context=ctx)
+            else:  # the service's entry span: SERVER, so service graphs draw the edge
+                method = scope.get("method")
+                method = {"http.request.method": method if method in _METHODS else "_OTHER"}
+                ours = tracer.start_span(
+                    REQUEST_SPAN, context=ctx, kind=trace.SpanKind.SERVER, attributes=method
+                )
         except Exception:  # noqa: BLE001 - telemetry never breaks the host
             return ctx
         self._span, self._ours = ours, True

@@ -84,8 +84,9 @@ def test_without_a_server_span_one_request_span_of_ours_for_a_chunked_body(
     )
     assert response.status_code == 200
     (request_span,) = sdk.finished(REQUEST_SPAN)
-    assert request_span.kind is trace.SpanKind.INTERNAL
+    assert request_span.kind is trace.SpanKind.SERVER  # the service's entry span
     attrs = request_span.attributes
+    assert attrs["http.request.method"] == "POST"
     assert attrs[ATTR_TENANT] == traced.keys.pseudonym("acme")
     assert (attrs[ATTR_STATUS], attrs[ATTR_DECISION]) == (200, "allow")
     ((_, size),) = sdk.points(METRIC_BYTES)
