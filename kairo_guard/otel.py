@@ -12,6 +12,7 @@ their keyed pseudonyms; content never appears.
 
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 import weakref
@@ -78,6 +79,8 @@ _COUNTERS = {
 ATTR_SOURCE = "kairo_guard.source"
 _MISSING = object()
 _REQUEST_BYTES_KEY = ((ATTR_SOURCE, "request"),)
+_FOLD_AT = 1024
+"""Requests queued for counting before they are folded into the tallies."""
 
 ALLOW, BLOCK = "allow", "block"
 _HEADER_ATTRIBUTES = (
@@ -117,6 +120,7 @@ class GuardTelemetry:
             name: {} for name in _COUNTERS
         }
         self._lock = threading.Lock()
+        self._requests: collections.deque[tuple[str, int, int | None]] = collections.deque()
         self._allow_rules: tuple[object, frozenset[str]] = (None, frozenset())
 
     @property
@@ -182,6 +186,8 @@ class GuardTelemetry:
         return self._instruments
 
     def _observe(self, name: str, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        if name in (METRIC_REQUESTS, METRIC_BYTES):
+            self._fold_requests()
         with self._lock:
             items = list(self._tallies[name].items())
         return [metrics.Observation(value, dict(key)) for key, value in items]
@@ -207,19 +213,28 @@ class GuardTelemetry:
 
     def count_request(self, decision: str, status: int, size: int | None) -> None:
         """Count one request decided by the middleware (and its body bytes); never
-        raises. The per-request form of :meth:`add`: one lock, no SDK call."""
+        raises. The per-request form of :meth:`add`: one append to a queue (atomic, no
+        lock), folded into the tallies when the reader collects or the queue is long."""
         try:
             if self._instruments is None:
                 self._ensure_instruments()
-            requests = self._tallies[METRIC_REQUESTS]
-            key = ((ATTR_DECISION, decision), (ATTR_STATUS, status))
-            with self._lock:
-                requests[key] = requests.get(key, 0) + 1
-                if size:
-                    scanned = self._tallies[METRIC_BYTES]
-                    scanned[_REQUEST_BYTES_KEY] = scanned.get(_REQUEST_BYTES_KEY, 0) + size
+            self._requests.append((decision, status, size))
+            if len(self._requests) >= _FOLD_AT:
+                self._fold_requests()
         except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
             pass
+
+    def _fold_requests(self) -> None:
+        requests = self._tallies[METRIC_REQUESTS]
+        scanned = self._tallies[METRIC_BYTES]
+        pop = self._requests.popleft
+        with self._lock:
+            while self._requests:
+                decision, status, size = pop()
+                key = ((ATTR_DECISION, decision), (ATTR_STATUS, status))
+                requests[key] = requests.get(key, 0) + 1
+                if size:
+                    scanned[_REQUEST_BYTES_KEY] = scanned.get(_REQUEST_BYTES_KEY, 0) + size
 
     # -- checks ----------------------------------------------------------------------
 

@@ -53,6 +53,8 @@ _TRACEPARENT = re.compile(
 _MAX_TRACEPARENT = 512
 _MAX_TRACESTATE = 512
 _ZERO_TRACE_ID, _ZERO_SPAN_ID = b"0" * 32, b"0" * 16
+HTTP_STATUS = "http.response.status_code"
+"""The response status, on the guard's own request span (semantic conventions)."""
 _METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
@@ -283,7 +285,9 @@ class RequestTrace:
     def _decorate(self, span: trace.Span, decision: str, status: int) -> None:
         # every attribute costs the SDK a validation: only what is known, in one call;
         # the body size goes to the bytes metric only
-        attributes: dict[str, Any] = {ATTR_DECISION: decision, ATTR_STATUS: status}
+        attributes: dict[str, Any] = {ATTR_DECISION: decision}
+        if self._ours:  # a host's instrumentation puts the status on its own span
+            attributes[HTTP_STATUS] = status
         if self.tenant is not None:
             attributes[ATTR_TENANT] = self.tenant
         if self.sink is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,19 @@ from kairo_guard.otel import (
     ATTR_RULES,
     ATTR_SINK,
     ATTR_SINK_KIND,
+    ATTR_STATUS,
     ATTR_TENANT,
     ATTR_TOTAL,
     BLOCKED_EVENT,
     BLOCKED_MORE_EVENT,
     CHECK_SPAN,
     MAX_BLOCKED_EVENTS,
+    METRIC_BYTES,
     METRIC_DECISIONS,
     METRIC_DURATION,
     METRIC_RECORDS,
+    METRIC_REQUESTS,
+    GuardTelemetry,
 )
 from kairo_guard.propagation import inbound_span_context
 from kairo_guard.testing import sealed_record
@@ -217,3 +222,25 @@ def test_inbound_traceparent_is_read_as_the_apis_propagator_reads_it(traceparent
     else:
         assert got == expected
         assert got.trace_state == expected.trace_state
+
+
+def test_request_counts_from_many_threads_are_all_reported() -> None:
+    sdk = Sdk()
+    telemetry = GuardTelemetry(sdk.tracer_provider, sdk.meter_provider)
+
+    def count(n: int) -> None:
+        for i in range(n):
+            telemetry.count_request("allow" if i % 4 else "deny", 200 if i % 4 else 403, 10)
+
+    threads = [threading.Thread(target=count, args=(3_000,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first = {(a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)}
+    assert first == {("allow", 200): 18_000, ("deny", 403): 6_000}
+    count(4)  # counted after a collection: still counted once
+    later = {(a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)}
+    assert later == {("allow", 200): 18_003, ("deny", 403): 6_001}
+    ((_, scanned),) = sdk.points(METRIC_BYTES)
+    assert scanned.value == 24_004 * 10
