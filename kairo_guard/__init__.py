@@ -17,6 +17,7 @@ from kairo_guard.baggage import (
     guard_context_submit,
     httpx_event_hook,
 )
+from kairo_guard.baggage_propagator import TenantBaggagePropagator
 from kairo_guard.content import canonical_json, content_digest
 from kairo_guard.context import current_tenant, tenant_context
 from kairo_guard.dataset_builder import DatasetBuilder
@@ -101,6 +102,7 @@ __all__ = [
     "StoreError",
     "SweepReport",
     "TelemetryAggregator",
+    "TenantBaggagePropagator",
     "TenantTokenCodec",
     "TokenRejected",
     "VerifiedDataset",
