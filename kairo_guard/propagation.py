@@ -5,9 +5,9 @@ instrumentation) when one is recording; otherwise the middleware makes one span 
 own per request (``kairo_guard.request``: SERVER, with ``http.request.method``, when it
 is the service's entry span; INTERNAL under a span of this process), under the current
 span or else the caller's ``traceparent``, and makes it current so that the checks and
-outbound calls of the handler join the trace. Never a span per body chunk. Without an SDK (or with a
-no-op tracer provider) no span is made or decorated; the caller's ``traceparent`` is
-still made current, for outbound calls and tokens.
+outbound calls of the handler join the trace. Never a span per body chunk. Without an
+SDK (or with a no-op tracer provider) no span is made or decorated; the caller's
+``traceparent`` is still made current, for outbound calls and tokens.
 
 Kairo baggage (:data:`BAGGAGE_KEY`) is removed from the request before the app runs,
 from the ``baggage`` header and from the OpenTelemetry context alike: the app and its
@@ -229,9 +229,9 @@ class RequestTrace:
                 ours = tracer.start_span(REQUEST_SPAN, context=ctx)
             else:  # the service's entry span: SERVER, so service graphs draw the edge
                 method = scope.get("method")
-                method = {"http.request.method": method if method in _METHODS else "_OTHER"}
+                attributes = {"http.request.method": method if method in _METHODS else "_OTHER"}
                 ours = tracer.start_span(
-                    REQUEST_SPAN, context=ctx, kind=trace.SpanKind.SERVER, attributes=method
+                    REQUEST_SPAN, context=ctx, kind=trace.SpanKind.SERVER, attributes=attributes
                 )
         except Exception:  # noqa: BLE001 - telemetry never breaks the host
             return ctx
@@ -286,7 +286,7 @@ class RequestTrace:
         # every attribute costs the SDK a validation: only what is known, in one call;
         # the body size goes to the bytes metric only
         attributes: dict[str, Any] = {ATTR_DECISION: decision}
-        if self._ours:  # a host's instrumentation puts the status on its own span
+        if self._ours and status:  # a host's instrumentation sets it on its own span
             attributes[HTTP_STATUS] = status
         if self.tenant is not None:
             attributes[ATTR_TENANT] = self.tenant
