@@ -23,7 +23,10 @@ kairo-guard does not import it. Logs: :mod:`kairo_guard.otel_logs`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 try:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -34,15 +37,108 @@ except ImportError as exc:  # pragma: no cover - the SDK is a development depend
     ) from exc
 from opentelemetry.trace import Link, Status
 
+from kairo_guard.otel import GuardTelemetry
 from kairo_guard.scrubbing import (
     CLEAN_VERDICT_SECONDS,
     CONTENT_KEYS,
     SAFE_KEYS,
-    ScrubbingExporterBase,
+    ContentScrubber,
 )
 
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
 _STATUS_KEY = "otel.status_description"
-__all__ = ["CLEAN_VERDICT_SECONDS", "CONTENT_KEYS", "SAFE_KEYS", "ScrubbingSpanExporter"]
+__all__ = [
+    "CLEAN_VERDICT_SECONDS",
+    "CONTENT_KEYS",
+    "SAFE_KEYS",
+    "ScrubbingExporterBase",
+    "ScrubbingSpanExporter",
+]
+_Item = TypeVar("_Item")
+logger = logging.getLogger("kairo_guard.otel_export")
+
+
+class ScrubbingExporterBase(Generic[_Item]):
+    """What the span and log exporters share: the inner exporter, the scrubber, and
+    the rule that telemetry never raises into the host (an item that cannot be
+    scrubbed is dropped and counted under ``dropped``).
+
+    Args:
+        inner: the exporter that sends the scrubbed copies.
+        guard, content_keys, safe_keys, remove, telemetry: as for
+            :class:`ContentScrubber`.
+    """
+
+    dropped = "dropped"
+    """The reason counted for an item that could not be scrubbed."""
+
+    def __init__(
+        self,
+        inner: Any,
+        guard: Guard,
+        *,
+        content_keys: Iterable[str] = CONTENT_KEYS,
+        safe_keys: Iterable[str] = SAFE_KEYS,
+        remove: bool = False,
+        telemetry: GuardTelemetry | None = None,
+    ) -> None:
+        self._inner = inner
+        self.scrubber = ContentScrubber(
+            guard,
+            content_keys=content_keys,
+            safe_keys=safe_keys,
+            remove=remove,
+            telemetry=telemetry,
+        )
+        """What judges the values (its ``clock`` can be replaced in tests)."""
+
+    @property
+    def scrubbed(self) -> Counter[str]:
+        """Values scrubbed so far, by reason; :attr:`dropped` counts whole items."""
+        return self.scrubber.scrubbed
+
+    def _export_scrubbed(
+        self,
+        items: Sequence[_Item],
+        scrub: Callable[[_Item], _Item],
+        texts: Callable[[Sequence[_Item]], Iterable[str]],
+        failure: Any,
+    ) -> Any:
+        """Export scrubbed copies of ``items`` with the inner exporter; ``failure``
+        (its result on an error) rather than raising. ``texts`` lists the texts of the
+        batch, judged together first."""
+        try:
+            self.scrubber.prejudge(texts(items))
+        except Exception:  # only a speed-up: each value is judged anyway
+            logger.debug("judging the batch together failed", exc_info=True)
+        try:
+            clean: list[_Item] = []
+            for item in items:
+                try:
+                    clean.append(scrub(item))
+                except Exception:  # noqa: BLE001 - drop the item, never leak it
+                    self.scrubber.count(self.dropped)
+            return self._inner.export(clean)
+        except Exception:  # telemetry never breaks the host
+            logger.exception("scrubbing export failed")
+            return failure
+
+    def shutdown(self) -> None:
+        """Shut the inner exporter down."""
+        try:
+            self._inner.shutdown()
+        except Exception:  # telemetry never breaks the host
+            logger.exception("inner exporter shutdown failed")
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the inner exporter."""
+        try:
+            return bool(self._inner.force_flush(timeout_millis))
+        except Exception:  # telemetry never breaks the host
+            logger.exception("inner exporter flush failed")
+            return False
 
 
 class ScrubbingSpanExporter(ScrubbingExporterBase[ReadableSpan], SpanExporter):

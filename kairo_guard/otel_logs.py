@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - the SDK is a development depend
     ) from exc
 from opentelemetry.attributes import BoundedAttributes
 
-from kairo_guard.scrubbing import ScrubbingExporterBase
+from kairo_guard.otel_export import ScrubbingExporterBase
 
 BODY_KEY = "log.body"
 """The key a record's body is judged under."""
