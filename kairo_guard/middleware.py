@@ -82,6 +82,10 @@ class GuardMiddleware:
         model_routes: inference route templates holding ``{model_id}``, e.g.
             ``/v1/models/{model_id}/infer``: the caller must be allowed the model
             (:meth:`Guard.check_model_access`) or gets 403 before the app runs.
+        request_span: make a ``kairo_guard.request`` span when no host span is
+            recording (default). False: decisions then go only to the host's span when
+            there is one, the metrics and the audit log (a span costs what the SDK
+            charges for one; see README).
     """
 
     def __init__(
@@ -95,8 +99,10 @@ class GuardMiddleware:
         public_paths: Iterable[str] = (),
         source: str = "http",
         model_routes: Iterable[str] = (),
+        request_span: bool = True,
     ) -> None:
         self.app = app
+        self.request_span = request_span
         self.guard = guard
         self.resolver = resolver or _default_resolver(guard)
         self.max_body_bytes = max_body_bytes or guard.settings.limits.max_body_bytes
@@ -123,7 +129,7 @@ class GuardMiddleware:
             with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
                 await self.app(scope, receive, send)
             return
-        traced = RequestTrace(self.guard.telemetry, scope)
+        traced = RequestTrace(self.guard.telemetry, scope, own_span=self.request_span)
         try:
             await self._guarded(scope, receive, send)
         finally:

@@ -186,9 +186,11 @@ class RequestTrace:
     __slots__ = ("_extra", "_ours", "_span", "_telemetry", "_token", "reason", "sink",
                  "size", "status", "tenant")  # fmt: skip
 
-    def __init__(self, telemetry: GuardTelemetry, scope: MutableMapping[str, Any]) -> None:
-        """Find or start the request's span, make it current, drop inbound kairo baggage
-        from the context, and register in ``scope``."""
+    def __init__(
+        self, telemetry: GuardTelemetry, scope: MutableMapping[str, Any], *, own_span: bool = True
+    ) -> None:
+        """Find or start the request's span (``own_span=False``: only a host's), make
+        it current, drop inbound kairo baggage from the context, register in ``scope``."""
         self._telemetry = telemetry
         self.status: int | None = None
         self.tenant: str | None = None
@@ -201,14 +203,18 @@ class RequestTrace:
         self._token: Any = None
         scope[SCOPE_TRACE_KEY] = self
         current = context.get_current()
-        ctx = self._enter(telemetry, current, scope)
+        ctx = self._enter(telemetry, current, scope, own_span)
         if current and baggage.get_baggage(BAGGAGE_KEY, current) is not None:
             ctx = baggage.remove_baggage(BAGGAGE_KEY, ctx)
         if ctx is not current:
             self._token = context.attach(ctx)
 
     def _enter(
-        self, telemetry: GuardTelemetry, ctx: context.Context, scope: MutableMapping[str, Any]
+        self,
+        telemetry: GuardTelemetry,
+        ctx: context.Context,
+        scope: MutableMapping[str, Any],
+        own_span: bool,
     ) -> context.Context:
         """The context the app runs in: with our span if we make one, with the inbound
         ``traceparent`` if the context had no valid span; else ``ctx`` itself."""
@@ -223,7 +229,7 @@ class RequestTrace:
                 remote = inbound_span_context(scope.get("headers") or ())
                 if remote is not None:
                     ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote), ctx)
-            if tracer is None:
+            if tracer is None or not own_span:
                 return ctx
             if parent.is_valid and not parent.is_remote:  # under a span of this process
                 ours = tracer.start_span(REQUEST_SPAN, context=ctx)

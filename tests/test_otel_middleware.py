@@ -234,3 +234,22 @@ def test_a_provider_that_fails_never_breaks_the_request(tmp_path: Path, ring: Ke
         response = _post(_app(broken), content=b"hello", headers={"x-api-key": key})
     assert response.status_code == 200
     assert response.json() == {"blocked": 1}
+
+
+def test_request_span_off_makes_no_span_of_ours_but_keeps_the_trace_and_host_spans(
+    traced: Guard, sdk: Sdk
+) -> None:
+    quiet = GuardMiddleware(_app(traced).app, guard=traced, request_span=False)
+    key = new_api_key(traced.store, "acme")
+    headers = {"x-api-key": key, "traceparent": TRACEPARENT}
+    assert _post(quiet, content=b"hello", headers=headers).json() == {"blocked": 1}
+    assert sdk.finished(REQUEST_SPAN) == []
+    (check,) = sdk.finished(CHECK_SPAN)  # still in the caller's trace
+    assert f"{check.context.trace_id:032x}" == TRACEPARENT.split("-")[1]
+    assert f"{check.parent.span_id:016x}" == TRACEPARENT.split("-")[2]
+    response = _post(_HostInstrumentation(quiet, sdk), content=b"x", headers={"x-api-key": key})
+    assert response.status_code == 200
+    (server,) = [s for s in sdk.finished() if s.kind is trace.SpanKind.SERVER]
+    assert server.attributes[ATTR_DECISION] == "allow"  # a host's span is still decorated
+    points = {(a[ATTR_DECISION], a[ATTR_STATUS]): p.value for a, p in sdk.points(METRIC_REQUESTS)}
+    assert points == {("allow", 200): 2}
