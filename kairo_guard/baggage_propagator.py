@@ -24,7 +24,7 @@ extracts nothing: inbound tokens are judged by the middleware alone, from truste
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from kairo_guard.guard import Guard
 
 _HEADER = "baggage"
+MAX_BAGGAGE_BYTES = 8192
+"""The W3C limit of a ``baggage`` header."""
 
 
 class TenantBaggagePropagator(TextMapPropagator):
@@ -53,10 +55,13 @@ class TenantBaggagePropagator(TextMapPropagator):
     Args:
         guard: whose key ring signs the tokens (and whose ``token_ttl`` they get).
 
-    A kairo entry already in the header (an event hook's, or a stale one) is replaced
-    by one fresh token. Nothing is added outside a tenant's context or without a valid
-    span in the context. The carrier must be a mapping (as every instrumented client's
-    headers are); another carrier gets nothing.
+    A kairo entry already in the header (an event hook's, a stale one, one the W3C
+    propagator wrote from context baggage) is replaced by one fresh token, or removed
+    outside a tenant's context or without a valid span in the context. Headers that
+    differ only in case are merged into one; other entries that would push the header
+    past 8,192 bytes are left out (the token is kept). The carrier must be a mutable
+    mapping (as every instrumented client's headers are); another carrier is left as
+    it is.
     """
 
     def __init__(self, guard: Guard) -> None:
@@ -68,16 +73,23 @@ class TenantBaggagePropagator(TextMapPropagator):
         context: Context | None = None,
         setter: Setter[CarrierT] = default_setter,
     ) -> None:
-        """Add the token to ``carrier``'s ``baggage`` header; never raises."""
-        tenant = current_tenant()
-        span_context = trace.get_current_span(context).get_span_context()
-        if tenant is None or not span_context.is_valid or not isinstance(carrier, Mapping):
+        """Replace any kairo entry of ``carrier``'s ``baggage`` header by the current
+        tenant's fresh token (by nothing outside a tenant's context or a valid span);
+        never raises."""
+        if not isinstance(carrier, MutableMapping):
             return
         try:
-            name, existing = _header(carrier)
+            names, existing = _headers(carrier)
             members = [m for k, m in split_baggage(existing) if k != BAGGAGE_KEY]
-            members.append(f"{BAGGAGE_KEY}={self._codec.issue(tenant, span_context.trace_id)}")
-            setter.set(carrier, name, ",".join(members))
+            tenant = current_tenant()
+            span_context = trace.get_current_span(context).get_span_context()
+            if tenant is not None and span_context.is_valid:
+                token = f"{BAGGAGE_KEY}={self._codec.issue(tenant, span_context.trace_id)}"
+                members = [*_fit(members, len(token)), token]
+            for name in names:
+                del carrier[name]
+            if members:
+                setter.set(carrier, _HEADER, ",".join(members))
         except Exception:  # noqa: BLE001, S110 - no token then: the downstream refuses
             pass
 
@@ -96,15 +108,32 @@ class TenantBaggagePropagator(TextMapPropagator):
         return {_HEADER}
 
 
-def _header(carrier: Mapping[str, Any]) -> tuple[str, str]:
-    """The name the carrier files ``baggage`` under (any case) and its value (several
-    values joined)."""
-    name, value = _HEADER, carrier.get(_HEADER)
-    if value is None:
-        for key, item in carrier.items():
-            if isinstance(key, str) and key.lower() == _HEADER:
-                name, value = key, item
-                break
-    if isinstance(value, list | tuple):
-        value = ",".join(str(v) for v in value)
-    return name, str(value) if value else ""
+def _headers(carrier: Mapping[Any, Any]) -> tuple[list[Any], str]:
+    """The names the carrier files ``baggage`` under (any case) and their values
+    joined (bytes read as Latin-1, lists joined)."""
+    names, values = [], []
+    for key, item in list(carrier.items()):
+        text = bytes(key).decode("latin-1") if isinstance(key, bytes | bytearray) else str(key)
+        if text.lower() != _HEADER:
+            continue
+        names.append(key)
+        for value in item if isinstance(item, list | tuple) else (item,):
+            if isinstance(value, bytes | bytearray):
+                value = bytes(value).decode("latin-1")
+            if value:
+                values.append(str(value))
+    return names, ",".join(values)
+
+
+def _fit(members: list[str], room_for: int) -> list[str]:
+    """``members`` without those at the end that would push the header, with an entry
+    of ``room_for`` characters added, past the W3C limit (8,192 bytes): past it a
+    receiver drops the whole header, and the token with it."""
+    size = room_for
+    kept = []
+    for member in members:
+        size += len(member.encode()) + 1
+        if size > MAX_BAGGAGE_BYTES:
+            break
+        kept.append(member)
+    return kept

@@ -10,7 +10,8 @@ Logs are where content leaks most easily (``log.info("saved %s", document)``, an
 exception message quoting a prompt, ``extra={...}``). Before export the body and
 every attribute of each record (including ``exception.message`` and
 ``exception.stacktrace``) are judged as by the span exporter
-(:class:`~kairo_guard.scrubbing.ContentScrubber`): content keys, text matching the
+(:class:`~kairo_guard.scrubbing.ContentScrubber`); the event name, and a severity
+text that is not a level name, are judged as names. Content keys, text matching the
 fingerprint index and text with PII are masked; when the PII gate cannot run every
 text off the safe keys is masked (fail closed). The body is judged under the key
 ``log.body``, so ``content_keys=[..., "log.body"]`` masks every body; a structured body
@@ -45,6 +46,10 @@ from kairo_guard.otel_export import ScrubbingExporterBase
 
 BODY_KEY = "log.body"
 """The key a record's body is judged under."""
+_LEVELS = frozenset(
+    ["TRACE", "DEBUG", "INFO", "NOTICE", "WARN", "WARNING", "ERROR", "CRITICAL", "FATAL", "NOTSET"]
+)
+"""Severity texts kept as they are; any other is judged as text."""
 
 
 class ScrubbingLogExporter(ScrubbingExporterBase[ReadableLogRecord], LogRecordExporter):
@@ -75,8 +80,11 @@ class ScrubbingLogExporter(ScrubbingExporterBase[ReadableLogRecord], LogRecordEx
 
     def _texts(self, batch: Sequence[ReadableLogRecord]) -> Iterator[str]:
         for record in batch:
-            yield from self.scrubber.texts(record.log_record.attributes)
-            yield from self.scrubber.texts({BODY_KEY: record.log_record.body})
+            log = record.log_record
+            yield from self.scrubber.texts(log.attributes)
+            yield from self.scrubber.texts({BODY_KEY: log.body})
+            if getattr(log, "event_name", None):
+                yield str(log.event_name)
 
     def _scrub_record(self, record: ReadableLogRecord) -> ReadableLogRecord:
         original = record.log_record
@@ -89,6 +97,11 @@ class ScrubbingLogExporter(ScrubbingExporterBase[ReadableLogRecord], LogRecordEx
         log.attributes = attributes
         if original.body is not None:
             log.body = self.scrubber.value(BODY_KEY, original.body)
+        if getattr(original, "event_name", None):
+            log.event_name = self.scrubber.name(str(original.event_name))
+        severity = original.severity_text
+        if severity and str(severity).upper() not in _LEVELS:
+            log.severity_text = self.scrubber.name(str(severity))
         if getattr(log, "exception", None) is not None:
             log.exception = None  # already rendered into (scrubbed) attributes
         return dataclasses.replace(record, log_record=log)

@@ -14,7 +14,9 @@ and booleans pass; an error while judging a value masks it. Needs no SDK.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 import threading
 import time
 from collections import Counter
@@ -67,6 +69,8 @@ MASK = "[scrubbed:{reason}]"
 MAX_DEPTH = 8
 """Nesting deeper than this in a structured value (a log body) is masked unjudged."""
 _SAFE_NAMES = frozenset({"exception"})
+_IDENTIFIER = re.compile(r"[a-z0-9_.\-]+")
+"""Attribute names of this form are not judged as text (``http.route``, ``app.doc_id``)."""
 _CACHE_SIZE = 16384
 _UNKNOWN = object()
 _CACHE_TEXT = 256
@@ -83,14 +87,22 @@ def _strings(value: object, depth: int) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, bytes | bytearray):
-        yield bytes(value).decode("utf-8", "replace")
+        with contextlib.suppress(UnicodeDecodeError):  # undecodable: masked unjudged
+            yield bytes(value).decode("utf-8")
     elif depth < MAX_DEPTH and isinstance(value, Mapping):
         for k, v in value.items():
-            yield from _strings(k, depth + 1)
+            if not isinstance(k, bool | int | float):
+                yield from _strings(k if isinstance(k, bytes | bytearray) else str(k), depth + 1)
             yield from _strings(v, depth + 1)
     elif depth < MAX_DEPTH and isinstance(value, Sequence):
         for item in value:
             yield from _strings(item, depth + 1)
+
+
+def _probe(text: str) -> str:
+    """The text as judged: NUL characters removed (UTF-16 bytes of ASCII text are
+    valid UTF-8 with a NUL after every letter, which would hide them)."""
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 def _cache_key(text: str) -> str | bytes:
@@ -132,14 +144,17 @@ class ContentScrubber:
         self._lock = threading.Lock()
         self.scrubbed: Counter[str] = Counter()
         """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
-        ``pii-unavailable``, ``error``, ``too-deep``; the exporters add the whole
-        spans or records they dropped)."""
+        ``pii-unavailable``, ``error``, ``too-deep``, ``undecodable``, ``unsupported``;
+        the exporters add the whole spans or records they dropped)."""
 
     def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         """A copy of ``attributes`` with every value that carries content scrubbed."""
         out: dict[str, Any] = {}
         for key, value in (attributes or {}).items():
             try:
+                if (reason := self._key_name_reason(key)) is not None:
+                    self.count(reason)  # a key that is itself content: dropped whole
+                    continue
                 reason = self.reason(key, value)
             except Exception:  # noqa: BLE001 - an unjudged value is not exported
                 reason = "error"
@@ -185,9 +200,14 @@ class ContentScrubber:
         if depth == 0 and (key in self._safe_keys or key.startswith(SAFE_PREFIX)):
             return None
         if isinstance(value, bytes | bytearray):
-            value = bytes(value).decode("utf-8", "replace")
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return "undecodable"  # UTF-16, compressed: text the gate cannot read
         if isinstance(value, str):
             return self._text_reason(value)
+        if value is None or isinstance(value, bool | int | float):
+            return None
         if isinstance(value, Mapping | Sequence):
             if depth >= MAX_DEPTH:
                 return "too-deep"
@@ -200,7 +220,8 @@ class ContentScrubber:
             for part_key, part in parts:
                 if (reason := self.reason(part_key, part, depth + 1)) is not None:
                     return reason
-        return None
+            return None
+        return "unsupported"  # a set, an object: no telemetry value, exported as str()
 
     def name(self, name: str) -> str:
         """A span or event name, masked when it carries content (names of the guard's
@@ -218,14 +239,32 @@ class ContentScrubber:
 
     def _keys_reason(self, value: Mapping[Any, Any]) -> str | None:
         for k in value:
-            if isinstance(k, str) and (reason := self._text_reason(k)) is not None:
+            if isinstance(k, bool | int | float):
+                continue
+            if isinstance(k, bytes | bytearray):
+                try:
+                    k = bytes(k).decode("utf-8")
+                except UnicodeDecodeError:
+                    return "undecodable"
+            if (reason := self._text_reason(str(k))) is not None:
                 return reason
         return None
+
+    def _key_name_reason(self, key: str) -> str | None:
+        """Why an attribute's name is itself content (``extra={text: 1}``), or None;
+        dotted lowercase identifiers, as every semantic-convention key is, are not."""
+        if not isinstance(key, str):
+            return "unsupported"
+        if _IDENTIFIER.fullmatch(key):
+            return None
+        return self._text_reason(key)
 
     def texts(self, attributes: Mapping[str, Any] | None) -> Iterator[str]:
         """The texts in ``attributes`` that :meth:`attributes` would judge (for
         :meth:`prejudge`): not under content keys or safe keys, map keys included."""
         for key, value in (attributes or {}).items():
+            if isinstance(key, str) and not _IDENTIFIER.fullmatch(key):
+                yield key
             skipped = key in self._content_keys or key in self._safe_keys
             if skipped or key.startswith((*self._content_prefixes, SAFE_PREFIX)):
                 continue
@@ -249,12 +288,13 @@ class ContentScrubber:
         verdicts: dict[str | bytes, str | None] = {}
         rest: list[tuple[str | bytes, str]] = []
         for key, text in todo.items():
-            if self._guard.fingerprints.overlap(text) is not None:
+            if self._guard.fingerprints.overlap(_probe(text)) is not None:
                 verdicts[key] = "fingerprint"
             else:
                 rest.append((key, text))
         pii = self._guard.pii
-        found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
+        probes = [_probe(t) for _, t in rest]
+        found = pii.entity_types_each(probes) if pii is not None and rest else None
         for i, (key, _) in enumerate(rest):
             if pii is None:
                 verdicts[key] = None
@@ -273,10 +313,11 @@ class ContentScrubber:
         if cached is not _UNKNOWN:
             return cached  # type: ignore[return-value]
         reason: str | None = None
-        if self._guard.fingerprints.overlap(text) is not None:
+        probe = _probe(text)
+        if self._guard.fingerprints.overlap(probe) is not None:
             reason = "fingerprint"
         elif self._guard.pii is not None:
-            found = self._guard.pii.entity_types(text)
+            found = self._guard.pii.entity_types(probe)
             if found is None:
                 reason = "pii-unavailable"
             elif found:

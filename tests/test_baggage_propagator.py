@@ -147,3 +147,48 @@ def test_outside_a_tenant_context_the_propagator_adds_nothing(
             propagator.inject(carrier)
     assert carrier["baggage"].startswith(f"a=1,{BAGGAGE_KEY}=kgb1.")
     assert propagator.extract(carrier) == context.Context()  # inbound is the middleware's
+
+
+def _inject(propagator: TenantBaggagePropagator, carrier: Any, tenant: Guard | None) -> Any:
+    """Inject inside a job span, in acme's context when ``tenant`` is given."""
+    with TracerProvider().get_tracer("t").start_as_current_span("job"):
+        if tenant is None:
+            propagator.inject(carrier)
+        else:
+            with tenant.tenant_context("acme"):
+                propagator.inject(carrier)
+    return carrier
+
+
+def test_without_a_tenant_a_kairo_entry_already_there_is_removed(
+    upstream: Guard, propagator: TenantBaggagePropagator
+) -> None:
+    carrier = {"baggage": f"{BAGGAGE_KEY}=kgb1.k1.UPSTREAM,a=1"}
+    assert _inject(propagator, carrier, None) == {"baggage": "a=1"}
+    assert _inject(propagator, {"baggage": f"{BAGGAGE_KEY}=x"}, None) == {}
+
+
+def test_bytes_values_and_case_variants_become_one_clean_header(
+    upstream: Guard, propagator: TenantBaggagePropagator
+) -> None:
+    carrier = {
+        "Baggage": f"{BAGGAGE_KEY}=kgb1.k1.STALE".encode(),
+        "baggage": [b"user.region=eu", "plan=pro"],
+    }
+    out = _inject(propagator, carrier, upstream)
+    assert list(out) == ["baggage"]
+    members = out["baggage"].split(",")
+    assert members[:2] == ["user.region=eu", "plan=pro"]
+    (token,) = kairo_tokens([(b"baggage", out["baggage"].encode())])
+    assert token != "kgb1.k1.STALE"
+
+
+def test_the_token_never_pushes_the_header_past_the_w3c_limit(
+    upstream: Guard, propagator: TenantBaggagePropagator
+) -> None:
+    others = [f"k{i}={'v' * 400}" for i in range(20)]  # 8,089 bytes before the token
+    out = _inject(propagator, {"baggage": ",".join(others)}, upstream)
+    assert len(out["baggage"].encode()) <= 8192
+    members = out["baggage"].split(",")
+    assert members[:-1] == others[: len(members) - 1]  # the last ones made room
+    assert kairo_tokens([(b"baggage", out["baggage"].encode())])

@@ -355,3 +355,10 @@ def test_the_texts_of_an_export_batch_are_judged_together(
     notes = [dict(s.attributes or {})["app.note"] for s in memory.get_finished_spans()]
     assert notes[7] == "[scrubbed:pii]"
     assert notes[:7] + notes[8:] == [f"step {i} wrote rows" for i in range(20) if i != 7]
+
+
+def test_a_span_attribute_whose_name_is_content_is_dropped(indexed: Guard) -> None:
+    provider, scrubber, memory = _pipeline(indexed)
+    _emit(provider, {EXCERPT: 1, "app.doc_id": "d-17"}, {})
+    assert dict(_only(memory).attributes or {}) == {"app.doc_id": "d-17"}
+    assert scrubber.scrubbed["fingerprint"] >= 1

@@ -227,3 +227,43 @@ def test_otlp_log_export_over_loopback_carries_no_content_or_pii(
     for planted in ("Initech", "Maria", "maria.gonzalez", "555 0134"):
         assert planted.encode() not in raw, planted
     assert b"nightly" in raw  # a clean entry of the structured body went out
+
+
+def test_event_name_and_an_odd_severity_text_are_judged_levels_kept(indexed: Guard) -> None:
+    pipe = Pipeline(indexed)
+    odd = pipe.emit("ok", event_name=EXCERPT, severity_text=EXCERPT)
+    assert (odd.event_name, odd.severity_text) == ("[scrubbed:fingerprint]",) * 2
+    plain = pipe.emit("ok", event_name="job.finished", severity_text="WARN")
+    assert (plain.event_name, plain.severity_text) == ("job.finished", "WARN")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (EXCERPT.encode("utf-16-le"), "[scrubbed:fingerprint]"),  # NULs do not hide it
+        ("\u00e9t\u00e9 ".encode("utf-16-be") * 3, "[scrubbed:undecodable]"),  # not UTF-8
+        (EXCERPT.encode(), "[scrubbed:fingerprint]"),
+        ({EXCERPT.encode(): 1, "k": "v"}, "[scrubbed:fingerprint]"),  # a bytes key
+        ({(EXCERPT,): 1}, "[scrubbed:fingerprint]"),  # a key the encoder would str()
+        ({"seen": {EXCERPT, "x"}}, {"seen": "[scrubbed:unsupported]"}),  # not a log value
+        (b"plain bytes", b"plain bytes"),
+    ],
+    ids=[
+        "utf16-bytes",
+        "undecodable-bytes",
+        "utf8-bytes",
+        "bytes-key",
+        "tuple-key",
+        "set",
+        "clean-bytes",
+    ],
+)
+def test_bodies_of_every_shape_are_judged_or_masked(
+    indexed: Guard, body: Any, expected: Any
+) -> None:
+    assert Pipeline(indexed).emit(body).body == expected
+
+
+def test_an_attribute_whose_name_is_content_is_dropped(indexed: Guard) -> None:
+    record = Pipeline(indexed).emit("ok", {EXCERPT: 1, "app.doc_id": "d-17", "userId": 7})
+    assert dict(record.attributes or {}) == {"app.doc_id": "d-17", "userId": 7}
