@@ -60,6 +60,8 @@ TOKEN_VERSION = "kgb1"  # noqa: S105 - a format tag, not a secret
 CLOCK_LEEWAY = 5
 """Seconds a token's issue time may lie ahead of this service's clock."""
 DEFAULT_TOKEN_TTL = 300
+MAX_BAGGAGE_BYTES = 8192
+"""The W3C limit of a ``baggage`` header."""
 _NONCE = 12
 _AAD = b"kairo-guard/baggage/v1\x00"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
@@ -267,23 +269,41 @@ def inject_tenant(headers: MutableMapping[str, str], codec: TenantTokenCodec) ->
     Returns:
         True if a token was added.
     """
-    members = [m for k, m in split_baggage(headers.get("baggage") or "") if k != BAGGAGE_KEY]
     if "traceparent" not in headers:
         _TRACE_CONTEXT.inject(headers)
     tenant = current_tenant()
-    added = False
+    token = None
     if tenant is not None:
         traceparent = headers.get("traceparent")
         pairs = [(b"traceparent", traceparent.encode("latin-1"))] if traceparent else []
         trace_id = inbound_trace_id(pairs)
         if trace_id is not None:
-            members.append(f"{BAGGAGE_KEY}={codec.issue(tenant, trace_id)}")
-            added = True
+            token = codec.issue(tenant, trace_id)
+    members = baggage_members(headers.get("baggage") or "", token)
     if members:
         headers["baggage"] = ",".join(members)
     elif "baggage" in headers:
         del headers["baggage"]
-    return added
+    return token is not None
+
+
+def baggage_members(existing: str, token: str | None) -> list[str]:
+    """The members of an outgoing ``baggage`` header: those of ``existing`` but any
+    kairo entry, then ``token``'s entry if given. Members at the end that would push
+    the header past the W3C limit (8,192 bytes; past it a receiver drops the whole
+    header, token included) are left out to make room for the token."""
+    members = [m for k, m in split_baggage(existing) if k != BAGGAGE_KEY]
+    if token is None:
+        return members
+    entry = f"{BAGGAGE_KEY}={token}"
+    size = len(entry)
+    kept = []
+    for member in members:
+        size += len(member.encode()) + 1
+        if size > MAX_BAGGAGE_BYTES:
+            break
+        kept.append(member)
+    return [*kept, entry]
 
 
 def httpx_event_hook(guard: Guard) -> Callable[[HeadersRequest], None]:

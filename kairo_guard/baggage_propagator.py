@@ -37,16 +37,13 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
-from kairo_guard.baggage import token_codec
+from kairo_guard.baggage import baggage_members, token_codec
 from kairo_guard.context import current_tenant
-from kairo_guard.propagation import BAGGAGE_KEY, split_baggage
 
 if TYPE_CHECKING:
     from kairo_guard.guard import Guard
 
 _HEADER = "baggage"
-MAX_BAGGAGE_BYTES = 8192
-"""The W3C limit of a ``baggage`` header."""
 
 
 class TenantBaggagePropagator(TextMapPropagator):
@@ -80,12 +77,12 @@ class TenantBaggagePropagator(TextMapPropagator):
             return
         try:
             names, existing = _headers(carrier)
-            members = [m for k, m in split_baggage(existing) if k != BAGGAGE_KEY]
             tenant = current_tenant()
             span_context = trace.get_current_span(context).get_span_context()
+            token = None
             if tenant is not None and span_context.is_valid:
-                token = f"{BAGGAGE_KEY}={self._codec.issue(tenant, span_context.trace_id)}"
-                members = [*_fit(members, len(token)), token]
+                token = self._codec.issue(tenant, span_context.trace_id)
+            members = baggage_members(existing, token)
             for name in names:
                 del carrier[name]
             if members:
@@ -123,17 +120,3 @@ def _headers(carrier: Mapping[Any, Any]) -> tuple[list[Any], str]:
             if value:
                 values.append(str(value))
     return names, ",".join(values)
-
-
-def _fit(members: list[str], room_for: int) -> list[str]:
-    """``members`` without those at the end that would push the header, with an entry
-    of ``room_for`` characters added, past the W3C limit (8,192 bytes): past it a
-    receiver drops the whole header, and the token with it."""
-    size = room_for
-    kept = []
-    for member in members:
-        size += len(member.encode()) + 1
-        if size > MAX_BAGGAGE_BYTES:
-            break
-        kept.append(member)
-    return kept

@@ -348,6 +348,20 @@ def test_hook_injects_a_fresh_token_for_the_current_trace(guard: Guard) -> None:
     assert token_codec(guard).open(kairo.split("=", 1)[1], trace_id) == "acme"
 
 
+def test_hook_keeps_the_header_within_the_w3c_limit(guard: Guard) -> None:
+    others = [f"k{i}={'v' * 400}" for i in range(20)]
+    headers = httpx.Headers({"baggage": ",".join(others)})
+    with (
+        TracerProvider().get_tracer("t").start_as_current_span("job"),
+        guard.tenant_context("acme"),
+    ):
+        assert inject_tenant(headers, token_codec(guard))
+    assert len(headers["baggage"].encode()) <= 8192
+    *kept, kairo = headers["baggage"].split(",")
+    assert kept == others[: len(kept)]
+    assert kairo.startswith(f"{BAGGAGE_KEY}=kgb1.")
+
+
 def test_hook_outside_a_tenant_context_forwards_no_kairo_baggage(guard: Guard) -> None:
     headers = httpx.Headers({"baggage": f"{BAGGAGE_KEY}=copied"})
     assert not inject_tenant(headers, token_codec(guard))
