@@ -125,30 +125,24 @@ def otlp_receiver() -> Iterator[tuple[str, OtlpReceiver]]:
     to ``received.logs_url``)."""
     got = OtlpReceiver()
 
-    async def traces(request: Request) -> Response:
-        body = await request.body()
-        message = ExportTraceServiceRequest()
-        message.ParseFromString(body)
-        with got.lock:
-            got.raw.append(body)
-            got.requests.append(message)
-        return Response(
-            ExportTraceServiceResponse().SerializeToString(),
-            media_type="application/x-protobuf",
-        )
+    def endpoint(message_type: Any, response_type: Any, into: list[Any]) -> Any:
+        """A route that decodes one OTLP/HTTP export request into ``into``."""
 
-    async def logs(request: Request) -> Response:
-        body = await request.body()
-        message = ExportLogsServiceRequest()
-        message.ParseFromString(body)
-        with got.lock:
-            got.raw.append(body)
-            got.log_requests.append(message)
-        return Response(
-            ExportLogsServiceResponse().SerializeToString(),
-            media_type="application/x-protobuf",
-        )
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            message = message_type()
+            message.ParseFromString(body)
+            with got.lock:
+                got.raw.append(body)
+                into.append(message)
+            return Response(
+                response_type().SerializeToString(), media_type="application/x-protobuf"
+            )
 
+        return receive
+
+    traces = endpoint(ExportTraceServiceRequest, ExportTraceServiceResponse, got.requests)
+    logs = endpoint(ExportLogsServiceRequest, ExportLogsServiceResponse, got.log_requests)
     app = Starlette(
         routes=[
             Route("/v1/traces", traces, methods=["POST"]),
