@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -267,3 +269,51 @@ def test_bodies_of_every_shape_are_judged_or_masked(
 def test_an_attribute_whose_name_is_content_is_dropped(indexed: Guard) -> None:
     record = Pipeline(indexed).emit("ok", {EXCERPT: 1, "app.doc_id": "d-17", "userId": 7})
     assert dict(record.attributes or {}) == {"app.doc_id": "d-17", "userId": 7}
+
+
+_PLANTED = st.sampled_from([EXCERPT, EXCERPT.encode(), EXCERPT.encode("utf-16-le")])
+_LEAVES = st.one_of(
+    st.text(max_size=20), st.binary(max_size=20), st.integers(), st.booleans(), st.none(),
+    _PLANTED,
+)  # fmt: skip
+_KEYS = st.one_of(st.text(max_size=10), st.binary(max_size=10), st.integers(), _PLANTED)
+_BODIES = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _texts_in(value: Any) -> Iterator[str]:
+    """Every text a collector could read out of an exported value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bytes):
+        yield value.decode("utf-8", "ignore").replace("\x00", "")
+        yield value.decode("utf-16-le", "ignore")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _texts_in(k if isinstance(k, str | bytes) else str(k))
+            yield from _texts_in(v)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts_in(item)
+
+
+_ATTRIBUTES = st.dictionaries(st.text(min_size=1, max_size=8), _BODIES, max_size=3)
+_EVENT_NAMES = st.one_of(st.none(), st.text(max_size=10), st.just(EXCERPT))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(body=_BODIES, attributes=_ATTRIBUTES, event_name=_EVENT_NAMES)
+def test_planted_content_never_leaves_in_any_body_attribute_or_name(
+    indexed: Guard, body: Any, attributes: dict[str, Any], event_name: str | None
+) -> None:
+    pipe = Pipeline(indexed)
+    pipe.logger.emit(body=body, attributes=attributes, event_name=event_name)
+    for record in pipe.memory.get_finished_logs():
+        log = record.log_record
+        out = [log.body, dict(log.attributes or {}), log.event_name or "", log.severity_text or ""]
+        for text in _texts_in(out):
+            assert "Initech" not in text
