@@ -285,24 +285,7 @@ class ContentScrubber:
                 key = _cache_key(text)
                 if key not in todo and self._cached(key, now) is _UNKNOWN:
                     todo[key] = text
-        verdicts: dict[str | bytes, str | None] = {}
-        rest: list[tuple[str | bytes, str]] = []
-        for key, text in todo.items():
-            if self._guard.fingerprints.overlap(_probe(text)) is not None:
-                verdicts[key] = "fingerprint"
-            else:
-                rest.append((key, text))
-        pii = self._guard.pii
-        probes = [_probe(t) for _, t in rest]
-        found = pii.entity_types_each(probes) if pii is not None and rest else None
-        for i, (key, _) in enumerate(rest):
-            if pii is None:
-                verdicts[key] = None
-            elif found is None:
-                verdicts[key] = "pii-unavailable"
-            else:
-                verdicts[key] = "pii" if found[i] else None
-        self._remember(verdicts, now)
+        self._remember(self._judge(todo), now)
 
     def _text_reason(self, text: str) -> str | None:
         if not text.strip():
@@ -312,18 +295,31 @@ class ContentScrubber:
         cached = self._cached(key, now)
         if cached is not _UNKNOWN:
             return cached  # type: ignore[return-value]
-        reason: str | None = None
-        probe = _probe(text)
-        if self._guard.fingerprints.overlap(probe) is not None:
-            reason = "fingerprint"
-        elif self._guard.pii is not None:
-            found = self._guard.pii.entity_types(probe)
-            if found is None:
-                reason = "pii-unavailable"
-            elif found:
-                reason = "pii"
-        self._remember({key: reason}, now)
-        return reason
+        verdicts = self._judge({key: text})
+        self._remember(verdicts, now)
+        return verdicts[key]
+
+    def _judge(self, texts: Mapping[str | bytes, str]) -> dict[str | bytes, str | None]:
+        """Per cache key, why its text must be scrubbed, or None: the fingerprint index
+        per text, then the PII gate on the rest in one batch (NULs removed first)."""
+        verdicts: dict[str | bytes, str | None] = {}
+        rest: list[tuple[str | bytes, str]] = []
+        for key, text in texts.items():
+            probe = _probe(text)
+            if self._guard.fingerprints.overlap(probe) is not None:
+                verdicts[key] = "fingerprint"
+            else:
+                rest.append((key, probe))
+        pii = self._guard.pii
+        found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
+        for i, (key, _) in enumerate(rest):
+            if pii is None:
+                verdicts[key] = None
+            elif found is None:
+                verdicts[key] = "pii-unavailable"
+            else:
+                verdicts[key] = "pii" if found[i] else None
+        return verdicts
 
     def _cached(self, key: str | bytes, now: float) -> str | object | None:
         """The cached verdict, or ``_UNKNOWN`` (none, or a clean one that expired)."""
