@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - the SDK is a development depend
     raise ImportError(
         "kairo_guard.otel_export needs the OpenTelemetry SDK: pip install opentelemetry-sdk"
     ) from exc
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
 from kairo_guard.otel import GuardTelemetry
 from kairo_guard.scrubbing import (
@@ -176,21 +176,23 @@ class ScrubbingSpanExporter(ScrubbingExporterBase[ReadableSpan], SpanExporter):
                 yield from texts(event.attributes)
             for link in span.links:
                 yield from texts(link.attributes)
+                yield from _trace_state_values(link.context)
             if span.status.description:
                 yield span.status.description
+            yield from _trace_state_values(span.context)
 
     def _scrub_span(self, span: ReadableSpan) -> ReadableSpan:
         scrub = self.scrubber.attributes
         name = self.scrubber.name
         events = [Event(name(e.name), scrub(e.attributes), e.timestamp) for e in span.events]
-        links = [Link(link.context, scrub(link.attributes)) for link in span.links]
+        links = [Link(self._context(link.context), scrub(link.attributes)) for link in span.links]
         status = span.status
         if status.description:
             scrubbed = scrub({_STATUS_KEY: status.description})
             status = Status(status.status_code, scrubbed.get(_STATUS_KEY))
         return ReadableSpan(
             name=name(span.name),
-            context=span.context,
+            context=None if span.context is None else self._context(span.context),
             parent=span.parent,
             resource=span.resource,
             attributes=scrub(span.attributes),
@@ -202,3 +204,21 @@ class ScrubbingSpanExporter(ScrubbingExporterBase[ReadableSpan], SpanExporter):
             end_time=span.end_time,
             instrumentation_scope=span.instrumentation_scope,
         )
+
+    def _context(self, context: SpanContext) -> SpanContext:
+        """``context`` without its ``tracestate`` when a value in it carries content (it
+        comes from the caller's header, and is exported with every span of the trace)."""
+        for value in _trace_state_values(context):
+            reason = self.scrubber.judge(value)
+            if reason is not None:
+                self.scrubber.count(reason)
+                return SpanContext(
+                    context.trace_id, context.span_id, context.is_remote,
+                    context.trace_flags, TraceState(),
+                )  # fmt: skip
+        return context
+
+
+def _trace_state_values(context: SpanContext | None) -> Iterator[str]:
+    if context is not None and context.trace_state:
+        yield from context.trace_state.values()

@@ -228,14 +228,19 @@ class ContentScrubber:
         own spans and events, ``kairo_guard.*``, and ``exception`` are kept)."""
         if name.startswith(SAFE_PREFIX) or name in _SAFE_NAMES:
             return name
-        try:
-            reason = self._text_reason(name)
-        except Exception:  # noqa: BLE001 - an unjudged name is not exported
-            reason = "error"
+        reason = self.judge(name)
         if reason is None:
             return name
         self.count(reason)
         return MASK.format(reason=reason)
+
+    def judge(self, text: str) -> str | None:
+        """Why ``text`` must be scrubbed (an error counts as a reason), or None; counts
+        nothing: the caller decides what to scrub."""
+        try:
+            return self._text_reason(text)
+        except Exception:  # noqa: BLE001 - an unjudged text is not exported
+            return "error"
 
     def _keys_reason(self, value: Mapping[Any, Any]) -> str | None:
         for k in value:

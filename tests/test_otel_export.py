@@ -362,3 +362,21 @@ def test_a_span_attribute_whose_name_is_content_is_dropped(indexed: Guard) -> No
     _emit(provider, {EXCERPT: 1, "app.doc_id": "d-17"}, {})
     assert dict(_only(memory).attributes or {}) == {"app.doc_id": "d-17"}
     assert scrubber.scrubbed["fingerprint"] >= 1
+
+
+def test_a_tracestate_carrying_pii_is_dropped_from_exported_spans(pii_guard: Guard) -> None:
+    provider, scrubber, memory = _pipeline(pii_guard)
+    tracer = provider.get_tracer("svc")
+    for value in ("maria.gonzalez@example.com", "t61rcWkgMzE"):
+        remote = trace.SpanContext(
+            0xABC, 0xDEF, is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_state=trace.TraceState([("vendor", value)]),
+        )  # fmt: skip
+        parent = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        tracer.start_span("POST /documents", context=parent).end()
+    leaky, clean = memory.get_finished_spans()
+    assert dict(leaky.context.trace_state) == {}
+    assert dict(clean.context.trace_state) == {"vendor": "t61rcWkgMzE"}
+    assert (leaky.context.trace_id, leaky.parent.span_id) == (0xABC, 0xDEF)  # still linked
+    assert scrubber.scrubbed["pii"] >= 1
