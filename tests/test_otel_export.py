@@ -378,5 +378,6 @@ def test_a_tracestate_carrying_pii_is_dropped_from_exported_spans(pii_guard: Gua
     leaky, clean = memory.get_finished_spans()
     assert dict(leaky.context.trace_state) == {}
     assert dict(clean.context.trace_state) == {"vendor": "t61rcWkgMzE"}
+    assert leaky.parent is not None
     assert (leaky.context.trace_id, leaky.parent.span_id) == (0xABC, 0xDEF)  # still linked
     assert scrubber.scrubbed["pii"] >= 1
