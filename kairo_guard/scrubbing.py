@@ -338,6 +338,9 @@ class ContentScrubber:
             if len(self._verdicts) + len(verdicts) > _CACHE_SIZE:
                 self._verdicts.clear()
             for key, reason in verdicts.items():
+                held = self._verdicts.get(key)
+                if reason is None and held is not None and held[0] is not None:
+                    continue  # a clean verdict judged earlier never undoes a finding
                 self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
 
     def count(self, reason: str) -> None:

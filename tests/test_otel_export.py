@@ -381,3 +381,12 @@ def test_a_tracestate_carrying_pii_is_dropped_from_exported_spans(pii_guard: Gua
     assert leaky.parent is not None
     assert (leaky.context.trace_id, leaky.parent.span_id) == (0xABC, 0xDEF)  # still linked
     assert scrubber.scrubbed["pii"] >= 1
+
+
+def test_a_clean_verdict_arriving_late_never_undoes_a_finding(guard: Guard) -> None:
+    # two export threads judging one text: the one that saw it before it was indexed
+    # remembers last; the text must stay scrubbed
+    scrubber = ScrubbingSpanExporter(InMemorySpanExporter(), guard).scrubber
+    scrubber._remember({EXCERPT: "fingerprint"}, 0.0)
+    scrubber._remember({EXCERPT: None}, 0.0)
+    assert scrubber.judge(EXCERPT) == "fingerprint"
