@@ -57,18 +57,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ip_networks(value: list[str]) -> list[str]:
+    """Validate a list of addresses or networks (``10.0.0.0/8``, ``::1``)."""
+    for text in value:
+        ipaddress.ip_network(text, strict=False)
+    return value
+
+
 class GuardSection(_Strict):
     home: str | None = None
     default_mode: Mode = Mode.ENFORCE
     trusted_proxies: list[str] = Field(default_factory=list)
     tenant_header: str = Field(default="x-kairo-tenant", pattern=r"^[A-Za-z0-9-]{1,64}$")
 
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for text in value:
-            ipaddress.ip_network(text, strict=False)
-        return value
+    _networks = field_validator("trusted_proxies")(_ip_networks)
 
 
 class SinkSection(_Strict):
@@ -160,12 +162,7 @@ class PropagationSection(_Strict):
     trusted_peers: list[str] = Field(default_factory=list)
     token_ttl: int = Field(default=300, ge=1, le=86_400)
 
-    @field_validator("trusted_peers")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for text in value:
-            ipaddress.ip_network(text, strict=False)
-        return value
+    _networks = field_validator("trusted_peers")(_ip_networks)
 
 
 class ConfigFile(_Strict):

@@ -7,6 +7,7 @@ default, one SQLite database in WAL mode under the state directory. Other backen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -196,6 +197,22 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
             except sqlite3.Error as exc:
                 raise StoreError(f"state database error: {exc}") from exc
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed at the end of the block, or
+        rolled back (on any error) and, for a database error, raised as StoreError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"state database error: {exc}") from exc
+                raise
+
     def _count(self, sql: str, params: tuple[object, ...]) -> int:
         """Run one changing statement; return how many rows it changed."""
         with self._lock:
@@ -321,14 +338,8 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         rows = [(fp, tenant) for fp in fingerprints]
         if not rows:
             return
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", rows)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreError(f"state database error: {exc}") from exc
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", rows)
 
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """See :meth:`Store.match_fingerprints`."""

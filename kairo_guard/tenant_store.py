@@ -9,6 +9,7 @@ digest, tenant, class, source, created_at, expires_at.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -107,17 +108,12 @@ class SQLiteTenantData:
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError  # provided by SQLiteStore
 
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # provided by SQLiteStore
+
     def _transaction(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                counts = [self._db.execute(sql, params).rowcount for sql, params in statements]
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"state database error: {exc}") from exc
-        return counts
+        with self._write() as db:
+            return [db.execute(sql, params).rowcount for sql, params in statements]
 
     def add_provenance(self, rows: Iterable[ProvenanceRow]) -> None:
         """See :meth:`TenantDataStore.add_provenance`."""
@@ -153,19 +149,10 @@ class SQLiteTenantData:
         """See :meth:`TenantDataStore.sweep_provenance`."""
         where = "expires_at IS NOT NULL AND expires_at <= ?"
         count_sql = f"SELECT tenant, class, COUNT(*) FROM provenance WHERE {where} GROUP BY 1, 2"  # noqa: S608 - constant
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                counts = {
-                    (str(t), str(c)): int(n) for t, c, n in self._db.execute(count_sql, (now,))
-                }
-                if not dry_run:
-                    self._db.execute(f"DELETE FROM provenance WHERE {where}", (now,))  # noqa: S608
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"state database error: {exc}") from exc
+        with self._write() as db:
+            counts = {(str(t), str(c)): int(n) for t, c, n in db.execute(count_sql, (now,))}
+            if not dry_run:
+                db.execute(f"DELETE FROM provenance WHERE {where}", (now,))  # noqa: S608
         return counts
 
     def set_retention(self, tenant: TenantId, scope: str, seconds: int | None) -> None:
