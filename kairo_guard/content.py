@@ -13,6 +13,7 @@ Digests are lowercase hex.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,3 +104,19 @@ def split_sealed_line(line: bytes) -> tuple[bytes, str] | None:
     if seal.translate(None, _SEAL_ALPHABET):
         return None  # not a seal's characters: another structure, or escapes
     return body, seal.decode("ascii")
+
+
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f"
+    "\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]+"
+)
+"""Format characters (Unicode category Cf) and control characters that are not white
+space (Cc): invisible, removed before anything else."""
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without invisible characters: slipped into words (a NUL after every
+    letter, zero-width spaces, soft hyphens) they would hide them from every matcher."""
+    return _INVISIBLE.sub("", text)

@@ -1,17 +1,19 @@
 """Winnowing fingerprints of text: the net for laundered customer content.
 
-Text is normalized (Unicode NFKC, case folded, every run of whitespace, punctuation or
-symbols collapsed to one space), cut into overlapping k-grams of :data:`K` characters,
-and winnowed (Schleimer, Wilkerson, Aiken 2003): in every window of :data:`W`
-consecutive k-gram hashes the rightmost minimum is selected. Two texts that share a
-normalized span of at least ``W + K - 1`` (89) characters share at least one selected
-k-gram, and a shared span of ``L`` characters shares at least
-``floor((L - K + 1) / W)`` selected positions: 3 for 200 characters, which is
-:data:`MIN_SHARED_FINGERPRINTS`. Fingerprints are a set, so positions whose k-grams
-repeat (text that repeats a 50-character chunk, such as a table of identical rows)
-count once: such a span may share fewer distinct fingerprints, but it also carries
-little information. Spans shorter than :data:`K` (50) characters, the
-length of most stock phrases, never produce a shared k-gram at all.
+Text is normalized (invisible characters removed: format characters such as zero-width
+spaces, soft hyphens and byte-order marks, and control characters such as NUL, which
+would otherwise split every word they are slipped into; then Unicode NFKC, case folded,
+every run of whitespace, punctuation or symbols collapsed to one space), cut into
+overlapping k-grams of :data:`K` characters, and winnowed (Schleimer, Wilkerson, Aiken
+2003): in every window of :data:`W` consecutive k-gram hashes the rightmost minimum is
+selected. Two texts that share a normalized span of at least ``W + K - 1`` (89)
+characters share at least one selected k-gram, and a shared span of ``L`` characters
+shares at least ``floor((L - K + 1) / W)`` selected positions: 3 for 200 characters,
+which is :data:`MIN_SHARED_FINGERPRINTS`. Fingerprints are a set, so positions whose
+k-grams repeat (text that repeats a 50-character chunk, such as a table of identical
+rows) count once: such a span may share fewer distinct fingerprints, but it also carries
+little information. Spans shorter than :data:`K` (50) characters, the length of most
+stock phrases, never produce a shared k-gram at all.
 
 Window selection uses a fast unkeyed polynomial hash; what is stored and compared is a
 keyed BLAKE2b hash (64 bits) of each selected k-gram, so the index holds nothing from
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kairo_guard.content import RawJSON
+from kairo_guard.content import RawJSON, strip_invisible
 from kairo_guard.store import Store
 from kairo_guard.types import SEAL_FIELD, TenantId
 
@@ -48,8 +50,10 @@ _SEPARATORS = re.compile(r"[\W_]+")
 
 
 def normalize(text: str) -> str:
-    """Return ``text`` NFKC-normalized, case folded, with separators collapsed."""
-    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    """Return ``text`` without invisible characters, NFKC-normalized, case folded, with
+    separators collapsed."""
+    visible = strip_invisible(text)
+    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", visible).casefold()).strip()
 
 
 def record_text(content: object) -> str:

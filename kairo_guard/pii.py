@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kairo_guard.content import strip_invisible
 from kairo_guard.exceptions import ConfigError
 from kairo_guard.pii_text import (
     MAX_PHONE_WINDOW_CHARS,
@@ -199,19 +200,24 @@ class PiiGate:
         """Return, per text, presidio's results (``entity_type``, ``start``, ``end``,
         ``score``) above the thresholds; None for a text that could not be analysed,
         which the caller must treat as holding PII."""
-        return [None if isinstance(r, str) else r for r in self._scan(texts)]
+        return [None if isinstance(r, str) else r for r in self._scan(texts, offsets=True)]
 
     def spans(self, text: str) -> list[Any] | None:
         """Return :meth:`scan_spans` for one text, for scrubbing."""
         return self.scan_spans([text])[0]
 
-    def _scan(self, texts: Sequence[str]) -> list[list[Any] | str]:
+    def _scan(self, texts: Sequence[str], *, offsets: bool = False) -> list[list[Any] | str]:
         """Per text, its results above the thresholds, or a guard failure code.
 
-        Identical texts in a batch are analysed once: telemetry repeats itself.
+        Texts are analysed without invisible characters (a zero-width space inside an
+        address would hide it). Results with ``offsets`` point into the text as given,
+        so a text that had invisible characters and holds PII is reported as a failure
+        (its caller cannot mask the right characters: it must block). Identical texts
+        in a batch are analysed once: telemetry repeats itself.
         """
+        visible = [strip_invisible(t) if isinstance(t, str) else t for t in texts]
         index: dict[str, int] = {}
-        for text in texts:
+        for text in visible:
             if isinstance(text, str) and text not in index:
                 index[text] = len(index)
         unique = list(index)
@@ -220,8 +226,10 @@ class PiiGate:
         else:
             done = self._analyse(unique)
         out: list[list[Any] | str] = []
-        for text in texts:
-            result = done[index[text]] if isinstance(text, str) else GUARD_ERROR
+        for text, seen in zip(texts, visible, strict=True):
+            result = done[index[seen]] if isinstance(seen, str) else GUARD_ERROR
+            if offsets and result and not isinstance(result, str) and seen != text:
+                result = GUARD_ERROR
             out.append(result if isinstance(result, str) else list(result))
         return out
 

@@ -99,12 +99,6 @@ def _strings(value: object, depth: int) -> Iterator[str]:
             yield from _strings(item, depth + 1)
 
 
-def _probe(text: str) -> str:
-    """The text as judged: NUL characters removed (UTF-16 bytes of ASCII text are
-    valid UTF-8 with a NUL after every letter, which would hide them)."""
-    return text.replace("\x00", "") if "\x00" in text else text
-
-
 def _cache_key(text: str) -> str | bytes:
     if len(text) <= _CACHE_TEXT:
         return text
@@ -306,15 +300,15 @@ class ContentScrubber:
 
     def _judge(self, texts: Mapping[str | bytes, str]) -> dict[str | bytes, str | None]:
         """Per cache key, why its text must be scrubbed, or None: the fingerprint index
-        per text, then the PII gate on the rest in one batch (NULs removed first)."""
+        per text, then the PII gate on the rest in one batch (both read past invisible
+        characters, such as the NULs of UTF-16 text read as UTF-8)."""
         verdicts: dict[str | bytes, str | None] = {}
         rest: list[tuple[str | bytes, str]] = []
         for key, text in texts.items():
-            probe = _probe(text)
-            if self._guard.fingerprints.overlap(probe) is not None:
+            if self._guard.fingerprints.overlap(text) is not None:
                 verdicts[key] = "fingerprint"
             else:
-                rest.append((key, probe))
+                rest.append((key, text))
         pii = self._guard.pii
         found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
         for i, (key, _) in enumerate(rest):

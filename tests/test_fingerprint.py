@@ -109,6 +109,11 @@ COPIES: list[tuple[str, str]] = [
     ("excerpt-at-end", _embed(EXCERPT, "end")),
     *((f"{name}-excerpt", _embed(fn(EXCERPT), "middle")) for name, fn in LAUNDERERS.items()),
     ("all-at-once", _embed(launder(EXCERPT, random.Random(7)), "middle")),
+    # invisible characters slipped into every word would split it into letters
+    ("nul-interleaved", _embed("\x00".join(EXCERPT), "middle")),
+    ("utf16-read-as-utf8", _embed(EXCERPT.encode("utf-16-le").decode("utf-8"), "middle")),
+    ("zero-width-in-words", _embed(re.sub(r"(\w)(?=\w)", "\\1\u200b", EXCERPT), "middle")),
+    ("soft-hyphens-and-bom", _embed("\ufeff" + EXCERPT.replace("a", "a\u00ad"), "middle")),
 ]
 
 
@@ -366,3 +371,18 @@ def test_when_10000_unrelated_public_records_are_checked_then_at_most_0_1_percen
             found = overlap(record)
             assert found is not None, (tenant, j)
             assert found.tenant == tenant
+
+
+def test_every_invisible_character_of_this_python_is_removed_white_space_separates() -> None:
+    import sys
+    import unicodedata
+
+    def invisible(c: str) -> bool:
+        category = unicodedata.category(c)
+        return category == "Cf" or (category == "Cc" and not c.isspace())
+
+    for code in range(sys.maxunicode + 1):
+        c = chr(code)
+        if invisible(c):
+            assert normalize(f"a{c}b") == "ab", f"U+{code:04X} is not removed"
+    assert normalize("a\tb\nc\u00a0d") == "a b c d"  # white space still separates

@@ -30,6 +30,23 @@ def test_operator_data_with_pii_is_blocked_at_shared_sinks(guard: Guard) -> None
     assert "jane" not in report.violations[0].reason
 
 
+@pytest.mark.parametrize(
+    "hidden",
+    ["jane\u200b.doe@acme.com", "jane.doe@ac\u00adme.com", "\x00".join("jane.doe@acme.com")],
+    ids=["zero-width-space", "soft-hyphen", "nul-interleaved"],
+)
+def test_pii_hidden_by_invisible_characters_is_still_blocked(guard: Guard, hidden: str) -> None:
+    leaky = sealed_record(guard, {"text": f"escalated by {hidden} after timeout"},
+                          data_class="operator_public")  # fmt: skip
+    report = guard.check([leaky], sink=_shared(guard))  # type: ignore[arg-type]
+    assert [v.rule for v in report.violations] == ["pii.detected"]
+    assert guard.pii is not None
+    gate = guard.pii._get()
+    # offsets into the text as given cannot be trusted: the masking caller must block
+    assert gate.spans(f"escalated by {hidden}") is None
+    assert gate.spans("escalated by jane.doe@acme.com")
+
+
 def test_label_operator_public_refuses_pii(guard: Guard) -> None:
     with pytest.raises(ContentRefused) as info:
         guard.seal_operator_data({"note": "call Maria Garcia on +1 415 555 0134"}, source="x")
