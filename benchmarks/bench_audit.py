@@ -1,13 +1,13 @@
 """Audit append cost per decision, amortized: append + flush + fsync + close.
 
-Two shapes of use of :class:`kairo_guard.audit.AuditLog`, each timed from the first
+Two shapes of use of :class:`kairo_guard.audit.log.AuditLog`, each timed from the first
 ``append`` to the end of ``close()`` (which flushes, fsyncs the log, rewrites and
 fsyncs the signed head and the directory), with the production settings (the guard's
 default ``audit_batch_size`` and ``audit_flush_ms``, background flusher on):
 
 * ``per-decision``: one small entry per decision (a dict of 7 short members), what a
   naive guard would write;
-* ``batched-rows``: the guard's real pattern (``kairo_guard.checker``): decisions are
+* ``batched-rows``: the guard's real pattern (``kairo_guard.enforce.check``): decisions are
   rows ``[index, outcome, rule, digest, tenant]``, ``AUDIT_ROWS_PER_ENTRY`` rows per
   ``{"event": "decisions", <check header>, "rows": [...]}`` entry, then one ``check``
   summary entry; reported per decision. The rows are built before the clock starts
@@ -41,12 +41,12 @@ from typing import Any
 
 import machine_info
 
-from kairo_guard.audit import AuditLog, verify_audit
+from kairo_guard.audit.log import AuditLog, verify_audit
 from kairo_guard.config import LimitsSection
-from kairo_guard.types import Outcome
+from kairo_guard.core.types import Outcome
 
 try:
-    from kairo_guard.checker import AUDIT_ROWS_PER_ENTRY
+    from kairo_guard.enforce.check import AUDIT_ROWS_PER_ENTRY
 except ImportError:  # the library moved it; the value it had when this was written
     AUDIT_ROWS_PER_ENTRY = 512
 

@@ -36,12 +36,12 @@ from typing import Any
 import machine_info
 
 from kairo_guard import Guard, KeyRing, verify_audit
-from kairo_guard.apikeys import new_api_key
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
+from kairo_guard.core.types import SEAL_FIELD
 from kairo_guard.guard import AUDIT_DIR_NAME
-from kairo_guard.keys import PURPOSE_AUDIT_HEAD
-from kairo_guard.store import DB_FILE_NAME
-from kairo_guard.tenant_store import ProvenanceRow
-from kairo_guard.types import SEAL_FIELD
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.store.sqlite import DB_FILE_NAME
+from kairo_guard.store.tenants import ProvenanceRow
 
 TARGET_S = 60.0
 ERASED = "tenant-erased-bench"

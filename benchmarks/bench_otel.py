@@ -51,6 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import machine_info
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests/support", "examples")]
+from kg_testing import make_guard, sealed_record
 from opentelemetry import context, trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.metrics import MeterProvider
@@ -64,11 +67,10 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from kairo_guard import Guard, KeyRing, make_sink
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.otel import GuardTelemetry
-from kairo_guard.propagation import RequestTrace, note_request, strip_kairo_baggage
-from kairo_guard.resolvers import TrustedProxyResolver
-from kairo_guard.testing import make_guard, sealed_record
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.ingest.resolvers import TrustedProxyResolver
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.request_span import RequestTrace, note_request, strip_kairo_baggage
 
 TARGET_US = 30.0
 TARGET_SPANS = 1.0

@@ -6,7 +6,7 @@ them content), then, in one run and alternating which side goes first, measures:
 * baseline: read the file line by line and ``json.loads`` (stdlib) every line
   (``orjson.loads`` is timed too, for information only);
 * ours: the scan exactly as ``kairo-guard scan`` runs it: ``guard.start_check(sink)`` and
-  :func:`kairo_guard.cli_records.scan_stream` (which ends with ``run.finish()``), the
+  :func:`kairo_guard.cli.records.scan_stream` (which ends with ``run.finish()``), the
   passing lines written to ``/dev/null`` through a 1 MiB buffer as the CLI's ``--out``
   does, the production audit log on (default batch size and flush interval, background
   flusher); then ``guard.close()`` (the last audit flush + fsync), timed on its own and
@@ -20,7 +20,7 @@ Scenarios: ``--kind customer`` seals customer content of tenant ``acme`` with
 ``Guard.label_record`` and scans it at ``tenant-fine-tune:acme`` (active agreement: all
 allowed after the full verification, content digest included) and at
 ``shared-training`` (all blocked); ``--kind operator`` mints ``operator_public`` seals
-with ``kairo_guard.testing.sealed_record`` and scans them at ``shared-training`` (all
+with ``kg_testing.sealed_record`` and scans them at ``shared-training`` (all
 allowed). ``--kind all`` runs both.
 
 Run: ``.venv/bin/python benchmarks/bench_scan.py`` (defaults: customer, 200,000 records,
@@ -57,11 +57,13 @@ from typing import IO, Any
 import machine_info
 import orjson
 
-import kairo_guard.cli  # noqa: F401 - first: cli_records once could not be imported alone
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests/support", "examples")]
+from kg_testing import sealed_record
+
+import kairo_guard.cli.main  # noqa: F401 - first: cli_records once could not be imported alone
 from kairo_guard import Guard, KeyRing
-from kairo_guard.cli_records import scan_stream
-from kairo_guard.sinks import Sink, parse_kind
-from kairo_guard.testing import sealed_record
+from kairo_guard.cli.records import scan_stream
+from kairo_guard.core.sinks import Sink, parse_kind
 
 TARGET_RPS = 100_000
 TARGET_RATIO = 2.0
@@ -334,7 +336,7 @@ def breakdown(
     API (the codec's ``_macs``, ``SinkCheck._account``) is guarded: a step that no
     longer works reports ``nan``, and rows marked ``=`` are differences of two others.
     """
-    from kairo_guard import jsonl
+    from kairo_guard.core import jsonl
 
     with path.open("rb") as fh:
         lines = fh.read().splitlines()[:limit]

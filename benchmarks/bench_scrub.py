@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import machine_info
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests/support", "examples")]
+from kg_testing import make_guard
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from kairo_guard import KeyRing
-from kairo_guard.otel_export import ScrubbingSpanExporter
-from kairo_guard.testing import make_guard
+from kairo_guard.otel.export import ScrubbingSpanExporter
 
 BATCH = 512
 

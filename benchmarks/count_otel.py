@@ -40,8 +40,10 @@ from typing import Any
 import bench_otel
 import machine_info
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests/support", "examples")]
+from kg_testing import make_guard
+
 from kairo_guard import KeyRing
-from kairo_guard.testing import make_guard
 
 SIDES = ("off", "bare", "batch", "host", "host+ours")
 COMPARED = {"bare": "off", "batch": "off", "host": "off", "host+ours": "host"}

@@ -42,9 +42,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("tests/support", "examples")]
 
-# tests/corpus.py: the corpora and launderers are shared with tests/test_fingerprint.py
+# tests/support/corpus.py: the corpora and launderers are shared with tests/test_fingerprint.py
 import machine_info
 from corpus import (
     CUSTOMER_PACKAGES,
@@ -53,10 +53,10 @@ from corpus import (
     launder,
     public_records,
 )
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import Guard
-from kairo_guard.fingerprint import GUARANTEED_SPAN, K, W, normalize
-from kairo_guard.testing import make_guard, sealed_record
+from kairo_guard.detect.fingerprint import GUARANTEED_SPAN, K, W, normalize
 
 RULE = "fingerprint.tenant-content"
 LENGTHS = (50, 100, 200, 400)

@@ -34,8 +34,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from kairo_guard import Guard
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.provenance import RequestProvenance
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.ingest.provenance import RequestProvenance
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 

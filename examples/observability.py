@@ -38,12 +38,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingestion_service import create_app
+from loopback import running_server
 
 from kairo_guard import Guard, KairoGuardError, make_sink
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.baggage import httpx_event_hook
-from kairo_guard.otel_export import ScrubbingSpanExporter
-from kairo_guard.testing import running_server
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.otel.baggage import httpx_event_hook
+from kairo_guard.otel.export import ScrubbingSpanExporter
 
 TENANT = "acme"
 DOCUMENT = {

@@ -8,22 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from kairo_guard.audit import AuditLog, AuditVerification, verify_audit
-from kairo_guard.baggage import (
-    BaggageResolver,
-    TenantTokenCodec,
-    async_httpx_event_hook,
-    bind_guard_context,
-    guard_context_submit,
-    httpx_event_hook,
-)
-from kairo_guard.baggage_propagator import TenantBaggagePropagator
-from kairo_guard.content import canonical_json, content_digest
-from kairo_guard.context import current_tenant, tenant_context
-from kairo_guard.dataset_builder import DatasetBuilder
-from kairo_guard.datasets import VerifiedDataset
-from kairo_guard.erasure import ErasureReceipt
-from kairo_guard.exceptions import (
+from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.audit.log import AuditLog, AuditVerification, verify_audit
+from kairo_guard.core.content import canonical_json, content_digest
+from kairo_guard.core.context import current_tenant, tenant_context
+from kairo_guard.core.exceptions import (
     AuditError,
     AuditIntegrityError,
     ConfigError,
@@ -39,20 +28,31 @@ from kairo_guard.exceptions import (
     StoreError,
     TokenRejected,
 )
-from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
+from kairo_guard.core.keys import KeyRing
+from kairo_guard.core.policy import Decision, Policy, Rule, rule
+from kairo_guard.core.report import CheckReport, Violation
+from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.sinks import Sink, make_sink
+from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
+from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.guard import Guard
-from kairo_guard.keys import KeyRing
-from kairo_guard.manifest import Manifest
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.otel import GuardTelemetry
-from kairo_guard.policy import Decision, Policy, Rule, rule
-from kairo_guard.report import CheckReport, Violation
-from kairo_guard.retention import RetentionPolicy, SweepReport
-from kairo_guard.seal import Label, SealCodec
-from kairo_guard.sinks import Sink, make_sink
-from kairo_guard.store import Agreement, DatasetInfo, ModelInfo, SQLiteStore, Store
-from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
-from kairo_guard.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.baggage import (
+    BaggageResolver,
+    TenantTokenCodec,
+    async_httpx_event_hook,
+    bind_guard_context,
+    guard_context_submit,
+    httpx_event_hook,
+)
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.propagator import TenantBaggagePropagator
+from kairo_guard.store.sqlite import Agreement, DatasetInfo, ModelInfo, SQLiteStore, Store
+from kairo_guard.tenancy.dataset_builder import DatasetBuilder
+from kairo_guard.tenancy.datasets import VerifiedDataset
+from kairo_guard.tenancy.erasure import ErasureReceipt
+from kairo_guard.tenancy.manifest import Manifest
+from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
 
 __all__ = [
     "SEAL_FIELD",

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kairo_guard.exceptions import ConfigError
-from kairo_guard.policy import Rule, check_rule_safe, rule
-from kairo_guard.sinks import Sink, make_sink
-from kairo_guard.types import DataClass, Mode
+from kairo_guard.core.exceptions import ConfigError
+from kairo_guard.core.policy import Rule, check_rule_safe, rule
+from kairo_guard.core.sinks import Sink, make_sink
+from kairo_guard.core.types import DataClass, Mode
 
 ENV_HOME = "KAIRO_GUARD_HOME"
 """State directory (default ``./.kairo-guard``)."""
@@ -169,7 +169,7 @@ class ConfigFile(_Strict):
     guard: GuardSection = Field(default_factory=GuardSection)
     sinks: dict[str, SinkSection] = Field(default_factory=dict)
     rules: list[RuleSection] = Field(default_factory=list)
-    # keys: data classes, and "agent_run" for agent run logs (see kairo_guard.retention)
+    # keys: data classes, and "agent_run" for agent run logs (see kairo_guard.tenancy.retention)
     retention: dict[DataClass | Literal["agent_run"], str] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     fingerprints: FingerprintSection = Field(default_factory=FingerprintSection)

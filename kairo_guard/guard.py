@@ -12,41 +12,23 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from kairo_guard import context as _context
-from kairo_guard import dataset_builder as _dataset_builder
-from kairo_guard import datasets as _datasets
-from kairo_guard import registry as _registry
-from kairo_guard.audit import AuditLog
-from kairo_guard.checker import FINGERPRINT_RULE, CheckContext, SinkCheck, fingerprint_check
+from kairo_guard.audit.log import AuditLog
 from kairo_guard.config import Settings, load_settings
-from kairo_guard.content import canonical_json, content_digest
-from kairo_guard.dataset_builder import DatasetBuilder
-from kairo_guard.datasets import VerifiedDataset
-from kairo_guard.erasure import ErasureReceipt
-from kairo_guard.erasure import erase_tenant as _erase_tenant
-from kairo_guard.exceptions import ConfigError, ContentRefused, StoreError
-from kairo_guard.export import export_tenant as _export_tenant
-from kairo_guard.fingerprint import Fingerprinter, FingerprintIndex
-from kairo_guard.keys import (
+from kairo_guard.core import context as _context
+from kairo_guard.core.content import canonical_json, content_digest
+from kairo_guard.core.exceptions import ConfigError, ContentRefused, StoreError
+from kairo_guard.core.keys import (
     PURPOSE_AUDIT_HEAD,
     PURPOSE_FILTER,
     PURPOSE_FINGERPRINT,
     KeyRing,
     load_key_ring,
 )
-from kairo_guard.manifest import Manifest
-from kairo_guard.otel import GuardTelemetry
-from kairo_guard.pii_check import LazyPiiCheck
-from kairo_guard.policy import Policy
-from kairo_guard.report import CheckReport
-from kairo_guard.retention import RetentionPolicy, SweepReport
-from kairo_guard.retention import sweep as _sweep_retention
-from kairo_guard.seal import Label, SealCodec
-from kairo_guard.sinks import Sink, make_sink
-from kairo_guard.store import DB_FILE_NAME, DEFAULT_SCOPE, Agreement, SQLiteStore, Store
-from kairo_guard.store_datasets import DatasetInfo, ModelInfo
-from kairo_guard.tenant_store import ProvenanceRow
-from kairo_guard.types import (
+from kairo_guard.core.policy import Policy
+from kairo_guard.core.report import CheckReport
+from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.sinks import Sink, make_sink
+from kairo_guard.core.types import (
     SEAL_FIELD,
     DataClass,
     Mode,
@@ -55,6 +37,24 @@ from kairo_guard.types import (
     TenantId,
     validate_tenant,
 )
+from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
+from kairo_guard.detect.pii_check import LazyPiiCheck
+from kairo_guard.enforce.check import FINGERPRINT_RULE, CheckContext, SinkCheck, fingerprint_check
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.store.datasets import DatasetInfo, ModelInfo
+from kairo_guard.store.sqlite import DB_FILE_NAME, DEFAULT_SCOPE, Agreement, SQLiteStore, Store
+from kairo_guard.store.tenants import ProvenanceRow
+from kairo_guard.tenancy import dataset_builder as _dataset_builder
+from kairo_guard.tenancy import datasets as _datasets
+from kairo_guard.tenancy import models as _registry
+from kairo_guard.tenancy.dataset_builder import DatasetBuilder
+from kairo_guard.tenancy.datasets import VerifiedDataset
+from kairo_guard.tenancy.erasure import ErasureReceipt
+from kairo_guard.tenancy.erasure import erase_tenant as _erase_tenant
+from kairo_guard.tenancy.export import export_tenant as _export_tenant
+from kairo_guard.tenancy.manifest import Manifest
+from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
+from kairo_guard.tenancy.retention import sweep as _sweep_retention
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -174,7 +174,7 @@ class Guard:
             return ()
 
         def build() -> Any:
-            from kairo_guard.pii import PiiGate
+            from kairo_guard.detect.pii import PiiGate
 
             return PiiGate(
                 entities=pii.entities,
@@ -350,7 +350,7 @@ class Guard:
         """Return a copy of a JSON record with its seal under ``_kairo``.
 
         The copy's keys are in canonical order with the seal last, so ``orjson.dumps``
-        of it is the byte-verifiable line form (:func:`~kairo_guard.content.sealed_line`).
+        of it is the byte-verifiable line form (:func:`~kairo_guard.core.content.sealed_line`).
 
         Raises:
             ValueError, ContentError: as :meth:`seal`.
@@ -374,14 +374,14 @@ class Guard:
         return count
 
     def export_fingerprint_filter(self, path: Path, *, fp_rate: float = 0.001) -> int:
-        """Write the index as a signed Bloom filter (see :mod:`kairo_guard.bloom`).
+        """Write the index as a signed Bloom filter (see :mod:`kairo_guard.detect.bloom`).
 
         Fingerprints that boilerplate discounting ignores are left out.
 
         Returns:
             How many fingerprints the filter holds.
         """
-        from kairo_guard.bloom import FingerprintFilter
+        from kairo_guard.detect.bloom import FingerprintFilter
 
         counting = self._countable_fingerprints()
         index = self.fingerprints
@@ -401,7 +401,7 @@ class Guard:
 
     def load_fingerprint_filter(self, path: Path) -> Any:
         """Read and verify a filter written by :meth:`export_fingerprint_filter`."""
-        from kairo_guard.bloom import FingerprintFilter
+        from kairo_guard.detect.bloom import FingerprintFilter
 
         return FingerprintFilter.load(
             path, self.keys.subkey(PURPOSE_FILTER, self.keys.pseudonym_key_id)
@@ -478,7 +478,7 @@ class Guard:
         """Decide every record for ``sink`` and return the report; never raises on blocks.
 
         ``records`` is a list, tuple, generator, or one record (a dict, str, bytes or
-        :class:`~kairo_guard.types.Sealed`).
+        :class:`~kairo_guard.core.types.Sealed`).
         """
         if isinstance(records, VerifiedDataset):
             return self.check_dataset(records, sink=sink, mode=mode)
@@ -500,7 +500,7 @@ class Guard:
         In ``enforce`` mode the first refused record raises
         :class:`IsolationViolation` before anything after it is read; ``filter`` drops
         refused records; ``observe`` yields everything. A :class:`VerifiedDataset` is
-        decided whole, at once (see :mod:`kairo_guard.datasets`).
+        decided whole, at once (see :mod:`kairo_guard.tenancy.datasets`).
         """
         if isinstance(records, VerifiedDataset):
             resolved = self.resolve_sink(sink, mode=mode)
@@ -545,7 +545,7 @@ class Guard:
         Raises:
             ConfigError: at decoration time, for a bad sink or unknown parameter names.
         """
-        from kairo_guard.decorators import guard_sink
+        from kairo_guard.enforce.decorators import guard_sink
 
         resolved = self.resolve_sink(name, kind=kind, tenant=tenant, mode=mode)
         return guard_sink(self, resolved, data, on_report)
@@ -740,11 +740,11 @@ class Guard:
         return _sweep_retention(self, dry_run=dry_run)
 
     def erase_tenant(self, tenant: TenantId, *, receipt_path: Path | None = None) -> ErasureReceipt:
-        """Erase ``tenant`` and return the signed receipt; see :mod:`kairo_guard.erasure`."""
+        """Erase ``tenant`` and return the signed receipt (:mod:`kairo_guard.tenancy.erasure`)."""
         return _erase_tenant(self, tenant, receipt_path=receipt_path)
 
     def export_tenant(self, tenant: TenantId) -> dict[str, Any]:
-        """Return what the guard holds about ``tenant``; see :mod:`kairo_guard.export`."""
+        """Return what the guard holds about ``tenant``; see :mod:`kairo_guard.tenancy.export`."""
         return _export_tenant(self, tenant)
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from kg_testing import make_guard
 from otel_support import Sdk
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.cli import main
-from kairo_guard.testing import make_guard
+from kairo_guard.cli.main import main
+
+# Subprocesses started by tests (examples, CLI runs) import the test helpers too.
+_HERE = Path(__file__).parent
+_PATHS = (str(_HERE / "support"), str(_HERE.parent / "examples"), os.environ.get("PYTHONPATH", ""))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _PATHS if p)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kairo_guard.audit import AuditLog, AuditVerification, verify_audit
-from kairo_guard.exceptions import AuditError, AuditIntegrityError
+from kairo_guard.audit.log import AuditLog, AuditVerification, verify_audit
+from kairo_guard.core.exceptions import AuditError, AuditIntegrityError
 
 KEY = b"k" * 32
 KEY_ID = "audit-1"
@@ -521,7 +521,7 @@ def test_when_the_interpreter_exits_without_close_then_buffered_entries_are_writ
     tmp_path: Path,
 ) -> None:
     script = (
-        "import sys; from pathlib import Path; from kairo_guard.audit import AuditLog\n"
+        "import sys; from pathlib import Path; from kairo_guard.audit.log import AuditLog\n"
         "log = AuditLog(Path(sys.argv[1]), b'k' * 32, 'audit-1', flush_interval=60)\n"
         "log.append({'decision': 'allow'})\n"
     )

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from kg_testing import make_guard
 from opentelemetry import baggage, context, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,8 +22,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import ConfigError, Guard, KeyRing, current_tenant
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.baggage import (
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.baggage import (
     TenantTokenCodec,
     TokenRejected,
     bind_guard_context,
@@ -30,9 +32,7 @@ from kairo_guard.baggage import (
     inject_tenant,
     token_codec,
 )
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.propagation import BAGGAGE_KEY
-from kairo_guard.testing import make_guard
+from kairo_guard.otel.request_span import BAGGAGE_KEY
 
 TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 OTHER_TRACE = 0x0AF7651916CD43DD8448EB211C80319C

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kg_testing import make_guard, running_server
 from otel_support import Sdk
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,11 +27,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, KeyRing, current_tenant
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.baggage import async_httpx_event_hook
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.otel import ATTR_BAGGAGE, ATTR_TENANT, REQUEST_SPAN
-from kairo_guard.testing import make_guard, running_server
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.baggage import async_httpx_event_hook
+from kairo_guard.otel.instrumentation import ATTR_BAGGAGE, ATTR_TENANT, REQUEST_SPAN
 
 A_ADDRESS = "127.0.0.2"
 
@@ -125,7 +125,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from kairo_guard import Guard, async_httpx_event_hook, current_tenant
-from kairo_guard.middleware import GuardMiddleware
+from kairo_guard.ingest.middleware import GuardMiddleware
 
 guard = Guard()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kg_testing import make_guard
 from opentelemetry import baggage, context, propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -26,10 +27,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, KeyRing, TenantBaggagePropagator, current_tenant
-from kairo_guard.baggage import httpx_event_hook, token_codec
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.propagation import BAGGAGE_KEY, inbound_trace_id, kairo_tokens
-from kairo_guard.testing import make_guard
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.baggage import httpx_event_hook, token_codec
+from kairo_guard.otel.request_span import BAGGAGE_KEY, inbound_trace_id, kairo_tokens
 
 TRUSTED = ("127.0.0.1", 40000)
 

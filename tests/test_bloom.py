@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kairo_guard import Guard
-from kairo_guard.bloom import FilterError, FingerprintFilter
-from kairo_guard.cli import main
+from kairo_guard.cli.main import main
+from kairo_guard.detect.bloom import FilterError, FingerprintFilter
 
 DOC = (
     "Quarterly forecast for the northern region: revenue from the turbine service "
@@ -69,7 +69,7 @@ def test_an_altered_filter_is_refused(guard: Guard, tmp_path: Path, damage: str)
 
 
 def test_a_filter_from_another_key_is_refused(tmp_path: Path) -> None:
-    from kairo_guard.testing import make_guard
+    from kg_testing import make_guard
 
     with make_guard(tmp_path / "a") as a, make_guard(tmp_path / "b") as b:
         a.index_content("acme", {"text": DOC})

@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import KeyRing, SealCodec, SealError, content_digest
-from kairo_guard.cli import main
-from kairo_guard.content import sealed_line
-from kairo_guard.keys import read_key_file
-from kairo_guard.testing import make_guard, sealed_record
-from kairo_guard.types import DataClass
+from kairo_guard.cli.main import main
+from kairo_guard.core.content import sealed_line
+from kairo_guard.core.keys import read_key_file
+from kairo_guard.core.types import DataClass
 
 SCRIPT = Path(sys.executable).parent / "kairo-guard"
 ACME = ("--tenant", "acme", "--class", "customer_content")
@@ -746,7 +746,7 @@ def test_when_demo_runs_then_the_shared_set_is_blocked(cli_env: dict[str, str]) 
 
 def test_when_run_as_python_module_then_the_cli_works(cli_env: dict[str, str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "kairo_guard.cli", "--help"],
+        [sys.executable, "-m", "kairo_guard.cli.main", "--help"],
         capture_output=True,
         text=True,
         env=dict(os.environ),
@@ -762,7 +762,7 @@ def test_when_run_as_python_module_then_the_cli_works(cli_env: dict[str, str]) -
 def test_tenants_add_prints_a_working_key_once_and_revoke_disables_it(
     cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from kairo_guard.apikeys import ApiKeyVerifier
+    from kairo_guard.ingest.apikeys import ApiKeyVerifier
 
     assert main(["tenants", "add", "acme"]) == 0
     key = capsys.readouterr().out.strip()

@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.cli import main
-from kairo_guard.testing import make_guard, sealed_record
+from kairo_guard.cli.main import main
 
 SCRIPT = Path(sys.executable).parent / "kairo-guard"
 BIG_INT = b"123456789012345678901234567890"

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard
 
 from kairo_guard import KeyRing
-from kairo_guard.manifest import MANIFEST_FILE, RECORDS_FILE
-from kairo_guard.testing import make_guard
+from kairo_guard.tenancy.manifest import MANIFEST_FILE, RECORDS_FILE
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from kg_testing import make_guard
 from otel_support import Sdk
 
 from kairo_guard import Guard, KeyRing, make_sink
-from kairo_guard.cli_records import scan_stream
-from kairo_guard.otel import METRIC_BYTES
-from kairo_guard.testing import make_guard
+from kairo_guard.cli.records import scan_stream
+from kairo_guard.otel.instrumentation import METRIC_BYTES
 
 
 def test_scan_counts_the_bytes_it_read(traced: Guard, sdk: Sdk) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard
 from tenant_data_support import DAY, ERASED, KEPT, TenantState, populate
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.erasure import ErasureReceipt
-from kairo_guard.testing import make_guard
-from kairo_guard.types import SEAL_FIELD
+from kairo_guard.core.types import SEAL_FIELD
+from kairo_guard.tenancy.erasure import ErasureReceipt
 
 
 def _open(home: Path, ring: KeyRing, **kwargs: Any) -> Guard:

@@ -7,11 +7,11 @@ import json
 
 import orjson
 import pytest
+from kg_testing import mint_unchecked
 
 from kairo_guard import Guard, content_digest
-from kairo_guard.cli_records import scan_stream
-from kairo_guard.content import canonical_json, sealed_line, split_sealed_line
-from kairo_guard.testing import mint_unchecked
+from kairo_guard.cli.records import scan_stream
+from kairo_guard.core.content import canonical_json, sealed_line, split_sealed_line
 
 RECORD = {"text": "public domain text", "n": 3, "nested": {"b": [1, 2], "a": "é"}}
 

@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import DataClass, Guard, IsolationViolation, KeyRing
-from kairo_guard.content import content_digest
-from kairo_guard.datasets import VerifiedDataset
-from kairo_guard.manifest import (
+from kairo_guard.core.content import content_digest
+from kairo_guard.store.sqlite import Agreement
+from kairo_guard.tenancy.datasets import VerifiedDataset
+from kairo_guard.tenancy.manifest import (
     MANIFEST_FILE,
     RECORDS_FILE,
     DatasetError,
@@ -21,8 +23,6 @@ from kairo_guard.manifest import (
     merkle_root,
     parse_manifest,
 )
-from kairo_guard.store import Agreement
-from kairo_guard.testing import make_guard, sealed_record
 
 DAY = 86_400
 START = 1_800_000_000.0

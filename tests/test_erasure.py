@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from kg_testing import make_guard, running_server, sealed_record
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -18,12 +19,11 @@ from starlette.routing import Route
 from tenant_data_support import ERASED, KEPT, Clock, TenantState, populate
 
 from kairo_guard import Guard, KeyRing, StoreError, verify_audit
-from kairo_guard.erasure import ErasureReceipt
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.guard import AUDIT_DIR_NAME
-from kairo_guard.keys import PURPOSE_AUDIT_HEAD
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.store import DB_FILE_NAME
-from kairo_guard.testing import make_guard, running_server, sealed_record
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.store.sqlite import DB_FILE_NAME
+from kairo_guard.tenancy.erasure import ErasureReceipt
 
 SINK_KINDS = [
     "shared-training",

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import orjson
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.testing import make_guard, sealed_record
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -109,8 +109,9 @@ def test_ingestion_service_stores_sealed_documents_and_outputs_per_tenant(tmp_pa
         from ingestion_service import create_app
     finally:
         sys.path.remove(str(EXAMPLES))
-    from kairo_guard.apikeys import new_api_key
-    from kairo_guard.testing import running_server
+    from kg_testing import running_server
+
+    from kairo_guard.ingest.apikeys import new_api_key
 
     with make_guard(tmp_path / "state") as guard:
         keys = {t: new_api_key(guard.store, t) for t in ("acme", "globex")}
@@ -152,7 +153,7 @@ def test_make_demo_story_with_the_service_exits_0(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "kairo_guard.cli",
+            "kairo_guard.cli.main",
             "demo",
             "--service",
             str(EXAMPLES / "ingestion_service.py"),

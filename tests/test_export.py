@@ -8,11 +8,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from kg_testing import make_guard
 from tenant_data_support import ERASED, KEPT, Clock, TenantState, populate
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.export import SECTIONS, write_csv, write_json
-from kairo_guard.testing import make_guard
+from kairo_guard.tenancy.export import SECTIONS, write_csv, write_json
 
 ME, OTHER = ERASED, KEPT
 

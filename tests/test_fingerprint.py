@@ -1,7 +1,7 @@
 """The fingerprint net: laundered tenant content is caught at shared sinks, the rest passes.
 
 Every record checked here carries an ``operator_public`` seal, which the policy allows at
-``shared-training``: only :class:`kairo_guard.fingerprint.FingerprintIndex` can block it.
+``shared-training``: only :class:`kairo_guard.detect.fingerprint.FingerprintIndex` can block it.
 Customer documents are synthetic prose (:func:`corpus.prose`); the false-positive
 measurement uses text that ships with the installed packages (see ``tests/corpus.py``).
 """
@@ -26,10 +26,10 @@ from corpus import (
 )
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from kg_testing import make_guard, sealed_record
 
 from kairo_guard import CheckReport, Guard
-from kairo_guard.fingerprint import MIN_SHARED_FINGERPRINTS, Fingerprinter, K, W, normalize
-from kairo_guard.testing import make_guard, sealed_record
+from kairo_guard.detect.fingerprint import MIN_SHARED_FINGERPRINTS, Fingerprinter, K, W, normalize
 
 RULE = "fingerprint.tenant-content"
 ALLOWED = "allow.operator-public"

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kg_testing import mint_unchecked, sealed_record
 
 from kairo_guard import (
     CheckReport,
@@ -21,7 +22,6 @@ from kairo_guard import (
     Sealed,
     StoreError,
 )
-from kairo_guard.testing import mint_unchecked, sealed_record
 
 SHARED = ["shared-training", "shared-fine-tune", "shared-eval"]
 
@@ -236,7 +236,7 @@ class _BrokenStore:
 
 
 def test_when_store_fails_then_fine_tune_blocks(tmp_path: Path) -> None:
-    from kairo_guard.testing import make_guard
+    from kg_testing import make_guard
 
     g = make_guard(tmp_path, store=_BrokenStore())
     try:

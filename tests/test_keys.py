@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kairo_guard import Guard, KeyRing, KeyringError
-from kairo_guard.keys import (
+from kairo_guard.core.keys import (
     PURPOSE_AUDIT_HEAD,
     PURPOSE_SEAL,
     load_key_ring,
@@ -89,7 +89,7 @@ def test_pseudonyms_are_stable_keyed_and_stay_across_rotation() -> None:
 
 
 def test_state_files_are_private(tmp_path: Path) -> None:
-    from kairo_guard.testing import make_guard
+    from kg_testing import make_guard
 
     with make_guard(tmp_path / "state") as guard:
         guard.grant_agreement("acme")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from kg_testing import make_guard, running_server
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,11 +23,10 @@ from starlette.websockets import WebSocket
 from websockets.sync.client import connect as ws_connect
 
 from kairo_guard import Guard, current_tenant
-from kairo_guard.apikeys import ApiKeyVerifier, new_api_key
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
-from kairo_guard.store import DB_FILE_NAME, SQLiteStore
-from kairo_guard.testing import make_guard, running_server
+from kairo_guard.ingest.apikeys import ApiKeyVerifier, new_api_key
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.ingest.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
+from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 
 CAP = 64 * 1024
 
@@ -384,7 +384,7 @@ def test_add_middleware_as_starlette_and_fastapi_users_do(
 def test_request_bodies_are_fingerprinted_so_excerpts_are_caught_later(
     guard: Guard, server: str, keys: dict[str, str]
 ) -> None:
-    from kairo_guard.testing import sealed_record
+    from kg_testing import sealed_record
 
     text = (
         "Acme board minutes: the Lisbon plant doubles output in the third quarter, "
@@ -405,7 +405,7 @@ def test_request_bodies_are_fingerprinted_so_excerpts_are_caught_later(
 def test_websocket_messages_are_fingerprinted_as_the_tenants_content(
     guard: Guard, server: str, keys: dict[str, str]
 ) -> None:
-    from kairo_guard.testing import sealed_record
+    from kg_testing import sealed_record
 
     text = (
         "Initech incident notes: the Porto data centre lost cooling at noon, the failover "

@@ -9,12 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from kg_testing import sealed_record
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from otel_support import Sdk
 
 from kairo_guard import Guard, IsolationViolation, make_sink
-from kairo_guard.otel import (
+from kairo_guard.otel.instrumentation import (
     ATTR_ABANDONED,
     ATTR_ALLOWED,
     ATTR_BLOCKED,
@@ -41,8 +42,7 @@ from kairo_guard.otel import (
     METRIC_REQUESTS,
     GuardTelemetry,
 )
-from kairo_guard.propagation import inbound_span_context
-from kairo_guard.testing import sealed_record
+from kairo_guard.otel.request_span import inbound_span_context
 
 SHARED = make_sink("router-train", "shared-training")
 SECRET = "Acme merger plan: buy Globex in March"
@@ -171,7 +171,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from kairo_guard import make_sink
-from kairo_guard.testing import make_guard
+from kg_testing import make_guard
 
 guard = make_guard({str(tmp_path / "g")!r}, pii_gate=False)
 guard.check([{{"a": 1}}], sink=make_sink("s", "shared-training"), mode="filter")

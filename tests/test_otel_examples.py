@@ -10,7 +10,13 @@ import orjson
 from otel_support import attributes, otlp_receiver
 
 from kairo_guard import KeyRing
-from kairo_guard.otel import ATTR_DECISION, ATTR_SINK_KIND, ATTR_TENANT, CHECK_SPAN, REQUEST_SPAN
+from kairo_guard.otel.instrumentation import (
+    ATTR_DECISION,
+    ATTR_SINK_KIND,
+    ATTR_TENANT,
+    CHECK_SPAN,
+    REQUEST_SPAN,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "observability.py"
 

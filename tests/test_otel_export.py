@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kg_testing import make_guard, running_server
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -25,9 +26,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, KeyRing, make_sink
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.otel import (
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.export import CLEAN_VERDICT_SECONDS, ScrubbingSpanExporter
+from kairo_guard.otel.instrumentation import (
     ATTR_BLOCKED,
     ATTR_DECISION,
     ATTR_REASON,
@@ -37,8 +39,6 @@ from kairo_guard.otel import (
     METRIC_SCRUBBED,
     REQUEST_SPAN,
 )
-from kairo_guard.otel_export import CLEAN_VERDICT_SECONDS, ScrubbingSpanExporter
-from kairo_guard.testing import make_guard, running_server
 
 CUSTOMER = (
     "Globex board minutes: the Q3 acquisition of Initech closes on 14 October, "

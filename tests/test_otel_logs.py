@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kg_testing import make_guard
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -23,9 +24,8 @@ from opentelemetry.sdk._logs.export import (
 from otel_support import attributes, otlp_receiver
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.otel_logs import ScrubbingLogExporter
-from kairo_guard.scrubbing import MAX_DEPTH
-from kairo_guard.testing import make_guard
+from kairo_guard.otel.logs import ScrubbingLogExporter
+from kairo_guard.otel.scrubbing import MAX_DEPTH
 
 CUSTOMER = (
     "Globex board minutes: the Q3 acquisition of Initech closes on 14 October, "
@@ -166,7 +166,7 @@ def test_a_record_that_cannot_be_scrubbed_is_dropped_not_exported(
 ) -> None:
     pipe = Pipeline(guard)
     # a double for an unexpected failure inside the copy (the SDK's record is sound)
-    monkeypatch.setattr("kairo_guard.otel_logs.copy.copy", _raise)
+    monkeypatch.setattr("kairo_guard.otel.logs.copy.copy", _raise)
     pipe.logger.emit(body="anything")
     assert pipe.memory.get_finished_logs() == ()
     assert pipe.scrubber.scrubbed["record-dropped"] == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kg_testing import make_guard, running_server
 from opentelemetry import context, trace
 from otel_support import Sdk
 from starlette.applications import Starlette
@@ -16,9 +17,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, KeyRing, make_sink
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.middleware import GuardMiddleware
-from kairo_guard.otel import (
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.otel.instrumentation import (
     ATTR_DECISION,
     ATTR_STATUS,
     ATTR_TENANT,
@@ -27,8 +28,7 @@ from kairo_guard.otel import (
     METRIC_REQUESTS,
     REQUEST_SPAN,
 )
-from kairo_guard.propagation import DENIED_EVENT, HTTP_STATUS
-from kairo_guard.testing import make_guard, running_server
+from kairo_guard.otel.request_span import DENIED_EVENT, HTTP_STATUS
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -16,9 +16,15 @@ pytest.importorskip("presidio_analyzer", reason="needs the pii extra")
 # the evaluation script (benchmarks/eval_pii.py); it is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from kairo_guard.exceptions import ConfigError
-from kairo_guard.pii import DEFAULT_ENTITIES, GUARD_ERROR, GUARD_TOO_LONG, PiiFinding, PiiGate
-from kairo_guard.pii_text import chunk_bounds, may_contain_name
+from kairo_guard.core.exceptions import ConfigError
+from kairo_guard.detect.pii import (
+    DEFAULT_ENTITIES,
+    GUARD_ERROR,
+    GUARD_TOO_LONG,
+    PiiFinding,
+    PiiGate,
+)
+from kairo_guard.detect.pii_text import chunk_bounds, may_contain_name
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +286,7 @@ def test_texts_with_too_few_digits_skip_the_digit_recognizers(gate: PiiGate) -> 
     ],
 )
 def test_person_spans_made_only_of_identifiers_are_not_names(span: str, name_like: bool) -> None:
-    from kairo_guard.pii_analyzer import could_be_a_name
+    from kairo_guard.detect.pii_analyzer import could_be_a_name
 
     assert could_be_a_name(span) is name_like
 

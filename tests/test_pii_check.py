@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kg_testing import mint_unchecked, sealed_record
 
 from kairo_guard import ContentRefused, Guard, KeyRing, Sealed
-from kairo_guard.testing import mint_unchecked, sealed_record
 
 
 @pytest.fixture

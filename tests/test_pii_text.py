@@ -25,8 +25,12 @@ from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
 )
 
-from kairo_guard.pii_recognizers import PathUrlRecognizer, SecretRecognizer, WindowedPhoneRecognizer
-from kairo_guard.pii_text import (
+from kairo_guard.detect.pii_recognizers import (
+    PathUrlRecognizer,
+    SecretRecognizer,
+    WindowedPhoneRecognizer,
+)
+from kairo_guard.detect.pii_text import (
     MIN_PHONE_DIGITS,
     phone_window_chars,
     phone_windows,

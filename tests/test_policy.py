@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kg_testing import sealed_record
 
 from kairo_guard import DataClass, Guard, Outcome, Policy, PolicyError, rule
-from kairo_guard.policy import BUILTIN_RULES, DEFAULT_ALLOW_RULES, Facts, Relation
-from kairo_guard.testing import sealed_record
-from kairo_guard.types import SinkKind
+from kairo_guard.core.policy import BUILTIN_RULES, DEFAULT_ALLOW_RULES, Facts, Relation
+from kairo_guard.core.types import SinkKind
 
 SHARED = ["shared-training", "shared-fine-tune", "shared-eval"]
 DOC = {"text": "Quarterly numbers for the Lisbon plant", "n": 7}

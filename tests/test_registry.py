@@ -10,17 +10,17 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from kg_testing import make_guard, running_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, GuardMiddleware, KeyRing
-from kairo_guard.apikeys import new_api_key
-from kairo_guard.manifest import MANIFEST_FILE, Manifest
-from kairo_guard.registry import ModelRoutes, RegistryError
-from kairo_guard.store import DB_FILE_NAME
-from kairo_guard.testing import make_guard, running_server
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.store.sqlite import DB_FILE_NAME
+from kairo_guard.tenancy.manifest import MANIFEST_FILE, Manifest
+from kairo_guard.tenancy.models import ModelRoutes, RegistryError
 
 
 @pytest.fixture

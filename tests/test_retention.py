@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from kg_testing import make_guard, running_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -16,12 +17,11 @@ from starlette.routing import Route
 from tenant_data_support import DAY, T0, Clock
 
 from kairo_guard import Guard, KeyRing
-from kairo_guard.apikeys import new_api_key
+from kairo_guard.core.types import SEAL_FIELD, DataClass, Sealed
 from kairo_guard.guard import AUDIT_DIR_NAME
-from kairo_guard.middleware import PROVENANCE_HEADER, GuardMiddleware
-from kairo_guard.retention import RetentionPolicy, is_agent_run
-from kairo_guard.testing import make_guard, running_server
-from kairo_guard.types import SEAL_FIELD, DataClass, Sealed
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.middleware import PROVENANCE_HEADER, GuardMiddleware
+from kairo_guard.tenancy.retention import RetentionPolicy, is_agent_run
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from kg_testing import make_guard, mint_unchecked
 
 from kairo_guard import ContentRefused, Guard, IsolationViolation
-from kairo_guard.cli import main
-from kairo_guard.cli_records import scan_stream
-from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
-from kairo_guard.testing import make_guard, mint_unchecked
+from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.cli.main import main
+from kairo_guard.cli.records import scan_stream
 
 SECRET = (
     "Acme board minutes: the Lisbon plant doubles output in the third quarter and forty "
@@ -46,7 +46,7 @@ def test_object_keys_are_text_for_the_fingerprint_net(net: Guard) -> None:
 def test_a_slow_stream_sees_a_revoked_agreement(
     net: Guard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kairo_guard.checker.REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr("kairo_guard.enforce.check.REFRESH_SECONDS", 0.0)
     net.grant_agreement("acme")
     records = [net.label_record({"i": i}, tenant="acme") for i in range(3)]
     stream = net.checked(iter(records), sink=net.resolve_sink("ft", kind="tenant-fine-tune:acme"))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kairo_guard import DataClass, KeyRing, Label, SealCodec, SealError, content_digest
-from kairo_guard.seal import MAX_SEAL_LENGTH
+from kairo_guard.core.seal import MAX_SEAL_LENGTH
 
 RING = KeyRing.generate("k1")
 CODEC = SealCodec(RING)
@@ -69,8 +69,8 @@ def test_when_key_rotated_then_old_seals_verify_and_new_ones_use_new_key() -> No
 
 def _signed_with_real_key(payload: str) -> str:
     """A payload signed correctly with the real key, to test post-MAC validation."""
-    from kairo_guard.keys import PURPOSE_SEAL
-    from kairo_guard.seal import _Mac
+    from kairo_guard.core.keys import PURPOSE_SEAL
+    from kairo_guard.core.seal import _Mac
 
     signed = f"kg1.k1.{payload}"
     return f"{signed}.{_Mac(RING.subkey(PURPOSE_SEAL, 'k1')).tag(signed)}"

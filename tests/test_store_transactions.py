@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kairo_guard import StoreError
-from kairo_guard.store import DB_FILE_NAME, SQLiteStore
+from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 
 
 def test_an_error_inside_a_write_rolls_it_all_back_and_the_store_goes_on(

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from kairo_guard import Guard, Outcome
-from kairo_guard.cli import main
-from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
+from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.cli.main import main
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 SECRET = "Acme merger memo: buy Initech for forty million before March"

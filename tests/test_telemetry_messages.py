@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from kairo_guard import Guard
-from kairo_guard.pii import PiiGate
-from kairo_guard.pii_scrub import MessageScrubber
-from kairo_guard.telemetry import AggregationReport, TelemetryAggregator
+from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.detect.pii import PiiGate
+from kairo_guard.detect.pii_scrub import MessageScrubber
 
 SECRET = (
     "Acme board minutes: the Lisbon plant doubles output in the third quarter and forty "
@@ -78,7 +78,7 @@ def test_without_opting_in_there_is_no_message_field(guard: Guard) -> None:
 
 
 def test_cli_keep_messages(cli_env: dict[str, str], tmp_path: Path) -> None:
-    from kairo_guard.cli import main
+    from kairo_guard.cli.main import main
 
     lines = [_event(f"t{i:02d}", f"timeout for +1 415 555 01{i:02d}") for i in range(12)]
     (tmp_path / "events.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))

@@ -1,0 +1,289 @@
+"""``TelemetryAggregator``: the only code path that mints ``anonymized_telemetry``.
+
+Raw usage events are per-tenant personal data. The aggregator keeps only allow-listed
+fields (the latency number; categorical dimensions), drops free text, groups events by
+time window and dimensions, suppresses every group with fewer than ``k`` distinct
+tenants or dominated by one tenant (more than half of its events), and emits statistics
+sealed as ``anonymized_telemetry`` with no tenant field.
+
+Categorical values are kept only when they are safe to publish: a value from the
+field's declared enumeration, or, without one, a short plain token that at least ``k``
+distinct tenants used in the input (a value few tenants use can identify them, or be
+their text: ``/docs/acme-merger``). Anything else becomes ``"other"``. Tenants are
+counted by keyed pseudonym only; neither ids nor pseudonyms reach the output.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kairo_guard.core.content import content_digest
+from kairo_guard.core.types import TENANT_PATTERN, DataClass
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
+DEFAULT_K = 10
+DEFAULT_FIELDS = {
+    "tenant": "tenant",
+    "error_message": "error_message",
+    "route": "route",
+    "model": "model",
+    "latency_ms": "latency_ms",
+    "status": "status",
+    "error_type": "error_type",
+    "ts": "ts",
+}
+DEFAULT_DIMENSIONS = ("route", "model")
+OTHER = "other"
+_LAST_TIMESTAMP = 253402300800  # 10000-01-01: later windows cannot be written as dates
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+
+
+@dataclass
+class AggregationReport:
+    """What an aggregation run read, kept, skipped and suppressed (no tenant data)."""
+
+    events: int = 0
+    used: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    groups: int = 0
+    emitted: int = 0
+    suppressed_groups: int = 0
+    messages_dropped: int = 0
+
+    def skip(self, reason: str) -> None:
+        """Count an event skipped for ``reason``."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+@dataclass
+class _Event:
+    tenant: str  # pseudonym
+    window: int
+    dims: tuple[str, ...]
+    latency: float
+    error: bool
+    message: str | None = None  # scrubbed, only when messages are kept
+
+
+@dataclass
+class _Group:
+    tenants: set[str] = field(default_factory=set)
+    per_tenant: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, set[str]] = field(default_factory=dict)  # message -> tenants
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+class TelemetryAggregator:
+    """Aggregates raw usage events into k-anonymous, sealed statistics.
+
+    Args:
+        guard: the Guard whose key pseudonymizes tenants and seals the output.
+        k: minimum distinct tenants per emitted group (default 10, at least 2).
+        window_seconds: width of the time windows.
+        dimensions: the categorical fields to group by (default route, model).
+        enumerations: per dimension, the values that may be published as they are.
+        fields: input field names, by role (see :data:`DEFAULT_FIELDS`).
+        max_share: a group where one tenant has more than this share of the events is
+            suppressed too (its statistics would be mostly that tenant's).
+        scrub: opt in to error messages: each is passed through this scrubber (see
+            :class:`~kairo_guard.detect.pii_scrub.MessageScrubber`), and a scrubbed message is
+            published in its group only if at least ``k`` distinct tenants sent it.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        k: int = DEFAULT_K,
+        window_seconds: int = 3600,
+        dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
+        enumerations: Mapping[str, Iterable[str]] | None = None,
+        fields: Mapping[str, str] | None = None,
+        max_share: float = 0.5,
+        scrub: Callable[[str], str | None] | None = None,
+    ) -> None:
+        if not 0 < max_share < 1:
+            raise ValueError("max_share must be between 0 and 1")
+        self.max_share = max_share
+        self._scrub = scrub
+        if k < 2:
+            raise ValueError("k must be at least 2: one tenant's statistics are that tenant's")
+        if window_seconds < 1:
+            raise ValueError("window_seconds must be positive")
+        unknown = [d for d in dimensions if d not in ("route", "model", "status", "error_type")]
+        if unknown:
+            raise ValueError(f"unknown dimensions {unknown}; use route, model, status, error_type")
+        self._guard = guard
+        self.k = k
+        self.window = window_seconds
+        self.dimensions = tuple(dimensions)
+        self._enums = {d: frozenset(v) for d, v in (enumerations or {}).items()}
+        self._fields = {**DEFAULT_FIELDS, **(fields or {})}
+
+    def aggregate(
+        self, events: Iterable[Mapping[str, Any]], report: AggregationReport | None = None
+    ) -> list[dict[str, Any]]:
+        """Return sealed statistics records for ``events`` (see the module docstring)."""
+        report = report if report is not None else AggregationReport()
+        parsed: list[_Event] = []
+        users: dict[tuple[str, str], set[str]] = {}
+        for raw in events:
+            report.events += 1
+            event = self._parse(raw, report)
+            if event is None:
+                continue
+            parsed.append(event)
+            for dim, value in zip(self.dimensions, event.dims, strict=True):
+                users.setdefault((dim, value), set()).add(event.tenant)
+        groups: dict[tuple[int, tuple[str, ...]], _Group] = {}
+        for event in parsed:
+            dims = tuple(
+                self._publishable(dim, value, users)
+                for dim, value in zip(self.dimensions, event.dims, strict=True)
+            )
+            group = groups.setdefault((event.window, dims), _Group())
+            group.tenants.add(event.tenant)
+            group.per_tenant[event.tenant] = group.per_tenant.get(event.tenant, 0) + 1
+            group.latencies.append(event.latency)
+            group.errors += event.error
+            if event.message is not None:
+                group.messages.setdefault(event.message, set()).add(event.tenant)
+        report.used = len(parsed)
+        report.groups = len(groups)
+        out = []
+        for (window, dims), group in sorted(groups.items()):
+            if len(group.tenants) < self.k or self._dominated(group):
+                report.suppressed_groups += 1
+                continue
+            out.append(self._record(window, dims, group))
+        report.emitted = len(out)
+        self._guard.audit.append(
+            {
+                "event": "telemetry.aggregate",
+                "k": self.k,
+                "window_s": self.window,
+                "events": report.events,
+                "used": report.used,
+                "groups": report.groups,
+                "emitted": report.emitted,
+                "suppressed": report.suppressed_groups,
+            }
+        )
+        return out
+
+    def _dominated(self, group: _Group) -> bool:
+        # one tenant with most of a group's events would be most of its statistics
+        top = max(group.per_tenant.values())
+        return top > self.max_share * len(group.latencies)
+
+    def _publishable(self, dim: str, value: str, users: dict[tuple[str, str], set[str]]) -> str:
+        allowed = self._enums.get(dim)
+        if allowed is not None:
+            return value if value in allowed else OTHER
+        if _TOKEN.fullmatch(value) and len(users.get((dim, value), ())) >= self.k:
+            return value
+        return OTHER
+
+    def _parse(self, raw: Mapping[str, Any], report: AggregationReport) -> _Event | None:
+        f = self._fields
+        if not isinstance(raw, Mapping):
+            report.skip("not-an-object")
+            return None
+        tenant = raw.get(f["tenant"])
+        if not isinstance(tenant, str) or TENANT_PATTERN.fullmatch(tenant) is None:
+            report.skip("tenant")
+            return None
+        value = raw.get(f["latency_ms"])
+        latency = (
+            float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else math.nan
+        )
+        if not math.isfinite(latency) or latency < 0:
+            report.skip("latency_ms")
+            return None
+        when = _timestamp(raw.get(f["ts"]))
+        if when is None:
+            report.skip("ts")
+            return None
+        dims = []
+        for dim in self.dimensions:
+            value = raw.get(f[dim])
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                report.skip(dim)
+                return None
+            dims.append(str(value))
+        status = raw.get(f["status"])
+        error_type = raw.get(f["error_type"])
+        error = bool(error_type) or (isinstance(status, int) and status >= 500)
+        message = None
+        if self._scrub is not None:
+            raw_message = raw.get(f["error_message"])
+            if isinstance(raw_message, str) and raw_message:
+                message = self._scrub(raw_message)
+                if message is None:
+                    report.messages_dropped += 1  # the event is used, its message not
+        return _Event(
+            tenant=self._guard.keys.pseudonym(tenant),
+            window=int(when // self.window) * self.window,
+            dims=tuple(dims),
+            latency=latency,
+            error=error,
+            message=message,
+        )
+
+    def _record(self, window: int, dims: tuple[str, ...], group: _Group) -> dict[str, Any]:
+        latencies = sorted(group.latencies)
+        count = len(latencies)
+        body: dict[str, Any] = {
+            "window_start": datetime.fromtimestamp(window, UTC).isoformat(),
+            "window_s": self.window,
+            **dict(zip(self.dimensions, dims, strict=True)),
+            "count": count,
+            "error_rate": round(group.errors / count, 6),
+            "latency_ms_p50": _percentile(latencies, 50),
+            "latency_ms_p95": _percentile(latencies, 95),
+            "latency_ms_p99": _percentile(latencies, 99),
+            "k": self.k,
+        }
+        if self._scrub is not None:
+            shared = sorted(
+                ((m, len(t)) for m, t in group.messages.items() if len(t) >= self.k),
+                key=lambda mt: (-mt[1], mt[0]),
+            )
+            body["error_messages"] = [[m, n] for m, n in shared[:10]]
+        # the aggregator is the one code path that mints this class
+        seal = self._guard._mint(
+            content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
+        )
+        return {**body, "_kairo": seal}
+
+
+def _percentile(sorted_values: list[float], pct: int) -> float:
+    """Nearest-rank percentile of a sorted, non-empty list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _timestamp(value: object) -> float | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # a time without a zone would be guessed: skip it
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return seconds if 0 <= seconds < _LAST_TIMESTAMP else None

@@ -1,0 +1,88 @@
+"""``kairo-guard telemetry aggregate``: raw usage events in, sealed statistics out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.cli.common import EXIT_OK, EXIT_USAGE
+from kairo_guard.cli.records import atomic_output, progress
+from kairo_guard.config import parse_duration
+from kairo_guard.core.content import sealed_line
+from kairo_guard.core.jsonl import BadLine, Line, iter_lines, parse_line
+from kairo_guard.detect.pii_scrub import MessageScrubber
+from kairo_guard.guard import Guard
+
+
+def _events(path: Path, max_bytes: int, report: AggregationReport) -> Iterator[Any]:
+    with path.open("rb") as stream, progress(stream, "aggregating") as bar:
+        for item in iter_lines(stream, max_bytes):
+            if isinstance(item, Line):
+                if bar is not None:
+                    bar.update(len(item.raw) + 1)
+                value = parse_line(item.raw)
+                if isinstance(value, BadLine):
+                    report.events += 1
+                    report.skip("malformed")
+                    continue
+                yield value
+            else:
+                report.events += 1
+                report.skip("too-large")
+
+
+def _scrubber(guard: Guard) -> MessageScrubber:
+    from kairo_guard.detect.pii import PiiGate
+
+    pii = guard.settings.pii
+    gate = PiiGate(
+        entities=pii.entities, thresholds=pii.thresholds, allow_list=pii.allow_list, model=pii.model
+    )
+    return MessageScrubber(gate, guard.fingerprints)
+
+
+def aggregate_file(
+    guard: Guard,
+    events: Path,
+    out: Path,
+    *,
+    k: int | None,
+    window: str | None,
+    keep_messages: bool = False,
+) -> int:
+    """Run the aggregation of a JSONL file; print a summary; return the exit code."""
+    if not events.is_file():
+        click.echo(f"error: cannot read {events}", err=True)
+        return EXIT_USAGE
+    settings = guard.settings.telemetry
+    aggregator = TelemetryAggregator(
+        guard,
+        k=k if k is not None else settings.k,
+        window_seconds=parse_duration(window or settings.window),
+        dimensions=settings.dimensions,
+        enumerations=settings.enumerations,
+        fields=settings.fields,
+        scrub=_scrubber(guard) if keep_messages else None,
+    )
+    report = AggregationReport()
+    records = aggregator.aggregate(
+        _events(events, guard.settings.limits.max_record_bytes, report), report
+    )
+    with atomic_output(out) as (fh, commit):
+        for record in records:
+            seal = record.pop("_kairo")
+            fh.write(sealed_line(record, seal))  # type: ignore[union-attr]
+        commit[0] = True
+    click.echo(
+        f"telemetry aggregate {events} -> {out}: {report.events:,} events, {report.used:,} used, "
+        f"{sum(report.skipped.values()):,} skipped, {report.groups:,} groups, "
+        f"{report.emitted:,} emitted, {report.suppressed_groups:,} suppressed (fewer than "
+        f"{aggregator.k} tenants)"
+    )
+    for reason, count in sorted(report.skipped.items()):
+        click.echo(f"  skipped for {reason}: {count:,}", err=True)
+    return EXIT_OK

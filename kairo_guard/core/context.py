@@ -1,0 +1,42 @@
+"""The ambient tenant context: which tenant's request the current code is serving.
+
+Set by the middleware for each request, or by :func:`tenant_context` in scripts. It is a
+:class:`contextvars.ContextVar`, so each asyncio task and each thread started with
+:func:`contextvars.copy_context` sees its own value. Inside a tenant's context every
+record is treated as that tenant's customer content unless it is verified anonymized
+telemetry or operator data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from kairo_guard.core.types import TenantId, validate_tenant
+
+_CURRENT_TENANT: ContextVar[TenantId | None] = ContextVar("kairo_guard_tenant", default=None)
+
+
+def current_tenant() -> TenantId | None:
+    """Return the tenant whose request is being served here, or None."""
+    return _CURRENT_TENANT.get()
+
+
+@contextmanager
+def tenant_context(tenant: TenantId) -> Iterator[TenantId]:
+    """Run the ``with`` block as serving ``tenant``; nested contexts must agree.
+
+    Raises:
+        ValueError: if ``tenant`` is not a valid tenant id, or another tenant's context
+            is already active (mixing two tenants' requests is a bug worth stopping).
+    """
+    validate_tenant(tenant)
+    outer = _CURRENT_TENANT.get()
+    if outer is not None and outer != tenant:
+        raise ValueError(f"already inside tenant {outer!r}'s context; refusing to switch tenants")
+    token = _CURRENT_TENANT.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _CURRENT_TENANT.reset(token)

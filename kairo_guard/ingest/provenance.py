@@ -1,0 +1,60 @@
+"""What the middleware knows about one request's content, for the handler to use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kairo_guard.core.content import content_digest
+from kairo_guard.core.types import DataClass, TenantId
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
+
+class RequestProvenance:
+    """The tenant of a request and, once its body is read, the body's seal.
+
+    Found at ``scope["kairo_guard"]`` (Starlette: ``request.scope["kairo_guard"]``).
+    """
+
+    __slots__ = ("_guard", "_source", "complete", "digest", "indexed", "seal", "size", "tenant")
+
+    def __init__(self, guard: Guard, tenant: TenantId, source: str) -> None:
+        self._guard = guard
+        self._source = source
+        self.tenant = tenant
+        self.size = 0
+        self.indexed = 0
+        self.complete = False
+        self.digest: str | None = None
+        self.seal: str | None = None
+        """The body's seal: set once the whole body was received, None for empty bodies."""
+
+    def finish(self, digest: str) -> None:
+        """Record the complete body's digest and seal it (empty bodies are not sealed).
+
+        The seal is also recorded as a provenance row (retention sweep, erasure, export).
+        """
+        self.complete = True
+        self.digest = digest
+        if self.size:
+            seal = self._guard.seal_digest(
+                digest,
+                tenant=self.tenant,
+                source=self._source,
+                audit={"bytes": self.size},
+            )
+            self._guard.record_provenance(seal)
+            self.seal = seal
+
+    def seal_content(self, content: Any, *, source: str | None = None) -> str:
+        """Seal content derived from this request (a parsed document, an agent's output)
+        as the tenant's customer content (recorded as a provenance row)."""
+        seal = self._guard.seal_digest(
+            content_digest(content),
+            tenant=self.tenant,
+            data_class=DataClass.CUSTOMER_CONTENT,
+            source=source or self._source,
+        )
+        self._guard.record_provenance(seal)
+        return seal

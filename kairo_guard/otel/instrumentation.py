@@ -1,0 +1,339 @@
+"""OpenTelemetry traces and metrics of guard decisions (API only; no-op without an SDK).
+
+One span per check (``kairo_guard.check``), never one per record: it starts under the
+caller's current span when the check starts and ends when the check finishes, without
+becoming the current span around user code. Everything it carries is computed at the
+end from the counts the check keeps anyway, so a scan pays nothing per record.
+
+The tracer and meter are obtained on first use from the providers given, else the
+global ones, so an SDK configured after import is honoured. Tenant ids appear only as
+their keyed pseudonyms; content never appears.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from kairo_guard.core.report import CheckReport, Violation
+from kairo_guard.core.types import Mode
+
+INSTRUMENTATION_NAME = "kairo_guard"
+CHECK_SPAN = "kairo_guard.check"
+"""Name of the span of one check."""
+REQUEST_SPAN = "kairo_guard.request"
+"""Name of the middleware's own span, made only when no server span is recording."""
+BLOCKED_EVENT = "kairo_guard.blocked"
+"""Span event per refused record (up to :data:`MAX_BLOCKED_EVENTS`)."""
+BLOCKED_MORE_EVENT = "kairo_guard.blocked.more"
+"""One span event counting the refused records past the cap."""
+MAX_BLOCKED_EVENTS = 32
+
+ATTR_CHECK_ID = "kairo_guard.check.id"
+ATTR_SINK = "kairo_guard.sink.name"
+ATTR_SINK_KIND = "kairo_guard.sink.kind"
+ATTR_SINK_TENANT = "kairo_guard.sink.tenant"
+ATTR_MODE = "kairo_guard.mode"
+ATTR_DECISION = "kairo_guard.decision"
+ATTR_RULE = "kairo_guard.rule"
+ATTR_RULES = "kairo_guard.rules"
+ATTR_TOTAL = "kairo_guard.records.total"
+ATTR_ALLOWED = "kairo_guard.records.allowed"
+ATTR_BLOCKED = "kairo_guard.records.blocked"
+ATTR_TENANT = "kairo_guard.tenant"
+"""Pseudonym (``tp_...``) of the tenant served; never the raw id."""
+ATTR_ABANDONED = "kairo_guard.check.abandoned"
+ATTR_INDEX = "kairo_guard.record.index"
+ATTR_DIGEST = "kairo_guard.record.digest_prefix"
+ATTR_COUNT = "kairo_guard.count"
+ATTR_STATUS = "kairo_guard.request.status"
+ATTR_REASON = "kairo_guard.reason"
+ATTR_BYTES = "kairo_guard.request.bytes"
+ATTR_BAGGAGE = "kairo_guard.otel.baggage"
+"""Outcome of inbound kairo baggage: ``accepted`` or why it was ignored."""
+
+METRIC_DECISIONS = "kairo_guard.decisions"
+METRIC_DURATION = "kairo_guard.check.duration"
+METRIC_RECORDS = "kairo_guard.records.scanned"
+METRIC_BYTES = "kairo_guard.bytes.scanned"
+METRIC_REQUESTS = "kairo_guard.requests"
+METRIC_BAGGAGE = "kairo_guard.otel.baggage.rejected"
+METRIC_SCRUBBED = "kairo_guard.scrubbed"
+DIGEST_PREFIX = 16
+_COUNTERS = {
+    METRIC_DECISIONS: ("{record}", "Records decided, by sink, decision and rule"),
+    METRIC_RECORDS: ("{record}", "Records scanned by guard checks"),
+    METRIC_BYTES: ("By", "Bytes of content scanned (request bodies, raw input)"),
+    METRIC_REQUESTS: ("{request}", "Requests decided by the middleware"),
+    METRIC_BAGGAGE: ("{token}", "Inbound kairo baggage ignored, by reason"),
+    METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
+}
+
+ATTR_SOURCE = "kairo_guard.source"
+_MISSING = object()
+_REQUEST_BYTES_KEY = ((ATTR_SOURCE, "request"),)
+_FOLD_AT = 1024
+"""Requests queued for counting before they are folded into the tallies."""
+
+ALLOW, BLOCK = "allow", "block"
+_HEADER_ATTRIBUTES = (
+    ("check", ATTR_CHECK_ID),
+    ("sink", ATTR_SINK),
+    ("kind", ATTR_SINK_KIND),
+    ("sink_tenant", ATTR_SINK_TENANT),
+    ("mode", ATTR_MODE),
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kairo-guard")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        return "0"
+
+
+class GuardTelemetry:
+    """The guard's tracer and instruments, built on first use.
+
+    Args:
+        tracer_provider: an SDK ``TracerProvider`` (default: the global one, looked up
+            on first use).
+        meter_provider: an SDK ``MeterProvider`` (default: the global one).
+    """
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracer: trace.Tracer | None = None
+        self._active: trace.Tracer | None = None
+        self._settled = False
+        self._looked_up = False
+        self._instruments: dict[str, Any] | None = None
+        self._tallies: dict[str, dict[tuple[tuple[str, Any], ...], int | float]] = {
+            name: {} for name in _COUNTERS
+        }
+        self._lock = threading.Lock()
+        self._requests: collections.deque[tuple[str, int, int | None]] = collections.deque()
+        self._allow_rules: tuple[object, frozenset[str]] = (None, frozenset())
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        """The ``kairo_guard`` tracer (a proxy until a global SDK is set)."""
+        if self._tracer is None:
+            self._tracer = trace.get_tracer(
+                INSTRUMENTATION_NAME, _version(), tracer_provider=self._tracer_provider
+            )
+        return self._tracer
+
+    def active_tracer(self) -> trace.Tracer | None:
+        """The tracer if spans are recorded at all, else None (cheap, for every request).
+
+        None while no SDK is configured: no provider was given and the global one is
+        not set yet, which is looked at again on every call so that an SDK set later is
+        honoured; also None for a provider that makes only no-op tracers
+        (``NoOpTracerProvider``, a disabled SDK), which is how tracing is turned off for
+        the guard alone. Once a real provider is known the answer never changes (the
+        global provider can be set only once).
+        """
+        if self._settled:
+            return self._active
+        provider = self._tracer_provider
+        if provider is None or isinstance(provider, trace.ProxyTracerProvider):
+            provider = self._global_tracer_provider()
+            if provider is None:
+                return None
+        tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
+        self._active = None if isinstance(tracer, trace.NoOpTracer) else tracer
+        self._settled = True
+        return self._active
+
+    def _global_tracer_provider(self) -> Any:
+        # trace.get_tracer_provider() looks up an environment variable on every call
+        # (microseconds per request while no SDK is set): it is asked once, which also
+        # loads a provider named by OTEL_PYTHON_TRACER_PROVIDER, and then the API's
+        # module global is read, as the API's own ProxyTracer does.
+        if self._looked_up:
+            provider = getattr(trace, "_TRACER_PROVIDER", _MISSING)
+            if provider is None:
+                return None
+            if provider is not _MISSING:
+                return provider
+        self._looked_up = True
+        provider = trace.get_tracer_provider()
+        return None if isinstance(provider, trace.ProxyTracerProvider) else provider
+
+    def _ensure_instruments(self) -> dict[str, Any]:
+        if self._instruments is None:
+            meter = metrics.get_meter(
+                INSTRUMENTATION_NAME, _version(), meter_provider=self._meter_provider
+            )
+            for name, (unit, description) in _COUNTERS.items():
+                meter.create_observable_counter(
+                    name, [functools.partial(self._observe, name)], unit, description
+                )
+            self._instruments = {
+                METRIC_DURATION: meter.create_histogram(
+                    METRIC_DURATION, "s", "Duration of one guard check"
+                )
+            }
+        return self._instruments
+
+    def _observe(self, name: str, options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        if name in (METRIC_REQUESTS, METRIC_BYTES):
+            self._fold_requests()
+        with self._lock:
+            items = list(self._tallies[name].items())
+        return [metrics.Observation(value, dict(key)) for key, value in items]
+
+    def add(self, name: str, amount: int | float, attributes: Mapping[str, Any]) -> None:
+        """Add to a counter, or record in the duration histogram; never raises.
+
+        Counters are tallied here (a dict update, cheap enough for every request) and
+        reported when the SDK's reader collects; only the histogram is recorded
+        through the SDK at once.
+        """
+        try:
+            instruments = self._instruments or self._ensure_instruments()
+            if name == METRIC_DURATION:
+                instruments[name].record(amount, attributes)
+                return
+            key = tuple(attributes.items())
+            tally = self._tallies[name]
+            with self._lock:
+                tally[key] = tally.get(key, 0) + amount
+        except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
+            pass
+
+    def count_request(self, decision: str, status: int, size: int | None) -> None:
+        """Count one request decided by the middleware (and its body bytes); never
+        raises. The per-request form of :meth:`add`: one append to a queue (atomic, no
+        lock), folded into the tallies when the reader collects or the queue is long."""
+        try:
+            if self._instruments is None:
+                self._ensure_instruments()
+            self._requests.append((decision, status, size))
+            if len(self._requests) >= _FOLD_AT:
+                self._fold_requests()
+        except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
+            pass
+
+    def _fold_requests(self) -> None:
+        requests = self._tallies[METRIC_REQUESTS]
+        scanned = self._tallies[METRIC_BYTES]
+        pop = self._requests.popleft
+        with self._lock:
+            while self._requests:
+                decision, status, size = pop()
+                key = ((ATTR_DECISION, decision), (ATTR_STATUS, status))
+                requests[key] = requests.get(key, 0) + 1
+                if size:
+                    scanned[_REQUEST_BYTES_KEY] = scanned.get(_REQUEST_BYTES_KEY, 0) + size
+
+    # -- checks ----------------------------------------------------------------------
+
+    def start_check(
+        self, owner: object, header: Mapping[str, Any], tenant: str | None
+    ) -> tuple[trace.Span, weakref.finalize[Any, Any] | None]:
+        """Start the span of a check under the current context (not made current).
+
+        ``header`` is the check's audit header (check, sink, kind, sink_tenant, mode),
+        ``tenant`` the served tenant's pseudonym. A finalizer ends the span if ``owner``
+        is dropped unfinished (a lazily consumed generator that was never read), so no
+        span is left open.
+        """
+        try:
+            tracer = self.active_tracer()
+            if tracer is None:
+                return trace.INVALID_SPAN, None
+            attributes = {attr: header[key] for key, attr in _HEADER_ATTRIBUTES if header.get(key)}
+            if tenant:
+                attributes[ATTR_TENANT] = tenant
+            span = tracer.start_span(CHECK_SPAN, attributes=attributes)
+        except Exception:  # noqa: BLE001 - telemetry never breaks the host
+            return trace.INVALID_SPAN, None
+        if not span.is_recording():
+            return span, None
+        return span, weakref.finalize(owner, _abandon, span)
+
+    def finish_check(
+        self,
+        span: trace.Span,
+        report: CheckReport,
+        *,
+        sink: str,
+        policy: Any,
+        bytes_scanned: int = 0,
+    ) -> None:
+        """End the check's span and record its metrics from the finished report.
+
+        ``sink`` is the sink's audit name (tenant pseudonymized); ``policy`` the
+        :class:`~kairo_guard.core.policy.Policy` that decided, which says which rules allow.
+        """
+        try:
+            if self._allow_rules[0] is not policy:
+                allows = frozenset(r.id for r in policy.rules if r.effect == ALLOW)
+                self._allow_rules = (policy, allows)
+            self._finish_check(span, report, sink, self._allow_rules[1], bytes_scanned)
+        except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
+            pass
+
+    def _finish_check(
+        self,
+        span: trace.Span,
+        report: CheckReport,
+        sink: str,
+        allow_rules: frozenset[str],
+        bytes_scanned: int,
+    ) -> None:
+        decision = ALLOW if report.blocked == 0 else BLOCK
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    ATTR_DECISION: decision,
+                    ATTR_RULES: sorted(report.by_rule),
+                    ATTR_TOTAL: report.total,
+                    ATTR_ALLOWED: report.allowed,
+                    ATTR_BLOCKED: report.blocked,
+                }
+            )
+            _blocked_events(span, report.violations, report.blocked)
+            if report.blocked and report.mode is Mode.ENFORCE:
+                span.set_status(trace.StatusCode.ERROR, "IsolationViolation")
+            span.end()
+        base = {ATTR_SINK: sink, ATTR_SINK_KIND: report.kind.split(":", 1)[0]}
+        for rule, count in report.by_rule.items():
+            outcome = ALLOW if rule in allow_rules else BLOCK
+            self.add(METRIC_DECISIONS, count, {**base, ATTR_DECISION: outcome, ATTR_RULE: rule})
+        self.add(METRIC_DURATION, report.duration_s, {**base, ATTR_DECISION: decision})
+        self.add(METRIC_RECORDS, report.total, base)
+        if bytes_scanned:
+            self.add(METRIC_BYTES, bytes_scanned, base)
+
+
+def _blocked_events(span: trace.Span, violations: Iterable[Violation], blocked: int) -> None:
+    shown = 0
+    for violation in violations:
+        if shown == MAX_BLOCKED_EVENTS:
+            break
+        attributes: dict[str, Any] = {ATTR_INDEX: violation.index, ATTR_RULE: violation.rule}
+        if violation.digest:
+            attributes[ATTR_DIGEST] = violation.digest[:DIGEST_PREFIX]
+        span.add_event(BLOCKED_EVENT, attributes)
+        shown += 1
+    if blocked > shown:
+        span.add_event(BLOCKED_MORE_EVENT, {ATTR_COUNT: blocked - shown})
+
+
+def _abandon(span: trace.Span) -> None:
+    try:
+        span.set_attribute(ATTR_ABANDONED, True)
+        span.end()
+    except Exception:  # noqa: BLE001, S110 - runs from the garbage collector
+        pass

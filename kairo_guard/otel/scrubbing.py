@@ -1,0 +1,344 @@
+"""What the scrubbing exporters share: judging telemetry values for customer content.
+
+A value is scrubbed (masked as ``[scrubbed:<reason>]``, or removed) when
+
+* its key is a content key (:data:`CONTENT_KEYS`: request bodies, database statements,
+  GenAI prompts and completions, or any key given), whatever the value;
+* it is text whose fingerprints match a tenant's ingested content (the guard's index);
+* it is text in which the PII gate finds PII.
+
+If the guard runs the PII gate and the gate cannot run, every text not under a
+known-safe key (:data:`SAFE_KEYS`, ``kairo_guard.*``) is masked: fail closed. Numbers
+and booleans pass; an error while judging a value masks it. Needs no SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kairo_guard.otel.instrumentation import ATTR_REASON, METRIC_SCRUBBED, GuardTelemetry
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
+CONTENT_KEYS = (
+    "http.request.body",
+    "http.response.body",
+    "db.statement",
+    "db.query.text",
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+)
+"""Keys whose values are content by definition; a key also covers ``key.*``."""
+SAFE_KEYS = frozenset(
+    {
+        "http.route",
+        "http.request.method",
+        "http.response.status_code",
+        "http.method",
+        "http.status_code",
+        "url.scheme",
+        "server.port",
+        "network.protocol.version",
+        "rpc.system",
+        "rpc.service",
+        "rpc.method",
+        "error.type",
+        "exception.type",
+        "gen_ai.system",
+        "gen_ai.operation.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+    }
+)
+"""Keys never scrubbed: protocol vocabulary, not content. ``kairo_guard.*`` too."""
+SAFE_PREFIX = "kairo_guard."
+MASK = "[scrubbed:{reason}]"
+MAX_DEPTH = 8
+"""Nesting deeper than this in a structured value (a log body) is masked unjudged."""
+_SAFE_NAMES = frozenset({"exception"})
+_IDENTIFIER = re.compile(r"[a-z0-9_.\-]+")
+"""Attribute names of this form are not judged as text (``http.route``, ``app.doc_id``)."""
+_CACHE_SIZE = 16384
+_UNKNOWN = object()
+_CACHE_TEXT = 256
+"""Texts up to this many characters are cached under themselves, longer ones under a
+128-bit digest, so the cache holds at most a few megabytes of text."""
+
+CLEAN_VERDICT_SECONDS = 10.0
+"""How long a text judged clean stays judged: content indexed later (a tenant's upload
+of that very text) must be caught within this time."""
+
+
+def _strings(value: object, depth: int) -> Iterator[str]:
+    """The texts in a value: strings, bytes, and those in lists and maps (keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bytes | bytearray):
+        with contextlib.suppress(UnicodeDecodeError):  # undecodable: masked unjudged
+            yield bytes(value).decode("utf-8")
+    elif depth < MAX_DEPTH and isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, bool | int | float):
+                yield from _strings(k if isinstance(k, bytes | bytearray) else str(k), depth + 1)
+            yield from _strings(v, depth + 1)
+    elif depth < MAX_DEPTH and isinstance(value, Sequence):
+        for item in value:
+            yield from _strings(item, depth + 1)
+
+
+def _cache_key(text: str) -> str | bytes:
+    if len(text) <= _CACHE_TEXT:
+        return text
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class ContentScrubber:
+    """Judges and scrubs telemetry values; counts what it scrubbed.
+
+    Args:
+        guard: whose fingerprint index and PII gate decide what is content.
+        content_keys: keys always scrubbed (default :data:`CONTENT_KEYS`).
+        safe_keys: keys never scrubbed (default :data:`SAFE_KEYS`).
+        remove: drop scrubbed attributes instead of masking their values.
+        telemetry: where the ``kairo_guard.scrubbed`` counter goes (default: the
+            guard's meter).
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        content_keys: Iterable[str] = CONTENT_KEYS,
+        safe_keys: Iterable[str] = SAFE_KEYS,
+        remove: bool = False,
+        telemetry: GuardTelemetry | None = None,
+    ) -> None:
+        self._guard = guard
+        self._content_keys = frozenset(content_keys)
+        self._content_prefixes = tuple(f"{k}." for k in self._content_keys)
+        self._safe_keys = frozenset(safe_keys)
+        self.remove = remove
+        self._telemetry = telemetry or guard.telemetry
+        self._verdicts: dict[str | bytes, tuple[str | None, float]] = {}
+        self.clock = time.monotonic
+        """The clock of the clean-verdict cache (replaceable in tests)."""
+        self._lock = threading.Lock()
+        self.scrubbed: Counter[str] = Counter()
+        """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
+        ``pii-unavailable``, ``error``, ``too-deep``, ``undecodable``, ``unsupported``;
+        the exporters add the whole spans or records they dropped)."""
+
+    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A copy of ``attributes`` with every value that carries content scrubbed."""
+        out: dict[str, Any] = {}
+        for key, value in (attributes or {}).items():
+            try:
+                if (reason := self._key_name_reason(key)) is not None:
+                    self.count(reason)  # a key that is itself content: dropped whole
+                    continue
+                reason = self.reason(key, value)
+            except Exception:  # noqa: BLE001 - an unjudged value is not exported
+                reason = "error"
+            if reason is None:
+                out[key] = value
+                continue
+            self.count(reason)
+            if not self.remove:
+                out[key] = MASK.format(reason=reason)
+        return out
+
+    def value(self, key: str, value: Any, depth: int = 0) -> Any:
+        """``value`` (a log body: text, bytes, numbers, lists and maps of them, nested)
+        with what carries content masked; a map's entries are judged one by one under
+        ``key.<entry>`` (a map with a key that carries content is masked whole)."""
+        try:
+            if depth > MAX_DEPTH:
+                reason: str | None = "too-deep"
+            elif isinstance(value, Mapping):
+                reason = self._keys_reason(value)
+                if reason is None:
+                    return {k: self.value(f"{key}.{k}", v, depth + 1) for k, v in value.items()}
+            elif isinstance(value, list | tuple):
+                return [self.value(key, item, depth + 1) for item in value]
+            else:
+                reason = self.reason(key, value, depth)
+        except Exception:  # noqa: BLE001 - an unjudged value is not exported
+            reason = "error"
+        if reason is None:
+            return value
+        self.count(reason)
+        return MASK.format(reason=reason)
+
+    def reason(self, key: str, value: object, depth: int = 0) -> str | None:
+        """Why ``value`` under ``key`` must be scrubbed, or None to keep it (a map or a
+        list is scrubbed whole when any part of it, or any key of a map, must be).
+
+        Safe keys count only for a top-level key (``depth`` 0): a map under ``http``
+        with an entry ``route`` is not the ``http.route`` attribute.
+        """
+        if key in self._content_keys or key.startswith(self._content_prefixes):
+            return "key"
+        if depth == 0 and (key in self._safe_keys or key.startswith(SAFE_PREFIX)):
+            return None
+        if isinstance(value, bytes | bytearray):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                return "undecodable"  # UTF-16, compressed: text the gate cannot read
+        if isinstance(value, str):
+            return self._text_reason(value)
+        if value is None or isinstance(value, bool | int | float):
+            return None
+        if isinstance(value, Mapping | Sequence):
+            if depth >= MAX_DEPTH:
+                return "too-deep"
+            if isinstance(value, Mapping):
+                if (reason := self._keys_reason(value)) is not None:
+                    return reason
+                parts = ((f"{key}.{k}", v) for k, v in value.items())
+            else:
+                parts = ((key, v) for v in value)
+            for part_key, part in parts:
+                if (reason := self.reason(part_key, part, depth + 1)) is not None:
+                    return reason
+            return None
+        return "unsupported"  # a set, an object: no telemetry value, exported as str()
+
+    def name(self, name: str) -> str:
+        """A span or event name, masked when it carries content (names of the guard's
+        own spans and events, ``kairo_guard.*``, and ``exception`` are kept)."""
+        if name.startswith(SAFE_PREFIX) or name in _SAFE_NAMES:
+            return name
+        reason = self.judge(name)
+        if reason is None:
+            return name
+        self.count(reason)
+        return MASK.format(reason=reason)
+
+    def judge(self, text: str) -> str | None:
+        """Why ``text`` must be scrubbed (an error counts as a reason), or None; counts
+        nothing: the caller decides what to scrub."""
+        try:
+            return self._text_reason(text)
+        except Exception:  # noqa: BLE001 - an unjudged text is not exported
+            return "error"
+
+    def _keys_reason(self, value: Mapping[Any, Any]) -> str | None:
+        for k in value:
+            if isinstance(k, bool | int | float):
+                continue
+            if isinstance(k, bytes | bytearray):
+                try:
+                    k = bytes(k).decode("utf-8")
+                except UnicodeDecodeError:
+                    return "undecodable"
+            if (reason := self._text_reason(str(k))) is not None:
+                return reason
+        return None
+
+    def _key_name_reason(self, key: str) -> str | None:
+        """Why an attribute's name is itself content (``extra={text: 1}``), or None;
+        dotted lowercase identifiers, as every semantic-convention key is, are not."""
+        if not isinstance(key, str):
+            return "unsupported"
+        if _IDENTIFIER.fullmatch(key):
+            return None
+        return self._text_reason(key)
+
+    def texts(self, attributes: Mapping[str, Any] | None) -> Iterator[str]:
+        """The texts in ``attributes`` that :meth:`attributes` would judge (for
+        :meth:`prejudge`): not under content keys or safe keys, map keys included."""
+        for key, value in (attributes or {}).items():
+            if isinstance(key, str) and not _IDENTIFIER.fullmatch(key):
+                yield key
+            skipped = key in self._content_keys or key in self._safe_keys
+            if skipped or key.startswith((*self._content_prefixes, SAFE_PREFIX)):
+                continue
+            yield from _strings(value, 0)
+
+    def prejudge(self, texts: Iterable[str]) -> None:
+        """Judge together the texts of an export batch that are not in the cache.
+
+        The PII gate analyses a batch several times faster than the same texts one by
+        one; the verdicts go into the cache, where :meth:`attributes`, :meth:`value`
+        and :meth:`name` then find them. Only a speed-up: a text it leaves unjudged
+        (or any error here) is judged on its own later.
+        """
+        now = self.clock()
+        todo: dict[str | bytes, str] = {}
+        for text in texts:
+            if text.strip():
+                key = _cache_key(text)
+                if key not in todo and self._cached(key, now) is _UNKNOWN:
+                    todo[key] = text
+        self._remember(self._judge(todo), now)
+
+    def _text_reason(self, text: str) -> str | None:
+        if not text.strip():
+            return None
+        now = self.clock()
+        key = _cache_key(text)
+        cached = self._cached(key, now)
+        if cached is not _UNKNOWN:
+            return cached  # type: ignore[return-value]
+        verdicts = self._judge({key: text})
+        self._remember(verdicts, now)
+        return verdicts[key]
+
+    def _judge(self, texts: Mapping[str | bytes, str]) -> dict[str | bytes, str | None]:
+        """Per cache key, why its text must be scrubbed, or None: the fingerprint index
+        per text, then the PII gate on the rest in one batch (both read past invisible
+        characters, such as the NULs of UTF-16 text read as UTF-8)."""
+        verdicts: dict[str | bytes, str | None] = {}
+        rest: list[tuple[str | bytes, str]] = []
+        for key, text in texts.items():
+            if self._guard.fingerprints.overlap(text) is not None:
+                verdicts[key] = "fingerprint"
+            else:
+                rest.append((key, text))
+        pii = self._guard.pii
+        found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
+        for i, (key, _) in enumerate(rest):
+            if pii is None:
+                verdicts[key] = None
+            elif found is None:
+                verdicts[key] = "pii-unavailable"
+            else:
+                verdicts[key] = "pii" if found[i] else None
+        return verdicts
+
+    def _cached(self, key: str | bytes, now: float) -> str | object | None:
+        """The cached verdict, or ``_UNKNOWN`` (none, or a clean one that expired)."""
+        cached = self._verdicts.get(key)
+        if cached is not None and (cached[0] is not None or now < cached[1]):
+            return cached[0]
+        return _UNKNOWN
+
+    def _remember(self, verdicts: Mapping[str | bytes, str | None], now: float) -> None:
+        with self._lock:
+            if len(self._verdicts) + len(verdicts) > _CACHE_SIZE:
+                self._verdicts.clear()
+            for key, reason in verdicts.items():
+                held = self._verdicts.get(key)
+                if reason is None and held is not None and held[0] is not None:
+                    continue  # a clean verdict judged earlier never undoes a finding
+                self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
+
+    def count(self, reason: str) -> None:
+        """Count one scrubbed value (or dropped span or record) under ``reason``."""
+        with self._lock:
+            self.scrubbed[reason] += 1
+        self._telemetry.add(METRIC_SCRUBBED, 1, {ATTR_REASON: reason})

@@ -1,0 +1,171 @@
+"""Erasure of a tenant ("account deletion"): remove its data, refuse its seals, sign a receipt.
+
+:func:`erase_tenant` runs, in this order:
+
+1. records the tenant's pseudonym as erased, so every seal of the tenant made up to
+   now is refused at every sink (rule ``tenant.erased``) whatever happens next;
+2. deletes the tenant's dataset directories and rows (``guard.delete_datasets``);
+3. marks the tenant's models for deletion (``guard.mark_models_for_deletion``): they
+   can no longer be served;
+4. deletes the tenant's fingerprints, agreements, API keys, provenance rows and
+   retention periods in one transaction, with deleted pages overwritten;
+5. writes a receipt (JSON, HMAC-signed like the audit head, naming the tenant only by
+   pseudonym) under ``<home>/erasures/`` and audits its SHA-256.
+
+The audit log is hash-chained and is not rewritten: it never held raw tenant ids or
+content, only pseudonyms and digests. Any failure raises before the receipt is written,
+so an erasure never claims success it did not have; running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from kairo_guard.core.keys import KeyRing
+from kairo_guard.core.types import TenantId, validate_tenant
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
+
+RECEIPT_DIR_NAME = "erasures"
+PURPOSE_ERASURE_RECEIPT = "erasure-receipt"
+RECEIPT_KIND = "kairo-guard/erasure-receipt"
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What an erasure removed, when, and for whom (by pseudonym), signed.
+
+    ``removed`` counts rows or items per kind: ``fingerprints``, ``agreements``,
+    ``api_keys``, ``provenance``, ``retention_overrides``, ``datasets``.
+    """
+
+    tenant: str
+    """The tenant's pseudonym (the raw id is what was erased)."""
+    erased_at: float
+    removed: Mapping[str, int]
+    models_marked_for_deletion: int
+    key_id: str
+    mac: str
+    path: Path | None = None
+    """Where the receipt was written in the state directory."""
+
+    def body(self) -> dict[str, Any]:
+        """Return the signed part of the receipt."""
+        return {
+            "kind": RECEIPT_KIND,
+            "v": 1,
+            "tenant": self.tenant,
+            "erased_at": self.erased_at,
+            "erased_at_iso": datetime.fromtimestamp(self.erased_at, UTC).isoformat(),
+            "removed": dict(sorted(self.removed.items())),
+            "models_marked_for_deletion": self.models_marked_for_deletion,
+            "key_id": self.key_id,
+        }
+
+    def to_json(self) -> bytes:
+        """Return the receipt document (the body and its ``mac``)."""
+        return orjson.dumps({**self.body(), "mac": self.mac}, option=orjson.OPT_INDENT_2) + b"\n"
+
+    def verify(self, keys: KeyRing) -> bool:
+        """True if the receipt's MAC verifies under ``keys``."""
+        if self.key_id not in keys.keys:
+            return False
+        return hmac.compare_digest(_mac(keys, self.key_id, self.body()), self.mac)
+
+    @classmethod
+    def load(cls, path: Path) -> ErasureReceipt:
+        """Read a receipt written by :func:`erase_tenant` (not verified: see :meth:`verify`).
+
+        Raises:
+            ValueError: if the file is not a receipt.
+            OSError: if it cannot be read.
+        """
+        doc = orjson.loads(path.read_bytes())
+        if not isinstance(doc, dict) or doc.get("kind") != RECEIPT_KIND:
+            raise ValueError(f"{path} is not an erasure receipt")
+        try:
+            return cls(
+                tenant=str(doc["tenant"]),
+                erased_at=float(doc["erased_at"]),
+                removed={str(k): int(v) for k, v in doc["removed"].items()},
+                models_marked_for_deletion=int(doc["models_marked_for_deletion"]),
+                key_id=str(doc["key_id"]),
+                mac=str(doc["mac"]),
+                path=path,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: malformed erasure receipt ({exc})") from exc
+
+
+def _mac(keys: KeyRing, key_id: str, body: Mapping[str, Any]) -> str:
+    key = keys.subkey(PURPOSE_ERASURE_RECEIPT, key_id)
+    return hmac.new(key, orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "sha256").hexdigest()
+
+
+def erase_tenant(
+    guard: Guard, tenant: TenantId, *, receipt_path: Path | None = None
+) -> ErasureReceipt:
+    """Erase ``tenant`` (see the module docstring) and return the signed receipt.
+
+    Args:
+        guard: the guard whose state is erased.
+        tenant: the tenant id.
+        receipt_path: also write the receipt here.
+
+    Raises:
+        ValueError: for an invalid tenant id.
+        StoreError, DatasetError, OSError: a step failed; nothing claims success.
+    """
+    validate_tenant(tenant)
+    pseudonym = guard.keys.pseudonym(tenant)
+    now = float(guard.clock())  # a float, as the receipt is read back
+    guard.store.mark_erased(pseudonym, now)
+    datasets = guard.delete_datasets(tenant)
+    models = guard.mark_models_for_deletion(tenant)
+    removed = {**guard.store.erase_tenant(tenant), "datasets": datasets}
+    key_id = guard.keys.signing_key_id
+    unsigned = ErasureReceipt(pseudonym, now, removed, models, key_id, mac="")
+    mac = _mac(guard.keys, key_id, unsigned.body())
+    directory = guard.settings.home / RECEIPT_DIR_NAME
+    path = directory / f"{pseudonym}.{int(now)}.json"
+    receipt = ErasureReceipt(pseudonym, now, removed, models, key_id, mac, path)
+    data = receipt.to_json()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write_private(path, data)
+    if receipt_path is not None:
+        _write_private(receipt_path, data)
+    guard.audit.append(
+        {
+            "event": "tenant.erase",
+            "tenant": pseudonym,
+            "removed": dict(sorted(removed.items())),
+            "models_marked_for_deletion": models,
+            "receipt_sha256": hashlib.sha256(data).hexdigest(),
+        }
+    )
+    guard.audit.flush()
+    return receipt
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,64 @@
+"""Test helpers: a guard on a fresh state directory, and seals minted without checks.
+
+This module lives with the tests on purpose: it is not part of the wheel.
+
+:func:`mint_unchecked` makes permitting seals (operator data, anonymized telemetry)
+without the checks that normally justify them: it exists so that tests of training code
+can feed a shared sink records that pass. It needs the guard's key, like any minting,
+and every seal it makes is written to the audit log as ``"event": "seal.unchecked"``,
+so its use in production would be on the record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loopback import running_server
+
+from kairo_guard.core.content import content_digest
+from kairo_guard.core.keys import KeyRing
+from kairo_guard.core.seal import Label
+from kairo_guard.core.types import SEAL_FIELD, DataClass, TenantId
+from kairo_guard.guard import Guard
+
+__all__ = ["make_guard", "mint_unchecked", "running_server", "sealed_record"]
+
+
+def make_guard(home: Path, *, ring: KeyRing | None = None, **kwargs: Any) -> Guard:
+    """Return a Guard on a fresh state directory with a fresh key (or ``ring``)."""
+    kwargs.setdefault("env", {})
+    return Guard(home=home, key=ring or KeyRing.generate(), **kwargs)
+
+
+def mint_unchecked(
+    guard: Guard,
+    content: object,
+    *,
+    data_class: DataClass | str,
+    tenant: TenantId | None = None,
+    source: str = "test",
+    created_at: int | None = None,
+    expires_at: int | None = None,
+) -> str:
+    """Return a seal of any class for ``content``, skipping the minting checks."""
+    cls = DataClass(data_class)
+    created = int(guard.clock() if created_at is None else created_at)
+    label = Label.create(
+        tenant=tenant,
+        data_class=cls,
+        source=source,
+        created_at=created,
+        expires_at=expires_at,
+        digest=content_digest(content),
+    )
+    guard.audit.append(
+        {"event": "seal.unchecked", "class": cls.value, "digest": label.digest, "source": source}
+    )
+    return guard.codec.seal(label)
+
+
+def sealed_record(guard: Guard, record: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Return ``record`` with a seal from :func:`mint_unchecked` under ``_kairo``."""
+    body = {k: v for k, v in record.items() if k != SEAL_FIELD}
+    return {**body, SEAL_FIELD: mint_unchecked(guard, body, **kwargs)}
