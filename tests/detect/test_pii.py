@@ -14,7 +14,7 @@ pytest.importorskip("presidio_analyzer", reason="needs the pii extra")
 
 # benchmarks/ holds the PII corpus generator and the stock configuration, shared with
 # the evaluation script (benchmarks/eval_pii.py); it is not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.detect.pii import (

@@ -243,7 +243,7 @@ def test_when_the_fine_tune_example_is_given_a_model_id_then_it_registers_the_te
 ) -> None:
     import importlib.util
 
-    path = Path(__file__).resolve().parent.parent / "examples" / "finetune_tenant.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "finetune_tenant.py"
     spec = importlib.util.spec_from_file_location("finetune_tenant", path)
     assert spec is not None
     assert spec.loader is not None

@@ -38,7 +38,7 @@ from kairo_guard.detect.pii_text import (
 )
 
 # benchmarks/ holds the PII corpus generator (not a package).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from pii_corpus import corpus
 
 PHONE_CASES = [

@@ -14,7 +14,7 @@ from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.detect.pii import ENV_PII_PROCESSES, MIN_PARALLEL_TEXTS, PiiFinding, PiiGate
 
 # benchmarks/ holds the PII corpus generator (not a package).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from pii_corpus import corpus
 
 
