@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -23,6 +22,7 @@ from kairo_guard.core.keys import (
     PURPOSE_FINGERPRINT,
     KeyRing,
     load_key_ring,
+    pseudonymize_name,
 )
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.report import CheckReport
@@ -273,12 +273,7 @@ class Guard:
                     "total": found.total,
                 }
             )
-            raise ContentRefused(
-                FINGERPRINT_RULE,
-                f"text overlaps a tenant's ingested content: {found.shared} of "
-                f"{found.total} fingerprints ({found.ratio:.0%})",
-                tenant=pseudonym,
-            )
+            raise ContentRefused(FINGERPRINT_RULE, found.reason(), tenant=pseudonym)
         return self._mint(digest, DataClass.OPERATOR_PUBLIC, None, source)
 
     def _mint(
@@ -310,7 +305,7 @@ class Guard:
                 "class": cls.value,
                 "tenant": pseudonym,
                 # a source may name its tenant ("upload:acme"): the log keeps pseudonyms only
-                "source": _pseudonymized_source(source, tenant, pseudonym),
+                "source": pseudonymize_name(source, tenant, pseudonym),
                 "digest": digest,
                 **(audit or {}),
             }
@@ -750,14 +745,6 @@ class Guard:
 
 def _ignore(report: CheckReport) -> None:
     """A report callback that keeps nothing."""
-
-
-def _pseudonymized_source(source: str, tenant: str | None, pseudonym: str | None) -> str:
-    """Replace ``tenant`` where it stands as a whole token of ``source`` by its pseudonym."""
-    if not tenant or not pseudonym:
-        return source
-    token = rf"(?<![A-Za-z0-9._-]){re.escape(tenant)}(?![A-Za-z0-9._-])"
-    return re.sub(token, pseudonym, source)
 
 
 def _as_records(records: Iterable[object] | object) -> Iterable[object]:

@@ -366,13 +366,14 @@ def test_unlabeled_record_at_shared_sink_is_attributed_by_its_fingerprints(guard
     [
         ("upload:acme", "acme", "upload:P"),
         ("upload:a/data", "a", "upload:P/data"),  # whole tokens only: "upload", "data" kept
-        ("acme-corp:acme", "acme", "acme-corp:P"),
+        ("acme-corp:acme", "acme", "P-corp:P"),  # a tenant id never survives a dash
+        ("ft-acme", "acme", "ft-P"),  # sink names and sources: one rule
+        ("upload:acmeco", "acme", "upload:acmeco"),
+        ("upload:acme.eu", "acme.eu", "upload:P"),
         ("api", "acme", "api"),
     ],
 )
-def test_seal_audit_source_pseudonymizes_only_whole_tenant_tokens(
-    source: str, tenant: str, expected: str
-) -> None:
-    from kairo_guard.guard import _pseudonymized_source
+def test_names_pseudonymize_every_tenant_token(source: str, tenant: str, expected: str) -> None:
+    from kairo_guard.core.keys import pseudonymize_name
 
-    assert _pseudonymized_source(source, tenant, "P") == expected
+    assert pseudonymize_name(source, tenant, "P") == expected

@@ -173,6 +173,22 @@ class KeyRing:
             raise KeyringError(f"malformed key file: {exc}") from exc
 
 
+def pseudonymize_name(name: str, tenant: str | None, pseudonym: str | None) -> str:
+    """Return ``name`` with ``tenant`` replaced by ``pseudonym`` where it is a whole token.
+
+    Names that reach the audit log or telemetry (a seal's source such as
+    ``upload:acme``, a sink such as ``ft-acme``) may embed a tenant id. Every
+    occurrence bounded by non-alphanumerics is replaced, punctuation inside tenant ids
+    included (``ft-acme`` and ``acme-corp`` both lose ``acme``: a tenant id must not
+    reach the log), while ``acme`` inside ``acmeco`` stays. Without a tenant or
+    pseudonym the name is returned unchanged.
+    """
+    if not tenant or not pseudonym:
+        return name
+    token = rf"(?<![A-Za-z0-9]){re.escape(tenant)}(?![A-Za-z0-9])"
+    return re.sub(token, pseudonym, name)
+
+
 def write_key_file(path: Path, ring: KeyRing, *, overwrite: bool = False) -> None:
     """Write ``ring`` to ``path`` with mode 0600, refusing to overwrite unless asked.
 

@@ -185,6 +185,13 @@ class Overlap(NamedTuple):
         """Fraction of the record's fingerprints that are the tenant's."""
         return self.shared / self.total if self.total else 0.0
 
+    def reason(self) -> str:
+        """The refusal's reason: counts and ratio, never the text or the tenant."""
+        return (
+            f"text overlaps a tenant's ingested content: {self.shared} of "
+            f"{self.total} fingerprints ({self.ratio:.0%})"
+        )
+
 
 class FingerprintIndex:
     """Fingerprints of every tenant's ingested content, and the overlap test.

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from kairo_guard.core.content import RawJSON, content_digest
 from kairo_guard.core.exceptions import ContentError, IsolationViolation, SealError
+from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.policy import Decision, Facts, Policy, Relation
 from kairo_guard.core.report import CheckReport, Violation
 from kairo_guard.core.seal import Label, SealCodec
@@ -52,11 +53,7 @@ def fingerprint_check(index: FingerprintIndex) -> ContentCheck:
         found = index.overlap(content)
         if found is None:
             return None
-        reason = (
-            f"text overlaps a tenant's ingested content: {found.shared} of "
-            f"{found.total} fingerprints ({found.ratio:.0%})"
-        )
-        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, reason, owner=found.tenant)
+        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, found.reason(), owner=found.tenant)
 
     return check
 
@@ -106,9 +103,9 @@ def erased_decision(
 
 def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
     """The sink's name for the audit log: a tenant id in it becomes its pseudonym."""
-    if sink.tenant and sink.tenant in sink.name:
-        return sink.name.replace(sink.tenant, pseudonym(sink.tenant) or "")
-    return sink.name
+    if not sink.tenant:
+        return sink.name
+    return pseudonymize_name(sink.name, sink.tenant, pseudonym(sink.tenant))
 
 
 def split_record(item: object) -> tuple[object, object]:
