@@ -1,4 +1,12 @@
-"""The :class:`Guard` facade: configured once, used by training code, middleware and CLI."""
+"""The :class:`Guard` facade: configured once, used by training code, middleware and CLI.
+
+It wires the layers together and delegates; it decides nothing itself. Sealing is
+:class:`~kairo_guard.enforce.sealing.Sealer`, operator vetting
+:class:`~kairo_guard.enforce.vetting.OperatorVetting`, sink checks
+:class:`~kairo_guard.enforce.service.SinkChecks`, the fingerprint net
+:class:`~kairo_guard.detect.net.FingerprintNet`, and what a tenant owns lives in
+:mod:`kairo_guard.tenancy`.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +17,33 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-import orjson
-
-from kairo_guard.audit.log import AuditLog
+from kairo_guard import assembly
+from kairo_guard.assembly import AUDIT_DIR_NAME
 from kairo_guard.config import Settings, load_settings
-from kairo_guard.core import context as _context
-from kairo_guard.core.content import canonical_json, content_digest
-from kairo_guard.core.exceptions import ConfigError, ContentRefused, StoreError
-from kairo_guard.core.keys import (
-    PURPOSE_AUDIT_HEAD,
-    PURPOSE_FILTER,
-    PURPOSE_FINGERPRINT,
-    KeyRing,
-    load_key_ring,
-    pseudonymize_name,
-)
+from kairo_guard.core import context
+from kairo_guard.core.exceptions import StoreError
+from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label, SealCodec
-from kairo_guard.core.sinks import Sink, make_sink
-from kairo_guard.core.types import (
-    SEAL_FIELD,
-    DataClass,
-    Mode,
-    Sealed,
-    SinkKind,
-    TenantId,
-    validate_tenant,
-)
-from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
-from kairo_guard.detect.pii_check import LazyPiiCheck
-from kairo_guard.enforce.check import FINGERPRINT_RULE, CheckContext, SinkCheck, fingerprint_check
+from kairo_guard.core.sinks import Sink
+from kairo_guard.core.types import DataClass, Mode, SinkKind, TenantId
+from kairo_guard.detect.bloom import FingerprintFilter
+from kairo_guard.detect.net import FingerprintNet
+from kairo_guard.enforce.check import CheckContext, SinkCheck, fingerprint_check
+from kairo_guard.enforce.decorators import guard_sink
+from kairo_guard.enforce.sealing import Sealer
+from kairo_guard.enforce.service import ReportCallback, SinkChecks
+from kairo_guard.enforce.vetting import OperatorVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
-from kairo_guard.store.datasets import DatasetInfo, ModelInfo
-from kairo_guard.store.sqlite import DB_FILE_NAME, DEFAULT_SCOPE, Agreement, SQLiteStore, Store
-from kairo_guard.store.tenants import ProvenanceRow
+from kairo_guard.store.base import (
+    DEFAULT_SCOPE,
+    Agreement,
+    DatasetInfo,
+    ModelInfo,
+    ProvenanceRow,
+    Store,
+)
 from kairo_guard.tenancy import dataset_builder as _dataset_builder
 from kairo_guard.tenancy import datasets as _datasets
 from kairo_guard.tenancy import models as _registry
@@ -56,11 +56,11 @@ from kairo_guard.tenancy.manifest import Manifest
 from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
 from kairo_guard.tenancy.retention import sweep as _sweep_retention
 
+__all__ = ["AUDIT_DIR_NAME", "Guard"]
+
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-AUDIT_DIR_NAME = "audit"
 
 
 class Guard:
@@ -103,90 +103,61 @@ class Guard:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
-        self._pii_enabled = pii_gate
         self.telemetry = GuardTelemetry(tracer_provider, meter_provider)
         self.settings: Settings = load_settings(
             home=home, config_file=config_file, default_mode=default_mode, env=env
         )
-        home_path = self.settings.home
-        if isinstance(key, KeyRing):
-            self.keys = key
-        elif isinstance(key, str):
-            self.keys = KeyRing.from_env_value(key)
-        else:
-            self.keys = load_key_ring(home_path, env=env)
-        if self.settings.db_url and not self.settings.db_url.startswith("sqlite:"):
-            raise ConfigError(
-                f"unsupported KAIRO_GUARD_DB_URL {self.settings.db_url!r}: "
-                "this version supports sqlite:///PATH (PostgreSQL support is planned)"
-            )
-        db_path = home_path / DB_FILE_NAME
-        if self.settings.db_url:
-            db_path = Path(self.settings.db_url.removeprefix("sqlite:///"))
+        self.keys = assembly.key_ring(key, self.settings.home, env)
         self._clock = clock
         self.codec = SealCodec(self.keys)
         self.policy = Policy(extra_rules=self.settings.rules)
-        self.store: Store = store if store is not None else SQLiteStore(db_path)
-        limits = self.settings.limits
+        self.store: Store = store if store is not None else assembly.open_store(self.settings)
         try:
-            self.audit = AuditLog(
-                home_path / AUDIT_DIR_NAME,
-                self.keys.subkey(PURPOSE_AUDIT_HEAD),
-                self.keys.signing_key_id,
-                batch_size=limits.audit_batch_size,
-                flush_interval=limits.audit_flush_ms / 1000,
-            )
+            self.audit = assembly.open_audit(self.settings, self.keys)
         except BaseException:
             if store is None:
                 self.store.close()  # ours to close: no audit log, no guard
             raise
-        thresholds = self.settings.fingerprints
-        # Derived from the pseudonym key, which stays fixed across rotations, so the
-        # index stays valid when the signing key changes.
-        self.fingerprints = FingerprintIndex(
-            self.store,
-            Fingerprinter(self.keys.subkey(PURPOSE_FINGERPRINT, self.keys.pseudonym_key_id)),
-            min_shared=thresholds.min_shared,
-            min_fraction=thresholds.min_fraction,
-            boilerplate_tenants=thresholds.boilerplate_tenants,
+        self.fingerprints = assembly.fingerprint_index(self.settings, self.store, self.keys)
+        self.pii = assembly.pii_check(self.settings, pii_gate)
+        self.net = FingerprintNet(self.fingerprints, self.store, self.keys, self.audit, clock)
+        self.retention = RetentionPolicy(
+            self.store, self.settings.retention, self.settings.agent_run_retention
         )
-        self._ctx = CheckContext(
+        self.sealer = Sealer(
+            self.codec,
+            pseudonym=self.keys.pseudonym,
+            audit=self.audit,
+            clock=clock,
+            retention=self.retention.seconds,
+        )
+        self.vetting = OperatorVetting(
+            self.sealer,
+            self.fingerprints,
+            self.pii,
+            audit=self.audit,
+            pseudonym=self.keys.pseudonym,
+        )
+        checks = (fingerprint_check(self.fingerprints), *([self.pii] if self.pii else []))
+        ctx = CheckContext(
             codec=self.codec,
             policy=self.policy,
             audit=self.audit,
             pseudonym=self.keys.pseudonym,
             agreement_active=self._agreement_active,
             clock=clock,
-            max_violations=limits.max_violations,
+            max_violations=self.settings.limits.max_violations,
             fingerprints=self.fingerprints,
-            content_checks=(fingerprint_check(self.fingerprints), *self._pii_checks()),
+            content_checks=checks,
             telemetry=self.telemetry,
-            erased=lambda: self.store.erased_tenants(),
+            erased=self.store.erased_tenants,
         )
-        self.retention = RetentionPolicy(
-            self.store, self.settings.retention, self.settings.agent_run_retention
+        self.checks = SinkChecks(
+            ctx,
+            configured=self.settings.sinks,
+            default_mode=self.settings.default_mode,
+            batches={VerifiedDataset: _GuardDatasets(self)},
         )
-
-    def _pii_checks(self) -> tuple[LazyPiiCheck, ...]:
-        pii = self.settings.pii
-        self.pii: LazyPiiCheck | None = None
-        if not (pii.enabled if self._pii_enabled is None else self._pii_enabled):
-            return ()
-
-        def build() -> Any:
-            from kairo_guard.detect.pii import PiiGate
-
-            return PiiGate(
-                entities=pii.entities,
-                thresholds=pii.thresholds,
-                allow_list=pii.allow_list,
-                model=pii.model,
-                processes=pii.processes,
-            )
-
-        check = LazyPiiCheck(build)
-        self.pii = check
-        return (check,)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -223,94 +194,10 @@ class Guard:
         source: str = "api",
         created_at: float | None = None,
     ) -> str:
-        """Return a seal binding ``content`` to ``tenant`` as restricted data.
-
-        Only restricting classes (customer content, usage telemetry) can be sealed here;
-        permitting classes are minted only by the checks that justify them.
-
-        Raises:
-            ValueError: for a permitting class or an invalid tenant or source.
-            ContentError: if the content cannot be digested.
-        """
-        cls = DataClass(data_class)
-        if not cls.restricts:
-            raise ValueError(
-                f"{cls} cannot be sealed directly: it is minted only by the checks that "
-                "justify it (the telemetry aggregator, the operator-data label command)"
-            )
-        return self.seal_digest(
-            content_digest(content),
-            tenant=tenant,
-            data_class=cls,
-            source=source,
-            created_at=created_at,
+        """Seal ``content`` as ``tenant``'s restricted data; see :meth:`Sealer.seal`."""
+        return self.sealer.seal(
+            content, tenant=tenant, data_class=data_class, source=source, created_at=created_at
         )
-
-    def seal_operator_data(self, content: object, *, source: str) -> str:
-        """Vouch for public, licensed or synthetic data: seal it as ``operator_public``.
-
-        The content must not overlap any tenant's indexed content (the fingerprint
-        net); what is refused is audited with the matching tenant's pseudonym.
-
-        Raises:
-            ContentRefused: with rule ``fingerprint.tenant-content`` when it overlaps.
-            ContentError: if it cannot be digested.
-        """
-        digest = content_digest(content)
-        if self.pii is not None:
-            self.pii.refuse_if_pii(content)
-        found = self.fingerprints.overlap(content)
-        if found is not None:
-            pseudonym = self.keys.pseudonym(found.tenant)
-            self.audit.append(
-                {
-                    "event": "seal.refused",
-                    "class": DataClass.OPERATOR_PUBLIC.value,
-                    "rule": FINGERPRINT_RULE,
-                    "tenant": pseudonym,
-                    "digest": digest,
-                    "shared": found.shared,
-                    "total": found.total,
-                }
-            )
-            raise ContentRefused(FINGERPRINT_RULE, found.reason(), tenant=pseudonym)
-        return self._mint(digest, DataClass.OPERATOR_PUBLIC, None, source)
-
-    def _mint(
-        self,
-        digest: str,
-        cls: DataClass,
-        tenant: TenantId | None,
-        source: str,
-        *,
-        created_at: float | None = None,
-        audit: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Seal a digest; the one place labels are made. Callers check the policy."""
-        created = int(self._clock() if created_at is None else created_at)
-        retention = self.retention.seconds(tenant, cls, source)
-        label = Label.create(
-            tenant=tenant,
-            data_class=cls,
-            source=source,
-            created_at=created,
-            expires_at=created + retention if retention else None,
-            digest=digest,
-        )
-        seal = self.codec.seal(label)
-        pseudonym = self.keys.pseudonym(tenant) if tenant else None
-        self.audit.append(
-            {
-                "event": "seal",
-                "class": cls.value,
-                "tenant": pseudonym,
-                # a source may name its tenant ("upload:acme"): the log keeps pseudonyms only
-                "source": pseudonymize_name(source, tenant, pseudonym),
-                "digest": digest,
-                **(audit or {}),
-            }
-        )
-        return seal
 
     def seal_digest(
         self,
@@ -322,17 +209,15 @@ class Guard:
         created_at: float | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> str:
-        """Seal content known only by its digest (a streamed body) as restricted data.
-
-        ``audit`` adds fields to the audit entry of the sealing.
-
-        Raises:
-            ValueError: for a permitting class, an invalid tenant, source or digest.
-        """
-        cls = DataClass(data_class)
-        if not cls.restricts:
-            raise ValueError(f"{cls} cannot be sealed directly")
-        return self._mint(digest, cls, tenant, source, created_at=created_at, audit=audit)
+        """Seal a streamed body known by its digest; see :meth:`Sealer.seal_digest`."""
+        return self.sealer.seal_digest(
+            digest,
+            tenant=tenant,
+            data_class=data_class,
+            source=source,
+            created_at=created_at,
+            audit=audit,
+        )
 
     def label_record(
         self,
@@ -342,83 +227,30 @@ class Guard:
         source: str = "api",
         data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
     ) -> dict[str, Any]:
-        """Return a copy of a JSON record with its seal under ``_kairo``.
+        """Return ``record`` with its seal under ``_kairo``; see :meth:`Sealer.label_record`."""
+        return self.sealer.label_record(record, tenant=tenant, source=source, data_class=data_class)
 
-        The copy's keys are in canonical order with the seal last, so ``orjson.dumps``
-        of it is the byte-verifiable line form (:func:`~kairo_guard.core.content.sealed_line`).
-
-        Raises:
-            ValueError, ContentError: as :meth:`seal`.
-        """
-        body = orjson.loads(canonical_json(record))
-        return {
-            **body,
-            SEAL_FIELD: self.seal(body, tenant=tenant, data_class=data_class, source=source),
-        }
-
-    def index_content(self, tenant: TenantId, content: object) -> int:
-        """Fingerprint ``content`` as ``tenant``'s customer content (the laundering net).
-
-        Returns:
-            How many fingerprints were indexed (0 for text under 50 characters).
-        """
-        count = self.fingerprints.add(validate_tenant(tenant), content)
-        self.audit.append(
-            {"event": "fingerprints.index", "tenant": self.keys.pseudonym(tenant), "count": count}
-        )
-        return count
-
-    def export_fingerprint_filter(self, path: Path, *, fp_rate: float = 0.001) -> int:
-        """Write the index as a signed Bloom filter (see :mod:`kairo_guard.detect.bloom`).
-
-        Fingerprints that boilerplate discounting ignores are left out.
-
-        Returns:
-            How many fingerprints the filter holds.
-        """
-        from kairo_guard.detect.bloom import FingerprintFilter
-
-        counting = self._countable_fingerprints()
-        index = self.fingerprints
-        flt = FingerprintFilter.build(
-            counting,
-            count=len(counting),
-            fp_rate=fp_rate,
-            meta={
-                "min_shared": index.min_shared,
-                "min_fraction": index.min_fraction,
-                "created_at": self._clock(),
-            },
-        )
-        flt.save(path, self.keys.subkey(PURPOSE_FILTER, self.keys.pseudonym_key_id))
-        self.audit.append({"event": "fingerprints.export", "count": len(counting)})
-        return len(counting)
-
-    def load_fingerprint_filter(self, path: Path) -> Any:
-        """Read and verify a filter written by :meth:`export_fingerprint_filter`."""
-        from kairo_guard.detect.bloom import FingerprintFilter
-
-        return FingerprintFilter.load(
-            path, self.keys.subkey(PURPOSE_FILTER, self.keys.pseudonym_key_id)
-        )
-
-    def _countable_fingerprints(self) -> list[int]:
-        limit = self.fingerprints.boilerplate_tenants
-        kept: list[int] = []
-        current, tenants = None, 0
-        for fp, _ in self.store.iter_fingerprints():
-            if fp != current:
-                if current is not None and tenants < limit:
-                    kept.append(current)
-                current, tenants = fp, 0
-            tenants += 1
-        if current is not None and tenants < limit:
-            kept.append(current)
-        return kept
+    def seal_operator_data(self, content: object, *, source: str) -> str:
+        """Vet and seal operator data; see :meth:`OperatorVetting.seal`."""
+        return self.vetting.seal(content, source=source)
 
     def open_seal(self, seal: str) -> Label:
         """Verify a seal and return its label. Raises SealError if it does not verify."""
         return self.codec.open(seal)
+
+    # -- the fingerprint net -----------------------------------------------------------
+
+    def index_content(self, tenant: TenantId, content: object) -> int:
+        """Index ``content`` as ``tenant``'s; see :meth:`FingerprintNet.index`."""
+        return self.net.index(tenant, content)
+
+    def export_fingerprint_filter(self, path: Path, *, fp_rate: float = 0.001) -> int:
+        """Write the signed Bloom filter; see :meth:`FingerprintNet.export_filter`."""
+        return self.net.export_filter(path, fp_rate=fp_rate)
+
+    def load_fingerprint_filter(self, path: Path) -> FingerprintFilter:
+        """Read and verify a filter; see :meth:`FingerprintNet.load_filter`."""
+        return self.net.load_filter(path)
 
     # -- sinks -----------------------------------------------------------------------
 
@@ -430,124 +262,85 @@ class Guard:
         tenant: TenantId | None = None,
         mode: Mode | str | None = None,
     ) -> Sink:
-        """Return a :class:`Sink`: as given, from config by name, or built from ``kind``.
+        """Return the sink ``sink`` names; see :meth:`SinkChecks.resolve`."""
+        return self.checks.resolve(sink, kind=kind, tenant=tenant, mode=mode)
 
-        Raises:
-            ConfigError: an unknown sink name without a kind, or a conflicting kind.
-        """
-        if isinstance(sink, Sink):
-            return (
-                sink
-                if mode is None
-                else make_sink(sink.name, sink.kind, tenant=sink.tenant, mode=mode)
-            )
-        configured = self.settings.sinks.get(sink)
-        if configured is not None:
-            if kind is not None and make_sink(sink, kind, tenant=tenant).label != configured.label:
-                raise ConfigError(f"sink {sink!r} is configured as {configured.label}, not {kind}")
-            return (
-                configured
-                if mode is None
-                else make_sink(sink, configured.kind, tenant=configured.tenant, mode=mode)
-            )
-        if kind is None:
-            raise ConfigError(
-                f"unknown sink {sink!r}: give kind=... or declare [sinks.{sink}] in the config"
-            )
-        return make_sink(sink, kind, tenant=tenant, mode=mode or self.settings.default_mode)
-
-    def start_check(self, sink: Sink | str, *, mode: Mode | str | None = None) -> SinkCheck:
-        """Begin a check of records one at a time (what ``check`` and the CLI build on)."""
-        resolved = self.resolve_sink(sink)
-        return SinkCheck(
-            self._ctx, resolved, Mode(mode) if mode else resolved.mode, _context.current_tenant()
-        )
+    def start_check(
+        self,
+        sink: Sink | str,
+        *,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
+        mode: Mode | str | None = None,
+    ) -> SinkCheck:
+        """Begin a record-by-record check; see :meth:`SinkChecks.start`."""
+        return self.checks.start(sink, kind=kind, tenant=tenant, mode=mode)
 
     def check(
         self,
-        records: Iterable[object] | object,
+        records: object,
         *,
         sink: Sink | str,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
         mode: Mode | str | None = None,
     ) -> CheckReport:
-        """Decide every record for ``sink`` and return the report; never raises on blocks.
-
-        ``records`` is a list, tuple, generator, or one record (a dict, str, bytes or
-        :class:`~kairo_guard.core.types.Sealed`).
-        """
-        if isinstance(records, VerifiedDataset):
-            return self.check_dataset(records, sink=sink, mode=mode)
-        run = self.start_check(sink, mode=mode)
-        for item in _as_records(records):
-            run.decide(item)
-        return run.finish()
+        """Decide every record for ``sink``, never raising; see :meth:`SinkChecks.check`."""
+        return self.checks.check(records, sink=sink, kind=kind, tenant=tenant, mode=mode)
 
     def checked(
         self,
         records: Iterable[T],
         *,
         sink: Sink | str,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
         mode: Mode | str | None = None,
-        on_report: Callable[[CheckReport], None] | None = None,
+        on_report: ReportCallback | None = None,
     ) -> Iterator[T]:
-        """Yield the records that may pass, checking each lazily as it is consumed.
-
-        In ``enforce`` mode the first refused record raises
-        :class:`IsolationViolation` before anything after it is read; ``filter`` drops
-        refused records; ``observe`` yields everything. A :class:`VerifiedDataset` is
-        decided whole, at once (see :mod:`kairo_guard.tenancy.datasets`).
-        """
-        if isinstance(records, VerifiedDataset):
-            resolved = self.resolve_sink(sink, mode=mode)
-            admitted = _datasets.admit_dataset(self, resolved, records, on_report or _ignore)
-            return iter(admitted)
-        run = self.start_check(sink, mode=mode)
-        return _checked_iter(run, records, on_report)
+        """Yield the records that may pass, lazily; see :meth:`SinkChecks.checked`."""
+        return self.checks.checked(
+            records, sink=sink, kind=kind, tenant=tenant, mode=mode, on_report=on_report
+        )
 
     def achecked(
         self,
         records: AsyncIterable[T],
         *,
         sink: Sink | str,
+        kind: SinkKind | str | None = None,
+        tenant: TenantId | None = None,
         mode: Mode | str | None = None,
-        on_report: Callable[[CheckReport], None] | None = None,
+        on_report: ReportCallback | None = None,
     ) -> AsyncIterator[T]:
-        """Async variant of :meth:`checked` for async iterables."""
-        run = self.start_check(sink, mode=mode)
-        return _achecked_iter(run, records, on_report)
+        """Async :meth:`checked`; see :meth:`SinkChecks.achecked`."""
+        return self.checks.achecked(
+            records, sink=sink, kind=kind, tenant=tenant, mode=mode, on_report=on_report
+        )
 
     def sink(
         self,
-        name: str,
+        name: Sink | str,
         *,
         kind: SinkKind | str | None = None,
         tenant: TenantId | None = None,
         mode: Mode | str | None = None,
         data: str | Iterable[str] | None = None,
-        on_report: Callable[[CheckReport], None] | None = None,
+        on_report: ReportCallback | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorate a function that feeds a sink; its data arguments are checked first.
-
-        Args:
-            name: the sink's name (looked up in config if ``kind`` is not given).
-            kind: ``shared-training``, ``shared-fine-tune``, ``shared-eval`` or
-                ``tenant-fine-tune`` (with ``tenant``) / ``tenant-fine-tune:T``.
-            tenant: the tenant of a tenant fine-tune sink.
-            mode: ``enforce`` (default), ``filter`` or ``observe``.
-            data: the parameter name(s) holding records (default: the first parameter).
-            on_report: called with each check's report (refusals are also logged).
+        """Decorate a function that feeds a sink: its data arguments are checked first
+        (``data`` names them; default the first parameter). See
+        :mod:`kairo_guard.enforce.decorators`.
 
         Raises:
             ConfigError: at decoration time, for a bad sink or unknown parameter names.
         """
-        from kairo_guard.enforce.decorators import guard_sink
-
-        resolved = self.resolve_sink(name, kind=kind, tenant=tenant, mode=mode)
-        return guard_sink(self, resolved, data, on_report)
+        resolved = self.checks.resolve(name, kind=kind, tenant=tenant, mode=mode)
+        return guard_sink(self.checks, resolved, data, on_report)
 
     def tenant_context(self, tenant: TenantId) -> AbstractContextManager[TenantId]:
         """Run a block as serving ``tenant``: shared sinks inside it refuse its content."""
-        return _context.tenant_context(tenant)
+        return context.tenant_context(tenant)
 
     # -- agreements ------------------------------------------------------------------
 
@@ -743,41 +536,14 @@ class Guard:
         return _export_tenant(self, tenant)
 
 
-def _ignore(report: CheckReport) -> None:
-    """A report callback that keeps nothing."""
+class _GuardDatasets:
+    """Verified tenant datasets meet a sink whole (see :mod:`kairo_guard.tenancy.datasets`)."""
 
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
 
-def _as_records(records: Iterable[object] | object) -> Iterable[object]:
-    if isinstance(records, str | bytes | bytearray | Mapping | Sealed) or not isinstance(
-        records, Iterable
-    ):
-        return (records,)
-    return records
+    def check(self, value: Any, sink: Sink, mode: Mode | None) -> CheckReport:
+        return _datasets.check_dataset(self._guard, value, sink, mode)[1]
 
-
-def _checked_iter(
-    run: SinkCheck, records: Iterable[T], on_report: Callable[[CheckReport], None] | None
-) -> Iterator[T]:
-    try:
-        for item in records:
-            if run.admit(item):
-                yield item
-    finally:
-        _report(run, on_report)
-
-
-async def _achecked_iter(
-    run: SinkCheck, records: AsyncIterable[T], on_report: Callable[[CheckReport], None] | None
-) -> AsyncIterator[T]:
-    try:
-        async for item in records:
-            if run.admit(item):
-                yield item
-    finally:
-        _report(run, on_report)
-
-
-def _report(run: SinkCheck, on_report: Callable[[CheckReport], None] | None) -> None:
-    report = run.finish()
-    if on_report is not None:
-        on_report(report)
+    def admit(self, value: Any, sink: Sink, report_to: ReportCallback) -> Any:
+        return _datasets.admit_dataset(self._guard, sink, value, report_to)

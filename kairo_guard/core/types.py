@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 JSONValue: TypeAlias = (
     "bool | int | float | str | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
@@ -97,3 +97,11 @@ class Sealed(NamedTuple):
 
     content: object
     seal: str
+
+
+class AuditAppender(Protocol):
+    """Where audit entries go: :class:`~kairo_guard.audit.log.AuditLog` or a test double."""
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        """Buffer one audit entry (digests and pseudonyms, never content)."""
+        ...

@@ -1,14 +1,18 @@
 """``@guard.sink(...)``: check a function's data arguments before they reach a sink.
 
 The decorator inspects the function's signature once, at decoration time, and picks a
-sync or async wrapper then. At call time each data argument is checked by shape:
+sync or async wrapper then. At call time each data argument is checked by its shape
+(:mod:`kairo_guard.enforce.shapes`):
 
+* one record (dict, str, bytes, :class:`~kairo_guard.core.types.Sealed`): checked before
+  the call; refused raises in ``enforce`` and ``filter`` (nothing is left to pass);
 * lists, tuples, sets: every record checked before the function runs; ``enforce``
   raises, ``filter`` passes a copy without the refused records, ``observe`` passes all;
-* one record (dict, str, bytes, :class:`~kairo_guard.core.types.Sealed`): checked before the
-  call; refused raises in ``enforce`` and ``filter`` (there is nothing left to pass);
-* a :class:`~kairo_guard.tenancy.datasets.VerifiedDataset` (``guard.open_dataset``): its
-  manifest, tenant, agreement and every record checked before the function runs;
+* a map-style dataset (``__len__``/``__getitem__``): every record read and checked before
+  the function runs; ``enforce`` raises, ``filter`` passes a list of the records that
+  may pass, ``observe`` passes the dataset;
+* a container decided whole (a verified tenant dataset): admitted by its registered
+  :class:`~kairo_guard.enforce.service.BatchAdmission` before the function runs;
 * other iterables (generators, datasets streamed lazily) and async iterables: wrapped so
   each record is checked as the function consumes it.
 """
@@ -18,24 +22,19 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 from kairo_guard.core.exceptions import ConfigError, IsolationViolation
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.sinks import Sink
-from kairo_guard.core.types import Mode, Outcome, Sealed
-from kairo_guard.tenancy.datasets import VerifiedDataset, admit_dataset
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.core.types import Mode, Outcome
+from kairo_guard.enforce.service import ReportCallback, SinkChecks
+from kairo_guard.enforce.shapes import Shape, records_of, shape_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
 logger = logging.getLogger("kairo_guard")
-
-_SINGLE = (str, bytes, bytearray, Mapping, Sealed)
-_EAGER = (list, tuple, set, frozenset)
 
 
 def _data_params(func: Callable[..., Any], data: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -66,39 +65,37 @@ def _log_report(report: CheckReport) -> None:
         )
 
 
-def _check_eager(
-    guard: Guard, sink: Sink, value: Any, report_to: Callable[[CheckReport], None]
+def _check_before(
+    checks: SinkChecks, sink: Sink, value: Any, shape: Shape, report_to: ReportCallback
 ) -> Any:
-    single = isinstance(value, _SINGLE) or not isinstance(value, Iterable)
-    items = (value,) if single else tuple(value)
-    run = guard.start_check(sink)
-    keep = [item for item in items if run.decide(item).outcome is Outcome.ALLOW]
+    run = checks.start(sink)
+    keep = [item for item in records_of(value) if run.decide(item).outcome is Outcome.ALLOW]
     report = run.finish()
     report_to(report)
     if report.ok or sink.mode is Mode.OBSERVE:
         return value
-    if sink.mode is Mode.ENFORCE or single:
+    if sink.mode is Mode.ENFORCE or shape is Shape.SINGLE:
         raise IsolationViolation(report)
-    return type(value)(keep)
+    return keep if shape is Shape.INDEXED else type(value)(keep)
 
 
-def _guard_value(
-    guard: Guard, sink: Sink, value: Any, report_to: Callable[[CheckReport], None]
-) -> Any:
-    if isinstance(value, VerifiedDataset):  # decided whole, before the function runs
-        return admit_dataset(guard, sink, value, report_to)
-    if isinstance(value, (*_SINGLE, *_EAGER)) or not isinstance(value, Iterable | AsyncIterable):
-        return _check_eager(guard, sink, value, report_to)
-    if isinstance(value, AsyncIterable):
-        return guard.achecked(value, sink=sink, on_report=report_to)
-    return guard.checked(value, sink=sink, on_report=report_to)
+def _guard_value(checks: SinkChecks, sink: Sink, value: Any, report_to: ReportCallback) -> Any:
+    batch = checks.batch_admission(value)
+    if batch is not None:  # decided whole, before the function runs
+        return batch.admit(value, sink, report_to)
+    shape = shape_of(value)
+    if shape is Shape.ASYNC_STREAM:
+        return checks.achecked(value, sink=sink, on_report=report_to)
+    if shape is Shape.STREAM:
+        return checks.checked(value, sink=sink, on_report=report_to)
+    return _check_before(checks, sink, value, shape, report_to)
 
 
 def guard_sink(
-    guard: Guard,
+    checks: SinkChecks,
     sink: Sink,
     data: str | Iterable[str] | None,
-    on_report: Callable[[CheckReport], None] | None = None,
+    on_report: ReportCallback | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Return the decorator behind :meth:`Guard.sink` (see the module docstring)."""
 
@@ -117,7 +114,7 @@ def guard_sink(
             for name in names:
                 if name in bound.arguments:
                     bound.arguments[name] = _guard_value(
-                        guard, sink, bound.arguments[name], report_to
+                        checks, sink, bound.arguments[name], report_to
                     )
             return bound
 

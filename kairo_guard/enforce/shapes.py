@@ -1,0 +1,77 @@
+"""One answer to "is this one record or many?", for every entry point of a sink.
+
+A dict, a string, bytes or a :class:`~kairo_guard.core.types.Sealed` pair is one record.
+Lists, tuples and sets are many records held in memory (checked before use). A
+map-style dataset (``__len__`` and ``__getitem__`` without ``__iter__``: the shape of a
+PyTorch ``Dataset``) is many records read by index. Anything else iterable is a stream,
+checked lazily as it is consumed; any other object is one record (and is refused if it
+cannot be read as content).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from enum import Enum
+from typing import Any, cast
+
+from kairo_guard.core.types import Sealed
+
+_SINGLE = (str, bytes, bytearray, memoryview, Mapping, Sealed)
+_HELD = (list, tuple, set, frozenset)
+
+
+class Shape(Enum):
+    """How a value passed to a sink holds its records."""
+
+    SINGLE = "single"
+    """One record."""
+    HELD = "held"
+    """Many records already in memory: list, tuple, set."""
+    INDEXED = "indexed"
+    """A map-style dataset: ``len(value)`` records at ``value[0]`` ... ``value[n - 1]``."""
+    STREAM = "stream"
+    """An iterable read once, lazily."""
+    ASYNC_STREAM = "async-stream"
+    """An async iterable read once, lazily."""
+
+
+def shape_of(value: object) -> Shape:
+    """Return how ``value`` holds records (see the module docstring)."""
+    if isinstance(value, _SINGLE):
+        return Shape.SINGLE
+    if isinstance(value, _HELD):
+        return Shape.HELD
+    if isinstance(value, Iterable):
+        return Shape.STREAM
+    if isinstance(value, AsyncIterable):
+        return Shape.ASYNC_STREAM
+    if _is_indexed(value):
+        return Shape.INDEXED
+    return Shape.SINGLE
+
+
+def records_of(value: object) -> Iterable[object]:
+    """Return the records of a synchronous ``value``: itself alone, or what it holds.
+
+    Raises:
+        TypeError: for an async iterable (use the async entry points).
+    """
+    shape = shape_of(value)
+    if shape is Shape.SINGLE:
+        return (value,)
+    if shape is Shape.INDEXED:
+        return _indexed(value)
+    if shape is Shape.ASYNC_STREAM:
+        raise TypeError("an async iterable of records needs achecked() or an async sink")
+    return cast("Iterable[object]", value)  # HELD or STREAM
+
+
+def _is_indexed(value: object) -> bool:
+    kind = type(value)
+    return hasattr(kind, "__len__") and hasattr(kind, "__getitem__")
+
+
+def _indexed(value: Any) -> Iterator[object]:
+    # len() once, up front: a dataset that grows while it is read is read as it was
+    for i in range(len(value)):
+        yield value[i]
