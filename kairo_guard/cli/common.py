@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from kairo_guard.core.exceptions import KairoGuardError
+
+if TYPE_CHECKING:
+    from kairo_guard.config import Settings
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 ENV_DEBUG = "KAIRO_GUARD_DEBUG"
@@ -50,6 +53,23 @@ def open_guard(ctx: click.Context, **overrides: Any) -> Any:
     guard = Guard(home=opts.get("home"), config_file=opts.get("config"), **overrides)
     ctx.call_on_close(guard.close)
     return guard
+
+
+def cli_settings(ctx: click.Context) -> Settings:
+    """Resolve the settings from the global ``--home`` and ``--config`` options.
+
+    Raises:
+        ConfigError: for a bad config file (the commands turn it into exit 2).
+    """
+    from kairo_guard.config import load_settings
+
+    opts = ctx.find_root().params
+    return load_settings(home=opts.get("home"), config_file=opts.get("config"))
+
+
+def state_home(ctx: click.Context) -> Path:
+    """The state directory the guard would use, as the config resolves it."""
+    return cli_settings(ctx).home
 
 
 def report_option(help_text: str) -> Callable[[F], F]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from kairo_guard.audit.log import verify_audit
+from kairo_guard.cli.common import Exit, handle_errors
 from kairo_guard.core.exceptions import IsolationViolation
 from kairo_guard.core.keys import KEY_FILE_NAME, PURPOSE_AUDIT_HEAD, KeyRing, write_key_file
 from kairo_guard.core.report import CheckReport
@@ -27,6 +28,19 @@ DOCUMENTS = {
         {"doc": "agent-run-5", "text": "Agent summary for Globex: three invoices are overdue."},
     ],
 }
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's state directory and print it.")
+@click.option(
+    "--service",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The example ingestion service script: documents then arrive over HTTP.",
+)
+@handle_errors
+def demo(keep: bool, service: Path | None) -> None:
+    """Run the end-to-end story on a fresh temporary state directory."""
+    raise Exit(run_demo(keep=keep, service=service))
 
 
 def _say(text: str = "") -> None:

@@ -1,4 +1,9 @@
-"""``kairo-guard label`` and ``kairo-guard scan``: JSONL in, seals or decisions out."""
+"""JSONL records through a sink check: the scan engine and the file helpers.
+
+:func:`scan_stream` is the hot path of ``kairo-guard scan`` (and what the benchmarks
+measure); :func:`atomic_output`, :func:`progress` and :func:`open_input` are shared by
+the commands that read or write JSONL files (scan, label, telemetry).
+"""
 
 from __future__ import annotations
 
@@ -16,29 +21,18 @@ from typing import IO, Any, BinaryIO
 import click
 import orjson
 
-from kairo_guard.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    EXIT_VIOLATION,
-    Exit,
-    handle_errors,
-    open_guard,
-    report_option,
-)
+from kairo_guard.cli.common import EXIT_USAGE, Exit
 from kairo_guard.core.content import sealed_line, split_sealed_line
-from kairo_guard.core.exceptions import ContentError, ContentRefused
 from kairo_guard.core.jsonl import (
     BadLine,
-    Line,
     has_inexact_number,
     iter_line_batches,
-    iter_lines,
     may_be_rounded,
     parse_line,
 )
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
-from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, validate_tenant
+from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome
 from kairo_guard.enforce.check import SinkCheck
 
 _SORT = orjson.OPT_SORT_KEYS
@@ -49,6 +43,7 @@ _INEXACT = Decision(
     "an integer exceeds 64 bits: the seal cannot vouch for digits lost in parsing",
 )
 SUMMARY_VIOLATIONS = 5
+"""How many refused records a command prints; the rest are in its ``--report``."""
 
 
 @contextmanager
@@ -83,14 +78,12 @@ def progress(stream: BinaryIO, label: str) -> Iterator[Any]:
         yield bar
 
 
-def _open_input(path: Path) -> BinaryIO:
+def open_input(path: Path) -> BinaryIO:
+    """Open a JSONL input for reading, or exit 2 with a message that names it."""
     try:
         return path.open("rb")
     except OSError as exc:
         raise Exit(EXIT_USAGE, f"error: cannot read {path}: {exc.strerror}") from exc
-
-
-# -- scan ----------------------------------------------------------------------------
 
 
 def scan_stream(
@@ -188,222 +181,3 @@ def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> tuple[Decision, b
 
 def _exactness(raw: bytes, value: object) -> Callable[[], Decision | None]:
     return lambda: _INEXACT if has_inexact_number(raw, value) else None
-
-
-def _summary(report: CheckReport, source: Path) -> None:
-    echo = click.echo
-    if report.total == 0:
-        echo(f"{source}: no records (empty input); nothing reached sink {report.sink!r}")
-        return
-    echo(f"scan {source} -> sink {report.sink!r} ({report.kind}, mode {report.mode.value})")
-    echo(f"  records {report.total:>10,}")
-    echo(f"  allowed {report.allowed:>10,}")
-    echo(f"  blocked {report.blocked:>10,}")
-    echo("  by rule:")
-    for rule, count in sorted(report.by_rule.items(), key=lambda kv: (-kv[1], kv[0])):
-        echo(f"    {rule:<44} {count:>10,}")
-    for v in report.violations[:SUMMARY_VIOLATIONS]:
-        echo(f"  line {v.index + 1}: {v.rule}: {v.reason}")
-    more = report.blocked - min(report.blocked, SUMMARY_VIOLATIONS)
-    if more:
-        echo(f"  ... and {more:,} more refused records (see --report)")
-
-
-@click.command()
-@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--sink",
-    "sink_name",
-    required=True,
-    help="Sink name from the config, or a kind: shared-training, shared-fine-tune, "
-    "shared-eval, tenant-fine-tune:TENANT.",
-)
-@click.option(
-    "--mode", type=click.Choice([m.value for m in Mode]), help="Override the sink's mode."
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the records that may pass (enforce: only if all pass).",
-)
-@report_option("Write the report as JSON.")
-@click.pass_context
-@handle_errors
-def scan(
-    ctx: click.Context,
-    input_path: Path,
-    sink_name: str,
-    mode: str | None,
-    out: Path | None,
-    report_path: Path | None,
-) -> None:
-    """Check every JSONL record of IN against a sink; exit 1 if any is refused."""
-    guard = open_guard(ctx)
-    sink = _scan_sink(guard, sink_name)
-    run = guard.start_check(sink, mode=mode)
-    with (
-        _open_input(input_path) as stream,
-        atomic_output(out) as (fh, commit),
-        progress(stream, "scanning") as bar,
-    ):
-        report = scan_stream(run, stream, fh, guard.settings.limits.max_record_bytes, bar)
-        commit[0] = report.ok or run.mode is not Mode.ENFORCE
-    if report_path is not None:
-        report_path.write_bytes(
-            orjson.dumps(report.to_dict(line_numbers=True), option=orjson.OPT_INDENT_2)
-        )
-    _summary(report, input_path)
-    if out is not None and not commit[0]:
-        click.echo(f"  {out} not written: enforce mode refuses the whole batch", err=True)
-    raise Exit(EXIT_OK if report.ok else EXIT_VIOLATION)
-
-
-def _scan_sink(guard: Any, name: str) -> Any:
-    from kairo_guard.core.exceptions import ConfigError
-    from kairo_guard.core.sinks import parse_kind
-
-    if name in guard.settings.sinks:
-        return guard.resolve_sink(name)
-    try:
-        kind, tenant = parse_kind(name)
-    except ConfigError as exc:
-        raise Exit(
-            EXIT_USAGE, f"error: unknown sink {name!r}: not in the config and not a kind ({exc})"
-        ) from exc
-    return guard.resolve_sink(name, kind=kind, tenant=tenant)
-
-
-# -- label ---------------------------------------------------------------------------
-
-_MINTED_ELSEWHERE = {
-    DataClass.ANONYMIZED_TELEMETRY: "anonymized_telemetry is minted only by the telemetry "
-    "aggregator (aggregated over enough tenants), never by labelling records",
-}
-
-
-@click.command()
-@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--tenant", help="Tenant the records belong to (customer content, usage telemetry).")
-@click.option(
-    "--class",
-    "data_class",
-    required=True,
-    type=click.Choice([c.value for c in DataClass]),
-    help="Data class of the records.",
-)
-@click.option(
-    "--source", default="backfill", show_default=True, help="Where the records came from."
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the sealed records.",
-)
-@report_option("Write a JSON report (refused lines with rule and reason).")
-@click.pass_context
-@handle_errors
-def label(
-    ctx: click.Context,
-    input_path: Path,
-    tenant: str | None,
-    data_class: str,
-    source: str,
-    out: Path,
-    report_path: Path | None,
-) -> None:
-    """Seal existing JSONL records of IN (a backfill) and write them to OUT.
-
-    Records are written in canonical form with the seal as last member. Customer content
-    is also fingerprinted as the tenant's. ``operator_public`` (no --tenant) is vouched
-    for only if its text overlaps no tenant's content.
-
-    Exit 1 if a record was refused (already sealed: labels are sticky; operator data
-    that is a tenant's text), 2 if a line is unreadable; sealed records are written
-    either way.
-    """
-    cls = DataClass(data_class)
-    if cls in _MINTED_ELSEWHERE:
-        raise Exit(EXIT_USAGE, f"error: cannot label as {cls}: {_MINTED_ELSEWHERE[cls]}")
-    if cls.tenant_bound:
-        if not tenant:
-            raise Exit(EXIT_USAGE, f"error: --tenant is required for {cls}")
-        validate_tenant(tenant)
-    elif tenant:
-        raise Exit(EXIT_USAGE, f"error: {cls} belongs to no tenant; drop --tenant")
-    guard = open_guard(ctx)
-    indexed = 0
-    max_bytes = guard.settings.limits.max_record_bytes
-    refusals: list[dict[str, Any]] = []
-    sealed = 0
-    with _open_input(input_path) as stream, atomic_output(out) as (fh, commit):
-        for item in iter_lines(stream, max_bytes):
-            if isinstance(item, Line):
-                problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
-                if problem is None and cls is DataClass.CUSTOMER_CONTENT and tenant:
-                    indexed += guard.fingerprints.add(tenant, orjson.loads(item.raw))
-                number = item.number
-            else:
-                number, bad = item
-                problem = (bad.rule, bad.reason)
-            if problem is None:
-                sealed += 1
-            else:
-                refusals.append({"line": number, "rule": problem[0], "reason": problem[1]})
-        commit[0] = True
-    if indexed:
-        guard.audit.append(
-            {
-                "event": "fingerprints.index",
-                "tenant": guard.keys.pseudonym(tenant),
-                "count": indexed,
-            }
-        )
-    unreadable = sum(1 for r in refusals if r["rule"].startswith("input."))
-    doc = {
-        "input": str(input_path),
-        "out": str(out),
-        "class": cls.value,
-        "tenant": guard.keys.pseudonym(tenant) if tenant else None,
-        "fingerprints_indexed": indexed,
-        "total": sealed + len(refusals),
-        "sealed": sealed,
-        "refused": len(refusals),
-        "refusals": refusals,
-    }
-    if report_path is not None:
-        report_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    if doc["total"] == 0:
-        click.echo(f"{input_path}: no records (empty input); wrote an empty {out}")
-    else:
-        click.echo(
-            f"label {input_path} -> {out}: sealed {sealed:,} as {cls}"
-            f"{f' of {tenant}' if tenant else ''}, refused {len(refusals):,}"
-        )
-    for r in refusals[:SUMMARY_VIOLATIONS]:
-        click.echo(f"  line {r['line']}: {r['rule']}: {r['reason']}", err=True)
-    raise Exit(EXIT_USAGE if unreadable else EXIT_VIOLATION if refusals else EXIT_OK)
-
-
-def _label_line(
-    guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str | None, cls: DataClass, source: str
-) -> tuple[str, str] | None:
-    value = parse_line(line.raw, exact_numbers=True)
-    if isinstance(value, BadLine):
-        return value.rule, value.reason
-    if type(value) is not dict:
-        return "input.not-an-object", "a record must be a JSON object to carry a seal"
-    if SEAL_FIELD in value:
-        return "label.already-sealed", "record already carries a seal; labels are sticky"
-    try:
-        if cls is DataClass.OPERATOR_PUBLIC:
-            seal = guard.seal_operator_data(value, source=source)
-        else:
-            seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
-    except ContentRefused as exc:
-        return exc.rule, exc.reason
-    except (ValueError, ContentError) as exc:
-        return "label.refused", str(exc)
-    if fh is not None:
-        fh.write(sealed_line(value, seal))
-    return None

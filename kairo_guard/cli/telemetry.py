@@ -9,13 +9,44 @@ from typing import Any
 import click
 
 from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
-from kairo_guard.cli.common import EXIT_OK, EXIT_USAGE
+from kairo_guard.cli.common import EXIT_OK, EXIT_USAGE, Exit, handle_errors, open_guard
 from kairo_guard.cli.records import atomic_output, progress
 from kairo_guard.config import parse_duration
 from kairo_guard.core.content import sealed_line
 from kairo_guard.core.jsonl import BadLine, Line, iter_lines, parse_line
 from kairo_guard.detect.pii_scrub import MessageScrubber
 from kairo_guard.guard import Guard
+
+
+@click.group()
+def telemetry() -> None:
+    """Anonymized telemetry: the one way customer-derived data reaches shared models."""
+
+
+@telemetry.command("aggregate")
+@click.argument("events_path", metavar="EVENTS", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--k", "k", type=int, help="Minimum distinct tenants per group (default 10).")
+@click.option("--window", help="Time window, e.g. 1h, 15m, 1d (default 1h).")
+@click.option(
+    "--keep-messages",
+    is_flag=True,
+    help="Publish error messages: scrubbed of PII, re-checked, and only those k tenants sent.",
+)
+@click.pass_context
+@handle_errors
+def telemetry_aggregate(
+    ctx: click.Context,
+    events_path: Path,
+    out: Path,
+    k: int | None,
+    window: str | None,
+    keep_messages: bool,
+) -> None:
+    """Aggregate raw usage EVENTS (JSONL) into k-anonymous sealed statistics."""
+    guard = open_guard(ctx)
+    code = aggregate_file(guard, events_path, out, k=k, window=window, keep_messages=keep_messages)
+    raise Exit(code)
 
 
 def _events(path: Path, max_bytes: int, report: AggregationReport) -> Iterator[Any]:

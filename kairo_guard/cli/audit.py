@@ -1,0 +1,35 @@
+"""``kairo-guard audit verify``: check the hash-chained audit log and its signed head."""
+
+from __future__ import annotations
+
+import click
+
+from kairo_guard.audit.log import verify_audit
+from kairo_guard.cli.common import EXIT_VIOLATION, Exit, cli_settings, handle_errors
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, load_key_ring
+from kairo_guard.guard import AUDIT_DIR_NAME
+
+
+@click.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.pass_context
+@handle_errors
+def audit_verify(ctx: click.Context) -> None:
+    """Verify the audit log and its signed head (exit 1 on any tampering)."""
+    # no Guard: verifying needs only the key and the log, not the store behind a guard
+    settings = cli_settings(ctx)
+    ring = load_key_ring(settings.home)
+    result = verify_audit(settings.home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not result.ok:
+        click.echo(f"audit log FAILED verification: {result.problem}", err=True)
+        raise Exit(EXIT_VIOLATION)
+    click.echo(
+        f"audit log ok: {result.entries} entries, "
+        f"{result.signed_entries} covered by the signed head"
+    )
