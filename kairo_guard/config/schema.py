@@ -1,19 +1,11 @@
-"""Configuration: explicit arguments > environment (``KAIRO_GUARD_*``) > an optional
-``kairo-guard.toml`` > defaults.
-
-The file may hold ``[guard]`` (home, default_mode), ``[sinks.NAME]``, ``[[rules]]``,
-``[retention]`` and ``[limits]``. :func:`check_config_file` reports every problem of a
-file at once, each with where it is and what to do.
-"""
+"""The ``kairo-guard.toml`` schema: its sections, durations, and the check that explains
+every problem of a file at once (:func:`check_config_file`)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,17 +16,6 @@ from kairo_guard.core.policy import Rule, check_rule_safe, rule
 from kairo_guard.core.sinks import Sink, make_sink
 from kairo_guard.core.types import DataClass, Mode
 
-ENV_HOME = "KAIRO_GUARD_HOME"
-"""State directory (default ``./.kairo-guard``)."""
-ENV_CONFIG = "KAIRO_GUARD_CONFIG"
-"""Path of the TOML config file (default ``./kairo-guard.toml`` if it exists)."""
-ENV_MODE = "KAIRO_GUARD_MODE"
-"""Default sink mode: enforce, filter or observe."""
-ENV_DB_URL = "KAIRO_GUARD_DB_URL"
-"""State store URL; unset means SQLite in the state directory."""
-
-DEFAULT_HOME = Path(".kairo-guard")
-DEFAULT_CONFIG_FILE = Path("kairo-guard.toml")
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_VIOLATIONS = 10_000
 _DURATION = re.compile(r"(\d+)\s*(s|m|h|d)")
@@ -185,31 +166,12 @@ class ConfigFile(_Strict):
         return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration, ready for :class:`~kairo_guard.guard.Guard`."""
+def read_config_toml(path: Path) -> dict[str, Any]:
+    """Return the parsed TOML of ``path``.
 
-    home: Path
-    default_mode: Mode
-    sinks: Mapping[str, Sink]
-    sink_routes: Mapping[str, Sink]
-    trusted_proxies: tuple[str, ...]
-    tenant_header: str
-    rules: tuple[Rule, ...]
-    retention: Mapping[DataClass, int]
-    limits: LimitsSection
-    fingerprints: FingerprintSection
-    telemetry: TelemetrySection
-    pii: PiiSection
-    db_url: str | None
-    config_file: Path | None
-    agent_run_retention: int = 90 * 86400
-    """Retention of agent run logs in seconds (``[retention] agent_run``; the policy's 90d)."""
-    propagation: PropagationSection = field(default_factory=PropagationSection)
-    """Signed tenant baggage: trusted peers and token lifetime (``[propagation]``)."""
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
+    Raises:
+        ConfigError: if it cannot be read or is not TOML.
+    """
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -219,7 +181,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def _explain(exc: ValidationError) -> list[str]:
+def explain(exc: ValidationError) -> list[str]:
+    """Return a schema error as one ``where: what`` line per problem."""
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -227,9 +190,10 @@ def _explain(exc: ValidationError) -> list[str]:
     return problems
 
 
-def _semantic_problems(
+def semantic_problems(
     doc: ConfigFile, default_mode: Mode
 ) -> tuple[list[str], dict[str, Sink], list[Rule]]:
+    """Build the sinks and rules of a valid document; return the problems found too."""
     problems: list[str] = []
     sinks: dict[str, Sink] = {}
     rules: list[Rule] = []
@@ -253,7 +217,7 @@ def _semantic_problems(
 def check_config_file(path: Path) -> list[str]:
     """Return every problem of a config file, in plain words; empty means valid."""
     try:
-        raw = _read_toml(path)
+        raw = read_config_toml(path)
     except ConfigError as exc:
         return [str(exc)]
     try:
@@ -261,8 +225,8 @@ def check_config_file(path: Path) -> list[str]:
     except ValidationError as exc:
         # Schema errors elsewhere must not hide the sink and rule problems: check each
         # sink and rule that is well-formed on its own as well.
-        return _explain(exc) + _item_problems(raw)
-    problems, _, _ = _semantic_problems(doc, doc.guard.default_mode)
+        return explain(exc) + _item_problems(raw)
+    problems, _, _ = semantic_problems(doc, doc.guard.default_mode)
     return problems
 
 
@@ -281,7 +245,7 @@ def _item_problems(raw: dict[str, Any]) -> list[str]:
             good_rules.append(RuleSection.model_validate(section))
         except ValidationError:
             good_rules.append(None)
-    problems, _, _ = _semantic_problems(
+    problems, _, _ = semantic_problems(
         ConfigFile.model_construct(sinks=good_sinks, rules=[]), Mode.ENFORCE
     )
     for i, rule_section in enumerate(good_rules):
@@ -292,62 +256,3 @@ def _item_problems(raw: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             problems.append(f"rules.{i} ({rule_section.id}): {exc}")
     return problems
-
-
-def _config_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
-    if explicit is not None:
-        return explicit
-    if env.get(ENV_CONFIG):
-        return Path(env[ENV_CONFIG])
-    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
-
-
-def load_settings(
-    *,
-    home: Path | str | None = None,
-    config_file: Path | str | None = None,
-    default_mode: Mode | str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> Settings:
-    """Resolve settings from arguments, environment, config file and defaults.
-
-    Raises:
-        ConfigError: listing every problem found.
-    """
-    environ = os.environ if env is None else env
-    path = _config_path(None if config_file is None else Path(config_file), environ)
-    try:
-        doc = ConfigFile.model_validate(_read_toml(path)) if path else ConfigFile()
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_explain(exc))) from exc
-    mode_text = default_mode or environ.get(ENV_MODE) or doc.guard.default_mode
-    try:
-        mode = Mode(mode_text)
-    except ValueError:
-        raise ConfigError(f"{ENV_MODE}={mode_text!r}: use enforce, filter or observe") from None
-    problems, sinks, rules = _semantic_problems(doc, mode)
-    if problems:
-        raise ConfigError(f"{path}: " + "; ".join(problems))
-    home_path = Path(home or environ.get(ENV_HOME) or doc.guard.home or DEFAULT_HOME)
-    return Settings(
-        home=home_path,
-        default_mode=mode,
-        sinks=sinks,
-        sink_routes={route: sinks[name] for name, sec in doc.sinks.items() for route in sec.routes},
-        trusted_proxies=tuple(doc.guard.trusted_proxies),
-        tenant_header=doc.guard.tenant_header,
-        rules=tuple(rules),
-        retention={
-            cls: parse_duration(text)
-            for cls, text in doc.retention.items()
-            if isinstance(cls, DataClass)
-        },
-        agent_run_retention=parse_duration(doc.retention.get("agent_run", "90d")),
-        limits=doc.limits,
-        fingerprints=doc.fingerprints,
-        telemetry=doc.telemetry,
-        pii=doc.pii,
-        propagation=doc.propagation,
-        db_url=environ.get(ENV_DB_URL) or None,
-        config_file=path,
-    )
