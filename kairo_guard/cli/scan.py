@@ -44,16 +44,18 @@ _KINDS = ", ".join(
     "--sink",
     "sink_name",
     required=True,
-    help=f"Sink name from the config, or a kind: {_KINDS}.",
+    metavar="NAME",
+    help="A sink from the config, or a kind (as for --kind).",
 )
 @click.option(
     "--kind",
-    help="Kind of a sink that is not in the config (the name is then only a name), "
-    f"e.g. --sink router-train --kind shared-training. One of {_KINDS}.",
+    metavar="KIND",
+    help=f"Kind of a sink that is not in the config: {_KINDS}.",
 )
 @click.option(
     "--tenant",
-    help="Tenant of a tenant-fine-tune sink named with --kind (or tenant-fine-tune:TENANT).",
+    metavar="TENANT",
+    help="Tenant of a tenant-fine-tune sink named by its kind.",
 )
 @click.option(
     "--mode", type=click.Choice([m.value for m in Mode]), help="Override the sink's mode."

@@ -103,8 +103,9 @@ def _locate_config(
         return Path(explicit), False
     if env.get(ENV_CONFIG):
         return Path(env[ENV_CONFIG]), False
-    in_home = _state_dir(home, env) / CONFIG_FILE_NAME
-    for candidate in (DEFAULT_CONFIG_FILE, in_home):
+    # absolute: an error must say which of the two kairo-guard.toml it is about
+    in_home = (_state_dir(home, env) / CONFIG_FILE_NAME).absolute()
+    for candidate in (DEFAULT_CONFIG_FILE.absolute(), in_home):
         # a dangling link or a directory in the way is reported, not skipped
         if candidate.exists() or candidate.is_symlink():
             return candidate, candidate is in_home

@@ -127,6 +127,6 @@ def test_bad_durations(text: str) -> None:
 def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
     import re
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
     assert check_config_file(_write(tmp_path, example)) == []
