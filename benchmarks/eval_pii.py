@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine_info
 from pii_corpus import ENTITY_TYPES, Detection, Sample, Score, corpus, score
 
-from kairo_guard.detect.pii import DEFAULT_MODEL, PiiGate
+from kairo_guard.detect.pii.gate import DEFAULT_MODEL, PiiGate
 
 STOCK_TYPES = tuple(e for e in ENTITY_TYPES if e != "API_KEY")
 TARGET_RATIO = 5.0

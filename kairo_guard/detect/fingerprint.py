@@ -25,15 +25,15 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from kairo_guard.core.content import RawJSON, strip_invisible
-from kairo_guard.core.types import SEAL_FIELD, TenantId
-from kairo_guard.store.sqlite import Store
+from kairo_guard.core.content import strip_invisible
+from kairo_guard.core.types import TenantId
+from kairo_guard.detect.fields import record_fields
+from kairo_guard.store.base import Store
 
 K = 50
 """k-gram length, in normalized characters."""
@@ -62,32 +62,12 @@ def record_text(content: object) -> str:
     Object keys count as text (each before its value); numbers and booleans do not;
     the seal field is skipped. Bytes are decoded as UTF-8 with replacement.
     """
-    return " ".join(_strings(content))
+    return " ".join(field.text for field in record_fields(content))
 
 
 def record_strings(content: object) -> list[str]:
     """Return the record's strings one by one (keys and values, the seal skipped)."""
-    return list(_strings(content))
-
-
-def _strings(value: object) -> Iterator[str]:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, RawJSON):
-            stack.append(item.value())
-        elif isinstance(item, bytes | bytearray):
-            yield bytes(item).decode("utf-8", errors="replace")
-        elif isinstance(item, Mapping):
-            # keys are text too (a secret can be a key); the seal field is provenance
-            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
-            for key in keys:
-                stack.append(item[key])
-                stack.append(key)
-        elif isinstance(item, list | tuple):
-            stack.extend(reversed(item))
+    return [field.text for field in record_fields(content)]
 
 
 class _Powers:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kairo_guard.core.types import TenantId, validate_tenant
-from kairo_guard.store.sqlite import ApiKeyRecord, Store
+from kairo_guard.store.base import ApiKeyRecord, Store
 
 KEY_PREFIX = "kgk"
 CACHE_SECONDS = 30.0

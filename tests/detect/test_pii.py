@@ -17,14 +17,14 @@ pytest.importorskip("presidio_analyzer", reason="needs the pii extra")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.detect.pii import (
+from kairo_guard.detect.pii.gate import (
     DEFAULT_ENTITIES,
     GUARD_ERROR,
     GUARD_TOO_LONG,
     PiiFinding,
     PiiGate,
 )
-from kairo_guard.detect.pii_text import chunk_bounds, may_contain_name
+from kairo_guard.detect.pii.prefilters import chunk_bounds, may_contain_name
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +286,7 @@ def test_texts_with_too_few_digits_skip_the_digit_recognizers(gate: PiiGate) -> 
     ],
 )
 def test_person_spans_made_only_of_identifiers_are_not_names(span: str, name_like: bool) -> None:
-    from kairo_guard.detect.pii_analyzer import could_be_a_name
+    from kairo_guard.detect.pii.prefilters import could_be_a_name
 
     assert could_be_a_name(span) is name_like
 

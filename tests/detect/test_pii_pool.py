@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("presidio_analyzer", reason="needs the pii extra")
 
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.detect.pii import ENV_PII_PROCESSES, MIN_PARALLEL_TEXTS, PiiFinding, PiiGate
+from kairo_guard.detect.pii.gate import ENV_PII_PROCESSES, MIN_PARALLEL_TEXTS, PiiFinding, PiiGate
 
 # benchmarks/ holds the PII corpus generator (not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

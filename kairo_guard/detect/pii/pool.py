@@ -1,14 +1,15 @@
 """Worker processes for the PII gate: a large batch is split across processes.
 
-Each worker builds its own :class:`~kairo_guard.detect.pii.PiiGate` (same settings, one
-process) when it starts, then analyses the shards it is sent. Only texts go out and
-only ``(entity_type, start, end, score)`` tuples or a guard failure code come back, so
-the cost of crossing processes is small next to the analysis (unlike spaCy's own
-``n_process``, which sends whole Docs back).
+Each worker builds its own gate (same settings, one process) when it starts, then
+analyses the shards it is sent. Only texts go out and only ``(entity_type, start, end,
+score)`` tuples or a guard failure code come back, so the cost of crossing processes is
+small next to the analysis (unlike spaCy's own ``n_process``, which sends whole Docs
+back).
 
 Workers are started with ``spawn`` (safe in a process that runs threads) and load the
 model in the background from the moment the pool is created. A shard whose worker
-fails is analysed in the calling process: a failure costs time, never a finding.
+fails is analysed in the calling process: a failure costs time, never a finding. The
+gate hands its class over (pickled by reference), so this module never imports it.
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ from typing import Any
 #: A result sent between processes: the results of one text, or a failure code.
 WireResult = list[tuple[str, int, int, float]] | str
 
-#: Analyses texts in the calling process (the gate's own method).
+#: Analyses distinct texts in the calling process (the gate's own method).
 Analyse = Callable[[Sequence[str]], list[list[Any] | str]]
 
 _worker_gate: Any = None
 
 
-def _start_worker(settings: dict[str, Any]) -> None:
+def _start_worker(gate_class: Callable[..., Any], settings: dict[str, Any]) -> None:
     global _worker_gate  # one gate per worker process, built once
-    from kairo_guard.detect.pii import PiiGate
-
-    _worker_gate = PiiGate(**{**settings, "processes": 1})
+    _worker_gate = gate_class(**{**settings, "processes": 1})
 
 
 def _ready() -> bool:
@@ -44,20 +43,28 @@ def analyse_shard(texts: Sequence[str]) -> list[WireResult]:
         raise RuntimeError("PII gate worker used before it started")
     return [
         r if isinstance(r, str) else [(x.entity_type, x.start, x.end, x.score) for x in r]
-        for r in _worker_gate._analyse(list(texts))
+        for r in _worker_gate.analyse_distinct(list(texts))
     ]
 
 
 class GatePool:
-    """``workers`` processes, each holding a PII gate built from ``settings``."""
+    """``workers`` processes, each holding a gate ``gate_class(**settings)``.
 
-    def __init__(self, settings: dict[str, Any], workers: int) -> None:
+    Args:
+        gate_class: the gate's class (handed over, so this module never imports it).
+        settings: the gate's keyword arguments but ``processes``.
+        workers: how many worker processes.
+    """
+
+    def __init__(
+        self, gate_class: Callable[..., Any], settings: dict[str, Any], workers: int
+    ) -> None:
         self.workers = workers
         self._executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(settings,),
+            initargs=(gate_class, settings),
         )
         # Start the workers now, so the model loads while the caller does other work.
         self._warm = [self._executor.submit(_ready) for _ in range(workers)]

@@ -1,6 +1,6 @@
 """Presidio recognizers and NLP engine of the PII gate, all offline.
 
-Imported only by :class:`kairo_guard.detect.pii.PiiGate`, after it has checked that the
+Imported only by :class:`kairo_guard.detect.pii.gate.PiiGate`, after it has checked that the
 ``pii`` extra is installed: this module imports presidio, spaCy and tldextract at top.
 """
 
@@ -31,9 +31,11 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from kairo_guard.detect.pii_text import MIN_PHONE_DIGITS, phone_windows, shannon_entropy
+from kairo_guard.detect.pii.prefilters import MIN_PHONE_DIGITS, phone_windows, shannon_entropy
 
 LANGUAGE = "en"
+
+
 API_KEY_ENTITY = "API_KEY"
 _PERSON_LABELS = frozenset({"PERSON", "PER"})
 _DIGIT = re.compile(r"\d")
@@ -94,7 +96,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
 
     The stock recognizer runs phonenumbers' matcher over the whole text once per
     region, and the matcher parses every digit group it meets (counts, dates, ids):
-    most of a scan's time. Matching inside :func:`~kairo_guard.detect.pii_text.phone_windows`
+    most of a scan's time. Matching inside :func:`~kairo_guard.detect.pii.prefilters.phone_windows`
     (clusters of at least 7 digits, with the context the matcher reads around a
     number) finds the same numbers, with the same regions, at a fraction of the cost.
     """

@@ -13,6 +13,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+#: Finding codes of a text the gate could not analyse: it failed, or the text is over
+#: the gate's bounds. Either blocks.
+GUARD_ERROR = "GUARD_ERROR"
+GUARD_TOO_LONG = "GUARD_TOO_LONG"
+
 #: Words that are telemetry vocabulary, never part of a person's name. A text whose
 #: every word is in this set (or is not a word at all) skips NER. Compared lowercased.
 NAME_FREE_WORDS: frozenset[str] = frozenset(
@@ -87,6 +92,25 @@ def may_contain_name(text: str, name_free_words: Iterable[str] = NAME_FREE_WORDS
         if _NAME_LIKE.fullmatch(word) and word.lower() not in known:
             return True
     return False
+
+
+_NEVER_IN_NAMES = re.compile(r"[0-9_=/:@#<>{}\[\]|\\]")
+"""Characters no personal name holds: an NER "person" with one is an identifier
+(``finish_reason``, ``sha256 9f...``, ``p95=168``), not a name."""
+
+
+def could_be_a_name(text: str) -> bool:
+    """False for an NER PERSON span none of whose words could be part of a name (each
+    holds a character no name holds).
+
+    A span with one plausible word stays whole (``user:Maria`` is still a person), and
+    lowercase or single-word spans stay too (a name may be written in lowercase): the
+    gate errs on the side of blocking.
+    """
+    return any(
+        _NEVER_IN_NAMES.search(word) is None and any(c.isalpha() for c in word)
+        for word in text.split()
+    )
 
 
 def phone_windows(

@@ -1,28 +1,39 @@
-"""The gate's analysis of one text: its recognizers called directly, presidio's full
-``AnalyzerEngine.analyze`` only where context words could change the outcome.
+"""The gate's analysis of texts in this process: :class:`GateAnalyzer`.
 
-Imported only by :class:`kairo_guard.detect.pii.PiiGate`, after it has checked that the
-``pii`` extra is installed.
-
+Each text is tokenized in chunks, NER runs (batched) only where a name can be, and the
+recognizers a text could match at all are called directly: presidio's full
+``AnalyzerEngine.analyze`` runs only where context words could change the outcome.
 ``AnalyzerEngine.analyze`` builds presidio's NLP artifacts (token lists, keywords) and
 runs the context enhancer over every result, for every text. Context words only ever
 *raise* a score, so they can change an outcome only for a result that scored below its
 threshold; with the default thresholds no recognizer of the gate ever does. So results
 are computed directly, and the full analysis (same registry, same NLP engine, same
 thresholds) runs only for a text with such a result.
+
+Imported only by :class:`kairo_guard.detect.pii.gate.PiiGate`, after it has checked that
+the ``pii`` extra is installed.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from kairo_guard.detect.pii_recognizers import LANGUAGE, GateNlpEngine, build_registry
+from kairo_guard.detect.pii.prefilters import (
+    GUARD_ERROR,
+    GUARD_TOO_LONG,
+    MAX_PHONE_WINDOW_CHARS,
+    chunk_bounds,
+    could_be_a_name,
+    may_contain_name,
+    phone_window_chars,
+    possible_entities,
+)
+from kairo_guard.detect.pii.recognizers import LANGUAGE, GateNlpEngine, build_registry
 
 #: A text with more results than this, one of them below its threshold, is not run
 #: through the context enhancer (its cost grows with results times tokens): all its
@@ -31,33 +42,28 @@ MAX_RESULTS_FOR_CONTEXT = 64
 PERSON = "PERSON"
 PHONE = "PHONE_NUMBER"
 _DIGIT_ENTITIES = frozenset({"CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS"})
-_NEVER_IN_NAMES = re.compile(r"[0-9_=/:@#<>{}\[\]|\\]")
-"""Characters no personal name holds: an NER "person" with one is an identifier
-(``finish_reason``, ``sha256 9f...``, ``p95=168``), not a name."""
 
 
-def could_be_a_name(text: str) -> bool:
-    """False for an NER PERSON span none of whose words could be part of a name (each
-    holds a character no name holds).
+class Limits(NamedTuple):
+    """The gate's bounds on the work one text may cost (see :class:`PiiGate`)."""
 
-    A span with one plausible word stays whole (``user:Maria`` is still a person), and
-    lowercase or single-word spans stay too (a name may be written in lowercase): the
-    gate errs on the side of blocking.
-    """
-    return any(
-        _NEVER_IN_NAMES.search(word) is None and any(c.isalpha() for c in word)
-        for word in text.split()
-    )
+    max_chars: int
+    max_ner_tokens: int
+    chunk_chars: int
+    batch_size: int
 
 
 class GateAnalyzer:
-    """Finds the gate's entities in one text whose (NER-tagged or not) Doc is given.
+    """Finds the gate's entities in texts, in this process: chunks each text, runs NER
+    (batched) only where a name can be, then the recognizers a text could match.
 
     Args:
         nlp: the loaded NER pipeline.
         entities: entity types the gate looks for.
         thresholds: minimum score per entity type.
         allow_list: literal strings that are never PII.
+        limits: the bounds on one text's cost.
+        name_free_words: lowercased words that are never part of a name.
     """
 
     def __init__(
@@ -65,8 +71,13 @@ class GateAnalyzer:
         nlp: Language,
         entities: Sequence[str],
         thresholds: Mapping[str, float],
-        allow_list: Collection[str] = frozenset(),
+        allow_list: Collection[str],
+        *,
+        limits: Limits,
+        name_free_words: frozenset[str],
     ):
+        self.nlp, self.entities, self.limits = nlp, tuple(entities), limits
+        self.name_free_words = name_free_words
         self.engine = GateNlpEngine(nlp)
         self.registry = build_registry(entities)
         self.engine_analyzer = AnalyzerEngine(
@@ -83,6 +94,78 @@ class GateAnalyzer:
             for entity in recognizer.supported_entities:
                 self._by_entity[entity] = recognizer
         self._person_score = float(self.engine.ner_model_configuration.default_score or 0.85)
+
+    def analyse_texts(self, texts: Sequence[str]) -> list[list[Any] | str]:
+        """Per text (all distinct), its results or a guard failure code."""
+        out: list[list[Any] | str] = [GUARD_ERROR] * len(texts)
+        docs: dict[int, Any] = {}
+        for i, text in enumerate(texts):
+            try:
+                doc = self._tokenize(text)
+            except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
+                doc = GUARD_ERROR
+            if isinstance(doc, str):
+                out[i] = doc
+            elif doc is None:
+                out[i] = GUARD_TOO_LONG
+            else:
+                docs[i] = doc
+        self._run_ner(docs)
+        for i, doc in docs.items():
+            try:
+                out[i] = self._results(texts[i], doc)
+            except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
+                out[i] = GUARD_ERROR
+        return out
+
+    def _tokenize(self, text: str) -> Any:
+        """Return the text's Doc (tagged for NER or not), or None when over the bounds."""
+        if not isinstance(text, str):
+            raise TypeError(f"PII gate scans str, not {type(text).__name__}")
+        if len(text) > self.limits.max_chars:
+            return None
+        bounds = chunk_bounds(text, self.limits.chunk_chars)
+        parts = [self.nlp.make_doc(text[a:b]) for a, b in bounds]
+        needs_ner = PERSON in self.entities and may_contain_name(text, self.name_free_words)
+        if needs_ner and sum(len(p) for p in parts) > self.limits.max_ner_tokens:
+            return None
+        return (parts, needs_ner)
+
+    def _run_ner(self, docs: dict[int, Any]) -> None:
+        """Run NER in place over every chunk that needs it, batched; on error, per text."""
+        keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
+        flat = [part for i in keys for part in docs[i][0]]
+        try:
+            done = list(self.nlp.pipe(flat, batch_size=self.limits.batch_size))
+        except Exception:  # noqa: BLE001 - retried per text below, so one bad text blocks alone
+            done = None
+        pos = 0
+        for i in keys:
+            parts = docs[i][0]
+            if done is not None:
+                docs[i] = (done[pos : pos + len(parts)], True)
+                pos += len(parts)
+                continue
+            try:
+                docs[i] = ([self.nlp(p) for p in parts], True)
+            except Exception:  # noqa: BLE001 - fail closed
+                docs[i] = None  # analysed as GUARD_ERROR below
+
+    def _results(self, text: str, doc: Any) -> list[Any] | str:
+        """The text's results above the thresholds, or ``GUARD_TOO_LONG``."""
+        if doc is None:
+            raise RuntimeError("NER failed")
+        parts, tagged = doc
+        entities = possible_entities(text, self.entities)
+        if not tagged and PERSON in entities:
+            entities.remove(PERSON)  # NER skipped: no word in it could be a name
+        if not entities:
+            return []
+        if PHONE in entities and phone_window_chars(text) > MAX_PHONE_WINDOW_CHARS:
+            return GUARD_TOO_LONG
+        joined = parts[0] if len(parts) == 1 else Doc.from_docs(parts, ensure_whitespace=False)
+        results = self.analyze(text=text, doc=joined, entities=entities)
+        return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
 
     def analyze(self, *, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:
         """Return the results for ``entities`` in ``text`` at or above their thresholds.

@@ -18,14 +18,9 @@ from typing import Any
 
 from kairo_guard.core.content import strip_invisible
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.detect.pii_text import (
-    MAX_PHONE_WINDOW_CHARS,
-    NAME_FREE_WORDS,
-    chunk_bounds,
-    may_contain_name,
-    phone_window_chars,
-    possible_entities,
-)
+from kairo_guard.detect.pii.prefilters import GUARD_ERROR as GUARD_ERROR  # re-exported
+from kairo_guard.detect.pii.prefilters import GUARD_TOO_LONG as GUARD_TOO_LONG
+from kairo_guard.detect.pii.prefilters import NAME_FREE_WORDS
 
 #: Environment variable naming the spaCy model package, when not given explicitly.
 ENV_PII_MODEL = "KAIRO_GUARD_PII_MODEL"
@@ -58,8 +53,6 @@ DEFAULT_MAX_CHARS = 5_000
 DEFAULT_MAX_NER_TOKENS = 300
 DEFAULT_CHUNK_CHARS = 1_000
 
-GUARD_ERROR = "GUARD_ERROR"
-GUARD_TOO_LONG = "GUARD_TOO_LONG"
 INSTALL_HINT = "install the extra: pip install 'kairo-guard[pii]'"
 # Pipeline components NER does not need (the sm model's NER has its own tok2vec).
 _NOT_FOR_NER = ("tagger", "parser", "senter", "attribute_ruler", "lemmatizer", "morphologizer")
@@ -126,10 +119,15 @@ class PiiGate:
         self.processes = _processes(processes)
         self._name_free = frozenset(w.lower() for w in name_free_words)
         self._validate(thresholds or {}, default_threshold)
-        analysis = _import_optional("kairo_guard.detect.pii_analyzer")
+        analysis = _import_optional("kairo_guard.detect.pii.analysis")
         self._nlp = _load_ner_pipeline(self.model)
         self._analyzer = analysis.GateAnalyzer(
-            self._nlp, self.entities, self.thresholds, self.allow_list
+            self._nlp,
+            self.entities,
+            self.thresholds,
+            self.allow_list,
+            limits=analysis.Limits(max_chars, max_ner_tokens, chunk_chars, batch_size),
+            name_free_words=self._name_free,
         )
         self._pool: Any = None
         self.check("Warm-up for Jane Doe at jane@example.com")  # fail at start-up, not later
@@ -145,9 +143,10 @@ class PiiGate:
                 "batch_size": batch_size,
                 "name_free_words": sorted(self._name_free),
             }
-            self._pool = _import_optional("kairo_guard.detect.pii_pool").GatePool(
-                settings, self.processes - 1
-            )
+            # the class is handed over (pickled by reference), so the pool's module
+            # never imports this one
+            pool = _import_optional("kairo_guard.detect.pii.pool")
+            self._pool = pool.GatePool(PiiGate, settings, self.processes - 1)
 
     def close(self) -> None:
         """Stop the worker processes, if any. The gate still works, in this process."""
@@ -222,9 +221,9 @@ class PiiGate:
                 index[text] = len(index)
         unique = list(index)
         if self._pool is not None and len(unique) >= MIN_PARALLEL_TEXTS:
-            done = self._pool.analyse(unique, self._analyse)
+            done = self._pool.analyse(unique, self.analyse_distinct)
         else:
-            done = self._analyse(unique)
+            done = self.analyse_distinct(unique)
         out: list[list[Any] | str] = []
         for text, seen in zip(texts, visible, strict=True):
             result = done[index[seen]] if isinstance(seen, str) else GUARD_ERROR
@@ -233,76 +232,11 @@ class PiiGate:
             out.append(result if isinstance(result, str) else list(result))
         return out
 
-    def _analyse(self, texts: Sequence[str]) -> list[list[Any] | str]:
-        """Per text (all distinct), its results or a guard failure code; in this process."""
-        out: list[list[Any] | str] = [GUARD_ERROR] * len(texts)
-        docs: dict[int, Any] = {}
-        for i, text in enumerate(texts):
-            try:
-                doc = self._tokenize(text)
-            except Exception:  # noqa: BLE001 - fail closed: an unreadable text blocks
-                doc = GUARD_ERROR
-            if isinstance(doc, str):
-                out[i] = doc
-            elif doc is None:
-                out[i] = GUARD_TOO_LONG
-            else:
-                docs[i] = doc
-        self._run_ner(docs)
-        for i, doc in docs.items():
-            try:
-                out[i] = self._results(texts[i], doc)
-            except Exception:  # noqa: BLE001 - fail closed: never report an unanalysed text clean
-                out[i] = GUARD_ERROR
-        return out
-
-    def _tokenize(self, text: str) -> Any:
-        """Return the text's Doc (tagged for NER or not), or None when over the bounds."""
-        if not isinstance(text, str):
-            raise TypeError(f"PII gate scans str, not {type(text).__name__}")
-        if len(text) > self.max_chars:
-            return None
-        parts = [self._nlp.make_doc(text[a:b]) for a, b in chunk_bounds(text, self.chunk_chars)]
-        needs_ner = "PERSON" in self.entities and may_contain_name(text, self._name_free)
-        if needs_ner and sum(len(p) for p in parts) > self.max_ner_tokens:
-            return None
-        return (parts, needs_ner)
-
-    def _run_ner(self, docs: dict[int, Any]) -> None:
-        """Run NER in place over every chunk that needs it, batched; on error, per text."""
-        keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
-        flat = [part for i in keys for part in docs[i][0]]
-        try:
-            done = list(self._nlp.pipe(flat, batch_size=self.batch_size))
-        except Exception:  # noqa: BLE001 - retried per text below, so one bad text blocks alone
-            done = None
-        pos = 0
-        for i in keys:
-            parts = docs[i][0]
-            if done is not None:
-                docs[i] = (done[pos : pos + len(parts)], True)
-                pos += len(parts)
-                continue
-            try:
-                docs[i] = ([self._nlp(p) for p in parts], True)
-            except Exception:  # noqa: BLE001 - fail closed
-                docs[i] = None  # analysed as GUARD_ERROR below
-
-    def _results(self, text: str, doc: Any) -> list[Any] | str:
-        """The text's results above the thresholds, or ``GUARD_TOO_LONG``."""
-        if doc is None:
-            raise RuntimeError("NER failed")
-        parts, tagged = doc
-        entities = possible_entities(text, self.entities)
-        if not tagged and "PERSON" in entities:
-            entities.remove("PERSON")  # NER skipped: no word in it could be a name
-        if not entities:
-            return []
-        if "PHONE_NUMBER" in entities and phone_window_chars(text) > MAX_PHONE_WINDOW_CHARS:
-            return GUARD_TOO_LONG
-        joined = parts[0] if len(parts) == 1 else _join_docs(parts)
-        results = self._analyzer.analyze(text=text, doc=joined, entities=entities)
-        return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
+    def analyse_distinct(self, texts: Sequence[str]) -> list[list[Any] | str]:
+        """Per text (all distinct), its results above the thresholds or a guard failure
+        code, analysed in this process (what a worker process of the pool runs)."""
+        results: list[list[Any] | str] = self._analyzer.analyse_texts(texts)
+        return results
 
 
 def _processes(explicit: int | None) -> int:
@@ -313,12 +247,6 @@ def _processes(explicit: int | None) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{ENV_PII_PROCESSES} must be a positive integer, not {raw!r}") from None
-
-
-def _join_docs(parts: list[Any]) -> Any:
-    from spacy.tokens import Doc
-
-    return Doc.from_docs(parts, ensure_whitespace=False)
 
 
 def _import_optional(module: str) -> Any:

@@ -25,16 +25,16 @@ from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
 )
 
-from kairo_guard.detect.pii_recognizers import (
-    PathUrlRecognizer,
-    SecretRecognizer,
-    WindowedPhoneRecognizer,
-)
-from kairo_guard.detect.pii_text import (
+from kairo_guard.detect.pii.prefilters import (
     MIN_PHONE_DIGITS,
     phone_window_chars,
     phone_windows,
     possible_entities,
+)
+from kairo_guard.detect.pii.recognizers import (
+    PathUrlRecognizer,
+    SecretRecognizer,
+    WindowedPhoneRecognizer,
 )
 
 # benchmarks/ holds the PII corpus generator (not a package).

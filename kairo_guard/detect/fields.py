@@ -1,0 +1,85 @@
+"""A record's strings, each with where it stands: the JSON path a reason may name.
+
+A refusal says *where* in a record a check fired (``$.features.lang``,
+``$.items[3].text``, ``$`` for a bare string), never *what* it found there. Paths are
+made of keys and indices; a key is shown only when it is a plain identifier (letters,
+digits, ``_``, ``-``, at most 64 characters) and not itself withheld (a key that holds
+PII): any other key is shown as ``*``, so a path never carries free text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Mapping
+from typing import NamedTuple
+
+from kairo_guard.core.content import RawJSON
+from kairo_guard.core.types import SEAL_FIELD
+
+ROOT = "$"
+WITHHELD_KEY = "*"
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+
+Path = tuple[str | int, ...]
+"""Keys (str) and list indices (int) from the record's root."""
+
+
+class Field(NamedTuple):
+    """One string of a record: its path, its text, and whether it is a key."""
+
+    path: Path
+    text: str
+    is_key: bool
+    """The text is the last key of ``path`` itself, not the value under it."""
+
+
+def record_fields(content: object) -> Iterator[Field]:
+    """Yield the record's strings in a stable order: each key before its value, keys
+    in sorted order, list items in order; the seal field is skipped, numbers and
+    booleans are not text, bytes are decoded as UTF-8 with replacement."""
+    stack: list[tuple[object, Path, bool]] = [(content, (), False)]
+    while stack:
+        item, path, is_key = stack.pop()
+        if isinstance(item, str):
+            yield Field(path, item, is_key)
+        elif isinstance(item, bytes | bytearray):
+            yield Field(path, bytes(item).decode("utf-8", errors="replace"), is_key)
+        elif isinstance(item, RawJSON):
+            stack.append((item.value(), path, False))
+        elif isinstance(item, Mapping):
+            # keys are text too (a secret can be a key); the seal field is provenance
+            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
+            for key in keys:
+                member = (*path, _key_segment(key))
+                stack.append((item[key], member, False))
+                stack.append((key, member, True))
+        elif isinstance(item, list | tuple):
+            stack.extend((x, (*path, i), False) for i, x in reversed(list(enumerate(item))))
+
+
+def _key_segment(key: object) -> str:
+    if isinstance(key, bytes | bytearray):
+        return bytes(key).decode("utf-8", errors="replace")
+    return key if isinstance(key, str) else str(key)
+
+
+def json_path(path: Path, withheld: Collection[str] = ()) -> str:
+    """Render ``path`` as a JSON path (``$.items[3].text``).
+
+    Args:
+        path: keys and indices from the root.
+        withheld: keys never to show (shown as ``*``), such as keys that hold PII.
+
+    Returns:
+        The path, with every key that is not a plain identifier, or is withheld,
+        shown as ``*``.
+    """
+    parts = [ROOT]
+    for segment in path:
+        if isinstance(segment, int):
+            parts.append(f"[{segment}]")
+        elif _PLAIN_KEY.fullmatch(segment) and segment not in withheld:
+            parts.append(f".{segment}")
+        else:
+            parts.append(f".{WITHHELD_KEY}")
+    return "".join(parts)
