@@ -40,8 +40,8 @@ from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.core.types import SEAL_FIELD
 from kairo_guard.guard import AUDIT_DIR_NAME
 from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.store.base import ProvenanceRow
 from kairo_guard.store.sqlite import DB_FILE_NAME
-from kairo_guard.store.tenants import ProvenanceRow
 
 TARGET_S = 60.0
 ERASED = "tenant-erased-bench"

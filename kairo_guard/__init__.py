@@ -47,7 +47,8 @@ from kairo_guard.otel.baggage import (
 )
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.otel.propagator import TenantBaggagePropagator
-from kairo_guard.store.sqlite import Agreement, DatasetInfo, ModelInfo, SQLiteStore, Store
+from kairo_guard.store.base import Agreement, DatasetInfo, ModelInfo, Store
+from kairo_guard.store.sqlite import SQLiteStore
 from kairo_guard.tenancy.dataset_builder import DatasetBuilder
 from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.erasure import ErasureReceipt

@@ -21,7 +21,6 @@ from kairo_guard import assembly
 from kairo_guard.assembly import AUDIT_DIR_NAME
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.core import context
-from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.report import CheckReport
@@ -41,20 +40,15 @@ from kairo_guard.store.base import (
     Agreement,
     DatasetInfo,
     ModelInfo,
-    ProvenanceRow,
     Store,
 )
-from kairo_guard.tenancy import dataset_builder as _dataset_builder
-from kairo_guard.tenancy import datasets as _datasets
-from kairo_guard.tenancy import models as _registry
+from kairo_guard.tenancy.agreements import Expiry
 from kairo_guard.tenancy.dataset_builder import DatasetBuilder
 from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.erasure import ErasureReceipt
-from kairo_guard.tenancy.erasure import erase_tenant as _erase_tenant
-from kairo_guard.tenancy.export import export_tenant as _export_tenant
 from kairo_guard.tenancy.manifest import Manifest
 from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
-from kairo_guard.tenancy.retention import sweep as _sweep_retention
+from kairo_guard.tenancy.services import tenant_services
 
 __all__ = ["AUDIT_DIR_NAME", "Guard"]
 
@@ -157,6 +151,19 @@ class Guard:
             configured=self.settings.sinks,
             default_mode=self.settings.default_mode,
             batches={VerifiedDataset: _GuardDatasets(self)},
+        )
+        # -- tenancy wiring (kairo_guard.tenancy.services): agreements ... export ------
+        self.tenancy = tenant_services(
+            store=self.store,
+            keys=self.keys,
+            audit=self.audit,
+            codec=self.codec,
+            policy=self.policy,
+            checks=self.checks,
+            retention=self.retention,
+            clock=clock,
+            home=self.settings.home,
+            max_record_bytes=self.settings.limits.max_record_bytes,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -342,118 +349,71 @@ class Guard:
         """Run a block as serving ``tenant``: shared sinks inside it refuse its content."""
         return context.tenant_context(tenant)
 
-    # -- agreements ------------------------------------------------------------------
+    # -- agreements (kairo_guard.tenancy.agreements) ------------------------------------
 
     def _agreement_active(self, tenant: TenantId, now: float) -> bool:
-        try:
-            return any(a.permits_fine_tune(now) for a in self.store.list_agreements(tenant))
-        except StoreError:
-            return False  # fail closed: no proof of an agreement, no fine-tune
+        return self.tenancy.agreements.active(tenant, now)
 
     def agreement_active(self, tenant: TenantId) -> bool:
-        """True if ``tenant`` holds an active fine-tune agreement now (False if unsure)."""
-        return self._agreement_active(tenant, self._clock())
+        """True if ``tenant`` may fine-tune now; see :meth:`Agreements.active`."""
+        return self.tenancy.agreements.active(tenant)
 
     def grant_agreement(
         self,
         tenant: TenantId,
         *,
-        expires_at: float | None = None,
+        expires_at: Expiry = None,
         reference: str = "",
         scope: str = DEFAULT_SCOPE,
     ) -> Agreement:
-        """Record an agreement for ``tenant`` (audited) and return it.
-
-        Only an agreement whose ``scope`` (comma-separated words) includes
-        ``fine-tune`` permits a tenant fine-tune.
-        """
-        agreement = self.store.grant_agreement(
-            tenant, now=self._clock(), expires_at=expires_at, reference=reference, scope=scope
+        """Record an agreement (idempotent by reference); see :meth:`Agreements.grant`."""
+        return self.tenancy.agreements.grant(
+            tenant, expires_at=expires_at, reference=reference, scope=scope
         )
-        self.audit.append(
-            {
-                "event": "agreement.grant",
-                "agreement": agreement.id,
-                "tenant": self.keys.pseudonym(tenant),
-                "scope": scope,
-                "expires_at": expires_at,
-            }
-        )
-        return agreement
 
     def revoke_agreement(self, tenant: TenantId, agreement_id: str | None = None) -> int:
-        """Revoke one or all of the tenant's agreements (audited); return how many."""
-        count = self.store.revoke_agreements(tenant, now=self._clock(), agreement_id=agreement_id)
-        self.audit.append(
-            {
-                "event": "agreement.revoke",
-                "agreement": agreement_id,
-                "tenant": self.keys.pseudonym(tenant),
-                "revoked": count,
-            }
-        )
-        return count
+        """Revoke one or all of the tenant's agreements; see :meth:`Agreements.revoke`."""
+        return self.tenancy.agreements.revoke(tenant, agreement_id)
 
     def agreements(self, tenant: TenantId | None = None) -> list[Agreement]:
-        """Return agreements, optionally for one tenant."""
-        return self.store.list_agreements(tenant)
+        """Return agreements; see :meth:`Agreements.list_agreements`."""
+        return self.tenancy.agreements.list_agreements(tenant)
 
-    # -- tenant datasets and models (see datasets.py, dataset_builder.py, registry.py) ---
+    # -- tenant datasets and models (kairo_guard.tenancy.dataset_service, .models) --------
 
     def tenant_dataset(self, tenant: TenantId) -> DatasetBuilder:
-        """Return a builder of ``tenant``'s fine-tune dataset (a signed manifest on write).
-
-        Raises:
-            ValueError: for an invalid tenant id.
-        """
-        return DatasetBuilder(self, tenant)
+        """Return a builder of ``tenant``'s dataset; see :meth:`DatasetService.builder`."""
+        return self.tenancy.datasets.builder(tenant)
 
     def open_dataset(self, path: Path | str) -> VerifiedDataset:
-        """Verify a dataset directory (manifest signature, count, Merkle root) and return
-        it, ready for a ``tenant-fine-tune`` sink.
-
-        Raises:
-            DatasetError: unreadable, unsigned by a held key, or records not the manifest's.
-        """
-        return _datasets.open_dataset(self, path)
+        """Verify a dataset directory; see :meth:`DatasetService.open`."""
+        return self.tenancy.datasets.open(path)
 
     def check_dataset(
         self, dataset: VerifiedDataset, *, sink: Sink | str, mode: Mode | str | None = None
     ) -> CheckReport:
-        """Decide a verified dataset for ``sink``: the report, never raising on blocks."""
-        resolved = self.resolve_sink(sink)
-        return _datasets.check_dataset(self, dataset, resolved, Mode(mode) if mode else None)[1]
+        """Decide a dataset for ``sink``, never raising; see :meth:`DatasetAdmission.check`."""
+        return self.checks.check(dataset, sink=sink, mode=mode)
 
     def datasets(self, tenant: TenantId | None = None) -> list[DatasetInfo]:
-        """Return recorded datasets, optionally one tenant's."""
-        return self.store.list_datasets(tenant)
+        """Return recorded datasets; see :meth:`DatasetService.list_datasets`."""
+        return self.tenancy.datasets.list_datasets(tenant)
 
     def prune_dataset(
         self, dataset_id: str, keep: Callable[[Label], bool], *, reason: str
     ) -> tuple[int, int]:
-        """Keep only records whose label ``keep`` accepts; re-sign the manifest (its
-        ``supersedes`` names the old one); audited. Returns ``(kept, removed)``.
-
-        Raises:
-            DatasetError: unknown dataset, or its files do not verify.
-        """
-        return _dataset_builder.prune_dataset(self, dataset_id, keep, reason=reason)
+        """Keep the records ``keep`` accepts, re-signed; see :meth:`DatasetService.prune`."""
+        return self.tenancy.datasets.prune(dataset_id, keep, reason=reason)
 
     def delete_datasets(self, tenant: TenantId) -> int:
-        """Delete ``tenant``'s dataset files and rows (audited, counts only); return how many."""
-        return _dataset_builder.delete_datasets(self, tenant)
+        """Delete ``tenant``'s datasets; see :meth:`DatasetService.delete`."""
+        return self.tenancy.datasets.delete(tenant)
 
     def register_model(
         self, model_id: str, *, dataset: Manifest | VerifiedDataset | str | Path, owner: TenantId
     ) -> ModelInfo:
-        """Register a model fine-tuned on ``owner``'s dataset (a manifest, verified
-        dataset, dataset id or directory); the manifest must verify and its agreement
-        still be active.
-
-        Raises:
-            RegistryError: refused (audited); ValueError: a bad model id or tenant.
-        """
-        return _registry.register_model(self, model_id, dataset=dataset, owner=owner)
+        """Register ``owner``'s fine-tuned model; see :meth:`ModelRegistry.register`."""
+        return self.tenancy.models.register(model_id, dataset=dataset, owner=owner)
 
     def register_shared_model(
         self,
@@ -462,88 +422,53 @@ class Guard:
         sink: Sink | str,
         dataset: Manifest | VerifiedDataset | str | Path | None = None,
     ) -> ModelInfo:
-        """Register a model served to every tenant, trained at the shared ``sink``.
-
-        ``dataset`` is lineage a pipeline may declare: any tenant dataset is refused.
-
-        Raises:
-            RegistryError: a tenant fine-tune sink, a tenant dataset, or the id of a
-                tenant model (``model.tenant-derived``, audited).
-        """
-        return _registry.register_shared_model(self, model_id, sink=sink, dataset=dataset)
+        """Register a shared model; see :meth:`ModelRegistry.register_shared`."""
+        return self.tenancy.models.register_shared(model_id, sink=sink, dataset=dataset)
 
     def check_model_access(self, model_id: str, tenant: TenantId) -> bool:
-        """True if ``tenant`` may call ``model_id``: its own or a shared model, not marked
-        for deletion. False for unknown models or when unsure; denials are audited."""
-        return _registry.check_model_access(self, model_id, tenant)
+        """True if ``tenant`` may call ``model_id``; see :meth:`ModelRegistry.may_call`."""
+        return self.tenancy.models.may_call(model_id, tenant)
 
     def models(self, tenant: TenantId | None = None) -> list[ModelInfo]:
-        """Return registered models, optionally one tenant's."""
-        return _registry.list_models(self, tenant)
+        """Return registered models; see :meth:`ModelRegistry.list_models`."""
+        return self.tenancy.models.list_models(tenant)
 
     def mark_models_for_deletion(self, tenant: TenantId) -> int:
-        """Mark ``tenant``'s models ``pending_deletion`` (served to no one); return how many."""
-        return _registry.mark_models_for_deletion(self, tenant)
+        """Mark ``tenant``'s models; see :meth:`ModelRegistry.mark_for_deletion`."""
+        return self.tenancy.models.mark_for_deletion(tenant)
 
-    # -- retention, erasure, export (see retention.py, erasure.py, export.py) ------------
+    # -- retention, erasure, export (kairo_guard.tenancy.retention, .erasure, .export) ----
 
     def set_retention(self, tenant: TenantId, data_class: str, seconds: int | None) -> None:
-        """Set (None: remove) ``tenant``'s own retention period for a data class or
-        ``agent_run``, audited; it applies to content sealed from now on.
-
-        Raises:
-            ValueError: for an invalid tenant, class or period.
-        """
-        self.retention.set(tenant, data_class, seconds)
-        self.audit.append(
-            {
-                "event": "retention.set",
-                "tenant": self.keys.pseudonym(tenant),
-                "class": data_class,
-                "seconds": seconds,
-            }
-        )
+        """Set ``tenant``'s own period, audited; see :meth:`Retention.set_period`."""
+        self.tenancy.retention.set_period(tenant, data_class, seconds)
 
     def record_provenance(self, seal: str) -> None:
-        """Record a provenance row (digest and label, no content) for a tenant's seal.
-
-        Raises:
-            SealError: if the seal does not verify; ValueError: if it names no tenant.
-        """
-        label = self.codec.open(seal)
-        if label.tenant is None:
-            raise ValueError("only a tenant's seals have provenance rows")
-        row = ProvenanceRow(
-            label.digest,
-            label.tenant,
-            label.data_class.value,
-            label.source,
-            label.created_at,
-            label.expires_at,
-        )
-        self.store.add_provenance([row])
+        """Record a tenant seal's provenance row; see :meth:`Retention.record_provenance`."""
+        self.tenancy.retention.record_provenance(seal)
 
     def sweep_retention(self, *, dry_run: bool = False) -> SweepReport:
-        """Delete expired dataset records and provenance rows; see :func:`retention.sweep`."""
-        return _sweep_retention(self, dry_run=dry_run)
+        """Delete what expired; see :meth:`Retention.sweep`."""
+        return self.tenancy.retention.sweep(dry_run=dry_run)
 
     def erase_tenant(self, tenant: TenantId, *, receipt_path: Path | None = None) -> ErasureReceipt:
-        """Erase ``tenant`` and return the signed receipt (:mod:`kairo_guard.tenancy.erasure`)."""
-        return _erase_tenant(self, tenant, receipt_path=receipt_path)
+        """Erase ``tenant``, return the signed receipt; see :meth:`Erasure.erase`."""
+        return self.tenancy.erasure.erase(tenant, receipt_path=receipt_path)
 
     def export_tenant(self, tenant: TenantId) -> dict[str, Any]:
-        """Return what the guard holds about ``tenant``; see :mod:`kairo_guard.tenancy.export`."""
-        return _export_tenant(self, tenant)
+        """Return what the guard holds about ``tenant``; see :meth:`TenantExport.export`."""
+        return self.tenancy.export.export(tenant)
 
 
 class _GuardDatasets:
-    """Verified tenant datasets meet a sink whole (see :mod:`kairo_guard.tenancy.datasets`)."""
+    """Verified tenant datasets meet a sink whole: :class:`DatasetAdmission`, looked up
+    at call time (the tenancy services are built after the sink checks they use)."""
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
 
     def check(self, value: Any, sink: Sink, mode: Mode | None) -> CheckReport:
-        return _datasets.check_dataset(self._guard, value, sink, mode)[1]
+        return self._guard.tenancy.admission.check(value, sink, mode)
 
     def admit(self, value: Any, sink: Sink, report_to: ReportCallback) -> Any:
-        return _datasets.admit_dataset(self._guard, sink, value, report_to)
+        return self._guard.tenancy.admission.admit(value, sink, report_to)

@@ -1,4 +1,7 @@
 """The k-anonymous telemetry aggregator: the only way to mint anonymized telemetry.
 
-Imports core, store, audit and detect.
+:class:`~kairo_guard.anonymize.aggregator.TelemetryAggregator` is handed the
+collaborators it needs (the :class:`~kairo_guard.enforce.sealing.Sealer` whose
+``mint`` seals its output, the audit log, the pseudonym function), never the Guard.
+Imports core, store, audit, detect and enforce.
 """

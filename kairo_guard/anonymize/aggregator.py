@@ -20,13 +20,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kairo_guard.core.content import content_digest
-from kairo_guard.core.types import TENANT_PATTERN, DataClass
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.core.types import SEAL_FIELD, TENANT_PATTERN, DataClass, TenantId
+from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.enforce.sealing import Sealer
 
 DEFAULT_K = 10
 DEFAULT_FIELDS = {
@@ -85,7 +84,10 @@ class TelemetryAggregator:
     """Aggregates raw usage events into k-anonymous, sealed statistics.
 
     Args:
-        guard: the Guard whose key pseudonymizes tenants and seals the output.
+        sealer: mints the output's ``anonymized_telemetry`` seals (``guard.sealer``).
+        audit: where each run is recorded, counts only (``guard.audit``).
+        pseudonym: tenant id -> keyed pseudonym, to count distinct tenants
+            (``guard.keys.pseudonym``).
         k: minimum distinct tenants per emitted group (default 10, at least 2).
         window_seconds: width of the time windows.
         dimensions: the categorical fields to group by (default route, model).
@@ -94,14 +96,16 @@ class TelemetryAggregator:
         max_share: a group where one tenant has more than this share of the events is
             suppressed too (its statistics would be mostly that tenant's).
         scrub: opt in to error messages: each is passed through this scrubber (see
-            :class:`~kairo_guard.detect.pii_scrub.MessageScrubber`), and a scrubbed message is
+            :class:`~kairo_guard.detect.pii.check.MessageScrubber`), and a scrubbed message is
             published in its group only if at least ``k`` distinct tenants sent it.
     """
 
     def __init__(
         self,
-        guard: Guard,
+        sealer: Sealer,
         *,
+        audit: AuditAppender,
+        pseudonym: Callable[[TenantId], str],
         k: int = DEFAULT_K,
         window_seconds: int = 3600,
         dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
@@ -121,7 +125,9 @@ class TelemetryAggregator:
         unknown = [d for d in dimensions if d not in ("route", "model", "status", "error_type")]
         if unknown:
             raise ValueError(f"unknown dimensions {unknown}; use route, model, status, error_type")
-        self._guard = guard
+        self._sealer = sealer
+        self._audit = audit
+        self._pseudonym = pseudonym
         self.k = k
         self.window = window_seconds
         self.dimensions = tuple(dimensions)
@@ -165,7 +171,7 @@ class TelemetryAggregator:
                 continue
             out.append(self._record(window, dims, group))
         report.emitted = len(out)
-        self._guard.audit.append(
+        self._audit.append(
             {
                 "event": "telemetry.aggregate",
                 "k": self.k,
@@ -232,7 +238,7 @@ class TelemetryAggregator:
                 if message is None:
                     report.messages_dropped += 1  # the event is used, its message not
         return _Event(
-            tenant=self._guard.keys.pseudonym(tenant),
+            tenant=self._pseudonym(tenant),
             window=int(when // self.window) * self.window,
             dims=tuple(dims),
             latency=latency,
@@ -261,10 +267,10 @@ class TelemetryAggregator:
             )
             body["error_messages"] = [[m, n] for m, n in shared[:10]]
         # the aggregator is the one code path that mints this class
-        seal = self._guard._mint(
+        seal = self._sealer.mint(
             content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
         )
-        return {**body, "_kairo": seal}
+        return {**body, SEAL_FIELD: seal}
 
 
 def _percentile(sorted_values: list[float], pct: int) -> float:

@@ -338,6 +338,8 @@ class AuditLog:
             Path(directory), head_key, head_key_id, batch_size, flush_interval, clock
         )
         self._finalizer = weakref.finalize(self, self._writer.close_quietly)
+        self.path = Path(directory) / LOG_NAME
+        """The log file (``audit.jsonl``), for readers such as tenant exports."""
 
     def append(self, entry: Mapping[str, JSONValue]) -> None:
         """Buffer the members of one decision; ``seq``, ``ts`` and ``prev`` come later.

@@ -1,11 +1,11 @@
 """Erasure of a tenant ("account deletion"): remove its data, refuse its seals, sign a receipt.
 
-:func:`erase_tenant` runs, in this order:
+:meth:`Erasure.erase` runs, in this order:
 
 1. records the tenant's pseudonym as erased, so every seal of the tenant made up to
    now is refused at every sink (rule ``tenant.erased``) whatever happens next;
-2. deletes the tenant's dataset directories and rows (``guard.delete_datasets``);
-3. marks the tenant's models for deletion (``guard.mark_models_for_deletion``): they
+2. deletes the tenant's dataset directories and rows (:meth:`DatasetService.delete`);
+3. marks the tenant's models for deletion (:meth:`ModelRegistry.mark_for_deletion`): they
    can no longer be served;
 4. deletes the tenant's fingerprints, agreements, API keys, provenance rows and
    retention periods in one transaction, with deleted pages overwritten;
@@ -22,19 +22,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from kairo_guard.audit.log import AuditLog
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.types import TenantId, validate_tenant
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.store.base import Store
+from kairo_guard.tenancy.dataset_service import DatasetService
+from kairo_guard.tenancy.models import ModelRegistry
 
 RECEIPT_DIR_NAME = "erasures"
 PURPOSE_ERASURE_RECEIPT = "erasure-receipt"
@@ -84,7 +85,7 @@ class ErasureReceipt:
 
     @classmethod
     def load(cls, path: Path) -> ErasureReceipt:
-        """Read a receipt written by :func:`erase_tenant` (not verified: see :meth:`verify`).
+        """Read a receipt written by :meth:`Erasure.erase` (not verified: see :meth:`verify`).
 
         Raises:
             ValueError: if the file is not a receipt.
@@ -112,49 +113,78 @@ def _mac(keys: KeyRing, key_id: str, body: Mapping[str, Any]) -> str:
     return hmac.new(key, orjson.dumps(body, option=orjson.OPT_SORT_KEYS), "sha256").hexdigest()
 
 
-def erase_tenant(
-    guard: Guard, tenant: TenantId, *, receipt_path: Path | None = None
-) -> ErasureReceipt:
-    """Erase ``tenant`` (see the module docstring) and return the signed receipt.
+class Erasure:
+    """Erases tenants (see the module docstring).
 
     Args:
-        guard: the guard whose state is erased.
-        tenant: the tenant id.
-        receipt_path: also write the receipt here.
-
-    Raises:
-        ValueError: for an invalid tenant id.
-        StoreError, DatasetError, OSError: a step failed; nothing claims success.
+        store: the state to erase from.
+        keys: pseudonymizes the tenant and signs the receipt.
+        audit: where the erasure is recorded (flushed before returning).
+        clock: Unix-seconds clock.
+        datasets: deletes the tenant's datasets.
+        models: marks the tenant's models for deletion.
+        receipts: the directory receipts are written to (``<home>/erasures``).
     """
-    validate_tenant(tenant)
-    pseudonym = guard.keys.pseudonym(tenant)
-    now = float(guard.clock())  # a float, as the receipt is read back
-    guard.store.mark_erased(pseudonym, now)
-    datasets = guard.delete_datasets(tenant)
-    models = guard.mark_models_for_deletion(tenant)
-    removed = {**guard.store.erase_tenant(tenant), "datasets": datasets}
-    key_id = guard.keys.signing_key_id
-    unsigned = ErasureReceipt(pseudonym, now, removed, models, key_id, mac="")
-    mac = _mac(guard.keys, key_id, unsigned.body())
-    directory = guard.settings.home / RECEIPT_DIR_NAME
-    path = directory / f"{pseudonym}.{int(now)}.json"
-    receipt = ErasureReceipt(pseudonym, now, removed, models, key_id, mac, path)
-    data = receipt.to_json()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write_private(path, data)
-    if receipt_path is not None:
-        _write_private(receipt_path, data)
-    guard.audit.append(
-        {
-            "event": "tenant.erase",
-            "tenant": pseudonym,
-            "removed": dict(sorted(removed.items())),
-            "models_marked_for_deletion": models,
-            "receipt_sha256": hashlib.sha256(data).hexdigest(),
-        }
-    )
-    guard.audit.flush()
-    return receipt
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keys: KeyRing,
+        audit: AuditLog,
+        clock: Callable[[], float],
+        datasets: DatasetService,
+        models: ModelRegistry,
+        receipts: Path,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._audit = audit
+        self._clock = clock
+        self._datasets = datasets
+        self._models = models
+        self._receipts = receipts
+
+    def erase(self, tenant: TenantId, *, receipt_path: Path | None = None) -> ErasureReceipt:
+        """Erase ``tenant`` and return the signed receipt.
+
+        Args:
+            tenant: the tenant id.
+            receipt_path: also write the receipt here.
+
+        Raises:
+            ValueError: for an invalid tenant id.
+            StoreError, DatasetError, OSError: a step failed; nothing claims success.
+        """
+        validate_tenant(tenant)
+        keys = self._keys
+        pseudonym = keys.pseudonym(tenant)
+        now = float(self._clock())  # a float, as the receipt is read back
+        self._store.mark_erased(pseudonym, now)
+        datasets = self._datasets.delete(tenant)
+        models = self._models.mark_for_deletion(tenant)
+        removed = {**self._store.erase_tenant(tenant), "datasets": datasets}
+        key_id = keys.signing_key_id
+        unsigned = ErasureReceipt(pseudonym, now, removed, models, key_id, mac="")
+        mac = _mac(keys, key_id, unsigned.body())
+        path = self._receipts / f"{pseudonym}.{int(now)}.json"
+        receipt = ErasureReceipt(pseudonym, now, removed, models, key_id, mac, path)
+        data = receipt.to_json()
+        self._receipts.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(path, data)
+        if receipt_path is not None:
+            _write_private(receipt_path, data)
+        self._audit.append(
+            {
+                "event": "tenant.erase",
+                "tenant": pseudonym,
+                "removed": dict(sorted(removed.items())),
+                "models_marked_for_deletion": models,
+                "receipt_sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+        self._audit.flush()
+        return receipt
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from kairo_guard.audit.verify import LOG_NAME, parse_entry
+from kairo_guard.audit.log import AuditLog
+from kairo_guard.audit.verify import parse_entry
 from kairo_guard.core.exceptions import AuditIntegrityError
 from kairo_guard.core.types import TenantId, validate_tenant
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.store.base import Agreement, DatasetInfo, ModelInfo, ProvenanceRow, Store
+from kairo_guard.tenancy.models import ModelRegistry
 
 SECTIONS = ("provenance", "agreements", "datasets", "models", "decisions")
 FORMATS = ("json", "csv")
@@ -43,68 +43,99 @@ _DECISION_FIELDS = ("index", "outcome", "rule", "digest")
 _DROP = frozenset({"prev", "rows"})
 
 
-def export_tenant(guard: Guard, tenant: TenantId) -> dict[str, Any]:
-    """Return everything the guard holds about ``tenant``, by section (JSON-ready).
+class TenantExport:
+    """Exports what the guard holds about one tenant (see the module docstring).
 
-    Raises:
-        ValueError: for an invalid tenant id.
-        StoreError: if the store cannot be read.
-        AuditIntegrityError: if an audit entry naming the tenant is not intact.
+    Args:
+        store: provenance, agreements and datasets.
+        models: the model registry (a tenant's models, marked ones included).
+        pseudonym: tenant id -> keyed pseudonym.
+        audit: the audit log: flushed first, then read for the ``decisions`` section.
+        clock: Unix-seconds clock.
     """
-    validate_tenant(tenant)
-    pseudonym = guard.keys.pseudonym(tenant)
-    guard.audit.flush()  # so the decisions section includes everything decided so far
-    sections: dict[str, list[dict[str, Any]]] = {
-        "provenance": [
-            {
-                "digest": r.digest,
-                "class": r.data_class,
-                "source": r.source,
-                "created_at": r.created_at,
-                "expires_at": r.expires_at,
-            }
-            for r in guard.store.list_provenance(tenant)
-        ],
-        "agreements": [
-            {
-                "id": a.id,
-                "scope": a.scope,
-                "granted_at": a.granted_at,
-                "expires_at": a.expires_at,
-                "revoked_at": a.revoked_at,
-                "reference": a.reference,
-            }
-            for a in guard.agreements(tenant)
-        ],
-        "datasets": [
-            {
-                "id": d.id,
-                "path": str(d.path),
-                "record_count": d.record_count,
-                "created_at": d.created_at,
-                "agreement_id": d.agreement_id,
-                "manifest_digest": d.manifest_digest,
-                "status": d.status,
-            }
-            for d in guard.datasets(tenant)
-        ],
-        "models": [
-            {
-                "model_id": m.model_id,
-                "dataset": m.dataset,
-                "registered_at": m.registered_at,
-                "status": m.status,
-                "manifest_digest": m.manifest_digest,
-            }
-            for m in guard.models(tenant)
-        ],
-        "decisions": list(_audit_entries(guard.settings.home / "audit" / LOG_NAME, pseudonym)),
-    }
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        models: ModelRegistry,
+        pseudonym: Callable[[TenantId], str],
+        audit: AuditLog,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._models = models
+        self._pseudonym = pseudonym
+        self._audit = audit
+        self._clock = clock
+
+    def export(self, tenant: TenantId) -> dict[str, Any]:
+        """Return everything the guard holds about ``tenant``, by section (JSON-ready).
+
+        Raises:
+            ValueError: for an invalid tenant id.
+            StoreError: if the store cannot be read.
+            AuditIntegrityError: if an audit entry naming the tenant is not intact.
+        """
+        validate_tenant(tenant)
+        pseudonym = self._pseudonym(tenant)
+        self._audit.flush()  # so the decisions section includes everything decided so far
+        store = self._store
+        sections = {
+            "provenance": [_provenance(r) for r in store.list_provenance(tenant)],
+            "agreements": [_agreement(a) for a in store.list_agreements(tenant)],
+            "datasets": [_dataset(d) for d in store.list_datasets(tenant)],
+            "models": [_model(m) for m in self._models.list_models(tenant)],
+            "decisions": list(_audit_entries(self._audit.path, pseudonym)),
+        }
+        return {
+            "tenant": tenant,
+            "pseudonym": pseudonym,
+            "exported_at": self._clock(),
+            "sections": sections,
+        }
+
+
+def _provenance(r: ProvenanceRow) -> dict[str, Any]:
     return {
-        "tenant": tenant,
-        "pseudonym": pseudonym,
-        "exported_at": guard.clock(),
-        "sections": sections,
+        "digest": r.digest,
+        "class": r.data_class,
+        "source": r.source,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+    }
+
+
+def _agreement(a: Agreement) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "scope": a.scope,
+        "granted_at": a.granted_at,
+        "expires_at": a.expires_at,
+        "revoked_at": a.revoked_at,
+        "reference": a.reference,
+    }
+
+
+def _dataset(d: DatasetInfo) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "path": str(d.path),
+        "record_count": d.record_count,
+        "created_at": d.created_at,
+        "agreement_id": d.agreement_id,
+        "manifest_digest": d.manifest_digest,
+        "status": d.status,
+    }
+
+
+def _model(m: ModelInfo) -> dict[str, Any]:
+    return {
+        "model_id": m.model_id,
+        "dataset": m.dataset,
+        "registered_at": m.registered_at,
+        "status": m.status,
+        "manifest_digest": m.manifest_digest,
     }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ import orjson
 from kairo_guard.core.content import canonical_json
 from kairo_guard.core.exceptions import DatasetError as DatasetError  # re-exported here
 from kairo_guard.core.keys import PURPOSE_MANIFEST, KeyRing
-from kairo_guard.core.policy import Policy
+from kairo_guard.core.policy import POLICY_VERSION, Policy
 from kairo_guard.core.types import TENANT_PATTERN, TenantId
 
 MANIFEST_FORMAT = "kg-dataset-1"
@@ -220,3 +220,49 @@ def verify_manifest(ring: KeyRing, manifest: Manifest) -> None:
         raise DatasetError(
             "dataset.manifest-invalid", "manifest signature does not verify (edited or forged)"
         )
+
+
+class ManifestSigner:
+    """Signs manifests under the current policy and verifies them under any held key.
+
+    Args:
+        keys: the key ring (its signing key signs; any key verifies).
+        policy: the policy datasets are built under (its fingerprint is signed in).
+        clock: Unix-seconds clock for ``created_at``.
+    """
+
+    def __init__(self, keys: KeyRing, policy: Policy, clock: Callable[[], float]) -> None:
+        self._keys = keys
+        self._policy = policy
+        self._clock = clock
+
+    def sign(
+        self,
+        *,
+        dataset_id: str,
+        tenant: TenantId,
+        tree: MerkleRoot,
+        agreement_id: str,
+        supersedes: str | None,
+    ) -> Manifest:
+        """Return a manifest of the records whose digests ``tree`` holds, signed now."""
+        return sign_manifest(
+            self._keys,
+            dataset_id=dataset_id,
+            tenant=tenant,
+            record_count=tree.count,
+            merkle_root=tree.hexdigest(),
+            policy_version=POLICY_VERSION,
+            policy_fingerprint=policy_fingerprint(self._policy),
+            agreement_id=agreement_id,
+            created_at=int(self._clock()),
+            supersedes=supersedes,
+        )
+
+    def verify(self, manifest: Manifest) -> None:
+        """Check the manifest's signature; see :func:`verify_manifest`.
+
+        Raises:
+            DatasetError: ``dataset.manifest-invalid``.
+        """
+        verify_manifest(self._keys, manifest)

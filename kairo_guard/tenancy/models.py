@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kairo_guard.core.exceptions import RegistryError as RegistryError  # re-exported here
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId, validate_tenant
-from kairo_guard.store.datasets import MODEL_ACTIVE, ModelInfo
-from kairo_guard.tenancy.datasets import VerifiedDataset, fine_tune_agreement, load_manifest
-from kairo_guard.tenancy.manifest import DatasetError, Manifest, verify_manifest
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.store.base import MODEL_ACTIVE, ModelInfo, Store
+from kairo_guard.tenancy.agreements import Agreements
+from kairo_guard.tenancy.datasets import VerifiedDataset, load_manifest
+from kairo_guard.tenancy.manifest import DatasetError, Manifest, ManifestSigner
 
 MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,255}")
 _PARAM = "{model_id}"
@@ -45,166 +44,194 @@ def _valid_model_id(model_id: object) -> str:
     return model_id
 
 
-def _refuse(guard: Guard, model_id: str, rule: str, message: str) -> RegistryError:
-    guard.audit.append({"event": "model.refused", "model": model_ref(model_id), "rule": rule})
-    return RegistryError(rule, message)
+class ModelRegistry:
+    """Which tenant owns a model, and who may call it (see the module docstring).
 
+    Args:
+        store: where models are recorded.
+        audit: where registrations, refusals and denials are recorded.
+        pseudonym: tenant id -> keyed pseudonym.
+        clock: Unix-seconds clock.
+        signer: verifies dataset manifests.
+        agreements: which agreement permits a tenant's fine-tune.
+        resolve_sink: returns the sink a name stands for (the sink checks' ``resolve``).
+    """
 
-def _manifest_of(guard: Guard, dataset: Manifest | VerifiedDataset | str | Path) -> Manifest:
-    if isinstance(dataset, VerifiedDataset):
-        return dataset.manifest
-    if isinstance(dataset, Manifest):
-        return dataset
-    if isinstance(dataset, str) and not Path(dataset).is_dir():
-        info = guard.store.get_dataset(dataset)
-        if info is None:
-            raise DatasetError("dataset.unknown", f"no dataset {dataset!r}")
-        return load_manifest(info.path)
-    return load_manifest(Path(dataset))
+    def __init__(
+        self,
+        *,
+        store: Store,
+        audit: AuditAppender,
+        pseudonym: Callable[[TenantId], str],
+        clock: Callable[[], float],
+        signer: ManifestSigner,
+        agreements: Agreements,
+        resolve_sink: Callable[[Sink | str], Sink],
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._pseudonym = pseudonym
+        self._clock = clock
+        self._signer = signer
+        self._agreements = agreements
+        self._resolve_sink = resolve_sink
 
+    def _refuse(self, model_id: str, rule: str, message: str) -> RegistryError:
+        self._audit.append({"event": "model.refused", "model": model_ref(model_id), "rule": rule})
+        return RegistryError(rule, message)
 
-def register_model(
-    guard: Guard,
-    model_id: str,
-    *,
-    dataset: Manifest | VerifiedDataset | str | Path,
-    owner: TenantId,
-) -> ModelInfo:
-    """Register a tenant's fine-tuned model; see :meth:`Guard.register_model`."""
-    _valid_model_id(model_id)
-    validate_tenant(owner)
-    try:
-        manifest = _manifest_of(guard, dataset)
-        verify_manifest(guard.keys, manifest)
-    except DatasetError as exc:
-        raise _refuse(guard, model_id, exc.rule, exc.reason) from exc
-    if manifest.tenant != owner:
-        raise _refuse(
-            guard, model_id, "model.owner-mismatch", "the dataset belongs to another tenant"
+    def _manifest_of(self, dataset: Manifest | VerifiedDataset | str | Path) -> Manifest:
+        if isinstance(dataset, VerifiedDataset):
+            return dataset.manifest
+        if isinstance(dataset, Manifest):
+            return dataset
+        if isinstance(dataset, str) and not Path(dataset).is_dir():
+            info = self._store.get_dataset(dataset)
+            if info is None:
+                raise DatasetError("dataset.unknown", f"no dataset {dataset!r}")
+            return load_manifest(info.path)
+        return load_manifest(Path(dataset))
+
+    def register(
+        self, model_id: str, *, dataset: Manifest | VerifiedDataset | str | Path, owner: TenantId
+    ) -> ModelInfo:
+        """Register a model fine-tuned on ``owner``'s dataset (a manifest, verified
+        dataset, dataset id or directory); the manifest must verify and its agreement
+        still be active.
+
+        Raises:
+            RegistryError: refused (audited); ValueError: a bad model id or tenant.
+        """
+        _valid_model_id(model_id)
+        validate_tenant(owner)
+        try:
+            manifest = self._manifest_of(dataset)
+            self._signer.verify(manifest)
+        except DatasetError as exc:
+            raise self._refuse(model_id, exc.rule, exc.reason) from exc
+        if manifest.tenant != owner:
+            raise self._refuse(
+                model_id, "model.owner-mismatch", "the dataset belongs to another tenant"
+            )
+        info = self._store.get_dataset(manifest.dataset_id)
+        if info is None or info.tenant != owner:
+            raise self._refuse(model_id, "dataset.unknown", "the dataset is not recorded")
+        if self._agreements.for_fine_tune(owner, manifest.agreement_id) is None:
+            raise self._refuse(
+                model_id,
+                "dataset.agreement-inactive",
+                "the dataset's agreement is revoked, expired or out of scope",
+            )
+        return self._add(model_id, owner=owner, dataset=manifest, sink=None)
+
+    def register_shared(
+        self,
+        model_id: str,
+        *,
+        sink: Sink | str,
+        dataset: Manifest | VerifiedDataset | str | Path | None = None,
+    ) -> ModelInfo:
+        """Register a model served to every tenant, trained at the shared ``sink``.
+
+        ``dataset`` is lineage a pipeline may declare: any tenant dataset is refused.
+
+        Raises:
+            RegistryError: a tenant fine-tune sink, a tenant dataset, or the id of a
+                tenant model (``model.tenant-derived``, audited).
+        """
+        _valid_model_id(model_id)
+        if dataset is not None:
+            raise self._refuse(
+                model_id,
+                "model.tenant-derived",
+                "a model built from a tenant dataset can never be registered as shared",
+            )
+        resolved = self._resolve_sink(sink)
+        if not resolved.kind.shared:
+            raise self._refuse(
+                model_id,
+                "model.tenant-derived",
+                f"sink {resolved.name!r} is a tenant fine-tune: its models are never shared",
+            )
+        label = f"{resolved.name} ({resolved.kind})"
+        return self._add(model_id, owner=None, dataset=None, sink=label)
+
+    def _add(
+        self,
+        model_id: str,
+        *,
+        owner: TenantId | None,
+        dataset: Manifest | None,
+        sink: str | None,
+    ) -> ModelInfo:
+        existing = self._store.get_model(model_id)
+        if existing is not None:
+            tenant_model = existing.owner is not None and owner is None
+            rule = "model.tenant-derived" if tenant_model else "model.exists"
+            raise self._refuse(model_id, rule, f"model {model_id!r} is already registered")
+        info = ModelInfo(
+            model_id=model_id,
+            owner=owner,
+            dataset=dataset.dataset_id if dataset is not None else None,
+            registered_at=self._clock(),
+            status=MODEL_ACTIVE,
+            manifest_digest=dataset.digest if dataset is not None else None,
+            sink=sink,
         )
-    info = guard.store.get_dataset(manifest.dataset_id)
-    if info is None or info.tenant != owner:
-        raise _refuse(guard, model_id, "dataset.unknown", "the dataset is not recorded")
-    if fine_tune_agreement(guard, owner, manifest.agreement_id) is None:
-        raise _refuse(
-            guard,
-            model_id,
-            "dataset.agreement-inactive",
-            "the dataset's agreement is revoked, expired or out of scope",
-        )
-    return _add(guard, model_id, owner=owner, dataset=manifest, sink=None)
-
-
-def register_shared_model(
-    guard: Guard,
-    model_id: str,
-    *,
-    sink: Sink | str,
-    dataset: Manifest | VerifiedDataset | str | Path | None = None,
-) -> ModelInfo:
-    """Register a model served to everyone; see :meth:`Guard.register_shared_model`."""
-    _valid_model_id(model_id)
-    if dataset is not None:
-        raise _refuse(
-            guard,
-            model_id,
-            "model.tenant-derived",
-            "a model built from a tenant dataset can never be registered as shared",
-        )
-    resolved = guard.resolve_sink(sink)
-    if not resolved.kind.shared:
-        raise _refuse(
-            guard,
-            model_id,
-            "model.tenant-derived",
-            f"sink {resolved.name!r} is a tenant fine-tune: its models are never shared",
-        )
-    return _add(
-        guard, model_id, owner=None, dataset=None, sink=f"{resolved.name} ({resolved.kind})"
-    )
-
-
-def _add(
-    guard: Guard,
-    model_id: str,
-    *,
-    owner: TenantId | None,
-    dataset: Manifest | None,
-    sink: str | None,
-) -> ModelInfo:
-    existing = guard.store.get_model(model_id)
-    if existing is not None:
-        rule = (
-            "model.tenant-derived"
-            if existing.owner is not None and owner is None
-            else ("model.exists")
-        )
-        raise _refuse(guard, model_id, rule, f"model {model_id!r} is already registered")
-    info = ModelInfo(
-        model_id=model_id,
-        owner=owner,
-        dataset=dataset.dataset_id if dataset is not None else None,
-        registered_at=guard.clock(),
-        status=MODEL_ACTIVE,
-        manifest_digest=dataset.digest if dataset is not None else None,
-        sink=sink,
-    )
-    guard.store.add_model(info)
-    guard.audit.append(
-        {
-            "event": "model.register",
-            "model": model_ref(model_id),
-            "owner": guard.keys.pseudonym(owner) if owner else None,
-            "dataset": info.dataset,
-            "manifest": info.manifest_digest,
-            "shared": owner is None,
-        }
-    )
-    return info
-
-
-def check_model_access(guard: Guard, model_id: str, tenant: TenantId) -> bool:
-    """Say whether ``tenant`` may call ``model_id``; see :meth:`Guard.check_model_access`."""
-    try:
-        info = guard.store.get_model(model_id)
-    except StoreError:
-        info = None  # fail closed: no proof of ownership, no access
-    allowed = (
-        info is not None
-        and info.status == MODEL_ACTIVE
-        and (info.owner is None or info.owner == tenant)
-    )
-    if not allowed:
-        guard.audit.append(
+        self._store.add_model(info)
+        self._audit.append(
             {
-                "event": "model.access-denied",
+                "event": "model.register",
                 "model": model_ref(model_id),
-                "tenant": guard.keys.pseudonym(tenant),
-                "reason": _denial(info),
+                "owner": self._pseudonym(owner) if owner else None,
+                "dataset": info.dataset,
+                "manifest": info.manifest_digest,
+                "shared": owner is None,
             }
         )
-    return allowed
+        return info
+
+    def may_call(self, model_id: str, tenant: TenantId) -> bool:
+        """True if ``tenant`` may call ``model_id``: its own or a shared model, not marked
+        for deletion. False for unknown models or when unsure; denials are audited."""
+        try:
+            info = self._store.get_model(model_id)
+        except StoreError:
+            info = None  # fail closed: no proof of ownership, no access
+        allowed = (
+            info is not None
+            and info.status == MODEL_ACTIVE
+            and (info.owner is None or info.owner == tenant)
+        )
+        if not allowed:
+            self._audit.append(
+                {
+                    "event": "model.access-denied",
+                    "model": model_ref(model_id),
+                    "tenant": self._pseudonym(tenant),
+                    "reason": _denial(info),
+                }
+            )
+        return allowed
+
+    def mark_for_deletion(self, tenant: TenantId) -> int:
+        """Mark ``tenant``'s models ``pending_deletion`` (served to no one); return how many."""
+        pseudonym = self._pseudonym(validate_tenant(tenant))
+        count = self._store.mark_models_for_deletion(tenant, pseudonym)
+        self._audit.append({"event": "models.mark-deletion", "models": count})
+        return count
+
+    def list_models(self, tenant: TenantId | None = None) -> list[ModelInfo]:
+        """Return models, or a tenant's (marked ones are listed under its pseudonym)."""
+        if tenant is None:
+            return self._store.list_models()
+        return self._store.list_models((tenant, self._pseudonym(tenant)))
 
 
 def _denial(info: ModelInfo | None) -> str:
     if info is None:
         return "unknown"
     return info.status if info.status != MODEL_ACTIVE else "other-tenant"
-
-
-def mark_models_for_deletion(guard: Guard, tenant: TenantId) -> int:
-    """Mark the tenant's models ``pending_deletion``; see the Guard method."""
-    pseudonym = guard.keys.pseudonym(validate_tenant(tenant))
-    count = guard.store.mark_models_for_deletion(tenant, pseudonym)
-    guard.audit.append({"event": "models.mark-deletion", "models": count})
-    return count
-
-
-def list_models(guard: Guard, tenant: TenantId | None) -> list[ModelInfo]:
-    """Return models, or a tenant's (marked ones are listed under its pseudonym)."""
-    if tenant is None:
-        return guard.store.list_models()
-    return guard.store.list_models((tenant, guard.keys.pseudonym(tenant)))
 
 
 class ModelRoutes:

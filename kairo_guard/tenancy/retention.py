@@ -13,7 +13,7 @@ An **agent run log** is a label whose source is ``agent-run`` or starts with
 ``agent-run:`` (e.g. ``agent-run:summarize``). Tenant periods live in the store, so they
 change at run time (seen by every guard within :data:`REFRESH_SECONDS`); they apply to
 content sealed after the change, since seals carry their expiry. Sinks refuse expired
-labels (rule ``retention.expired``); :func:`sweep` deletes expired dataset records and
+labels (rule ``retention.expired``); :meth:`Retention.sweep` deletes expired dataset records and
 provenance rows.
 """
 
@@ -24,14 +24,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kairo_guard.core.seal import Label
+from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.types import DataClass, TenantId, validate_tenant
-from kairo_guard.store.sqlite import Store
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.store.base import ProvenanceRow, Store
+from kairo_guard.tenancy.dataset_service import DatasetService
 
 AGENT_RUN = "agent_run"
 """The retention scope of agent run logs (beside the data class names)."""
@@ -152,51 +151,114 @@ class SweepReport:
         }
 
 
-def sweep(guard: Guard, *, dry_run: bool = False) -> SweepReport:
-    """Delete expired dataset records and provenance rows; audit and return what went.
+class Retention:
+    """Tenants' own periods (audited), provenance rows, and the sweep.
 
-    Each dataset is read (and verified) first; only one with expired records is pruned
-    through ``guard.prune_dataset``, which rewrites it and re-signs its manifest. A dry
-    run only reads.
-
-    Raises:
-        StoreError, DatasetError, OSError: the sweep stops at the first failure (it can
-            be run again: what it already removed stays removed).
+    Args:
+        policy: the periods (config and tenants').
+        store: holds provenance rows.
+        audit: where changes and sweeps are recorded.
+        pseudonym: tenant id -> keyed pseudonym.
+        clock: Unix-seconds clock.
+        codec: opens seals.
+        datasets: lists, opens and prunes tenant datasets.
     """
-    now = guard.clock()
-    report = SweepReport(now=now, dry_run=dry_run)
-    for info in guard.datasets():
-        expired, kept = _expired_records(guard, info.path, now)
-        if not expired:
-            continue
-        removed = len(expired)
-        if not dry_run:
-            kept, removed = guard.prune_dataset(
-                info.id, lambda label: not label.expired(now), reason="retention"
-            )
-            if removed > len(expired):  # records without a readable label go too
-                report.count("dataset_records", None, "unreadable", removed - len(expired))
-        for label in expired:
-            report.count("dataset_records", _pseudonym(guard, label.tenant), label.data_class.value)
-        report.datasets[info.id] = {"kept": kept, "removed": removed}
-    for (tenant, cls), n in guard.store.sweep_provenance(now, dry_run=dry_run).items():
-        report.count("provenance", guard.keys.pseudonym(tenant), cls, n)
-    guard.audit.append({"event": "retention.sweep", **report.to_json()})
-    return report
 
+    def __init__(
+        self,
+        policy: RetentionPolicy,
+        *,
+        store: Store,
+        audit: AuditAppender,
+        pseudonym: Callable[[TenantId], str],
+        clock: Callable[[], float],
+        codec: SealCodec,
+        datasets: DatasetService,
+    ) -> None:
+        self.policy = policy
+        self._store = store
+        self._audit = audit
+        self._pseudonym = pseudonym
+        self._clock = clock
+        self._codec = codec
+        self._datasets = datasets
 
-def _pseudonym(guard: Guard, tenant: TenantId | None) -> str | None:
-    return guard.keys.pseudonym(tenant) if tenant else None
+    def set_period(self, tenant: TenantId, scope: str, seconds: int | None) -> None:
+        """Set (None: remove) ``tenant``'s own period for a data class or ``agent_run``,
+        audited; it applies to content sealed from now on.
 
+        Raises:
+            ValueError: for an invalid tenant, class or period.
+        """
+        self.policy.set(tenant, scope, seconds)
+        self._audit.append(
+            {
+                "event": "retention.set",
+                "tenant": self._pseudonym(tenant),
+                "class": scope,
+                "seconds": seconds,
+            }
+        )
 
-def _expired_records(guard: Guard, path: Path, now: float) -> tuple[list[Label], int]:
-    """Return the labels of a dataset's expired records and how many records stay."""
-    expired: list[Label] = []
-    kept = 0
-    for _, _, _, seal in guard.open_dataset(path).verified_lines():
-        label = guard.open_seal(seal) if seal is not None else None
-        if label is not None and label.expired(now):
-            expired.append(label)
-        else:
-            kept += 1
-    return expired, kept
+    def record_provenance(self, seal: str) -> None:
+        """Record a provenance row (digest and label, no content) for a tenant's seal.
+
+        Raises:
+            SealError: if the seal does not verify; ValueError: if it names no tenant.
+        """
+        label = self._codec.open(seal)
+        if label.tenant is None:
+            raise ValueError("only a tenant's seals have provenance rows")
+        row = ProvenanceRow(
+            label.digest,
+            label.tenant,
+            label.data_class.value,
+            label.source,
+            label.created_at,
+            label.expires_at,
+        )
+        self._store.add_provenance([row])
+
+    def sweep(self, *, dry_run: bool = False) -> SweepReport:
+        """Delete expired dataset records and provenance rows; audit and return what went.
+
+        Each dataset is read (and verified) first; only one with expired records is
+        pruned, which rewrites it and re-signs its manifest. A dry run only reads.
+
+        Raises:
+            StoreError, DatasetError, OSError: the sweep stops at the first failure (it
+                can be run again: what it already removed stays removed).
+        """
+        now = self._clock()
+        report = SweepReport(now=now, dry_run=dry_run)
+        for info in self._datasets.list_datasets():
+            expired, kept = self._expired_records(info.path, now)
+            if not expired:
+                continue
+            removed = len(expired)
+            if not dry_run:
+                kept, removed = self._datasets.prune(
+                    info.id, lambda label: not label.expired(now), reason="retention"
+                )
+                if removed > len(expired):  # records without a readable label go too
+                    report.count("dataset_records", None, "unreadable", removed - len(expired))
+            for label in expired:
+                owner = self._pseudonym(label.tenant) if label.tenant else None
+                report.count("dataset_records", owner, label.data_class.value)
+            report.datasets[info.id] = {"kept": kept, "removed": removed}
+        for (tenant, cls), n in self._store.sweep_provenance(now, dry_run=dry_run).items():
+            report.count("provenance", self._pseudonym(tenant), cls, n)
+        self._audit.append({"event": "retention.sweep", **report.to_json()})
+        return report
+
+    def _expired_records(self, path: Path, now: float) -> tuple[list[Label], int]:
+        """Return the labels of a dataset's expired records and how many records stay."""
+        expired: list[Label] = []
+        kept = 0
+        for _, _, _, seal in self._datasets.open(path).verified_lines():
+            label = self._codec.open(seal) if seal is not None else None
+            if label is not None and label.expired(now):
+                expired.append(label)
+            else:
+                kept += 1
+        return expired, kept

@@ -18,6 +18,13 @@ T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 SECRET = "Acme merger memo: buy Initech for forty million before March"
 
 
+def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
+    """The aggregator wired as the CLI wires it: the guard's sealer, audit log, pseudonyms."""
+    return TelemetryAggregator(
+        guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
+    )
+
+
 def event(tenant: str, *, minutes: int = 0, route: str = "/v1/chat", model: str = "small",
           latency: float = 100.0, status: int = 200, error_type: str = "",
           message: str = "") -> dict[str, Any]:  # fmt: skip
@@ -46,25 +53,25 @@ def test_a_group_of_k_minus_1_tenants_never_appears(guard: Guard) -> None:
     events = [event(t) for t in tenants(k)]  # /v1/chat small: 5 tenants
     events += [event(t, model="large") for t in tenants(k - 1, "u")]  # 4 tenants
     events += [event(t, minutes=90) for t in tenants(k - 1, "v")]  # next window, 4 tenants
-    out = TelemetryAggregator(guard, k=k).aggregate(events)
+    out = aggregator(guard, k=k).aggregate(events)
     assert [(r["route"], r["model"], r["count"]) for r in out] == [("/v1/chat", "small", k)]
 
 
 def test_groups_split_across_windows_are_suppressed_in_each(guard: Guard) -> None:
     events = [event(t, minutes=0 if i % 2 else 61) for i, t in enumerate(tenants(6))]
     report = AggregationReport()
-    assert TelemetryAggregator(guard, k=4).aggregate(events, report) == []
+    assert aggregator(guard, k=4).aggregate(events, report) == []
     assert report.suppressed_groups == 2
 
 
 def test_a_value_is_published_only_once_k_tenants_used_it(guard: Guard) -> None:
     events = [event(t) for t in tenants(5)]
     events += [event(t, route="/docs/acme-merger-plan") for t in tenants(4, "w")]
-    assert {r["route"] for r in TelemetryAggregator(guard, k=5).aggregate(events)} == {
+    assert {r["route"] for r in aggregator(guard, k=5).aggregate(events)} == {
         "/v1/chat"  # 4 users: the value is withheld and its "other" group suppressed
     }
     events.append(event("w04", route="/docs/acme-merger-plan"))
-    assert {r["route"] for r in TelemetryAggregator(guard, k=5).aggregate(events)} == {
+    assert {r["route"] for r in aggregator(guard, k=5).aggregate(events)} == {
         "/v1/chat",
         "/docs/acme-merger-plan",
     }
@@ -72,13 +79,13 @@ def test_a_value_is_published_only_once_k_tenants_used_it(guard: Guard) -> None:
 
 def test_values_each_tenant_uses_alone_are_pooled_as_other(guard: Guard) -> None:
     events = [event(t, route=f"/private/{t}-report") for t in tenants(5)]
-    out = TelemetryAggregator(guard, k=5).aggregate(events)
+    out = aggregator(guard, k=5).aggregate(events)
     assert [(r["route"], r["count"]) for r in out] == [("other", 5)]
 
 
 def test_declared_enumerations_are_the_only_values_published(guard: Guard) -> None:
     events = [event(t, model="large" if i % 2 else "small") for i, t in enumerate(tenants(10))]
-    out = TelemetryAggregator(guard, k=5, enumerations={"model": ["small"]}).aggregate(events)
+    out = aggregator(guard, k=5, enumerations={"model": ["small"]}).aggregate(events)
     assert sorted(r["model"] for r in out) == ["other", "small"]
 
 
@@ -88,7 +95,7 @@ def test_statistics_are_exact(guard: Guard) -> None:
         event(t, latency=lat, error_type="TIMEOUT" if i < 3 else "")
         for i, (t, lat) in enumerate(zip(tenants(10), latencies, strict=True))
     ]
-    (row,) = TelemetryAggregator(guard, k=10).aggregate(events)
+    (row,) = aggregator(guard, k=10).aggregate(events)
     assert (row["count"], row["error_rate"]) == (10, 0.3)
     assert (row["latency_ms_p50"], row["latency_ms_p95"], row["latency_ms_p99"]) == (50, 1000, 1000)
     assert row["window_start"] == T0.isoformat()
@@ -96,7 +103,7 @@ def test_statistics_are_exact(guard: Guard) -> None:
 
 def test_output_has_no_tenant_ids_pseudonyms_or_free_text(guard: Guard) -> None:
     events = [event(t, message=f"{SECRET}; contact jane.doe@acme.com") for t in tenants(12)]
-    out = TelemetryAggregator(guard, k=10).aggregate(events)
+    out = aggregator(guard, k=10).aggregate(events)
     blob = orjson.dumps(out).decode()
     assert out
     for t in tenants(12):
@@ -109,7 +116,7 @@ def test_output_has_no_tenant_ids_pseudonyms_or_free_text(guard: Guard) -> None:
 
 
 def test_output_passes_shared_sinks_and_tampering_does_not(guard: Guard) -> None:
-    out = TelemetryAggregator(guard, k=3).aggregate([event(t) for t in tenants(3)])
+    out = aggregator(guard, k=3).aggregate([event(t) for t in tenants(3)])
     assert guard.check(out, sink=shared(guard)).ok
     changed = {**out[0], "count": out[0]["count"] + 1}
     claimed = {**{k: v for k, v in out[0].items() if k != "_kairo"}, "_kairo": "kg1.k1.x.y"}
@@ -123,7 +130,7 @@ def test_output_passes_shared_sinks_and_tampering_does_not(guard: Guard) -> None
 
 
 def test_output_is_anonymized_telemetry_with_no_tenant(guard: Guard) -> None:
-    (row,) = TelemetryAggregator(guard, k=2).aggregate([event(t) for t in tenants(2)])
+    (row,) = aggregator(guard, k=2).aggregate([event(t) for t in tenants(2)])
     label = guard.open_seal(row["_kairo"])
     assert (label.data_class.value, label.tenant) == ("anonymized_telemetry", None)
     sink = guard.resolve_sink("ft", kind="tenant-fine-tune:t00")
@@ -151,14 +158,14 @@ def test_malformed_events_are_counted_and_skipped(
 ) -> None:
     report = AggregationReport()
     events = [event(t) for t in tenants(3)] + [{**event("x"), **change}]
-    out = TelemetryAggregator(guard, k=3).aggregate(events, report)
+    out = aggregator(guard, k=3).aggregate(events, report)
     assert report.skipped == {reason: 1}
     assert out[0]["count"] == 3
 
 
 def test_k_below_two_is_refused(guard: Guard) -> None:
     with pytest.raises(ValueError, match="at least 2"):
-        TelemetryAggregator(guard, k=1)
+        aggregator(guard, k=1)
 
 
 def test_cli_aggregates_and_its_output_scans_clean(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -176,8 +183,34 @@ def test_cli_aggregates_and_its_output_scans_clean(cli_env: dict[str, str], tmp_
 
 
 def test_decisions_inside_a_tenant_context_still_pass_verified_telemetry(guard: Guard) -> None:
-    out = TelemetryAggregator(guard, k=2).aggregate([event(t) for t in tenants(2)])
+    out = aggregator(guard, k=2).aggregate([event(t) for t in tenants(2)])
     with guard.tenant_context("t00"):
         run = guard.start_check(shared(guard))
         assert run.decide(out[0]).outcome is Outcome.ALLOW
         run.finish()
+
+
+def test_when_one_tenant_has_most_of_a_groups_events_then_the_group_is_suppressed(
+    guard: Guard,
+) -> None:
+    events = [event(f"t{i}") for i in range(9)] + [event("acme", latency=777.0)] * 100
+    assert aggregator(guard, k=10).aggregate(events) == []
+    balanced = [event(f"t{i}") for i in range(10)]
+    assert len(aggregator(guard, k=10).aggregate(balanced)) == 1
+
+
+def test_when_a_timestamp_is_outside_unix_time_then_the_event_is_skipped_not_a_crash(
+    guard: Guard,
+) -> None:
+    report = AggregationReport()
+    old = {**event("t0"), "ts": "0001-01-01T00:30:00+01:00"}
+    events = [{**old, "tenant": f"t{i}"} for i in range(10)]
+    assert aggregator(guard, k=10).aggregate(events, report) == []
+    assert report.skipped == {"ts": 10}
+
+
+def test_when_given_the_guard_instead_of_its_collaborators_then_it_fails_at_construction(
+    guard: Guard,
+) -> None:
+    with pytest.raises(TypeError):
+        TelemetryAggregator(guard, k=10)  # type: ignore[arg-type,call-arg]

@@ -10,8 +10,8 @@ import pytest
 
 from kairo_guard import Guard
 from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
-from kairo_guard.detect.pii import PiiGate
-from kairo_guard.detect.pii_scrub import MessageScrubber
+from kairo_guard.detect.pii.check import MessageScrubber
+from kairo_guard.detect.pii.gate import PiiGate
 
 SECRET = (
     "Acme board minutes: the Lisbon plant doubles output in the third quarter and forty "
@@ -22,6 +22,13 @@ SECRET = (
 @pytest.fixture(scope="module")
 def gate() -> PiiGate:
     return PiiGate()
+
+
+def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
+    """The aggregator wired as the CLI wires it: the guard's sealer, audit log, pseudonyms."""
+    return TelemetryAggregator(
+        guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
+    )
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def _event(tenant: str, message: str) -> dict[str, Any]:
 def _aggregate(guard: Guard, gate: PiiGate, events: list[dict[str, Any]], **kw: Any) -> Any:
     report = AggregationReport()
     scrub = MessageScrubber(gate, guard.fingerprints)
-    out = TelemetryAggregator(guard, k=10, scrub=scrub, **kw).aggregate(events, report)
+    out = aggregator(guard, k=10, scrub=scrub, **kw).aggregate(events, report)
     return out, report
 
 
@@ -73,7 +80,7 @@ def test_a_message_holding_a_tenants_text_is_dropped(guard: Guard, gate: PiiGate
 
 def test_without_opting_in_there_is_no_message_field(guard: Guard) -> None:
     events = [_event(f"t{i:02d}", "upstream billing failed") for i in range(12)]
-    (row,) = TelemetryAggregator(guard, k=10).aggregate(events)
+    (row,) = aggregator(guard, k=10).aggregate(events)
     assert "error_messages" not in row
 
 

@@ -17,7 +17,7 @@ def test_an_error_inside_a_write_rolls_it_all_back_and_the_store_goes_on(
     store = SQLiteStore(tmp_path / DB_FILE_NAME)
 
     def half_way() -> None:
-        with store._write() as db:
+        with store.db.write() as db:
             db.execute("INSERT INTO fingerprints VALUES (?, ?)", (1, "acme"))
             raise RuntimeError("the caller failed half way")
 
@@ -32,7 +32,7 @@ def test_a_locked_database_is_a_store_error_and_nothing_is_half_written(
     tmp_path: Path,
 ) -> None:
     store = SQLiteStore(tmp_path / DB_FILE_NAME)
-    store._db.execute("PRAGMA busy_timeout=50")
+    store.db.connection.execute("PRAGMA busy_timeout=50")
     other = sqlite3.connect(tmp_path / DB_FILE_NAME, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:

@@ -13,7 +13,7 @@ from kg_testing import make_guard, sealed_record
 
 from kairo_guard import DataClass, Guard, IsolationViolation, KeyRing
 from kairo_guard.core.content import content_digest
-from kairo_guard.store.sqlite import Agreement
+from kairo_guard.store.base import Agreement
 from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.manifest import (
     MANIFEST_FILE,

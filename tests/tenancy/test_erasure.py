@@ -22,7 +22,7 @@ from kairo_guard import Guard, KeyRing, StoreError, verify_audit
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.guard import AUDIT_DIR_NAME
 from kairo_guard.ingest.middleware import GuardMiddleware
-from kairo_guard.store.sqlite import DB_FILE_NAME
+from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 from kairo_guard.tenancy.erasure import ErasureReceipt
 
 SINK_KINDS = [
@@ -220,18 +220,13 @@ def test_receipt_is_signed_and_names_the_pseudonym_only(
     assert not ErasureReceipt.load(copy).verify(ring)
 
 
-def test_when_erased_tenants_cannot_be_read_then_tenant_records_block(
-    guard: Guard, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_when_erased_tenants_cannot_be_read_then_tenant_records_block(guard: Guard) -> None:
     guard.grant_agreement("acme")
     record = guard.label_record({"t": "x"}, tenant="acme")
     sink = guard.resolve_sink("ft", kind="tenant-fine-tune:acme")
     assert guard.check([record], sink=sink).allowed == 1
-
-    def broken() -> dict[str, float]:
-        raise StoreError("database is gone")
-
-    monkeypatch.setattr(guard.store, "erased_tenants", broken)
+    assert isinstance(guard.store, SQLiteStore)
+    guard.store.db.query("DROP TABLE erased_tenants")  # a real store failure, not a double
     report = guard.check([record], sink=sink)
     assert report.violations[0].rule == "guard.error"
     operator = sealed_record(guard, {"t": "public"}, data_class="operator_public")
