@@ -14,7 +14,7 @@ from kairo_guard.cli.records import atomic_output, progress
 from kairo_guard.config import parse_duration
 from kairo_guard.core.content import sealed_line
 from kairo_guard.core.jsonl import BadLine, Line, iter_lines, parse_line
-from kairo_guard.detect.pii_scrub import MessageScrubber
+from kairo_guard.detect.pii.check import MessageScrubber
 from kairo_guard.guard import Guard
 
 
@@ -67,7 +67,7 @@ def _events(path: Path, max_bytes: int, report: AggregationReport) -> Iterator[A
 
 
 def _scrubber(guard: Guard) -> MessageScrubber:
-    from kairo_guard.detect.pii import PiiGate
+    from kairo_guard.detect.pii.gate import PiiGate
 
     pii = guard.settings.pii
     gate = PiiGate(
@@ -91,7 +91,9 @@ def aggregate_file(
         return EXIT_USAGE
     settings = guard.settings.telemetry
     aggregator = TelemetryAggregator(
-        guard,
+        guard.sealer,
+        audit=guard.audit,
+        pseudonym=guard.keys.pseudonym,
         k=k if k is not None else settings.k,
         window_seconds=parse_duration(window or settings.window),
         dimensions=settings.dimensions,
