@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kairo_guard import ConfigError
-from kairo_guard.config import find_config_file, load_settings
+from kairo_guard.config import Settings, find_config_file, load_settings
 
 PLACES = ("argument", "environment", "cwd", "home")
 
@@ -41,7 +41,7 @@ def _declare(path: Path, place: str) -> Path:
     return _write(path, f'[sinks.from-{place}]\nkind = "shared-eval"\n')
 
 
-def _load(places: dict[str, Path], present: set[str]) -> object:
+def _load(places: dict[str, Path], present: set[str]) -> Settings:
     """Load settings with the argument and environment set only if their place is present."""
     env = {"KAIRO_GUARD_HOME": str(places["home"].parent)}
     if "environment" in present:
@@ -62,8 +62,8 @@ def test_when_two_places_hold_a_file_then_the_earlier_place_wins(
 
     settings = _load(places, {winner, loser})
 
-    assert list(settings.sinks) == [f"from-{winner}"]  # type: ignore[attr-defined]
-    assert settings.config_file == places[winner]  # type: ignore[attr-defined]
+    assert list(settings.sinks) == [f"from-{winner}"]
+    assert settings.config_file == places[winner]
 
 
 @pytest.mark.parametrize("given_by", ["argument", "environment", "default"])
@@ -100,32 +100,35 @@ def test_when_the_home_argument_and_environment_differ_then_the_argument_s_file_
 def test_when_no_place_holds_a_file_then_defaults_apply(places: dict[str, Path]) -> None:
     settings = _load(places, set())
 
-    assert settings.config_file is None  # type: ignore[attr-defined]
-    assert dict(settings.sinks) == {}  # type: ignore[attr-defined]
+    assert settings.config_file is None
+    assert dict(settings.sinks) == {}
 
 
-BROKEN = {
-    "not-toml": lambda path: _write(path, "[guard\n"),
-    "invalid": lambda path: _write(path, 'colour = "blue"\n'),
-    "unsafe-rule": lambda path: _write(
-        path,
-        '[[rules]]\nid = "leak"\neffect = "allow"\nreason = "r"\n'
-        'data_classes = ["customer_content"]\nsink_kinds = ["shared-training"]\n',
-    ),
-    "a-directory": lambda path: path.mkdir(parents=True),
-    "a-dangling-link": lambda path: (
-        path.parent.mkdir(parents=True, exist_ok=True),
-        os.symlink(path.parent / "gone.toml", path),
-    ),
-}
+UNSAFE_RULE = (
+    '[[rules]]\nid = "leak"\neffect = "allow"\nreason = "r"\n'
+    'data_classes = ["customer_content"]\nsink_kinds = ["shared-training"]\n'
+)
+BROKEN = ("not-toml", "invalid", "unsafe-rule", "a-directory", "a-dangling-link")
+
+
+def _break(path: Path, how: str) -> None:
+    """Leave at ``path`` a config file that is there but cannot be used."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "a-directory":
+        path.mkdir()
+    elif how == "a-dangling-link":
+        os.symlink(path.parent / "gone.toml", path)
+    else:
+        texts = {"not-toml": "[guard\n", "invalid": 'colour = "blue"\n'}
+        path.write_text(texts.get(how, UNSAFE_RULE))
 
 
 @pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize("breakage", list(BROKEN))
+@pytest.mark.parametrize("breakage", BROKEN)
 def test_when_the_file_at_a_place_is_broken_then_loading_fails_naming_it(
     place: str, breakage: str, places: dict[str, Path]
 ) -> None:
-    BROKEN[breakage](places[place])
+    _break(places[place], breakage)
     for later in PLACES[PLACES.index(place) + 1 :]:
         _declare(places[later], later)  # a good file further down is no way out
 
