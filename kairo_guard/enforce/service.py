@@ -13,7 +13,7 @@ Containers that must be decided whole (a signed tenant dataset) register a
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from kairo_guard.core import context
 from kairo_guard.core.exceptions import ConfigError
@@ -122,7 +122,7 @@ class SinkChecks:
         mode: Mode | str | None = None,
     ) -> CheckReport:
         """Decide every record of ``records`` for ``sink``; never raises on blocks."""
-        batch = self._batches.get(type(records))
+        batch = self.batch_admission(records)
         if batch is not None:
             resolved = self.resolve(sink, kind=kind, tenant=tenant)
             return batch.check(records, resolved, Mode(mode) if mode else None)
@@ -142,12 +142,12 @@ class SinkChecks:
         on_report: ReportCallback | None = None,
     ) -> Iterator[T]:
         """Yield the records that may pass, each checked as it is consumed."""
-        batch = self._batches.get(type(records))
+        batch = self.batch_admission(records)
         if batch is not None:
             resolved = self.resolve(sink, kind=kind, tenant=tenant, mode=mode)
             return iter(batch.admit(records, resolved, on_report or _ignore))
         run = self.start(sink, kind=kind, tenant=tenant, mode=mode)
-        return _checked_iter(run, records_of(records), on_report)  # type: ignore[arg-type]
+        return _checked_iter(run, cast("Iterable[T]", records_of(records)), on_report)
 
     def achecked(
         self,
@@ -165,7 +165,10 @@ class SinkChecks:
 
     def batch_admission(self, value: object) -> BatchAdmission | None:
         """Return the admission of a container decided whole, or None."""
-        return self._batches.get(type(value))
+        for kind, admission in self._batches.items():
+            if isinstance(value, kind):
+                return admission
+        return None
 
 
 def _kind_named_by(name: str, tenant: TenantId | None) -> tuple[SinkKind, TenantId | None]:
