@@ -69,62 +69,23 @@ def run_demo(*, keep: bool = False, service: Path | None = None) -> int:
             shutil.rmtree(home, ignore_errors=True)
 
 
+Checks = list[tuple[str, bool]]
+"""What each step of the story should have shown, and whether it did."""
+Sealed = dict[str, list[dict[str, object]]]
+
+
 def _story(home: Path, service: Path | None) -> int:
     ring = KeyRing.generate()
     write_key_file(home / KEY_FILE_NAME, ring)
-    checks: list[tuple[str, bool]] = []
+    checks: Checks = []
     with Guard(home=home, key=ring, env={}) as guard:
         _say(f"kairo-guard demo (state directory {home})\n")
-        if service is not None:
-            from kairo_guard.cli.demo_service import ingest_over_http
-
-            sealed = ingest_over_http(guard, home, service, checks)
-        else:
-            _say("1. Two tenants' documents are sealed as their customer content.")
-            sealed = {
-                tenant: [guard.label_record(doc, tenant=tenant, source="upload") for doc in docs]
-                for tenant, docs in DOCUMENTS.items()
-            }
-        for tenant, records in sealed.items():
-            _say(f"    {tenant}: {len(records)} sealed records")
-
-        _say("\n2. A script tries to build a shared router training set from everything.")
-        shared = _shared_attempt(guard, sealed)
-        _show(shared)
-        total = sum(len(r) for r in sealed.values())
-        checks.append(("shared set blocked", shared.allowed == 0 and shared.blocked == total))
-
-        _say("\n3. acme signs a fine-tune agreement; acme's own fine-tune set is built.")
-        guard.grant_agreement("acme", reference="DPA-2026-001")
-        acme = _fine_tune(guard, "acme", sealed["acme"])
-        _show(acme)
-        checks.append(("acme fine-tune passes", acme.ok and acme.allowed == len(sealed["acme"])))
-
-        _say("\n4. globex has no agreement; a fine-tune set for globex is attempted.")
-        globex = _fine_tune(guard, "globex", sealed["globex"])
-        _show(globex)
-        checks.append(("globex fine-tune blocked", globex.blocked == len(sealed["globex"])))
-
-        _say("\n5. Someone mixes a globex document into acme's fine-tune set.")
-        mixed = _fine_tune(guard, "acme", [*sealed["acme"], sealed["globex"][0]])
-        _show(mixed)
-        checks.append(("cross-tenant record blocked", mixed.blocked == 1))
-
+        sealed = _sealed_documents(guard, home, service, checks)
+        _training_steps(guard, sealed, checks)
         _say("\n6. acme's dataset gets a signed manifest; the model trained on it is acme's.")
         served = _tenant_model(guard, home, sealed["acme"])
         checks.append(("acme's model served to acme only", served == (True, False)))
-
-        _say("\n7. globex closes its account: everything of globex is erased.")
-        receipt = guard.erase_tenant("globex")
-        removed = ", ".join(f"{n} {kind}" for kind, n in sorted(receipt.removed.items()) if n)
-        _say(f"    signed receipt for {receipt.tenant} (its pseudonym)")
-        _say(f"    removed: {removed or 'no stored rows'}")
-        _say("    globex's seals still in circulation are refused from now on:")
-        sink = guard.resolve_sink("globex-fine-tune", kind="tenant-fine-tune", tenant="globex")
-        after = guard.check(sealed["globex"], sink=sink, mode="filter")
-        _show(after)
-        erased = after.by_rule.get("tenant.erased")
-        checks.append(("erased tenant's seals refused", erased == len(sealed["globex"])))
+        _erasure_step(guard, sealed["globex"], checks)
 
     _say("\n8. The audit log is verified (hash chain and signed head).")
     result = verify_audit(home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
@@ -133,7 +94,67 @@ def _story(home: Path, service: Path | None) -> int:
         + (f" ({result.problem})" if result.problem else "")
     )
     checks.append(("audit log verifies", result.ok))
+    return _verdict(checks)
 
+
+def _sealed_documents(guard: Guard, home: Path, service: Path | None, checks: Checks) -> Sealed:
+    """Step 1: the tenants' documents, sealed here or by the ingestion service."""
+    if service is not None:
+        from kairo_guard.cli.demo_service import ingest_over_http
+
+        sealed = ingest_over_http(guard, home, service, checks)
+    else:
+        _say("1. Two tenants' documents are sealed as their customer content.")
+        sealed = {
+            tenant: [guard.label_record(doc, tenant=tenant, source="upload") for doc in docs]
+            for tenant, docs in DOCUMENTS.items()
+        }
+    for tenant, records in sealed.items():
+        _say(f"    {tenant}: {len(records)} sealed records")
+    return sealed
+
+
+def _training_steps(guard: Guard, sealed: Sealed, checks: Checks) -> None:
+    """Steps 2-5: a shared set, acme's and globex's fine-tunes, a mixed one."""
+    _say("\n2. A script tries to build a shared router training set from everything.")
+    shared = _shared_attempt(guard, sealed)
+    _show(shared)
+    total = sum(len(r) for r in sealed.values())
+    checks.append(("shared set blocked", shared.allowed == 0 and shared.blocked == total))
+
+    _say("\n3. acme signs a fine-tune agreement; acme's own fine-tune set is built.")
+    guard.grant_agreement("acme", reference="DPA-2026-001")
+    acme = _fine_tune(guard, "acme", sealed["acme"])
+    _show(acme)
+    checks.append(("acme fine-tune passes", acme.ok and acme.allowed == len(sealed["acme"])))
+
+    _say("\n4. globex has no agreement; a fine-tune set for globex is attempted.")
+    globex = _fine_tune(guard, "globex", sealed["globex"])
+    _show(globex)
+    checks.append(("globex fine-tune blocked", globex.blocked == len(sealed["globex"])))
+
+    _say("\n5. Someone mixes a globex document into acme's fine-tune set.")
+    mixed = _fine_tune(guard, "acme", [*sealed["acme"], sealed["globex"][0]])
+    _show(mixed)
+    checks.append(("cross-tenant record blocked", mixed.blocked == 1))
+
+
+def _erasure_step(guard: Guard, globex: list[dict[str, object]], checks: Checks) -> None:
+    """Step 7: globex is erased; its seals still in circulation are refused."""
+    _say("\n7. globex closes its account: everything of globex is erased.")
+    receipt = guard.erase_tenant("globex")
+    removed = ", ".join(f"{n} {kind}" for kind, n in sorted(receipt.removed.items()) if n)
+    _say(f"    signed receipt for {receipt.tenant} (its pseudonym)")
+    _say(f"    removed: {removed or 'no stored rows'}")
+    _say("    globex's seals still in circulation are refused from now on:")
+    sink = guard.resolve_sink("globex-fine-tune", kind="tenant-fine-tune", tenant="globex")
+    after = guard.check(globex, sink=sink, mode="filter")
+    _show(after)
+    erased = after.by_rule.get("tenant.erased")
+    checks.append(("erased tenant's seals refused", erased == len(globex)))
+
+
+def _verdict(checks: Checks) -> int:
     _say("")
     failed = [name for name, ok in checks if not ok]
     if failed:
@@ -168,7 +189,7 @@ def _tenant_model(guard: Guard, home: Path, records: list[dict[str, object]]) ->
     return served
 
 
-def _shared_attempt(guard: Guard, sealed: dict[str, list[dict[str, object]]]) -> CheckReport:
+def _shared_attempt(guard: Guard, sealed: Sealed) -> CheckReport:
     reports: list[CheckReport] = []
 
     @guard.sink("router-train", kind="shared-training", on_report=reports.append)
