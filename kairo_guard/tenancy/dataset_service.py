@@ -103,6 +103,7 @@ class DatasetService:
             agreement_id=agreement.id,
             supersedes=None,
         )
+        existed = out.is_dir()
         with staged_directory(out) as staging:
             write_file(staging / RECORDS_FILE, chunks)
             write_file(staging / MANIFEST_FILE, (manifest.to_json(),))
@@ -110,6 +111,8 @@ class DatasetService:
             self._record(manifest, out)
         except BaseException:
             remove_dataset_files(out)  # not recorded: not a dataset
+            if existed:  # the empty directory the caller gave, as it was
+                out.mkdir(mode=0o700, exist_ok=True)
             raise
         return manifest
 
