@@ -1,0 +1,46 @@
+"""The store contract stands alone: a backend other than SQLite imports it and nothing else."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from kairo_guard.store import base
+from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
+
+_BASE = Path(base.__file__)
+
+
+def _imported(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_when_the_contract_is_read_then_it_imports_no_sqlite_and_no_implementation() -> None:
+    imported = _imported(_BASE)
+    assert not {m for m in imported if "sqlite" in m}
+    assert {m for m in imported if m.startswith("kairo_guard.")} == {"kairo_guard.core.types"}
+
+
+@pytest.mark.parametrize("protocol", [base.Store, base.DatasetStore, base.TenantDataStore])
+def test_when_a_contract_method_is_listed_then_sqlite_implements_it(
+    protocol: type, tmp_path: Path
+) -> None:
+    store = SQLiteStore(tmp_path / DB_FILE_NAME)
+    try:
+        methods = {
+            name
+            for name, value in vars(protocol).items()
+            if callable(value) and not name.startswith("_")
+        }
+        assert methods
+        assert sorted(m for m in methods if not callable(getattr(store, m, None))) == []
+    finally:
+        store.close()
