@@ -36,9 +36,9 @@ from kairo_guard.core.sinks import Sink, make_sink
 from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
 from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
 from kairo_guard.guard import Guard
+from kairo_guard.ingest.baggage import BaggageResolver
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.otel.baggage import (
-    BaggageResolver,
     TenantTokenCodec,
     async_httpx_event_hook,
     bind_guard_context,

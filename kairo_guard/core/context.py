@@ -40,3 +40,17 @@ def tenant_context(tenant: TenantId) -> Iterator[TenantId]:
         yield tenant
     finally:
         _CURRENT_TENANT.reset(token)
+
+
+@contextmanager
+def serving_tenant(tenant: TenantId) -> Iterator[TenantId]:
+    """Run the ``with`` block as serving ``tenant``, whatever context encloses it.
+
+    For the middleware: the caller it authenticated decides whose request this is, not
+    any context the server itself runs in. Scripts use :func:`tenant_context`.
+    """
+    token = _CURRENT_TENANT.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _CURRENT_TENANT.reset(token)

@@ -11,7 +11,7 @@ request. Lifespan and other scopes pass through untouched.
 
 The decision also goes onto the request's server span, or one span of ours
 (:mod:`kairo_guard.otel.request_span`); signed tenant baggage counts only from trusted peers
-(:mod:`kairo_guard.otel.baggage`) and is removed before the app runs.
+(:mod:`kairo_guard.ingest.baggage`) and is removed before the app runs.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any
 
 import orjson
 
-from kairo_guard.core.context import _CURRENT_TENANT
+from kairo_guard.core.context import serving_tenant
 from kairo_guard.core.exceptions import AuthenticationError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
 from kairo_guard.enforce.check import audit_sink_name
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
+from kairo_guard.ingest.baggage import baggage_resolver
 from kairo_guard.ingest.body import StreamingIndexer
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.resolvers import (
@@ -39,7 +40,6 @@ from kairo_guard.ingest.resolvers import (
     TenantResolver,
     TrustedProxyResolver,
 )
-from kairo_guard.otel.baggage import baggage_resolver
 from kairo_guard.otel.request_span import (
     RequestTrace,
     deny_request,
@@ -170,15 +170,12 @@ class GuardMiddleware:
             await self._deny(scope, receive, send, 403, "this model is not served to this account")
             return
         strip_kairo_baggage(scope)  # only a verified token counts, and only here
-        token = _CURRENT_TENANT.set(tenant)
-        try:
+        with serving_tenant(tenant):
             if kind == "websocket":
                 scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
                 await self.app(scope, self._indexing_receive(receive, tenant), send)
             else:
                 await self._http(scope, receive, send, tenant)
-        finally:
-            _CURRENT_TENANT.reset(token)
 
     def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
         """Fingerprint every websocket message as the tenant's content before the app

@@ -6,7 +6,8 @@ the tenant id and an expiry sealed with AES-GCM under the guard's ``baggage`` su
 bound to the W3C trace id of the request (a token lifted into another trace does not
 open). Tokens live ``[propagation] token_ttl`` seconds (default 300).
 
-Inbound, :class:`BaggageResolver` (part of the middleware's default resolver) accepts a
+Inbound, :class:`~kairo_guard.ingest.baggage.BaggageResolver` (part of the middleware's
+default resolver; ingestion, not telemetry, decides who a caller is) accepts a
 token only from a peer in ``[propagation] trusted_peers``, only if it opens under a key
 of the ring, names the trace of the request's ``traceparent`` and has not expired. A
 valid token and an API key of another tenant are a conflict (401). Anything else is
@@ -27,36 +28,21 @@ import functools
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from kairo_guard.core.context import current_tenant
 from kairo_guard.core.exceptions import TokenRejected as TokenRejected  # re-exported here
 from kairo_guard.core.keys import PURPOSE_BAGGAGE, KeyRing
 from kairo_guard.core.types import TENANT_PATTERN, TenantId
-from kairo_guard.ingest.resolvers import RequestInfo, TrustedProxyResolver
-from kairo_guard.otel.instrumentation import (
-    ATTR_BAGGAGE,
-    ATTR_REASON,
-    METRIC_BAGGAGE,
-    GuardTelemetry,
-)
-from kairo_guard.otel.request_span import (
-    _TRACE_CONTEXT,
-    BAGGAGE_KEY,
-    inbound_trace_id,
-    kairo_tokens,
-    split_baggage,
-)
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.otel.protocols import TokenAuthority
+from kairo_guard.otel.request_span import BAGGAGE_KEY, inbound_trace_id, split_baggage
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,6 +56,7 @@ MAX_BAGGAGE_BYTES = 8192
 _NONCE = 12
 _AAD = b"kairo-guard/baggage/v1\x00"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 def _b64(data: bytes) -> str:
@@ -173,82 +160,16 @@ class TenantTokenCodec:
         return tenant
 
 
-class BaggageResolver:
-    """Resolves the tenant from a signed ``kairo.tenant`` baggage entry.
-
-    Args:
-        codec: opens the tokens.
-        trusted_peers: addresses or networks of the services allowed to send tokens.
-        audit: called with an audit entry for every token ignored.
-        telemetry: counts ignored tokens (``kairo_guard.otel.baggage.rejected``).
-    """
-
-    def __init__(
-        self,
-        codec: TenantTokenCodec,
-        trusted_peers: Iterable[str],
-        *,
-        audit: Callable[[dict[str, Any]], None] | None = None,
-        telemetry: GuardTelemetry | None = None,
-    ) -> None:
-        self._codec = codec
-        self._peers = TrustedProxyResolver(trusted_peers)
-        self._audit = audit
-        self._telemetry = telemetry
-
-    async def resolve(self, request: RequestInfo) -> TenantId | None:
-        """See :class:`~kairo_guard.ingest.resolvers.TenantResolver`; a bad token is ignored."""
-        tokens = kairo_tokens(request.headers)
-        if not tokens:
-            return None
-        trusted = self._peers.trusts(request.peer)
-        try:
-            if not trusted:
-                raise TokenRejected("untrusted-peer")
-            if len(tokens) != 1:
-                raise TokenRejected("duplicate")
-            trace_id = inbound_trace_id(request.headers)
-            if trace_id is None:
-                raise TokenRejected("no-trace")
-            tenant = self._codec.open(tokens[0], trace_id)
-        except TokenRejected as exc:
-            self._reject(exc.reason, trusted)
-            return None
-        _note(ATTR_BAGGAGE, "accepted")
-        return tenant
-
-    def _reject(self, reason: str, trusted: bool) -> None:
-        _note(ATTR_BAGGAGE, reason)
-        if self._telemetry is not None:
-            self._telemetry.add(METRIC_BAGGAGE, 1, {ATTR_REASON: reason})
-        if self._audit is not None:
-            self._audit({"event": "baggage.rejected", "reason": reason, "trusted_peer": trusted})
-
-
-def _note(key: str, value: str) -> None:
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attribute(key, value)
-
-
-def token_codec(guard: Guard) -> TenantTokenCodec:
-    """The guard's token codec (its key ring, ``[propagation] token_ttl``, its clock)."""
+def token_codec(guard: TokenAuthority) -> TenantTokenCodec:
+    """The guard's token codec (its key ring, ``[propagation] token_ttl``, its clock, its
+    erasure records); ``guard`` is a :class:`~kairo_guard.guard.Guard` or any
+    :class:`~kairo_guard.otel.protocols.TokenAuthority`."""
 
     def erased_at(tenant: TenantId) -> float | None:
         return guard.store.erased_tenants().get(guard.keys.pseudonym(tenant))
 
     return TenantTokenCodec(
         guard.keys, ttl=guard.settings.propagation.token_ttl, clock=guard.clock, erased_at=erased_at
-    )
-
-
-def baggage_resolver(guard: Guard) -> BaggageResolver:
-    """The resolver the middleware uses, from ``[propagation] trusted_peers``."""
-    return BaggageResolver(
-        token_codec(guard),
-        guard.settings.propagation.trusted_peers,
-        audit=guard.audit.append,
-        telemetry=guard.telemetry,
     )
 
 
@@ -311,7 +232,7 @@ def baggage_members(existing: str, token: str | None) -> list[str]:
     return [*kept, entry]
 
 
-def httpx_event_hook(guard: Guard) -> Callable[[HeadersRequest], None]:
+def httpx_event_hook(guard: TokenAuthority) -> Callable[[HeadersRequest], None]:
     """An httpx ``request`` event hook that propagates the tenant context.
 
     ``httpx.Client(event_hooks={"request": [httpx_event_hook(guard)]})``
@@ -324,7 +245,7 @@ def httpx_event_hook(guard: Guard) -> Callable[[HeadersRequest], None]:
     return hook
 
 
-def async_httpx_event_hook(guard: Guard) -> Callable[[HeadersRequest], Awaitable[None]]:
+def async_httpx_event_hook(guard: TokenAuthority) -> Callable[[HeadersRequest], Awaitable[None]]:
     """The ``httpx.AsyncClient`` variant of :func:`httpx_event_hook`."""
     codec = token_codec(guard)
 

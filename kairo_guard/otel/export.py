@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 try:
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -38,15 +38,13 @@ except ImportError as exc:  # pragma: no cover - the SDK is a development depend
 from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
 from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.protocols import ContentJudges
 from kairo_guard.otel.scrubbing import (
     CLEAN_VERDICT_SECONDS,
     CONTENT_KEYS,
     SAFE_KEYS,
     ContentScrubber,
 )
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
 
 _STATUS_KEY = "otel.status_description"
 __all__ = [
@@ -77,7 +75,7 @@ class ScrubbingExporterBase(Generic[_Item]):
     def __init__(
         self,
         inner: Any,
-        guard: Guard,
+        guard: ContentJudges,
         *,
         content_keys: Iterable[str] = CONTENT_KEYS,
         safe_keys: Iterable[str] = SAFE_KEYS,

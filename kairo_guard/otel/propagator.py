@@ -25,7 +25,7 @@ extracts nothing: inbound tokens are judged by the middleware alone, from truste
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -39,9 +39,7 @@ from opentelemetry.propagators.textmap import (
 
 from kairo_guard.core.context import current_tenant
 from kairo_guard.otel.baggage import baggage_members, token_codec
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.otel.protocols import TokenAuthority
 
 _HEADER = "baggage"
 
@@ -50,7 +48,9 @@ class TenantBaggagePropagator(TextMapPropagator):
     """Injects the current tenant's signed token into the ``baggage`` header.
 
     Args:
-        guard: whose key ring signs the tokens (and whose ``token_ttl`` they get).
+        guard: whose key ring signs the tokens (and whose ``token_ttl`` they get): a
+            :class:`~kairo_guard.guard.Guard` or any
+            :class:`~kairo_guard.otel.protocols.TokenAuthority`.
 
     A kairo entry already in the header (an event hook's, a stale one, one the W3C
     propagator wrote from context baggage) is replaced by one fresh token, or removed
@@ -61,7 +61,7 @@ class TenantBaggagePropagator(TextMapPropagator):
     it is.
     """
 
-    def __init__(self, guard: Guard) -> None:
+    def __init__(self, guard: TokenAuthority) -> None:
         self._codec = token_codec(guard)
 
     def inject(

@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from opentelemetry import baggage, context, trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from kairo_guard.otel.instrumentation import (
     ATTR_BYTES,
@@ -44,7 +43,6 @@ SCOPE_TRACE_KEY = "kairo_guard.trace"
 """Scope key of the request's :class:`RequestTrace`."""
 DENIED_EVENT = "kairo_guard.request.denied"
 
-_TRACE_CONTEXT = TraceContextTextMapPropagator()
 # W3C Trace Context, level 1: version-traceid-parentid-flags, lowercase hex; a version
 # after 00 may append fields, version ff is invalid; optional spaces or tabs around.
 _TRACEPARENT = re.compile(

@@ -21,12 +21,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kairo_guard.otel.instrumentation import ATTR_REASON, METRIC_SCRUBBED, GuardTelemetry
-
-if TYPE_CHECKING:
-    from kairo_guard.guard import Guard
+from kairo_guard.otel.protocols import ContentJudges
 
 CONTENT_KEYS = (
     "http.request.body",
@@ -109,7 +107,9 @@ class ContentScrubber:
     """Judges and scrubs telemetry values; counts what it scrubbed.
 
     Args:
-        guard: whose fingerprint index and PII gate decide what is content.
+        guard: whose fingerprint index and PII gate decide what is content: a
+            :class:`~kairo_guard.guard.Guard`, or any
+            :class:`~kairo_guard.otel.protocols.ContentJudges`.
         content_keys: keys always scrubbed (default :data:`CONTENT_KEYS`).
         safe_keys: keys never scrubbed (default :data:`SAFE_KEYS`).
         remove: drop scrubbed attributes instead of masking their values.
@@ -119,14 +119,14 @@ class ContentScrubber:
 
     def __init__(
         self,
-        guard: Guard,
+        guard: ContentJudges,
         *,
         content_keys: Iterable[str] = CONTENT_KEYS,
         safe_keys: Iterable[str] = SAFE_KEYS,
         remove: bool = False,
         telemetry: GuardTelemetry | None = None,
     ) -> None:
-        self._guard = guard
+        self._judges = guard
         self._content_keys = frozenset(content_keys)
         self._content_prefixes = tuple(f"{k}." for k in self._content_keys)
         self._safe_keys = frozenset(safe_keys)
@@ -305,11 +305,11 @@ class ContentScrubber:
         verdicts: dict[str | bytes, str | None] = {}
         rest: list[tuple[str | bytes, str]] = []
         for key, text in texts.items():
-            if self._guard.fingerprints.overlap(text) is not None:
+            if self._judges.fingerprints.overlap(text) is not None:
                 verdicts[key] = "fingerprint"
             else:
                 rest.append((key, text))
-        pii = self._guard.pii
+        pii = self._judges.pii
         found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
         for i, (key, _) in enumerate(rest):
             if pii is None:
