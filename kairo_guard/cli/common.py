@@ -13,6 +13,7 @@ from kairo_guard.core.exceptions import KairoGuardError
 
 if TYPE_CHECKING:
     from kairo_guard.config import Settings
+    from kairo_guard.guard import Guard
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 ENV_DEBUG = "KAIRO_GUARD_DEBUG"
@@ -45,7 +46,7 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_guard(ctx: click.Context, **overrides: Any) -> Any:
+def open_guard(ctx: click.Context, **overrides: Any) -> Guard:
     """Build the Guard from the global options (imported lazily: keeps --help fast)."""
     from kairo_guard.guard import Guard
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 import orjson
@@ -28,6 +28,9 @@ from kairo_guard.core.content import sealed_line
 from kairo_guard.core.exceptions import ContentError, ContentRefused
 from kairo_guard.core.jsonl import BadLine, Line, iter_lines, parse_line
 from kairo_guard.core.types import SEAL_FIELD, DataClass, validate_tenant
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
 
 _MINTED_ELSEWHERE = {
     DataClass.ANONYMIZED_TELEMETRY: "anonymized_telemetry is minted only by the telemetry "
@@ -91,7 +94,7 @@ def label(
                 number, bad = item
                 tally.count(number, (bad.rule, bad.reason))
         commit[0] = True
-    if tally.indexed:
+    if tally.indexed and tenant:
         guard.audit.append(
             {
                 "event": "fingerprints.index",
@@ -161,7 +164,13 @@ def _summary(tally: _Tally, input_path: Path, out: Path, what: str) -> None:
 
 
 def _label_line(
-    guard: Any, line: Line, fh: BinaryIO | None, *, tenant: str | None, cls: DataClass, source: str
+    guard: Guard,
+    line: Line,
+    fh: BinaryIO | None,
+    *,
+    tenant: str | None,
+    cls: DataClass,
+    source: str,
 ) -> tuple[str, str] | None:
     value = parse_line(line.raw, exact_numbers=True)
     if isinstance(value, BadLine):
@@ -173,8 +182,10 @@ def _label_line(
     try:
         if cls is DataClass.OPERATOR_PUBLIC:
             seal = guard.seal_operator_data(value, source=source)
-        else:
+        elif tenant is not None:
             seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
+        else:  # the options were checked before; a record is never sealed without a tenant
+            return "label.refused", f"{cls} needs a tenant"
     except ContentRefused as exc:
         return exc.rule, exc.reason
     except (ValueError, ContentError) as exc:

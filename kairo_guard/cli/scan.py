@@ -7,7 +7,7 @@ sink among them) or unreadable input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import orjson
@@ -32,6 +32,9 @@ from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import Mode, SinkKind
+
+if TYPE_CHECKING:
+    from kairo_guard.guard import Guard
 
 _KINDS = ", ".join(
     k.value + (":TENANT" if k is SinkKind.TENANT_FINE_TUNE else "") for k in SinkKind
@@ -98,7 +101,7 @@ def scan(
     raise Exit(EXIT_OK if report.ok else EXIT_VIOLATION)
 
 
-def resolve_scan_sink(guard: Any, name: str, kind: str | None, tenant: str | None) -> Sink:
+def resolve_scan_sink(guard: Guard, name: str, kind: str | None, tenant: str | None) -> Sink:
     """Return the sink ``--sink/--kind/--tenant`` name, as the library resolves it.
 
     A configured name, a kind string, or any name with ``--kind``: the same three ways
