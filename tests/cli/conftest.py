@@ -1,12 +1,17 @@
-"""Fixtures of the CLI tests: acme's documents labelled by the CLI."""
+"""Fixtures of the CLI tests: acme's documents labelled by the CLI; a minter of bad lines."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bad_lines import Minter
 from cli_support import ACME, DOCS, write_jsonl
+from kg_testing import make_guard
+
+from kairo_guard import KeyRing
 
 
 @pytest.fixture
@@ -15,3 +20,10 @@ def acme_sealed(kg: Any, tmp_path: Path) -> Path:
     write_jsonl(tmp_path / "docs.jsonl", DOCS)
     assert kg("label", "docs.jsonl", *ACME, "--out", "acme.jsonl").code == 0
     return tmp_path / "acme.jsonl"
+
+
+@pytest.fixture
+def minter(cli_env: dict[str, str], ring: KeyRing) -> Iterator[Minter]:
+    """Seals lines with the key ring and state directory of ``cli_env``."""
+    with make_guard(Path(cli_env["KAIRO_GUARD_HOME"]), ring=ring) as guard:
+        yield Minter(guard)
