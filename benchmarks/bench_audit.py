@@ -7,7 +7,7 @@ default ``audit_batch_size`` and ``audit_flush_ms``, background flusher on):
 
 * ``per-decision``: one small entry per decision (a dict of 7 short members), what a
   naive guard would write;
-* ``batched-rows``: the guard's real pattern (``kairo_guard.enforce.check``): decisions are
+* ``batched-rows``: the guard's real pattern (``kairo_guard.enforce.ledger``): decisions are
   rows ``[index, outcome, rule, digest, tenant]``, ``AUDIT_ROWS_PER_ENTRY`` rows per
   ``{"event": "decisions", <check header>, "rows": [...]}`` entry, then one ``check``
   summary entry; reported per decision. The rows are built before the clock starts
@@ -46,7 +46,7 @@ from kairo_guard.config import LimitsSection
 from kairo_guard.core.types import Outcome
 
 try:
-    from kairo_guard.enforce.check import AUDIT_ROWS_PER_ENTRY
+    from kairo_guard.enforce.ledger import AUDIT_ROWS_PER_ENTRY
 except ImportError:  # the library moved it; the value it had when this was written
     AUDIT_ROWS_PER_ENTRY = 512
 

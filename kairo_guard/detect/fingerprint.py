@@ -25,16 +25,20 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
-from kairo_guard.core.types import TenantId
+from kairo_guard.core.policy import Decision
+from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import record_fields
 from kairo_guard.store.base import Store
 
+FINGERPRINT_RULE = "fingerprint.tenant-content"
+"""The rule of a refusal for text that is a tenant's ingested content."""
 K = 50
 """k-gram length, in normalized characters."""
 W = 40
@@ -228,3 +232,16 @@ class FingerprintIndex:
         if shared >= self.min_shared or found.ratio >= self.min_fraction:
             return found
         return None
+
+
+def fingerprint_check(index: FingerprintIndex) -> Callable[[object], Decision | None]:
+    """Return the content check that blocks a tenant's text, whatever its label: a
+    decision naming the tenant as the record's owner, or None."""
+
+    def check(content: object) -> Decision | None:
+        found = index.overlap(content)
+        if found is None:
+            return None
+        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, found.reason(), owner=found.tenant)
+
+    return check

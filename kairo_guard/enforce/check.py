@@ -1,8 +1,10 @@
-"""The decision path for one check: seal, context, policy, report, audit.
+"""The decision path for one check: context, seal, policy, content checks.
 
 A :class:`SinkCheck` is made per check (one call of ``guard.check``, one decorated call,
 one CLI scan) and sees records one at a time, so it serves lists and lazily consumed
 generators alike. Any error while deciding a record blocks that record (fail closed).
+Each decision is accounted for by the check's
+:class:`~kairo_guard.enforce.ledger.CheckLedger` (counts, report, audit rows).
 """
 
 from __future__ import annotations
@@ -11,23 +13,22 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kairo_guard.core.content import RawJSON, content_digest
 from kairo_guard.core.exceptions import ContentError, IsolationViolation, SealError
-from kairo_guard.core.keys import pseudonymize_name
-from kairo_guard.core.policy import Decision, Facts, Policy, Relation
-from kairo_guard.core.report import CheckReport, Violation
+from kairo_guard.core.policy import Decision, Policy
+from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.sinks import Sink
-from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, TenantId
-from kairo_guard.detect.fingerprint import FingerprintIndex
+from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
+from kairo_guard.core.types import Mode, Outcome, TenantId
+from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # re-exported
+from kairo_guard.detect.fingerprint import FingerprintIndex, fingerprint_check
+from kairo_guard.enforce.labels import ERASED_RULE, erased_decision, label_facts, split_record
+from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
 from kairo_guard.otel.instrumentation import GuardTelemetry
 
-FINGERPRINT_RULE = "fingerprint.tenant-content"
-ERASED_RULE = "tenant.erased"
-AUDIT_ROWS_PER_ENTRY = 512
-"""Decisions per audit entry: each decision is one row, rows are chained in batches."""
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
 REFRESH_SECONDS = 1.0
@@ -38,32 +39,10 @@ _MISSING_KEY: tuple[object, ...] = ("missing",)
 _INVALID_KEY: tuple[object, ...] = ("invalid",)
 _ALLOW = Outcome.ALLOW
 _MAX_CACHED = 4096
-_CC = DataClass.CUSTOMER_CONTENT
-_PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
 
 
 ContentCheck = Callable[[object], Decision | None]
 """A last check of a record's content before a shared sink: a blocking decision or None."""
-
-
-def fingerprint_check(index: FingerprintIndex) -> ContentCheck:
-    """Return the content check that blocks a tenant's text, whatever its label."""
-
-    def check(content: object) -> Decision | None:
-        found = index.overlap(content)
-        if found is None:
-            return None
-        return Decision(Outcome.BLOCK, FINGERPRINT_RULE, found.reason(), owner=found.tenant)
-
-    return check
-
-
-class AuditAppender(Protocol):
-    """Where decision rows go: :class:`~kairo_guard.audit.log.AuditLog` or a test double."""
-
-    def append(self, entry: Mapping[str, Any]) -> None:
-        """Buffer one audit entry."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -87,34 +66,6 @@ class CheckContext:
     erased: Callable[[], Mapping[str, float]] | None = None
     """Pseudonym -> erasure time of erased tenants, read at each refresh of a check:
     their labels sealed up to that time are refused."""
-
-
-def erased_decision(
-    erased: Mapping[str, float] | None, pseudonym: str, created_at: int
-) -> Decision | None:
-    """Return the block for a label of an erased tenant (``erased`` None: unknown), or None."""
-    if erased is None:
-        return Decision(Outcome.BLOCK, "guard.error", "cannot read the erased tenants")
-    at = erased.get(pseudonym)
-    if at is not None and created_at <= at:
-        return Decision(Outcome.BLOCK, ERASED_RULE, "the tenant's data was erased")
-    return None
-
-
-def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
-    """The sink's name for the audit log: a tenant id in it becomes its pseudonym."""
-    if not sink.tenant:
-        return sink.name
-    return pseudonymize_name(sink.name, sink.tenant, pseudonym(sink.tenant))
-
-
-def split_record(item: object) -> tuple[object, object]:
-    """Return ``(content, seal)`` of a record; the seal is None when there is none."""
-    if isinstance(item, Sealed):
-        return item.content, item.seal
-    if isinstance(item, Mapping):
-        return item, item.get(SEAL_FIELD)
-    return item, None
 
 
 class SinkCheck:
@@ -142,20 +93,25 @@ class SinkCheck:
         )
         self._refresh()
         self._index = 0
-        self._allowed = 0
-        self._by_rule: dict[str, int] = {}
-        self._violations: list[Violation] = []
-        self._omitted = 0
-        self._rows: list[tuple[object, ...]] = []
         self._finished: CheckReport | None = None
         self._ambient_pseudonym = self._pseudonym(ambient)
+        header = {
+            "check": self._check_id,
+            "sink": audit_sink_name(sink, self._pseudonym),
+            "kind": sink.kind.value,
+            "sink_tenant": self._pseudonym(sink.tenant),
+            "mode": mode.value,
+        }
+        self.ledger = CheckLedger(ctx.audit, ctx.max_violations, header)
+        """Counts, violations and audit rows of this check."""
+        self._account = self.ledger.account
         self.bytes_scanned = 0
         """Bytes of raw input read for this check, where the caller counts them."""
         self._span: Any = None
         self._span_guard: Any = None
         if ctx.telemetry is not None:
             self._span, self._span_guard = ctx.telemetry.start_check(
-                self, self._header(), self._ambient_pseudonym
+                self, header, self._ambient_pseudonym
             )
 
     def _refresh(self) -> None:
@@ -300,7 +256,16 @@ class SinkCheck:
         # Within one check the sink, ambient tenant and agreement are fixed, so the
         # decision (and whose record it is) depends only on the label's fields, digest
         # match and expiry: most records are one dict lookup.
-        facts = self._facts(label, status != _MISSING, status == _VALID, match, expired)
+        facts = label_facts(
+            label,
+            self.sink,
+            self._ambient,
+            sealed=status != _MISSING,
+            valid=status == _VALID,
+            match=match,
+            expired=expired,
+            agreement=self._agreement,
+        )
         owner = label.tenant if label is not None and label.tenant else self._ambient
         entry = (self._ctx.policy.decide(facts), self._pseudonym(owner))
         if label is not None and label.tenant:  # per label, cached: a dict lookup
@@ -312,33 +277,6 @@ class SinkCheck:
             self._keep.append(label)  # ids in keys stay valid while the entry lives
         return entry
 
-    def _facts(
-        self, label: Label | None, sealed: bool, valid: bool, match: bool, expired: bool
-    ) -> Facts:
-        sink = self.sink
-        ambient = self._ambient
-        verified = valid and match
-        tenants: tuple[str | None, ...]
-        if label is None or not verified:
-            data_class, tenants = _CC, (ambient,) if ambient else ()
-        elif ambient is not None and label.data_class not in _PERMITTING:
-            data_class, tenants = _CC, (label.tenant, ambient)
-        else:
-            data_class, tenants = label.data_class, (label.tenant,) if label.tenant else ()
-        same = bool(tenants) and sink.tenant is not None and all(t == sink.tenant for t in tenants)
-        return Facts(
-            data_class=data_class,
-            sink_kind=sink.kind,
-            relation=Relation.SAME if same else Relation.OTHER,
-            sealed=sealed,
-            seal_valid=valid,
-            digest_match=match,
-            expired=expired,
-            agreement_active=self._agreement,
-            tenant_context=ambient is not None,
-            source=label.source if label is not None else None,
-        )
-
     def _pseudonym(self, tenant: str | None) -> str | None:
         if tenant is None:
             return None
@@ -347,69 +285,16 @@ class SinkCheck:
             cached = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
         return cached
 
-    def _account(
-        self, index: int, decision: Decision, digest: str | None, tenant: str | None
-    ) -> None:
-        """Count and audit one decision; ``tenant`` is the owner's pseudonym."""
-        rule = decision.rule
-        by_rule = self._by_rule
-        by_rule[rule] = by_rule.get(rule, 0) + 1
-        outcome = decision.outcome
-        if outcome is _ALLOW:
-            self._allowed += 1
-        elif len(self._violations) < self._ctx.max_violations:
-            violation = Violation(index, rule, decision.reason, digest, tenant)
-            self._violations.append(violation)
-        else:
-            self._omitted += 1
-        rows = self._rows
-        rows.append((index, outcome, rule, digest, tenant))  # orjson writes enums as values
-        if len(rows) >= AUDIT_ROWS_PER_ENTRY:
-            self._flush_rows()
-
-    def _header(self) -> dict[str, object]:
-        return {
-            "check": self._check_id,
-            "sink": audit_sink_name(self.sink, self._pseudonym),
-            "kind": self.sink.kind.value,
-            "sink_tenant": self._pseudonym(self.sink.tenant),
-            "mode": self.mode.value,
-        }
-
-    def _flush_rows(self) -> None:
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._ctx.audit.append({"event": "decisions", **self._header(), "rows": rows})
-
     def finish(self) -> CheckReport:
         """Close the check: audit its summary and return the report (idempotent)."""
         if self._finished is not None:
             return self._finished
-        self._flush_rows()
-        total = self._index
-        report = CheckReport(
-            check_id=self._check_id,
-            sink=self.sink.name,
-            kind=self.sink.label,
+        report = self.ledger.close(
+            sink=self.sink,
             mode=self.mode,
-            total=total,
-            allowed=self._allowed,
-            blocked=total - self._allowed,
-            by_rule=dict(self._by_rule),
-            violations=tuple(self._violations),
-            violations_omitted=self._omitted,
+            total=self._index,
             started_at=self._started,
             duration_s=time.monotonic() - self._mono,
-        )
-        self._ctx.audit.append(
-            {
-                "event": "check",
-                **self._header(),
-                "total": report.total,
-                "allowed": report.allowed,
-                "blocked": report.blocked,
-                "by_rule": dict(sorted(report.by_rule.items())),
-            }
         )
         self._finished = report
         if self._ctx.telemetry is not None:
@@ -418,7 +303,7 @@ class SinkCheck:
             self._ctx.telemetry.finish_check(
                 self._span,
                 report,
-                sink=audit_sink_name(self.sink, self._pseudonym),
+                sink=str(self.ledger.header["sink"]),
                 policy=self._ctx.policy,
                 bytes_scanned=self.bytes_scanned,
             )
