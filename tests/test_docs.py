@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 from doc_shell import Command, Shell, console_commands, output_matches, sh_commands
 from sybil import Document, Example, Region, Sybil
+from sybil.example import SybilFailure
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer
 
@@ -86,12 +87,14 @@ def _serve(run: DocRun, url: str, commands: list[Command]) -> str | None:
     for command in commands:
         if command.output:
             return f"a served command shows no output: {command.text}"
+        if _answers(url):  # else another server's answer would pass for this one's
+            return f"{url} answers before the server starts: is its port taken?"
         run.servers += 1
         log = run.logs / f"server-{run.servers}.log"
-        run.shell.start_server(command.text, log)
+        server = run.shell.start_server(command.text, log)
         deadline = time.monotonic() + SERVER_START_S
         while not _answers(url):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or server.poll() is not None:
                 return f"{url} did not answer: {command.text}\n{log.read_text()}"
             time.sleep(0.1)
     return None
@@ -225,10 +228,13 @@ def _close_guards(namespace: dict[str, Any]) -> None:
             value.close()
 
 
-@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO).as_posix())
-def test_when_a_document_runs_then_every_block_does_what_it_shows(
-    path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_document(path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run every block of the Markdown file ``path`` in order; return how many ran.
+
+    Raises:
+        AssertionError: a block of a language this test cannot run, or one not run.
+        SybilFailure: a block that did not do what it shows.
+    """
     parsers = [
         _directive_parser(doc_run),
         _PythonParser(doc_run, monkeypatch),
@@ -236,18 +242,55 @@ def test_when_a_document_runs_then_every_block_does_what_it_shows(
         _shell_parser("console", doc_run),
         _toml_parser(doc_run),
     ]
-    document = Sybil(parsers=parsers, path=str(REPO)).parse(path)
+    document = Sybil(parsers=parsers, path=str(path.parent)).parse(path)
+    blocks = [(m.start(), m.end(), m.group(1).strip()) for m in FENCE.finditer(document.text)]
+    where = {
+        start: f"{path.name}:{document.text.count(chr(10), 0, start) + 1}" for start, *_ in blocks
+    }
+    for start, _, language in blocks:
+        assert language in LANGUAGES, f"{where[start]}: a {language or 'bare'} block"
     try:
         for example in document.examples():
             example.evaluate()
     finally:
         _close_guards(document.namespace)
     assert doc_run.pending is None, "a directive at the end applies to no block"
-    blocks = [(m.start(), m.end(), m.group(1).strip()) for m in FENCE.finditer(document.text)]
-    for start, end, language in blocks:
-        line = document.text.count("\n", 0, start) + 1
-        assert language in LANGUAGES, f"{path.name}:{line}: a {language or 'bare'} block"
-        assert any(start <= ran < end for ran in doc_run.ran), f"{path.name}:{line}: not run"
+    for start, end, _ in blocks:
+        assert any(start <= ran < end for ran in doc_run.ran), f"{where[start]}: not run"
+    return len(blocks)
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_when_a_document_runs_then_every_block_does_what_it_shows(
+    path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_document(path, doc_run, monkeypatch) > 0
+
+
+PLANTED = {
+    "wrong output": ("```console\n$ echo 1\n2\n```\n", SybilFailure, "output differs"),
+    "unshown failure": ("```console\n$ false\n```\n", SybilFailure, "exit status"),
+    "shown failure": ("```sh\nfalse  # exit 1\n```\n", None, ""),
+    "text block": ("```text\nnot runnable\n```\n", AssertionError, "a text block"),
+    "bare block": ("```\nnot runnable\n```\n", AssertionError, "a bare block"),
+    "python": ("```python\nassert 1 + 1 == 3, 'arithmetic'\n```\n", AssertionError, "arith"),
+    "bad toml": ("```toml\n[guard]\ndefault_mode = 'lax'\n```\n", SybilFailure, "exit"),
+    "unknown directive": ("<!-- docs-test: skip -->\n", SybilFailure, "unknown directive"),
+}
+
+
+@pytest.mark.parametrize("case", PLANTED)
+def test_when_a_planted_document_is_wrong_then_its_run_fails(
+    case: str, tmp_path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, error, message = PLANTED[case]
+    page = tmp_path / "page.md"
+    page.write_text(f"# {case}\n\n{text}")
+    if error is None:
+        run_document(page, doc_run, monkeypatch)
+        return
+    with pytest.raises(error, match=message):
+        run_document(page, doc_run, monkeypatch)
 
 
 def test_when_all_documents_are_listed_then_servers_stay_few() -> None:

@@ -192,20 +192,23 @@ class Shell:
         env = dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
         return Path(cwd), env
 
-    def start_server(self, command: str, log: Path) -> None:
-        """Start ``command`` in the shell's directory and environment, in the background."""
+    def start_server(self, command: str, log: Path) -> subprocess.Popen[bytes]:
+        """Start ``command`` in the shell's directory and environment, in the background.
+
+        It is stopped by :meth:`close`.
+        """
         cwd, env = self.state()
         with log.open("wb") as out:
-            self.background.append(
-                subprocess.Popen(
-                    ["bash", "-c", f"exec {command}"],
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
+            proc = subprocess.Popen(
+                ["bash", "-c", f"exec {command}"],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
+        self.background.append(proc)
+        return proc
 
     def close(self) -> None:
         """Stop background servers, then the shell."""
