@@ -124,9 +124,11 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
-def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
+def test_when_the_reference_config_example_is_checked_then_it_has_no_problem(
+    tmp_path: Path,
+) -> None:
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (example,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    (example,) = re.findall(r"```toml\n(.*?)```", page, re.S)
     assert check_config_file(_write(tmp_path, example)) == []
