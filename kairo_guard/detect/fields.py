@@ -63,6 +63,11 @@ def _key_segment(key: object) -> str:
     return key if isinstance(key, str) else str(key)
 
 
+def is_plain_key(key: str) -> bool:
+    """Return whether ``key`` is a plain identifier, shown in paths (unless withheld)."""
+    return _PLAIN_KEY.fullmatch(key) is not None
+
+
 def json_path(path: Path, withheld: Collection[str] = ()) -> str:
     """Render ``path`` as a JSON path (``$.items[3].text``).
 
@@ -78,7 +83,7 @@ def json_path(path: Path, withheld: Collection[str] = ()) -> str:
     for segment in path:
         if isinstance(segment, int):
             parts.append(f"[{segment}]")
-        elif _PLAIN_KEY.fullmatch(segment) and segment not in withheld:
+        elif is_plain_key(segment) and segment not in withheld:
             parts.append(f".{segment}")
         else:
             parts.append(f".{WITHHELD_KEY}")
