@@ -9,8 +9,9 @@ position *before* yielding it, so a file changed after opening fails closed: a
 changed, added or moved record is never handed over, and a missing one raises at
 the end. Order is part of the dataset: a reordered file does not verify.
 
-How a dataset meets a sink, and how one is built, pruned and deleted, is
-:class:`~kairo_guard.tenancy.dataset_service.DatasetService`.
+How a dataset meets a sink is
+:class:`~kairo_guard.tenancy.dataset_admission.DatasetAdmission`; how one is built,
+pruned and deleted, :class:`~kairo_guard.tenancy.dataset_service.DatasetService`.
 """
 
 from __future__ import annotations
