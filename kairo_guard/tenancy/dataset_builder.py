@@ -23,7 +23,8 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import SealCodec
 from kairo_guard.core.types import SEAL_FIELD, Outcome, TenantId, validate_tenant
-from kairo_guard.enforce.check import SinkCheck, split_record
+from kairo_guard.enforce.check import SinkCheck
+from kairo_guard.enforce.labels import split_record
 from kairo_guard.tenancy.manifest import DatasetError, Manifest, MerkleRoot
 
 _SPOOL_BYTES = 32 << 20
