@@ -303,8 +303,14 @@ def test_when_a_new_user_opens_the_readme_then_it_is_short_and_starts_with_make(
     assert len(readme) <= 12 * 1024
     assert b"make demo" in readme[:3000]
     assert b"make test" in readme[:3000]
-    for page in re.findall(rb"\]\((docs/[^)#]+)", readme):
-        assert (REPO / page.decode()).is_file(), page
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_when_a_page_links_to_a_file_then_the_file_exists(path: Path) -> None:
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text())
+    assert targets or path.name != "README.md"
+    for target in targets:
+        assert (path.parent / target).exists(), f"{path.name}: {target}"
 
 
 @pytest.mark.parametrize(
