@@ -69,8 +69,9 @@ from opentelemetry.sdk.trace.export import (
 from kairo_guard import Guard, KeyRing, make_sink
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.resolvers import TrustedProxyResolver
+from kairo_guard.otel.headers import strip_kairo_baggage
 from kairo_guard.otel.instrumentation import GuardTelemetry
-from kairo_guard.otel.request_span import RequestTrace, note_request, strip_kairo_baggage
+from kairo_guard.otel.request_span import RequestTrace, note_request
 
 TARGET_US = 30.0
 TARGET_SPANS = 1.0

@@ -23,8 +23,9 @@ from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
 from kairo_guard.core.types import Mode, Outcome, TenantId
-from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # re-exported
-from kairo_guard.detect.fingerprint import FingerprintIndex, fingerprint_check
+from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # and these
+from kairo_guard.detect.fingerprint import FingerprintIndex
+from kairo_guard.detect.fingerprint import fingerprint_check as fingerprint_check
 from kairo_guard.enforce.labels import ERASED_RULE, erased_decision, label_facts, split_record
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
 from kairo_guard.otel.instrumentation import GuardTelemetry

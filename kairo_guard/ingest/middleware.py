@@ -27,7 +27,7 @@ from kairo_guard.core.context import serving_tenant
 from kairo_guard.core.exceptions import AuthenticationError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
-from kairo_guard.enforce.check import audit_sink_name
+from kairo_guard.enforce.ledger import audit_sink_name
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
@@ -40,13 +40,8 @@ from kairo_guard.ingest.resolvers import (
     TenantResolver,
     TrustedProxyResolver,
 )
-from kairo_guard.otel.request_span import (
-    RequestTrace,
-    deny_request,
-    note_request,
-    strip_kairo_baggage,
-    without_kairo_baggage,
-)
+from kairo_guard.otel.headers import strip_kairo_baggage, without_kairo_baggage
+from kairo_guard.otel.request_span import RequestTrace, deny_request, note_request
 from kairo_guard.tenancy.models import ModelRoutes, model_ref
 
 Scope = MutableMapping[str, Any]

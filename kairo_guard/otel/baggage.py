@@ -41,8 +41,8 @@ from kairo_guard.core.context import current_tenant
 from kairo_guard.core.exceptions import TokenRejected as TokenRejected  # re-exported here
 from kairo_guard.core.keys import PURPOSE_BAGGAGE, KeyRing
 from kairo_guard.core.types import TENANT_PATTERN, TenantId
+from kairo_guard.otel.headers import BAGGAGE_KEY, inbound_trace_id, split_baggage
 from kairo_guard.otel.protocols import TokenAuthority
-from kairo_guard.otel.request_span import BAGGAGE_KEY, inbound_trace_id, split_baggage
 
 P = ParamSpec("P")
 R = TypeVar("R")

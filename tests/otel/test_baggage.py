@@ -32,7 +32,7 @@ from kairo_guard.otel.baggage import (
     inject_tenant,
     token_codec,
 )
-from kairo_guard.otel.request_span import BAGGAGE_KEY
+from kairo_guard.otel.headers import BAGGAGE_KEY
 
 TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 OTHER_TRACE = 0x0AF7651916CD43DD8448EB211C80319C

@@ -29,7 +29,7 @@ from starlette.routing import Route
 from kairo_guard import Guard, KeyRing, TenantBaggagePropagator, current_tenant
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.otel.baggage import httpx_event_hook, token_codec
-from kairo_guard.otel.request_span import BAGGAGE_KEY, inbound_trace_id, kairo_tokens
+from kairo_guard.otel.headers import BAGGAGE_KEY, inbound_trace_id, kairo_tokens
 
 TRUSTED = ("127.0.0.1", 40000)
 

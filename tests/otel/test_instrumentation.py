@@ -15,6 +15,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from otel_support import Sdk
 
 from kairo_guard import Guard, IsolationViolation, make_sink
+from kairo_guard.otel.headers import inbound_span_context
 from kairo_guard.otel.instrumentation import (
     ATTR_ABANDONED,
     ATTR_ALLOWED,
@@ -42,7 +43,6 @@ from kairo_guard.otel.instrumentation import (
     METRIC_REQUESTS,
     GuardTelemetry,
 )
-from kairo_guard.otel.request_span import inbound_span_context
 
 SHARED = make_sink("router-train", "shared-training")
 SECRET = "Acme merger plan: buy Globex in March"
