@@ -33,6 +33,16 @@ from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
 from kairo_guard.ingest.body import StreamingIndexer
 from kairo_guard.ingest.provenance import RequestProvenance
+from kairo_guard.ingest.request_state import (
+    BODY_ERRORS,
+    BodyTooLarge,
+    Message,
+    Receive,
+    RequestState,
+    Send,
+    content_length,
+)
+from kairo_guard.ingest.request_state import PROVENANCE_HEADER as PROVENANCE_HEADER  # re-exported
 from kairo_guard.ingest.resolvers import (
     ApiKeyResolver,
     CompositeResolver,
@@ -45,19 +55,11 @@ from kairo_guard.otel.request_span import RequestTrace, deny_request, note_reque
 from kairo_guard.tenancy.models import ModelRoutes, model_ref
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SCOPE_KEY = "kairo_guard"
 """The scope key holding the request's :class:`RequestProvenance`."""
-PROVENANCE_HEADER = b"kairo-provenance"
 logger = logging.getLogger("kairo_guard.ingest.middleware")
-
-
-class _BodyTooLarge(Exception):
-    """Raised inside the app's ``receive`` when the body passes the cap."""
 
 
 class GuardMiddleware:
@@ -207,17 +209,22 @@ class GuardMiddleware:
         return self.guard.agreement_active(tenant)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
-        declared = _content_length(scope.get("headers", ()))
+        declared = content_length(scope.get("headers", ()))
         if declared is not None and (declared < 0 or declared > self.max_body_bytes):
             status = 400 if declared < 0 else 413
             self._audit(tenant, scope, status=status)
-            await self._deny(scope, receive, send, status, _BODY_ERRORS[status])
+            await self._deny(scope, receive, send, status, BODY_ERRORS[status])
             return
-        state = _RequestState(self, tenant, send)
+        state = RequestState(
+            RequestProvenance(self.guard, tenant, self.source),
+            StreamingIndexer(self.guard.fingerprints, tenant),
+            self.max_body_bytes,
+            send,
+        )
         scope[SCOPE_KEY] = state.provenance
         try:
             await self.app(scope, state.wrap_receive(receive), state.guarded_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             pass  # the 413 went out when the cap was passed; the app saw the error
         finally:
             state.provenance.indexed = state.indexed
@@ -280,81 +287,6 @@ _STATUS_WORDS = {
     413: "too_large",
     503: "unavailable",
 }
-_BODY_ERRORS = {400: "invalid Content-Length", 413: "request body is over the size limit"}
-
-
-class _RequestState:
-    """Per-request bookkeeping: body size and digest, response status."""
-
-    __slots__ = ("_cap", "_hash", "_indexer", "_mw", "_rejected", "_send", "provenance", "status")
-
-    def __init__(self, mw: GuardMiddleware, tenant: TenantId, send: Send) -> None:
-        self._mw = mw
-        self._send = send
-        self._cap = mw.max_body_bytes
-        self._hash = hashlib.sha256()
-        self._rejected = False
-        self._indexer = StreamingIndexer(mw.guard.fingerprints, tenant)
-        self.provenance = RequestProvenance(mw.guard, tenant, mw.source)
-        self.status: int | None = None
-
-    def wrap_receive(self, receive: Receive) -> Receive:
-        async def guarded_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request" and not self.provenance.complete:
-                body = message.get("body", b"")
-                size = self.provenance.size + len(body)
-                if size > self._cap:
-                    await self._reject()
-                    raise _BodyTooLarge
-                self.provenance.size = size
-                self._hash.update(body)
-                # The content is indexed before the app sees its end: a body that
-                # cannot be fingerprinted is not accepted (the error reaches the app).
-                await self._indexer.feed(body)
-                if not message.get("more_body", False):
-                    await self._indexer.finish()
-                    self.provenance.finish(self._hash.hexdigest())
-            return message
-
-        return guarded_receive
-
-    @property
-    def indexed(self) -> int:
-        """Fingerprints indexed from this request's body."""
-        return self._indexer.indexed
-
-    async def _reject(self) -> None:
-        # Answer 413 now, before the app's error handling can answer 500, and drop
-        # whatever the app sends after it.
-        self._rejected = True
-        if self.status is None:
-            self.status = 413
-            body = orjson.dumps({"error": "too_large", "detail": _BODY_ERRORS[413]})
-            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-            await self._send({"type": "http.response.start", "status": 413, "headers": headers})
-            await self._send({"type": "http.response.body", "body": body})
-
-    async def guarded_send(self, message: Message) -> None:
-        if self._rejected:
-            return
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            seal = self.provenance.seal
-            if seal is not None:
-                headers = list(message.get("headers", ()))
-                headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
-                message = {**message, "headers": headers}
-        await self._send(message)
-
-
-def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    values = [v for k, v in headers if k == b"content-length"]
-    if not values:
-        return None
-    if len(set(values)) != 1 or not values[0].strip().isdigit():
-        return -1
-    return int(values[0])
 
 
 def _default_resolver(guard: Guard) -> TenantResolver:
