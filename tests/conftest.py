@@ -14,6 +14,8 @@ from otel_support import Sdk
 from kairo_guard import Guard, KeyRing
 from kairo_guard.cli.main import main
 
+pytest_plugins = ["cli_fixtures"]  # tests/support/cli_fixtures.py: the CLI tests' fixtures
+
 # Subprocesses started by tests (examples, CLI runs) import the test helpers too.
 _HERE = Path(__file__).parent
 _PATHS = (str(_HERE / "support"), str(_HERE.parent / "examples"), os.environ.get("PYTHONPATH", ""))

@@ -1,4 +1,8 @@
-"""Fixtures of the CLI tests: acme's documents labelled by the CLI; a minter of bad lines."""
+"""Fixtures of the CLI tests (a pytest plugin, loaded by ``tests/conftest.py``).
+
+A plugin rather than ``tests/cli/conftest.py``: mypy checks ``tests/`` as flat modules,
+and two modules named ``conftest`` would collide.
+"""
 
 from __future__ import annotations
 
