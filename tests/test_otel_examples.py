@@ -10,7 +10,7 @@ import orjson
 from otel_support import attributes, otlp_receiver
 
 from kairo_guard import KeyRing
-from kairo_guard.otel.instrumentation import (
+from kairo_guard.otel.names import (
     ATTR_DECISION,
     ATTR_SINK_KIND,
     ATTR_TENANT,

@@ -20,12 +20,8 @@ from kairo_guard.core.types import TenantId
 from kairo_guard.ingest.resolvers import RequestInfo, TrustedProxyResolver
 from kairo_guard.otel.baggage import TenantTokenCodec, token_codec
 from kairo_guard.otel.headers import inbound_trace_id, kairo_tokens
-from kairo_guard.otel.instrumentation import (
-    ATTR_BAGGAGE,
-    ATTR_REASON,
-    METRIC_BAGGAGE,
-    GuardTelemetry,
-)
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.names import ATTR_BAGGAGE, ATTR_REASON, METRIC_BAGGAGE
 
 if TYPE_CHECKING:
     from kairo_guard.guard import Guard

@@ -24,71 +24,31 @@ from opentelemetry import metrics, trace
 
 from kairo_guard.core.report import CheckReport, Violation
 from kairo_guard.core.types import Mode
+from kairo_guard.otel import names
 
-INSTRUMENTATION_NAME = "kairo_guard"
-CHECK_SPAN = "kairo_guard.check"
-"""Name of the span of one check."""
-REQUEST_SPAN = "kairo_guard.request"
-"""Name of the middleware's own span, made only when no server span is recording."""
-BLOCKED_EVENT = "kairo_guard.blocked"
-"""Span event per refused record (up to :data:`MAX_BLOCKED_EVENTS`)."""
-BLOCKED_MORE_EVENT = "kairo_guard.blocked.more"
-"""One span event counting the refused records past the cap."""
 MAX_BLOCKED_EVENTS = 32
-
-ATTR_CHECK_ID = "kairo_guard.check.id"
-ATTR_SINK = "kairo_guard.sink.name"
-ATTR_SINK_KIND = "kairo_guard.sink.kind"
-ATTR_SINK_TENANT = "kairo_guard.sink.tenant"
-ATTR_MODE = "kairo_guard.mode"
-ATTR_DECISION = "kairo_guard.decision"
-ATTR_RULE = "kairo_guard.rule"
-ATTR_RULES = "kairo_guard.rules"
-ATTR_TOTAL = "kairo_guard.records.total"
-ATTR_ALLOWED = "kairo_guard.records.allowed"
-ATTR_BLOCKED = "kairo_guard.records.blocked"
-ATTR_TENANT = "kairo_guard.tenant"
-"""Pseudonym (``tp_...``) of the tenant served; never the raw id."""
-ATTR_ABANDONED = "kairo_guard.check.abandoned"
-ATTR_INDEX = "kairo_guard.record.index"
-ATTR_DIGEST = "kairo_guard.record.digest_prefix"
-ATTR_COUNT = "kairo_guard.count"
-ATTR_STATUS = "kairo_guard.request.status"
-ATTR_REASON = "kairo_guard.reason"
-ATTR_BYTES = "kairo_guard.request.bytes"
-ATTR_BAGGAGE = "kairo_guard.otel.baggage"
-"""Outcome of inbound kairo baggage: ``accepted`` or why it was ignored."""
-
-METRIC_DECISIONS = "kairo_guard.decisions"
-METRIC_DURATION = "kairo_guard.check.duration"
-METRIC_RECORDS = "kairo_guard.records.scanned"
-METRIC_BYTES = "kairo_guard.bytes.scanned"
-METRIC_REQUESTS = "kairo_guard.requests"
-METRIC_BAGGAGE = "kairo_guard.otel.baggage.rejected"
-METRIC_SCRUBBED = "kairo_guard.scrubbed"
 DIGEST_PREFIX = 16
 _COUNTERS = {
-    METRIC_DECISIONS: ("{record}", "Records decided, by sink, decision and rule"),
-    METRIC_RECORDS: ("{record}", "Records scanned by guard checks"),
-    METRIC_BYTES: ("By", "Bytes of content scanned (request bodies, raw input)"),
-    METRIC_REQUESTS: ("{request}", "Requests decided by the middleware"),
-    METRIC_BAGGAGE: ("{token}", "Inbound kairo baggage ignored, by reason"),
-    METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
+    names.METRIC_DECISIONS: ("{record}", "Records decided, by sink, decision and rule"),
+    names.METRIC_RECORDS: ("{record}", "Records scanned by guard checks"),
+    names.METRIC_BYTES: ("By", "Bytes of content scanned (request bodies, raw input)"),
+    names.METRIC_REQUESTS: ("{request}", "Requests decided by the middleware"),
+    names.METRIC_BAGGAGE: ("{token}", "Inbound kairo baggage ignored, by reason"),
+    names.METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
 }
 
-ATTR_SOURCE = "kairo_guard.source"
 _MISSING = object()
-_REQUEST_BYTES_KEY = ((ATTR_SOURCE, "request"),)
+_REQUEST_BYTES_KEY = ((names.ATTR_SOURCE, "request"),)
 _FOLD_AT = 1024
 """Requests queued for counting before they are folded into the tallies."""
 
 ALLOW, BLOCK = "allow", "block"
 _HEADER_ATTRIBUTES = (
-    ("check", ATTR_CHECK_ID),
-    ("sink", ATTR_SINK),
-    ("kind", ATTR_SINK_KIND),
-    ("sink_tenant", ATTR_SINK_TENANT),
-    ("mode", ATTR_MODE),
+    ("check", names.ATTR_CHECK_ID),
+    ("sink", names.ATTR_SINK),
+    ("kind", names.ATTR_SINK_KIND),
+    ("sink_tenant", names.ATTR_SINK_TENANT),
+    ("mode", names.ATTR_MODE),
 )
 
 
@@ -128,7 +88,7 @@ class GuardTelemetry:
         """The ``kairo_guard`` tracer (a proxy until a global SDK is set)."""
         if self._tracer is None:
             self._tracer = trace.get_tracer(
-                INSTRUMENTATION_NAME, _version(), tracer_provider=self._tracer_provider
+                names.INSTRUMENTATION_NAME, _version(), tracer_provider=self._tracer_provider
             )
         return self._tracer
 
@@ -149,7 +109,7 @@ class GuardTelemetry:
             provider = self._global_tracer_provider()
             if provider is None:
                 return None
-        tracer = provider.get_tracer(INSTRUMENTATION_NAME, _version())
+        tracer = provider.get_tracer(names.INSTRUMENTATION_NAME, _version())
         self._active = None if isinstance(tracer, trace.NoOpTracer) else tracer
         self._settled = True
         return self._active
@@ -172,21 +132,21 @@ class GuardTelemetry:
     def _ensure_instruments(self) -> dict[str, Any]:
         if self._instruments is None:
             meter = metrics.get_meter(
-                INSTRUMENTATION_NAME, _version(), meter_provider=self._meter_provider
+                names.INSTRUMENTATION_NAME, _version(), meter_provider=self._meter_provider
             )
             for name, (unit, description) in _COUNTERS.items():
                 meter.create_observable_counter(
                     name, [functools.partial(self._observe, name)], unit, description
                 )
             self._instruments = {
-                METRIC_DURATION: meter.create_histogram(
-                    METRIC_DURATION, "s", "Duration of one guard check"
+                names.METRIC_DURATION: meter.create_histogram(
+                    names.METRIC_DURATION, "s", "Duration of one guard check"
                 )
             }
         return self._instruments
 
     def _observe(self, name: str, options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        if name in (METRIC_REQUESTS, METRIC_BYTES):
+        if name in (names.METRIC_REQUESTS, names.METRIC_BYTES):
             self._fold_requests()
         with self._lock:
             items = list(self._tallies[name].items())
@@ -201,7 +161,7 @@ class GuardTelemetry:
         """
         try:
             instruments = self._instruments or self._ensure_instruments()
-            if name == METRIC_DURATION:
+            if name == names.METRIC_DURATION:
                 instruments[name].record(amount, attributes)
                 return
             key = tuple(attributes.items())
@@ -225,13 +185,13 @@ class GuardTelemetry:
             pass
 
     def _fold_requests(self) -> None:
-        requests = self._tallies[METRIC_REQUESTS]
-        scanned = self._tallies[METRIC_BYTES]
+        requests = self._tallies[names.METRIC_REQUESTS]
+        scanned = self._tallies[names.METRIC_BYTES]
         pop = self._requests.popleft
         with self._lock:
             while self._requests:
                 decision, status, size = pop()
-                key = ((ATTR_DECISION, decision), (ATTR_STATUS, status))
+                key = ((names.ATTR_DECISION, decision), (names.ATTR_STATUS, status))
                 requests[key] = requests.get(key, 0) + 1
                 if size:
                     scanned[_REQUEST_BYTES_KEY] = scanned.get(_REQUEST_BYTES_KEY, 0) + size
@@ -254,8 +214,8 @@ class GuardTelemetry:
                 return trace.INVALID_SPAN, None
             attributes = {attr: header[key] for key, attr in _HEADER_ATTRIBUTES if header.get(key)}
             if tenant:
-                attributes[ATTR_TENANT] = tenant
-            span = tracer.start_span(CHECK_SPAN, attributes=attributes)
+                attributes[names.ATTR_TENANT] = tenant
+            span = tracer.start_span(names.CHECK_SPAN, attributes=attributes)
         except Exception:  # noqa: BLE001 - telemetry never breaks the host
             return trace.INVALID_SPAN, None
         if not span.is_recording():
@@ -296,25 +256,29 @@ class GuardTelemetry:
         if span.is_recording():
             span.set_attributes(
                 {
-                    ATTR_DECISION: decision,
-                    ATTR_RULES: sorted(report.by_rule),
-                    ATTR_TOTAL: report.total,
-                    ATTR_ALLOWED: report.allowed,
-                    ATTR_BLOCKED: report.blocked,
+                    names.ATTR_DECISION: decision,
+                    names.ATTR_RULES: sorted(report.by_rule),
+                    names.ATTR_TOTAL: report.total,
+                    names.ATTR_ALLOWED: report.allowed,
+                    names.ATTR_BLOCKED: report.blocked,
                 }
             )
             _blocked_events(span, report.violations, report.blocked)
             if report.blocked and report.mode is Mode.ENFORCE:
                 span.set_status(trace.StatusCode.ERROR, "IsolationViolation")
             span.end()
-        base = {ATTR_SINK: sink, ATTR_SINK_KIND: report.kind.split(":", 1)[0]}
+        base = {names.ATTR_SINK: sink, names.ATTR_SINK_KIND: report.kind.split(":", 1)[0]}
         for rule, count in report.by_rule.items():
             outcome = ALLOW if rule in allow_rules else BLOCK
-            self.add(METRIC_DECISIONS, count, {**base, ATTR_DECISION: outcome, ATTR_RULE: rule})
-        self.add(METRIC_DURATION, report.duration_s, {**base, ATTR_DECISION: decision})
-        self.add(METRIC_RECORDS, report.total, base)
+            self.add(
+                names.METRIC_DECISIONS,
+                count,
+                {**base, names.ATTR_DECISION: outcome, names.ATTR_RULE: rule},
+            )
+        self.add(names.METRIC_DURATION, report.duration_s, {**base, names.ATTR_DECISION: decision})
+        self.add(names.METRIC_RECORDS, report.total, base)
         if bytes_scanned:
-            self.add(METRIC_BYTES, bytes_scanned, base)
+            self.add(names.METRIC_BYTES, bytes_scanned, base)
 
 
 def _blocked_events(span: trace.Span, violations: Iterable[Violation], blocked: int) -> None:
@@ -322,18 +286,21 @@ def _blocked_events(span: trace.Span, violations: Iterable[Violation], blocked: 
     for violation in violations:
         if shown == MAX_BLOCKED_EVENTS:
             break
-        attributes: dict[str, Any] = {ATTR_INDEX: violation.index, ATTR_RULE: violation.rule}
+        attributes: dict[str, Any] = {
+            names.ATTR_INDEX: violation.index,
+            names.ATTR_RULE: violation.rule,
+        }
         if violation.digest:
-            attributes[ATTR_DIGEST] = violation.digest[:DIGEST_PREFIX]
-        span.add_event(BLOCKED_EVENT, attributes)
+            attributes[names.ATTR_DIGEST] = violation.digest[:DIGEST_PREFIX]
+        span.add_event(names.BLOCKED_EVENT, attributes)
         shown += 1
     if blocked > shown:
-        span.add_event(BLOCKED_MORE_EVENT, {ATTR_COUNT: blocked - shown})
+        span.add_event(names.BLOCKED_MORE_EVENT, {names.ATTR_COUNT: blocked - shown})
 
 
 def _abandon(span: trace.Span) -> None:
     try:
-        span.set_attribute(ATTR_ABANDONED, True)
+        span.set_attribute(names.ATTR_ABANDONED, True)
         span.end()
     except Exception:  # noqa: BLE001, S110 - runs from the garbage collector
         pass

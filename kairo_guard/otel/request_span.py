@@ -25,7 +25,8 @@ from typing import Any
 from opentelemetry import baggage, context, trace
 
 from kairo_guard.otel.headers import BAGGAGE_KEY, inbound_span_context
-from kairo_guard.otel.instrumentation import (
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.names import (
     ATTR_BYTES,
     ATTR_DECISION,
     ATTR_REASON,
@@ -33,7 +34,6 @@ from kairo_guard.otel.instrumentation import (
     ATTR_STATUS,
     ATTR_TENANT,
     REQUEST_SPAN,
-    GuardTelemetry,
 )
 
 SCOPE_TRACE_KEY = "kairo_guard.trace"

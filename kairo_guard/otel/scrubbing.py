@@ -23,7 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kairo_guard.otel.instrumentation import ATTR_REASON, METRIC_SCRUBBED, GuardTelemetry
+from kairo_guard.otel.instrumentation import GuardTelemetry
+from kairo_guard.otel.names import ATTR_REASON, METRIC_SCRUBBED
 from kairo_guard.otel.protocols import ContentJudges
 
 CONTENT_KEYS = (

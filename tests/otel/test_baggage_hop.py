@@ -30,7 +30,7 @@ from kairo_guard import Guard, KeyRing, current_tenant
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.otel.baggage import async_httpx_event_hook
-from kairo_guard.otel.instrumentation import ATTR_BAGGAGE, ATTR_TENANT, REQUEST_SPAN
+from kairo_guard.otel.names import ATTR_BAGGAGE, ATTR_TENANT, REQUEST_SPAN
 
 A_ADDRESS = "127.0.0.2"
 

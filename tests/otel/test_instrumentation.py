@@ -16,7 +16,8 @@ from otel_support import Sdk
 
 from kairo_guard import Guard, IsolationViolation, make_sink
 from kairo_guard.otel.headers import inbound_span_context
-from kairo_guard.otel.instrumentation import (
+from kairo_guard.otel.instrumentation import MAX_BLOCKED_EVENTS, GuardTelemetry
+from kairo_guard.otel.names import (
     ATTR_ABANDONED,
     ATTR_ALLOWED,
     ATTR_BLOCKED,
@@ -35,13 +36,11 @@ from kairo_guard.otel.instrumentation import (
     BLOCKED_EVENT,
     BLOCKED_MORE_EVENT,
     CHECK_SPAN,
-    MAX_BLOCKED_EVENTS,
     METRIC_BYTES,
     METRIC_DECISIONS,
     METRIC_DURATION,
     METRIC_RECORDS,
     METRIC_REQUESTS,
-    GuardTelemetry,
 )
 
 SHARED = make_sink("router-train", "shared-training")

@@ -29,7 +29,7 @@ from kairo_guard import Guard, KeyRing, make_sink
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.otel.export import CLEAN_VERDICT_SECONDS, ScrubbingSpanExporter
-from kairo_guard.otel.instrumentation import (
+from kairo_guard.otel.names import (
     ATTR_BLOCKED,
     ATTR_DECISION,
     ATTR_REASON,

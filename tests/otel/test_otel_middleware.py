@@ -19,7 +19,7 @@ from starlette.routing import Route
 from kairo_guard import Guard, KeyRing, make_sink
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
-from kairo_guard.otel.instrumentation import (
+from kairo_guard.otel.names import (
     ATTR_DECISION,
     ATTR_STATUS,
     ATTR_TENANT,
