@@ -5,7 +5,7 @@ them content), then, in one run and alternating which side goes first, measures:
 
 * baseline: read the file line by line and ``json.loads`` (stdlib) every line
   (``orjson.loads`` is timed too, for information only);
-* ours: the scan exactly as ``kairo-guard scan`` runs it: ``guard.start_check(sink)`` and
+* ours: the scan exactly as ``kairo-guard scan`` runs it: ``guard.checks.start(sink)`` and
   :func:`kairo_guard.cli.records.scan_stream` (which ends with ``run.finish()``), the
   passing lines written to ``/dev/null`` through a 1 MiB buffer as the CLI's ``--out``
   does, the production audit log on (default batch size and flush interval, background
@@ -223,7 +223,7 @@ def time_ours(home: Path, ring: KeyRing, path: Path, sc: Scenario) -> None:
         gc.collect()
         c0 = time.process_time()
         t0 = time.perf_counter()
-        run = guard.start_check(sink)
+        run = guard.checks.start(sink)
         with path.open("rb") as stream:
             report = scan_stream(run, stream, out, max_bytes)
         t1 = time.perf_counter()
@@ -398,19 +398,19 @@ def breakdown(
             [mac.tag(m) for m in signed]
 
         def account(_: object) -> None:
-            run = guard.start_check(sink)
+            run = guard.checks.start(sink)
             acc = run._account
             for i, (d, dg, lb) in enumerate(zip(decisions, digests, labels, strict=True)):
                 acc(i, d, dg, run._pseudonym(lb.tenant))
 
         def decide_parts(_: object) -> None:
-            dp = guard.start_check(sink).decide_parts
+            dp = guard.checks.start(sink).decide_parts
             for v, s, d in zip(values, seals, digests, strict=True):
                 dp(v, s, d)
 
         def whole(_: object) -> None:
             with path.open("rb") as stream:
-                scan_stream(guard.start_check(sink), stream, None, max_bytes)
+                scan_stream(guard.checks.start(sink), stream, None, max_bytes)
 
         add("read", f"read + split lines ({split_lines.__name__})", read_split)
         add("loads", "orjson.loads(line)", lambda _: [loads(r) for r in lines])
@@ -448,7 +448,7 @@ def breakdown(
                 lambda _: [inexact(r, v) for r, v in zip(lines, values, strict=True)],
             )
         decisions = [
-            guard.start_check(sink).decide_parts(v, s, d)
+            guard.checks.start(sink).decide_parts(v, s, d)
             for v, s, d in zip(values, seals, digests, strict=True)
         ]
         add("dp", "SinkCheck.decide_parts(content, seal, digest)", decide_parts)
@@ -491,7 +491,7 @@ def profile(
     profiler = Profiler(interval=0.001)
     with open(os.devnull, "wb", buffering=1 << 20) as out:
         profiler.start()
-        run = guard.start_check(sink)
+        run = guard.checks.start(sink)
         with path.open("rb") as stream:
             scan_stream(run, stream, out, max_bytes)
         guard.close()

@@ -1,12 +1,15 @@
-"""Building the guard's parts from settings: key ring, store, audit log, index, PII gate.
+"""Building the guard's parts from settings, once: what the Guard facade delegates to.
 
-The :class:`~kairo_guard.guard.Guard` calls these once, at construction; each returns a
-ready collaborator or raises the error that names what to fix.
+:func:`build` wires every layer in order (keys, store, audit log, fingerprint index,
+PII gate, sealing, vetting, sink checks, tenancy services) and returns them as
+:class:`Parts`; the helpers it uses each return a ready collaborator or raise the error
+that names what to fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,121 @@ from kairo_guard.audit.log import AuditLog
 from kairo_guard.config import Settings
 from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
+from kairo_guard.core.policy import Policy
+from kairo_guard.core.seal import SealCodec
 from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
+from kairo_guard.detect.net import FingerprintNet
 from kairo_guard.detect.pii.check import LazyPiiCheck
+from kairo_guard.enforce.check import CheckContext, fingerprint_check
+from kairo_guard.enforce.sealing import Sealer
+from kairo_guard.enforce.service import SinkChecks
+from kairo_guard.enforce.vetting import OperatorVetting
+from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
+from kairo_guard.tenancy.agreements import Agreements
+from kairo_guard.tenancy.datasets import VerifiedDataset
+from kairo_guard.tenancy.retention import RetentionPolicy
+from kairo_guard.tenancy.services import TenantServices, tenant_services
 
 AUDIT_DIR_NAME = "audit"
 """The audit log's folder inside the state directory."""
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The guard's collaborators, wired; the Guard exposes each as an attribute."""
+
+    keys: KeyRing
+    codec: SealCodec
+    policy: Policy
+    store: Store
+    audit: AuditLog
+    fingerprints: FingerprintIndex
+    pii: LazyPiiCheck | None
+    net: FingerprintNet
+    retention: RetentionPolicy
+    sealer: Sealer
+    vetting: OperatorVetting
+    checks: SinkChecks
+    tenancy: TenantServices
+
+
+def build(
+    settings: Settings,
+    key: KeyRing | str | None,
+    env: Mapping[str, str] | None,
+    store: Store | None,
+    clock: Callable[[], float],
+    pii_gate: bool | None,
+    telemetry: GuardTelemetry,
+) -> Parts:
+    """Wire every part of a guard from ``settings`` (see the Guard's arguments).
+
+    Raises:
+        ConfigError, KeyringError, StoreError, AuditError: what cannot be built. A
+            store opened here is closed again when the audit log cannot be opened.
+    """
+    keys = key_ring(key, settings.home, env)
+    owned = store is None
+    store = open_store(settings) if store is None else store
+    try:
+        audit = open_audit(settings, keys)
+    except BaseException:
+        if owned:
+            store.close()  # ours to close: no audit log, no guard
+        raise
+    return _wire(settings, keys, store, audit, clock, pii_check(settings, pii_gate), telemetry)
+
+
+def _wire(
+    settings: Settings,
+    keys: KeyRing,
+    store: Store,
+    audit: AuditLog,
+    clock: Callable[[], float],
+    pii: LazyPiiCheck | None,
+    telemetry: GuardTelemetry,
+) -> Parts:
+    codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
+    fingerprints = fingerprint_index(settings, store, keys)
+    periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)
+    sealer = Sealer(codec, pseudonym=pseudonym, audit=audit, clock=clock, retention=periods.seconds)
+    agreements = Agreements(store, audit, pseudonym, clock)
+    ctx = CheckContext(
+        codec=codec,
+        policy=policy,
+        audit=audit,
+        pseudonym=pseudonym,
+        agreement_active=agreements.active,
+        clock=clock,
+        max_violations=settings.limits.max_violations,
+        fingerprints=fingerprints,
+        content_checks=(fingerprint_check(fingerprints), *([pii] if pii else [])),
+        telemetry=telemetry,
+        erased=store.erased_tenants,
+    )
+    checks = SinkChecks(ctx, configured=settings.sinks, default_mode=settings.default_mode)
+    tenancy = tenant_services(
+        agreements=agreements,
+        store=store,
+        keys=keys,
+        audit=audit,
+        codec=codec,
+        policy=policy,
+        checks=checks,
+        retention=periods,
+        clock=clock,
+        home=settings.home,
+        max_record_bytes=settings.limits.max_record_bytes,
+    )
+    checks.register(VerifiedDataset, tenancy.admission)
+    vetting = OperatorVetting(sealer, fingerprints, pii, audit=audit, pseudonym=pseudonym)
+    net = FingerprintNet(fingerprints, store, keys, audit, clock)
+    return Parts(
+        keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, vetting,
+        checks, tenancy,
+    )  # fmt: skip
 
 
 def key_ring(key: KeyRing | str | None, home: Path, env: Mapping[str, str] | None) -> KeyRing:

@@ -335,10 +335,10 @@ def test_only_verified_permitting_records_reach_shared_sinks(
     make = seals[seal_kind]
     seal = make() if callable(make) else make
     record = content if seal is None else {**content, "_kairo": seal}
-    run = guard.start_check(guard.resolve_sink("s", kind=sink))
+    run = guard.checks.start(guard.resolve_sink("s", kind=sink))
     if context:
         with guard.tenant_context(context):
-            run = guard.start_check(guard.resolve_sink("s", kind=sink))
+            run = guard.checks.start(guard.resolve_sink("s", kind=sink))
     decision = run.decide(record)
     run.finish()
     verified_permitting = seal_kind in {"anon", "operator"} or (

@@ -178,7 +178,7 @@ def _tenant_model(guard: Guard, home: Path, records: list[dict[str, object]]) ->
     _say(f"    manifest: {manifest.record_count} records, Merkle root {root}...")
     dataset = guard.open_dataset(home / "datasets" / "acme-1")
     sink = guard.resolve_sink("acme-fine-tune", kind="tenant-fine-tune", tenant="acme")
-    report = guard.check_dataset(dataset, sink=sink)
+    report = guard.check(dataset, sink=sink)
     _say(f"    the fine-tune sink verified the dataset: {report.allowed} records admitted")
     guard.register_model("acme-router-ft-1", dataset=dataset, owner="acme")
     served = (

@@ -83,7 +83,7 @@ def scan(
 ) -> None:
     """Check every JSONL record of IN against a sink; exit 1 if any is refused."""
     guard = open_guard(ctx)
-    run = guard.start_check(resolve_scan_sink(guard, sink_name, kind, tenant), mode=mode)
+    run = guard.checks.start(resolve_scan_sink(guard, sink_name, kind, tenant), mode=mode)
     with (
         open_input(input_path) as stream,
         atomic_output(out) as (fh, commit),

@@ -21,7 +21,7 @@ from kairo_guard.core.report import CheckReport
 from kairo_guard.core.sinks import Sink, make_sink, parse_kind
 from kairo_guard.core.types import Mode, SinkKind, TenantId
 from kairo_guard.enforce.check import CheckContext, SinkCheck
-from kairo_guard.enforce.shapes import records_of
+from kairo_guard.enforce.shapes import Indexed, records_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -133,7 +133,7 @@ class SinkChecks:
 
     def checked(
         self,
-        records: Iterable[T],
+        records: Iterable[T] | Indexed[T],
         *,
         sink: Sink | str,
         kind: SinkKind | str | None = None,
@@ -162,6 +162,10 @@ class SinkChecks:
         """Async variant of :meth:`checked` for async iterables."""
         run = self.start(sink, kind=kind, tenant=tenant, mode=mode)
         return _achecked_iter(run, records, on_report)
+
+    def register(self, kind: type, admission: BatchAdmission) -> None:
+        """Decide every ``kind`` value whole through ``admission`` from now on."""
+        self._batches[kind] = admission
 
     def batch_admission(self, value: object) -> BatchAdmission | None:
         """Return the admission of a container decided whole, or None."""

@@ -12,9 +12,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from enum import Enum
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from kairo_guard.core.types import Sealed
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Indexed(Protocol[T_co]):
+    """A map-style dataset: ``len(d)`` records at ``d[0]`` ... ``d[len(d) - 1]``."""
+
+    def __len__(self) -> int:
+        """How many records."""
+        ...
+
+    def __getitem__(self, index: int, /) -> T_co:
+        """The record at ``index``."""
+        ...
+
 
 _SINGLE = (str, bytes, bytearray, memoryview, Mapping, Sealed)
 _HELD = (list, tuple, set, frozenset)

@@ -206,7 +206,7 @@ class GuardMiddleware:
     def _may_feed(self, tenant: TenantId, sink: Sink) -> bool:
         if sink.kind.shared or sink.tenant != tenant:
             return False
-        return self.guard.agreement_active(tenant)
+        return self.guard.tenancy.agreements.active(tenant)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
         declared = content_length(scope.get("headers", ()))

@@ -38,23 +38,23 @@ class RequestProvenance:
         self.complete = True
         self.digest = digest
         if self.size:
-            seal = self._guard.seal_digest(
+            seal = self._guard.sealer.seal_digest(
                 digest,
                 tenant=self.tenant,
                 source=self._source,
                 audit={"bytes": self.size},
             )
-            self._guard.record_provenance(seal)
+            self._guard.tenancy.retention.record_provenance(seal)
             self.seal = seal
 
     def seal_content(self, content: Any, *, source: str | None = None) -> str:
         """Seal content derived from this request (a parsed document, an agent's output)
         as the tenant's customer content (recorded as a provenance row)."""
-        seal = self._guard.seal_digest(
+        seal = self._guard.sealer.seal_digest(
             content_digest(content),
             tenant=self.tenant,
             data_class=DataClass.CUSTOMER_CONTENT,
             source=source or self._source,
         )
-        self._guard.record_provenance(seal)
+        self._guard.tenancy.retention.record_provenance(seal)
         return seal

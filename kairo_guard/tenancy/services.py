@@ -42,6 +42,7 @@ class TenantServices:
 
 def tenant_services(
     *,
+    agreements: Agreements,
     store: Store,
     keys: KeyRing,
     audit: AuditLog,
@@ -56,11 +57,11 @@ def tenant_services(
     """Return the tenancy services over the guard's collaborators.
 
     Args:
+        agreements: the tenants' agreements (the sink checks consult them too).
         home: the state directory (erasure receipts go under ``erasures/``).
         max_record_bytes: the longest dataset record line read.
     """
     pseudonym = keys.pseudonym
-    agreements = Agreements(store, audit, pseudonym, clock)
     signer = ManifestSigner(keys, policy, clock)
     datasets = DatasetService(
         store=store,

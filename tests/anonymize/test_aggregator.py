@@ -185,7 +185,7 @@ def test_cli_aggregates_and_its_output_scans_clean(cli_env: dict[str, str], tmp_
 def test_decisions_inside_a_tenant_context_still_pass_verified_telemetry(guard: Guard) -> None:
     out = aggregator(guard, k=2).aggregate([event(t) for t in tenants(2)])
     with guard.tenant_context("t00"):
-        run = guard.start_check(shared(guard))
+        run = guard.checks.start(shared(guard))
         assert run.decide(out[0]).outcome is Outcome.ALLOW
         run.finish()
 

@@ -68,7 +68,7 @@ def test_retention_sweep_dry_run_then_for_real_with_a_json_report(
     with _open(home, ring) as guard:
         for source in ("agent-run:chat", "agent-run:chat", "upload"):
             seal = guard.seal({"s": source}, tenant="acme", source=source, created_at=old)
-            guard.record_provenance(seal)
+            guard.tenancy.retention.record_provenance(seal)
     report_path = tmp_path / "sweep.json"
     dry = kg("retention", "sweep", "--dry-run", "--report", report_path)
     assert dry.code == 0

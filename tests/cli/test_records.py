@@ -34,6 +34,6 @@ def test_when_a_duplicate_key_hides_a_secret_then_a_shared_sink_does_not_receive
     line = b'{"text":' + orjson.dumps(SECRET) + b',"text":"' + public["text"].encode()
     line += b'","_kairo":"' + seal.encode() + b'"}'
     out = io.BytesIO()
-    run = net.start_check(net.resolve_sink("s", kind="shared-training"), mode="filter")
+    run = net.checks.start(net.resolve_sink("s", kind="shared-training"), mode="filter")
     scan_stream(run, io.BytesIO(line + b"\n"), out, 1 << 20)
     assert b"Lisbon" not in out.getvalue()

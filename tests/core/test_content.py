@@ -17,7 +17,7 @@ RECORD = {"text": "public domain text", "n": 3, "nested": {"b": [1, 2], "a": "é
 
 
 def _scan(guard: Guard, lines: list[bytes], kind: str = "shared-training") -> list[str]:
-    run = guard.start_check(guard.resolve_sink("s", kind=kind))
+    run = guard.checks.start(guard.resolve_sink("s", kind=kind))
     report = scan_stream(run, io.BytesIO(b"\n".join(lines) + b"\n"), None, 1 << 20)
     return [v.rule for v in report.violations] if report.blocked else ["ok"] * report.total
 

@@ -21,7 +21,7 @@ DOC = {"text": "Quarterly numbers for the Lisbon plant", "n": 7}
 
 def _decide(guard: Guard, record: object, sink_kind: str) -> tuple[Outcome, str]:
     sink = guard.resolve_sink("s", kind=sink_kind)
-    run = guard.start_check(sink)
+    run = guard.checks.start(sink)
     decision = run.decide(record)
     run.finish()
     return decision.outcome, decision.rule

@@ -31,7 +31,7 @@ def test_when_a_sink_is_a_kind_or_has_kind_then_every_entry_point_resolves_it(
     resolved = guard.resolve_sink(sink, kind=kind)
     assert (resolved.name, resolved.label) == (expected_name, expected_label)
     assert guard.check([TENANT_RECORD], sink=sink, kind=kind).sink == expected_name
-    assert guard.start_check(sink, kind=kind).sink.label == expected_label
+    assert guard.checks.start(sink, kind=kind).sink.label == expected_label
     with pytest.raises(IsolationViolation):
         list(guard.checked([TENANT_RECORD], sink=sink, kind=kind))
 
@@ -57,7 +57,7 @@ _UNKNOWN_NAME_CALLS: dict[str, Callable[[Guard], Any]] = {
     "check": lambda g: g.check([TENANT_RECORD], sink="router-train"),
     "checked": lambda g: g.checked([TENANT_RECORD], sink="router-train"),
     "sink": lambda g: g.sink("router-train"),
-    "start_check": lambda g: g.start_check("router-train"),
+    "checks.start": lambda g: g.checks.start("router-train"),
     "resolve_sink": lambda g: g.resolve_sink("router-train"),
 }
 

@@ -54,7 +54,7 @@ def populate(guard: Guard, tenant: str, root: Path, tag: str, n: int = 3) -> Ten
         body = {"text": prose(f"{tag}-{i}", paragraphs=2)}
         guard.index_content(tenant, body)
         record = guard.label_record(body, tenant=tenant, source="agent-run:chat")
-        guard.record_provenance(record[SEAL_FIELD])
+        guard.tenancy.retention.record_provenance(record[SEAL_FIELD])
         records.append(record)
     guard.set_retention(tenant, "customer_content", 180 * DAY)
     builder = guard.tenant_dataset(tenant)

@@ -86,7 +86,7 @@ def test_when_the_reference_was_revoked_then_granting_it_again_makes_a_new_agree
     clock.advance(1)
     second = timed.grant_agreement("acme", reference="DPA-1", scope="fine-tune,eval")
     assert second.id != first.id
-    assert timed.agreement_active("acme")
+    assert timed.tenancy.agreements.active("acme")
 
 
 def test_when_the_reference_expired_then_granting_it_again_makes_a_new_agreement(
@@ -94,10 +94,10 @@ def test_when_the_reference_expired_then_granting_it_again_makes_a_new_agreement
 ) -> None:
     first = timed.grant_agreement("acme", reference="DPA-1", expires_at=T0 + DAY)
     clock.advance(2 * DAY)
-    assert not timed.agreement_active("acme")
+    assert not timed.tenancy.agreements.active("acme")
     second = timed.grant_agreement("acme", reference="DPA-1", expires_at=T0 + 30 * DAY)
     assert second.id != first.id
-    assert timed.agreement_active("acme")
+    assert timed.tenancy.agreements.active("acme")
 
 
 def test_when_two_tenants_hold_the_same_reference_then_each_has_its_own_agreement(
@@ -146,7 +146,7 @@ def test_when_expires_at_is_an_aware_datetime_or_unix_seconds_then_it_is_stored_
     agreement = guard.grant_agreement("acme", expires_at=expires_at)  # type: ignore[arg-type]
     assert agreement.expires_at == seconds
     assert guard.agreements("acme")[0].expires_at == seconds
-    assert guard.agreement_active("acme")
+    assert guard.tenancy.agreements.active("acme")
 
 
 @pytest.mark.parametrize(

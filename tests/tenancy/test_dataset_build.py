@@ -14,7 +14,7 @@ from kg_testing import make_guard
 from kairo_guard import Guard, IsolationViolation, KeyRing
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.store.sqlite import SQLiteStore
-from kairo_guard.tenancy import dataset_service
+from kairo_guard.tenancy import dataset_files, dataset_service
 from kairo_guard.tenancy.manifest import MANIFEST_FILE, RECORDS_FILE, DatasetError
 
 
@@ -41,7 +41,7 @@ def fail_store(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fail_manifest(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = dataset_service.write_file
+    real = dataset_files.write_file
 
     def write_file(path: Path, chunks: Iterable[bytes]) -> None:
         if path.name == MANIFEST_FILE:  # records are written, the manifest is not
@@ -52,7 +52,7 @@ def fail_manifest(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fill_target_meanwhile(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = dataset_service.write_file
+    real = dataset_files.write_file
 
     def write_file(path: Path, chunks: Iterable[bytes]) -> None:
         real(path, chunks)
@@ -118,7 +118,7 @@ def test_when_the_target_is_filled_during_the_build_then_it_is_not_merged_into(
 def test_when_a_build_is_refused_then_no_directory_is_made_and_the_retry_succeeds(
     guard: Guard, tmp_path: Path, mode: str
 ) -> None:
-    records: list[object] = docs(guard)
+    records: list[object] = list(docs(guard))
     if mode == "refused-record":
         records.append(guard.label_record({"text": "not acme's"}, tenant="globex"))
     if mode != "no-agreement":

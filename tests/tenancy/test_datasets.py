@@ -486,7 +486,7 @@ def test_when_a_new_agreement_replaces_the_manifests_revoked_one_then_the_datase
     guard.revoke_agreement("acme")
     guard.grant_agreement("acme")  # another agreement: the dataset was not built under it
 
-    report = guard.check_dataset(
+    report = guard.check(
         guard.open_dataset(tmp_path / "ds"),
         sink=guard.resolve_sink("ft", kind="tenant-fine-tune:acme"),
     )
@@ -556,7 +556,7 @@ def test_when_a_dataset_is_pruned_then_a_new_manifest_supersedes_the_old_one(
     stale = guard.open_dataset(tmp_path / "ds")
     even = {content_digest({"text": f"acme doc {i}", "i": i}) for i in (0, 2, 4)}
 
-    kept, removed = guard.prune_dataset(
+    kept, removed = guard.tenancy.datasets.prune(
         old.dataset_id, lambda label: label.digest in even, reason="retention"
     )
 
@@ -575,7 +575,7 @@ def test_when_a_dataset_is_pruned_then_a_new_manifest_supersedes_the_old_one(
 
 def test_when_an_unknown_dataset_is_pruned_then_it_fails_clearly(guard: Guard) -> None:
     with pytest.raises(DatasetError, match=r"dataset\.unknown"):
-        guard.prune_dataset("ds_nope", lambda label: True, reason="retention")
+        guard.tenancy.datasets.prune("ds_nope", lambda label: True, reason="retention")
 
 
 def test_when_a_tenants_datasets_are_deleted_then_files_and_rows_are_gone(
@@ -588,7 +588,7 @@ def test_when_a_tenants_datasets_are_deleted_then_files_and_rows_are_gone(
     build(guard, tmp_path / "g1", "globex")
     acme_before = guard.open_dataset(tmp_path / "a1")
 
-    assert guard.delete_datasets("acme") == 2
+    assert guard.tenancy.datasets.delete("acme") == 2
 
     assert not (tmp_path / "a1").exists()
     assert not (tmp_path / "a2").exists()

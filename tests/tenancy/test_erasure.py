@@ -117,7 +117,7 @@ def test_when_tenant_erased_then_other_tenants_are_untouched(
     after = guard.export_tenant(KEPT)["sections"]
     for section in ("provenance", "agreements", "datasets", "models"):
         assert after[section] == before[section]
-    assert guard.agreement_active(KEPT)
+    assert guard.tenancy.agreements.active(KEPT)
     assert guard.check_model_access(tenants[KEPT].model_id, KEPT)
     kept = guard.check(
         tenants[KEPT].records, sink=guard.resolve_sink("f", kind=f"tenant-fine-tune:{KEPT}")

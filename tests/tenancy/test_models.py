@@ -153,8 +153,8 @@ def test_when_a_tenant_is_erased_then_its_models_are_served_to_no_one_and_keep_n
     guard.register_model("m-acme", dataset=manifest, owner="acme")
     guard.register_shared_model("router", sink=guard.resolve_sink("r", kind="shared-training"))
 
-    assert guard.mark_models_for_deletion("acme") == 1
-    assert guard.mark_models_for_deletion("acme") == 0
+    assert guard.tenancy.models.mark_for_deletion("acme") == 1
+    assert guard.tenancy.models.mark_for_deletion("acme") == 0
 
     assert not guard.check_model_access("m-acme", "acme")
     assert guard.check_model_access("router", "acme")
@@ -223,7 +223,7 @@ def test_when_tenants_call_inference_routes_then_only_allowed_models_run(
         assert denied.json()["error"] == "forbidden"
         assert call(url, "globex", "router").status_code == 200
         assert call(url, "globex", "unknown-model").status_code == 403
-        guard.mark_models_for_deletion("acme")
+        guard.tenancy.models.mark_for_deletion("acme")
         assert call(url, "acme", "acme-ft").status_code == 403
         assert call(url, "acme", "router").status_code == 200
         assert httpx.post(f"{url}/v1/models/router/infer", json={}).status_code == 401

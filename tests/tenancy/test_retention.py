@@ -200,7 +200,7 @@ def test_sweep_counts_provenance_rows_per_tenant_and_class_and_audits_pseudonyms
 ) -> None:
     for tenant, source in [("acme", "agent-run:x"), ("acme", "upload"), ("globex", "agent-run:y")]:
         record = timed.label_record({"t": f"{tenant} {source}"}, tenant=tenant, source=source)
-        timed.record_provenance(record[SEAL_FIELD])
+        timed.tenancy.retention.record_provenance(record[SEAL_FIELD])
     clock.advance(90 * DAY)
     report = timed.sweep_retention()
     assert report.removed["provenance"] == {
