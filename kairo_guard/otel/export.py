@@ -39,12 +39,8 @@ from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.otel.protocols import ContentJudges
-from kairo_guard.otel.scrubbing import (
-    CLEAN_VERDICT_SECONDS,
-    CONTENT_KEYS,
-    SAFE_KEYS,
-    ContentScrubber,
-)
+from kairo_guard.otel.scrubbing import CONTENT_KEYS, SAFE_KEYS, ContentScrubber
+from kairo_guard.otel.verdicts import CLEAN_VERDICT_SECONDS
 
 _STATUS_KEY = "otel.status_description"
 __all__ = [

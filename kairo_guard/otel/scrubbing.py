@@ -15,17 +15,16 @@ and booleans pass; an error while judging a value masks it. Needs no SDK.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.otel.names import ATTR_REASON, METRIC_SCRUBBED
 from kairo_guard.otel.protocols import ContentJudges
+from kairo_guard.otel.verdicts import TextVerdicts
 
 CONTENT_KEYS = (
     "http.request.body",
@@ -70,15 +69,6 @@ MAX_DEPTH = 8
 _SAFE_NAMES = frozenset({"exception"})
 _IDENTIFIER = re.compile(r"[a-z0-9_.\-]+")
 """Attribute names of this form are not judged as text (``http.route``, ``app.doc_id``)."""
-_CACHE_SIZE = 16384
-_UNKNOWN = object()
-_CACHE_TEXT = 256
-"""Texts up to this many characters are cached under themselves, longer ones under a
-128-bit digest, so the cache holds at most a few megabytes of text."""
-
-CLEAN_VERDICT_SECONDS = 10.0
-"""How long a text judged clean stays judged: content indexed later (a tenant's upload
-of that very text) must be caught within this time."""
 
 
 def _strings(value: object, depth: int) -> Iterator[str]:
@@ -96,12 +86,6 @@ def _strings(value: object, depth: int) -> Iterator[str]:
     elif depth < MAX_DEPTH and isinstance(value, Sequence):
         for item in value:
             yield from _strings(item, depth + 1)
-
-
-def _cache_key(text: str) -> str | bytes:
-    if len(text) <= _CACHE_TEXT:
-        return text
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class ContentScrubber:
@@ -127,20 +111,27 @@ class ContentScrubber:
         remove: bool = False,
         telemetry: GuardTelemetry | None = None,
     ) -> None:
-        self._judges = guard
         self._content_keys = frozenset(content_keys)
         self._content_prefixes = tuple(f"{k}." for k in self._content_keys)
         self._safe_keys = frozenset(safe_keys)
         self.remove = remove
         self._telemetry = telemetry or guard.telemetry
-        self._verdicts: dict[str | bytes, tuple[str | None, float]] = {}
-        self.clock = time.monotonic
-        """The clock of the clean-verdict cache (replaceable in tests)."""
+        self.verdicts = TextVerdicts(guard)
+        """Why each text seen must be scrubbed, judged once and cached."""
         self._lock = threading.Lock()
         self.scrubbed: Counter[str] = Counter()
         """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
         ``pii-unavailable``, ``error``, ``too-deep``, ``undecodable``, ``unsupported``;
         the exporters add the whole spans or records they dropped)."""
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock of the clean-verdict cache (replaceable in tests)."""
+        return self.verdicts.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self.verdicts.clock = clock
 
     def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         """A copy of ``attributes`` with every value that carries content scrubbed."""
@@ -271,72 +262,11 @@ class ContentScrubber:
             yield from _strings(value, 0)
 
     def prejudge(self, texts: Iterable[str]) -> None:
-        """Judge together the texts of an export batch that are not in the cache.
-
-        The PII gate analyses a batch several times faster than the same texts one by
-        one; the verdicts go into the cache, where :meth:`attributes`, :meth:`value`
-        and :meth:`name` then find them. Only a speed-up: a text it leaves unjudged
-        (or any error here) is judged on its own later.
-        """
-        now = self.clock()
-        todo: dict[str | bytes, str] = {}
-        for text in texts:
-            if text.strip():
-                key = _cache_key(text)
-                if key not in todo and self._cached(key, now) is _UNKNOWN:
-                    todo[key] = text
-        self._remember(self._judge(todo), now)
+        """Judge an export batch's texts together (see :meth:`TextVerdicts.prejudge`)."""
+        self.verdicts.prejudge(texts)
 
     def _text_reason(self, text: str) -> str | None:
-        if not text.strip():
-            return None
-        now = self.clock()
-        key = _cache_key(text)
-        cached = self._cached(key, now)
-        if cached is not _UNKNOWN:
-            return cached  # type: ignore[return-value]
-        verdicts = self._judge({key: text})
-        self._remember(verdicts, now)
-        return verdicts[key]
-
-    def _judge(self, texts: Mapping[str | bytes, str]) -> dict[str | bytes, str | None]:
-        """Per cache key, why its text must be scrubbed, or None: the fingerprint index
-        per text, then the PII gate on the rest in one batch (both read past invisible
-        characters, such as the NULs of UTF-16 text read as UTF-8)."""
-        verdicts: dict[str | bytes, str | None] = {}
-        rest: list[tuple[str | bytes, str]] = []
-        for key, text in texts.items():
-            if self._judges.fingerprints.overlap(text) is not None:
-                verdicts[key] = "fingerprint"
-            else:
-                rest.append((key, text))
-        pii = self._judges.pii
-        found = pii.entity_types_each([t for _, t in rest]) if pii is not None and rest else None
-        for i, (key, _) in enumerate(rest):
-            if pii is None:
-                verdicts[key] = None
-            elif found is None:
-                verdicts[key] = "pii-unavailable"
-            else:
-                verdicts[key] = "pii" if found[i] else None
-        return verdicts
-
-    def _cached(self, key: str | bytes, now: float) -> str | object | None:
-        """The cached verdict, or ``_UNKNOWN`` (none, or a clean one that expired)."""
-        cached = self._verdicts.get(key)
-        if cached is not None and (cached[0] is not None or now < cached[1]):
-            return cached[0]
-        return _UNKNOWN
-
-    def _remember(self, verdicts: Mapping[str | bytes, str | None], now: float) -> None:
-        with self._lock:
-            if len(self._verdicts) + len(verdicts) > _CACHE_SIZE:
-                self._verdicts.clear()
-            for key, reason in verdicts.items():
-                held = self._verdicts.get(key)
-                if reason is None and held is not None and held[0] is not None:
-                    continue  # a clean verdict judged earlier never undoes a finding
-                self._verdicts[key] = (reason, now + CLEAN_VERDICT_SECONDS)
+        return self.verdicts.reason(text)
 
     def count(self, reason: str) -> None:
         """Count one scrubbed value (or dropped span or record) under ``reason``."""

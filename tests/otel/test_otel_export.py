@@ -323,7 +323,8 @@ def test_long_texts_are_judged_and_cached_by_digest_not_kept(indexed: Guard) -> 
         attrs = dict(memory.get_finished_spans()[-1].attributes or {})
         assert attrs["app.a"] == long_clean
         assert attrs["app.b"] == "[scrubbed:fingerprint]"
-    kept = scrubber.scrubber._verdicts
+    kept = scrubber.scrubber.verdicts.cached_keys
+    assert kept
     assert max(len(k) for k in kept) <= 256  # no 200,000-character key held
 
 
@@ -387,6 +388,6 @@ def test_a_clean_verdict_arriving_late_never_undoes_a_finding(guard: Guard) -> N
     # two export threads judging one text: the one that saw it before it was indexed
     # remembers last; the text must stay scrubbed
     scrubber = ScrubbingSpanExporter(InMemorySpanExporter(), guard).scrubber
-    scrubber._remember({EXCERPT: "fingerprint"}, 0.0)
-    scrubber._remember({EXCERPT: None}, 0.0)
+    scrubber.verdicts._remember({EXCERPT: "fingerprint"}, 0.0)
+    scrubber.verdicts._remember({EXCERPT: None}, 0.0)
     assert scrubber.judge(EXCERPT) == "fingerprint"
