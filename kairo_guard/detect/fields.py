@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kairo_guard.core.content import RawJSON
 from kairo_guard.core.types import SEAL_FIELD
@@ -33,28 +33,54 @@ class Field(NamedTuple):
     """The text is the last key of ``path`` itself, not the value under it."""
 
 
-def record_fields(content: object) -> Iterator[Field]:
-    """Yield the record's strings in a stable order: each key before its value, keys
+def record_fields(content: object) -> list[Field]:
+    """Return the record's strings with their paths, in the order of
+    :func:`record_strings`."""
+    return [Field(_path(node), text, is_key) for node, text, is_key in _walk(content)]
+
+
+def record_strings(content: object) -> list[str]:
+    """Return the record's strings in a stable order: each key before its value, keys
     in sorted order, list items in order; the seal field is skipped, numbers and
     booleans are not text, bytes are decoded as UTF-8 with replacement."""
-    stack: list[tuple[object, Path, bool]] = [(content, (), False)]
+    return [text for _, text, _ in _walk(content)]
+
+
+# Where a string stands, as a chain of (parent, key or index) pairs: one small tuple per
+# member, so that walking a record for its text alone (fingerprints, on every record at
+# a shared sink) costs little more than the walk; the chain becomes a path only when a
+# reason needs it.
+_Node = tuple[Any, str | int] | None
+
+
+def _walk(content: object) -> Iterator[tuple[_Node, str, bool]]:
+    stack: list[tuple[object, _Node, bool]] = [(content, None, False)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, path, is_key = stack.pop()
+        item, node, is_key = pop()
         if isinstance(item, str):
-            yield Field(path, item, is_key)
+            yield node, item, is_key
         elif isinstance(item, bytes | bytearray):
-            yield Field(path, bytes(item).decode("utf-8", errors="replace"), is_key)
+            yield node, bytes(item).decode("utf-8", errors="replace"), is_key
         elif isinstance(item, RawJSON):
-            stack.append((item.value(), path, False))
+            push((item.value(), node, False))
         elif isinstance(item, Mapping):
             # keys are text too (a secret can be a key); the seal field is provenance
             keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
             for key in keys:
-                member = (*path, _key_segment(key))
-                stack.append((item[key], member, False))
-                stack.append((key, member, True))
+                member = (node, key if type(key) is str else _key_segment(key))
+                push((item[key], member, False))
+                push((key, member, True))
         elif isinstance(item, list | tuple):
-            stack.extend((x, (*path, i), False) for i, x in reversed(list(enumerate(item))))
+            stack.extend([(x, (node, i), False) for i, x in reversed(list(enumerate(item)))])
+
+
+def _path(node: _Node) -> Path:
+    segments: list[str | int] = []
+    while node is not None:
+        node, segment = node
+        segments.append(segment)
+    return tuple(reversed(segments))
 
 
 def _key_segment(key: object) -> str:

@@ -34,7 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from kairo_guard.core.content import strip_invisible
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
-from kairo_guard.detect.fields import record_fields
+from kairo_guard.detect.fields import record_strings as record_strings  # re-exported
 from kairo_guard.store.base import Store
 
 FINGERPRINT_RULE = "fingerprint.tenant-content"
@@ -66,12 +66,7 @@ def record_text(content: object) -> str:
     Object keys count as text (each before its value); numbers and booleans do not;
     the seal field is skipped. Bytes are decoded as UTF-8 with replacement.
     """
-    return " ".join(field.text for field in record_fields(content))
-
-
-def record_strings(content: object) -> list[str]:
-    """Return the record's strings one by one (keys and values, the seal skipped)."""
-    return [field.text for field in record_fields(content)]
+    return " ".join(record_strings(content))
 
 
 class _Powers:
