@@ -42,14 +42,37 @@ def record_fields(content: object) -> list[Field]:
 def record_strings(content: object) -> list[str]:
     """Return the record's strings in a stable order: each key before its value, keys
     in sorted order, list items in order; the seal field is skipped, numbers and
-    booleans are not text, bytes are decoded as UTF-8 with replacement."""
-    return [text for _, text, _ in _walk(content)]
+    booleans are not text, bytes are decoded as UTF-8 with replacement.
+
+    The same strings in the same order as :func:`record_fields`, without paths: this
+    runs on every record the fingerprint net reads, so it keeps no path state (a test
+    holds the two walks to one order).
+    """
+    return list(_texts(content))
+
+
+def _texts(content: object) -> Iterator[str]:
+    stack = [content]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, RawJSON):  # before bytes: it is a bytes subclass
+            push(item.value())
+        elif isinstance(item, bytes | bytearray):
+            yield bytes(item).decode("utf-8", errors="replace")
+        elif isinstance(item, Mapping):
+            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
+            for key in keys:
+                push(item[key])
+                push(key)
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed(item))
 
 
 # Where a string stands, as a chain of (parent, key or index) pairs: one small tuple per
-# member, so that walking a record for its text alone (fingerprints, on every record at
-# a shared sink) costs little more than the walk; the chain becomes a path only when a
-# reason needs it.
+# member; the chain becomes a path only when a reason needs it.
 _Node = tuple[Any, str | int] | None
 
 
@@ -60,10 +83,10 @@ def _walk(content: object) -> Iterator[tuple[_Node, str, bool]]:
         item, node, is_key = pop()
         if isinstance(item, str):
             yield node, item, is_key
+        elif isinstance(item, RawJSON):  # before bytes: it is a bytes subclass
+            push((item.value(), node, False))
         elif isinstance(item, bytes | bytearray):
             yield node, bytes(item).decode("utf-8", errors="replace"), is_key
-        elif isinstance(item, RawJSON):
-            push((item.value(), node, False))
         elif isinstance(item, Mapping):
             # keys are text too (a secret can be a key); the seal field is provenance
             keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
