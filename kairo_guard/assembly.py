@@ -16,7 +16,7 @@ from typing import Any
 from kairo_guard.audit.log import AuditLog
 from kairo_guard.config import Settings
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing, load_key_ring
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.seal import SealCodec
 from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
@@ -28,6 +28,7 @@ from kairo_guard.enforce.service import SinkChecks
 from kairo_guard.enforce.vetting import OperatorVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
+from kairo_guard.store.keyfile import load_key_ring
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 from kairo_guard.tenancy.agreements import Agreements
 from kairo_guard.tenancy.datasets import VerifiedDataset

@@ -6,8 +6,9 @@ import click
 
 from kairo_guard.audit.log import verify_audit
 from kairo_guard.cli.common import EXIT_VIOLATION, Exit, cli_settings, handle_errors
-from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, load_key_ring
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.guard import AUDIT_DIR_NAME
+from kairo_guard.store.keyfile import load_key_ring
 
 
 @click.group()

@@ -11,9 +11,10 @@ import click
 from kairo_guard.audit.log import verify_audit
 from kairo_guard.cli.common import Exit, handle_errors
 from kairo_guard.core.exceptions import IsolationViolation
-from kairo_guard.core.keys import KEY_FILE_NAME, PURPOSE_AUDIT_HEAD, KeyRing, write_key_file
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, KeyRing
 from kairo_guard.core.report import CheckReport
 from kairo_guard.guard import AUDIT_DIR_NAME, Guard
+from kairo_guard.store.keyfile import KEY_FILE_NAME, write_key_file
 
 DOCUMENTS = {
     "acme": [

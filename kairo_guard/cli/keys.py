@@ -9,14 +9,8 @@ from pathlib import Path
 import click
 
 from kairo_guard.cli.common import EXIT_USAGE, Exit, handle_errors, state_home
-from kairo_guard.core.keys import (
-    ENV_KEY_FILE,
-    KEY_FILE_NAME,
-    KeyRing,
-    fingerprint_of,
-    read_key_file,
-    write_key_file,
-)
+from kairo_guard.core.keys import KeyRing, fingerprint_of
+from kairo_guard.store.keyfile import ENV_KEY_FILE, KEY_FILE_NAME, read_key_file, write_key_file
 
 
 @click.group()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kairo_guard.core.keys import KEY_FILE_NAME
+from kairo_guard.store.keyfile import KEY_FILE_NAME
 
 Kg = Callable[..., Any]
 

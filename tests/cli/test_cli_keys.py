@@ -10,7 +10,7 @@ import pytest
 from cli_support import ACME, DOCS, load, read_jsonl, write_jsonl
 
 from kairo_guard import KeyRing, SealCodec, SealError
-from kairo_guard.core.keys import read_key_file
+from kairo_guard.store.keyfile import read_key_file
 
 
 def test_when_keys_init_then_key_file_is_private_and_the_guard_uses_it(
