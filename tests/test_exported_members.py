@@ -22,3 +22,20 @@ def test_all_is_sorted_and_complete() -> None:
 def test_every_exported_name_resolves() -> None:
     for name in kairo_guard.__all__:
         assert getattr(kairo_guard, name) is not None
+
+
+def test_when_the_package_is_searched_then_no_seal_forging_helper_ships() -> None:
+    # Test helpers that mint permitting seals without vetting live in tests/support,
+    # outside the wheel; the package itself has no module or function for it.
+    import ast
+    from pathlib import Path
+
+    root = Path(kairo_guard.__file__).parent
+    assert not (root / "testing.py").exists()
+    names = {
+        node.name
+        for path in root.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    assert not {n for n in names if "unchecked" in n or "forge" in n}
