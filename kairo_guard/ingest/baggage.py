@@ -34,7 +34,7 @@ class BaggageResolver:
         codec: opens the tokens.
         trusted_peers: addresses or networks of the services allowed to send tokens.
         audit: called with an audit entry for every token ignored.
-        telemetry: counts ignored tokens (``kairo_guard.otel.baggage.rejected``).
+        telemetry: counts ignored tokens (``kairo_guard.baggage.rejected``).
     """
 
     def __init__(
