@@ -70,8 +70,9 @@ def build(
     """Wire every part of a guard from ``settings`` (see the Guard's arguments).
 
     Raises:
-        ConfigError, KeyringError, StoreError, AuditError: what cannot be built. A
-            store opened here is closed again when the audit log cannot be opened.
+        ConfigError, KeyringError, StoreError, AuditError, PolicyError: what cannot be
+            built. What was opened here (the audit log, a store not given) is closed
+            again when a later part cannot be built.
     """
     keys = key_ring(key, settings.home, env)
     owned = store is None
@@ -82,7 +83,15 @@ def build(
         if owned:
             store.close()  # ours to close: no audit log, no guard
         raise
-    return _wire(settings, keys, store, audit, clock, pii_check(settings, pii_gate), telemetry)
+    try:
+        return _wire(settings, keys, store, audit, clock, pii_check(settings, pii_gate), telemetry)
+    except BaseException:
+        try:
+            audit.close()  # no guard: nothing left open behind the error
+        finally:
+            if owned:
+                store.close()
+        raise
 
 
 def _wire(
