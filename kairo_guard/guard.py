@@ -234,10 +234,11 @@ class Guard:
         expires_at: Expiry = None,
         reference: str = "",
         scope: str = DEFAULT_SCOPE,
+        valid_for: float | None = None,
     ) -> Agreement:
         """Record an agreement (idempotent by reference); see :meth:`Agreements.grant`."""
         return self.tenancy.agreements.grant(
-            tenant, expires_at=expires_at, reference=reference, scope=scope
+            tenant, expires_at=expires_at, reference=reference, scope=scope, valid_for=valid_for
         )
 
     def revoke_agreement(self, tenant: TenantId, agreement_id: str | None = None) -> int:

@@ -22,8 +22,6 @@ def agreements() -> None:
 def _parse_expiry(expires: str | None, duration: str | None) -> float | None:
     if expires and duration:
         raise Exit(EXIT_USAGE, "error: give --expires or --for, not both")
-    if duration:
-        return datetime.now(UTC).timestamp() + parse_duration(duration)
     if expires:
         moment = datetime.fromisoformat(expires)
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
@@ -52,12 +50,21 @@ def agreements_grant(
     scope: str,
 ) -> None:
     """Grant TENANT an agreement (by default one that permits its fine-tunes)."""
+    expires_at = _parse_expiry(expires, duration)
+    # --for is a term relative to the grant: re-running the command repeats it
+    valid_for = parse_duration(duration) if duration else None
     guard = open_guard(ctx)
-    agreement = guard.grant_agreement(
-        tenant, expires_at=_parse_expiry(expires, duration), reference=reference, scope=scope
+    agreement, created = guard.tenancy.agreements.grant_once(
+        tenant, expires_at=expires_at, reference=reference, scope=scope, valid_for=valid_for
     )
     until = _iso(agreement.expires_at) if agreement.expires_at else "no expiry"
-    click.echo(f"granted {agreement.id} to {tenant} ({until})")
+    if created:
+        click.echo(f"granted {agreement.id} to {tenant} ({until})")
+    else:
+        click.echo(
+            f"agreement {agreement.id} of {tenant} under reference {reference!r} is already "
+            f"active ({until}): nothing changed"
+        )
 
 
 @agreements.command("revoke")

@@ -213,16 +213,22 @@ class Store(DatasetStore, TenantDataStore, Protocol):
         expires_at: float | None,
         reference: str = "",
         scope: str = DEFAULT_SCOPE,
+        valid_for: float | None = None,
     ) -> tuple[Agreement, bool]:
         """Record an active agreement for ``tenant``; return it and whether it is new.
 
-        A non-empty ``reference`` names one agreement: while an agreement of the
-        tenant with that reference is active, granting it again with the same scope
-        words and expiry returns that agreement (``False``), atomically.
+        ``valid_for`` (seconds, instead of ``expires_at``) makes it expire that long
+        after ``now``. A non-empty ``reference`` names one agreement: while an
+        agreement of the tenant with that reference is active, granting it again with
+        the same scope words and expiry returns that agreement (``False``),
+        atomically; with ``valid_for``, the same expiry is the one that lies
+        ``valid_for`` after the existing agreement's own grant (so a repeated
+        "for 365 days" is the same term, whenever it is repeated).
 
         Raises:
-            ValueError: invalid tenant or scope, an expiry not after ``now``, or an
-                active agreement under the same reference with another scope or expiry.
+            ValueError: invalid tenant or scope, an expiry not after ``now``, both
+                ``expires_at`` and ``valid_for``, or an active agreement under the same
+                reference with another scope or expiry.
         """
         ...
 

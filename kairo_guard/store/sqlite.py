@@ -84,9 +84,14 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         expires_at: float | None,
         reference: str = "",
         scope: str = DEFAULT_SCOPE,
+        valid_for: float | None = None,
     ) -> tuple[Agreement, bool]:
         """See :meth:`~kairo_guard.store.base.Store.grant_agreement`."""
         validate_tenant(tenant)
+        if valid_for is not None:
+            if expires_at is not None:
+                raise ValueError("give expires_at or valid_for, not both")
+            expires_at = now + valid_for
         if SCOPE_PATTERN.fullmatch(scope) is None:
             raise ValueError(
                 f"invalid agreement scope {scope!r}: words of [a-z0-9-], separated by commas"
@@ -102,7 +107,7 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
                 ).fetchall()
                 for existing in map(_agreement, rows):
                     if existing.active(now):
-                        return _same_terms(existing, scope, expires_at), False
+                        return _same_terms(existing, scope, expires_at, valid_for), False
             agreement = Agreement(
                 id=f"agr_{uuid.uuid4().hex[:16]}",
                 tenant=tenant,
@@ -229,13 +234,19 @@ def _agreement(r: tuple[Any, ...]) -> Agreement:
     )
 
 
-def _same_terms(existing: Agreement, scope: str, expires_at: float | None) -> Agreement:
-    """Return ``existing`` if a grant of ``scope`` until ``expires_at`` repeats it.
+def _same_terms(
+    existing: Agreement, scope: str, expires_at: float | None, valid_for: float | None
+) -> Agreement:
+    """Return ``existing`` if a grant of ``scope`` until ``expires_at`` repeats it; a
+    grant ``valid_for`` seconds repeats it when ``existing`` ends that long after its
+    own grant (the same sum of the same floats: exact).
 
     Raises:
         ValueError: the reference is already active under other terms; changing them
             silently would widen or narrow what was signed.
     """
+    if valid_for is not None:
+        expires_at = existing.granted_at + valid_for
     if scope_words(existing.scope) == scope_words(scope) and existing.expires_at == expires_at:
         return existing
     raise ValueError(

@@ -15,6 +15,12 @@ never matched: each such grant is a new agreement.
 
 ``expires_at`` is Unix seconds (int or float) or an aware :class:`~datetime.datetime`;
 a naive datetime is refused (its zone would be a guess), as is an expiry not after now.
+``valid_for`` (seconds, instead of ``expires_at``) is a term relative to the grant, as
+in a contract "for 365 days": granting an active reference again ``valid_for`` the same
+seconds repeats it when the existing agreement ends that long after its own grant, so
+re-running ``agreements grant T --reference R --for 365d`` is idempotent (a command
+whose computed expiry moved with the clock would be refused as other terms).
+:meth:`Agreements.grant_once` also says whether the agreement is new.
 """
 
 from __future__ import annotations
@@ -63,6 +69,19 @@ def expiry_seconds(expires_at: object, now: float) -> float | None:
             "an agreement must expire after it is granted"
         )
     return seconds
+
+
+def duration_seconds(valid_for: object) -> float:
+    """Return ``valid_for`` as a positive, finite number of seconds.
+
+    Raises:
+        ValueError: naming ``valid_for``, for anything else.
+    """
+    if isinstance(valid_for, int | float) and not isinstance(valid_for, bool):
+        seconds = float(valid_for)
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+    raise ValueError(f"valid_for must be a positive, finite number of seconds, not {valid_for!r}")
 
 
 class Agreements:
@@ -114,19 +133,46 @@ class Agreements:
         expires_at: Expiry = None,
         reference: str = "",
         scope: str = DEFAULT_SCOPE,
+        valid_for: float | None = None,
     ) -> Agreement:
-        """Record an agreement for ``tenant`` (audited when new) and return it.
+        """Record an agreement for ``tenant`` (audited when new) and return it; see
+        :meth:`grant_once`."""
+        return self.grant_once(
+            tenant, expires_at=expires_at, reference=reference, scope=scope, valid_for=valid_for
+        )[0]
+
+    def grant_once(
+        self,
+        tenant: TenantId,
+        *,
+        expires_at: Expiry = None,
+        reference: str = "",
+        scope: str = DEFAULT_SCOPE,
+        valid_for: float | None = None,
+    ) -> tuple[Agreement, bool]:
+        """Record an agreement for ``tenant`` (audited when new); return it and whether
+        it is new (False: the active agreement under ``reference`` with these terms).
 
         Raises:
-            ValueError: an invalid tenant, scope or ``expires_at``, or an active
-                agreement under the same reference with other terms.
+            ValueError: an invalid tenant, scope, ``expires_at`` or ``valid_for``, both
+                of those, or an active agreement under the same reference with other
+                terms.
             StoreError: the store cannot record it.
         """
         validate_tenant(tenant)
         now = self._clock()
         expiry = expiry_seconds(expires_at, now)
+        if valid_for is not None:
+            if expiry is not None:
+                raise ValueError("give expires_at or valid_for, not both")
+            valid_for = duration_seconds(valid_for)
         agreement, created = self._store.grant_agreement(
-            tenant, now=now, expires_at=expiry, reference=reference, scope=scope
+            tenant,
+            now=now,
+            expires_at=expiry,
+            reference=reference,
+            scope=scope,
+            valid_for=valid_for,
         )
         if created:
             self._audit.append(
@@ -135,10 +181,10 @@ class Agreements:
                     "agreement": agreement.id,
                     "tenant": self._pseudonym(tenant),
                     "scope": scope,
-                    "expires_at": expiry,
+                    "expires_at": agreement.expires_at,
                 }
             )
-        return agreement
+        return agreement, created
 
     def revoke(self, tenant: TenantId, agreement_id: str | None = None) -> int:
         """Revoke one or all of the tenant's agreements (audited); return how many."""
