@@ -1,0 +1,40 @@
+"""A sink's tenant id never reaches the audit log through the sink's name, however the
+name embeds it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from kairo_guard import make_sink
+from kairo_guard.enforce.ledger import audit_sink_name
+
+
+def _pseudonym(tenant: str) -> str:
+    return f"tp_{len(tenant)}"
+
+
+@pytest.mark.parametrize("name", ["acmeft", "ft_acme2", "acme-ft", "FTacme", "acmeacme"])
+def test_when_a_sink_name_embeds_its_tenant_id_then_the_audit_name_holds_only_the_pseudonym(
+    name: str,
+) -> None:
+    sink = make_sink(name, "tenant-fine-tune:acme")
+    audited = audit_sink_name(sink, _pseudonym)
+    assert "acme" not in audited
+    assert "tp_4" in audited
+
+
+def test_when_a_check_runs_on_a_sink_named_after_its_tenant_then_no_entry_holds_the_id(
+    tmp_path: Any,
+) -> None:
+    from kg_testing import make_guard
+
+    entries: list[Mapping[str, Any]] = []
+    with make_guard(tmp_path) as guard:
+        guard.audit.append = entries.append  # type: ignore[method-assign]
+        sink = make_sink("acmeft", "tenant-fine-tune:acme")
+        guard.check([{"a": 1}], sink=sink)
+    assert entries
+    assert not any("acme" in repr(entry) for entry in entries)
