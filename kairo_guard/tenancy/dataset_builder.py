@@ -141,6 +141,8 @@ class DatasetBuilder:
             DatasetError: no records, no active fine-tune agreement, or ``out`` exists
                 and is not an empty directory.
             StoreError, OSError: the dataset could not be recorded or written.
+            AuditError: the build could not be audited; the dataset was recorded and
+                stays complete (never a recorded dataset without its files).
         """
         if self._done:
             raise ValueError("this dataset builder was already written or closed")

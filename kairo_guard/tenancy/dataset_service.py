@@ -92,6 +92,7 @@ class DatasetService:
         Raises:
             DatasetError: no active fine-tune agreement, or ``out`` is taken.
             StoreError, OSError: it could not be recorded or written (nothing is left).
+            AuditError: it was recorded but could not be audited (it stays complete).
         """
         agreement = self._agreements.for_fine_tune(tenant)
         if agreement is None:
@@ -114,6 +115,19 @@ class DatasetService:
             if existed:  # the empty directory the caller gave, as it was
                 out.mkdir(mode=0o700, exist_ok=True)
             raise
+        # Recorded, the dataset is complete; an audit failure is raised but never
+        # removes its files (a row without files would stop every retention sweep).
+        self._audit.append(
+            {
+                "event": "dataset.build",
+                "dataset": manifest.dataset_id,
+                "tenant": self._pseudonym(manifest.tenant),
+                "records": manifest.record_count,
+                "merkle_root": manifest.merkle_root,
+                "agreement": manifest.agreement_id,
+                "manifest": manifest.digest,
+            }
+        )
         return manifest
 
     def _record(self, manifest: Manifest, path: Path) -> None:
@@ -128,17 +142,6 @@ class DatasetService:
             status=DATASET_ACTIVE,
         )
         self._store.add_dataset(info)
-        self._audit.append(
-            {
-                "event": "dataset.build",
-                "dataset": manifest.dataset_id,
-                "tenant": self._pseudonym(manifest.tenant),
-                "records": manifest.record_count,
-                "merkle_root": manifest.merkle_root,
-                "agreement": manifest.agreement_id,
-                "manifest": manifest.digest,
-            }
-        )
 
     # -- opening ------------------------------------------------------------------------
 
