@@ -24,8 +24,8 @@ PHONE = "+1 415 555 0134"
 # record -> (entity type, the path the reason must name); the planted values are the
 # email address and the phone number, which must never appear in a reason.
 CASES: list[tuple[object, list[str]]] = [
-    # the small English model reads the field name "lang" as a person: it is named
-    ({"features": {"lang": "en"}}, ["PERSON at $.features.lang (a key)"]),
+    # the small English model reads the field name "lang" as a person: withheld like a name
+    ({"features": {"lang": "en"}}, ["PERSON at $.features.* (a key)"]),
     ({"features": {"tone": f"contact {EMAIL}"}}, ["EMAIL_ADDRESS at $.features.tone"]),
     (
         {"items": [{"text": "ok"}, {"text": "fine"}, {"text": "good"}, {"text": f"call {PHONE}"}]},

@@ -20,7 +20,7 @@ from typing import Any
 from kairo_guard.core.exceptions import ConfigError, ContentRefused
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome
-from kairo_guard.detect.fields import Field, is_plain_key, json_path, record_fields
+from kairo_guard.detect.fields import Field, json_path, record_fields
 from kairo_guard.detect.fingerprint import FingerprintIndex
 
 PII_RULE = "pii.detected"
@@ -37,25 +37,17 @@ def pii_reason(found: Sequence[Finding]) -> str:
     """The reason of a PII refusal: each field's path and entity types, never its text.
 
     A key that holds PII is withheld (``*``) from every path, its own and those under
-    it, so no path repeats it; but a lowercase field name that NER alone tags as a
-    person (``lang``) is shown: it is the model misreading a name of the schema, and
-    naming it is what lets an operator see the false positive.
+    it, so no path repeats it. That holds for a lowercase key NER tags as a person too:
+    ``lang`` may be the model misreading the schema, but ``garcia`` is a name, and no
+    rule tells them apart; the path and "(a key)" still say where to look.
     """
-    withheld = {
-        str(field.path[-1])
-        for field, types in found
-        if field.is_key and field.path and not _misread_field_name(field.text, types)
-    }
+    withheld = {str(field.path[-1]) for field, _ in found if field.is_key and field.path}
     parts = [
         f"{', '.join(types)} at {json_path(field.path, withheld)}" + (" (a key)" * field.is_key)
         for field, types in found[:MAX_PATHS_IN_REASON]
     ]
     more = len(found) - MAX_PATHS_IN_REASON
     return "text holds PII: " + "; ".join(parts) + (f"; and {more} more fields" if more > 0 else "")
-
-
-def _misread_field_name(key: str, types: tuple[str, ...]) -> bool:
-    return types == ("PERSON",) and key.islower() and is_plain_key(key)
 
 
 class LazyPiiCheck:
