@@ -27,13 +27,13 @@ def test_when_a_sink_name_embeds_its_tenant_id_then_the_audit_name_holds_only_th
 
 
 def test_when_a_check_runs_on_a_sink_named_after_its_tenant_then_no_entry_holds_the_id(
-    tmp_path: Any,
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kg_testing import make_guard
 
     entries: list[Mapping[str, Any]] = []
     with make_guard(tmp_path) as guard:
-        guard.audit.append = entries.append  # type: ignore[method-assign]
+        monkeypatch.setattr(guard.audit, "append", entries.append)
         sink = make_sink("acmeft", "tenant-fine-tune:acme")
         guard.check([{"a": 1}], sink=sink)
     assert entries

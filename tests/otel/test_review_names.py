@@ -7,7 +7,7 @@ import asyncio
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.ingest.baggage import BaggageResolver
@@ -33,6 +33,7 @@ def test_when_baggage_is_ignored_then_metric_and_span_keep_their_documented_name
     with tracer.start_as_current_span("request") as span:
         tenant = asyncio.run(resolver.resolve(RequestInfo("10.9.9.9", "/x", headers)))
     assert tenant is None
+    assert isinstance(span, ReadableSpan)
     assert span.attributes is not None
     assert span.attributes.get("kairo_guard.baggage") == "untrusted-peer"
     data = reader.get_metrics_data()
