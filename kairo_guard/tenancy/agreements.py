@@ -14,7 +14,8 @@ expired reference may be granted again (a new agreement). An empty reference is
 never matched: each such grant is a new agreement.
 
 ``expires_at`` is Unix seconds (int or float) or an aware :class:`~datetime.datetime`;
-a naive datetime is refused (its zone would be a guess), as is an expiry not after now.
+a naive datetime is refused (its zone would be a guess), as is an expiry not after now
+or past the end of year 9999 (no date could show it).
 ``valid_for`` (seconds, instead of ``expires_at``) is a term relative to the grant, as
 in a contract "for 365 days": granting an active reference again ``valid_for`` the same
 seconds repeats it when the existing agreement ends that long after its own grant, so
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.types import TenantId, validate_tenant
@@ -36,6 +37,9 @@ from kairo_guard.store.base import DEFAULT_SCOPE, Agreement, Store
 
 Expiry = datetime | float | int | None
 """What ``expires_at`` accepts: an aware datetime, Unix seconds, or None (no expiry)."""
+
+LAST_EXPIRY = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+"""The latest expiry a grant accepts: one a calendar date can still show."""
 
 
 def expiry_seconds(expires_at: object, now: float) -> float | None:
@@ -166,6 +170,9 @@ class Agreements:
             if expiry is not None:
                 raise ValueError("give expires_at or valid_for, not both")
             valid_for = duration_seconds(valid_for)
+        until = now + valid_for if valid_for is not None else expiry
+        if until is not None and until > LAST_EXPIRY:
+            raise ValueError("an agreement must expire by the end of year 9999")
         agreement, created = self._store.grant_agreement(
             tenant,
             now=now,

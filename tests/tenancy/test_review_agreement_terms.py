@@ -67,3 +67,13 @@ def test_when_both_expires_at_and_valid_for_are_given_then_it_is_refused(timed: 
     with pytest.raises(ValueError, match="not both"):
         timed.grant_agreement("acme", expires_at=T0 + DAY, valid_for=DAY)
     assert timed.agreements() == []
+
+
+@pytest.mark.parametrize("terms", [{"expires_at": 1e15}, {"valid_for": 4_000_000 * DAY}])
+def test_when_the_expiry_is_past_any_calendar_date_then_nothing_is_granted(
+    timed: Guard, terms: dict[str, float]
+) -> None:
+    # such an agreement could not be shown as a date: `agreements list` failed on it
+    with pytest.raises(ValueError, match="year 9999"):
+        timed.grant_agreement("acme", **terms)  # type: ignore[arg-type]
+    assert timed.agreements() == []
