@@ -365,15 +365,18 @@ def test_unlabeled_record_at_shared_sink_is_attributed_by_its_fingerprints(guard
     ("source", "tenant", "expected"),
     [
         ("upload:acme", "acme", "upload:P"),
-        ("upload:a/data", "a", "upload:P/data"),  # whole tokens only: "upload", "data" kept
+        ("upload:b/data", "b", "upload:P/data"),
         ("acme-corp:acme", "acme", "P-corp:P"),  # a tenant id never survives a dash
         ("ft-acme", "acme", "ft-P"),  # sink names and sources: one rule
-        ("upload:acmeco", "acme", "upload:acmeco"),
+        ("upload:acmeco", "acme", "upload:Pco"),  # inside a word too: the id never leaves
+        ("acmeft", "acme", "Pft"),
         ("upload:acme.eu", "acme.eu", "upload:P"),
         ("api", "acme", "api"),
     ],
 )
-def test_names_pseudonymize_every_tenant_token(source: str, tenant: str, expected: str) -> None:
+def test_when_a_name_embeds_a_tenant_id_then_every_occurrence_is_pseudonymized(
+    source: str, tenant: str, expected: str
+) -> None:
     from kairo_guard.core.keys import pseudonymize_name
 
     assert pseudonymize_name(source, tenant, "P") == expected

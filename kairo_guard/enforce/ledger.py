@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport, Violation
 from kairo_guard.core.sinks import Sink
@@ -25,9 +26,7 @@ def audit_sink_name(sink: Sink, pseudonym: Callable[[str], str | None]) -> str:
     """The sink's name for the audit log: a tenant id in it becomes its pseudonym."""
     if not sink.tenant:
         return sink.name
-    # The sink's own tenant: every occurrence goes, inside a word too ("acmeft"); the
-    # whole-token rule of pseudonymize_name suits sources, not the sink's own name.
-    return sink.name.replace(sink.tenant, pseudonym(sink.tenant) or "")
+    return pseudonymize_name(sink.name, sink.tenant, pseudonym(sink.tenant) or "?")
 
 
 class CheckLedger:
