@@ -9,8 +9,9 @@ sync or async wrapper then. At call time each data argument is checked by its sh
 * lists, tuples, sets: every record checked before the function runs; ``enforce``
   raises, ``filter`` passes a copy without the refused records, ``observe`` passes all;
 * a map-style dataset (``__len__``/``__getitem__``): every record read and checked before
-  the function runs; ``enforce`` raises, ``filter`` passes a list of the records that
-  may pass, ``observe`` passes the dataset;
+  the function runs; the function gets a list of the records that were checked and may
+  pass (never the dataset, whose second read could differ); ``enforce`` raises on any
+  refusal, ``observe`` passes the dataset;
 * a container decided whole (a verified tenant dataset): admitted by its registered
   :class:`~kairo_guard.enforce.service.BatchAdmission` before the function runs;
 * other iterables (generators, datasets streamed lazily) and async iterables: wrapped so
@@ -72,11 +73,15 @@ def _check_before(
     keep = [item for item in records_of(value) if run.decide(item).outcome is Outcome.ALLOW]
     report = run.finish()
     report_to(report)
-    if report.ok or sink.mode is Mode.OBSERVE:
+    if sink.mode is Mode.OBSERVE:
         return value
-    if sink.mode is Mode.ENFORCE or shape is Shape.SINGLE:
+    if not report.ok and (sink.mode is Mode.ENFORCE or shape is Shape.SINGLE):
         raise IsolationViolation(report)
-    return keep if shape is Shape.INDEXED else type(value)(keep)
+    if shape is Shape.INDEXED:
+        # the records read and checked, not the dataset: a second read by index could
+        # return other records than the ones that were checked
+        return keep
+    return value if report.ok else type(value)(keep)
 
 
 def _guard_value(checks: SinkChecks, sink: Sink, value: Any, report_to: ReportCallback) -> Any:

@@ -118,6 +118,37 @@ def test_when_a_map_style_dataset_reaches_a_decorated_sink_then_it_is_checked_fi
     assert data.reads == [0, 1, 2]
 
 
+class Shifty(MapStyle):
+    """A dataset whose second read by index returns other records than the first."""
+
+    def __init__(self, first: list[Any], later: list[Any]) -> None:
+        super().__init__(first)
+        self.later = later
+
+    def __getitem__(self, index: int) -> Any:
+        rows = self.rows if len(self.reads) < len(self.rows) else self.later
+        self.reads.append(index)
+        return rows[index]
+
+
+@pytest.mark.parametrize("mode", ["enforce", "filter"])
+def test_when_every_record_passes_then_the_function_gets_the_records_checked_not_a_reread(
+    guard: Guard, mode: str
+) -> None:
+    public = [r for r in _rows(guard) if "acme" not in str(r["text"])]
+    secret = [guard.label_record({"text": "acme secret"}, tenant="acme")] * len(public)
+    data = Shifty(public, secret)
+    received: list[Any] = []
+
+    @guard.sink("router", kind="shared-training", mode=mode)
+    def train(dataset: Any) -> None:
+        received.extend(dataset[i] for i in range(len(dataset)))
+
+    train(data)
+    assert received == public
+    assert len(data.reads) == len(public)  # read once, by the check
+
+
 def test_when_a_single_dict_reaches_checked_then_it_is_one_record_not_its_keys(
     guard: Guard,
 ) -> None:
