@@ -1,4 +1,4 @@
-"""Review: the Guard's constructor closes what it opened when wiring fails."""
+"""Review: the Guard's constructor closes what it opened when a later part cannot be built."""
 
 from __future__ import annotations
 
@@ -6,27 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from kairo_guard import Guard, KeyRing
+from kairo_guard import Guard, KeyRing, assembly
 from kairo_guard.audit.log import AuditLog
-from kairo_guard.core.exceptions import PolicyError
+from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.store.sqlite import SQLiteStore
 
-_TWO_RULES_ONE_ID = """
-[[rules]]
-id = "user.deny-ops"
-effect = "deny"
-reason = "one"
-data_classes = ["operator_public"]
 
-[[rules]]
-id = "user.deny-ops"
-effect = "deny"
-reason = "two"
-data_classes = ["operator_public"]
-"""
+def _unbuildable(*args: object, **kwargs: object) -> None:
+    raise ConfigError("a part cannot be built")
 
 
-def test_when_the_policy_cannot_be_built_then_the_store_and_audit_log_are_closed(
+def test_when_a_part_cannot_be_built_then_the_store_and_audit_log_are_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     closed: list[str] = []
@@ -42,26 +32,20 @@ def test_when_the_policy_cannot_be_built_then_the_store_and_audit_log_are_closed
 
     monkeypatch.setattr(SQLiteStore, "close", spy_store)
     monkeypatch.setattr(AuditLog, "close", spy_audit)
-    config = tmp_path / "kairo-guard.toml"
-    config.write_text(_TWO_RULES_ONE_ID)
-    with pytest.raises(PolicyError, match="share the id"):
-        Guard(home=tmp_path / "state", key=KeyRing.generate(), config_file=config, env={})
+    monkeypatch.setattr(assembly, "fingerprint_index", _unbuildable)
+    with pytest.raises(ConfigError, match="cannot be built"):
+        Guard(home=tmp_path / "state", key=KeyRing.generate(), env={})
     assert sorted(closed) == ["audit", "store"]
 
 
-def test_when_the_policy_cannot_be_built_then_a_store_given_stays_open(tmp_path: Path) -> None:
-    config = tmp_path / "kairo-guard.toml"
-    config.write_text(_TWO_RULES_ONE_ID)
+def test_when_a_part_cannot_be_built_then_a_store_given_stays_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assembly, "fingerprint_index", _unbuildable)
     store = SQLiteStore(tmp_path / "given.sqlite3")
     try:
-        with pytest.raises(PolicyError):
-            Guard(
-                home=tmp_path / "state",
-                key=KeyRing.generate(),
-                config_file=config,
-                env={},
-                store=store,
-            )
+        with pytest.raises(ConfigError):
+            Guard(home=tmp_path / "state", key=KeyRing.generate(), env={}, store=store)
         assert store.list_agreements() == []  # still usable: the caller closes it
     finally:
         store.close()

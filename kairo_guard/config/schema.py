@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.core.policy import Rule, check_rule_safe, rule
+from kairo_guard.core.policy import Policy, Rule, check_rule_safe, rule
 from kairo_guard.core.sinks import Sink, make_sink
 from kairo_guard.core.types import DataClass, Mode
 
@@ -211,6 +211,10 @@ def semantic_problems(
             rules.append(built)
         except ConfigError as exc:
             problems.append(f"rules.{i} ({rule_section.id}): {exc}")
+    try:
+        Policy(extra_rules=rules)  # what the guard builds: e.g. two rules sharing an id
+    except ConfigError as exc:
+        problems.append(f"rules: {exc}")
     return problems, sinks, rules
 
 
