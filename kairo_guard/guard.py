@@ -21,7 +21,6 @@ from kairo_guard.core.seal import Label
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import DataClass, Mode, SinkKind, TenantId
 from kairo_guard.detect.bloom import FingerprintFilter
-from kairo_guard.enforce.check import SinkCheck
 from kairo_guard.enforce.decorators import guard_sink
 from kairo_guard.enforce.service import ReportCallback
 from kairo_guard.enforce.shapes import Indexed
@@ -140,26 +139,6 @@ class Guard:
         """Return ``record`` with its seal under ``_kairo``; see :meth:`Sealer.label_record`."""
         return self.sealer.label_record(record, tenant=tenant, source=source, data_class=data_class)
 
-    def seal_digest(
-        self,
-        digest: str,
-        *,
-        tenant: TenantId,
-        data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
-        source: str = "api",
-        created_at: float | None = None,
-        audit: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Seal content known only by its digest; see :meth:`Sealer.seal_digest`."""
-        return self.sealer.seal_digest(
-            digest,
-            tenant=tenant,
-            data_class=data_class,
-            source=source,
-            created_at=created_at,
-            audit=audit,
-        )
-
     def seal_operator_data(self, content: object, *, source: str) -> str:
         """Vet and seal operator data; see :meth:`OperatorVetting.seal`."""
         return self.vetting.seal(content, source=source)
@@ -192,10 +171,6 @@ class Guard:
     ) -> Sink:
         """Return the sink ``sink`` names; see :meth:`SinkChecks.resolve`."""
         return self.checks.resolve(sink, kind=kind, tenant=tenant, mode=mode)
-
-    def start_check(self, sink: Sink | str, *, mode: Mode | str | None = None) -> SinkCheck:
-        """Begin a check of records one at a time; see :meth:`SinkChecks.start`."""
-        return self.checks.start(sink, mode=mode)
 
     def check(
         self, records: object, *, sink: Sink | str, kind: str | None = None, mode: str | None = None
@@ -266,10 +241,6 @@ class Guard:
             tenant, expires_at=expires_at, reference=reference, scope=scope, valid_for=valid_for
         )
 
-    def agreement_active(self, tenant: TenantId) -> bool:
-        """True if ``tenant`` holds a fine-tune agreement now; see :meth:`Agreements.active`."""
-        return self.tenancy.agreements.active(tenant)
-
     def revoke_agreement(self, tenant: TenantId, agreement_id: str | None = None) -> int:
         """Revoke one or all of the tenant's agreements; see :meth:`Agreements.revoke`."""
         return self.tenancy.agreements.revoke(tenant, agreement_id)
@@ -290,22 +261,6 @@ class Guard:
         """Return recorded datasets; see :meth:`DatasetService.list_datasets`."""
         return self.tenancy.datasets.list_datasets(tenant)
 
-    def check_dataset(
-        self, dataset: VerifiedDataset, *, sink: Sink | str, mode: Mode | str | None = None
-    ) -> CheckReport:
-        """Decide a verified dataset for ``sink``; see :meth:`DatasetAdmission.check`."""
-        return self.checks.check(dataset, sink=sink, mode=mode)
-
-    def prune_dataset(
-        self, dataset_id: str, keep: Callable[[Label], bool], *, reason: str
-    ) -> tuple[int, int]:
-        """Keep the records ``keep`` accepts, re-signed; see :meth:`DatasetService.prune`."""
-        return self.tenancy.datasets.prune(dataset_id, keep, reason=reason)
-
-    def delete_datasets(self, tenant: TenantId) -> int:
-        """Delete ``tenant``'s datasets; see :meth:`DatasetService.delete`."""
-        return self.tenancy.datasets.delete(tenant)
-
     def register_model(self, model_id: str, *, dataset: Lineage, owner: TenantId) -> ModelInfo:
         """Register ``owner``'s fine-tuned model; see :meth:`ModelRegistry.register`."""
         return self.tenancy.models.register(model_id, dataset=dataset, owner=owner)
@@ -320,10 +275,6 @@ class Guard:
         """True if ``tenant`` may call ``model_id``; see :meth:`ModelRegistry.may_call`."""
         return self.tenancy.models.may_call(model_id, tenant)
 
-    def mark_models_for_deletion(self, tenant: TenantId) -> int:
-        """Mark ``tenant``'s models for deletion; see :meth:`ModelRegistry.mark_for_deletion`."""
-        return self.tenancy.models.mark_for_deletion(tenant)
-
     def models(self, tenant: TenantId | None = None) -> list[ModelInfo]:
         """Return registered models; see :meth:`ModelRegistry.list_models`."""
         return self.tenancy.models.list_models(tenant)
@@ -331,10 +282,6 @@ class Guard:
     def set_retention(self, tenant: TenantId, data_class: str, seconds: int | None) -> None:
         """Set ``tenant``'s own period, audited; see :meth:`Retention.set_period`."""
         self.tenancy.retention.set_period(tenant, data_class, seconds)
-
-    def record_provenance(self, seal: str) -> None:
-        """Record a provenance row for a tenant's seal; see :meth:`Retention.record_provenance`."""
-        self.tenancy.retention.record_provenance(seal)
 
     def sweep_retention(self, *, dry_run: bool = False) -> SweepReport:
         """Delete what expired; see :meth:`Retention.sweep`."""
