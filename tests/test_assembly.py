@@ -1,4 +1,4 @@
-"""Review: the Guard's constructor closes what it opened when a later part cannot be built."""
+"""The Guard's constructor closes what it opened when a later part cannot be built."""
 
 from __future__ import annotations
 

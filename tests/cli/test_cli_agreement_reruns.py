@@ -1,4 +1,4 @@
-"""Review: re-running ``agreements grant ... --reference R --for D`` is idempotent and says so."""
+"""Re-running ``agreements grant ... --reference R --for D`` is idempotent and says so."""
 
 from __future__ import annotations
 

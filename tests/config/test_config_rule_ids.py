@@ -1,4 +1,4 @@
-"""Review: two rules sharing an id are a config problem ``config check`` reports, as the
+"""Two rules sharing an id are a config problem ``config check`` reports, as the
 guard refuses to start on them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Review: an agreement granted for a duration is the same terms when granted again later."""
+"""An agreement granted for a duration is the same terms when granted again later."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review: a dataset build whose audit entry cannot be written leaves no dataset row
+"""A dataset build whose audit entry cannot be written leaves no dataset row
 pointing at files that were removed (the retention sweep opens every recorded dataset)."""
 
 from __future__ import annotations
