@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -164,3 +165,23 @@ def test_when_json_is_cut_at_every_byte_then_the_text_is_its_strings_in_document
     text.close()
     strings = ["z", "\\", '\\"', "é😀ß", "\ud7ff\ue000", "a", "k", "x"]
     assert "".join(emitted).split(" ")[1:] == strings
+
+
+def test_when_one_string_value_is_tens_of_mib_then_memory_stays_bounded() -> None:
+    chunk = (prose("acme-filler", 6).replace("\n", "\\n") + ' \\u00e4\\"x ').encode()
+    chunk = chunk * (MiB // len(chunk))
+    emitted: list[int] = []
+    text = BodyText(lambda segment: emitted.append(len(segment)), SEGMENT_BYTES, 4096)
+    tracemalloc.start()
+    try:
+        text.push(b'{"text": "')
+        for _ in range(16):
+            text.push(chunk)
+        text.push(b'"}')
+        text.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(emitted) > 15 * MiB
+    assert max(emitted) <= SEGMENT_BYTES + 4096
+    assert peak < 24 * MiB  # a few copies of one chunk and one segment, not the 48 MiB
