@@ -1,7 +1,7 @@
 """Building the guard's parts from settings, once: what the Guard facade delegates to.
 
-:func:`build` wires every layer in order (keys, store, audit log, fingerprint index,
-PII gate, sealing, vetting, sink checks, tenancy services) and returns them as
+:func:`build` wires every layer in order (keys, store, audit log, fingerprint index and
+net, PII gate, sealing, vetting, sink checks, tenancy services) and returns them as
 :class:`Parts`; the helpers it uses each return a ready collaborator or raise the error
 that names what to fix.
 """
@@ -106,7 +106,10 @@ def _wire(
     codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
     fingerprints = fingerprint_index(settings, store, keys)
     periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)
-    sealer = Sealer(codec, pseudonym=pseudonym, audit=audit, clock=clock, retention=periods.seconds)
+    net = FingerprintNet(fingerprints, store, keys, audit, clock)
+    sealer = Sealer(
+        codec, index=net, pseudonym=pseudonym, audit=audit, clock=clock, retention=periods.seconds
+    )
     agreements = Agreements(store, audit, pseudonym, clock)
     ctx = CheckContext(
         codec=codec,
@@ -137,7 +140,6 @@ def _wire(
     )
     checks.register(VerifiedDataset, tenancy.admission)
     vetting = OperatorVetting(sealer, fingerprints, pii, audit=audit, pseudonym=pseudonym)
-    net = FingerprintNet(fingerprints, store, keys, audit, clock)
     return Parts(
         keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, vetting,
         checks, tenancy,

@@ -232,6 +232,9 @@ class _BrokenStore:
     def erased_tenants(self) -> dict[str, float]:
         raise StoreError("database is gone")
 
+    def add_fingerprints(self, tenant: str, fingerprints: object) -> None:
+        raise StoreError("database is gone")  # so sealing customer content fails too
+
     def close(self) -> None: ...
 
 
@@ -240,7 +243,9 @@ def test_when_store_fails_then_fine_tune_blocks(tmp_path: Path) -> None:
 
     g = make_guard(tmp_path, store=_BrokenStore())
     try:
-        record = g.label_record({"t": "x"}, tenant="acme")
+        with pytest.raises(StoreError):  # no seal without index
+            g.label_record({"t": "x"}, tenant="acme")
+        record = sealed_record(g, {"t": "x"}, data_class="customer_content", tenant="acme")
         report = g.check([record], sink=g.resolve_sink("ft", kind="tenant-fine-tune:acme"))
         assert report.violations[0].rule == "agreement.inactive"
     finally:

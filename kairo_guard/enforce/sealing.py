@@ -5,12 +5,19 @@ ingestion and tenant code. Permitting classes are minted only through :meth:`Sea
 by the code that justifies them (the telemetry aggregator, operator-data vetting).
 Every seal is audited with the tenant's pseudonym; a source naming the tenant
 (``upload:acme``) is pseudonymized the same way.
+
+No seal without index: customer content given to :meth:`Sealer.seal` (and
+:meth:`Sealer.label_record`) is put in the fingerprint net before it is sealed, so a
+copy of it cannot later be vouched for as operator data or pass a shared sink; if it
+cannot be indexed, it is not sealed. :meth:`Sealer.seal_digest` has no text to index:
+its caller indexes the content (the middleware does, as the body streams). Usage
+telemetry is not indexed: see :class:`Sealer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -23,11 +30,31 @@ RetentionLookup = Callable[[TenantId | None, DataClass, str], int | None]
 """Seconds a label of (tenant, class, source) is kept, or None for no expiry."""
 
 
+class ContentIndex(Protocol):
+    """The fingerprint net as sealing uses it (:class:`~kairo_guard.detect.net.FingerprintNet`)."""
+
+    def index(self, tenant: TenantId, content: object) -> int:
+        """Fingerprint ``content`` as ``tenant``'s customer content and return how many
+        fingerprints it has, once they are committed; raise if they cannot be."""
+        ...
+
+
 class Sealer:
     """Seals content and digests under the guard's key, with retention and audit.
 
+    Customer content is indexed in the fingerprint net before it is sealed, the one
+    place every API that seals it (``Guard.seal``, ``Guard.label_record``,
+    ``RequestProvenance.seal_content``, ``kairo-guard label``) passes through. Usage
+    telemetry is not: it is kept from shared sinks by its sticky label alone. The net
+    is for text that may be copied into a shared corpus and relabeled; usage events are
+    records about use (events, counts, model names, pseudonyms), alike across tenants,
+    and they are what the telemetry aggregator turns into ``anonymized_telemetry``, so
+    their fingerprints would flag the aggregator's output as a tenant's content. Text a
+    tenant wrote (a prompt, a document) is customer content, whatever record carries it.
+
     Args:
         codec: signs labels.
+        index: the fingerprint net, where sealed customer content is indexed.
         pseudonym: tenant id -> its keyed pseudonym (for the audit log).
         audit: where each sealing is recorded.
         clock: Unix-seconds clock.
@@ -38,12 +65,14 @@ class Sealer:
         self,
         codec: SealCodec,
         *,
+        index: ContentIndex,
         pseudonym: Callable[[TenantId], str],
         audit: AuditAppender,
         clock: Callable[[], float],
         retention: RetentionLookup,
     ) -> None:
         self._codec = codec
+        self._index = index
         self._pseudonym = pseudonym
         self._audit = audit
         self._clock = clock
@@ -60,13 +89,19 @@ class Sealer:
     ) -> str:
         """Return a seal binding ``content`` to ``tenant`` as restricted data.
 
+        Customer content is first indexed as ``tenant``'s in the fingerprint net; the
+        seal is made only once that succeeded.
+
         Raises:
             ValueError: for a permitting class or an invalid tenant or source.
             ContentError: if the content cannot be digested.
+            StoreError: if customer content cannot be indexed (nothing is sealed).
         """
         cls = _restricting(data_class)
-        digest = content_digest(content)
-        return self.mint(digest, cls, tenant, source, created_at=created_at)
+        label = self._label(content_digest(content), cls, tenant, source, created_at)
+        if cls is DataClass.CUSTOMER_CONTENT:
+            self._index.index(tenant, content)  # raises: no seal without index
+        return self._sign(label, None)
 
     def seal_digest(
         self,
@@ -79,6 +114,11 @@ class Sealer:
         audit: Mapping[str, Any] | None = None,
     ) -> str:
         """Seal content known only by its digest (a streamed body) as restricted data.
+
+        A digest carries no text, so nothing is indexed here: the caller must have put
+        customer content in the fingerprint net before asking for its seal (the
+        middleware indexes a request body as it streams, then seals its digest). Content
+        at hand goes through :meth:`seal`, which indexes it.
 
         ``audit`` adds fields to the audit entry of the sealing.
 
@@ -102,7 +142,8 @@ class Sealer:
         of it is the byte-verifiable line form (:func:`kairo_guard.core.content.sealed_line`).
 
         Raises:
-            ValueError, ContentError: as :meth:`seal`.
+            ValueError, ContentError, StoreError: as :meth:`seal` (customer content is
+                indexed first).
         """
         body = orjson.loads(canonical_json(record))
         seal = self.seal(body, tenant=tenant, data_class=data_class, source=source)
@@ -123,9 +164,19 @@ class Sealer:
         Raises:
             ValueError: an invalid tenant, source or digest.
         """
+        return self._sign(self._label(digest, data_class, tenant, source, created_at), audit)
+
+    def _label(
+        self,
+        digest: str,
+        data_class: DataClass,
+        tenant: TenantId | None,
+        source: str,
+        created_at: float | None,
+    ) -> Label:
         created = int(self._clock() if created_at is None else created_at)
         period = self._retention(tenant, data_class, source)
-        label = Label.create(
+        return Label.create(
             tenant=tenant,
             data_class=data_class,
             source=source,
@@ -133,15 +184,18 @@ class Sealer:
             expires_at=created + period if period else None,
             digest=digest,
         )
+
+    def _sign(self, label: Label, audit: Mapping[str, Any] | None) -> str:
         seal = self._codec.seal(label)
+        tenant = label.tenant
         pseudonym = self._pseudonym(tenant) if tenant else None
         self._audit.append(
             {
                 "event": "seal",
-                "class": data_class.value,
+                "class": label.data_class.value,
                 "tenant": pseudonym,
-                "source": pseudonymize_name(source, tenant, pseudonym),
-                "digest": digest,
+                "source": pseudonymize_name(label.source, tenant, pseudonym),
+                "digest": label.digest,
                 **(audit or {}),
             }
         )

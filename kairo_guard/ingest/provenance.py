@@ -49,12 +49,25 @@ class RequestProvenance:
 
     def seal_content(self, content: Any, *, source: str | None = None) -> str:
         """Seal content derived from this request (a parsed document, an agent's output)
-        as the tenant's customer content (recorded as a provenance row)."""
-        seal = self._guard.sealer.seal_digest(
-            content_digest(content),
-            tenant=self.tenant,
-            data_class=DataClass.CUSTOMER_CONTENT,
-            source=source or self._source,
-        )
+        as the tenant's customer content, indexed in the fingerprint net, and record it
+        as a provenance row.
+
+        Content whose digest is the body's is the body the middleware already indexed
+        as it streamed: it is sealed without being indexed again. Anything else (a
+        record built from the body, an agent's output) is indexed before it is sealed;
+        that fingerprints and writes to the store, so an async handler sealing large
+        content may rather call this in a thread (``run_in_threadpool``).
+
+        Raises:
+            ContentError: if the content cannot be digested.
+            StoreError: if it cannot be indexed or recorded (then it is not sealed).
+        """
+        sealer, source = self._guard.sealer, source or self._source
+        if self.digest is not None and content_digest(content) == self.digest:
+            seal = sealer.seal_digest(self.digest, tenant=self.tenant, source=source)
+        else:
+            seal = sealer.seal(
+                content, tenant=self.tenant, data_class=DataClass.CUSTOMER_CONTENT, source=source
+            )
         self._guard.tenancy.retention.record_provenance(seal)
         return seal
