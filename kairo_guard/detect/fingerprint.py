@@ -3,7 +3,9 @@
 Text is normalized (invisible characters removed: format characters such as zero-width
 spaces, soft hyphens and byte-order marks, and control characters such as NUL, which
 would otherwise split every word they are slipped into; then Unicode NFKC, case folded,
-every run of whitespace, punctuation or symbols collapsed to one space), cut into
+look-alike characters mapped to one representative (Unicode TR39 confusables joined with
+case folding, :mod:`kairo_guard.detect.confusables`: Cyrillic U+0430 is Latin ``a``), every
+run of whitespace, punctuation or symbols collapsed to one space), cut into
 overlapping k-grams of :data:`K` characters, and winnowed (Schleimer, Wilkerson, Aiken
 2003): in every window of :data:`W` consecutive k-gram hashes the rightmost minimum is
 selected. Two texts that share a normalized span of at least ``W + K - 1`` (89)
@@ -18,6 +20,9 @@ stock phrases, never produce a shared k-gram at all.
 Window selection uses a fast unkeyed polynomial hash; what is stored and compared is a
 keyed BLAKE2b hash (64 bits) of each selected k-gram, so the index holds nothing from
 which text can be recovered or even confirmed without the guard's key.
+
+Changing any of this changes every fingerprint: :data:`SCHEME` names the scheme, and an
+index built under another scheme no longer matches the text it was built from.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from kairo_guard.core.content import strip_invisible
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
+from kairo_guard.detect.confusables import TABLE_SHA256, load_table, translator
 from kairo_guard.detect.fields import record_strings as record_strings  # re-exported
 from kairo_guard.store.base import Store
 
@@ -47,17 +53,21 @@ GUARANTEED_SPAN = W + K - 1
 """Any shared normalized span this long shares at least one fingerprint."""
 MIN_SHARED_FINGERPRINTS = (200 - K + 1) // W
 """Fingerprints a shared 200-character span is guaranteed to share (3)."""
+SCHEME = f"kg-winnow-k{K}-w{W}-nfkc-casefold-tr39-{TABLE_SHA256[:12]}"
+"""Names the normalization and hashing of fingerprints: indexes made under another
+scheme do not match text fingerprinted under this one."""
 
 _BASE = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _BASE_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
 _SEPARATORS = re.compile(r"[\W_]+")
+_LOOK_ALIKES = translator(load_table())  # folded character -> its representative
 
 
 def normalize(text: str) -> str:
-    """Return ``text`` without invisible characters, NFKC-normalized, case folded, with
-    separators collapsed."""
-    visible = strip_invisible(text)
-    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", visible).casefold()).strip()
+    """Return ``text`` without invisible characters, NFKC-normalized, case folded,
+    look-alikes mapped to their representative, with separators collapsed."""
+    folded = unicodedata.normalize("NFKC", strip_invisible(text)).casefold()
+    return _SEPARATORS.sub(" ", _LOOK_ALIKES(folded)).strip()
 
 
 def record_text(content: object) -> str:
