@@ -9,6 +9,16 @@ body as the tenant's customer content once it is complete, puts the seal in
 ``scope["kairo_guard"]`` and in a ``kairo-provenance`` response header; and audits the
 request. Lifespan and other scopes pass through untouched.
 
+Routes are matched on the path the application routes on
+(:mod:`kairo_guard.ingest.routing`): ``scope["path"]`` less ``scope["root_path"]``, as
+Starlette's router does, so a service under uvicorn ``--root-path``, inside a ``Mount``
+or with ``Mount``s of its own is judged on the route that will serve it. Sink and model
+routes are written as the wrapped app's router sees them (the full path, root path in
+front, counts too); public paths match the route path exactly. A path the middleware
+cannot be sure about (``//``, ``.``/``..`` segments, a trailing ``/``, a backslash,
+``%`` escapes, an encoded ``/``, or letter case) that reaches a guarded route under
+either its literal or its normalized form is refused: 403, rule ``route.ambiguous``.
+
 The decision also goes onto the request's server span, or one span of ours
 (:mod:`kairo_guard.otel.request_span`); signed tenant baggage counts only from trusted peers
 (:mod:`kairo_guard.ingest.baggage`) and is removed before the app runs.
@@ -50,9 +60,10 @@ from kairo_guard.ingest.resolvers import (
     TenantResolver,
     TrustedProxyResolver,
 )
+from kairo_guard.ingest.routing import ROUTE_AMBIGUOUS, RouteTable, route_path
 from kairo_guard.otel.headers import strip_kairo_baggage, without_kairo_baggage
 from kairo_guard.otel.request_span import RequestTrace, deny_request, note_request
-from kairo_guard.tenancy.models import ModelRoutes, model_ref
+from kairo_guard.tenancy.models import model_ref
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -73,12 +84,14 @@ class GuardMiddleware:
         max_body_bytes: request body cap (default: ``limits.max_body_bytes``).
         sink_routes: path -> sink name or :class:`Sink` for routes that feed a sink
             (default: the ``routes`` of configured sinks); a path matches itself and
-            everything below it.
-        public_paths: paths served without authentication (health checks); exact match.
+            everything below it, matched on the route path (see the module docstring).
+        public_paths: paths served without authentication (health checks); exact match
+            on the route path.
         source: the ``source`` written into seals.
         model_routes: inference route templates holding ``{model_id}``, e.g.
             ``/v1/models/{model_id}/infer``: the caller must be allowed the model
             (:meth:`Guard.check_model_access`) or gets 403 before the app runs.
+            ``{model_id}`` spans one or more segments; the rest matches as written.
         request_span: make a ``kairo_guard.request`` span when no host span is
             recording (default). False: decisions then go only to the host's span when
             there is one, the metrics and the audit log (a span costs what the SDK
@@ -106,33 +119,30 @@ class GuardMiddleware:
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         routes = guard.settings.sink_routes if sink_routes is None else sink_routes
-        self.sink_routes = tuple(
-            sorted(
-                ((path.rstrip("/") or "/", guard.resolve_sink(s) if isinstance(s, str) else s)
-                 for path, s in routes.items()),
-                key=lambda item: -len(item[0]),
-            )
-        )  # fmt: skip
-        self.public_paths = frozenset(public_paths)
+        self.routes = RouteTable(
+            {p: guard.resolve_sink(s) if isinstance(s, str) else s for p, s in routes.items()},
+            model_routes,
+            public_paths,
+        )
         self.source = source
-        self.model_routes = ModelRoutes(tuple(model_routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if scope.get("path") in self.public_paths:
+        path = route_path(scope)
+        if path in self.routes.public_paths:
             with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
                 await self.app(scope, receive, send)
             return
         traced = RequestTrace(self.guard.telemetry, scope, own_span=self.request_span)
         try:
-            await self._guarded(scope, receive, send)
+            await self._guarded(scope, receive, send, path)
         finally:
             traced.end()
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         kind = scope["type"]
         request = RequestInfo(
             peer=(scope.get("client") or (None,))[0],
@@ -153,7 +163,13 @@ class GuardMiddleware:
         if tenant is None:
             await self._deny(scope, receive, send, 401, "missing credentials")
             return
-        sink = self._sink_for(request.path)
+        route = self.routes.match(scope, path)
+        if route.ambiguous:
+            self._audit(tenant, scope, status=403, rule=ROUTE_AMBIGUOUS)
+            detail = "cannot be sure which route serves this path: use its canonical form"
+            await self._deny(scope, receive, send, 403, detail, rule=ROUTE_AMBIGUOUS)
+            return
+        sink = route.sink
         if sink is not None and not self._may_feed(tenant, sink):
             name = audit_sink_name(sink, self.guard.keys.pseudonym)
             self._audit(tenant, scope, status=403, sink=name)
@@ -161,7 +177,7 @@ class GuardMiddleware:
                 scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
             )
             return
-        model = self.model_routes.model_for(request.path) if self.model_routes else None
+        model = route.model
         if model is not None and not self._may_call(tenant, model):
             self._audit(tenant, scope, status=403, model=model_ref(model))
             await self._deny(scope, receive, send, 403, "this model is not served to this account")
@@ -189,12 +205,6 @@ class GuardMiddleware:
             return message
 
         return guarded_receive
-
-    def _sink_for(self, path: str) -> Sink | None:
-        for prefix, sink in self.sink_routes:
-            if path == prefix or path.startswith(prefix + "/") or prefix == "/":
-                return sink
-        return None
 
     def _may_call(self, tenant: TenantId, model: str) -> bool:
         try:
@@ -239,6 +249,7 @@ class GuardMiddleware:
         sink: str | None = None,
         provenance: RequestProvenance | None = None,
         model: str | None = None,
+        rule: str | None = None,
     ) -> None:
         entry: dict[str, Any] = {
             "event": "request",
@@ -251,6 +262,8 @@ class GuardMiddleware:
             entry["sink"] = sink
         if model is not None:
             entry["model"] = model
+        if rule is not None:
+            entry["rule"] = rule
         if provenance is not None and provenance.size:
             entry.update(
                 bytes=provenance.size, digest=provenance.digest, fingerprints=provenance.indexed
@@ -261,7 +274,14 @@ class GuardMiddleware:
         )
 
     async def _deny(
-        self, scope: Scope, receive: Receive, send: Send, status: int, detail: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        detail: str,
+        *,
+        rule: str | None = None,
     ) -> None:
         deny_request(scope, status, _STATUS_WORDS.get(status, "error"))
         if scope["type"] == "websocket":
@@ -269,7 +289,8 @@ class GuardMiddleware:
             if message.get("type") == "websocket.connect":
                 await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
             return
-        body = orjson.dumps({"error": _STATUS_WORDS.get(status, "error"), "detail": detail})
+        error = {"error": _STATUS_WORDS.get(status, "error"), "detail": detail}
+        body = orjson.dumps(error if rule is None else {**error, "rule": rule})
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
