@@ -211,7 +211,8 @@ def _merge(first: RouteMatch, second: RouteMatch) -> RouteMatch:
     same_model = first.model is None or second.model is None or first.model == second.model
     if not (same_sink and same_model):
         return AMBIGUOUS
-    return RouteMatch(first.sink or second.sink, first.model or second.model)
+    sink = first.sink if first.sink is not None else second.sink
+    return RouteMatch(sink, first.model if first.model is not None else second.model)
 
 
 def _declared(path: str, what: str) -> str:
@@ -227,7 +228,6 @@ def _template(template: str) -> tuple[str, str]:
     if template.count(MODEL_PARAM) != 1 or not template.startswith("/"):
         raise ValueError(f"model route {template!r} must start with / and hold {MODEL_PARAM} once")
     head, tail = template.split(MODEL_PARAM)
-    if len(tail) > 1:
-        tail = tail.rstrip("/")  # as before: a trailing '/' of a template is ignored
+    tail = tail.rstrip("/")  # as before: a trailing '/' of a template is ignored
     _declared(head + "x" + tail, "model route")
     return head, tail

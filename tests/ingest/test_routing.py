@@ -112,6 +112,19 @@ def test_when_a_route_is_written_as_the_full_path_then_it_holds_under_the_root_p
     assert table.match(scope, route_path(scope)).model == "m"
 
 
+def test_when_each_spelling_reaches_another_kind_of_route_then_both_are_checked(
+    sinks: dict[str, Sink],
+) -> None:
+    table = RouteTable({"/v1": sinks["train"]}, ["/api/v1/{model_id}/infer"])
+    scope = _scope("/api/v1/m/infer", "/api")
+    assert table.match(scope, route_path(scope)) == RouteMatch(sinks["train"], "m")
+
+
+def test_when_a_model_template_ends_with_a_slash_then_the_slash_is_ignored() -> None:
+    table = RouteTable({}, ["/v1/{model_id}/"])
+    assert table.match(_scope("/v1/m"), "/v1/m") == RouteMatch(None, "m")
+
+
 def test_when_the_two_spellings_reach_different_sinks_then_the_route_is_ambiguous(
     sinks: dict[str, Sink],
 ) -> None:
