@@ -12,6 +12,9 @@ What is measured, on a fresh guard (real SQLite store) in a temporary directory:
   is blocked by ``fingerprint.tenant-content`` naming the right tenant's pseudonym.
   Excerpt lengths are counted in normalized characters (what the winnowing guarantee is
   stated in: 200 guarantee 3 shared fingerprints) and, separately, in raw characters.
+  A third series (``look-alikes``) cuts excerpts as ``normalized`` does and, after the
+  laundering, puts a Cyrillic or Greek look-alike for one letter in every 40 characters
+  (Cyrillic U+0430 for ``a``, U+041D for ``H``: Unicode TR39 confusables); same targets.
   Lengths 50 and 100 are below the guarantee (89 characters guarantee 1 fingerprint, and
   a record needs ``min_shared`` = 3 unless it is mostly the tenant's text): their recall
   is low by design and has no target.
@@ -65,6 +68,7 @@ TARGET_RECALL = 0.99
 TARGET_FPR = 0.001
 FILLER_MAX = 600
 BATCH = 500
+Disguise = Callable[[str, random.Random], str]
 
 
 def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -134,6 +138,54 @@ def _normalized_excerpt(doc: str, length: int, rng: random.Random) -> str:
     raise RuntimeError("no excerpt of that length")
 
 
+LOOK_ALIKES = {
+    "a": "\u0430\u03b1",
+    "c": "\u0441",
+    "e": "\u0435",
+    "i": "\u0456\u03b9",
+    "j": "\u0458",
+    "o": "\u043e\u03bf",
+    "p": "\u0440\u03c1",
+    "s": "\u0455",
+    "v": "\u03bd",
+    "x": "\u0445",
+    "y": "\u0443",
+    "A": "\u0410\u0391",
+    "B": "\u0412\u0392",
+    "C": "\u0421",
+    "E": "\u0415\u0395",
+    "H": "\u041d\u0397",
+    "K": "\u041a\u039a",
+    "M": "\u041c\u039c",
+    "O": "\u041e\u039f",
+    "P": "\u0420\u03a1",
+    "T": "\u0422\u03a4",
+    "X": "\u0425\u03a7",
+    "Z": "\u0396",
+}
+"""Latin letter -> its Cyrillic and Greek look-alikes (TR39 confusables)."""
+LOOK_ALIKE_EVERY = 40
+
+
+def _look_alikes(text: str, rng: random.Random) -> str:
+    """One look-alike letter in every ``LOOK_ALIKE_EVERY`` characters, where one fits."""
+    out = list(text)
+    for start in range(0, len(out), LOOK_ALIKE_EVERY):
+        spots = [
+            i
+            for i in range(start, min(start + LOOK_ALIKE_EVERY, len(out)))
+            if out[i] in LOOK_ALIKES
+        ]
+        if spots:
+            i = rng.choice(spots)
+            out[i] = rng.choice(LOOK_ALIKES[out[i]])
+    return "".join(out)
+
+
+def _unchanged(text: str, rng: random.Random) -> str:
+    return text
+
+
 def recall(
     guard: Guard,
     docs: list[tuple[str, str]],
@@ -141,13 +193,14 @@ def recall(
     trials: int,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Recall per excerpt length, in normalized and in raw characters."""
+    """Recall per excerpt length, in normalized and in raw characters, and with look-alikes."""
     rows: list[dict[str, Any]] = []
-    units: dict[str, Callable[[str, int, random.Random], str]] = {
-        "normalized": _normalized_excerpt,
-        "raw": _raw_excerpt,
+    units: dict[str, tuple[Callable[[str, int, random.Random], str], Disguise]] = {
+        "normalized": (_normalized_excerpt, _unchanged),
+        "raw": (_raw_excerpt, _unchanged),
+        "look-alikes": (_normalized_excerpt, _look_alikes),
     }
-    for unit, cut in units.items():
+    for unit, (cut, disguise) in units.items():
         for length in LENGTHS:
             rng = random.Random(f"recall:{seed}:{unit}:{length}")
             usable = [(t, d) for t, d in docs if len(normalize(d)) >= length + 20]
@@ -159,14 +212,14 @@ def recall(
                 piece = cut(doc, length, rng)
                 norm_lengths.append(len(normalize(piece)))
                 owners.append(guard.keys.pseudonym(tenant))
-                texts.append(_hide(launder(piece, rng), fillers, rng))
+                texts.append(_hide(disguise(launder(piece, rng), rng), fillers, rng))
             results = check_texts(guard, texts)
             caught = sum(
                 rule == RULE and tenant == owner
                 for (rule, tenant), owner in zip(results, owners, strict=True)
             )
             low, high = wilson(caught, trials)
-            target = length in TARGET_LENGTHS and unit == "normalized"
+            target = length in TARGET_LENGTHS and unit != "raw"
             rows.append(
                 {
                     "unit": unit,
@@ -302,14 +355,14 @@ def table(doc: dict[str, Any], out: IO[str]) -> None:
         f"{len(ix['tenants'])} tenants, {ix['fingerprints']:,} fingerprints\n\n"
     )
     w(
-        f"{'unit':<10} {'length':>6} {'trials':>6} {'caught':>6} {'recall':>8} "
+        f"{'unit':<11} {'length':>6} {'trials':>6} {'caught':>6} {'recall':>8} "
         f"{'95% CI':>17} {'norm len med/min':>16}  verdict\n"
     )
     for r in doc["recall"]:
         lo, hi = r["ci95"]
         norm = f"{r['normalized_length_median']:.0f}/{r['normalized_length_min']}"
         w(
-            f"{r['unit']:<10} {r['length']:>6} {r['trials']:>6} {r['caught']:>6} "
+            f"{r['unit']:<11} {r['length']:>6} {r['trials']:>6} {r['caught']:>6} "
             f"{r['recall']:>8.2%} {f'{lo:.2%}-{hi:.2%}':>17} {norm:>16}  {r['verdict']}\n"
         )
     fp = doc["false_positives"]
