@@ -1,23 +1,26 @@
 """Fingerprinting request bodies as they stream, with bounded memory.
 
 A body is indexed as the text a sink's reader would see of it. One that fits in one
-segment (:data:`SEGMENT_BYTES`) is read whole: a JSON body by its strings in the order
-of :func:`~kairo_guard.detect.fields.record_strings` (keys sorted), any other body as
-UTF-8 text. A larger body is decoded as it streams, by :class:`BodyText`, and indexed in
-text segments of :data:`SEGMENT_BYTES` characters, each carrying the last
-:data:`OVERLAP_BYTES` characters of the previous one, so a copied span up to that long
-is always inside one segment and longer ones leave at least half of it in one.
+segment (:data:`SEGMENT_BYTES`) and is one JSON value is read whole, by its strings in
+the order of :func:`~kairo_guard.detect.fields.record_strings` (keys sorted). Any other
+body (larger, JSON lines, JSON that only Python's lenient reader accepts, not JSON at
+all) is decoded as it streams, by :class:`BodyText`, and indexed in text segments of
+:data:`SEGMENT_BYTES` characters, each carrying the last :data:`OVERLAP_BYTES`
+characters of the previous one, so a copied span up to that long is always inside one
+segment and longer ones leave at least half of it in one.
 
-A large body whose first byte (after whitespace) opens a JSON value is read as JSON:
-its keys and string values, decoded (``\\u00e4``, ``\\n`` and ``\\"`` are the characters
-they stand for), in document order, space separated; a string longer than a chunk is
-decoded a piece at a time, so no string is ever held whole. What lies between strings
-must be JSON punctuation, numbers and ``true``/``false``/``null``, which carry no text;
-nesting is not checked (a misplaced bracket hides no text either). Anything else (a
-bad escape, invalid UTF-8, a control character in a string, a stray word) is malformed
+A streamed body whose first byte (after whitespace) opens a JSON value is read as JSON
+(one value, or several as JSON lines): its keys and string values, decoded (``\\u00e4``,
+``\\n`` and ``\\"`` are the characters they stand for), in document order, space
+separated; a string longer than a chunk is decoded a piece at a time, so no string is
+ever held whole. Strings are read as orjson reads them, else as Python's json does
+(lone surrogates, control characters). What lies between strings must be JSON
+punctuation, numbers and literals (``NaN`` and ``Infinity`` included, which Python's
+reader accepts): they carry no text; nesting is not checked (a misplaced bracket hides
+no text either). Anything else (a bad escape, invalid UTF-8, a stray word) is malformed
 JSON: from that chunk on the body is read as UTF-8 text, the chunk included, so nothing
 is left unindexed (fail closed). Numbers, booleans and nulls are not text; unlike the
-sink's reader, a large body's seal field is indexed too (more text indexed can only
+sink's reader, a streamed body's seal field is indexed too (more text indexed can only
 block more).
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import re
 from collections.abc import Callable
 
@@ -40,7 +44,8 @@ JSON_OPENERS = b'{["'
 
 _WS = b" \t\r\n"
 _NUMBER = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
-_TOKEN = rb"[ \t\r\n\[\]{}:,]++|" + _NUMBER + rb"|true|false|null"
+# the literals Python's json also reads (NaN, Infinity) carry no text either
+_TOKEN = rb"[ \t\r\n\[\]{}:,]++|" + _NUMBER + rb"|true|false|null|NaN|-?+Infinity"
 _STRING = rb'"((?:[^"\\]++|\\.)*+)"'
 # complete tokens and strings, as far as they go (possessive: no backtracking)
 _COMPLETE = re.compile(rb"(?:" + _TOKEN + rb"|" + _STRING + rb")*+", re.S)
@@ -48,19 +53,12 @@ _STRINGS = re.compile(_STRING, re.S)
 _STRING_REST = re.compile(rb'(?:[^"\\]++|\\.)*+', re.S)
 _PARTIAL_TOKEN = re.compile(rb"[A-Za-z0-9+.\-]{0,64}")
 _HIGH_SURROGATES = (b"d8", b"d9", b"da", b"db")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TOKEN_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-.")
 
 
 class Malformed(ValueError):
     """The body stopped being JSON; the rest is read as text."""
-
-
-def body_content(body: bytes) -> object:
-    """Return what to fingerprint of a body: its JSON value, else the bytes themselves."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
 
 
 class BodyText:
@@ -181,11 +179,18 @@ class BodyText:
 
 
 def _decode_strings(raw: list[bytes]) -> list[str]:
-    """The JSON strings whose bodies (between the quotes) are ``raw``."""
+    """The JSON strings whose bodies (between the quotes) are ``raw``, as strictly as
+    orjson reads them, else as leniently as Python's json (lone surrogates become
+    U+FFFD, control characters are kept): a handler may read them either way."""
+    joined = b'["' + b'","'.join(raw) + b'"]'
     try:
-        decoded: list[str] = orjson.loads(b'["' + b'","'.join(raw) + b'"]')
-    except orjson.JSONDecodeError as exc:
-        raise Malformed from exc
+        decoded: list[str] = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        try:
+            decoded = json.loads(joined, strict=False)
+        except ValueError as exc:  # bad escape or invalid UTF-8
+            raise Malformed from exc
+        decoded = [_SURROGATE.sub("\ufffd", text) for text in decoded]
     return decoded
 
 
@@ -278,7 +283,14 @@ class StreamingIndexer:
         text.close()
 
     def _add_body(self, data: bytes) -> None:
-        self._add(body_content(data))
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:  # JSON lines, NaN, lone surrogates, or no JSON
+            text = BodyText(self._add, self._segment, self._overlap)
+            text.push(data)
+            text.close()
+        else:
+            self._add(value)
 
     def _add(self, content: object) -> None:
         self.indexed += self._index.add(self._tenant, content)

@@ -185,3 +185,44 @@ def test_when_one_string_value_is_tens_of_mib_then_memory_stays_bounded() -> Non
     assert sum(emitted) > 15 * MiB
     assert max(emitted) <= SEGMENT_BYTES + 4096
     assert peak < 24 * MiB  # a few copies of one chunk and one segment, not the 48 MiB
+
+
+def _jsonl(records: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(r, ensure_ascii=True).encode() + b"\n" for r in records)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _jsonl([{"id": i, "text": prose("acme-filler", 1)} for i in range(5)] + [{"t": PARAGRAPH}]),
+        json.dumps({"score": float("nan"), "text": PARAGRAPH}, ensure_ascii=True).encode(),
+        json.dumps({"x": "\ud800", "text": PARAGRAPH}, ensure_ascii=True).encode(),
+        _jsonl(
+            [{"id": i, "text": prose("acme-filler", 6)} for i in range(900)] + [{"t": PARAGRAPH}]
+        )
+        + json.dumps([float("inf"), "\udc00", PARAGRAPH], ensure_ascii=True).encode(),
+    ],
+    ids=["json-lines", "nan", "lone-surrogate", "large-json-lines-inf-surrogate"],
+)
+def test_when_a_body_is_json_only_a_lenient_reader_accepts_then_its_text_is_indexed_decoded(
+    guard: Guard, body: bytes
+) -> None:
+    assert b"\\u00e4" in body
+    assert _post(guard, body).status_code == 200
+    assert _blocked(guard, PARAGRAPH)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        PARAGRAPH.encode(),
+        b'{"text": "' + PARAGRAPH.encode() + b'\\q"}',
+        b"\xef\xbb\xbf" + PARAGRAPH.encode(),
+    ],
+    ids=["plain-text", "bad-escape", "byte-order-mark"],
+)
+def test_when_a_small_body_is_not_json_then_it_is_indexed_as_text(
+    guard: Guard, body: bytes
+) -> None:
+    assert _post(guard, body).status_code == 200
+    assert _blocked(guard, PARAGRAPH)
