@@ -53,11 +53,16 @@ class FingerprintNet:
     def index(self, tenant: TenantId, content: object) -> int:
         """Fingerprint ``content`` as ``tenant``'s customer content (the laundering net).
 
+        The Sealer calls this for every piece of customer content it seals, before it
+        signs the label (no seal without index); the store keeps each (fingerprint,
+        tenant) pair once, so indexing the same text again adds no rows.
+
         Returns:
             How many fingerprints were indexed (0 for text under 50 characters).
 
         Raises:
             ValueError: for an invalid tenant id.
+            StoreError: if the fingerprints cannot be written.
         """
         count = self._index.add(validate_tenant(tenant), content)
         self._audit.append(
