@@ -83,25 +83,17 @@ def label(
     _check_class_and_tenant(cls, tenant)
     guard = open_guard(ctx)
     tally = _Tally()
+    indexed_before = guard.net.indexed  # sealing customer content indexes it
     with open_input(input_path) as stream, atomic_output(out) as (fh, commit):
         for item in iter_lines(stream, guard.settings.limits.max_record_bytes):
             if isinstance(item, Line):
                 problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
-                if problem is None and cls is DataClass.CUSTOMER_CONTENT and tenant:
-                    tally.indexed += guard.fingerprints.add(tenant, orjson.loads(item.raw))
                 tally.count(item.number, problem)
             else:
                 number, bad = item
                 tally.count(number, (bad.rule, bad.reason))
         commit[0] = True
-    if tally.indexed and tenant:
-        guard.audit.append(
-            {
-                "event": "fingerprints.index",
-                "tenant": guard.keys.pseudonym(tenant),
-                "count": tally.indexed,
-            }
-        )
+    tally.indexed = guard.net.indexed - indexed_before
     if report_path is not None:
         doc = {
             "input": str(input_path),

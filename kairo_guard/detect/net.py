@@ -49,6 +49,8 @@ class FingerprintNet:
         self._keys = keys
         self._audit = audit
         self._clock = clock
+        self.indexed = 0
+        """Fingerprints indexed through this net since it was opened (for reports)."""
 
     def index(self, tenant: TenantId, content: object) -> int:
         """Fingerprint ``content`` as ``tenant``'s customer content (the laundering net).
@@ -65,6 +67,7 @@ class FingerprintNet:
             StoreError: if the fingerprints cannot be written.
         """
         count = self._index.add(validate_tenant(tenant), content)
+        self.indexed += count
         self._audit.append(
             {"event": "fingerprints.index", "tenant": self._keys.pseudonym(tenant), "count": count}
         )

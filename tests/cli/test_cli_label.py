@@ -144,3 +144,35 @@ def test_when_records_are_labelled_then_output_is_the_input_plus_a_seal(
             "crm-backfill",
         )
         assert label.digest == content_digest(record)
+
+
+def test_when_customer_content_is_labelled_then_each_record_is_indexed_once(
+    kg: Any, tmp_path: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairo_guard.store.sqlite import SQLiteStore
+
+    writes: list[int] = []
+    real = SQLiteStore.add_fingerprints
+
+    def counting(self: SQLiteStore, tenant: str, fingerprints: Any) -> None:
+        writes.append(1)
+        real(self, tenant, fingerprints)
+
+    monkeypatch.setattr(SQLiteStore, "add_fingerprints", counting)
+    docs = [{"n": i, "text": f"{LONG_DOC} Copy {i} of the plan."} for i in range(3)]
+    write_jsonl(tmp_path / "acme.jsonl", docs)
+
+    result = kg("label", "acme.jsonl", "--tenant", "acme", "--class", "customer_content",
+                "--out", "acme.sealed.jsonl", "--report", "acme.report.json")  # fmt: skip
+
+    assert result.code == 0
+    assert len(writes) == 3  # one index write a record: sealing indexes, nothing else does
+    report = load(tmp_path / "acme.report.json")
+    audit = Path(cli_env["KAIRO_GUARD_HOME"]) / "audit" / "audit.jsonl"
+    counts = [
+        json.loads(line)["count"]
+        for line in audit.read_text().splitlines()
+        if json.loads(line).get("event") == "fingerprints.index"
+    ]
+    assert len(counts) == 3
+    assert report["fingerprints_indexed"] == sum(counts) > 0
