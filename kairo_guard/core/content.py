@@ -1,19 +1,38 @@
-"""Canonical encoding and digest of record content.
+"""Canonical encoding and digest of record content: the one definition of "the content".
 
-The digest is the contract that binds a seal to its content:
+The digest is the contract that binds a seal to its content, and the text the
+fingerprint net and the PII gate read (:mod:`kairo_guard.detect.fields`) is read from the
+same content, mapped the same way (:func:`json_form`): what is digested is what is read.
 
-* JSON-like content (dict, list, str, number, bool, None): SHA-256 over its canonical
-  JSON: UTF-8, object keys sorted, no whitespace, non-ASCII left as is, floats in their
-  shortest round-trip form. A dict's seal field (``_kairo``) is not content.
-* ``bytes``: SHA-256 over the bytes as they are (an HTTP body, a file).
+* JSON content (dict with string keys, list, tuple, str, int, float, bool, None): SHA-256
+  over its canonical JSON: UTF-8, object keys sorted, no whitespace, non-ASCII left as is,
+  floats in their shortest round-trip form. The root object's seal field (``_kairo``) is
+  not content; a seal field further down is.
+* Other values map to JSON, one level at a time, by :func:`json_form`: a dataclass
+  instance is the object of *all* its fields (names starting with ``_`` included); an
+  ``Enum`` member is its value; a subclass of a JSON type is the value it stores; a
+  ``Mapping`` is the object of its items; a ``UUID`` and a ``datetime``, ``date`` or
+  ``time`` are strings (``str()``, ``isoformat()``).
+* ``bytes``, ``bytearray``, ``memoryview`` as the whole content: SHA-256 over the bytes
+  as they are (an HTTP body, a file); their text is the bytes read as UTF-8.
+
+Anything else is refused with :class:`ContentError`: sets (no order), bytes inside a
+record, keys that are not strings, a dataclass or a subclass of a JSON type holding
+attributes beside its fields or value, a ``str`` Enum member whose text is not its value,
+``orjson.Fragment`` (text the reader would have to parse), any other object. Refused
+content cannot be digested or read, so it gets no seal and blocks at a sink.
 
 Digests are lowercase hex.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import hashlib
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,24 +41,120 @@ import orjson
 from kairo_guard.core.exceptions import ContentError
 from kairo_guard.core.types import SEAL_FIELD
 
-_SORT = orjson.OPT_SORT_KEYS
+# Subclasses, dataclasses and dates go through json_form: orjson's own reading of them
+# (a dataclass's __dict__ without its "_" names, a str Enum's text) is not the definition.
+_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
 _sha256 = hashlib.sha256
 _dumps = orjson.dumps
+_JSON_TYPES = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
+_BASES: tuple[tuple[type, Any], ...] = (
+    (str, str.__str__),  # the characters stored, whatever __str__ says
+    (int, int.__index__),
+    (float, float.__float__),
+    (dict, lambda d: dict(dict.items(d))),  # the members stored, whatever __iter__ says
+    (list, list.copy),
+    (tuple, lambda t: tuple.__getitem__(t, slice(None))),
+)
+_DATES = frozenset({datetime.datetime, datetime.date, datetime.time})
+
+
+def json_form(value: object) -> object:
+    """Return the JSON form of a value that is not of a JSON type, one level down (its
+    members are mapped in turn), as the digest and the text reader both map it.
+
+    Raises:
+        ContentError: for a value outside the definition (see the module docstring).
+    """
+    if isinstance(value, enum.Enum):
+        return _enum_value(value)
+    for base, stored in _BASES:
+        if isinstance(value, base):
+            _refuse_attributes(value, ())
+            return stored(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_fields(value)
+    if isinstance(value, Mapping):
+        return dict(value.items())
+    if type(value) is uuid.UUID:
+        return str(value)
+    if type(value) in _DATES:
+        return value.isoformat()  # type: ignore[attr-defined]
+    raise ContentError(_refusal(value))
+
+
+def _enum_value(member: enum.Enum) -> object:
+    value = member.value
+    for base, stored in _BASES[:3]:
+        if isinstance(member, base) and stored(member) != value:
+            raise ContentError(
+                f"an Enum member of {type(member).__name__} whose {base.__name__} is not "
+                "its value has no canonical form: give its value"
+            )
+    return value
+
+
+def _dataclass_fields(value: Any) -> dict[str, object]:
+    names = [f.name for f in dataclasses.fields(value)]
+    _refuse_attributes(value, names)
+    try:
+        return {name: getattr(value, name) for name in names}
+    except AttributeError as exc:
+        raise ContentError(f"a {type(value).__name__} with a field not set: {exc}") from exc
+
+
+def _refuse_attributes(value: object, names: Any) -> None:
+    extra = getattr(value, "__dict__", None)
+    if extra and not extra.keys() <= set(names):
+        raise ContentError(
+            f"a {type(value).__name__} holding attributes beside its "
+            f"{'fields' if names else 'value'} has no canonical form: the digest and the "
+            "text reader would not cover them"
+        )
+
+
+def _refusal(value: object) -> str:
+    kind = type(value).__name__
+    if isinstance(value, set | frozenset):
+        return f"a {kind} has no canonical form (no order): give a sorted list"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"{kind} inside a record has no canonical form: give text, or bytes alone"
+    return (
+        f"content of type {kind} has no canonical form: give JSON (dict, list, str, "
+        "numbers), a dataclass, an Enum member, or bytes as the whole content"
+    )
+
+
+def json_root(content: object) -> object:
+    """Return ``content`` as a JSON value at its root (mapped by :func:`json_form`), the
+    root object without its seal field.
+
+    Raises:
+        ContentError: for content outside the definition.
+    """
+    while type(content) not in _JSON_TYPES:
+        content = json_form(content)
+    if type(content) is dict and SEAL_FIELD in content:
+        content = {k: v for k, v in content.items() if k != SEAL_FIELD}
+    return content
 
 
 def canonical_json(content: Any) -> bytes:
     """Return the canonical JSON encoding of ``content`` (without its seal field).
 
     Raises:
-        ContentError: if the content is not JSON-like (non-string keys, integers past
-            64 bits, unknown types).
+        ContentError: if the content is outside the definition (see the module
+            docstring), or has integers past 64 bits or text that is not UTF-8.
     """
-    if isinstance(content, Mapping) and SEAL_FIELD in content:
-        content = {k: v for k, v in content.items() if k != SEAL_FIELD}
     try:
-        return _dumps(content, option=_SORT)
+        return _dumps(json_root(content), default=json_form, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
-        raise ContentError(f"content has no canonical JSON encoding: {exc}") from exc
+        cause = exc.__cause__ if isinstance(exc.__cause__, ContentError) else exc
+        raise ContentError(f"content has no canonical JSON encoding: {cause}") from exc
 
 
 def content_digest(content: Any) -> str:
@@ -48,9 +163,17 @@ def content_digest(content: Any) -> str:
     Raises:
         ContentError: if the content cannot be canonically encoded.
     """
-    if isinstance(content, bytes | bytearray | memoryview):
+    if isinstance(content, bytes | bytearray):
         return _sha256(content).hexdigest()
+    if isinstance(content, memoryview):
+        return _sha256(content if content.c_contiguous else content.tobytes()).hexdigest()
     return _sha256(canonical_json(content)).hexdigest()
+
+
+def content_text(content: bytes | bytearray | memoryview) -> str:
+    """Return the text of bytes given as the whole content: UTF-8, with replacement."""
+    data = content.tobytes() if isinstance(content, memoryview) else content
+    return str(data, "utf-8", "replace")
 
 
 class RawJSON(bytes):

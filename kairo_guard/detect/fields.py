@@ -10,10 +10,11 @@ PII): any other key is shown as ``*``, so a path never carries free text.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple
 
-from kairo_guard.core.content import RawJSON
+from kairo_guard.core.content import RawJSON, content_text, json_form, json_root
+from kairo_guard.core.exceptions import ContentError
 from kairo_guard.core.types import SEAL_FIELD
 
 ROOT = "$"
@@ -35,40 +36,84 @@ class Field(NamedTuple):
 
 def record_fields(content: object) -> list[Field]:
     """Return the record's strings with their paths, in the order of
-    :func:`record_strings`."""
-    return [Field(_path(node), text, is_key) for node, text, is_key in _walk(content)]
+    :func:`record_strings`.
+
+    Raises:
+        ContentError: as :func:`record_strings`.
+    """
+    try:
+        return [Field(_path(node), text, is_key) for node, text, is_key in _walk(content)]
+    except TypeError as exc:  # keys that cannot be sorted together
+        raise ContentError(_UNREADABLE + str(exc)) from exc
 
 
 def record_strings(content: object) -> list[str]:
     """Return the record's strings in a stable order: each key before its value, keys
-    in sorted order, list items in order; the seal field is skipped, numbers and
-    booleans are not text, bytes are decoded as UTF-8 with replacement.
+    in sorted order, list items in order; the root object's seal field is skipped,
+    numbers and booleans are not text; bytes given as the whole content are read as
+    UTF-8 with replacement.
+
+    The content is what :func:`kairo_guard.core.content.content_digest` digests, mapped
+    the same way (:func:`~kairo_guard.core.content.json_form`: a dataclass is the object
+    of all its fields, an Enum member its value), so the text covers the digest.
 
     The same strings in the same order as :func:`record_fields`, without paths: this
     runs on every record the fingerprint net reads, so it keeps no path state (a test
     holds the two walks to one order).
+
+    Raises:
+        ContentError: for content outside the definition (a set, bytes inside a record,
+            a key that is not a string, another object): what cannot be read is refused,
+            never passed over.
     """
-    return list(_texts(content))
+    try:
+        return list(_texts(content))
+    except TypeError as exc:  # keys that cannot be sorted together
+        raise ContentError(_UNREADABLE + str(exc)) from exc
+
+
+_UNREADABLE = "content the text reader cannot read: "
+_NOT_TEXT = frozenset({int, float, bool, type(None)})
+
+
+def _root(content: object) -> object:
+    if type(content) is dict:
+        return content
+    if isinstance(content, RawJSON):  # before bytes: it is a bytes subclass
+        return json_root(content.value())
+    if isinstance(content, bytes | bytearray | memoryview):
+        return content_text(content)
+    return json_root(content)
+
+
+def _sorted_keys(item: dict[Any, Any], root: bool) -> list[str]:
+    keys = sorted(item, reverse=True)
+    for key in keys:
+        if type(key) is not str:
+            raise ContentError(f"{_UNREADABLE}an object key of type {type(key).__name__}")
+    if root and SEAL_FIELD in item:  # the record's seal is provenance, not content
+        keys.remove(SEAL_FIELD)
+    return keys
 
 
 def _texts(content: object) -> Iterator[str]:
-    stack = [content]
+    stack = [_root(content)]
     pop, push = stack.pop, stack.append
+    root = True
     while stack:
         item = pop()
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, RawJSON):  # before bytes: it is a bytes subclass
-            push(item.value())
-        elif isinstance(item, bytes | bytearray):
-            yield bytes(item).decode("utf-8", errors="replace")
-        elif isinstance(item, Mapping):
-            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
-            for key in keys:
-                push(item[key])
+        kind = type(item)
+        if kind is str:
+            yield item  # type: ignore[misc]
+        elif kind is dict:
+            for key in _sorted_keys(item, root):  # type: ignore[arg-type]
+                push(item[key])  # type: ignore[index]
                 push(key)
-        elif isinstance(item, list | tuple):
-            stack.extend(reversed(item))
+        elif kind is list or kind is tuple:
+            stack.extend(reversed(item))  # type: ignore[call-overload]
+        elif kind not in _NOT_TEXT:
+            push(json_form(item))
+        root = False
 
 
 # Where a string stands, as a chain of (parent, key or index) pairs: one small tuple per
@@ -77,25 +122,25 @@ _Node = tuple[Any, str | int] | None
 
 
 def _walk(content: object) -> Iterator[tuple[_Node, str, bool]]:
-    stack: list[tuple[object, _Node, bool]] = [(content, None, False)]
+    stack: list[tuple[Any, _Node, bool]] = [(_root(content), None, False)]
     pop, push = stack.pop, stack.append
+    root = True
     while stack:
         item, node, is_key = pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:
             yield node, item, is_key
-        elif isinstance(item, RawJSON):  # before bytes: it is a bytes subclass
-            push((item.value(), node, False))
-        elif isinstance(item, bytes | bytearray):
-            yield node, bytes(item).decode("utf-8", errors="replace"), is_key
-        elif isinstance(item, Mapping):
-            # keys are text too (a secret can be a key); the seal field is provenance
-            keys = sorted((k for k in item if k != SEAL_FIELD), key=str, reverse=True)
-            for key in keys:
-                member = (node, key if type(key) is str else _key_segment(key))
+        elif kind is dict:
+            # keys are text too (a secret can be a key)
+            for key in _sorted_keys(item, root):
+                member = (node, key)
                 push((item[key], member, False))
                 push((key, member, True))
-        elif isinstance(item, list | tuple):
+        elif kind is list or kind is tuple:
             stack.extend([(x, (node, i), False) for i, x in reversed(list(enumerate(item)))])
+        elif kind not in _NOT_TEXT:
+            push((json_form(item), node, is_key))
+        root = False
 
 
 def _path(node: _Node) -> Path:
@@ -104,12 +149,6 @@ def _path(node: _Node) -> Path:
         node, segment = node
         segments.append(segment)
     return tuple(reversed(segments))
-
-
-def _key_segment(key: object) -> str:
-    if isinstance(key, bytes | bytearray):
-        return bytes(key).decode("utf-8", errors="replace")
-    return key if isinstance(key, str) else str(key)
 
 
 def is_plain_key(key: str) -> bool:

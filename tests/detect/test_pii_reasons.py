@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kg_testing import make_guard, sealed_record
 
-from kairo_guard import ContentRefused, Guard
+from kairo_guard import ContentError, ContentRefused, Guard
 from kairo_guard.detect.fields import Field, json_path, record_fields
 from kairo_guard.detect.fingerprint import record_strings, record_text
 
@@ -135,17 +135,21 @@ def test_json_path_shows_only_plain_keys(
 
 
 def test_record_fields_walk_keys_before_values_in_sorted_order_without_the_seal() -> None:
-    record = {"b": [b"raw", 7, {"c": "deep"}], "a": "first", "_kairo": "kg1.seal", 3: "n"}
+    record = {"b": ["raw", 7, {"c": "deep", "_kairo": "x"}], "a": "first", "_kairo": "kg1.seal"}
     assert list(record_fields(record)) == [
-        Field(("3",), "n", False),  # keys sort as strings; a number key is not text
         Field(("a",), "a", True),
         Field(("a",), "first", False),
         Field(("b",), "b", True),
         Field(("b", 0), "raw", False),
+        Field(("b", 2, "_kairo"), "_kairo", True),  # only the record's own seal is skipped
+        Field(("b", 2, "_kairo"), "x", False),
         Field(("b", 2, "c"), "c", True),
         Field(("b", 2, "c"), "deep", False),
     ]
     # the fingerprint text is the same strings, in the same order
-    assert record_strings(record) == ["n", "a", "first", "b", "raw", "c", "deep"]
-    assert record_text(record) == "n a first b raw c deep"
+    assert record_strings(record) == ["a", "first", "b", "raw", "_kairo", "x", "c", "deep"]
+    assert record_text(record) == "a first b raw _kairo x c deep"
+    for unreadable in ({3: "n"}, {"b": [b"raw"]}):  # not digested either: refused
+        with pytest.raises(ContentError):
+            record_fields(unreadable)
     assert list(record_fields("bare")) == [Field((), "bare", False)]
