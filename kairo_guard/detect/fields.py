@@ -72,6 +72,24 @@ def record_strings(content: object) -> list[str]:
         raise ContentError(_UNREADABLE + str(exc)) from exc
 
 
+def require_readable(content: object) -> None:
+    """Raise :class:`ContentError` unless the reader reads ``content`` in full: bytes
+    given as the whole content must be UTF-8 text (read with replacement characters,
+    compressed or otherwise encoded text would pass the net and the PII gate unread).
+    What the reader cannot read must not be vouched for.
+
+    Raises:
+        ContentError: for bytes that are not UTF-8 text.
+    """
+    if isinstance(content, bytes | bytearray | memoryview) and not isinstance(content, RawJSON):
+        try:
+            str(content.tobytes() if isinstance(content, memoryview) else content, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ContentError(
+                f"{_UNREADABLE}bytes that are not UTF-8 text (at byte {exc.start})"
+            ) from exc
+
+
 _UNREADABLE = "content the text reader cannot read: "
 _NOT_TEXT = frozenset({int, float, bool, type(None)})
 

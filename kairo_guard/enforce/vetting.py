@@ -13,6 +13,7 @@ from typing import Protocol
 from kairo_guard.core.content import content_digest
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.types import AuditAppender, DataClass, TenantId
+from kairo_guard.detect.fields import require_readable
 from kairo_guard.detect.fingerprint import FingerprintIndex
 from kairo_guard.enforce.check import FINGERPRINT_RULE
 from kairo_guard.enforce.sealing import Sealer
@@ -58,9 +59,11 @@ class OperatorVetting:
         Raises:
             ContentRefused: PII found (rule ``pii.*``) or a tenant's text (rule
                 ``fingerprint.tenant-content``).
-            ContentError: if it cannot be digested.
+            ContentError: if it cannot be digested, or read in full (bytes that are
+                not UTF-8 text).
         """
         digest = content_digest(content)
+        require_readable(content)
         if self._pii is not None:
             self._pii.refuse_if_pii(content)
         found = self._fingerprints.overlap(content)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import gzip
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -186,3 +187,15 @@ def test_when_the_reader_cannot_read_content_then_a_shared_sink_blocks_it(
     decision = run.decide(Sealed(content, seal))
     assert decision.outcome.value == "block"
     assert DOC not in decision.reason
+
+
+def test_when_bytes_are_not_utf8_text_then_vetting_seals_nothing(net: Guard) -> None:
+    packed = gzip.compress(DOC.encode())  # the reader would see replacement characters
+    with pytest.raises(ContentError):
+        net.seal_operator_data(packed, source="t")
+    with pytest.raises(ContentError):
+        net.seal_operator_data(memoryview(DOC.encode("utf-16")), source="t")
+
+
+def test_when_bytes_are_utf8_text_then_vetting_reads_them(net: Guard) -> None:
+    assert net.seal_operator_data("café, public text".encode(), source="t").startswith("kg1.")
