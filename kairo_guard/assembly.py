@@ -19,10 +19,16 @@ from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.seal import SealCodec
-from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
+from kairo_guard.detect.fingerprint import (
+    SCHEME,
+    Fingerprinter,
+    FingerprintIndex,
+    fingerprint_check,
+    scheme_mismatch,
+)
 from kairo_guard.detect.net import FingerprintNet
 from kairo_guard.detect.pii.check import LazyPiiCheck
-from kairo_guard.enforce.check import CheckContext, fingerprint_check
+from kairo_guard.enforce.check import CheckContext
 from kairo_guard.enforce.sealing import Sealer
 from kairo_guard.enforce.service import SinkChecks
 from kairo_guard.enforce.vetting import OperatorVetting
@@ -105,8 +111,13 @@ def _wire(
 ) -> Parts:
     codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
     fingerprints = fingerprint_index(settings, store, keys)
+    recorded = store.claim_fingerprint_scheme(SCHEME)
+    stale = scheme_mismatch(recorded) if recorded != SCHEME else None
+    net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)
     periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)
-    net = FingerprintNet(fingerprints, store, keys, audit, clock)
+    net = FingerprintNet(
+        fingerprints, store, keys, audit, clock, stale=stale.reason if stale else None
+    )
     sealer = Sealer(
         codec, index=net, pseudonym=pseudonym, audit=audit, clock=clock, retention=periods.seconds
     )
@@ -120,7 +131,7 @@ def _wire(
         clock=clock,
         max_violations=settings.limits.max_violations,
         fingerprints=fingerprints,
-        content_checks=(fingerprint_check(fingerprints), *([pii] if pii else [])),
+        content_checks=(net_check, *([pii] if pii else [])),
         telemetry=telemetry,
         erased=store.erased_tenants,
     )
@@ -139,7 +150,9 @@ def _wire(
         max_record_bytes=settings.limits.max_record_bytes,
     )
     checks.register(VerifiedDataset, tenancy.admission)
-    vetting = OperatorVetting(sealer, fingerprints, pii, audit=audit, pseudonym=pseudonym)
+    vetting = OperatorVetting(
+        sealer, fingerprints, pii, audit=audit, pseudonym=pseudonym, stale_index=stale
+    )
     return Parts(
         keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, vetting,
         checks, tenancy,

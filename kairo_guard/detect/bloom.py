@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from kairo_guard.core.exceptions import ConfigError, KairoGuardError
-from kairo_guard.detect.fingerprint import Fingerprinter, Overlap
+from kairo_guard.detect.fingerprint import SCHEME, Fingerprinter, Overlap
 
 MAGIC = b"KGBLOOM1\n"
 MAX_BITS = 1 << 36
@@ -145,4 +145,9 @@ class FingerprintFilter:
         meta.pop("v", None)
         if len(body) != (m + 7) // 8:
             raise FilterError(f"{path}: bit array has the wrong size")
+        if meta.get("scheme") != SCHEME:  # its bits would match nothing fingerprinted now
+            raise FilterError(
+                f"{path}: made under fingerprint scheme {meta.get('scheme') or 'unrecorded'}, "
+                f"not {SCHEME}: export it again from a re-indexed store"
+            )
         return cls(np.frombuffer(body, dtype=np.uint8).copy(), m=m, k=k, meta=meta)

@@ -239,6 +239,23 @@ class FingerprintIndex:
         return None
 
 
+SCHEME_RULE = "fingerprint.scheme-mismatch"
+"""The rule of a refusal while the index holds fingerprints of another scheme."""
+
+
+def scheme_mismatch(recorded: str | None) -> Decision:
+    """Return the block for every record while the index was built under ``recorded``
+    (None: an index older than the scheme record) instead of :data:`SCHEME`: its
+    fingerprints cannot match text fingerprinted now, so the net would be blind."""
+    built = f"scheme {recorded}" if recorded else "an earlier, unrecorded scheme"
+    return Decision(
+        Outcome.BLOCK,
+        SCHEME_RULE,
+        f"the fingerprint index was built under {built}, not {SCHEME}: the net cannot "
+        "recognize tenants' content until it is re-indexed",
+    )
+
+
 def fingerprint_check(index: FingerprintIndex) -> Callable[[object], Decision | None]:
     """Return the content check that blocks a tenant's text, whatever its label: a
     decision naming the tenant as the record's owner, or None."""

@@ -13,8 +13,8 @@ from typing import Protocol
 
 from kairo_guard.core.keys import PURPOSE_FILTER, KeyRing
 from kairo_guard.core.types import AuditAppender, TenantId, validate_tenant
-from kairo_guard.detect.bloom import FingerprintFilter
-from kairo_guard.detect.fingerprint import FingerprintIndex
+from kairo_guard.detect.bloom import FilterError, FingerprintFilter
+from kairo_guard.detect.fingerprint import SCHEME, FingerprintIndex
 
 
 class FingerprintRows(Protocol):
@@ -34,6 +34,8 @@ class FingerprintNet:
         keys: the key ring (pseudonyms; the filter's signing subkey).
         audit: where indexing and exports are recorded.
         clock: Unix-seconds clock (the filter's creation time).
+        stale: why the index cannot be trusted (built under another fingerprint
+            scheme), or None; a stale index is not exported.
     """
 
     def __init__(
@@ -43,12 +45,14 @@ class FingerprintNet:
         keys: KeyRing,
         audit: AuditAppender,
         clock: Callable[[], float],
+        stale: str | None = None,
     ) -> None:
         self._index = index
         self._store = store
         self._keys = keys
         self._audit = audit
         self._clock = clock
+        self._stale = stale
         self.indexed = 0
         """Fingerprints indexed through this net since it was opened (for reports)."""
 
@@ -80,6 +84,8 @@ class FingerprintNet:
         Returns:
             How many fingerprints the filter holds.
         """
+        if self._stale is not None:  # a filter of a blind index would pass everything
+            raise FilterError(f"not exported: {self._stale}")
         counting = self._countable()
         flt = FingerprintFilter.build(
             counting,
@@ -89,6 +95,7 @@ class FingerprintNet:
                 "min_shared": self._index.min_shared,
                 "min_fraction": self._index.min_fraction,
                 "created_at": self._clock(),
+                "scheme": SCHEME,
             },
         )
         flt.save(path, self._filter_key())

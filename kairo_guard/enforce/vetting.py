@@ -12,6 +12,7 @@ from typing import Protocol
 
 from kairo_guard.core.content import content_digest
 from kairo_guard.core.exceptions import ContentRefused
+from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import AuditAppender, DataClass, TenantId
 from kairo_guard.detect.fields import require_readable
 from kairo_guard.detect.fingerprint import FingerprintIndex
@@ -36,6 +37,8 @@ class OperatorVetting:
         pii: the PII gate, or None when it is off.
         audit: where refusals are recorded.
         pseudonym: tenant id -> keyed pseudonym.
+        stale_index: the block to raise for everything while the fingerprint index
+            cannot be trusted (built under another scheme), or None.
     """
 
     def __init__(
@@ -46,7 +49,9 @@ class OperatorVetting:
         *,
         audit: AuditAppender,
         pseudonym: Callable[[TenantId], str],
+        stale_index: Decision | None = None,
     ) -> None:
+        self._stale_index = stale_index
         self._sealer = sealer
         self._fingerprints = fingerprints
         self._pii = pii
@@ -62,6 +67,8 @@ class OperatorVetting:
             ContentError: if it cannot be digested, or read in full (bytes that are
                 not UTF-8 text).
         """
+        if self._stale_index is not None:  # the net is blind: vouch for nothing
+            raise ContentRefused(self._stale_index.rule, self._stale_index.reason)
         digest = content_digest(content)
         require_readable(content)
         if self._pii is not None:

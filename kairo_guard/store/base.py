@@ -256,6 +256,13 @@ class Store(DatasetStore, TenantDataStore, Protocol):
         """Index content fingerprints as ``tenant``'s (idempotent)."""
         ...
 
+    def claim_fingerprint_scheme(self, scheme: str) -> str | None:
+        """Record ``scheme`` as the scheme of the stored fingerprints if none is recorded
+        and none are stored; return the scheme the stored fingerprints were made under
+        (``scheme`` itself after a claim), or None for fingerprints of an unrecorded
+        scheme (an index older than the record). One transaction."""
+        ...
+
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """Return, for each given fingerprint that is indexed, the tenants it belongs to."""
         ...

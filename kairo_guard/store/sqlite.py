@@ -196,6 +196,17 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         with self.db.write() as db:
             db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", rows)
 
+    def claim_fingerprint_scheme(self, scheme: str) -> str | None:
+        """See :meth:`~kairo_guard.store.base.Store.claim_fingerprint_scheme`."""
+        with self.db.write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_scheme'").fetchone()
+            if row is not None:
+                return str(row[0])
+            if db.execute("SELECT 1 FROM fingerprints LIMIT 1").fetchone() is not None:
+                return None
+            db.execute("INSERT INTO meta VALUES ('fingerprint_scheme', ?)", (scheme,))
+            return scheme
+
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """See :meth:`~kairo_guard.store.base.Store.match_fingerprints`."""
         found: dict[int, set[TenantId]] = {}
