@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from kairo_guard.core.content import content_digest
 from kairo_guard.core.keys import PURPOSE_FILTER, KeyRing
 from kairo_guard.core.types import AuditAppender, TenantId, validate_tenant
 from kairo_guard.detect.bloom import FilterError, FingerprintFilter
@@ -68,9 +69,15 @@ class FingerprintNet:
 
         Raises:
             ValueError: for an invalid tenant id.
+            ContentError: for content outside the canonical form (see
+                :mod:`kairo_guard.core.content`), nested too deep or containing itself.
             StoreError: if the fingerprints cannot be written.
         """
-        count = self._index.add(validate_tenant(tenant), content)
+        validate_tenant(tenant)
+        # the digest's canonical form refuses what the text walk cannot finish (a record
+        # that contains itself, hostile nesting): the walk never sees it
+        content_digest(content)
+        count = self._index.add(tenant, content)
         self.indexed += count
         self._audit.append(
             {"event": "fingerprints.index", "tenant": self._keys.pseudonym(tenant), "count": count}
