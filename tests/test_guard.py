@@ -235,6 +235,9 @@ class _BrokenStore:
     def add_fingerprints(self, tenant: str, fingerprints: object) -> None:
         raise StoreError("database is gone")  # so sealing customer content fails too
 
+    def claim_fingerprint_scheme(self, scheme: str) -> str:
+        return scheme  # read once at start, while the database was still there
+
     def close(self) -> None: ...
 
 
