@@ -140,9 +140,16 @@ def test_sealed_text_with_valid_operator_seal_passes(guard: Guard) -> None:
 
 
 def test_bytes_content_digest_is_over_the_raw_bytes(guard: Guard) -> None:
-    body = b"\x00\xffbinary"
-    seal = mint_unchecked(guard, body, data_class="operator_public")
-    assert guard.check(Sealed(body, seal), sink=guard.resolve_sink("s", kind="shared-eval")).ok
+    sink = guard.resolve_sink("s", kind="shared-eval")
+    text = b"plain UTF-8 text, read in full"
+    seal = mint_unchecked(guard, text, data_class="operator_public")
+    assert guard.check(Sealed(text, seal), sink=sink).ok
+    assert not guard.check(Sealed(text + b" more", seal), sink=sink).ok  # digest mismatch
+    binary = b"\x00\xffbinary"  # digested, but the reader cannot read it: never passes
+    report = guard.check(
+        Sealed(binary, mint_unchecked(guard, binary, data_class="operator_public")), sink=sink
+    )
+    assert [v.rule for v in report.violations] == ["content.unencodable"]
 
 
 # -- shapes: generators, async -------------------------------------------------------

@@ -41,6 +41,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.confusables import TABLE_SHA256, load_table, translator
 from kairo_guard.detect.fields import record_strings as record_strings  # re-exported
+from kairo_guard.detect.fields import require_readable
 from kairo_guard.store.base import Store
 
 FINGERPRINT_RULE = "fingerprint.tenant-content"
@@ -261,6 +262,7 @@ def fingerprint_check(index: FingerprintIndex) -> Callable[[object], Decision | 
     decision naming the tenant as the record's owner, or None."""
 
     def check(content: object) -> Decision | None:
+        require_readable(content)  # raises ContentError: what cannot be read never passes
         found = index.overlap(content)
         if found is None:
             return None

@@ -21,8 +21,8 @@ from kairo_guard.core.policy import Decision, Policy
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.sinks import Sink
+from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome, Sealed, TenantId
 from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
-from kairo_guard.core.types import Mode, Outcome, TenantId
 from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # and these
 from kairo_guard.detect.fingerprint import FingerprintIndex
 from kairo_guard.detect.fingerprint import fingerprint_check as fingerprint_check
@@ -39,6 +39,12 @@ _MISSING, _INVALID, _VALID = 0, 1, 2
 _MISSING_KEY: tuple[object, ...] = ("missing",)
 _INVALID_KEY: tuple[object, ...] = ("invalid",)
 _ALLOW = Outcome.ALLOW
+AMBIGUOUS_SEAL_RULE = "seal.ambiguous"
+"""The rule of a refusal for a ``Sealed`` record whose content carries a seal of its own."""
+_AMBIGUOUS_SEAL = (
+    "the record is given with a seal and its content holds another under _kairo: "
+    "which one applies is unclear"
+)
 _MAX_CACHED = 4096
 
 
@@ -147,6 +153,13 @@ class SinkCheck:
 
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""
+        # two seals: the content's digest skips the inner one, so neither may decide
+        if (
+            isinstance(item, Sealed)
+            and isinstance(item.content, Mapping)
+            and SEAL_FIELD in item.content
+        ):
+            return self.block_unreadable(AMBIGUOUS_SEAL_RULE, _AMBIGUOUS_SEAL, None)
         content, seal = split_record(item)
         return self.decide_parts(content, seal)
 
