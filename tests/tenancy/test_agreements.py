@@ -1,4 +1,5 @@
-"""Fine-tune agreements: idempotent grants by reference, and what ``expires_at`` accepts."""
+"""Fine-tune agreements: idempotent grants by reference (a grant for a duration too), and
+what ``expires_at`` accepts."""
 
 from __future__ import annotations
 
@@ -205,3 +206,55 @@ def test_when_the_cli_grants_the_same_reference_twice_then_one_agreement_is_list
     assert main(["agreements", "list", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["reference"] for row in rows] == ["DPA-9"]
+
+
+# -- a grant for a duration, repeated later ---------------------------------------
+
+
+def test_when_a_duration_grant_is_repeated_later_then_the_first_agreement_is_returned(
+    timed: Guard, clock: Clock
+) -> None:
+    agreements = timed.tenancy.agreements
+    first, created = agreements.grant_once("acme", reference="DPA-1", valid_for=365 * DAY)
+    assert created
+    assert first.expires_at == T0 + 365 * DAY
+    clock.advance(3 * DAY)
+    again, created = agreements.grant_once("acme", reference="DPA-1", valid_for=365 * DAY)
+    assert (again, created) == (first, False)
+    assert timed.grant_agreement("acme", reference="DPA-1", valid_for=365 * DAY) == first
+    assert [e["agreement"] for e in _grants(timed)] == [first.id]
+    assert _grants(timed)[0]["expires_at"] == T0 + 365 * DAY
+
+
+def test_when_a_duration_grant_names_another_duration_then_it_is_refused(
+    timed: Guard, clock: Clock
+) -> None:
+    timed.grant_agreement("acme", reference="DPA-1", valid_for=365 * DAY)
+    clock.advance(60)
+    with pytest.raises(ValueError, match="already active"):
+        timed.grant_agreement("acme", reference="DPA-1", valid_for=30 * DAY)
+
+
+@pytest.mark.parametrize("valid_for", [0, -1.0, float("inf"), float("nan"), "365d", True])
+def test_when_valid_for_is_not_a_positive_duration_then_a_value_error_names_it(
+    timed: Guard, valid_for: object
+) -> None:
+    with pytest.raises(ValueError, match="valid_for"):
+        timed.grant_agreement("acme", valid_for=valid_for)  # type: ignore[arg-type]
+    assert timed.agreements() == []
+
+
+def test_when_both_expires_at_and_valid_for_are_given_then_it_is_refused(timed: Guard) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        timed.grant_agreement("acme", expires_at=T0 + DAY, valid_for=DAY)
+    assert timed.agreements() == []
+
+
+@pytest.mark.parametrize("terms", [{"expires_at": 1e15}, {"valid_for": 4_000_000 * DAY}])
+def test_when_the_expiry_is_past_any_calendar_date_then_nothing_is_granted(
+    timed: Guard, terms: dict[str, float]
+) -> None:
+    # such an agreement could not be shown as a date: `agreements list` failed on it
+    with pytest.raises(ValueError, match="year 9999"):
+        timed.grant_agreement("acme", **terms)  # type: ignore[arg-type]
+    assert timed.agreements() == []
