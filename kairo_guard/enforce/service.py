@@ -67,7 +67,7 @@ class SinkChecks:
         default_mode: Mode,
         batches: Mapping[type, BatchAdmission] | None = None,
     ) -> None:
-        self.ctx = ctx
+        self._ctx = ctx
         self._configured = configured
         self._default_mode = default_mode
         self._batches = dict(batches or {})
@@ -110,7 +110,7 @@ class SinkChecks:
         """Begin a check of records one at a time (what the others and the CLI build on)."""
         resolved = self.resolve(sink, kind=kind, tenant=tenant)
         chosen = Mode(mode) if mode else resolved.mode
-        return SinkCheck(self.ctx, resolved, chosen, context.current_tenant())
+        return SinkCheck(self._ctx, resolved, chosen, context.current_tenant())
 
     def check(
         self,

@@ -198,6 +198,11 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
 
     def claim_fingerprint_scheme(self, scheme: str) -> str | None:
         """See :meth:`~kairo_guard.store.base.Store.claim_fingerprint_scheme`."""
+        # every guard start asks: answer from a read once the scheme is recorded, so
+        # opening a guard takes the write lock only on a new store
+        rows = self.db.query("SELECT value FROM meta WHERE key = 'fingerprint_scheme'")
+        if rows:
+            return str(rows[0][0])
         with self.db.write() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_scheme'").fetchone()
             if row is not None:
