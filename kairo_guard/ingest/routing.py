@@ -174,6 +174,14 @@ class RouteTable:
         """Return the guarded routes ``path`` (the route path of ``scope``) reaches."""
         if self.empty:
             return NO_ROUTE
+        found = self._judge(scope, path)
+        full = scope.get("path", path)
+        if full != path and not found.ambiguous:  # a route may also be written as the full path
+            return _merge(found, self._judge(scope, full))
+        return found
+
+    def _judge(self, scope: Mapping[str, Any], path: str) -> RouteMatch:
+        """The guarded routes one spelling reaches, or AMBIGUOUS if it is not sure."""
         found = self._exact.find(path, path)
         # cheap tests first; only a suspect path is normalized to be sure
         suspect = (
@@ -196,13 +204,12 @@ class RouteTable:
         case_matters = not self._declared_lower or (not path.islower() and _fold(path) != path)
         if case_matters and self._folded.find(_fold(path), path) != found:
             return AMBIGUOUS
-        full = scope.get("path", path)
-        if full != path:  # a route may also be written as the full path
-            return _merge(found, self._exact.find(full, full))
         return found
 
 
 def _merge(first: RouteMatch, second: RouteMatch) -> RouteMatch:
+    if second.ambiguous:
+        return AMBIGUOUS
     if second is NO_ROUTE or first == second:
         return first
     if first is NO_ROUTE:
