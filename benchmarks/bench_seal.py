@@ -25,7 +25,7 @@ TEXT = "The quarterly plan covers warehouses, hiring and supplier terms in detai
 
 
 class _NoIndex:
-    def index(self, tenant: str, content: object) -> int:
+    def index(self, tenant: str, content: object, *, digest: str | None = None) -> int:
         return 0
 
 

@@ -57,12 +57,16 @@ class FingerprintNet:
         self.indexed = 0
         """Fingerprints indexed through this net since it was opened (for reports)."""
 
-    def index(self, tenant: TenantId, content: object) -> int:
+    def index(self, tenant: TenantId, content: object, *, digest: str | None = None) -> int:
         """Fingerprint ``content`` as ``tenant``'s customer content (the laundering net).
 
         The Sealer calls this for every piece of customer content it seals, before it
         signs the label (no seal without index); the store keeps each (fingerprint,
         tenant) pair once, so indexing the same text again adds no rows.
+
+        ``digest``: the content's digest, when the caller has computed it (the Sealer
+        does): the canonical form already accepted the content, so it is not encoded
+        again.
 
         Returns:
             How many fingerprints were indexed (0 for text under 50 characters).
@@ -76,7 +80,8 @@ class FingerprintNet:
         validate_tenant(tenant)
         # the digest's canonical form refuses what the text walk cannot finish (a record
         # that contains itself, hostile nesting): the walk never sees it
-        content_digest(content)
+        if digest is None:
+            content_digest(content)
         count = self._index.add(tenant, content)
         self.indexed += count
         self._audit.append(

@@ -17,6 +17,7 @@ telemetry is not indexed: see :class:`Sealer`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from hashlib import sha256
 from typing import Any, Protocol
 
 import orjson
@@ -33,9 +34,10 @@ RetentionLookup = Callable[[TenantId | None, DataClass, str], int | None]
 class ContentIndex(Protocol):
     """The fingerprint net as sealing uses it (:class:`~kairo_guard.detect.net.FingerprintNet`)."""
 
-    def index(self, tenant: TenantId, content: object) -> int:
+    def index(self, tenant: TenantId, content: object, *, digest: str | None = None) -> int:
         """Fingerprint ``content`` as ``tenant``'s customer content and return how many
-        fingerprints it has, once they are committed; raise if they cannot be."""
+        fingerprints it has, once they are committed; raise if they cannot be.
+        ``digest``, when given, is the content's digest (it is not encoded again)."""
         ...
 
 
@@ -98,10 +100,7 @@ class Sealer:
             StoreError: if customer content cannot be indexed (nothing is sealed).
         """
         cls = _restricting(data_class)
-        label = self._label(content_digest(content), cls, tenant, source, created_at)
-        if cls is DataClass.CUSTOMER_CONTENT:
-            self._index.index(tenant, content)  # raises: no seal without index
-        return self._sign(label, None)
+        return self._seal(content, content_digest(content), cls, tenant, source, created_at)
 
     def seal_digest(
         self,
@@ -145,9 +144,26 @@ class Sealer:
             ValueError, ContentError, StoreError: as :meth:`seal` (customer content is
                 indexed first).
         """
-        body = orjson.loads(canonical_json(record))
-        seal = self.seal(body, tenant=tenant, data_class=data_class, source=source)
+        encoded = canonical_json(record)
+        body = orjson.loads(encoded)  # canonical JSON of ``body`` is ``encoded`` again
+        cls = _restricting(data_class)
+        seal = self._seal(body, sha256(encoded).hexdigest(), cls, tenant, source, None)
         return {**body, SEAL_FIELD: seal}
+
+    def _seal(
+        self,
+        content: object,
+        digest: str,
+        cls: DataClass,
+        tenant: TenantId,
+        source: str,
+        created_at: float | None,
+    ) -> str:
+        label = self._label(digest, cls, tenant, source, created_at)
+        if cls is DataClass.CUSTOMER_CONTENT:
+            # raises: no seal without index; the digest spares the net a second encoding
+            self._index.index(tenant, content, digest=digest)
+        return self._sign(label, None)
 
     def mint(
         self,
