@@ -9,12 +9,12 @@ all) is decoded as it streams, by :class:`BodyText`, and indexed in text segment
 characters of the previous one, so a copied span up to that long is always inside one
 segment and longer ones leave at least half of it in one.
 
-A streamed body whose first byte (after whitespace) opens a JSON value is read as JSON
-(one value, or several as JSON lines): its keys and string values, decoded (``\\u00e4``,
-``\\n`` and ``\\"`` are the characters they stand for), in document order, space
-separated; a string longer than a chunk is decoded a piece at a time, so no string is
-ever held whole. Strings are read as orjson reads them, else as Python's json does
-(lone surrogates, control characters). What lies between strings must be JSON
+A streamed body whose first byte (after a UTF-8 byte order mark and whitespace) opens
+a JSON value is read as JSON (one value, or several as JSON lines): its keys and string
+values, decoded (``\\u00e4``, ``\\n`` and ``\\"`` are the characters they stand for),
+in document order, space separated; a string longer than a chunk is decoded a piece at a
+time, so no string is ever held whole. Strings are read as orjson reads them, else as
+Python's json does (lone surrogates, control characters). What lies between strings must be JSON
 punctuation, numbers and literals (``NaN`` and ``Infinity`` included, which Python's
 reader accepts): they carry no text; nesting is not checked (a misplaced bracket hides
 no text either). Anything else (a bad escape, invalid UTF-8, a stray word) is malformed
@@ -43,6 +43,7 @@ JSON_OPENERS = b'{["'
 """First bytes of a body read as JSON when it streams."""
 
 _WS = b" \t\r\n"
+_BOM = codecs.BOM_UTF8
 _NUMBER = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
 # the literals Python's json also reads (NaN, Infinity) carry no text either
 _TOKEN = rb"[ \t\r\n\[\]{}:,]++|" + _NUMBER + rb"|true|false|null|NaN|-?+Infinity"
@@ -93,6 +94,11 @@ class BodyText:
     def push(self, data: bytes) -> None:
         """Decode ``data``, the next bytes of the body; emit every full segment."""
         if self._json is None:
+            data, self._pending = self._pending + data, b""
+            if len(data) < len(_BOM) and _BOM.startswith(data):
+                self._pending = data  # a byte order mark (or nothing) so far: wait
+                return
+            data = data.removeprefix(_BOM)  # Python's json reads UTF-8 bytes behind one
             self._json = data.lstrip(_WS)[:1] in JSON_OPENERS
         if self._json:
             data, self._pending = self._pending + data, b""
