@@ -9,19 +9,21 @@ all) is decoded as it streams, by :class:`BodyText`, and indexed in text segment
 characters of the previous one, so a copied span up to that long is always inside one
 segment and longer ones leave at least half of it in one.
 
-A streamed body whose first byte (after a UTF-8 byte order mark and whitespace) opens
-a JSON value is read as JSON (one value, or several as JSON lines): its keys and string
-values, decoded (``\\u00e4``, ``\\n`` and ``\\"`` are the characters they stand for),
-in document order, space separated; a string longer than a chunk is decoded a piece at a
-time, so no string is ever held whole. Strings are read as orjson reads them, else as
-Python's json does (lone surrogates, control characters). What lies between strings must be JSON
-punctuation, numbers and literals (``NaN`` and ``Infinity`` included, which Python's
-reader accepts): they carry no text; nesting is not checked (a misplaced bracket hides
-no text either). Anything else (a bad escape, invalid UTF-8, a stray word) is malformed
-JSON: from that chunk on the body is read as UTF-8 text, the chunk included, so nothing
-is left unindexed (fail closed). Numbers, booleans and nulls are not text; unlike the
-sink's reader, a streamed body's seal field is indexed too (more text indexed can only
-block more).
+A streamed body in UTF-16 or UTF-32 that opens JSON is read as the UTF-8 of its text
+(Python's json detects these encodings, as :func:`json.detect_encoding`; a body under 8
+bytes is read as text). A streamed body whose first byte (after a UTF-8 byte order mark
+and whitespace) opens a JSON value is read as JSON (one value, or several as JSON
+lines): its keys and string values, decoded (``\\u00e4``, ``\\n`` and ``\\"`` are the
+characters they stand for), in document order, space separated; a string longer than a
+chunk is decoded a piece at a time, so no string is ever held whole. Strings are read as
+orjson reads them, else as Python's json does (lone surrogates, control characters).
+What lies between strings must be JSON punctuation, numbers and literals (``NaN`` and
+``Infinity`` included, which Python's reader accepts): they carry no text; nesting is
+not checked (a misplaced bracket hides no text either). Anything else (a bad escape,
+invalid UTF-8, a stray word) is malformed JSON: from that chunk on the body is read as
+UTF-8 text, the chunk included, so nothing is left unindexed (fail closed). Numbers,
+booleans and nulls are not text; unlike the sink's reader, a streamed body's seal field
+is indexed too (more text indexed can only block more).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class BodyText:
         "_overlap",
         "_parts",
         "_pending",
+        "_recode",
         "_segment",
         "_utf8",
     )
@@ -89,17 +92,19 @@ class BodyText:
         self._json: bool | None = None
         self._in_string = False
         self._pending = b""
+        self._recode: codecs.IncrementalDecoder | None = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, data: bytes) -> None:
         """Decode ``data``, the next bytes of the body; emit every full segment."""
         if self._json is None:
             data, self._pending = self._pending + data, b""
-            if len(data) < len(_BOM) and _BOM.startswith(data):
-                self._pending = data  # a byte order mark (or nothing) so far: wait
+            if len(data) < 8:  # a byte order mark and a character in any encoding: wait
+                self._pending = data
                 return
-            data = data.removeprefix(_BOM)  # Python's json reads UTF-8 bytes behind one
-            self._json = data.lstrip(_WS)[:1] in JSON_OPENERS
+            data = self._detect(data)
+        elif self._recode is not None:
+            data = self._recode.decode(data).encode()
         if self._json:
             data, self._pending = self._pending + data, b""
             try:
@@ -112,8 +117,26 @@ class BodyText:
             self._add(self._utf8.decode(data))
         self._flush(final=False)
 
+    def _detect(self, data: bytes) -> bytes:
+        # Python's json reads bytes in UTF-16 or UTF-32, and UTF-8 behind a byte order
+        # mark: such a body is read as the UTF-8 of its text, if that opens JSON
+        encoding = json.detect_encoding(data)
+        if encoding not in ("utf-8", "utf-8-sig"):
+            recode = codecs.getincrementaldecoder(encoding)(errors="replace")
+            recoded = recode.decode(data).encode()
+            if recoded.lstrip(_WS)[:1] in JSON_OPENERS:
+                self._recode = recode
+                data = recoded
+        data = data.removeprefix(_BOM)
+        self._json = data.lstrip(_WS)[:1] in JSON_OPENERS
+        return data
+
     def close(self) -> None:
         """Emit what is left (a partial token or string at the end is read as text)."""
+        if self._json is None:  # fewer than 8 bytes in all: read as text
+            self._json = False
+        if self._recode is not None:
+            self._pending += self._recode.decode(b"", final=True).encode()
         if self._json and self._pending and not self._in_string:
             if _COMPLETE.fullmatch(self._pending) is None:
                 self._add(" " + self._utf8.decode(self._pending))
