@@ -13,7 +13,9 @@ import re
 from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple
 
-from kairo_guard.core.content import RawJSON, content_text, json_form, json_root
+import orjson
+
+from kairo_guard.core.content import RawJSON, canonical_json, content_text, json_form, json_root
 from kairo_guard.core.exceptions import ContentError
 from kairo_guard.core.types import SEAL_FIELD
 
@@ -98,10 +100,25 @@ def _root(content: object) -> object:
     if type(content) is dict:
         return content
     if isinstance(content, RawJSON):  # before bytes: it is a bytes subclass
-        return json_root(content.value())
+        return _canonical_value(content)
     if isinstance(content, bytes | bytearray | memoryview):
         return content_text(content)
     return json_root(content)
+
+
+def _canonical_value(raw: RawJSON) -> object:
+    # The digest covers the bytes; a parser reads one value per repeated key and the
+    # reader skips a root seal field: only canonical text is read as all it digests.
+    try:
+        value = raw.value()
+    except orjson.JSONDecodeError as exc:
+        raise ContentError(f"{_UNREADABLE}JSON text that does not parse ({exc})") from exc
+    if canonical_json(value) != raw:
+        raise ContentError(
+            f"{_UNREADABLE}JSON text that is not canonical (a repeated key, a seal field, "
+            "other spacing or order): a parser would not read all the bytes digested"
+        )
+    return value
 
 
 def _sorted_keys(item: dict[Any, Any], root: bool) -> list[str]:
