@@ -146,8 +146,9 @@ class RouteTable:
         public_paths: paths served without authentication; exact route paths.
 
     Raises:
-        ValueError: for a route that is not a canonical path, or a template without
-            exactly one ``{model_id}``.
+        ValueError: for a route that is not a canonical path, one declared twice (with
+            and without a trailing ``/``) with two sinks, or a template without exactly
+            one ``{model_id}``.
     """
 
     def __init__(
@@ -156,9 +157,11 @@ class RouteTable:
         model_routes: Iterable[str] = (),
         public_paths: Iterable[str] = (),
     ) -> None:
-        sinks = {
-            _declared(path.rstrip("/") or "/", "sink route"): s for path, s in sink_routes.items()
-        }
+        sinks: dict[str, Sink] = {}
+        for declared, sink in sink_routes.items():
+            path = _declared(declared.rstrip("/") or "/", "sink route")
+            if sinks.setdefault(path, sink) != sink:
+                raise ValueError(f"sink route {path!r} is declared twice, with two sinks")
         templates = [_template(t) for t in model_routes]
         self.public_paths = frozenset(public_paths)
         self._exact = _Lookup(sinks, templates)
