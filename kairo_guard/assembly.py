@@ -114,6 +114,7 @@ def _wire(
     recorded = store.claim_fingerprint_scheme(SCHEME)
     stale = scheme_mismatch(recorded) if recorded != SCHEME else None
     net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)
+    fingerprints.stale = stale.reason if stale else None  # direct overlap questions refuse
     periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)
     net = FingerprintNet(
         fingerprints, store, keys, audit, clock, stale=stale.reason if stale else None
@@ -130,7 +131,7 @@ def _wire(
         agreement_active=agreements.active,
         clock=clock,
         max_violations=settings.limits.max_violations,
-        fingerprints=fingerprints,
+        fingerprints=fingerprints if stale is None else None,  # no blind attribution
         content_checks=(net_check, *([pii] if pii else [])),
         telemetry=telemetry,
         erased=store.erased_tenants,

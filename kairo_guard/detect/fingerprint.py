@@ -37,6 +37,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
+from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.confusables import TABLE_SHA256, load_table, translator
@@ -209,6 +210,9 @@ class FingerprintIndex:
         self.min_shared = min_shared
         self.min_fraction = min_fraction
         self.boilerplate_tenants = boilerplate_tenants
+        self.stale: str | None = None
+        """Why the index cannot be trusted (built under another scheme), or None: set,
+        :meth:`overlap` refuses instead of answering."""
 
     def add(self, tenant: TenantId, content: object) -> int:
         """Index the text of ``content`` as ``tenant``'s; return how many fingerprints."""
@@ -221,7 +225,14 @@ class FingerprintIndex:
         return self._store.delete_fingerprints(tenant)
 
     def overlap(self, content: object) -> Overlap | None:
-        """Return the tenant whose content ``content`` is, by the thresholds, or None."""
+        """Return the tenant whose content ``content`` is, by the thresholds, or None.
+
+        Raises:
+            ContentRefused: while the index is stale (rule ``fingerprint.scheme-mismatch``):
+                a blind index's None would read as "no tenant's text".
+        """
+        if self.stale is not None:
+            raise ContentRefused(SCHEME_RULE, self.stale)
         fps = self.fingerprinter.of_record(content)
         if not fps:
             return None
