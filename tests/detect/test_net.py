@@ -27,5 +27,3 @@ def test_when_content_contains_itself_or_nests_too_deep_then_indexing_refuses_it
 ) -> None:
     with pytest.raises(ContentError):
         guard.index_content("acme", content)
-    with pytest.raises(ContentError):
-        guard.label_record({"doc": content}, tenant="acme")
