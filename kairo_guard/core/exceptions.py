@@ -12,6 +12,7 @@
     ├── AuditError           the audit log cannot be written
     │   └── AuditIntegrityError  the audit log or its signed head does not verify
     ├── ContentRefused       content cannot be vouched for (e.g. it is a tenant's text)
+    │   └── IndexLagging     the fingerprint index is behind ingestion past its bound
     ├── DatasetError         a dataset or manifest does not verify, or is refused (``rule``)
     ├── RegistryError        a model registration was refused (``rule``)
     └── IsolationViolation   a sink in enforce mode refused records; carries the report
@@ -96,6 +97,17 @@ class ContentRefused(KairoGuardError):
         self.rule = rule
         self.reason = reason
         self.tenant = tenant
+
+
+class IndexLagging(ContentRefused):
+    """The fingerprint index has not caught up with ingestion within its bound (rule
+    ``index.lagging``): nothing can be vouched for or let into a shared sink until it
+    does, since the net cannot see what it has not indexed."""
+
+    RULE = "index.lagging"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.RULE, reason)
 
 
 class DatasetError(KairoGuardError):

@@ -23,6 +23,8 @@ SCOPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}(,[a-z0-9][a-z0-9-]{0,39}){0
 MODEL_ACTIVE = "active"
 MODEL_PENDING_DELETION = "pending_deletion"
 DATASET_ACTIVE = "active"
+FINGERPRINTS_PAGE = 1 << 16
+"""Rows :meth:`Store.fingerprints_since` returns at most, by default."""
 TENANT_TABLES = ("fingerprints", "agreements", "api_keys", "provenance", "retention_overrides")
 """Tables with a ``tenant`` column that erasure empties of the tenant's rows."""
 
@@ -265,6 +267,22 @@ class Store(DatasetStore, TenantDataStore, Protocol):
 
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """Return, for each given fingerprint that is indexed, the tenants it belongs to."""
+        ...
+
+    def fingerprints_since(
+        self, after: int, limit: int = FINGERPRINTS_PAGE
+    ) -> tuple[list[int], int]:
+        """Return up to ``limit`` fingerprints indexed after position ``after`` (0: from
+        the first), oldest first, and the position of the last one returned (``after``
+        when none): pass it back to read on.
+
+        A fingerprint indexed for several tenants may come once per tenant. Positions
+        only grow: a fingerprint committed after a call comes at a position past every
+        one that call returned, and none is reused after deletes (a reader holding a
+        position misses nothing added later). Deleted fingerprints are not reported:
+        a reader's copy only over-includes, and must be confirmed against
+        :meth:`match_fingerprints`.
+        """
         ...
 
     def delete_fingerprints(self, tenant: TenantId) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from kairo_guard.core.types import TenantId, validate_tenant
 from kairo_guard.store.base import (
     DEFAULT_SCOPE,
+    FINGERPRINTS_PAGE,
     SCOPE_PATTERN,
     Agreement,
     ApiKeyRecord,
@@ -60,7 +61,30 @@ CREATE TABLE IF NOT EXISTS fingerprints (
     PRIMARY KEY (fp, tenant)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fingerprints_tenant ON fingerprints (tenant);
+CREATE TABLE IF NOT EXISTS fingerprint_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    fp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fingerprint_log_fp ON fingerprint_log (fp);
+CREATE TRIGGER IF NOT EXISTS fingerprint_logged AFTER INSERT ON fingerprints
+BEGIN
+    INSERT INTO fingerprint_log (fp) VALUES (new.fp);
+END;
+CREATE TRIGGER IF NOT EXISTS fingerprint_unlogged AFTER DELETE ON fingerprints
+WHEN NOT EXISTS (SELECT 1 FROM fingerprints WHERE fp = old.fp)
+BEGIN
+    DELETE FROM fingerprint_log WHERE fp = old.fp;
+END;
 """
+# fingerprint_log: every fingerprint in the order it was indexed (AUTOINCREMENT: a
+# position is never reused, even after deletes), so a reader can ask for what came
+# after the last position it read (fingerprints_since). Its triggers keep it in step
+# with the fingerprints table whoever writes to it; a fingerprint no tenant holds any
+# more leaves the log too (erasure leaves no keyed hash behind).
+_LOG_BACKFILL = (
+    "INSERT INTO fingerprint_log (fp) SELECT fp FROM fingerprints"
+    " WHERE NOT EXISTS (SELECT 1 FROM fingerprint_log)"
+)
 
 
 class SQLiteStore(DatasetTables, SQLiteTenantData):
@@ -75,6 +99,10 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
         self.db.query(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        # a store indexed before the log existed: log what it holds, once
+        if self.db.query("SELECT 1 FROM fingerprint_log LIMIT 1") == []:
+            with self.db.write() as db:
+                db.execute(_LOG_BACKFILL)
 
     def grant_agreement(
         self,
@@ -223,6 +251,20 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
             for fp, tenant in rows:
                 found.setdefault(int(fp), set()).add(str(tenant))
         return {fp: frozenset(tenants) for fp, tenants in found.items()}
+
+    def fingerprints_since(
+        self, after: int, limit: int = FINGERPRINTS_PAGE
+    ) -> tuple[list[int], int]:
+        """See :meth:`~kairo_guard.store.base.Store.fingerprints_since`."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = self.db.query(
+            "SELECT seq, fp FROM fingerprint_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        )
+        if not rows:
+            return [], after
+        return [int(fp) for _, fp in rows], int(rows[-1][0])
 
     def delete_fingerprints(self, tenant: TenantId) -> int:
         """See :meth:`~kairo_guard.store.base.Store.delete_fingerprints`."""
