@@ -1,0 +1,679 @@
+/* Native core of kairo_guard.detect.winnow: the same fingerprint scheme as the
+ * pure-Python reference there (which is the specification and the test oracle).
+ *
+ * Two functions over a Tables capsule made once from the tables Python computes:
+ *
+ *   prepare(tables, text) -> str
+ *       drops invisible characters and replaces characters by their NFKC form (both
+ *       per code point; the replacement leaves NFKC of the whole text unchanged, it only
+ *       lets CPython's NFKC quick check pass), returning `text` itself when nothing
+ *       changes.
+ *   fingerprints(tables, folded, key16) -> bytes
+ *       from NFKC-normalized, case folded text (or ASCII text: ASCII capitals are folded
+ *       here): look-alikes mapped to their representative, runs of characters that are
+ *       not alphanumeric (str.isalnum) collapsed to one space and stripped, k-grams of K
+ *       code points hashed with a polynomial rolling hash (mixed with a 64-bit
+ *       finalizer), the rightmost minimum of every window of W hashes selected
+ *       (monotonic deque, O(n)), and each selected k-gram's UTF-8 hashed with
+ *       SipHash-2-4 under the 128-bit key. Returns the distinct 64-bit results, sorted as
+ *       signed integers, as native-endian int64 bytes.
+ *
+ * The GIL is released while the pure-C part runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define K 50
+#define W 40
+#define RING 64 /* power of two >= W: the deque never holds more than W entries */
+#define BASE 0x100000001B3ULL
+#define CAPSULE "kairo_guard.detect._winnow.Tables"
+
+/* A map from code points to strings of code points: keys sorted ascending, the value of
+ * keys[i] is vals[offs[i]:offs[i + 1]] (possibly empty). Code points below 0x10000 are
+ * found through a direct index (0: not in the map, else 1 + i); others by binary search
+ * from `astral` (the first key >= 0x10000). */
+typedef struct {
+    uint32_t *keys, *offs, *vals;
+    uint16_t *bmp;
+    Py_ssize_t n, astral;
+    uint32_t maxrep;
+} CharMap;
+
+typedef struct {
+    CharMap fold;    /* look-alike -> representative (and ASCII capitals -> their fold) */
+    CharMap prepare; /* invisible -> "", character -> its NFKC form */
+    uint8_t alnum[0x10000 / 8];
+    uint8_t ascii_alnum[128];
+    uint64_t base_inv, base_top; /* BASE**-1 and BASE**(K-1) modulo 2**64 */
+} Tables;
+
+/* -- character maps -------------------------------------------------------------- */
+
+static void
+charmap_free(CharMap *m)
+{
+    PyMem_RawFree(m->keys);
+    PyMem_RawFree(m->offs);
+    PyMem_RawFree(m->vals);
+    PyMem_RawFree(m->bmp);
+    memset(m, 0, sizeof(*m));
+}
+
+static uint32_t *
+copy_u32(Py_buffer *b, Py_ssize_t *count)
+{
+    uint32_t *out;
+    if (b->len % 4) {
+        PyErr_SetString(PyExc_ValueError, "table arrays are uint32");
+        return NULL;
+    }
+    *count = b->len / 4;
+    out = PyMem_RawMalloc(b->len ? (size_t)b->len : 4);
+    if (!out) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(out, b->buf, (size_t)b->len);
+    return out;
+}
+
+static int
+charmap_init(CharMap *m, Py_buffer *keys, Py_buffer *offs, Py_buffer *vals)
+{
+    Py_ssize_t nk, no, nv, i;
+    memset(m, 0, sizeof(*m));
+    m->keys = copy_u32(keys, &nk);
+    m->offs = m->keys ? copy_u32(offs, &no) : NULL;
+    m->vals = m->offs ? copy_u32(vals, &nv) : NULL;
+    m->bmp = m->vals ? PyMem_RawCalloc(0x10000, sizeof(uint16_t)) : NULL;
+    if (!m->bmp) {
+        if (m->vals)
+            PyErr_NoMemory();
+        charmap_free(m);
+        return -1;
+    }
+    m->n = nk;
+    if (no != nk + 1 || m->offs[0] != 0 || m->offs[nk] != (uint32_t)nv || nk >= 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent character map");
+        charmap_free(m);
+        return -1;
+    }
+    m->astral = nk;
+    for (i = 0; i < nk; i++) {
+        uint32_t len = m->offs[i + 1] - m->offs[i];
+        if ((i && m->keys[i] <= m->keys[i - 1]) || m->offs[i + 1] < m->offs[i] ||
+            m->keys[i] > 0x10FFFF) {
+            PyErr_SetString(PyExc_ValueError, "character map keys must ascend");
+            charmap_free(m);
+            return -1;
+        }
+        if (len > m->maxrep)
+            m->maxrep = len;
+        if (m->keys[i] < 0x10000)
+            m->bmp[m->keys[i]] = (uint16_t)(i + 1);
+        else if (m->astral == nk)
+            m->astral = i;
+    }
+    for (i = 0; i < nv; i++) {
+        if (m->vals[i] > 0x10FFFF) {
+            PyErr_SetString(PyExc_ValueError, "character map value out of range");
+            charmap_free(m);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The value of `c` (and its length in *len), or NULL when `c` is not in the map. */
+static inline const uint32_t *
+charmap_get(const CharMap *m, uint32_t c, uint32_t *len)
+{
+    Py_ssize_t i;
+    if (c < 0x10000) {
+        uint16_t j = m->bmp[c];
+        if (!j)
+            return NULL;
+        i = j - 1;
+    }
+    else {
+        Py_ssize_t lo = m->astral, hi = m->n;
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (m->keys[mid] < c)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == m->n || m->keys[lo] != c)
+            return NULL;
+        i = lo;
+    }
+    *len = m->offs[i + 1] - m->offs[i];
+    return m->vals + m->offs[i];
+}
+
+static inline int
+is_alnum(const Tables *t, uint32_t c)
+{
+    if (c < 128)
+        return t->ascii_alnum[c];
+    if (c < 0x10000)
+        return (t->alnum[c >> 3] >> (c & 7)) & 1;
+    return Py_UNICODE_ISALNUM((Py_UCS4)c);
+}
+
+/* -- SipHash-2-4 (Aumasson and Bernstein, 2012) ---------------------------------- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                        \
+    do {                                                                                \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                       \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                       \
+    } while (0)
+
+static inline uint64_t
+load_le64(const uint8_t *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+           (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+           (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}
+
+static uint64_t
+siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t i, full = len & ~(size_t)7;
+    for (i = 0; i < full; i += 8) {
+        m = load_le64(in + i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (i = 0; i < (len & 7); i++)
+        b |= (uint64_t)in[full + i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* -- normalization --------------------------------------------------------------- */
+
+/* A growable array of code points. */
+typedef struct {
+    uint32_t *items;
+    size_t len, cap;
+} Buf;
+
+static int
+buf_grow(Buf *b, size_t extra)
+{
+    size_t cap = b->cap + b->cap / 2 + extra + 64;
+    uint32_t *items;
+    if (cap > PY_SSIZE_T_MAX / sizeof(uint32_t))
+        return -1;
+    items = PyMem_RawRealloc(b->items, cap * sizeof(uint32_t));
+    if (!items)
+        return -1;
+    b->items = items;
+    b->cap = cap;
+    return 0;
+}
+
+/* Fold case and map look-alikes (one map: casefold, then the representative of each
+ * character), collapse runs of characters that are not alphanumeric to one space and
+ * strip: n code points of one kind from `in`, appended to `out`. */
+#define DEFINE_FOLD(NAME, TYPE)                                                         \
+    static int NAME(const Tables *t, const TYPE *in, Py_ssize_t n, Buf *out)            \
+    {                                                                                   \
+        Py_ssize_t i;                                                                   \
+        size_t need = 2 * (size_t)t->fold.maxrep + 2;                                   \
+        int pending = 0;                                                                \
+        for (i = 0; i < n; i++) {                                                       \
+            uint32_t c = in[i], one, count = 1, j;                                      \
+            const uint32_t *rep = charmap_get(&t->fold, c, &count);                     \
+            if (!rep) {                                                                 \
+                one = c;                                                                \
+                rep = &one;                                                             \
+                count = 1;                                                              \
+            }                                                                           \
+            if (out->len + need > out->cap && buf_grow(out, need) < 0)                  \
+                return -1;                                                              \
+            for (j = 0; j < count; j++) {                                               \
+                uint32_t d = rep[j];                                                    \
+                if (is_alnum(t, d)) {                                                   \
+                    if (pending)                                                        \
+                        out->items[out->len++] = ' ';                                   \
+                    pending = 0;                                                        \
+                    out->items[out->len++] = d;                                         \
+                }                                                                       \
+                else {                                                                  \
+                    pending = out->len > 0;                                             \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        return 0;                                                                       \
+    }
+
+DEFINE_FOLD(fold_ucs1, Py_UCS1)
+DEFINE_FOLD(fold_ucs2, Py_UCS2)
+DEFINE_FOLD(fold_ucs4, Py_UCS4)
+
+/* -- winnowing ------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t *items;
+    Py_ssize_t len, cap;
+} Results;
+
+static int
+results_push(Results *r, int64_t v)
+{
+    if (r->len == r->cap) {
+        Py_ssize_t cap = r->cap ? 2 * r->cap : 64;
+        int64_t *items = PyMem_RawRealloc(r->items, (size_t)cap * sizeof(int64_t));
+        if (!items)
+            return -1;
+        r->items = items;
+        r->cap = cap;
+    }
+    r->items[r->len++] = v;
+    return 0;
+}
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static size_t
+utf8(const uint32_t *s, Py_ssize_t n, uint8_t *out)
+{
+    size_t len = 0;
+    Py_ssize_t i;
+    uint32_t any = 0;
+    for (i = 0; i < n; i++)
+        any |= s[i];
+    if (any < 0x80) { /* ASCII: one byte each (a loop the compiler vectorizes) */
+        for (i = 0; i < n; i++)
+            out[i] = (uint8_t)s[i];
+        return (size_t)n;
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t c = s[i];
+        if (c < 0x80) {
+            out[len++] = (uint8_t)c;
+        }
+        else if (c < 0x800) {
+            out[len++] = (uint8_t)(0xC0 | c >> 6);
+            out[len++] = (uint8_t)(0x80 | (c & 0x3F));
+        }
+        else if (c < 0x10000) {
+            out[len++] = (uint8_t)(0xE0 | c >> 12);
+            out[len++] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
+            out[len++] = (uint8_t)(0x80 | (c & 0x3F));
+        }
+        else {
+            out[len++] = (uint8_t)(0xF0 | c >> 18);
+            out[len++] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
+            out[len++] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
+            out[len++] = (uint8_t)(0x80 | (c & 0x3F));
+        }
+    }
+    return len;
+}
+
+static int
+select_kgram(const uint32_t *s, Py_ssize_t p, uint64_t k0, uint64_t k1, Results *r)
+{
+    uint8_t bytes[4 * K];
+    size_t len = utf8(s + p, K, bytes);
+    return results_push(r, (int64_t)siphash24(k0, k1, bytes, len));
+}
+
+/* The k-gram hashes of s, W at a time: polynomial rolling hash, then mix64. */
+typedef struct {
+    const uint32_t *s;
+    uint64_t h, inv, top;
+    Py_ssize_t next, count;
+} Hashes;
+
+static Py_ssize_t
+hashes_take(Hashes *g, uint64_t *out)
+{
+    Py_ssize_t j, m = g->count - g->next < W ? g->count - g->next : W;
+    for (j = 0; j < m; j++, g->next++) {
+        out[j] = mix64(g->h);
+        if (g->next + 1 < g->count)
+            g->h = (g->h - g->s[g->next]) * g->inv + (uint64_t)g->s[g->next + K] * g->top;
+    }
+    return m;
+}
+
+/* Select the rightmost minimum of every window of W k-gram hashes of s[0:n] (n >= K;
+ * all of them when there are fewer than W), dropping a position selected by the window
+ * before, and hash each selected k-gram. Windows are cut at multiples of W (van Herk;
+ * Gil and Werman): the minimum of the window starting at i is that of the suffix of its
+ * block from i and of the prefix of the next block to i + W - 1. Branch-free minima,
+ * O(n) whatever the hashes, O(W) memory. */
+static int
+winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k1,
+       Results *r)
+{
+    Hashes g = {s, 0, t->base_inv, t->base_top, 0, n - K + 1};
+    uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv;
+    Py_ssize_t suf[W], pre[W], m, j, best, base = 0, last = -1, i;
+    for (i = 0; i < K; i++) {
+        g.h += (uint64_t)s[i] * power;
+        power *= BASE;
+    }
+    m = hashes_take(&g, cur);
+    if (m < W) { /* one window shorter than W */
+        for (best = 0, bv = cur[0], j = 1; j < m; j++) {
+            int take = cur[j] <= bv;
+            best = take ? j : best;
+            bv = take ? cur[j] : bv;
+        }
+        return select_kgram(s, best, k0, k1, r);
+    }
+    for (;;) { /* cur: the full block at base; its windows need the next block */
+        for (best = W - 1, bv = cur[W - 1], j = W - 1; j >= 0; j--) {
+            int take = cur[j] < bv; /* strictly: the rightmost of equals stays */
+            best = take ? j : best;
+            bv = take ? cur[j] : bv;
+            suf[j] = best;
+            sufv[j] = bv;
+        }
+        m = hashes_take(&g, nxt);
+        for (best = 0, bv = m ? nxt[0] : 0, j = 0; j < m; j++) {
+            int take = nxt[j] <= bv;
+            best = take ? j : best;
+            bv = take ? nxt[j] : bv;
+            pre[j] = best;
+            prev[j] = bv;
+        }
+        /* windows starting at base + j for j <= m, the last ending at base + W + m - 1 */
+        for (j = 0; j <= m && j < W; j++) {
+            Py_ssize_t p = base + suf[j];
+            if (j > 0 && prev[j - 1] <= sufv[j])
+                p = base + W + pre[j - 1];
+            if (p != last) {
+                last = p;
+                if (select_kgram(s, p, k0, k1, r) < 0)
+                    return -1;
+            }
+        }
+        if (m < W)
+            return 0;
+        memcpy(cur, nxt, sizeof(cur));
+        base += W;
+    }
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static Py_ssize_t
+sort_unique(int64_t *v, Py_ssize_t n)
+{
+    Py_ssize_t i, out = 0;
+    qsort(v, (size_t)n, sizeof(int64_t), cmp_int64);
+    for (i = 0; i < n; i++)
+        if (out == 0 || v[i] != v[out - 1])
+            v[out++] = v[i];
+    return out;
+}
+
+/* -- Python functions ------------------------------------------------------------ */
+
+static void
+tables_destroy(PyObject *capsule)
+{
+    Tables *t = PyCapsule_GetPointer(capsule, CAPSULE);
+    if (t) {
+        charmap_free(&t->fold);
+        charmap_free(&t->prepare);
+        PyMem_RawFree(t);
+    }
+}
+
+static PyObject *
+make_tables(PyObject *self, PyObject *args)
+{
+    Py_buffer b[6];
+    Tables *t;
+    PyObject *capsule = NULL;
+    uint64_t inv = 1, top = 1;
+    uint32_t c;
+    int i, ok;
+    memset(b, 0, sizeof(b));
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*:tables", &b[0], &b[1], &b[2], &b[3], &b[4],
+                          &b[5]))
+        return NULL;
+    t = PyMem_RawCalloc(1, sizeof(Tables));
+    ok = t && charmap_init(&t->fold, &b[0], &b[1], &b[2]) == 0;
+    if (ok && charmap_init(&t->prepare, &b[3], &b[4], &b[5]) < 0) {
+        charmap_free(&t->fold);
+        ok = 0;
+    }
+    for (i = 0; i < 6; i++)
+        PyBuffer_Release(&b[i]);
+    if (!ok) {
+        if (!t)
+            PyErr_NoMemory();
+        PyMem_RawFree(t);
+        return NULL;
+    }
+    for (c = 0; c < 0x10000; c++)
+        if (Py_UNICODE_ISALNUM((Py_UCS4)c))
+            t->alnum[c >> 3] |= (uint8_t)(1 << (c & 7));
+    for (c = 0; c < 128; c++)
+        t->ascii_alnum[c] = (uint8_t)Py_UNICODE_ISALNUM((Py_UCS4)c);
+    for (i = 0; i < K - 1; i++)
+        top *= BASE;
+    {
+        /* BASE is odd, so invertible modulo 2**64; Newton's iteration doubles the
+         * correct low bits each step (x * x == 1 modulo 8 for odd x: 3 to start) */
+        uint64_t x = BASE;
+        inv = x;
+        for (i = 0; i < 6; i++)
+            inv *= 2 - x * inv;
+    }
+    t->base_inv = inv;
+    t->base_top = top;
+    capsule = PyCapsule_New(t, CAPSULE, tables_destroy);
+    if (!capsule) {
+        charmap_free(&t->fold);
+        charmap_free(&t->prepare);
+        PyMem_RawFree(t);
+    }
+    return capsule;
+}
+
+static Tables *
+get_tables(PyObject *capsule)
+{
+    return PyCapsule_GetPointer(capsule, CAPSULE);
+}
+
+/* First index of text[:n] that the prepare map changes, or n. */
+static Py_ssize_t
+first_change(const CharMap *m, int kind, const void *data, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    uint32_t len;
+    for (i = 0; i < n; i++)
+        if (charmap_get(m, PyUnicode_READ(kind, data, i), &len))
+            return i;
+    return n;
+}
+
+static PyObject *
+prepare(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *text, *result;
+    Tables *t;
+    Py_ssize_t n, i;
+    int kind, failed = 0;
+    const void *data;
+    Buf out = {NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "OU:prepare", &capsule, &text) || !(t = get_tables(capsule)) ||
+        PyUnicode_READY(text) < 0)
+        return NULL;
+    n = PyUnicode_GET_LENGTH(text);
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    Py_BEGIN_ALLOW_THREADS
+    i = first_change(&t->prepare, kind, data, n);
+    if (i < n) {
+        Py_ssize_t j;
+        failed = buf_grow(&out, (size_t)n) < 0;
+        for (j = 0; j < i && !failed; j++) /* the unchanged prefix */
+            out.items[out.len++] = PyUnicode_READ(kind, data, j);
+    }
+    for (; i < n && !failed; i++) {
+        uint32_t c = PyUnicode_READ(kind, data, i), count, j;
+        const uint32_t *rep = charmap_get(&t->prepare, c, &count);
+        if (!rep) {
+            rep = &c;
+            count = 1;
+        }
+        if (out.len + count + 1 > out.cap && buf_grow(&out, count + 1) < 0)
+            failed = 1;
+        for (j = 0; j < count && !failed; j++)
+            out.items[out.len++] = rep[j];
+    }
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyMem_RawFree(out.items);
+        return PyErr_NoMemory();
+    }
+    if (!out.items)
+        return Py_NewRef(text);
+    result = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out.items, (Py_ssize_t)out.len);
+    PyMem_RawFree(out.items);
+    return result;
+}
+
+static PyObject *
+fingerprints(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *text;
+    Py_buffer key;
+    Tables *t;
+    Py_ssize_t n;
+    int kind, failed = 0;
+    const void *data;
+    Buf norm = {NULL, 0, 0};
+    uint64_t k0, k1;
+    Results r = {NULL, 0, 0};
+    PyObject *result;
+    if (!PyArg_ParseTuple(args, "OUy*:fingerprints", &capsule, &text, &key))
+        return NULL;
+    if (key.len != 16) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "the SipHash key is 16 bytes");
+        return NULL;
+    }
+    k0 = load_le64(key.buf);
+    k1 = load_le64((const uint8_t *)key.buf + 8);
+    PyBuffer_Release(&key);
+    if (!(t = get_tables(capsule)) || PyUnicode_READY(text) < 0)
+        return NULL;
+    n = PyUnicode_GET_LENGTH(text);
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_grow(&norm, (size_t)n + (size_t)n / 4) < 0)
+        failed = 1;
+    else if (kind == PyUnicode_1BYTE_KIND)
+        failed = fold_ucs1(t, data, n, &norm) < 0;
+    else if (kind == PyUnicode_2BYTE_KIND)
+        failed = fold_ucs2(t, data, n, &norm) < 0;
+    else
+        failed = fold_ucs4(t, data, n, &norm) < 0;
+    if (!failed && norm.len >= K &&
+        winnow(t, norm.items, (Py_ssize_t)norm.len, k0, k1, &r) < 0)
+        failed = 1;
+    if (!failed)
+        r.len = sort_unique(r.items, r.len);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(norm.items);
+    if (failed) {
+        PyMem_RawFree(r.items);
+        return PyErr_NoMemory();
+    }
+    result = PyBytes_FromStringAndSize((const char *)r.items, r.len * (Py_ssize_t)sizeof(int64_t));
+    PyMem_RawFree(r.items);
+    return result;
+}
+
+static PyObject *
+siphash(PyObject *self, PyObject *args)
+{
+    Py_buffer key, msg;
+    uint64_t h;
+    if (!PyArg_ParseTuple(args, "y*y*:siphash24", &key, &msg))
+        return NULL;
+    if (key.len != 16) {
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&msg);
+        PyErr_SetString(PyExc_ValueError, "the SipHash key is 16 bytes");
+        return NULL;
+    }
+    h = siphash24(load_le64(key.buf), load_le64((const uint8_t *)key.buf + 8), msg.buf,
+                  (size_t)msg.len);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&msg);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+static PyMethodDef methods[] = {
+    {"tables", make_tables, METH_VARARGS,
+     "tables(fold_keys, fold_offsets, fold_values, prep_keys, prep_offsets, prep_values)"},
+    {"prepare", prepare, METH_VARARGS, "prepare(tables, text) -> str"},
+    {"fingerprints", fingerprints, METH_VARARGS, "fingerprints(tables, folded, key) -> bytes"},
+    {"siphash24", siphash, METH_VARARGS, "siphash24(key, message) -> int"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_winnow", "Native core of kairo_guard.detect.winnow.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__winnow(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m && (PyModule_AddIntConstant(m, "K", K) < 0 || PyModule_AddIntConstant(m, "W", W) < 0)) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

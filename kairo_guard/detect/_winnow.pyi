@@ -1,0 +1,17 @@
+"""Native core of :mod:`kairo_guard.detect.winnow` (``_winnow.c``)."""
+
+K: int
+W: int
+
+def tables(
+    fold_keys: bytes,
+    fold_offsets: bytes,
+    fold_values: bytes,
+    prepare_keys: bytes,
+    prepare_offsets: bytes,
+    prepare_values: bytes,
+    /,
+) -> object: ...
+def prepare(tables: object, text: str, /) -> str: ...
+def fingerprints(tables: object, folded: str, key: bytes, /) -> bytes: ...
+def siphash24(key: bytes, message: bytes, /) -> int: ...
