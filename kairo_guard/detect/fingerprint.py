@@ -6,14 +6,17 @@ keyed hashing); this module keeps them per tenant in the store and judges overla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import record_strings as record_strings  # re-exported
 from kairo_guard.detect.fields import require_readable
+from kairo_guard.detect.prefilter import Fingerprints, Prefilter, sorted_unique
 from kairo_guard.detect.winnow import GUARANTEED_SPAN as GUARANTEED_SPAN  # re-exported
 from kairo_guard.detect.winnow import MIN_SHARED_FINGERPRINTS as MIN_SHARED_FINGERPRINTS
 from kairo_guard.detect.winnow import SCHEME as SCHEME
@@ -50,6 +53,18 @@ class Overlap(NamedTuple):
         )
 
 
+class Evidence(NamedTuple):
+    """What one record's fingerprints say: how many it has and which tenants share some."""
+
+    total: int
+    """Fingerprints of the record."""
+    shared: Mapping[TenantId, frozenset[int]]
+    """Per tenant, the record's fingerprints indexed as theirs (boilerplate discounted)."""
+
+
+NO_EVIDENCE = Evidence(0, {})
+
+
 class FingerprintIndex:
     """Fingerprints of every tenant's ingested content, and the overlap test.
 
@@ -58,6 +73,10 @@ class FingerprintIndex:
     ``min_fraction`` of its fingerprints are the tenant's (a short record copied whole).
     Fingerprints indexed for ``boilerplate_tenants`` or more distinct tenants
     (signatures, licence text) are discounted.
+
+    Records are looked up in batches (:meth:`overlaps`): an in-memory
+    :class:`~kairo_guard.detect.prefilter.Prefilter` of every indexed fingerprint picks
+    the few that may be indexed, and one store query confirms them for the batch.
     """
 
     def __init__(
@@ -79,6 +98,11 @@ class FingerprintIndex:
         self.stale: str | None = None
         """Why the index cannot be trusted (built under another scheme), or None: set,
         :meth:`overlap` refuses instead of answering."""
+        self.prefilter = Prefilter(store)
+        """Every indexed fingerprint in memory (loaded at first use)."""
+        self._of_text_array: Callable[[str], Fingerprints] | None = getattr(
+            fingerprinter, "of_text_array", None
+        )
 
     def add(self, tenant: TenantId, content: object) -> int:
         """Index the text of ``content`` as ``tenant``'s; return how many fingerprints."""
@@ -90,6 +114,87 @@ class FingerprintIndex:
         """Forget every fingerprint of ``tenant``."""
         return self._store.delete_fingerprints(tenant)
 
+    def fingerprints_of(self, content: object) -> Fingerprints:
+        """Return the fingerprints of a record's text, sorted, without repeats.
+
+        Raises:
+            ContentError: text the reader cannot read.
+        """
+        of_array = self._of_text_array
+        if of_array is not None:
+            return of_array(record_text(content))
+        return sorted_unique(list(self.fingerprinter.of_record(content)))
+
+    def evidence(
+        self, fingerprints: Sequence[Fingerprints], *, refresh: bool = True
+    ) -> list[Evidence]:
+        """Return what each record's fingerprints say, with one store query for all.
+
+        Args:
+            fingerprints: per record, its fingerprints (:meth:`fingerprints_of`).
+            refresh: read what was indexed since the prefilter's last refresh first
+                (a caller that refreshes on its own schedule passes False).
+
+        Raises:
+            ContentRefused: while the index is stale (rule ``fingerprint.scheme-mismatch``).
+            StoreError: the store cannot be read.
+        """
+        if self.stale is not None:
+            raise ContentRefused(SCHEME_RULE, self.stale)
+        prefilter = self.prefilter
+        if refresh or not prefilter.loaded:
+            prefilter.refresh()
+        sizes = [len(f) for f in fingerprints]
+        if not sizes or not sum(sizes):
+            return [Evidence(n, {}) for n in sizes]
+        every = np.concatenate(fingerprints)
+        hit = prefilter.contains(every)
+        if not hit.any():
+            return [Evidence(n, {}) for n in sizes]
+        owners = np.repeat(np.arange(len(sizes)), sizes)[hit]
+        candidates = every[hit]
+        matched = self._store.match_fingerprints(np.unique(candidates).tolist())
+        limit = self.boilerplate_tenants
+        found: dict[int, dict[TenantId, set[int]]] = {}
+        for owner, fp in zip(owners.tolist(), candidates.tolist(), strict=True):
+            tenants = matched.get(fp)
+            if tenants is None or len(tenants) >= limit:
+                continue
+            shared = found.setdefault(owner, {})
+            for tenant in tenants:
+                shared.setdefault(tenant, set()).add(fp)
+        return [
+            Evidence(n, {t: frozenset(f) for t, f in found[i].items()})
+            if i in found
+            else Evidence(n, {})
+            for i, n in enumerate(sizes)
+        ]
+
+    def judge(self, evidence: Evidence) -> Overlap | None:
+        """Return the tenant whose content a record is, by the thresholds, or None."""
+        if not evidence.shared:
+            return None
+        tenant, fps = max(evidence.shared.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        found = Overlap(tenant, len(fps), evidence.total)
+        if found.shared >= self.min_shared or found.ratio >= self.min_fraction:
+            return found
+        return None
+
+    def overlaps(self, contents: Sequence[object]) -> list[Overlap | None]:
+        """Return, for each of ``contents``, the tenant whose content it is, or None
+        (:meth:`overlap` for a batch, with one store query for the batch).
+
+        Raises:
+            ContentRefused: while the index is stale (rule ``fingerprint.scheme-mismatch``):
+                a blind index's None would read as "no tenant's text".
+            ContentError: text the reader cannot read.
+            StoreError: the store cannot be read.
+        """
+        if self.stale is not None:
+            raise ContentRefused(SCHEME_RULE, self.stale)
+        arrays = [self.fingerprints_of(content) for content in contents]
+        return [self.judge(e) for e in self.evidence(arrays)]
+
     def overlap(self, content: object) -> Overlap | None:
         """Return the tenant whose content ``content`` is, by the thresholds, or None.
 
@@ -97,24 +202,7 @@ class FingerprintIndex:
             ContentRefused: while the index is stale (rule ``fingerprint.scheme-mismatch``):
                 a blind index's None would read as "no tenant's text".
         """
-        if self.stale is not None:
-            raise ContentRefused(SCHEME_RULE, self.stale)
-        fps = self.fingerprinter.of_record(content)
-        if not fps:
-            return None
-        counts: dict[TenantId, int] = {}
-        for tenants in self._store.match_fingerprints(fps).values():
-            if len(tenants) >= self.boilerplate_tenants:
-                continue
-            for tenant in tenants:
-                counts[tenant] = counts.get(tenant, 0) + 1
-        if not counts:
-            return None
-        tenant, shared = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
-        found = Overlap(tenant, shared, len(fps))
-        if shared >= self.min_shared or found.ratio >= self.min_fraction:
-            return found
-        return None
+        return self.overlaps((content,))[0]
 
 
 SCHEME_RULE = "fingerprint.scheme-mismatch"
@@ -134,15 +222,26 @@ def scheme_mismatch(recorded: str | None) -> Decision:
     )
 
 
-def fingerprint_check(index: FingerprintIndex) -> Callable[[object], Decision | None]:
-    """Return the content check that blocks a tenant's text, whatever its label: a
-    decision naming the tenant as the record's owner, or None."""
+class FingerprintCheck:
+    """The content check that blocks a tenant's text, whatever its label: called on a
+    record, a decision naming the tenant as the record's owner, or None.
 
-    def check(content: object) -> Decision | None:
+    A sink check recognizes it among its content checks and runs the net on batches of
+    records through :class:`~kairo_guard.detect.accumulation.CheckNet` over
+    :attr:`index` instead (one store query a batch, evidence accumulated over the check).
+    """
+
+    def __init__(self, index: FingerprintIndex) -> None:
+        self.index = index
+
+    def __call__(self, content: object) -> Decision | None:
         require_readable(content)  # raises ContentError: what cannot be read never passes
-        found = index.overlap(content)
+        found = self.index.overlap(content)
         if found is None:
             return None
         return Decision(Outcome.BLOCK, FINGERPRINT_RULE, found.reason(), owner=found.tenant)
 
-    return check
+
+def fingerprint_check(index: FingerprintIndex) -> FingerprintCheck:
+    """Return the content check that blocks a tenant's text (:class:`FingerprintCheck`)."""
+    return FingerprintCheck(index)

@@ -1,0 +1,145 @@
+"""The fingerprint net for one check: batched lookups, evidence accumulated over records.
+
+Per record, a tenant's text is caught when the record shares at least ``min_shared`` (3)
+fingerprints with the tenant (:class:`~kairo_guard.detect.fingerprint.FingerprintIndex`).
+Cut a tenant's document into pieces of 100 characters, each inside other text, and every
+record shares only 1 or 2: each passes alone. A :class:`CheckNet` keeps, for the records
+of one check that are about to pass, the distinct fingerprints each tenant shares with
+them (boilerplate discounted, as per record). Once one tenant's reach
+:data:`ACCUMULATED_MIN_SHARED` (3, the per-record threshold: the check as a whole is held
+to what one record is), every record of the check that shares any fingerprint with that
+tenant blocks under :data:`ACCUMULATED_RULE`, owned by the tenant: those of the batch in
+which the threshold is crossed (a batch is decided whole before any of it passes), and
+every later one. Records let through earlier in the check cannot be recalled: a check fed
+one record at a time (a stream) blocks from the record that crosses the threshold on; in
+``enforce`` mode that fails the check. Records blocked anyway (unlabeled, or already the
+tenant's by their own fingerprints) add nothing: they reach no sink.
+
+False positives, measured (``benchmarks/bench_fingerprint_check.py --false-positives``):
+300 public documents (licences, READMEs and package documentation shipped with Python
+packages) indexed as 6 tenants' content, then 40,000 other public records (paragraphs of
+other such files, 150-400 characters) checked in batches of 1,000: see
+``benchmarks/RESULTS.md`` for the numbers of the last run; the threshold of 3 blocked
+FP_BLOCKED of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from kairo_guard.core.policy import Decision
+from kairo_guard.core.types import Outcome, TenantId
+from kairo_guard.detect.fields import require_readable
+from kairo_guard.detect.fingerprint import (
+    FINGERPRINT_RULE,
+    NO_EVIDENCE,
+    Evidence,
+    FingerprintIndex,
+)
+from kairo_guard.detect.prefilter import Fingerprints
+
+ACCUMULATED_RULE = "fingerprint.accumulated"
+"""The rule of a block for records that together, not alone, are a tenant's text."""
+ACCUMULATED_MIN_SHARED = 3
+"""Distinct fingerprints of one tenant, across the passing records of one check, that
+block those records."""
+
+Verdict = Decision | Exception | None
+"""Per record: a block, the error that stopped its lookup (it must block), or None."""
+
+
+class CheckNet:
+    """The fingerprint net as one check runs it.
+
+    Args:
+        index: the fingerprint index.
+        threshold: distinct fingerprints of one tenant across the check's passing
+            records that block them (see the module docstring).
+    """
+
+    def __init__(self, index: FingerprintIndex, threshold: int = ACCUMULATED_MIN_SHARED) -> None:
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        self._index = index
+        self.threshold = threshold
+        self._tally: dict[TenantId, set[int]] = {}
+        self._fresh = False
+
+    def refresh(self) -> None:
+        """Read what was indexed since the last refresh (when the check starts and at
+        each of its refreshes). A failure is kept quiet here: the next lookup refreshes
+        itself, and raises, so its records block."""
+        try:
+            self._index.prefilter.refresh()
+        except Exception:  # noqa: BLE001 - fail closed at the next lookup, not here
+            self._fresh = False
+        else:
+            self._fresh = True
+
+    def decide(self, contents: Sequence[object], passing: Sequence[bool]) -> list[Verdict]:
+        """Return, per record, the net's block or None, with one store query for all.
+
+        Args:
+            contents: the records' contents.
+            passing: per record, whether it is about to pass (its evidence accumulates
+                and it may block for the accumulated evidence); otherwise the net only
+                names the owner of a record that blocks anyway.
+        """
+        verdicts: list[Verdict] = [None] * len(contents)
+        arrays: list[Fingerprints] = []
+        looked: list[int] = []
+        for i, content in enumerate(contents):
+            try:
+                require_readable(content)
+                arrays.append(self._index.fingerprints_of(content))
+            except Exception as exc:  # noqa: BLE001 - this record blocks, the rest go on
+                verdicts[i] = exc
+            else:
+                looked.append(i)
+        try:
+            found = self._index.evidence(arrays, refresh=not self._fresh)
+        except Exception as exc:  # noqa: BLE001 - every record looked up blocks
+            for i in looked:
+                verdicts[i] = exc
+            return verdicts
+        self._fresh = True
+        evidence: list[Evidence] = [NO_EVIDENCE] * len(contents)
+        judge = self._index.judge
+        for i, seen in zip(looked, found, strict=True):
+            if not seen.shared:
+                continue
+            overlap = judge(seen)
+            if overlap is not None:
+                verdicts[i] = Decision(
+                    Outcome.BLOCK, FINGERPRINT_RULE, overlap.reason(), owner=overlap.tenant
+                )
+            elif passing[i]:
+                evidence[i] = seen
+                self._add(seen.shared)
+        for i, seen in enumerate(evidence):
+            if seen.shared:
+                verdicts[i] = self._crossed(seen)
+        return verdicts
+
+    def _add(self, shared: Mapping[TenantId, frozenset[int]]) -> None:
+        tally = self._tally
+        for tenant, fps in shared.items():
+            tally.setdefault(tenant, set()).update(fps)
+
+    def _crossed(self, evidence: Evidence) -> Decision | None:
+        over = [
+            (len(self._tally[t]), t)
+            for t in evidence.shared
+            if len(self._tally[t]) >= self.threshold
+        ]
+        if not over:
+            return None
+        count, tenant = max(over)
+        return Decision(
+            Outcome.BLOCK,
+            ACCUMULATED_RULE,
+            f"text shares {len(evidence.shared[tenant])} of {evidence.total} fingerprints with "
+            f"a tenant's ingested content, and this check's records {count} (threshold "
+            f"{self.threshold}): together they are that content",
+            owner=tenant,
+        )

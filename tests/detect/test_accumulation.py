@@ -1,0 +1,111 @@
+"""Evidence accumulated over the records of one check: pieces of a tenant's text that
+each pass alone block together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from corpus import prose
+from kg_testing import sealed_record
+
+from kairo_guard import Guard
+from kairo_guard.core.types import Mode
+from kairo_guard.detect.accumulation import ACCUMULATED_RULE, CheckNet
+
+ALLOWED = "allow.operator-public"
+FILLER = prose("accumulation-filler", paragraphs=3)
+
+
+def _hidden(piece: str, at: int) -> dict[str, Any]:
+    """A record: ``piece`` inside public text."""
+    return {"text": f"{FILLER[at : at + 250]} {piece} {FILLER[at + 250 : at + 500]}"}
+
+
+def _pieces(guard: Guard, tenant: str, doc: str, count: int) -> list[dict[str, Any]]:
+    """Records each holding a 100-character piece of ``doc`` (from one 100 * count
+    character span, cut in order) that alone shares 1 or 2 fingerprints with ``tenant``:
+    below the per-record threshold, but evidence."""
+    index = guard.fingerprints
+    for start in range(0, len(doc) - 100 * count, 10):
+        records = [
+            _hidden(doc[start + 100 * i : start + 100 * (i + 1)], 500 * i) for i in range(count)
+        ]
+        found = index.evidence([index.fingerprints_of(r) for r in records])
+        if all(1 <= len(e.shared.get(tenant, ())) < index.min_shared for e in found):
+            assert index.overlaps(records) == [None] * count  # each passes alone
+            return records
+    raise AssertionError("no span of the document cuts into sub-threshold pieces")
+
+
+def _check(guard: Guard, records: list[dict[str, Any]], mode: Mode = Mode.FILTER) -> Any:
+    sealed = [sealed_record(guard, r, data_class="operator_public") for r in records]
+    return guard.check(sealed, sink="shared-training", mode=mode)
+
+
+def test_when_three_pieces_of_one_document_come_in_one_batch_then_all_three_block(
+    guard: Guard,
+) -> None:
+    doc = prose("acme-accumulated", paragraphs=4)
+    guard.fingerprints.add("acme", doc)
+    pieces = _pieces(guard, "acme", doc, 3)
+    public = [{"text": FILLER[i : i + 300]} for i in range(0, 1500, 300)]
+    report = _check(guard, [public[0], *pieces, *public[1:]])
+    assert report.by_rule == {ALLOWED: 5, ACCUMULATED_RULE: 3}
+    assert {v.index for v in report.violations} == {1, 2, 3}
+    assert {v.tenant for v in report.violations} == {guard.keys.pseudonym("acme")}
+
+
+def test_when_the_pieces_come_from_three_tenants_then_none_blocks(guard: Guard) -> None:
+    records = []
+    for i, tenant in enumerate(("acme", "globex", "initech")):
+        doc = prose(f"{tenant}-spread", paragraphs=4)
+        guard.fingerprints.add(tenant, doc)
+        records += _pieces(guard, tenant, doc, 1)
+        records[-1] = _hidden(records[-1]["text"][251:-251], 500 * i)
+    report = _check(guard, records)
+    assert report.by_rule == {ALLOWED: 3}
+
+
+def test_when_pieces_come_one_at_a_time_then_blocks_start_where_the_threshold_is_crossed(
+    guard: Guard,
+) -> None:
+    doc = prose("acme-streamed", paragraphs=4)
+    guard.fingerprints.add("acme", doc)
+    pieces = _pieces(guard, "acme", doc, 4)
+    sealed = [sealed_record(guard, r, data_class="operator_public") for r in pieces]
+    run = guard.checks.start("shared-training", mode=Mode.FILTER)
+    rules = [run.decide(r).rule for r in sealed]  # a stream: a batch of one each time
+    run.finish()
+    crossed = rules.index(ACCUMULATED_RULE)
+    assert crossed >= 1  # the first alone never crosses (it is sub-threshold)
+    assert rules[:crossed] == [ALLOWED] * crossed  # let through: not recalled
+    assert rules[crossed:] == [ACCUMULATED_RULE] * (len(rules) - crossed)
+
+
+def test_when_the_threshold_is_crossed_in_enforce_mode_then_the_check_fails(
+    guard: Guard,
+) -> None:
+    doc = prose("acme-enforced", paragraphs=4)
+    guard.fingerprints.add("acme", doc)
+    pieces = _pieces(guard, "acme", doc, 3)
+    report = _check(guard, pieces, mode=Mode.ENFORCE)
+    assert not report.ok
+    assert report.by_rule == {ACCUMULATED_RULE: 3}
+
+
+def test_when_unlabeled_records_carry_the_pieces_then_they_add_no_evidence(
+    guard: Guard,
+) -> None:
+    doc = prose("acme-unlabeled", paragraphs=4)
+    guard.fingerprints.add("acme", doc)
+    pieces = _pieces(guard, "acme", doc, 3)
+    net = CheckNet(guard.fingerprints)
+    # blocked anyway (no seal): they reach no sink, so they are no evidence
+    assert net.decide(pieces[:2], [False, False]) == [None, None]
+    assert net.decide(pieces[2:], [True]) == [None]
+
+
+def test_a_threshold_below_one_is_refused(guard: Guard) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        CheckNet(guard.fingerprints, threshold=0)
