@@ -34,6 +34,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome
 from kairo_guard.enforce.check import SinkCheck
+from kairo_guard.enforce.check_batch import RecordParts
 
 _SORT = orjson.OPT_SORT_KEYS
 _UNPARSED = BadLine("input.malformed-json", "malformed JSON", "")
@@ -42,6 +43,8 @@ _INEXACT = Decision(
     "input.inexact-number",
     "an integer exceeds 64 bits: the seal cannot vouch for digits lost in parsing",
 )
+SCAN_BATCH = 1024
+"""Lines a scan at a shared sink decides at once (one fingerprint lookup for them)."""
 SUMMARY_VIOLATIONS = 5
 """How many refused records a command prints; the rest are in its ``--report``."""
 
@@ -102,6 +105,8 @@ def scan_stream(
     """
     gc.freeze()
     try:
+        if run.batches:  # a shared sink: the fingerprint net looks up lines in batches
+            return _scan_batches(run, stream, out, max_bytes, bar)
         return _scan_lines(run, stream, out, max_bytes, bar)
     finally:
         gc.unfreeze()
@@ -156,16 +161,27 @@ def _scan_lines(
 def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> tuple[Decision, bytes | None] | None:
     """Decide a line by parsing it; return the decision and, for a sealed object, its
     canonical line (None for a blank line)."""
+    parsed = _parse(raw, number)
+    if parsed is None:
+        return None
+    if isinstance(parsed, BadLine):
+        return run.block_unreadable(parsed.rule, parsed.reason, parsed.digest, number), None
+    (value, seal, digest, _, confirm, _), canonical = parsed
+    return run.decide_parts(value, seal, digest, number, confirm), canonical
+
+
+def _parse(raw: bytes, number: int) -> tuple[RecordParts, bytes | None] | BadLine | None:
+    """Parse a line into a record's parts and, for a sealed object, its canonical line;
+    a :class:`BadLine` for one that cannot be parsed, None for a blank one."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         if not raw.strip():
             return None
         bad = parse_line(raw)
-        reason = bad if isinstance(bad, BadLine) else _UNPARSED
-        return run.block_unreadable(reason.rule, reason.reason, reason.digest, number), None
+        return bad if isinstance(bad, BadLine) else _UNPARSED
     if type(value) is not dict:
-        return run.decide_parts(value, None, None, number), None
+        return RecordParts(value, None, None, number), None
     seal = value.pop(SEAL_FIELD, None)
     try:
         canonical: bytes | None = orjson.dumps(value, option=_SORT)
@@ -173,10 +189,66 @@ def _decide_parsed(run: SinkCheck, raw: bytes, number: int) -> tuple[Decision, b
         canonical = None
     digest = None if canonical is None else hashlib.sha256(canonical).hexdigest()
     confirm = _exactness(raw, value) if may_be_rounded(value) else None
-    decision = run.decide_parts(value, seal, digest, number, confirm)
+    parts = RecordParts(value, seal, digest, number, confirm)
     if canonical is None or not isinstance(seal, str):
-        return decision, None
-    return decision, sealed_line(value, seal).rstrip(b"\n")
+        return parts, None
+    return parts, sealed_line(value, seal).rstrip(b"\n")
+
+
+def _scan_batches(
+    run: SinkCheck, stream: BinaryIO, out: IO[bytes] | None, max_bytes: int, bar: Any
+) -> CheckReport:
+    """:func:`_scan_lines` for a shared sink: lines are decided :data:`SCAN_BATCH` at a
+    time (one fingerprint lookup for them), then written in order."""
+    observe = run.mode is Mode.OBSERVE
+    write = None if out is None else out.write
+    pending: list[tuple[RecordParts, bytes, bytes | None]] = []
+
+    def flush() -> None:
+        decisions = run.decide_batch([parts for parts, _, _ in pending])
+        for (_, raw, canonical), decision in zip(pending, decisions, strict=True):
+            if write is not None and (decision.outcome is Outcome.ALLOW or observe):
+                # the verified canonical line, not the line as read (see _scan_lines)
+                write(canonical if canonical is not None and not observe else raw)
+                write(b"\n")
+        pending.clear()
+
+    done = scanned = 0
+    for number, raw in enumerate(chain.from_iterable(iter_line_batches(stream, max_bytes))):
+        if isinstance(raw, BadLine):
+            flush()  # in order: what came before is decided first
+            run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
+            continue
+        scanned += len(raw) + 1
+        parsed = _parse_or_split(raw, number)
+        if isinstance(parsed, BadLine):  # JSON that does not parse: passes only to observe
+            flush()
+            run.block_unreadable(parsed.rule, parsed.reason, parsed.digest, number)
+            if write is not None and observe:
+                write(raw)
+                write(b"\n")
+        elif parsed is not None:
+            pending.append((parsed[0], raw, parsed[1]))
+            if len(pending) >= SCAN_BATCH:
+                flush()
+        if bar is not None:
+            done += len(raw) + 1
+            if done > 1 << 22:
+                bar.update(done)
+                done = 0
+    flush()
+    run.bytes_scanned += scanned
+    return run.finish()
+
+
+def _parse_or_split(raw: bytes, number: int) -> tuple[RecordParts, bytes | None] | BadLine | None:
+    parts = split_sealed_line(raw)
+    if parts is not None:
+        body, seal = parts
+        digest = hashlib.sha256(body).hexdigest()
+        if seal.find(digest, 4, 120) >= 0:  # the seal's own digest: canonical bytes
+            return RecordParts(body, seal, digest, number, None, json_bytes=True), None
+    return _parse(raw, number)
 
 
 def _exactness(raw: bytes, value: object) -> Callable[[], Decision | None]:

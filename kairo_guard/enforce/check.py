@@ -11,24 +11,34 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kairo_guard.core.content import RawJSON, content_digest
-from kairo_guard.core.exceptions import ContentError, IsolationViolation, SealError
-from kairo_guard.core.policy import Decision, Policy
+from kairo_guard.core.exceptions import IsolationViolation, SealError
+from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
-from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.seal import Label
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome, Sealed, TenantId
 from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
+from kairo_guard.detect.accumulation import Verdict
 from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # and these
-from kairo_guard.detect.fingerprint import FingerprintIndex
 from kairo_guard.detect.fingerprint import fingerprint_check as fingerprint_check
+from kairo_guard.enforce.check_batch import (
+    STAGE_NONE,
+    STAGE_OWNER,
+    STAGE_PASSING,
+    UNSET,
+    RecordParts,
+    Staged,
+    decide_staged,
+)
+from kairo_guard.enforce.check_context import CheckContext as CheckContext
+from kairo_guard.enforce.check_context import ContentCheck as ContentCheck
+from kairo_guard.enforce.check_context import await_index, content_plan, failed_decision
 from kairo_guard.enforce.labels import ERASED_RULE, erased_decision, label_facts, split_record
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
-from kairo_guard.otel.instrumentation import GuardTelemetry
 
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
@@ -48,33 +58,6 @@ _AMBIGUOUS_SEAL = (
 _MAX_CACHED = 4096
 
 
-ContentCheck = Callable[[object], Decision | None]
-"""A last check of a record's content before a shared sink: a blocking decision or None."""
-
-
-@dataclass(frozen=True)
-class CheckContext:
-    """What every check of one guard shares."""
-
-    codec: SealCodec
-    policy: Policy
-    audit: AuditAppender
-    pseudonym: Callable[[TenantId], str]
-    agreement_active: Callable[[TenantId, float], bool]
-    clock: Callable[[], float]
-    max_violations: int
-    fingerprints: FingerprintIndex | None = None
-    """Names the owner of unlabeled records at shared sinks."""
-    content_checks: tuple[ContentCheck, ...] = ()
-    """Run in order on every record about to pass into a shared sink; the first that
-    returns a decision (a block) decides."""
-    telemetry: GuardTelemetry | None = None
-    """Where the check's span and metrics go (OpenTelemetry; none without it)."""
-    erased: Callable[[], Mapping[str, float]] | None = None
-    """Pseudonym -> erasure time of erased tenants, read at each refresh of a check:
-    their labels sealed up to that time are refused."""
-
-
 class SinkCheck:
     """Decides records for one sink, counting and auditing as it goes."""
 
@@ -92,12 +75,11 @@ class SinkCheck:
         self._decisions: dict[tuple[object, ...], tuple[Decision, str | None]] = {}
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
-        self._checks = ctx.content_checks if sink.kind.shared else ()
-        self._attribute = (
-            fingerprint_check(ctx.fingerprints)
-            if sink.kind.shared and ctx.fingerprints is not None
-            else None
+        self._lagging = await_index(ctx) if sink.kind.shared else None
+        self._checks, self._net, self._net_passing, self._attribute = content_plan(
+            ctx, sink.kind.shared and self._lagging is None
         )
+        self._checks_any = self._net_passing or bool(self._checks)
         self._refresh()
         self._index = 0
         self._finished: CheckReport | None = None
@@ -137,6 +119,14 @@ class SinkCheck:
             self._erased = None
         self._decisions.clear()
         self._keep.clear()
+        if self._net is not None:
+            self._net.refresh()  # what was indexed since: a long check sees it too
+
+    @property
+    def batches(self) -> bool:
+        """Whether records are better decided in batches (:meth:`decide_batch`): the
+        fingerprint net looks records up at this sink."""
+        return self._net is not None
 
     def admit(self, item: object) -> bool:
         """Decide ``item`` and say whether it may pass in this check's mode.
@@ -154,11 +144,7 @@ class SinkCheck:
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""
         # two seals: the content's digest skips the inner one, so neither may decide
-        if (
-            isinstance(item, Sealed)
-            and isinstance(item.content, Mapping)
-            and SEAL_FIELD in item.content
-        ):
+        if _ambiguous(item):
             return self.block_unreadable(AMBIGUOUS_SEAL_RULE, _AMBIGUOUS_SEAL, None)
         content, seal = split_record(item)
         return self.decide_parts(content, seal)
@@ -191,61 +177,126 @@ class SinkCheck:
             self._refresh()
         owner: str | None = self._ambient_pseudonym
         try:
-            if digest is None:
-                digest = content_digest(content)
-            if seal is None:
-                decision, owner = self._cached(_MISSING_KEY, _MISSING, None, False, False)
-            else:
-                try:
-                    label, sealed_digest = self._verify(seal)
-                except SealError as exc:
-                    decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
-                    decision = decision._replace(reason=f"{decision.reason} ({exc})")
-                else:
-                    expires = label.expires_at
-                    match = sealed_digest == digest
-                    expired = expires is not None and self._now >= expires
-                    # ``label`` is the codec's shared object for every seal that differs
-                    # only in its digest: its identity keys the decision cache.
-                    key = (id(label), match, expired)
-                    decision, owner = self._decisions.get(key) or self._cached(
-                        key, _VALID, label, match, expired
-                    )
+            decision, owner, digest = self._label_decision(content, seal, digest)
             # Content checks: for records about to pass, and for unlabeled records at a
             # shared sink, where the fingerprints say whose content it is.
-            if (decision.outcome is _ALLOW and (confirm is not None or self._checks)) or (
-                seal is None and self._attribute is not None
+            if (decision.outcome is _ALLOW and (confirm is not None or self._checks_any)) or (
+                seal is None and self._attribute
             ):
                 if json_bytes:
                     content = RawJSON(content)  # type: ignore[call-overload]
                 decision = self._content_checks(content, decision, confirm)
                 if decision.owner is not None:
                     owner = self._pseudonym(decision.owner)
-        except ContentError as exc:
-            decision = Decision(Outcome.BLOCK, "content.unencodable", str(exc))
         except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
-            decision = Decision(Outcome.BLOCK, "guard.error", f"{type(exc).__name__}: {exc}")
+            decision = failed_decision(exc)
         self._account(index if position is None else position, decision, digest, owner)
         return decision
+
+    def decide_many(self, items: Iterable[object]) -> list[Decision]:
+        """Decide records (any shape) as :meth:`decide` does, the fingerprint net on
+        all of them at once (:meth:`decide_batch`)."""
+        decisions: list[Decision] = []
+        parts: list[RecordParts] = []
+        for item in items:
+            if _ambiguous(item):  # decided alone, in its place
+                decisions += self.decide_batch(parts)
+                parts = []
+                decisions.append(self.decide(item))
+                continue
+            parts.append(RecordParts(*split_record(item)))
+        return decisions + self.decide_batch(parts)
+
+    def decide_batch(self, records: Sequence[RecordParts]) -> list[Decision]:
+        """Decide records given their parts, as :meth:`decide_parts` does one, with one
+        fingerprint lookup for the batch; none is accounted before all are decided, so
+        evidence the batch accumulates (:mod:`kairo_guard.detect.accumulation`) blocks
+        all of its records that carry it."""
+        staged = [self._stage(parts) for parts in records]
+        return decide_staged(
+            staged, self._net, self._content_checks, self._pseudonym, self._account
+        )
+
+    def _stage(self, parts: RecordParts) -> Staged:
+        """Decide a record up to the content checks; say which it needs."""
+        index = self._index
+        self._index = index + 1
+        self._countdown -= 1
+        if not self._countdown or time.monotonic() > self._refresh_at:
+            self._refresh()
+        content, seal, digest, _, confirm, _ = parts
+        owner: str | None = self._ambient_pseudonym
+        stage = STAGE_NONE
+        try:
+            decision, owner, digest = self._label_decision(content, seal, digest)
+            if decision.outcome is _ALLOW:
+                if confirm is not None:
+                    decision = confirm() or decision
+                if decision.outcome is _ALLOW and self._checks_any:
+                    stage = STAGE_PASSING
+            elif seal is None and self._attribute:
+                stage = STAGE_OWNER
+            if stage and parts.json_bytes:
+                content = RawJSON(content)  # type: ignore[call-overload]
+        except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
+            decision, stage = failed_decision(exc), STAGE_NONE
+        position = index if parts.position is None else parts.position
+        return Staged(position, decision, owner, digest, content, stage)
+
+    def _label_decision(
+        self, content: object, seal: object, digest: str | None
+    ) -> tuple[Decision, str | None, str | None]:
+        """Return the decision by the record's seal (or its absence), its owner's
+        pseudonym and its digest."""
+        if digest is None:
+            digest = content_digest(content)
+        if self._lagging is not None:
+            return self._lagging, self._ambient_pseudonym, digest
+        if seal is None:
+            decision, owner = self._cached(_MISSING_KEY, _MISSING, None, False, False)
+            return decision, owner, digest
+        try:
+            label, sealed_digest = self._verify(seal)
+        except SealError as exc:
+            decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
+            return decision._replace(reason=f"{decision.reason} ({exc})"), owner, digest
+        expires = label.expires_at
+        match = sealed_digest == digest
+        expired = expires is not None and self._now >= expires
+        # ``label`` is the codec's shared object for every seal that differs only in
+        # its digest: its identity keys the decision cache.
+        key = (id(label), match, expired)
+        decision, owner = self._decisions.get(key) or self._cached(
+            key, _VALID, label, match, expired
+        )
+        return decision, owner, digest
 
     def _content_checks(
         self,
         content: object,
         decision: Decision,
         confirm: Callable[[], Decision | None] | None,
+        verdict: Verdict = UNSET,
     ) -> Decision:
         if decision.outcome is _ALLOW:
             if confirm is not None:
                 decision = confirm() or decision
+            if self._net_passing and decision.outcome is _ALLOW:
+                decision = self._net_verdict(content, True, verdict) or decision
             for check in self._checks:
                 if decision.outcome is not _ALLOW:
                     break
                 decision = check(content) or decision
-        elif self._attribute is not None:  # an unlabeled record: whose content is it?
-            attributed = self._attribute(content)
-            if attributed is not None:
-                decision = attributed
+        elif self._attribute:  # an unlabeled record: whose content is it?
+            decision = self._net_verdict(content, False, verdict) or decision
         return decision
+
+    def _net_verdict(self, content: object, passing: bool, verdict: Verdict) -> Decision | None:
+        if verdict is UNSET and self._net is not None:  # one record: a batch of one
+            verdict = self._net.decide((content,), (passing,))[0]
+        if isinstance(verdict, Exception):
+            raise verdict
+        return verdict
 
     def block_unreadable(
         self, rule: str, reason: str, digest: str | None, position: int | None = None
@@ -322,3 +373,11 @@ class SinkCheck:
                 bytes_scanned=self.bytes_scanned,
             )
         return report
+
+
+def _ambiguous(item: object) -> bool:
+    return (
+        isinstance(item, Sealed)
+        and isinstance(item.content, Mapping)
+        and SEAL_FIELD in item.content
+    )

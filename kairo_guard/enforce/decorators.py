@@ -24,13 +24,14 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any, ParamSpec, TypeVar
 
 from kairo_guard.core.exceptions import ConfigError, IsolationViolation
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import Mode, Outcome
-from kairo_guard.enforce.service import ReportCallback, SinkChecks
+from kairo_guard.enforce.service import CHECK_BATCH, ReportCallback, SinkChecks
 from kairo_guard.enforce.shapes import Shape, records_of, shape_of
 
 P = ParamSpec("P")
@@ -70,7 +71,11 @@ def _check_before(
     checks: SinkChecks, sink: Sink, value: Any, shape: Shape, report_to: ReportCallback
 ) -> Any:
     run = checks.start(sink)
-    keep = [item for item in records_of(value) if run.decide(item).outcome is Outcome.ALLOW]
+    keep: list[Any] = []
+    items = iter(records_of(value))
+    while chunk := list(islice(items, CHECK_BATCH)):  # the net: one lookup a chunk
+        decided = run.decide_many(chunk)
+        keep += (item for item, d in zip(chunk, decided, strict=True) if d.outcome is Outcome.ALLOW)
     report = run.finish()
     report_to(report)
     if sink.mode is Mode.OBSERVE:

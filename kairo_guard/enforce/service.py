@@ -13,6 +13,7 @@ Containers that must be decided whole (a signed tenant dataset) register a
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from kairo_guard.core import context
@@ -28,6 +29,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _KINDS = tuple(k.value for k in SinkKind)
+CHECK_BATCH = 1024
+"""Records :meth:`SinkChecks.check` decides at once (one fingerprint lookup for them)."""
 
 ReportCallback = Callable[[CheckReport], None]
 """Receives the report of a check when it finishes."""
@@ -67,7 +70,8 @@ class SinkChecks:
         default_mode: Mode,
         batches: Mapping[type, BatchAdmission] | None = None,
     ) -> None:
-        self._ctx = ctx
+        self.context = ctx
+        """What every check of the guard shares."""
         self._configured = configured
         self._default_mode = default_mode
         self._batches = dict(batches or {})
@@ -110,7 +114,7 @@ class SinkChecks:
         """Begin a check of records one at a time (what the others and the CLI build on)."""
         resolved = self.resolve(sink, kind=kind, tenant=tenant)
         chosen = Mode(mode) if mode else resolved.mode
-        return SinkCheck(self._ctx, resolved, chosen, context.current_tenant())
+        return SinkCheck(self.context, resolved, chosen, context.current_tenant())
 
     def check(
         self,
@@ -127,8 +131,9 @@ class SinkChecks:
             resolved = self.resolve(sink, kind=kind, tenant=tenant)
             return batch.check(records, resolved, Mode(mode) if mode else None)
         run = self.start(sink, kind=kind, tenant=tenant, mode=mode)
-        for item in records_of(records):
-            run.decide(item)
+        items = iter(records_of(records))
+        while chunk := list(islice(items, CHECK_BATCH)):
+            run.decide_many(chunk)  # the fingerprint net: one lookup a chunk
         return run.finish()
 
     def checked(

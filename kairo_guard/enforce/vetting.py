@@ -39,6 +39,9 @@ class OperatorVetting:
         pseudonym: tenant id -> keyed pseudonym.
         stale_index: the block to raise for everything while the fingerprint index
             cannot be trusted (built under another scheme), or None.
+        index_watermark: called before each vetting: returns once everything ingestion
+            accepted before it is indexed, or raises
+            :class:`~kairo_guard.core.exceptions.IndexLagging` (None: nothing to wait for).
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class OperatorVetting:
         audit: AuditAppender,
         pseudonym: Callable[[TenantId], str],
         stale_index: Decision | None = None,
+        index_watermark: Callable[[], None] | None = None,
     ) -> None:
         self._stale_index = stale_index
+        self._index_watermark = index_watermark
         self._sealer = sealer
         self._fingerprints = fingerprints
         self._pii = pii
@@ -64,11 +69,15 @@ class OperatorVetting:
         Raises:
             ContentRefused: PII found (rule ``pii.*``) or a tenant's text (rule
                 ``fingerprint.tenant-content``).
+            IndexLagging: the index is behind ingestion past its bound (a
+                ``ContentRefused``, rule ``index.lagging``): nothing is vouched for.
             ContentError: if it cannot be digested, or read in full (bytes that are
                 not UTF-8 text).
         """
         if self._stale_index is not None:  # the net is blind: vouch for nothing
             raise ContentRefused(self._stale_index.rule, self._stale_index.reason)
+        if self._index_watermark is not None:
+            self._index_watermark()  # what was ingested before now must be in the net
         digest = content_digest(content)
         require_readable(content)
         if self._pii is not None:

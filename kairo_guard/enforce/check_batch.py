@@ -1,0 +1,76 @@
+"""A batch of records through a sink check: what :meth:`SinkCheck.decide_batch` runs.
+
+Each record is first decided up to its content checks (seal, policy, the caller's
+confirmation); then the fingerprint net looks up every record that needs it at once
+(:class:`~kairo_guard.detect.accumulation.CheckNet`: one store query a batch, evidence
+accumulated over the check); then each record's content checks finish, in order, and
+each decision is accounted for. Nothing of a batch is accounted (or passes) before all
+of it is decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from kairo_guard.core.policy import Decision
+from kairo_guard.detect.accumulation import CheckNet, Verdict
+from kairo_guard.enforce.check_context import failed_decision
+
+UNSET: Any = object()
+"""No verdict of the net yet: ask it."""
+STAGE_NONE, STAGE_PASSING, STAGE_OWNER = 0, 1, 2
+
+
+class RecordParts(NamedTuple):
+    """One record for :meth:`SinkCheck.decide_batch`: the arguments of
+    :meth:`SinkCheck.decide_parts`."""
+
+    content: object
+    seal: object
+    digest: str | None = None
+    position: int | None = None
+    confirm: Callable[[], Decision | None] | None = None
+    json_bytes: bool = False
+
+
+class Staged(NamedTuple):
+    """A record decided up to its content checks; ``stage`` says which it needs."""
+
+    position: int
+    decision: Decision
+    owner: str | None
+    digest: str | None
+    content: object
+    stage: int
+
+
+def decide_staged(
+    staged: Sequence[Staged],
+    net: CheckNet | None,
+    content_checks: Callable[[object, Decision, None, Verdict], Decision],
+    pseudonym: Callable[[str | None], str | None],
+    account: Callable[[int, Decision, str | None, str | None], None],
+) -> list[Decision]:
+    """Finish the decisions of staged records: the net on all at once, then each
+    record's ``content_checks`` with the net's verdict; account for each in order."""
+    verdicts: list[Verdict] = [UNSET] * len(staged)
+    chosen = [i for i, s in enumerate(staged) if s.stage]
+    if chosen and net is not None:
+        passing = [staged[i].stage == STAGE_PASSING for i in chosen]
+        found = net.decide([staged[i].content for i in chosen], passing)
+        for i, verdict in zip(chosen, found, strict=True):
+            verdicts[i] = verdict
+    decisions = []
+    for s, verdict in zip(staged, verdicts, strict=True):
+        decision, owner = s.decision, s.owner
+        if s.stage:
+            try:
+                decision = content_checks(s.content, decision, None, verdict)
+                if decision.owner is not None:
+                    owner = pseudonym(decision.owner)
+            except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
+                decision = failed_decision(exc)
+        account(s.position, decision, s.digest, owner)
+        decisions.append(decision)
+    return decisions
