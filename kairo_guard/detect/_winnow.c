@@ -1,22 +1,25 @@
 /* Native core of kairo_guard.detect.winnow: the same fingerprint scheme as the
  * pure-Python reference there (which is the specification and the test oracle).
+ * Written for kairo-guard from the published descriptions of the algorithms.
  *
- * Two functions over a Tables capsule made once from the tables Python computes:
+ * Functions over a Tables capsule made once from the maps Python computes:
  *
  *   prepare(tables, text) -> str
  *       drops invisible characters and replaces characters by their NFKC form (both
  *       per code point; the replacement leaves NFKC of the whole text unchanged, it only
  *       lets CPython's NFKC quick check pass), returning `text` itself when nothing
  *       changes.
- *   fingerprints(tables, folded, key16) -> bytes
- *       from NFKC-normalized, case folded text (or ASCII text: ASCII capitals are folded
- *       here): look-alikes mapped to their representative, runs of characters that are
- *       not alphanumeric (str.isalnum) collapsed to one space and stripped, k-grams of K
- *       code points hashed with a polynomial rolling hash (mixed with a 64-bit
- *       finalizer), the rightmost minimum of every window of W hashes selected
- *       (monotonic deque, O(n)), and each selected k-gram's UTF-8 hashed with
- *       SipHash-2-4 under the 128-bit key. Returns the distinct 64-bit results, sorted as
- *       signed integers, as native-endian int64 bytes.
+ *   fingerprints(tables, nfkc_text, key16) -> bytes
+ *       from NFKC-normalized text: case folded and look-alikes mapped to their
+ *       representative (one map), runs of characters that are not alphanumeric
+ *       (str.isalnum) collapsed to one space and stripped; k-grams of K code points
+ *       hashed with a polynomial rolling hash mixed by a 64-bit finalizer; the rightmost
+ *       minimum of every window of W hashes selected (blocked minima, O(n)); each
+ *       selected k-gram's UTF-8 hashed with SipHash-2-4 under the 128-bit key. Returns
+ *       the distinct 64-bit results, sorted as signed integers, as native int64 bytes.
+ *   normalized(tables, nfkc_text) -> str
+ *       the text whose k-grams fingerprints() hashes (for tests and diagnostics).
+ *   siphash24(key16, message) -> int
  *
  * The GIL is released while the pure-C part runs.
  */
@@ -635,6 +638,36 @@ fingerprints(PyObject *self, PyObject *args)
 }
 
 static PyObject *
+normalized(PyObject *self, PyObject *args)
+{
+    PyObject *capsule, *text, *result;
+    Tables *t;
+    Py_ssize_t n;
+    int kind, failed;
+    const void *data;
+    Buf norm = {NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "OU:normalized", &capsule, &text) ||
+        !(t = get_tables(capsule)) || PyUnicode_READY(text) < 0)
+        return NULL;
+    n = PyUnicode_GET_LENGTH(text);
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    if (buf_grow(&norm, (size_t)n) < 0)
+        failed = 1;
+    else if (kind == PyUnicode_1BYTE_KIND)
+        failed = fold_ucs1(t, data, n, &norm) < 0;
+    else if (kind == PyUnicode_2BYTE_KIND)
+        failed = fold_ucs2(t, data, n, &norm) < 0;
+    else
+        failed = fold_ucs4(t, data, n, &norm) < 0;
+    result = failed ? PyErr_NoMemory()
+                    : PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, norm.items,
+                                                (Py_ssize_t)norm.len);
+    PyMem_RawFree(norm.items);
+    return result;
+}
+
+static PyObject *
 siphash(PyObject *self, PyObject *args)
 {
     Py_buffer key, msg;
@@ -659,6 +692,7 @@ static PyMethodDef methods[] = {
      "tables(fold_keys, fold_offsets, fold_values, prep_keys, prep_offsets, prep_values)"},
     {"prepare", prepare, METH_VARARGS, "prepare(tables, text) -> str"},
     {"fingerprints", fingerprints, METH_VARARGS, "fingerprints(tables, folded, key) -> bytes"},
+    {"normalized", normalized, METH_VARARGS, "normalized(tables, folded) -> str"},
     {"siphash24", siphash, METH_VARARGS, "siphash24(key, message) -> int"},
     {NULL, NULL, 0, NULL},
 };

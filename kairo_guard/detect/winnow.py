@@ -329,16 +329,20 @@ class Fingerprinter:
         """Whether this fingerprinter runs the C extension."""
         return self._native
 
+    def normalized(self, text: str) -> str:
+        """Return the normalized text whose k-grams are fingerprinted (as
+        :func:`normalize`, computed by the native core when this fingerprinter uses it)."""
+        if not self._native:
+            return normalize(text)
+        return native_core.normalized(self._tables, self._nfkc(text))
+
     def of_text_array(self, text: str) -> Int64Array:
         """Return the fingerprints of ``text``: distinct, sorted, as a numpy int64 array."""
         if not self._native:
             normalized = normalize(text)
             grams = [normalized[p : p + K].encode("utf-8") for p in winnow(normalized)]
             return np.unique(siphash24(self._sip_key, grams).view(np.int64))
-        prepared = native_core.prepare(self._tables, text)
-        if not prepared.isascii():  # NFKC changes no ASCII; the core folds case
-            prepared = unicodedata.normalize("NFKC", prepared)
-        raw = native_core.fingerprints(self._tables, prepared, self._sip_key)
+        raw = native_core.fingerprints(self._tables, self._nfkc(text), self._sip_key)
         return np.frombuffer(bytearray(raw), dtype=np.int64)
 
     def of_text(self, text: str) -> set[int]:
@@ -348,3 +352,10 @@ class Fingerprinter:
     def of_record(self, content: object) -> set[int]:
         """Return the fingerprints of a record's text (see :func:`record_text`)."""
         return self.of_text(record_text(content))
+
+    def _nfkc(self, text: str) -> str:
+        """``text`` without invisible characters, NFKC-normalized (native core)."""
+        prepared = native_core.prepare(self._tables, text)
+        if prepared.isascii():  # NFKC changes no ASCII text
+            return prepared
+        return unicodedata.normalize("NFKC", prepared)
