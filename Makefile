@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scan.py --kind all
 	$(BIN)/python benchmarks/bench_audit.py
 	$(BIN)/python benchmarks/eval_fingerprints.py
+	$(BIN)/python benchmarks/bench_fingerprint.py
 	$(BIN)/python benchmarks/eval_pii.py
 	$(BIN)/python benchmarks/bench_erasure.py
 	$(BIN)/python benchmarks/bench_otel.py
