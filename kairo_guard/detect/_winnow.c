@@ -172,13 +172,17 @@ is_alnum(const Tables *t, uint32_t c)
 /* -- SipHash-2-4 (Aumasson and Bernstein, 2012) ---------------------------------- */
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                        \
+#define SIPROUND(v0, v1, v2, v3)                                                        \
     do {                                                                                \
         v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                       \
         v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                          \
         v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                          \
         v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                       \
     } while (0)
+#define SIP_C0 0x736f6d6570736575ULL
+#define SIP_C1 0x646f72616e646f6dULL
+#define SIP_C2 0x6c7967656e657261ULL
+#define SIP_C3 0x7465646279746573ULL
 
 static inline uint64_t
 load_le64(const uint8_t *p)
@@ -188,32 +192,76 @@ load_le64(const uint8_t *p)
            (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
 }
 
+/* SipHash-2-4 of in[0:len] from the state after its first `done` bytes (a multiple of
+ * 8) were compressed. */
 static uint64_t
-siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+siphash24_finish(uint64_t v0, uint64_t v1, uint64_t v2, uint64_t v3, const uint8_t *in,
+                 size_t len, size_t done)
 {
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
     uint64_t m, b = (uint64_t)len << 56;
     size_t i, full = len & ~(size_t)7;
-    for (i = 0; i < full; i += 8) {
+    for (i = done; i < full; i += 8) {
         m = load_le64(in + i);
         v3 ^= m;
-        SIPROUND;
-        SIPROUND;
+        SIPROUND(v0, v1, v2, v3);
+        SIPROUND(v0, v1, v2, v3);
         v0 ^= m;
     }
     for (i = 0; i < (len & 7); i++)
         b |= (uint64_t)in[full + i] << (8 * i);
     v3 ^= b;
-    SIPROUND;
-    SIPROUND;
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
     v0 ^= b;
     v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
+    SIPROUND(v0, v1, v2, v3);
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint64_t
+siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+    return siphash24_finish(k0 ^ SIP_C0, k1 ^ SIP_C1, k0 ^ SIP_C2, k1 ^ SIP_C3, in, len, 0);
+}
+
+/* SipHash-2-4 of LANES messages at once: the 8-byte blocks all of them have are
+ * compressed in lockstep (independent chains the processor overlaps, or the compiler
+ * vectorizes), the rest of each message on its own. */
+#define LANES 4
+
+static void
+siphash24_lanes(uint64_t k0, uint64_t k1, const uint8_t (*in)[4 * K], const size_t *len,
+                uint64_t *out)
+{
+    uint64_t v0[LANES], v1[LANES], v2[LANES], v3[LANES], m[LANES];
+    size_t common = len[0], off;
+    int i;
+    for (i = 1; i < LANES; i++)
+        common = len[i] < common ? len[i] : common;
+    common &= ~(size_t)7;
+    for (i = 0; i < LANES; i++) {
+        v0[i] = k0 ^ SIP_C0;
+        v1[i] = k1 ^ SIP_C1;
+        v2[i] = k0 ^ SIP_C2;
+        v3[i] = k1 ^ SIP_C3;
+    }
+    for (off = 0; off < common; off += 8) {
+        for (i = 0; i < LANES; i++) {
+            m[i] = load_le64(in[i] + off);
+            v3[i] ^= m[i];
+        }
+        for (i = 0; i < LANES; i++) {
+            SIPROUND(v0[i], v1[i], v2[i], v3[i]);
+            SIPROUND(v0[i], v1[i], v2[i], v3[i]);
+        }
+        for (i = 0; i < LANES; i++)
+            v0[i] ^= m[i];
+    }
+    for (i = 0; i < LANES; i++)
+        out[i] = siphash24_finish(v0[i], v1[i], v2[i], v3[i], in[i], len[i], common);
 }
 
 /* -- normalization --------------------------------------------------------------- */
@@ -348,12 +396,41 @@ utf8(const uint32_t *s, Py_ssize_t n, uint8_t *out)
     return len;
 }
 
+/* Selected k-grams waiting to be hashed, LANES at a time. */
+typedef struct {
+    const uint32_t *s;
+    uint64_t k0, k1;
+    Results *r;
+    Py_ssize_t pos[LANES];
+    int n;
+} Selection;
+
 static int
-select_kgram(const uint32_t *s, Py_ssize_t p, uint64_t k0, uint64_t k1, Results *r)
+selection_flush(Selection *sel)
 {
-    uint8_t bytes[4 * K];
-    size_t len = utf8(s + p, K, bytes);
-    return results_push(r, (int64_t)siphash24(k0, k1, bytes, len));
+    uint8_t bytes[LANES][4 * K];
+    size_t len[LANES];
+    uint64_t out[LANES];
+    int i;
+    for (i = 0; i < sel->n; i++)
+        len[i] = utf8(sel->s + sel->pos[i], K, bytes[i]);
+    if (sel->n == LANES)
+        siphash24_lanes(sel->k0, sel->k1, (const uint8_t(*)[4 * K])bytes, len, out);
+    else
+        for (i = 0; i < sel->n; i++)
+            out[i] = siphash24(sel->k0, sel->k1, bytes[i], len[i]);
+    for (i = 0; i < sel->n; i++)
+        if (results_push(sel->r, (int64_t)out[i]) < 0)
+            return -1;
+    sel->n = 0;
+    return 0;
+}
+
+static inline int
+select_kgram(Selection *sel, Py_ssize_t p)
+{
+    sel->pos[sel->n++] = p;
+    return sel->n == LANES ? selection_flush(sel) : 0;
 }
 
 /* The k-gram hashes of s, W at a time: polynomial rolling hash, then mix64. */
@@ -366,12 +443,18 @@ typedef struct {
 static Py_ssize_t
 hashes_take(Hashes *g, uint64_t *out)
 {
-    Py_ssize_t j, m = g->count - g->next < W ? g->count - g->next : W;
-    for (j = 0; j < m; j++, g->next++) {
-        out[j] = mix64(g->h);
-        if (g->next + 1 < g->count)
-            g->h = (g->h - g->s[g->next]) * g->inv + (uint64_t)g->s[g->next + K] * g->top;
+    /* locals: stores to out[] could alias the state */
+    const uint32_t *s = g->s;
+    uint64_t h = g->h, inv = g->inv, top = g->top;
+    Py_ssize_t j, i = g->next, m = g->count - i < W ? g->count - i : W;
+    Py_ssize_t last = g->count - 1; /* the hash of the last k-gram rolls no further */
+    for (j = 0; j < m; j++, i++) {
+        out[j] = mix64(h);
+        if (i < last)
+            h = (h - s[i]) * inv + (uint64_t)s[i + K] * top;
     }
+    g->h = h;
+    g->next = i;
     return m;
 }
 
@@ -386,6 +469,7 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
        Results *r)
 {
     Hashes g = {s, 0, t->base_inv, t->base_top, 0, n - K + 1};
+    Selection sel = {s, k0, k1, r, {0}, 0};
     uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv;
     Py_ssize_t suf[W], pre[W], m, j, best, base = 0, last = -1, i;
     for (i = 0; i < K; i++) {
@@ -399,7 +483,7 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
             best = take ? j : best;
             bv = take ? cur[j] : bv;
         }
-        return select_kgram(s, best, k0, k1, r);
+        return select_kgram(&sel, best) < 0 ? -1 : selection_flush(&sel);
     }
     for (;;) { /* cur: the full block at base; its windows need the next block */
         for (best = W - 1, bv = cur[W - 1], j = W - 1; j >= 0; j--) {
@@ -424,12 +508,12 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
                 p = base + W + pre[j - 1];
             if (p != last) {
                 last = p;
-                if (select_kgram(s, p, k0, k1, r) < 0)
+                if (select_kgram(&sel, p) < 0)
                     return -1;
             }
         }
         if (m < W)
-            return 0;
+            return selection_flush(&sel);
         memcpy(cur, nxt, sizeof(cur));
         base += W;
     }
