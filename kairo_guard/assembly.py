@@ -26,6 +26,7 @@ from kairo_guard.detect.fingerprint import (
     fingerprint_check,
     scheme_mismatch,
 )
+from kairo_guard.detect.indexer import SpoolIndexer, wait_indexed
 from kairo_guard.detect.net import FingerprintNet
 from kairo_guard.detect.pii.check import LazyPiiCheck
 from kairo_guard.enforce.check import CheckContext
@@ -35,6 +36,7 @@ from kairo_guard.enforce.vetting import OperatorVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
 from kairo_guard.store.keyfile import load_key_ring
+from kairo_guard.store.spool import SPOOL_DIR_NAME
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 from kairo_guard.tenancy.agreements import Agreements
 from kairo_guard.tenancy.datasets import VerifiedDataset
@@ -62,6 +64,7 @@ class Parts:
     vetting: OperatorVetting
     checks: SinkChecks
     tenancy: TenantServices
+    indexer: SpoolIndexer
 
 
 def build(
@@ -116,6 +119,14 @@ def _wire(
     net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)
     fingerprints.stale = stale.reason if stale else None  # direct overlap questions refuse
     periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)
+    indexer = SpoolIndexer(
+        settings.home / SPOOL_DIR_NAME,
+        fingerprinter=fingerprints.fingerprinter,
+        store=store,
+        codec=codec,
+        pseudonym=pseudonym,
+        audit=audit,
+    )
     net = FingerprintNet(
         fingerprints, store, keys, audit, clock, stale=stale.reason if stale else None
     )
@@ -123,6 +134,11 @@ def _wire(
         codec, index=net, pseudonym=pseudonym, audit=audit, clock=clock, retention=periods.seconds
     )
     agreements = Agreements(store, audit, pseudonym, clock)
+    bound = settings.limits.index_wait_seconds
+
+    def watermark() -> None:
+        wait_indexed(indexer, bound)
+
     ctx = CheckContext(
         codec=codec,
         policy=policy,
@@ -135,6 +151,7 @@ def _wire(
         content_checks=(net_check, *([pii] if pii else [])),
         telemetry=telemetry,
         erased=store.erased_tenants,
+        index_watermark=watermark,
     )
     checks = SinkChecks(ctx, configured=settings.sinks, default_mode=settings.default_mode)
     tenancy = tenant_services(
@@ -149,14 +166,21 @@ def _wire(
         clock=clock,
         home=settings.home,
         max_record_bytes=settings.limits.max_record_bytes,
+        index_watermark=watermark,
     )
     checks.register(VerifiedDataset, tenancy.admission)
     vetting = OperatorVetting(
-        sealer, fingerprints, pii, audit=audit, pseudonym=pseudonym, stale_index=stale
+        sealer,
+        fingerprints,
+        pii,
+        audit=audit,
+        pseudonym=pseudonym,
+        stale_index=stale,
+        index_watermark=watermark,
     )
     return Parts(
         keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, vetting,
-        checks, tenancy,
+        checks, tenancy, indexer,
     )  # fmt: skip
 
 

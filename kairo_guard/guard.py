@@ -21,6 +21,7 @@ from kairo_guard.core.seal import Label
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import DataClass, Mode, SinkKind, TenantId
 from kairo_guard.detect.bloom import FingerprintFilter
+from kairo_guard.detect.indexer import wait_indexed
 from kairo_guard.enforce.decorators import guard_sink
 from kairo_guard.enforce.service import ReportCallback
 from kairo_guard.enforce.shapes import Indexed
@@ -92,12 +93,28 @@ class Guard:
         self.fingerprints, self.pii, self.retention = parts.fingerprints, parts.pii, parts.retention
         self.sealer, self.vetting = parts.sealer, parts.vetting
         self.checks, self.tenancy = parts.checks, parts.tenancy
+        self.indexer = parts.indexer
+        """Indexes the ingestion spool (:mod:`kairo_guard.detect.indexer`)."""
+        self.spool_directory = parts.indexer.directory
+        """The ingestion spool (:mod:`kairo_guard.store.spool`) of this state directory."""
 
     # -- lifecycle -------------------------------------------------------------------
 
     def clock(self) -> float:
         """Return the guard's notion of now (Unix seconds)."""
         return self._clock()
+
+    def wait_indexed(self, timeout: float | None = None) -> None:
+        """Return once everything ingested so far is indexed: fingerprints, provenance
+        rows and the audit entries of its sealing (this process indexes the spool
+        itself when no indexer is running).
+
+        Raises:
+            IndexLagging: not indexed within ``timeout`` seconds (default:
+                ``limits.index_wait_seconds``).
+        """
+        bound = self.settings.limits.index_wait_seconds if timeout is None else timeout
+        wait_indexed(self.indexer, bound)
 
     def close(self) -> None:
         """Flush the audit log and close the store. Idempotent."""

@@ -20,6 +20,9 @@ pytest_plugins = ["cli_fixtures"]  # tests/support/cli_fixtures.py: the CLI test
 _HERE = Path(__file__).parent
 _PATHS = (str(_HERE / "support"), str(_HERE.parent / "examples"), os.environ.get("PYTHONPATH", ""))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _PATHS if p)
+# Guarded apps in tests start no indexer of their own: a check at a shared sink indexes
+# the spool itself (the recovery path); tests of the indexer modes ask for one.
+os.environ.setdefault("KAIRO_GUARD_INDEXER", "none")
 
 
 @pytest.fixture

@@ -56,6 +56,9 @@ def _derive(master: bytes, purpose: str) -> bytes:
     return hmac.digest(master, b"kairo-guard/v1/" + purpose.encode("ascii"), "sha256")
 
 
+_PSEUDONYM_CACHE = 100_000
+
+
 @dataclass(frozen=True)
 class KeyRing:
     """Secret keys by id; ``signing_key_id`` names the one that signs new seals.
@@ -68,6 +71,7 @@ class KeyRing:
     signing_key_id: str
     pseudonym_key_id: str = ""
     _derived: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False, compare=False)
+    _pseudonyms: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -107,8 +111,15 @@ class KeyRing:
 
     def pseudonym(self, tenant: str) -> str:
         """Return the keyed pseudonym of a tenant id: stable, not reversible without the key."""
-        key = self.subkey(PURPOSE_PSEUDONYM, self.pseudonym_key_id)
-        return "tp_" + hmac.digest(key, tenant.encode("utf-8"), "sha256")[:12].hex()
+        cache = self._pseudonyms
+        found = cache.get(tenant)
+        if found is None:  # hmac.digest costs ~10 us under OpenSSL 3: once per tenant
+            key = self.subkey(PURPOSE_PSEUDONYM, self.pseudonym_key_id)
+            found = "tp_" + hmac.digest(key, tenant.encode("utf-8"), "sha256")[:12].hex()
+            if len(cache) >= _PSEUDONYM_CACHE:
+                cache.clear()
+            cache[tenant] = found
+        return found
 
     @classmethod
     def generate(cls, key_id: str = "k1") -> KeyRing:

@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
@@ -136,6 +137,49 @@ class SealCodec:
         )
         signed = f"{SEAL_VERSION}.{kid}.{payload}"
         return f"{signed}.{self._macs[kid].tag(signed)}"
+
+    def sealer_for(
+        self, *, tenant: TenantId | None, data_class: DataClass, source: str
+    ) -> Callable[[str, int, int | None], str]:
+        """Return ``seal(digest, created_at, expires_at)`` for labels whose tenant, class
+        and source are fixed: those are validated and encoded once, the rest per call,
+        and each seal is what :meth:`seal` makes of the same label (ingestion seals a
+        body per request this way).
+
+        Raises:
+            ValueError: if the fixed fields are invalid (the returned function raises it
+                for an invalid digest or times).
+        """
+        Label.create(
+            tenant=tenant,
+            data_class=data_class,
+            source=source,
+            created_at=0,
+            expires_at=None,
+            digest="0" * 64,
+        )  # raises for an invalid tenant, class or source
+        kid = self._ring.signing_key_id
+        tag = self._macs[kid].tag
+        head = f"{SEAL_VERSION}.{kid}."
+        middle = f"~{tenant or ''}~{DataClass(data_class).value}~"
+        tail = f"~{quote(source, safe=_SOURCE_SAFE)}"
+
+        def seal(digest: str, created_at: int, expires_at: int | None) -> str:
+            if (
+                _DIGEST.fullmatch(digest) is None
+                or type(created_at) is not int
+                or not 0 <= created_at < _MAX_TS
+                or not (
+                    expires_at is None
+                    or (type(expires_at) is int and created_at < expires_at < _MAX_TS)
+                )
+            ):
+                raise ValueError("invalid digest or times for a seal")
+            expires = "" if expires_at is None else str(expires_at)
+            signed = f"{head}{digest}{middle}{created_at}~{expires}{tail}"
+            return f"{signed}.{tag(signed)}"
+
+        return seal
 
     def open(self, seal: object) -> Label:
         """Verify ``seal`` and return its label (with ``key_id`` filled in).

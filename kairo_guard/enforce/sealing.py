@@ -27,6 +27,7 @@ from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.types import SEAL_FIELD, AuditAppender, DataClass, TenantId
 
+_SPOOLED_CACHE = 10_000
 RetentionLookup = Callable[[TenantId | None, DataClass, str], int | None]
 """Seconds a label of (tenant, class, source) is kept, or None for no expiry."""
 
@@ -79,6 +80,10 @@ class Sealer:
         self._audit = audit
         self._clock = clock
         self._retention = retention
+        # (tenant, source) -> (sealer, retention period, when to read the period again)
+        self._spooled: dict[
+            tuple[TenantId, str], tuple[Callable[[str, int, int | None], str], int | None, float]
+        ] = {}
 
     def seal(
         self,
@@ -126,6 +131,34 @@ class Sealer:
         """
         cls = _restricting(data_class)
         return self.mint(digest, cls, tenant, source, created_at=created_at, audit=audit)
+
+    def seal_spooled(
+        self, digest: str, *, tenant: TenantId, source: str, created_at: float | None = None
+    ) -> str:
+        """Seal a body's digest as ``tenant``'s customer content for the ingestion spool.
+
+        Neither indexed nor audited here: the caller writes the body with this seal to
+        the spool, durably, before it hands the seal out, and the spool's indexer
+        fingerprints the body, records its provenance row and audits the sealing
+        (:mod:`kairo_guard.detect.indexer`). Any other caller uses :meth:`seal` or
+        :meth:`seal_digest`.
+
+        Raises:
+            ValueError: an invalid tenant, source or digest.
+        """
+        key = (tenant, source)
+        now = self._clock() if created_at is None else created_at
+        entry = self._spooled.get(key)
+        if entry is None or now >= entry[2]:  # the tenant's retention, read once a second
+            if len(self._spooled) >= _SPOOLED_CACHE:
+                self._spooled.clear()
+            cls = DataClass.CUSTOMER_CONTENT
+            seal = self._codec.sealer_for(tenant=tenant, data_class=cls, source=source)
+            entry = (seal, self._retention(tenant, cls, source), now + 1.0)
+            self._spooled[key] = entry
+        seal, period, _ = entry
+        created = int(now)
+        return seal(digest, created, created + period if period else None)
 
     def label_record(
         self,

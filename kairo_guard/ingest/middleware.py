@@ -5,9 +5,13 @@ a :class:`~kairo_guard.ingest.resolvers.TenantResolver` (401 without valid crede
 a default tenant); refuses tenant requests to routes declared as shared sinks (403);
 sets the tenant context for the handler; counts, digests and caps the request body as
 it streams (413 past the cap, counted on bytes received, not Content-Length); seals the
-body as the tenant's customer content once it is complete, puts the seal in
-``scope["kairo_guard"]`` and in a ``kairo-provenance`` response header; and audits the
-request. Lifespan and other scopes pass through untouched.
+body as the tenant's customer content once it is complete and makes it durable in the
+ingestion spool before the app sees its end (:mod:`kairo_guard.ingest.spooling`: group
+commit; 503 with ``Retry-After`` when the spool cannot take it or its backlog is over
+``limits.spool_max_bytes``), puts the seal in ``scope["kairo_guard"]`` and in a
+``kairo-provenance`` response header; and audits the request. The spool's indexer
+fingerprints the body off the request path; a check at a shared sink waits for it.
+Lifespan and other scopes pass through untouched.
 
 Routes are matched on the path the application routes on
 (:mod:`kairo_guard.ingest.routing`): ``scope["path"]`` less ``scope["root_path"]``, as
@@ -41,10 +45,10 @@ from kairo_guard.enforce.ledger import audit_sink_name
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
-from kairo_guard.ingest.body import StreamingIndexer
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.request_state import (
     BODY_ERRORS,
+    BodyNotRecorded,
     BodyTooLarge,
     Message,
     Receive,
@@ -61,6 +65,7 @@ from kairo_guard.ingest.resolvers import (
     TrustedProxyResolver,
 )
 from kairo_guard.ingest.routing import ROUTE_AMBIGUOUS, RouteTable, route_path
+from kairo_guard.ingest.spooling import IngestSpool
 from kairo_guard.otel.headers import strip_kairo_baggage, without_kairo_baggage
 from kairo_guard.otel.request_span import RequestTrace, deny_request, note_request
 from kairo_guard.tenancy.models import model_ref
@@ -68,6 +73,11 @@ from kairo_guard.tenancy.models import model_ref
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+READ_AHEAD_BYTES = 1 << 20
+"""Bodies declared this small are read and spooled before the app runs; larger ones
+and bodies of unknown length as the app reads them."""
+SPOOL_FULL = "spool.full"
+"""The rule of a 503 while the spool's backlog is over its limit."""
 SCOPE_KEY = "kairo_guard"
 """The scope key holding the request's :class:`RequestProvenance`."""
 logger = logging.getLogger("kairo_guard.ingest.middleware")
@@ -96,6 +106,8 @@ class GuardMiddleware:
             recording (default). False: decisions then go only to the host's span when
             there is one, the metrics and the audit log (a span costs what the SDK
             charges for one; see README).
+        indexer: where the spool's indexer runs: ``process`` (default), ``thread`` or
+            ``none`` (see :mod:`kairo_guard.ingest.spooling`).
     """
 
     def __init__(
@@ -110,6 +122,7 @@ class GuardMiddleware:
         source: str = "http",
         model_routes: Iterable[str] = (),
         request_span: bool = True,
+        indexer: str | None = None,
     ) -> None:
         self.app = app
         self.request_span = request_span
@@ -125,6 +138,8 @@ class GuardMiddleware:
             public_paths,
         )
         self.source = source
+        self.spool = IngestSpool(guard, indexer=indexer)
+        self._seal = guard.sealer.seal_spooled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -191,17 +206,17 @@ class GuardMiddleware:
                 await self._http(scope, receive, send, tenant)
 
     def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
-        """Fingerprint every websocket message as the tenant's content before the app
-        sees it (an unindexable message is an error the app sees, never a pass)."""
+        """Spool every websocket message as the tenant's content, durably, before the
+        app sees it (a message that cannot be recorded is an error the app sees, never
+        a pass); the spool's indexer fingerprints it."""
 
         async def guarded_receive() -> Message:
             message = await receive()
             if message["type"] == "websocket.receive":
                 data = message.get("text") or message.get("bytes") or b""
                 if data:
-                    indexer = StreamingIndexer(self.guard.fingerprints, tenant)
-                    await indexer.feed(data.encode() if isinstance(data, str) else data)
-                    await indexer.finish()
+                    body = data.encode() if isinstance(data, str) else data
+                    await self.spool.submit(tenant, "", body)
             return message
 
         return guarded_receive
@@ -225,20 +240,33 @@ class GuardMiddleware:
             self._audit(tenant, scope, status=status)
             await self._deny(scope, receive, send, status, BODY_ERRORS[status])
             return
+        if self.spool.overloaded:  # the indexer is too far behind: shed load, say when
+            self._audit(tenant, scope, status=503, rule=SPOOL_FULL)
+            detail = "ingestion is behind: the spool is full, retry later"
+            await self._deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
+            return
+        provenance = RequestProvenance(self.guard, tenant, self.source)
+        source, seal = self.source, self._seal
         state = RequestState(
-            RequestProvenance(self.guard, tenant, self.source),
-            StreamingIndexer(self.guard.fingerprints, tenant),
+            provenance,
+            self.spool,
+            lambda digest: seal(digest, tenant=tenant, source=source),
             self.max_body_bytes,
             send,
         )
-        scope[SCOPE_KEY] = state.provenance
+        scope[SCOPE_KEY] = provenance
         try:
-            await self.app(scope, state.wrap_receive(receive), state.guarded_send)
-        except BodyTooLarge:
-            pass  # the 413 went out when the cap was passed; the app saw the error
+            if declared is not None and declared <= READ_AHEAD_BYTES:
+                app_receive = await state.read_ahead(receive)
+                if app_receive is None:  # the client left, or the body was refused
+                    return
+            else:
+                app_receive = state.wrap_receive(receive)
+            await self.app(scope, app_receive, state.guarded_send)
+        except (BodyTooLarge, BodyNotRecorded):
+            pass  # the 413 or 503 went out at once; the app saw the error
         finally:
-            state.provenance.indexed = state.indexed
-            self._audit(tenant, scope, status=state.status, provenance=state.provenance)
+            self._audit(tenant, scope, status=state.status, provenance=provenance)
 
     def _audit(
         self,
@@ -265,9 +293,7 @@ class GuardMiddleware:
         if rule is not None:
             entry["rule"] = rule
         if provenance is not None and provenance.size:
-            entry.update(
-                bytes=provenance.size, digest=provenance.digest, fingerprints=provenance.indexed
-            )
+            entry.update(bytes=provenance.size, digest=provenance.digest)
         self.guard.audit.append(entry)
         note_request(
             scope, tenant=entry["tenant"], status=status, sink=sink, size=entry.get("bytes")
@@ -297,6 +323,8 @@ class GuardMiddleware:
         ]
         if status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="kairo-guard"'))
+        elif status == 503:
+            headers.append((b"retry-after", b"1"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -17,43 +17,33 @@ class RequestProvenance:
     Found at ``scope["kairo_guard"]`` (Starlette: ``request.scope["kairo_guard"]``).
     """
 
-    __slots__ = ("_guard", "_source", "complete", "digest", "indexed", "seal", "size", "tenant")
+    __slots__ = ("_guard", "_source", "complete", "digest", "seal", "size", "tenant")
 
     def __init__(self, guard: Guard, tenant: TenantId, source: str) -> None:
         self._guard = guard
         self._source = source
         self.tenant = tenant
         self.size = 0
-        self.indexed = 0
         self.complete = False
         self.digest: str | None = None
         self.seal: str | None = None
         """The body's seal: set once the whole body was received, None for empty bodies."""
 
-    def finish(self, digest: str) -> None:
-        """Record the complete body's digest and seal it (empty bodies are not sealed).
-
-        The seal is also recorded as a provenance row (retention sweep, erasure, export).
-        """
+    def finish(self, digest: str, seal: str | None) -> None:
+        """Record the complete body's digest and its seal (None for an empty body),
+        once the body is durable in the ingestion spool (whose indexer records its
+        provenance row)."""
         self.complete = True
         self.digest = digest
-        if self.size:
-            seal = self._guard.sealer.seal_digest(
-                digest,
-                tenant=self.tenant,
-                source=self._source,
-                audit={"bytes": self.size},
-            )
-            self._guard.tenancy.retention.record_provenance(seal)
-            self.seal = seal
+        self.seal = seal
 
     def seal_content(self, content: Any, *, source: str | None = None) -> str:
         """Seal content derived from this request (a parsed document, an agent's output)
         as the tenant's customer content, indexed in the fingerprint net, and record it
         as a provenance row.
 
-        Content whose digest is the body's is the body the middleware already indexed
-        as it streamed: it is sealed without being indexed again. Anything else (a
+        Content whose digest is the body's is the body the middleware already spooled
+        for indexing: it is sealed without being indexed again. Anything else (a
         record built from the body, an agent's output) is indexed before it is sealed;
         that fingerprints and writes to the store, so an async handler sealing large
         content may rather call this in a thread (``run_in_threadpool``).

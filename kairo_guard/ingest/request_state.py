@@ -1,9 +1,11 @@
 """One HTTP request as the middleware follows it: the body capped, digested and
-fingerprinted as the app reads it, and its seal added to the response.
+spooled as the app reads it, and its seal added to the response.
 
-The body is indexed as the tenant's content before the app sees its end, so a body
-that cannot be fingerprinted is never accepted; a body over the cap is answered 413 at
-once, before the app's own error handling could answer otherwise.
+The body is sealed and made durable in the ingestion spool before the app sees its end
+(:mod:`kairo_guard.ingest.spooling`), so a body that could not be recorded is never
+accepted (503); the spool's indexer fingerprints it afterwards, and shared sinks wait
+for it (the index watermark). A body over the cap is answered 413 at once, before the
+app's own error handling could answer otherwise.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from typing import Any
 
 import orjson
 
-from kairo_guard.ingest.body import StreamingIndexer
+from kairo_guard.core.exceptions import StoreError
 from kairo_guard.ingest.provenance import RequestProvenance
+from kairo_guard.ingest.spooling import IngestSpool
 
 PROVENANCE_HEADER = b"kairo-provenance"
 """The response header that carries the seal of the request's content."""
-BODY_ERRORS = {400: "invalid Content-Length", 413: "request body is over the size limit"}
+BODY_ERRORS = {
+    400: "invalid Content-Length",
+    413: "request body is over the size limit",
+    503: "the request body could not be recorded; retry later",
+}
 """The detail of a refused body, by status."""
 
 Message = MutableMapping[str, Any]
@@ -34,32 +41,56 @@ class BodyTooLarge(Exception):
     """Raised inside the app's ``receive`` when the body passes the cap."""
 
 
+class BodyNotRecorded(Exception):
+    """Raised inside the app's ``receive`` when the body could not be spooled (503)."""
+
+
 class RequestState:
-    """Per-request bookkeeping: body size and digest, response status.
+    """Per-request bookkeeping: body size, digest and bytes, response status.
 
     Args:
         provenance: what the handler learns of the request (its seal, once read).
-        indexer: fingerprints the body as the tenant's content while it streams.
+        spool: where the sealed body is made durable.
+        seal: digest -> the body's seal (``Sealer.seal_spooled`` for the tenant).
         cap: the body's size limit in bytes; past it the answer is 413.
         send: the server's ``send``.
     """
 
-    __slots__ = ("_cap", "_hash", "_indexer", "_rejected", "_send", "provenance", "status")
+    __slots__ = (
+        "_body",
+        "_cap",
+        "_chunks",
+        "_hash",
+        "_rejected",
+        "_seal",
+        "_send",
+        "_spool",
+        "provenance",
+        "status",
+    )
 
     def __init__(
-        self, provenance: RequestProvenance, indexer: StreamingIndexer, cap: int, send: Send
+        self,
+        provenance: RequestProvenance,
+        spool: IngestSpool,
+        seal: Callable[[str], str],
+        cap: int,
+        send: Send,
     ) -> None:
         self._send = send
         self._cap = cap
         self._hash = hashlib.sha256()
+        self._chunks: list[bytes] = []
+        self._body = b""
         self._rejected = False
-        self._indexer = indexer
+        self._spool = spool
+        self._seal = seal
         self.provenance = provenance
         self.status: int | None = None
 
     def wrap_receive(self, receive: Receive) -> Receive:
-        """The app's ``receive``: each body chunk is counted, hashed and fingerprinted
-        before the app sees it."""
+        """The app's ``receive``: each body chunk is counted and hashed, and the whole
+        body sealed and spooled before the app sees its end."""
 
         async def guarded_receive() -> Message:
             message = await receive()
@@ -67,34 +98,70 @@ class RequestState:
                 body = message.get("body", b"")
                 size = self.provenance.size + len(body)
                 if size > self._cap:
-                    await self._reject()
+                    await self._reject(413)
                     raise BodyTooLarge
                 self.provenance.size = size
-                self._hash.update(body)
-                # The content is indexed before the app sees its end: a body that
-                # cannot be fingerprinted is not accepted (the error reaches the app).
-                await self._indexer.feed(body)
+                if body:
+                    self._hash.update(body)
+                    self._chunks.append(body)
                 if not message.get("more_body", False):
-                    await self._indexer.finish()
-                    self.provenance.finish(self._hash.hexdigest())
+                    await self._record()
             return message
 
         return guarded_receive
 
-    @property
-    def indexed(self) -> int:
-        """Fingerprints indexed from this request's body."""
-        return self._indexer.indexed
+    async def read_ahead(self, receive: Receive) -> Receive | None:
+        """Read (and spool) a whole body before the app runs; return the app's
+        ``receive``, which hands it the body in one message. None: the client left
+        before its body arrived, or the body was answered 413 or 503; the app is not run.
 
-    async def _reject(self) -> None:
-        # Answer 413 now, before the app's error handling can answer 500, and drop
+        For bodies declared small: the app never waits on the spool half-way through
+        its own reading, and a client gone before its body arrived costs nothing more.
+        """
+        wrapped = self.wrap_receive(receive)
+        try:
+            while True:
+                message = await wrapped()
+                if message["type"] != "http.request":
+                    return None
+                if not message.get("more_body", False):
+                    break
+        except (BodyTooLarge, BodyNotRecorded):
+            return None
+        pending = [{"type": "http.request", "body": self._body, "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        return replay
+
+    async def _record(self) -> None:
+        digest = self._hash.hexdigest()
+        seal = None
+        if self.provenance.size:
+            seal = self._seal(digest)
+            body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            self._chunks = []
+            self._body = body
+            try:
+                await self._spool.submit(self.provenance.tenant, seal, body)
+            except StoreError:
+                await self._reject(503)
+                raise BodyNotRecorded from None
+        self.provenance.finish(digest, seal)
+
+    async def _reject(self, status: int) -> None:
+        # Answer now, before the app's error handling can answer 500, and drop
         # whatever the app sends after it.
         self._rejected = True
         if self.status is None:
-            self.status = 413
-            body = orjson.dumps({"error": "too_large", "detail": BODY_ERRORS[413]})
+            self.status = status
+            word = "too_large" if status == 413 else "unavailable"
+            body = orjson.dumps({"error": word, "detail": BODY_ERRORS[status]})
             headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-            await self._send({"type": "http.response.start", "status": 413, "headers": headers})
+            if status == 503:
+                headers.append((b"retry-after", b"1"))
+            await self._send({"type": "http.response.start", "status": status, "headers": headers})
             await self._send({"type": "http.response.body", "body": body})
 
     async def guarded_send(self, message: Message) -> None:

@@ -73,8 +73,10 @@ class ApiKeyResolver:
         token = token.strip()
         if not self._verifier.well_formed(token):
             raise AuthenticationError("malformed API key")
-        loop = asyncio.get_running_loop()
-        tenant = await loop.run_in_executor(None, self._verifier.verify, token)
+        tenant = self._verifier.cached(token)
+        if tenant is None:  # not verified within the last second: read and hash off-loop
+            loop = asyncio.get_running_loop()
+            tenant = await loop.run_in_executor(None, self._verifier.verify, token)
         if tenant is None:
             raise AuthenticationError("invalid or revoked API key")
         return tenant

@@ -167,6 +167,13 @@ class TenantDataStore(Protocol):
         """Record provenance rows."""
         ...
 
+    def record_ingested(
+        self, fingerprints: Iterable[tuple[int, TenantId]], provenance: Iterable[ProvenanceRow]
+    ) -> None:
+        """Add ``(fingerprint, tenant)`` pairs (idempotent) and provenance rows in one
+        transaction: the spool indexer's batch."""
+        ...
+
     def list_provenance(self, tenant: TenantId) -> list[ProvenanceRow]:
         """Return the tenant's provenance rows, oldest first."""
         ...
@@ -251,7 +258,15 @@ class Store(DatasetStore, TenantDataStore, Protocol):
         ...
 
     def revoke_api_keys(self, tenant: TenantId, *, now: float, key_id: str | None) -> int:
-        """Revoke one or all of a tenant's API keys; return how many were revoked."""
+        """Revoke one or all of a tenant's API keys; return how many were revoked
+        (and count up :attr:`key_generation`)."""
+        ...
+
+    @property
+    def key_generation(self) -> int:
+        """Counts revocations and erasures made through this store object: verifiers in
+        this process drop what they cached at once; other processes read records again
+        within a second (:mod:`kairo_guard.ingest.apikeys`)."""
         ...
 
     def add_fingerprints(self, tenant: TenantId, fingerprints: Iterable[int]) -> None:

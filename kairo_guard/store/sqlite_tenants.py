@@ -44,6 +44,8 @@ class SQLiteTenantData:
     """:class:`TenantDataStore` on the SQLite connection of a ``SQLiteStore``."""
 
     db: SQLiteDatabase
+    generation: int = 0
+    """Counts revocations and erasures through this object (``Store.key_generation``)."""
 
     def add_provenance(self, rows: Iterable[ProvenanceRow]) -> None:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.add_provenance`."""
@@ -60,6 +62,28 @@ class SQLiteTenantData:
         ]
         with self.db.write() as db:
             db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", values)
+
+    def record_ingested(
+        self, fingerprints: Iterable[tuple[int, TenantId]], provenance: Iterable[ProvenanceRow]
+    ) -> None:
+        """See :meth:`~kairo_guard.store.base.TenantDataStore.record_ingested`."""
+        pairs = list(fingerprints)
+        for tenant in {tenant for _, tenant in pairs}:
+            validate_tenant(tenant)
+        rows = [
+            (
+                r.digest,
+                validate_tenant(r.tenant),
+                r.data_class,
+                r.source,
+                r.created_at,
+                r.expires_at,
+            )
+            for r in provenance
+        ]
+        with self.db.write() as db:
+            db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", pairs)
+            db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def list_provenance(self, tenant: TenantId) -> list[ProvenanceRow]:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.list_provenance`."""
@@ -121,6 +145,7 @@ class SQLiteTenantData:
         Deleted pages are overwritten (``secure_delete``) and the write-ahead log is
         checkpointed, so the rows do not linger in the file either.
         """
+        self.generation += 1
         validate_tenant(tenant)
         self.db.query("PRAGMA secure_delete = ON")
         try:

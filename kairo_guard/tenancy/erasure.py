@@ -136,7 +136,9 @@ class Erasure:
         datasets: DatasetService,
         models: ModelRegistry,
         receipts: Path,
+        index_watermark: Callable[[], None] | None = None,
     ) -> None:
+        self._index_watermark = index_watermark
         self._store = store
         self._keys = keys
         self._audit = audit
@@ -155,8 +157,13 @@ class Erasure:
         Raises:
             ValueError: for an invalid tenant id.
             StoreError, DatasetError, OSError: a step failed; nothing claims success.
+            IndexLagging: the ingestion spool could not be indexed in time.
         """
         validate_tenant(tenant)
+        if self._index_watermark is not None:
+            # bodies accepted before now are indexed first, then erased with the rest
+            # (raises IndexLagging: nothing is erased, nothing claims it was)
+            self._index_watermark()
         keys = self._keys
         pseudonym = keys.pseudonym(tenant)
         now = float(self._clock())  # a float, as the receipt is read back

@@ -53,6 +53,7 @@ def tenant_services(
     clock: Callable[[], float],
     home: Path,
     max_record_bytes: int,
+    index_watermark: Callable[[], None] | None = None,
 ) -> TenantServices:
     """Return the tenancy services over the guard's collaborators.
 
@@ -60,6 +61,8 @@ def tenant_services(
         agreements: the tenants' agreements (the sink checks consult them too).
         home: the state directory (erasure receipts go under ``erasures/``).
         max_record_bytes: the longest dataset record line read.
+        index_watermark: waits until the ingestion spool is indexed (erasure runs it
+            first, so no body of the tenant is indexed after it).
     """
     pseudonym = keys.pseudonym
     signer = ManifestSigner(keys, policy, clock)
@@ -104,6 +107,7 @@ def tenant_services(
             datasets=datasets,
             models=models,
             receipts=home / RECEIPT_DIR_NAME,
+            index_watermark=index_watermark,
         ),
         export=TenantExport(
             store=store,

@@ -9,7 +9,7 @@ import json
 from test_body_text import PARAGRAPH, _blocked, _post
 
 from kairo_guard import Guard
-from kairo_guard.ingest.body import BodyText
+from kairo_guard.detect.body import BodyText
 
 BOM = b"\xef\xbb\xbf"
 

@@ -25,9 +25,9 @@ from starlette.routing import Route
 
 from kairo_guard import Guard
 from kairo_guard.core.types import TenantId
+from kairo_guard.detect.body import SEGMENT_BYTES, BodyText, StreamingIndexer
 from kairo_guard.detect.fingerprint import FINGERPRINT_RULE, FingerprintIndex
 from kairo_guard.ingest.apikeys import new_api_key
-from kairo_guard.ingest.body import SEGMENT_BYTES, BodyText, StreamingIndexer
 from kairo_guard.ingest.middleware import GuardMiddleware
 
 PARAGRAPH = (
@@ -45,7 +45,7 @@ MiB = 1 << 20
 def _app(guard: Guard) -> Any:
     async def documents(request: Request) -> JSONResponse:
         await request.body()
-        return JSONResponse({"indexed": request.scope["kairo_guard"].indexed})
+        return JSONResponse({"sealed": request.scope["kairo_guard"].seal is not None})
 
     app = Starlette(routes=[Route("/documents", documents, methods=["POST"])])
     return GuardMiddleware(app, guard=guard, max_body_bytes=16 * MiB)

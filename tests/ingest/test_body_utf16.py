@@ -10,7 +10,7 @@ import pytest
 from test_body_text import PARAGRAPH, _blocked, _post
 
 from kairo_guard import Guard
-from kairo_guard.ingest.body import BodyText
+from kairo_guard.detect.body import BodyText
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from starlette.websockets import WebSocket
 from websockets.sync.client import connect as ws_connect
 
 from kairo_guard import Guard, current_tenant
-from kairo_guard.ingest.apikeys import ApiKeyVerifier, new_api_key
+from kairo_guard.ingest.apikeys import REVALIDATE_SECONDS, ApiKeyVerifier, new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
@@ -196,6 +197,8 @@ def test_when_key_revoked_while_running_then_next_request_refused(
             other.revoke_api_keys("acme", now=guard.clock(), key_id=None)
         finally:
             other.close()
+        # every process reads the key's record again within REVALIDATE_SECONDS
+        time.sleep(REVALIDATE_SECONDS + 0.05)
         second = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
     assert (first.status_code, second.status_code) == (200, 401)
 

@@ -146,6 +146,7 @@ def test_middleware_seals_with_the_agent_run_period_and_records_provenance(
     seal = response.headers[PROVENANCE_HEADER.decode()]
     label = timed.open_seal(seal)
     assert label.expires_at == T0 + 90 * DAY
+    timed.wait_indexed()  # the spool's indexer records provenance rows
     (row,) = timed.store.list_provenance("acme")
     assert (row.digest, row.source, row.expires_at) == (
         label.digest,

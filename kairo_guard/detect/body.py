@@ -251,6 +251,28 @@ def _safe_cut(data: bytes) -> int:
     return cut
 
 
+def read_body(
+    data: bytes,
+    emit: Callable[[object], object],
+    *,
+    segment_bytes: int = SEGMENT_BYTES,
+    overlap: int = OVERLAP_BYTES,
+) -> None:
+    """Hand ``emit`` the content of a whole body as :class:`StreamingIndexer` reads it
+    (the spool's indexer, which has the body at once): one JSON value when the body
+    fits in one segment and parses, else its text in overlapping segments."""
+    if len(data) <= segment_bytes:
+        try:
+            emit(orjson.loads(data))
+            return
+        except orjson.JSONDecodeError:  # JSON lines, NaN, lone surrogates, or no JSON
+            pass
+    text = BodyText(emit, segment_bytes, overlap)
+    for at in range(0, len(data), segment_bytes):
+        text.push(data[at : at + segment_bytes])
+    text.close()
+
+
 class StreamingIndexer:
     """Feeds one request body to the fingerprint index, a segment at a time.
 

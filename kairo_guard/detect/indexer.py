@@ -1,0 +1,276 @@
+"""The spool's indexer: bodies accepted by ingestion, fingerprinted in batches.
+
+:class:`SpoolIndexer` reads the segments of an ingestion spool
+(:mod:`kairo_guard.store.spool`), reads each body as the streaming reader does
+(:func:`~kairo_guard.detect.body.read_body`), fingerprints it, and writes the batch's
+fingerprints and provenance rows in one transaction; then it audits each sealing (the
+``seal`` entry the middleware no longer writes on the request path, with the body's
+size and fingerprint count) and records how far it got. One indexer runs at a time per
+spool (an ``flock``); any process may be it.
+
+:func:`wait_indexed` is the index watermark: a check at a shared sink calls it before
+its first record, and it returns once everything spooled before the call is indexed,
+indexing the spool itself when no indexer is running (after a crash, the spool is
+indexed before any shared sink passes anything), or raises
+:class:`~kairo_guard.core.exceptions.IndexLagging` past its bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from kairo_guard.core.exceptions import IndexLagging, SealError
+from kairo_guard.core.keys import pseudonymize_name
+from kairo_guard.core.seal import Label
+from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
+from kairo_guard.detect.body import read_body
+from kairo_guard.detect.winnow import Fingerprinter
+from kairo_guard.store.base import ProvenanceRow
+from kairo_guard.store.spool import (
+    SpoolRecord,
+    covered,
+    finished,
+    indexed_offset,
+    indexer_lock,
+    read_segment,
+    remove_segment,
+    segments,
+    set_indexed_offset,
+    snapshot,
+)
+
+logger = logging.getLogger("kairo_guard.detect.indexer")
+INDEX_LAGGING_RULE = "index.lagging"
+"""The rule of every record of a check that started while the index lagged too far."""
+
+
+class IngestedRows(Protocol):
+    """The part of the store the indexer writes."""
+
+    def record_ingested(
+        self, fingerprints: Iterable[tuple[int, TenantId]], provenance: Iterable[ProvenanceRow]
+    ) -> None:
+        """Add fingerprints (idempotent) and provenance rows in one transaction."""
+        ...
+
+
+class FlushedAudit(AuditAppender, Protocol):
+    """The audit log as the indexer needs it: entries, then a flush before progress."""
+
+    def flush(self) -> None:
+        """Write every appended entry to disk."""
+        ...
+
+
+class ErasedTenants(Protocol):
+    """The store's record of erased tenants."""
+
+    def erased_tenants(self) -> dict[str, float]:
+        """Return pseudonym -> erasure time."""
+        ...
+
+
+class IndexStore(IngestedRows, ErasedTenants, Protocol):
+    """The store as the indexer uses it."""
+
+
+class SealOpener(Protocol):
+    """Verifies a seal and returns its label (:class:`~kairo_guard.core.seal.SealCodec`)."""
+
+    def open(self, seal: object) -> Label:
+        """Verify ``seal``; raise SealError if it does not verify."""
+        ...
+
+
+class SpoolIndexer:
+    """Indexes a spool's bodies, a batch per transaction.
+
+    Args:
+        directory: the spool.
+        fingerprinter: makes the fingerprints (the guard's keyed one).
+        store: where fingerprints and provenance rows go.
+        codec: opens the seals the middleware wrote.
+        pseudonym: tenant -> pseudonym (audit entries).
+        audit: the audit log (flushed before progress is recorded).
+        batch_bytes: how much of a segment one transaction covers at most.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fingerprinter: Fingerprinter,
+        store: IndexStore,
+        codec: SealOpener,
+        pseudonym: Callable[[TenantId], str],
+        audit: FlushedAudit,
+        batch_bytes: int = 8 << 20,
+    ) -> None:
+        self.directory = directory
+        self._fingerprinter = fingerprinter
+        self._store = store
+        self._codec = codec
+        self._pseudonym = pseudonym
+        self._audit = audit
+        self._batch_bytes = batch_bytes
+        self.indexed = 0
+        """Bodies indexed by this indexer."""
+
+    def pass_once(self) -> int:
+        """Index what the spool holds now (the caller holds the indexer lock); return
+        how many bodies were indexed."""
+        total = 0
+        for segment in segments(self.directory):
+            done = finished(segment)  # before reading: a finished segment is read whole
+            pos = indexed_offset(segment)
+            while True:
+                read = read_segment(segment, pos, self._batch_bytes)
+                if read.records:
+                    self._commit(read.records)
+                    pos = read.stop
+                    set_indexed_offset(segment, pos)
+                    total += len(read.records)
+                if read.tail and done:
+                    pos = self._skip_torn_tail(segment, pos)
+                if not read.records:
+                    break
+            if done and pos >= _size(segment):
+                remove_segment(segment)
+        self.indexed += total
+        return total
+
+    def drain(self) -> int:
+        """Index until the spool holds nothing more; return how many bodies."""
+        total = 0
+        while count := self.pass_once():
+            total += count
+        return total
+
+    def _skip_torn_tail(self, segment: Path, pos: int) -> int:
+        size = _size(segment)
+        if size > pos:
+            # never acknowledged: the fdatasync that would have covered it did not return
+            self._audit.append(
+                {"event": "spool.torn_tail", "segment": segment.name, "bytes": size - pos}
+            )
+            self._audit.flush()
+            set_indexed_offset(segment, size)
+        return size
+
+    def _commit(self, records: list[SpoolRecord]) -> None:
+        fingerprints: list[tuple[int, TenantId]] = []
+        rows: list[ProvenanceRow] = []
+        entries: list[dict[str, JSONValue]] = []
+        erased = self._store.erased_tenants()
+        for record in records:
+            tenant = TenantId(record.tenant)
+            if self._pseudonym(tenant) in erased:  # accepted as the tenant was erased
+                entries.append({"event": "spool.erased", "tenant": self._pseudonym(tenant)})
+                continue
+            found = self._fingerprints_of(record.body)
+            fingerprints.extend((fp, tenant) for fp in found)
+            entries.append(self._seal_entry(record, tenant, len(found), rows))
+        self._store.record_ingested(fingerprints, rows)
+        for entry in entries:
+            self._audit.append(entry)
+        self._audit.flush()  # before the progress: entries may repeat, never go missing
+
+    def _fingerprints_of(self, body: bytes) -> set[int]:
+        found: set[int] = set()
+        add = self._fingerprinter.of_record
+        try:
+            read_body(body, lambda content: found.update(add(content)))
+        except Exception:  # what cannot be read is indexed as its bytes
+            logger.exception("spooled body could not be read; indexed as UTF-8 text")
+            found.update(self._fingerprinter.of_text(body.decode("utf-8", "replace")))
+        return found
+
+    def _seal_entry(
+        self, record: SpoolRecord, tenant: TenantId, count: int, rows: list[ProvenanceRow]
+    ) -> dict[str, JSONValue]:
+        pseudonym = self._pseudonym(tenant)
+        entry: dict[str, JSONValue] = {
+            "event": "fingerprints.index",
+            "tenant": pseudonym,
+            "count": count,
+        }
+        if not record.seal:
+            return entry
+        try:
+            label = self._codec.open(record.seal)
+        except SealError as exc:  # indexed all the same, under the record's tenant
+            return {**entry, "error": f"spooled seal does not verify: {exc}"}
+        rows.append(
+            ProvenanceRow(
+                label.digest,
+                tenant,
+                label.data_class.value,
+                label.source,
+                label.created_at,
+                label.expires_at,
+            )
+        )
+        return {
+            "event": "seal",
+            "class": label.data_class.value,
+            "tenant": pseudonym,
+            "source": pseudonymize_name(label.source, tenant, pseudonym),
+            "digest": label.digest,
+            "bytes": len(record.body),
+            "fingerprints": count,
+        }
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_indexed(
+    indexer: SpoolIndexer,
+    bound: float,
+    *,
+    poll: float = 0.002,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once everything spooled before the call is indexed.
+
+    While no other process holds the indexer lock, the caller indexes the spool itself.
+
+    Raises:
+        IndexLagging: if it is not indexed within ``bound`` seconds.
+    """
+    taken = snapshot(indexer.directory)
+    if not taken:
+        return
+    deadline = clock() + bound
+    while not covered(taken):
+        with indexer_lock(indexer.directory, wait=False) as mine:
+            if mine:
+                indexer.drain()
+                continue
+        if clock() >= deadline:
+            pending = sum(size - indexed_offset(seg) for seg, size in taken.items())
+            raise IndexLagging(
+                f"the fingerprint index is behind ingestion by {max(pending, 0)} bytes after "
+                f"waiting {bound:g} s: records are blocked until it catches up"
+            )
+        time.sleep(poll)
+
+
+def serve(indexer: SpoolIndexer, stop: Callable[[], bool], *, idle: float = 0.005) -> None:
+    """Index the spool until ``stop()`` says so, then drain it (the indexer process).
+
+    Waits for the indexer lock first: one indexer at a time per spool.
+    """
+    with indexer_lock(indexer.directory, wait=True):
+        while not stop():
+            if not indexer.pass_once():
+                time.sleep(idle)
+        indexer.drain()

@@ -1,0 +1,364 @@
+"""The ingestion spool: request bodies made durable in group commits, indexed later.
+
+Ingestion answers a request once its body is on disk, not once it is fingerprinted:
+:class:`SpoolWriter` appends each sealed body to a segment file from a thread of its
+own, and many requests share one ``write`` and one ``fdatasync`` (group commit). The
+indexer (:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in
+batches and records how far it got; a check at a shared sink waits until everything
+accepted before it started is indexed (:func:`covered`).
+
+On disk, a spool is a directory of segments ``seg-<ns>-<pid>.kgs``, each written by one
+process, which holds a shared ``flock`` on it while it may still append; a segment
+whose lock can be taken exclusively is finished (closed, or its writer died). A record
+is a 9-byte header (payload length, CRC-32 of the payload, kind) and its payload; a
+record is acknowledged only after the ``fdatasync`` that covers it, so a record cut
+short or failing its CRC at the end of a finished segment was never acknowledged (a
+torn tail). ``<segment>.pos`` holds the offset the indexer has committed up to;
+indexing is at least once (a crash between the store's commit and the ``.pos`` write
+indexes a batch again: fingerprints are idempotent, audit entries repeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from kairo_guard.core.exceptions import StoreError
+
+SPOOL_DIR_NAME = "spool"
+"""The spool's folder inside the state directory."""
+SEGMENT_SUFFIX = ".kgs"
+POS_SUFFIX = ".pos"
+LOCK_NAME = "indexer.lock"
+KIND_BODY = 1
+"""A body: tenant, seal (empty: index only) and the body's bytes."""
+_HEADER = struct.Struct("<IIB")
+_FIELD = struct.Struct("<H")
+_READ_CHUNK = 8 << 20
+logger = logging.getLogger("kairo_guard.store.spool")
+
+
+class SpoolRecord(NamedTuple):
+    """One record read back from a segment."""
+
+    end: int
+    """Offset just past the record (where the indexer resumes)."""
+    tenant: str
+    seal: str
+    body: bytes
+
+
+def encode_body(tenant: str, seal: str, body: bytes) -> bytes:
+    """Frame a body record (header, tenant, seal, body)."""
+    t, s = tenant.encode(), seal.encode("ascii")
+    payload = b"".join((_FIELD.pack(len(t)), t, _FIELD.pack(len(s)), s, body))
+    return _HEADER.pack(len(payload), zlib.crc32(payload), KIND_BODY) + payload
+
+
+def _decode(payload: bytes) -> tuple[str, str, bytes]:
+    (n,) = _FIELD.unpack_from(payload, 0)
+    tenant = payload[2 : 2 + n].decode()
+    at = 2 + n
+    (m,) = _FIELD.unpack_from(payload, at)
+    seal = payload[at + 2 : at + 2 + m].decode("ascii")
+    return tenant, seal, payload[at + 2 + m :]
+
+
+class SegmentRead(NamedTuple):
+    """What one pass over a segment found."""
+
+    records: list[SpoolRecord]
+    stop: int
+    """Offset where reading stopped (the end of the last whole record)."""
+    tail: bool
+    """Reading stopped at a record cut short or failing its CRC (in a finished segment:
+    a torn tail, never acknowledged; in a segment still written: a write in progress)."""
+
+
+def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
+    """Read whole records from ``start``: about ``limit`` bytes of them, or one record."""
+    records: list[SpoolRecord] = []
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(limit)
+        eof = len(data) < limit
+        at = 0
+        while True:
+            if at + _HEADER.size > len(data):
+                return SegmentRead(records, start + at, eof and at < len(data))
+            length, crc, kind = _HEADER.unpack_from(data, at)
+            end = at + _HEADER.size + length
+            if end > len(data):
+                if not eof and records:
+                    return SegmentRead(records, start + at, False)  # the rest next pass
+                data += f.read(end - len(data))  # one record longer than ``limit``
+                if end > len(data):
+                    return SegmentRead(records, start + at, True)
+            payload = data[at + _HEADER.size : end]
+            if zlib.crc32(payload) != crc or kind != KIND_BODY:
+                return SegmentRead(records, start + at, True)
+            try:
+                tenant, seal, body = _decode(payload)
+            except (UnicodeDecodeError, struct.error):
+                return SegmentRead(records, start + at, True)
+            records.append(SpoolRecord(start + end, tenant, seal, body))
+            at = end
+
+
+def segments(directory: Path) -> list[Path]:
+    """The spool's segments, oldest first."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(SEGMENT_SUFFIX))
+    except FileNotFoundError:
+        return []
+    return [directory / n for n in names]
+
+
+def indexed_offset(segment: Path) -> int:
+    """How far the indexer has committed in ``segment`` (0 when it has not started)."""
+    try:
+        return int(segment.with_suffix(POS_SUFFIX).read_text() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+def set_indexed_offset(segment: Path, offset: int) -> None:
+    """Record (atomically) that ``segment`` is indexed up to ``offset``."""
+    tmp = segment.with_suffix(".pos-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, str(offset).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, segment.with_suffix(POS_SUFFIX))
+
+
+def finished(segment: Path) -> bool:
+    """True when no process may still append to ``segment`` (its writer's lock is free)."""
+    try:
+        fd = os.open(segment, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock, if taken
+    return True
+
+
+def remove_segment(segment: Path) -> None:
+    """Delete a finished, fully indexed segment and its offset file."""
+    for path in (segment, segment.with_suffix(POS_SUFFIX)):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+Snapshot = dict[Path, int]
+"""Segment -> its size when a check started."""
+
+
+def snapshot(directory: Path) -> Snapshot:
+    """Every segment's current size: what was accepted up to now."""
+    sizes: Snapshot = {}
+    for seg in segments(directory):
+        with contextlib.suppress(FileNotFoundError):
+            sizes[seg] = seg.stat().st_size
+    return sizes
+
+
+def covered(taken: Snapshot) -> bool:
+    """True once every byte of ``taken`` is indexed (or its segment is gone)."""
+    return all(indexed_offset(seg) >= size or not seg.exists() for seg, size in taken.items())
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What is spooled and not yet indexed."""
+
+    segments: int
+    pending_bytes: int
+
+
+def backlog(directory: Path) -> Backlog:
+    """Measure the spool's backlog (one ``listdir`` and a ``stat`` per segment)."""
+    count = pending = 0
+    for seg in segments(directory):
+        with contextlib.suppress(FileNotFoundError):
+            left = seg.stat().st_size - indexed_offset(seg)
+            count += 1
+            pending += max(0, left)
+    return Backlog(count, pending)
+
+
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"] | threading.Event
+
+
+class SpoolWriter:
+    """Appends records to this process's segment; a thread makes them durable in groups.
+
+    Args:
+        directory: the spool directory (created 0700).
+        segment_bytes: a segment is closed and a new one opened past this size.
+        sync: ``fdatasync`` each group (False only for tests of what is not durable).
+
+    Raises:
+        StoreError: if the directory cannot be created.
+    """
+
+    def __init__(self, directory: Path, *, segment_bytes: int = 64 << 20, sync: bool = True):
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(f"cannot create the spool {directory}: {exc}") from exc
+        self.directory = directory
+        self._segment_bytes = segment_bytes
+        self._sync = sync
+        self._queue: collections.deque[tuple[bytes, _Waiter]] = collections.deque()
+        self._wake = threading.Event()
+        self._closing = False
+        self._fd = -1
+        self._size = 0
+        self.written = 0
+        """Records made durable by this writer."""
+        self._thread = threading.Thread(target=self._run, name="kairo-guard-spool", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: bytes) -> asyncio.Future[None]:
+        """Queue a framed record; the future completes once it is durable (from the
+        running event loop), or fails with :class:`StoreError`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._enqueue(record, (loop, future))
+        return future
+
+    def write(self, record: bytes, timeout: float = 30.0) -> None:
+        """Append a framed record and wait until it is durable (from any thread).
+
+        Raises:
+            StoreError: if it could not be written in time.
+        """
+        done = threading.Event()
+        self._enqueue(record, done)
+        if not done.wait(timeout) or getattr(done, "error", None):
+            raise StoreError(f"spool write failed: {getattr(done, 'error', 'timed out')}")
+
+    def _enqueue(self, record: bytes, waiter: _Waiter) -> None:
+        if self._closing:
+            raise StoreError("the spool is closed")
+        self._queue.append((record, waiter))
+        if not self._wake.is_set():  # the writer clears it before it drains the queue
+            self._wake.set()
+
+    def close(self) -> None:
+        """Write what is queued, then close the segment (idempotent)."""
+        if not self._closing:
+            self._closing = True
+            self._wake.set()
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            batch = [queue.popleft() for _ in range(len(queue))]
+            if batch:
+                self._commit(batch)
+            elif self._closing:
+                break
+        self._close_segment()
+
+    def _commit(self, batch: list[tuple[bytes, _Waiter]]) -> None:
+        error: str | None = None
+        try:
+            self._append(b"".join(record for record, _ in batch))
+        except OSError as exc:
+            error = f"cannot write the spool: {exc}"
+            logger.error("%s", error)
+            self._close_segment()  # a torn record ends that segment; the next starts clean
+        _release([waiter for _, waiter in batch], error)
+
+    def _append(self, data: bytes) -> None:
+        if self._fd < 0 or self._size >= self._segment_bytes:
+            self._open_segment()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(data)
+        if self._sync:
+            os.fdatasync(self._fd)
+
+    def _open_segment(self) -> None:
+        self._close_segment()
+        path = self.directory / f"seg-{time.time_ns():020d}-{os.getpid()}{SEGMENT_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new name itself is durable
+        finally:
+            os.close(dir_fd)
+        self._fd, self._size = fd, 0
+
+    def _close_segment(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+
+def _release(waiters: list[_Waiter], error: str | None) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, threading.Event):
+            waiter.error = error  # type: ignore[attr-defined]
+            waiter.set()
+        else:
+            by_loop.setdefault(waiter[0], []).append(waiter[1])
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, futures, error)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: str | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(StoreError(error))
+
+
+@contextlib.contextmanager
+def indexer_lock(directory: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold the spool's indexer lock (one indexer at a time); yields False when
+    ``wait`` is False and another process holds it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
