@@ -9,13 +9,14 @@ A corpus per language is read from text shipped on this machine, nothing downloa
   bash, ...) where the system ships them, and the string literals of spaCy's language
   data (``spacy/lang/<lang>``) where it is installed.
 
-Each corpus is cut at line ends into records of about ``--record-kib`` KiB (the last
-``--kib`` KiB of it at most). Side by side in one process, for ``--repeats`` rounds,
+Each corpus (at most its first ``--kib`` KiB) is cut at line ends into records of about
+``--record-kib`` KiB. Side by side in one process, for ``--repeats`` rounds,
 ``Fingerprinter.of_text`` with the native core, ``of_text`` with the pure-Python
 reference and ``hashlib.sha256`` of the records' UTF-8 bytes are timed over every
-record; the throughput reported is UTF-8 input bytes per second (the median round), per
-language, per script (Latin: English, German, French, code; other: Russian, Greek,
-Chinese, Japanese) and overall. The two fingerprinters must agree on every record.
+record; the throughput reported is UTF-8 input bytes per CPU second of the process (per
+core; the median round), per language, per script (Latin: English, German, French,
+code; other: Russian, Greek, Chinese, Japanese) and overall. The two fingerprinters
+must agree on every record.
 
 Run: ``.venv/bin/python benchmarks/bench_fingerprint.py [--json] [--kib N]
 [--record-kib N] [--repeats N] [--no-reference]``.
@@ -27,6 +28,7 @@ import argparse
 import ast
 import hashlib
 import json
+import os
 import statistics
 import struct
 import sys
@@ -129,10 +131,12 @@ def records(language: str, kib: int, record_kib: int) -> list[str]:
 
 
 def _seconds(work: Callable[[Any], object], items: list[Any]) -> float:
-    start = time.perf_counter()
+    """CPU seconds of this process (one thread) for ``work`` over ``items``: per core,
+    and what other processes on the machine do is not counted."""
+    start = time.process_time()
     for item in items:
         work(item)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def _sha256(data: bytes) -> bytes:
@@ -191,6 +195,7 @@ def main() -> None:
         "rows": rows,
         "machine": machine_info.machine(),
         "library_sources_sha256": machine_info.library_state()[0],
+        "load_average": os.getloadavg(),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -209,7 +214,8 @@ def main() -> None:
             f"{row['native_mb_s'] / ref if ref else float('nan'):>11.1f}"
         )
     m = result["machine"]
-    print(f"machine: nproc {m['nproc']}, {m['cpu_model']}, Python {m['python']}")
+    load = ", ".join(f"{x:.2f}" for x in result["load_average"])
+    print(f"machine: nproc {m['nproc']}, {m['cpu_model']}, Python {m['python']}; load {load}")
 
 
 if __name__ == "__main__":

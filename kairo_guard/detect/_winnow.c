@@ -308,15 +308,13 @@ buf_grow(Buf *b, size_t extra)
                 return -1;                                                              \
             for (j = 0; j < count; j++) {                                               \
                 uint32_t d = rep[j];                                                    \
-                if (is_alnum(t, d)) {                                                   \
-                    if (pending)                                                        \
-                        out->items[out->len++] = ' ';                                   \
-                    pending = 0;                                                        \
-                    out->items[out->len++] = d;                                         \
-                }                                                                       \
-                else {                                                                  \
-                    pending = out->len > 0;                                             \
-                }                                                                       \
+                int alnum = is_alnum(t, d);                                             \
+                /* branch-free: words and separators alternate unpredictably */         \
+                out->items[out->len] = ' ';                                             \
+                out->len += (size_t)(alnum & pending);                                  \
+                out->items[out->len] = d;                                               \
+                out->len += (size_t)alnum;                                              \
+                pending = !alnum & (out->len > 0);                                      \
             }                                                                           \
         }                                                                               \
         return 0;                                                                       \
