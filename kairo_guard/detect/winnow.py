@@ -324,6 +324,16 @@ class Fingerprinter:
             key=key[:64], digest_size=16, person=_SIP_KEY_PERSON
         ).digest()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the native tables are a capsule, rebuilt (cached) where the copy is loaded
+        return {"native": self._native, "sip_key": self._sip_key}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._native = state["native"] and NATIVE
+        self._sip_key = state["sip_key"]
+        if self._native:
+            self._tables = _native_tables()
+
     @property
     def native(self) -> bool:
         """Whether this fingerprinter runs the C extension."""

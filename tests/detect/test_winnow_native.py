@@ -3,6 +3,7 @@ reference (the specification), is keyed, and is what the installed package uses.
 
 from __future__ import annotations
 
+import pickle
 import random
 import unicodedata
 
@@ -238,3 +239,14 @@ def test_when_fingerprints_are_read_as_an_array_then_it_is_sorted_unique_int64(
     assert set(array.tolist()) == fp.of_text(text)
     array[:1] = 0  # a fresh, writable array
     assert fp.of_text_array("").tolist() == []
+
+
+@pytest.mark.parametrize("native", [False, pytest.param(True, marks=needs_native)])
+def test_when_a_fingerprinter_is_pickled_then_the_copy_gives_the_same_fingerprints(
+    native: bool,
+) -> None:
+    fp = Fingerprinter(KEY, native=native)
+    copy = pickle.loads(pickle.dumps(fp))
+    text = SAMPLES["german"] * 3
+    assert copy.native == native
+    assert copy.of_text(text) == fp.of_text(text) != set()
