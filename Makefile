@@ -30,6 +30,8 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_scan.py --kind all
+	$(BIN)/python benchmarks/bench_fingerprint_check.py
+	$(BIN)/python benchmarks/bench_fingerprint_check.py --false-positives
 	$(BIN)/python benchmarks/bench_audit.py
 	$(BIN)/python benchmarks/eval_fingerprints.py
 	$(BIN)/python benchmarks/bench_fingerprint.py
