@@ -31,6 +31,7 @@
 
 #define K 50
 #define W 40
+#define VERSION 1 /* of what this computes: winnow.py refuses a core of another */
 #define RING 64 /* power of two >= W: the deque never holds more than W entries */
 #define BASE 0x100000001B3ULL
 #define CAPSULE "kairo_guard.detect._winnow.Tables"
@@ -787,7 +788,8 @@ PyMODINIT_FUNC
 PyInit__winnow(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m && (PyModule_AddIntConstant(m, "K", K) < 0 || PyModule_AddIntConstant(m, "W", W) < 0)) {
+    if (m && (PyModule_AddIntConstant(m, "K", K) < 0 || PyModule_AddIntConstant(m, "W", W) < 0 ||
+              PyModule_AddIntConstant(m, "VERSION", VERSION) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

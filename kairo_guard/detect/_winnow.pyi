@@ -2,6 +2,7 @@
 
 K: int
 W: int
+VERSION: int
 
 def tables(
     fold_keys: bytes,

@@ -69,6 +69,14 @@ MIN_SHARED_FINGERPRINTS = (200 - K + 1) // W
 SCHEME = f"kg-winnow2-k{K}-w{W}-nfkc-casefold-tr39-{TABLE_SHA256[:12]}-poly64fmix-siphash24"
 """Names the normalization and hashing of fingerprints: indexes made under another
 scheme do not match text fingerprinted under this one."""
+NATIVE_VERSION = 1
+"""The version of ``_winnow.c`` this module works with (a stale build is not used)."""
+if native_core is not None and (native_core.K, native_core.W, native_core.VERSION) != (
+    K,
+    W,
+    NATIVE_VERSION,
+):  # pragma: no cover - a build left over from other sources
+    native_core = None  # type: ignore[assignment]
 NATIVE = native_core is not None
 """Whether the C extension is available (else every Fingerprinter uses the reference)."""
 
@@ -291,7 +299,8 @@ def _native_tables() -> object:
 @functools.cache
 def _warn_reference_only() -> None:
     _log.warning(
-        "kairo_guard.detect._winnow (the C extension) is not built: fingerprints are "
+        "kairo_guard.detect._winnow (the C extension) is not built or out of date: "
+        "fingerprints are "
         "computed by the pure-Python reference, several times slower; reinstall "
         "kairo-guard where a C compiler (gcc) and the Python headers are available"
     )
