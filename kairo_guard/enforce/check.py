@@ -1,8 +1,12 @@
 """The decision path for one check: context, seal, policy, content checks.
 
 A :class:`SinkCheck` is made per check (one call of ``guard.check``, one decorated call,
-one CLI scan) and sees records one at a time, so it serves lists and lazily consumed
-generators alike. Any error while deciding a record blocks that record (fail closed).
+one CLI scan). It decides records one at a time (lazily consumed generators) or in
+batches (:meth:`SinkCheck.decide_batch`: lists, scans at a shared sink), where the
+fingerprint net looks a whole batch up at once and evidence accumulates over the check
+(:mod:`kairo_guard.detect.accumulation`). At a shared sink it first awaits the index
+watermark; a lagging index blocks every record (``index.lagging``). Any error while
+deciding a record blocks that record (fail closed).
 Each decision is accounted for by the check's
 :class:`~kairo_guard.enforce.ledger.CheckLedger` (counts, report, audit rows).
 """
