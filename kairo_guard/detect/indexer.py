@@ -5,8 +5,9 @@
 (:func:`~kairo_guard.detect.body.read_body`), fingerprints it, and writes the batch's
 fingerprints and provenance rows in one transaction; then it audits each sealing (the
 ``seal`` entry the middleware no longer writes on the request path, with the body's
-size and fingerprint count) and records how far it got. One indexer runs at a time per
-spool (an ``flock``); any process may be it.
+size and fingerprint count, and the method and path hash of the request that
+brought the body: it stands for the request's own entry) and records how far it got.
+One indexer runs at a time per spool (an ``flock``); any process may be it.
 
 :func:`wait_indexed` is the index watermark: a check at a shared sink calls it before
 its first record, and it returns once everything spooled before the call is indexed,
@@ -17,6 +18,7 @@ indexed before any shared sink passes anything), or raises
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -214,7 +216,7 @@ class SpoolIndexer:
                 label.expires_at,
             )
         )
-        return {
+        entry = {
             "event": "seal",
             "class": label.data_class.value,
             "tenant": pseudonym,
@@ -223,6 +225,11 @@ class SpoolIndexer:
             "bytes": len(record.body),
             "fingerprints": count,
         }
+        if record.meta:  # the accepted request: this entry stands for its audit entry
+            method, _, path = record.meta.partition(b" ")
+            entry["method"] = method.decode("ascii", "replace")
+            entry["path_sha256"] = hashlib.sha256(path).hexdigest()[:32]
+        return entry
 
 
 def _size(path: Path) -> int:

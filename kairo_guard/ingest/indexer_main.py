@@ -1,20 +1,36 @@
 """The spool indexer as a process of its own (started by :class:`IngestSpool`).
 
-``python -m kairo_guard.ingest.indexer_main --home DIR [--config FILE]`` opens a guard
-on the state directory, indexes the spool until its standard input ends (its parent
+``python -m kairo_guard.ingest.indexer_main --home DIR [--config FILE]`` reads the key
+ring of the service that started it from its standard input, opens a guard on the
+state directory, indexes the spool until its standard input ends (its parent
 closed it or died), then drains the spool and exits. It ignores SIGINT (a Ctrl-C meant
-for the server) and ends cleanly on SIGTERM.
+for the server), ends cleanly on SIGTERM, and runs at the lowest CPU priority: requests
+are answered first, the index catches up in the time they leave.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 
+from kairo_guard.core.keys import KeyRing
 from kairo_guard.detect.indexer import serve
 from kairo_guard.guard import Guard
+from kairo_guard.ingest.spool_wire import read_ring
+
+INDEXER_NICE = 19
+"""The indexer process's nice value: it runs on the CPU time ingestion leaves."""
+
+
+def _lowest_priority() -> None:
+    # SCHED_IDLE (Linux): runs only on a CPU nothing else wants; else the highest nice
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(INDEXER_NICE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     stop = threading.Event()
+    # Ingestion comes first: the indexer takes the CPU the service leaves (its lag is
+    # bounded by the spool's limit, and shared sinks wait for it)
+    _lowest_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    ring = KeyRing.from_json(read_ring(sys.stdin.fileno()))
 
     def lifeline() -> None:
         sys.stdin.buffer.read()  # returns at end of file: the parent is gone
         stop.set()
 
     threading.Thread(target=lifeline, daemon=True).start()
-    with Guard(home=args.home, config_file=args.config) as guard:
+    with Guard(home=args.home, config_file=args.config, key=ring) as guard:
         serve(guard.indexer, stop.is_set)
     return 0
 

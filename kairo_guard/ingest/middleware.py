@@ -139,7 +139,6 @@ class GuardMiddleware:
         )
         self.source = source
         self.spool = IngestSpool(guard, indexer=indexer)
-        self._seal = guard.sealer.seal_spooled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -216,7 +215,7 @@ class GuardMiddleware:
                 data = message.get("text") or message.get("bytes") or b""
                 if data:
                     body = data.encode() if isinstance(data, str) else data
-                    await self.spool.submit(tenant, "", body)
+                    await self.spool.record(tenant, [body], "")
             return message
 
         return guarded_receive
@@ -246,13 +245,13 @@ class GuardMiddleware:
             await self._deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
             return
         provenance = RequestProvenance(self.guard, tenant, self.source)
-        source, seal = self.source, self._seal
         state = RequestState(
             provenance,
             self.spool,
-            lambda digest: seal(digest, tenant=tenant, source=source),
+            self.source,
             self.max_body_bytes,
             send,
+            f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace"),
         )
         scope[SCOPE_KEY] = provenance
         try:
@@ -266,7 +265,11 @@ class GuardMiddleware:
         except (BodyTooLarge, BodyNotRecorded):
             pass  # the 413 or 503 went out at once; the app saw the error
         finally:
-            self._audit(tenant, scope, status=state.status, provenance=provenance)
+            final = state.status
+            # an accepted body's request is audited by the spool's indexer, with the
+            # body's seal entry (method, path hash, digest); the rest here
+            spooled = provenance.seal is not None and final is not None and final < 400
+            self._audit(tenant, scope, status=final, provenance=provenance, write=not spooled)
 
     def _audit(
         self,
@@ -278,7 +281,13 @@ class GuardMiddleware:
         provenance: RequestProvenance | None = None,
         model: str | None = None,
         rule: str | None = None,
+        write: bool = True,
     ) -> None:
+        if not write:
+            size = provenance.size if provenance is not None and provenance.size else None
+            pseudonym = self.guard.keys.pseudonym(tenant)
+            note_request(scope, tenant=pseudonym, status=status, sink=sink, size=size)
+            return
         entry: dict[str, Any] = {
             "event": "request",
             "tenant": self.guard.keys.pseudonym(tenant),

@@ -22,6 +22,7 @@ from kairo_guard.ingest.spooling import IngestSpool
 
 PROVENANCE_HEADER = b"kairo-provenance"
 """The response header that carries the seal of the request's content."""
+EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 BODY_ERRORS = {
     400: "invalid Content-Length",
     413: "request body is over the size limit",
@@ -51,19 +52,20 @@ class RequestState:
     Args:
         provenance: what the handler learns of the request (its seal, once read).
         spool: where the sealed body is made durable.
-        seal: digest -> the body's seal (``Sealer.seal_spooled`` for the tenant).
+        source: the ``source`` of the body's seal.
         cap: the body's size limit in bytes; past it the answer is 413.
         send: the server's ``send``.
+        meta: ``METHOD path`` of the request, spooled with the body.
     """
 
     __slots__ = (
         "_body",
         "_cap",
         "_chunks",
-        "_hash",
+        "_meta",
         "_rejected",
-        "_seal",
         "_send",
+        "_source",
         "_spool",
         "provenance",
         "status",
@@ -73,18 +75,19 @@ class RequestState:
         self,
         provenance: RequestProvenance,
         spool: IngestSpool,
-        seal: Callable[[str], str],
+        source: str,
         cap: int,
         send: Send,
+        meta: bytes = b"",
     ) -> None:
+        self._meta = meta
         self._send = send
         self._cap = cap
-        self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []
-        self._body = b""
+        self._body: list[bytes] = []
         self._rejected = False
         self._spool = spool
-        self._seal = seal
+        self._source = source
         self.provenance = provenance
         self.status: int | None = None
 
@@ -102,7 +105,6 @@ class RequestState:
                     raise BodyTooLarge
                 self.provenance.size = size
                 if body:
-                    self._hash.update(body)
                     self._chunks.append(body)
                 if not message.get("more_body", False):
                     await self._record()
@@ -128,7 +130,12 @@ class RequestState:
                     break
         except (BodyTooLarge, BodyNotRecorded):
             return None
-        pending = [{"type": "http.request", "body": self._body, "more_body": False}]
+        last = len(self._body) - 1
+        pending = [
+            {"type": "http.request", "body": chunk, "more_body": i < last}
+            for i, chunk in enumerate(self._body)
+        ] or [{"type": "http.request", "body": b"", "more_body": False}]
+        pending.reverse()
 
         async def replay() -> Message:
             return pending.pop() if pending else await receive()
@@ -136,19 +143,20 @@ class RequestState:
         return replay
 
     async def _record(self) -> None:
-        digest = self._hash.hexdigest()
-        seal = None
-        if self.provenance.size:
-            seal = self._seal(digest)
-            body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-            self._chunks = []
-            self._body = body
-            try:
-                await self._spool.submit(self.provenance.tenant, seal, body)
-            except StoreError:
-                await self._reject(503)
-                raise BodyNotRecorded from None
-        self.provenance.finish(digest, seal)
+        if not self.provenance.size:
+            self.provenance.finish(EMPTY_DIGEST, None)
+            return
+        chunks, self._chunks = self._chunks, []
+        self._body = chunks
+        provenance = self.provenance
+        try:  # digested and sealed by the spool's writer, off this event loop
+            digest, seal = await self._spool.record(
+                provenance.tenant, chunks, self._source, self._meta
+            )
+        except StoreError:
+            await self._reject(503)
+            raise BodyNotRecorded from None
+        provenance.finish(digest, seal)
 
     async def _reject(self, status: int) -> None:
         # Answer now, before the app's error handling can answer 500, and drop

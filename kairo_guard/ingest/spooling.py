@@ -1,9 +1,13 @@
 """The ingestion spool as a service sees it: durable hand-off, back-pressure, an indexer.
 
 :class:`IngestSpool` gives the middleware what its request path needs and nothing
-heavier: :meth:`IngestSpool.submit` hands a sealed body to this process's
-:class:`~kairo_guard.store.spool.SpoolWriter` (group commit, one ``fdatasync`` for many
-requests) and :attr:`IngestSpool.overloaded` says when the backlog is past
+heavier: :meth:`IngestSpool.record` hands a body to a spool writer, which digests and
+seals it and appends it to the spool with group commit (one ``fdatasync`` for many
+requests): by default a writer process of this one
+(:mod:`kairo_guard.ingest.spool_main`, reached through a pipe: the hashing, sealing and
+disk waits happen under another interpreter lock), else a thread
+(:class:`~kairo_guard.store.spool.SpoolWriter`). :attr:`IngestSpool.overloaded` says
+when the backlog is past
 ``limits.spool_max_bytes`` (the middleware answers 503 with ``Retry-After``). Bodies are
 fingerprinted by an indexer (:mod:`kairo_guard.detect.indexer`) that runs, by
 ``indexer``:
@@ -13,15 +17,15 @@ fingerprinted by an indexer (:mod:`kairo_guard.detect.indexer`) that runs, by
   directory and configuration, and drains the spool and exits when this process ends;
 - ``"thread"``: a thread of this process (it shares the interpreter lock with the event
   loop: for tests and small services);
-- ``"none"``: no indexer of its own; another process runs ``kairo-guard index serve``
-  (a check at a shared sink indexes what is left when no indexer runs).
+- ``"none"``: no indexer of its own; another process indexes (``python -m
+  kairo_guard.ingest.indexer_main --home DIR``), or a check at a shared sink indexes
+  what is left when it starts (it does whenever no indexer runs).
 
-The environment variable :data:`ENV_INDEXER` gives the default.
+The environment variables :data:`ENV_INDEXER` and :data:`ENV_WRITER` give the defaults.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -31,8 +35,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from kairo_guard.core.exceptions import StoreError
 from kairo_guard.detect.indexer import serve
-from kairo_guard.store.spool import SpoolWriter, backlog, encode_body
+from kairo_guard.ingest.spool_client import SpoolProcessClient
+from kairo_guard.ingest.spool_wire import ring_message
+from kairo_guard.store.spool import backlog
+from kairo_guard.store.spool_writer import BodyJob, SpoolWriter
 
 if TYPE_CHECKING:
     from kairo_guard.guard import Guard
@@ -40,6 +48,9 @@ if TYPE_CHECKING:
 ENV_INDEXER = "KAIRO_GUARD_INDEXER"
 """Default indexer mode of :class:`IngestSpool`: ``process``, ``thread`` or ``none``."""
 INDEXER_MODES = ("process", "thread", "none")
+ENV_WRITER = "KAIRO_GUARD_SPOOL_WRITER"
+"""Default writer mode of :class:`IngestSpool`: ``process`` or ``thread``."""
+WRITER_MODES = ("process", "thread")
 BACKLOG_EVERY = 0.2
 """Seconds between measurements of the backlog (never per request)."""
 logger = logging.getLogger("kairo_guard.ingest.spooling")
@@ -52,12 +63,22 @@ class IngestSpool:
         guard: the guard (its state directory holds the spool).
         indexer: ``process``, ``thread`` or ``none`` (default: :data:`ENV_INDEXER`, else
             ``process``).
+        writer: ``process`` (a writer process per service process: hashing, sealing and
+            the disk off this process's interpreter lock) or ``thread`` (default:
+            :data:`ENV_WRITER`, else ``process``).
     """
 
-    def __init__(self, guard: Guard, *, indexer: str | None = None) -> None:
+    def __init__(
+        self, guard: Guard, *, indexer: str | None = None, writer: str | None = None
+    ) -> None:
         mode = indexer or os.environ.get(ENV_INDEXER) or "process"
         if mode not in INDEXER_MODES:
             raise ValueError(f"indexer must be one of {', '.join(INDEXER_MODES)}, not {mode!r}")
+        writer_mode = writer or os.environ.get(ENV_WRITER) or "process"
+        if writer_mode not in WRITER_MODES:
+            raise ValueError(f"writer must be one of {', '.join(WRITER_MODES)}, not {writer!r}")
+        self.writer_mode = writer_mode
+        self._client: SpoolProcessClient | None = None
         self._guard = guard
         self.mode = mode
         self.directory = guard.spool_directory
@@ -71,13 +92,26 @@ class IngestSpool:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def submit(self, tenant: str, seal: str, body: bytes) -> asyncio.Future[None]:
-        """Spool a body (``seal`` empty: index only); the future completes once it is
-        durable, or fails with :class:`~kairo_guard.core.exceptions.StoreError`."""
-        writer = self._writer
-        if writer is None or self._pid != os.getpid():  # first use, or a forked child
-            writer = self._start()
-        return writer.submit(encode_body(tenant, seal, body))
+    async def record(
+        self, tenant: str, chunks: list[bytes], source: str, meta: bytes = b""
+    ) -> tuple[str, str]:
+        """Spool a body as ``tenant``'s, sealed with ``source`` (empty: index only, no
+        seal); return its digest and seal once it is durable.
+
+        Raises:
+            StoreError: it could not be recorded (the middleware answers 503).
+        """
+        if self._pid != os.getpid():  # first use, or a forked child: start ours
+            self._start()
+        if self._client is not None:
+            return await self._client.record(tenant, chunks, source, meta)
+        if self._writer is None:
+            raise StoreError("the spool writer is not running")
+        sealer = self._guard.sealer.seal_spooled
+        seal = (lambda d: sealer(d, tenant=tenant, source=source)) if source else None
+        job = BodyJob(tenant, chunks, seal, meta)
+        await self._writer.submit(job)
+        return job.digest, job.seal
 
     @property
     def overloaded(self) -> bool:
@@ -89,9 +123,15 @@ class IngestSpool:
             self.backlog_bytes = backlog(self.directory).pending_bytes
         return self.backlog_bytes > self.max_backlog
 
-    def _start(self) -> SpoolWriter:
+    def _start(self) -> None:
         self._pid = os.getpid()
-        self._writer = SpoolWriter(self.directory)
+        if self.writer_mode == "process":
+            settings = self._guard.settings
+            self._client = SpoolProcessClient(
+                settings.home, settings.config_file, self._guard.keys.to_json()
+            )
+        else:
+            self._writer = SpoolWriter(self.directory)
         if self.mode == "process":
             self._child = _spawn_indexer(self._guard)
         elif self.mode == "thread":
@@ -103,13 +143,16 @@ class IngestSpool:
                 daemon=True,
             )
             self._thread.start()
-        return self._writer
 
     def close(self) -> None:
         """Make what is queued durable, stop an indexer of ours (it drains first)."""
-        if self._writer is not None and self._pid == os.getpid():
-            self._writer.close()
-        self._writer = None
+        if self._pid == os.getpid():
+            if self._writer is not None:
+                self._writer.close()
+            if self._client is not None:
+                self._client.close()
+        self._writer = self._client = None
+        self._pid = 0
         self._stop.set()
         if self._thread is not None:
             self._thread.join(60)
@@ -128,4 +171,9 @@ def _spawn_indexer(guard: Guard) -> subprocess.Popen[bytes]:
     if settings.config_file is not None:
         cmd += ["--config", str(settings.config_file)]
     # stdin is the lifeline: the child drains the spool and exits at its end of file
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+    stdin = child.stdin
+    if stdin is not None:
+        stdin.write(ring_message(guard.keys.to_json()))
+        stdin.flush()
+    return child

@@ -20,15 +20,12 @@ indexes a batch again: fingerprints are idempotent, audit entries repeat).
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import errno
 import fcntl
 import logging
 import os
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -47,7 +44,7 @@ KIND_BODY = 1
 """A body: tenant, seal (empty: index only) and the body's bytes."""
 _HEADER = struct.Struct("<IIB")
 _FIELD = struct.Struct("<H")
-_READ_CHUNK = 8 << 20
+_IOV_MAX = 1024
 logger = logging.getLogger("kairo_guard.store.spool")
 
 
@@ -58,23 +55,31 @@ class SpoolRecord(NamedTuple):
     """Offset just past the record (where the indexer resumes)."""
     tenant: str
     seal: str
+    meta: bytes
+    """The request: ``METHOD path`` (empty for a websocket message)."""
     body: bytes
 
 
-def encode_body(tenant: str, seal: str, body: bytes) -> bytes:
-    """Frame a body record (header, tenant, seal, body)."""
-    t, s = tenant.encode(), seal.encode("ascii")
-    payload = b"".join((_FIELD.pack(len(t)), t, _FIELD.pack(len(s)), s, body))
+def encode_body(tenant: str, seal: str, body: bytes, meta: bytes = b"") -> bytes:
+    """Frame a body record (header, tenant, seal, request, body); ``meta`` is cut at
+    4,096 bytes."""
+    t, s, m = tenant.encode(), seal.encode("ascii"), meta[:4096]
+    payload = b"".join(
+        (_FIELD.pack(len(t)), t, _FIELD.pack(len(s)), s, _FIELD.pack(len(m)), m, body)
+    )
     return _HEADER.pack(len(payload), zlib.crc32(payload), KIND_BODY) + payload
 
 
-def _decode(payload: bytes) -> tuple[str, str, bytes]:
-    (n,) = _FIELD.unpack_from(payload, 0)
-    tenant = payload[2 : 2 + n].decode()
-    at = 2 + n
-    (m,) = _FIELD.unpack_from(payload, at)
-    seal = payload[at + 2 : at + 2 + m].decode("ascii")
-    return tenant, seal, payload[at + 2 + m :]
+def _decode(payload: bytes) -> tuple[str, str, bytes, bytes]:
+    fields: list[bytes] = []
+    at = 0
+    for _ in range(3):
+        (n,) = _FIELD.unpack_from(payload, at)
+        if at + 2 + n > len(payload):
+            raise struct.error("field past the record's end")
+        fields.append(payload[at + 2 : at + 2 + n])
+        at += 2 + n
+    return fields[0].decode(), fields[1].decode("ascii"), fields[2], payload[at:]
 
 
 class SegmentRead(NamedTuple):
@@ -111,10 +116,10 @@ def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
             if zlib.crc32(payload) != crc or kind != KIND_BODY:
                 return SegmentRead(records, start + at, True)
             try:
-                tenant, seal, body = _decode(payload)
+                tenant, seal, meta, body = _decode(payload)
             except (UnicodeDecodeError, struct.error):
                 return SegmentRead(records, start + at, True)
-            records.append(SpoolRecord(start + end, tenant, seal, body))
+            records.append(SpoolRecord(start + end, tenant, seal, meta, body))
             at = end
 
 
@@ -205,19 +210,14 @@ def backlog(directory: Path) -> Backlog:
     return Backlog(count, pending)
 
 
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"] | threading.Event
-
-
-class SpoolWriter:
-    """Appends records to this process's segment; a thread makes them durable in groups.
+class SegmentAppender:
+    """This process's open segment: appends groups of records, each made durable with
+    one ``fdatasync``; a new segment past ``segment_bytes`` or after a failed write.
 
     Args:
-        directory: the spool directory (created 0700).
+        directory: the spool directory (exists).
         segment_bytes: a segment is closed and a new one opened past this size.
         sync: ``fdatasync`` each group (False only for tests of what is not durable).
-
-    Raises:
-        StoreError: if the directory cannot be created.
     """
 
     def __init__(self, directory: Path, *, segment_bytes: int = 64 << 20, sync: bool = True):
@@ -228,83 +228,41 @@ class SpoolWriter:
         self.directory = directory
         self._segment_bytes = segment_bytes
         self._sync = sync
-        self._queue: collections.deque[tuple[bytes, _Waiter]] = collections.deque()
-        self._wake = threading.Event()
-        self._closing = False
         self._fd = -1
         self._size = 0
-        self.written = 0
-        """Records made durable by this writer."""
-        self._thread = threading.Thread(target=self._run, name="kairo-guard-spool", daemon=True)
-        self._thread.start()
 
-    def submit(self, record: bytes) -> asyncio.Future[None]:
-        """Queue a framed record; the future completes once it is durable (from the
-        running event loop), or fails with :class:`StoreError`."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._enqueue(record, (loop, future))
-        return future
-
-    def write(self, record: bytes, timeout: float = 30.0) -> None:
-        """Append a framed record and wait until it is durable (from any thread).
-
-        Raises:
-            StoreError: if it could not be written in time.
-        """
-        done = threading.Event()
-        self._enqueue(record, done)
-        if not done.wait(timeout) or getattr(done, "error", None):
-            raise StoreError(f"spool write failed: {getattr(done, 'error', 'timed out')}")
-
-    def _enqueue(self, record: bytes, waiter: _Waiter) -> None:
-        if self._closing:
-            raise StoreError("the spool is closed")
-        self._queue.append((record, waiter))
-        if not self._wake.is_set():  # the writer clears it before it drains the queue
-            self._wake.set()
-
-    def close(self) -> None:
-        """Write what is queued, then close the segment (idempotent)."""
-        if not self._closing:
-            self._closing = True
-            self._wake.set()
-            self._thread.join(30)
-
-    def _run(self) -> None:
-        queue = self._queue
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            batch = [queue.popleft() for _ in range(len(queue))]
-            if batch:
-                self._commit(batch)
-            elif self._closing:
-                break
-        self._close_segment()
-
-    def _commit(self, batch: list[tuple[bytes, _Waiter]]) -> None:
-        error: str | None = None
+    def append(self, records: list[bytes]) -> str | None:
+        """Write ``records`` and make them durable; return None, or why they are not
+        (then the segment is closed: a torn record ends it, the next starts clean)."""
+        if not records:
+            return None
         try:
-            self._append(b"".join(record for record, _ in batch))
+            if self._fd < 0 or self._size >= self._segment_bytes:
+                self._open()
+            for at in range(0, len(records), _IOV_MAX):
+                self._write(records[at : at + _IOV_MAX])
+            if self._sync:
+                os.fdatasync(self._fd)
         except OSError as exc:
             error = f"cannot write the spool: {exc}"
             logger.error("%s", error)
-            self._close_segment()  # a torn record ends that segment; the next starts clean
-        _release([waiter for _, waiter in batch], error)
+            self.close()
+            return error
+        return None
 
-    def _append(self, data: bytes) -> None:
-        if self._fd < 0 or self._size >= self._segment_bytes:
-            self._open_segment()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._size += len(data)
-        if self._sync:
-            os.fdatasync(self._fd)
+    def _write(self, records: list[bytes]) -> None:
+        total = sum(len(r) for r in records)
+        written = os.writev(self._fd, records)
+        self._size += written
+        if written < total:  # short write: the rest one buffer at a time
+            rest = memoryview(b"".join(records))[written:]
+            while rest:
+                n = os.write(self._fd, rest)
+                self._size += n
+                rest = rest[n:]
 
-    def _open_segment(self) -> None:
-        self._close_segment()
+    def _open(self) -> None:
+        self.close()
         path = self.directory / f"seg-{time.time_ns():020d}-{os.getpid()}{SEGMENT_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -315,34 +273,12 @@ class SpoolWriter:
             os.close(dir_fd)
         self._fd, self._size = fd, 0
 
-    def _close_segment(self) -> None:
+    def close(self) -> None:
+        """Close the segment (it is then finished: the indexer may remove it)."""
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
-
-
-def _release(waiters: list[_Waiter], error: str | None) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for waiter in waiters:
-        if isinstance(waiter, threading.Event):
-            waiter.error = error  # type: ignore[attr-defined]
-            waiter.set()
-        else:
-            by_loop.setdefault(waiter[0], []).append(waiter[1])
-    for loop, futures in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_settle, futures, error)
-
-
-def _settle(futures: list[asyncio.Future[None]], error: str | None) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(StoreError(error))
 
 
 @contextlib.contextmanager
