@@ -127,7 +127,13 @@ class GuardMiddleware:
         self.app = app
         self.request_span = request_span
         self.guard = guard
-        self.resolver = resolver or _default_resolver(guard)
+        # the default resolvers' common case (one Bearer key, verified in the last
+        # second, no other credential header) is decided without them
+        self._verifier = ApiKeyVerifier(guard.store) if resolver is None else None
+        self.resolver = resolver or _default_resolver(guard, self._verifier)
+        self._other_credentials = frozenset(
+            {b"x-api-key", b"baggage", guard.settings.tenant_header.lower().encode("latin-1")}
+        )
         self.max_body_bytes = max_body_bytes or guard.settings.limits.max_body_bytes
         if self.max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
@@ -158,25 +164,12 @@ class GuardMiddleware:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         kind = scope["type"]
-        request = RequestInfo(
-            peer=(scope.get("client") or (None,))[0],
-            path=scope.get("path", ""),
-            headers=scope.get("headers", ()),
-        )
-        try:
-            tenant = await self.resolver.resolve(request)
-        except AuthenticationError as exc:
-            await self._deny(scope, receive, send, 401, str(exc))
-            return
-        except Exception as exc:
-            logger.exception("tenant resolution failed")
-            await self._deny(
-                scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})"
-            )
-            return
+        tenant = self._known_bearer(scope) if self._verifier is not None else None
+        fast = tenant is not None
         if tenant is None:
-            await self._deny(scope, receive, send, 401, "missing credentials")
-            return
+            tenant = await self._resolve(scope, receive, send)
+            if tenant is None:  # answered 401 or 503
+                return
         route = self.routes.match(scope, path)
         if route.ambiguous:
             self._audit(tenant, scope, status=403, rule=ROUTE_AMBIGUOUS)
@@ -196,13 +189,54 @@ class GuardMiddleware:
             self._audit(tenant, scope, status=403, model=model_ref(model))
             await self._deny(scope, receive, send, 403, "this model is not served to this account")
             return
-        strip_kairo_baggage(scope)  # only a verified token counts, and only here
+        if not fast:  # (the fast path saw no baggage)
+            strip_kairo_baggage(scope)  # only a verified token counts, and only here
         with serving_tenant(tenant):
             if kind == "websocket":
                 scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
                 await self.app(scope, self._indexing_receive(receive, tenant), send)
             else:
                 await self._http(scope, receive, send, tenant)
+
+    def _known_bearer(self, scope: Scope) -> TenantId | None:
+        """The tenant of a request whose only credential is one ``Bearer`` API key
+        verified within the last second (the common case: no store read, no thread),
+        or None: then every resolver decides (:meth:`_resolve`)."""
+        auth = None
+        others = self._other_credentials
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                if auth is not None:
+                    return None
+                auth = value
+            elif name in others:
+                return None
+        if auth is None or auth[:7] != b"Bearer ":
+            return None
+        verifier = self._verifier
+        return verifier.cached(auth[7:].strip().decode("latin-1")) if verifier else None
+
+    async def _resolve(self, scope: Scope, receive: Receive, send: Send) -> TenantId | None:
+        """Every resolver's say on the caller; None once the request is answered."""
+        request = RequestInfo(
+            peer=(scope.get("client") or (None,))[0],
+            path=scope.get("path", ""),
+            headers=scope.get("headers", ()),
+        )
+        try:
+            tenant = await self.resolver.resolve(request)
+        except AuthenticationError as exc:
+            await self._deny(scope, receive, send, 401, str(exc))
+            return None
+        except Exception as exc:
+            logger.exception("tenant resolution failed")
+            await self._deny(
+                scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})"
+            )
+            return None
+        if tenant is None:
+            await self._deny(scope, receive, send, 401, "missing credentials")
+        return tenant
 
     def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
         """Spool every websocket message as the tenant's content, durably, before the
@@ -347,9 +381,9 @@ _STATUS_WORDS = {
 }
 
 
-def _default_resolver(guard: Guard) -> TenantResolver:
+def _default_resolver(guard: Guard, verifier: ApiKeyVerifier | None) -> TenantResolver:
     # signed baggage is always looked at: from untrusted peers it is audited and ignored
-    resolvers: list[TenantResolver] = [ApiKeyResolver(ApiKeyVerifier(guard.store))]
+    resolvers: list[TenantResolver] = [ApiKeyResolver(verifier or ApiKeyVerifier(guard.store))]
     proxies = guard.settings.trusted_proxies
     if proxies:
         resolvers.append(TrustedProxyResolver(proxies, header=guard.settings.tenant_header))

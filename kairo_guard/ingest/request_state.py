@@ -59,7 +59,6 @@ class RequestState:
     """
 
     __slots__ = (
-        "_body",
         "_cap",
         "_chunks",
         "_meta",
@@ -84,7 +83,6 @@ class RequestState:
         self._send = send
         self._cap = cap
         self._chunks: list[bytes] = []
-        self._body: list[bytes] = []
         self._rejected = False
         self._spool = spool
         self._source = source
@@ -120,20 +118,49 @@ class RequestState:
         For bodies declared small: the app never waits on the spool half-way through
         its own reading, and a client gone before its body arrived costs nothing more.
         """
-        wrapped = self.wrap_receive(receive)
-        try:
-            while True:
-                message = await wrapped()
-                if message["type"] != "http.request":
-                    return None
-                if not message.get("more_body", False):
-                    break
-        except (BodyTooLarge, BodyNotRecorded):
-            return None
-        last = len(self._body) - 1
+        provenance, chunks, cap = self.provenance, self._chunks, self._cap
+        size = 0
+        while True:  # the body's messages, counted (wrap_receive's work, inline)
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > cap:
+                await self._reject(413)
+                return None
+            if body:
+                chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        provenance.size = size
+        if size:
+            self._chunks = []
+            try:  # digested and sealed by the spool's writer, off this event loop
+                digest, seal = await self._spool.record(
+                    provenance.tenant, chunks, self._source, self._meta
+                )
+            except StoreError:
+                await self._reject(503)
+                return None
+            provenance.finish(digest, seal)
+        else:
+            provenance.finish(EMPTY_DIGEST, None)
+        if len(chunks) == 1:  # the common case: the body came in one message
+            first: Message | None = message
+
+            async def replay_one() -> Message:
+                nonlocal first
+                if first is not None:
+                    sent, first = first, None
+                    return sent
+                return await receive()
+
+            return replay_one
+        last = len(chunks) - 1
         pending = [
             {"type": "http.request", "body": chunk, "more_body": i < last}
-            for i, chunk in enumerate(self._body)
+            for i, chunk in enumerate(chunks)
         ] or [{"type": "http.request", "body": b"", "more_body": False}]
         pending.reverse()
 
@@ -147,7 +174,6 @@ class RequestState:
             self.provenance.finish(EMPTY_DIGEST, None)
             return
         chunks, self._chunks = self._chunks, []
-        self._body = chunks
         provenance = self.provenance
         try:  # digested and sealed by the spool's writer, off this event loop
             digest, seal = await self._spool.record(

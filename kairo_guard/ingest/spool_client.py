@@ -64,6 +64,8 @@ class SpoolProcessClient:
         self._starting: asyncio.Future[None] | None = None
         self._pending: dict[int, asyncio.Future[tuple[str, str]]] = {}
         self._seq = 0
+        self._queued: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def record(
         self, tenant: str, chunks: list[bytes], source: str, meta: bytes
@@ -73,6 +75,9 @@ class SpoolProcessClient:
         Raises:
             StoreError: the writer could not record it (or is too far behind).
         """
+        if self._loop is not asyncio.get_running_loop():  # first use, or another loop
+            self.close()
+            self._loop = asyncio.get_running_loop()
         if self._stdin is None:
             await self._start()
         stdin = self._stdin
@@ -81,10 +86,22 @@ class SpoolProcessClient:
         if stdin.get_write_buffer_size() > MAX_BUFFERED:
             raise StoreError("the spool writer is behind")
         self._seq = seq = self._seq + 1
-        future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[str, str]] = loop.create_future()
         self._pending[seq] = future
-        stdin.writelines(request_parts(seq, tenant.encode(), source.encode("ascii"), meta, chunks))
+        queued = self._queued
+        if not queued:  # one pipe write for every body of this loop iteration
+            loop.call_soon(self._flush)
+        queued += request_parts(seq, tenant.encode(), source.encode("ascii"), meta, chunks)
         return await future
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        stdin = self._stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.writelines(queued)
+        else:
+            self.lost("the spool writer is not running")
 
     async def _start(self) -> None:
         if self._starting is not None:  # another request is starting it
@@ -140,7 +157,12 @@ class SpoolProcessClient:
                 future.set_exception(StoreError(f"{reason}: the body was not recorded"))
 
     def close(self) -> None:
-        """Close the writer's input: it writes what it has and exits."""
+        """Close the writer's input: it writes what it has and exits (bodies it has
+        not acked fail)."""
+        pending, self._pending, self._queued = self._pending, {}, []
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(StoreError("the spool writer was closed"))
         stdin, self._stdin, self._transport = self._stdin, None, None
         if stdin is not None:
             with contextlib.suppress(Exception):

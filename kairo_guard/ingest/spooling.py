@@ -54,6 +54,9 @@ WRITER_MODES = ("process", "thread")
 BACKLOG_EVERY = 0.2
 """Seconds between measurements of the backlog (never per request)."""
 logger = logging.getLogger("kairo_guard.ingest.spooling")
+_PID = [os.getpid()]
+"""This process's id, kept current across forks (``os.getpid`` is a system call)."""
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 class IngestSpool:
@@ -101,10 +104,11 @@ class IngestSpool:
         Raises:
             StoreError: it could not be recorded (the middleware answers 503).
         """
-        if self._pid != os.getpid():  # first use, or a forked child: start ours
+        if self._pid != _PID[0]:  # first use, or a forked child: start ours
             self._start()
-        if self._client is not None:
-            return await self._client.record(tenant, chunks, source, meta)
+        client = self._client
+        if client is not None:
+            return await client.record(tenant, chunks, source, meta)
         if self._writer is None:
             raise StoreError("the spool writer is not running")
         sealer = self._guard.sealer.seal_spooled
@@ -120,11 +124,15 @@ class IngestSpool:
         now = time.monotonic()
         if now - self._backlog_at >= BACKLOG_EVERY:
             self._backlog_at = now
-            self.backlog_bytes = backlog(self.directory).pending_bytes
+            try:
+                self.backlog_bytes = backlog(self.directory).pending_bytes
+            except StoreError:  # unmeasured; writing decides (a body not recorded is a 503)
+                logger.exception("cannot measure the spool's backlog")
+                return False
         return self.backlog_bytes > self.max_backlog
 
     def _start(self) -> None:
-        self._pid = os.getpid()
+        self._pid = _PID[0]
         if self.writer_mode == "process":
             settings = self._guard.settings
             self._client = SpoolProcessClient(
@@ -146,7 +154,7 @@ class IngestSpool:
 
     def close(self) -> None:
         """Make what is queued durable, stop an indexer of ours (it drains first)."""
-        if self._pid == os.getpid():
+        if self._pid == _PID[0]:
             if self._writer is not None:
                 self._writer.close()
             if self._client is not None:

@@ -124,11 +124,17 @@ def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
 
 
 def segments(directory: Path) -> list[Path]:
-    """The spool's segments, oldest first."""
+    """The spool's segments, oldest first (none when the spool does not exist yet).
+
+    Raises:
+        StoreError: the spool cannot be read.
+    """
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(SEGMENT_SUFFIX))
     except FileNotFoundError:
         return []
+    except OSError as exc:  # not a directory, no permission, I/O error: say so
+        raise StoreError(f"cannot read the spool {directory}: {exc}") from exc
     return [directory / n for n in names]
 
 
