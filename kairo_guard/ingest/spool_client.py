@@ -31,6 +31,10 @@ class _WriterProtocol(asyncio.SubprocessProtocol):
     def __init__(self, client: SpoolProcessClient) -> None:
         self._client = client
         self._acks = bytearray()
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
 
     def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
         if fd == 1:
@@ -38,11 +42,15 @@ class _WriterProtocol(asyncio.SubprocessProtocol):
             self._client.acked(read_acks(self._acks))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd in (0, 1):
-            self._client.lost(f"the spool writer's pipe closed ({exc or 'end of file'})")
+        if fd in (0, 1) and self._transport is not None:
+            reason = f"the spool writer's pipe closed ({exc or 'end of file'})"
+            self._client.lost(reason, self._transport)
 
     def process_exited(self) -> None:
-        self._client.lost("the spool writer exited")
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            self._client.lost("the spool writer exited", transport)
+            transport.close()  # it has exited: closing only releases the pipes
 
 
 class SpoolProcessClient:
@@ -144,8 +152,11 @@ class SpoolProcessClient:
             else:
                 future.set_exception(StoreError(ack.reason))
 
-    def lost(self, reason: str) -> None:
-        """Fail every body not acked; the next body starts a new writer."""
+    def lost(self, reason: str, transport: asyncio.BaseTransport | None = None) -> None:
+        """Fail every body not acked; the next body starts a new writer. From the
+        protocol of a writer that is no longer ours (closed), nothing happens."""
+        if transport is not None and transport is not self._transport:
+            return
         if self._transport is not None:
             logger.error("%s", reason)
             with contextlib.suppress(Exception):
