@@ -67,7 +67,7 @@ class SQLiteTenantData:
         self, fingerprints: Iterable[tuple[int, TenantId]], provenance: Iterable[ProvenanceRow]
     ) -> None:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.record_ingested`."""
-        pairs = list(fingerprints)
+        pairs = sorted(fingerprints)  # in key order: the B-trees are walked, not jumped
         for tenant in {tenant for _, tenant in pairs}:
             validate_tenant(tenant)
         rows = [
