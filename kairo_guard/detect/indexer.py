@@ -40,6 +40,7 @@ from kairo_guard.store.spool import (
     indexer_lock,
     read_segment,
     remove_segment,
+    resync,
     segments,
     set_indexed_offset,
     snapshot,
@@ -137,7 +138,9 @@ class SpoolIndexer:
                     set_indexed_offset(segment, pos)
                     total += len(read.records)
                 if read.tail and done:
-                    pos = self._skip_torn_tail(segment, pos)
+                    pos = self._skip_damage(segment, pos)
+                    if pos < _size(segment):
+                        continue  # records after the damage are read too
                 if not read.records:
                     break
             if done and pos >= _size(segment):
@@ -152,16 +155,20 @@ class SpoolIndexer:
             total += count
         return total
 
-    def _skip_torn_tail(self, segment: Path, pos: int) -> int:
+    def _skip_damage(self, segment: Path, pos: int) -> int:
+        """Skip a record that is cut short or fails its CRC in a finished segment: to
+        the next valid record (damage: audited as ``spool.damaged``), or to the end (a
+        torn tail, never acknowledged: the fdatasync that would have covered it did not
+        return; audited as ``spool.torn_tail``)."""
         size = _size(segment)
-        if size > pos:
-            # never acknowledged: the fdatasync that would have covered it did not return
-            self._audit.append(
-                {"event": "spool.torn_tail", "segment": segment.name, "bytes": size - pos}
-            )
-            self._audit.flush()
-            set_indexed_offset(segment, size)
-        return size
+        if size <= pos:
+            return size
+        found = resync(segment, pos)
+        event, to = ("spool.torn_tail", size) if found is None else ("spool.damaged", found)
+        self._audit.append({"event": event, "segment": segment.name, "bytes": to - pos})
+        self._audit.flush()
+        set_indexed_offset(segment, to)
+        return to
 
     def _commit(self, records: list[SpoolRecord]) -> None:
         fingerprints: list[tuple[int, TenantId]] = []
@@ -261,8 +268,9 @@ def wait_indexed(
         with indexer_lock(indexer.directory, wait=False) as mine:
             if mine:
                 indexer.drain()
-                continue
-        if clock() >= deadline:
+        if covered(taken):
+            return
+        if clock() >= deadline:  # (a record a live writer has not finished stays short)
             pending = sum(size - indexed_offset(seg) for seg, size in taken.items())
             raise IndexLagging(
                 f"the fingerprint index is behind ingestion by {max(pending, 0)} bytes after "

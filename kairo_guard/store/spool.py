@@ -123,6 +123,31 @@ def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
             at = end
 
 
+def resync(path: Path, start: int) -> int | None:
+    """The offset of the first whole, valid record after ``start`` (a record that failed
+    its CRC there), or None: reading resumes past a damaged record instead of taking
+    everything after it for a torn tail."""
+    with open(path, "rb") as f:
+        f.seek(start + 1)
+        data = f.read()
+    limit = len(data) - _HEADER.size
+    at = 0
+    while at <= limit:
+        at = data.find(b"\x01", at + 8)  # the kind byte of a body record
+        if at < 0:
+            return None
+        head = at - 8
+        length, crc = struct.unpack_from("<II", data, head)
+        end = at + 1 + length
+        if end <= len(data) and zlib.crc32(data[at + 1 : end]) == crc:
+            try:
+                _decode(data[at + 1 : end])
+            except (UnicodeDecodeError, struct.error):
+                continue
+            return start + 1 + head
+    return None
+
+
 def segments(directory: Path) -> list[Path]:
     """The spool's segments, oldest first (none when the spool does not exist yet).
 
