@@ -146,8 +146,13 @@ class RequestState:
             provenance.finish(digest, seal)
         else:
             provenance.finish(EMPTY_DIGEST, None)
-        if len(chunks) == 1:  # the common case: the body came in one message
-            first: Message | None = message
+        if len(chunks) == 1:  # the common case: one message with data (and maybe an
+            # empty last one): the app gets the data in one message
+            first: Message | None = (
+                message
+                if message.get("body") is chunks[0]
+                else {"type": "http.request", "body": chunks[0], "more_body": False}
+            )
 
             async def replay_one() -> Message:
                 nonlocal first
