@@ -11,6 +11,7 @@ are answered first, the index catches up in the time they leave.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -46,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    ring = KeyRing.from_json(read_ring(sys.stdin.fileno()))
+    stdin = sys.stdin.fileno()
+    ring = KeyRing.from_json(read_ring(stdin))
 
     def lifeline() -> None:
-        sys.stdin.buffer.read()  # returns at end of file: the parent is gone
+        # the raw descriptor, not sys.stdin: a buffered read still blocked at exit
+        # aborts the interpreter ("could not acquire lock for <stdin>")
+        with contextlib.suppress(OSError):
+            while os.read(stdin, 1 << 16):  # returns b"" at end of file: parent gone
+                pass
         stop.set()
 
     threading.Thread(target=lifeline, daemon=True).start()

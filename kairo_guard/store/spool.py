@@ -130,10 +130,9 @@ def resync(path: Path, start: int) -> int | None:
     with open(path, "rb") as f:
         f.seek(start + 1)
         data = f.read()
-    limit = len(data) - _HEADER.size
-    at = 0
-    while at <= limit:
-        at = data.find(b"\x01", at + 8)  # the kind byte of a body record
+    at = 7  # a kind byte has its length and CRC (8 bytes) before it
+    while True:
+        at = data.find(b"\x01", at + 1)  # the kind byte of a body record
         if at < 0:
             return None
         head = at - 8
