@@ -225,7 +225,9 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--secs", type=float, default=8, help="measured load per app and round")
-    p.add_argument("--warmup", type=float, default=3, help="load before it, not counted")
+    p.add_argument(
+        "--warmup", type=float, default=8, help="load before it, not counted (as the harness)"
+    )
     p.add_argument("--conns", type=int, default=32)
     p.add_argument("--sizes", default="1024,65536", help="body sizes in bytes")
     p.add_argument("--text", choices=("filler", "prose", "both"), default="filler")

@@ -279,13 +279,23 @@ def wait_indexed(
         time.sleep(poll)
 
 
-def serve(indexer: SpoolIndexer, stop: Callable[[], bool], *, idle: float = 0.005) -> None:
+def serve(
+    indexer: SpoolIndexer,
+    stop: Callable[[], bool],
+    *,
+    pause: float = 0.05,
+    full_batch: int = 512,
+) -> None:
     """Index the spool until ``stop()`` says so, then drain it (the indexer process).
 
-    Waits for the indexer lock first: one indexer at a time per spool.
+    Waits for the indexer lock first: one indexer at a time per spool. After a pass
+    that found fewer than ``full_batch`` bodies it pauses ``pause`` seconds, so that
+    under a steady trickle a pass (one transaction, one audit fsync) covers many bodies
+    instead of competing with the spool's own fsyncs for the disk; a check at a shared
+    sink that finds the spool behind indexes it itself or waits at most that long more.
     """
     with indexer_lock(indexer.directory, wait=True):
         while not stop():
-            if not indexer.pass_once():
-                time.sleep(idle)
+            if indexer.pass_once() < full_batch:
+                time.sleep(pause)
         indexer.drain()

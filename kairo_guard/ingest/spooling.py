@@ -180,6 +180,9 @@ def _spawn_indexer(guard: Guard) -> subprocess.Popen[bytes]:
         cmd += ["--config", str(settings.config_file)]
     # stdin is the lifeline: the child drains the spool and exits at its end of file
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+    # at once, not once it has imported itself: its start-up must not slow requests
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(child.pid, os.SCHED_IDLE, os.sched_param(0))
     stdin = child.stdin
     if stdin is not None:
         stdin.write(ring_message(guard.keys.to_json()))
