@@ -49,17 +49,7 @@ class SQLiteTenantData:
 
     def add_provenance(self, rows: Iterable[ProvenanceRow]) -> None:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.add_provenance`."""
-        values = [
-            (
-                r.digest,
-                validate_tenant(r.tenant),
-                r.data_class,
-                r.source,
-                r.created_at,
-                r.expires_at,
-            )
-            for r in rows
-        ]
+        values = _provenance_values(rows)
         with self.db.write() as db:
             db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", values)
 
@@ -70,17 +60,7 @@ class SQLiteTenantData:
         pairs = sorted(fingerprints)  # in key order: the B-trees are walked, not jumped
         for tenant in {tenant for _, tenant in pairs}:
             validate_tenant(tenant)
-        rows = [
-            (
-                r.digest,
-                validate_tenant(r.tenant),
-                r.data_class,
-                r.source,
-                r.created_at,
-                r.expires_at,
-            )
-            for r in provenance
-        ]
+        rows = _provenance_values(provenance)
         with self.db.write() as db:
             db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", pairs)
             db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -158,3 +138,11 @@ class SQLiteTenantData:
             self.db.query("PRAGMA secure_delete = OFF")
         self.db.query("PRAGMA wal_checkpoint(TRUNCATE)")
         return dict(zip(TENANT_TABLES, counts, strict=True))
+
+
+def _provenance_values(rows: Iterable[ProvenanceRow]) -> list[tuple[object, ...]]:
+    """Provenance rows as the table's columns, each tenant id checked."""
+    return [
+        (r.digest, validate_tenant(r.tenant), r.data_class, r.source, r.created_at, r.expires_at)
+        for r in rows
+    ]
