@@ -10,8 +10,10 @@ No seal without index: customer content given to :meth:`Sealer.seal` (and
 :meth:`Sealer.label_record`) is put in the fingerprint net before it is sealed, so a
 copy of it cannot later be vouched for as operator data or pass a shared sink; if it
 cannot be indexed, it is not sealed. :meth:`Sealer.seal_digest` has no text to index:
-its caller indexes the content (the middleware does, as the body streams). Usage
-telemetry is not indexed: see :class:`Sealer`.
+its caller indexes the content. :meth:`Sealer.seal_spooled` seals a body that goes,
+with its seal, into the ingestion spool, whose indexer fingerprints it; checks at
+shared sinks wait for that index (the watermark). Usage telemetry is not indexed: see
+:class:`Sealer`.
 """
 
 from __future__ import annotations
@@ -120,9 +122,9 @@ class Sealer:
         """Seal content known only by its digest (a streamed body) as restricted data.
 
         A digest carries no text, so nothing is indexed here: the caller must have put
-        customer content in the fingerprint net before asking for its seal (the
-        middleware indexes a request body as it streams, then seals its digest). Content
-        at hand goes through :meth:`seal`, which indexes it.
+        customer content in the fingerprint net before asking for its seal. Content at
+        hand goes through :meth:`seal`, which indexes it; a request body goes through
+        the ingestion spool (:meth:`seal_spooled`).
 
         ``audit`` adds fields to the audit entry of the sealing.
 
