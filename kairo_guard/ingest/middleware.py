@@ -193,6 +193,11 @@ class GuardMiddleware:
             strip_kairo_baggage(scope)  # only a verified token counts, and only here
         with serving_tenant(tenant):
             if kind == "websocket":
+                if self.spool.overloaded:  # as for http: shed load while the index lags
+                    self._audit(tenant, scope, status=503, rule=SPOOL_FULL)
+                    detail = "ingestion is behind: the spool is full, retry later"
+                    await self._deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
+                    return
                 scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
                 await self.app(scope, self._indexing_receive(receive, tenant), send)
             else:

@@ -175,3 +175,35 @@ def test_when_bodies_are_spooled_then_the_backlog_counts_their_bytes_until_index
     assert time.monotonic() - started < 10
     assert backlog(guard.spool_directory).pending_bytes == 0
     appender.close()
+
+
+def test_when_the_spool_is_over_its_limit_then_a_websocket_is_refused_before_it_is_accepted(
+    tiny: Guard,
+) -> None:
+    from kg_testing import running_server
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+    from websockets.sync.client import connect as ws_connect
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+
+    app = GuardMiddleware(
+        Starlette(routes=[WebSocketRoute("/chat", chat)]), guard=tiny, indexer="none"
+    )
+    key = new_api_key(tiny.store, "acme")
+    appender = SegmentAppender(tiny.spool_directory)
+    assert appender.append([encode_body("acme", "", b"x" * 200)]) is None  # over 64 bytes
+    appender.close()
+    headers = {"authorization": f"Bearer {key}"}
+    with running_server(app) as url:
+        ws_url = url.replace("http://", "ws://") + "/chat"
+        with pytest.raises(Exception, match="403"):  # refused before the handshake completes
+            ws_connect(ws_url, additional_headers=headers)
+        assert [e for e in _audit(tiny) if e.get("rule") == SPOOL_FULL]
+        tiny.wait_indexed()
+        time.sleep(BACKLOG_EVERY + 0.05)  # the next measurement sees the empty spool
+        with ws_connect(ws_url, additional_headers=headers) as ws:
+            ws.send("hello")
+            assert ws.recv() == "hello"
