@@ -34,7 +34,10 @@ def library_state() -> tuple[str, float]:
 
     h = hashlib.sha256()
     newest = 0.0
-    for f in sorted(Path(kairo_guard.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    root = Path(kairo_guard.__file__).parent
+    for f in sorted(root.rglob("*")):  # every source of every subpackage, the C core too
+        if f.suffix not in (".py", ".c", ".tsv") or "__pycache__" in f.parts:
+            continue
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
         newest = max(newest, f.stat().st_mtime)
     return h.hexdigest()[:16], newest
