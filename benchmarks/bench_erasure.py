@@ -83,16 +83,7 @@ def _fill(guard: Guard, tenant: str, n: int, seed: int) -> list[dict[str, Any]]:
             fps |= guard.fingerprints.fingerprinter.of_record(body)
             record = guard.label_record(body, tenant=tenant, source="agent-run:bench")
             label = guard.open_seal(record[SEAL_FIELD])
-            rows.append(
-                ProvenanceRow(
-                    label.digest,
-                    tenant,
-                    label.data_class.value,
-                    label.source,
-                    label.created_at,
-                    label.expires_at,
-                )
-            )
+            rows.append(ProvenanceRow.of_label(label, tenant))
             records.append(record)
         guard.store.add_fingerprints(tenant, fps)
         guard.store.add_provenance(rows)

@@ -213,16 +213,7 @@ class SpoolIndexer:
             label = self._codec.open(record.seal)
         except SealError as exc:  # indexed all the same, under the record's tenant
             return {**entry, "error": f"spooled seal does not verify: {exc}"}
-        rows.append(
-            ProvenanceRow(
-                label.digest,
-                tenant,
-                label.data_class.value,
-                label.source,
-                label.created_at,
-                label.expires_at,
-            )
-        )
+        rows.append(ProvenanceRow.of_label(label, tenant))
         entry = {
             "event": "seal",
             "class": label.data_class.value,

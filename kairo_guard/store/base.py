@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kairo_guard.core.types import TenantId
+from kairo_guard.core.types import DataClass, TenantId
 
 DEFAULT_SCOPE = "fine-tune"
 """The scope word an agreement needs to permit a tenant fine-tune."""
@@ -107,6 +107,21 @@ class ModelInfo:
     """For shared models: the shared sink (``name`` and kind) it was registered from."""
 
 
+class LabelFields(Protocol):
+    """What a provenance row takes from a label (:class:`~kairo_guard.core.seal.Label`)."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def data_class(self) -> DataClass: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def created_at(self) -> int: ...
+    @property
+    def expires_at(self) -> int | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProvenanceRow:
     """One sealed piece of a tenant's content, by digest: never the content itself."""
@@ -117,6 +132,18 @@ class ProvenanceRow:
     source: str
     created_at: int
     expires_at: int | None
+
+    @classmethod
+    def of_label(cls, label: LabelFields, tenant: TenantId) -> ProvenanceRow:
+        """The row of a tenant's verified label."""
+        return cls(
+            label.digest,
+            tenant,
+            label.data_class.value,
+            label.source,
+            label.created_at,
+            label.expires_at,
+        )
 
 
 class DatasetStore(Protocol):

@@ -1,8 +1,10 @@
 """The ingestion spool: request bodies made durable in group commits, indexed later.
 
 Ingestion answers a request once its body is on disk, not once it is fingerprinted:
-:class:`SpoolWriter` appends each sealed body to a segment file from a thread of its
-own, and many requests share one ``write`` and one ``fdatasync`` (group commit). The
+a spool writer (a process of the service by default, :mod:`kairo_guard.ingest.spool_main`;
+or a thread, :mod:`kairo_guard.store.spool_writer`) appends each sealed body to a segment
+file through :class:`SegmentAppender`, and many requests share one ``write`` and one
+``fdatasync`` (group commit). The
 indexer (:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in
 batches and records how far it got; a check at a shared sink waits until everything
 accepted before it started is indexed (:func:`covered`).

@@ -65,7 +65,7 @@ class BodyJob:
 
 
 _Job = bytes | BodyJob
-_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"] | threading.Event
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 class SpoolWriter:
@@ -96,17 +96,6 @@ class SpoolWriter:
         future: asyncio.Future[Any] = loop.create_future()
         self._enqueue(job, (loop, future))
         return future
-
-    def write(self, job: _Job, timeout: float = 30.0) -> None:
-        """Append a record or job and wait until it is durable (from any thread).
-
-        Raises:
-            StoreError: if it could not be written in time.
-        """
-        done = threading.Event()
-        self._enqueue(job, done)
-        if not done.wait(timeout) or getattr(done, "error", None):
-            raise StoreError(f"spool write failed: {getattr(done, 'error', 'timed out')}")
 
     def _enqueue(self, job: _Job, waiter: _Waiter) -> None:
         if self._closing:
@@ -154,12 +143,8 @@ class SpoolWriter:
 
 def _release(waiters: list[_Waiter], error: str | None) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
-    for waiter in waiters:
-        if isinstance(waiter, threading.Event):
-            waiter.error = error  # type: ignore[attr-defined]
-            waiter.set()
-        else:
-            by_loop.setdefault(waiter[0], []).append(waiter[1])
+    for loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
     for loop, futures in by_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             loop.call_soon_threadsafe(_settle, futures, error)

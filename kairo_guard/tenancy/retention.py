@@ -209,15 +209,7 @@ class Retention:
         label = self._codec.open(seal)
         if label.tenant is None:
             raise ValueError("only a tenant's seals have provenance rows")
-        row = ProvenanceRow(
-            label.digest,
-            label.tenant,
-            label.data_class.value,
-            label.source,
-            label.created_at,
-            label.expires_at,
-        )
-        self._store.add_provenance([row])
+        self._store.add_provenance([ProvenanceRow.of_label(label, label.tenant)])
 
     def sweep(self, *, dry_run: bool = False) -> SweepReport:
         """Delete expired dataset records and provenance rows; audit and return what went.

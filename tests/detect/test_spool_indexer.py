@@ -19,6 +19,7 @@ import orjson
 import pytest
 from corpus import prose
 from kg_testing import make_guard, sealed_record
+from procs import child_pids
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -209,19 +210,7 @@ def test_when_the_indexer_runs_as_a_thread_then_the_spool_drains_without_a_check
 
 
 def _indexer_children() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"kairo_guard.ingest.indexer_main" in argv:
-            pids.append(int(entry))
-    return pids
+    return child_pids(os.getpid(), b"kairo_guard.ingest.indexer_main")
 
 
 def test_when_the_indexer_runs_as_a_process_then_it_is_idle_priority_and_drains_the_spool(

@@ -27,6 +27,7 @@ import httpx
 import orjson
 import pytest
 from kg_testing import make_guard
+from procs import child_pids
 
 from kairo_guard import KeyRing
 from kairo_guard.ingest.apikeys import new_api_key
@@ -59,14 +60,7 @@ def _prose(seed: int) -> str:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-    return found
+    return child_pids(pid)
 
 
 @contextlib.contextmanager

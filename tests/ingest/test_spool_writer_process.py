@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from kg_testing import make_guard
+from procs import child_pids
 
 from kairo_guard import Guard, KeyRing
 from kairo_guard.core.exceptions import StoreError
@@ -43,20 +44,8 @@ def explicit(tmp_path: Path) -> Iterator[Guard]:
 
 
 def _writers(home: Path) -> list[int]:
-    """Pids of this process's spool writer children for ``home`` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and WRITER_MODULE.encode() in argv and str(home).encode() in argv:
-            found.append(int(entry))
-    return found
+    """Pids of this process's spool writer children for ``home``."""
+    return child_pids(os.getpid(), WRITER_MODULE.encode(), str(home).encode())
 
 
 def _gone(pid: int) -> bool:
