@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from kairo_guard.core.types import TenantId, validate_tenant
 
@@ -42,15 +42,25 @@ def tenant_context(tenant: TenantId) -> Iterator[TenantId]:
         _CURRENT_TENANT.reset(token)
 
 
-@contextmanager
-def serving_tenant(tenant: TenantId) -> Iterator[TenantId]:
+class serving_tenant:
     """Run the ``with`` block as serving ``tenant``, whatever context encloses it.
 
     For the middleware: the caller it authenticated decides whose request this is, not
-    any context the server itself runs in. Scripts use :func:`tenant_context`.
+    any context the server itself runs in. Scripts use :func:`tenant_context`. (A class,
+    not a generator: it is entered on every request.)
     """
-    token = _CURRENT_TENANT.set(tenant)
-    try:
-        yield tenant
-    finally:
-        _CURRENT_TENANT.reset(token)
+
+    __slots__ = ("_tenant", "_token")
+
+    def __init__(self, tenant: TenantId) -> None:
+        self._tenant = tenant
+        self._token: Token[TenantId | None] | None = None
+
+    def __enter__(self) -> TenantId:
+        self._token = _CURRENT_TENANT.set(self._tenant)
+        return self._tenant
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CURRENT_TENANT.reset(self._token)
+            self._token = None

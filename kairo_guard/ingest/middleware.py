@@ -38,13 +38,14 @@ from typing import Any
 import orjson
 
 from kairo_guard.core.context import serving_tenant
-from kairo_guard.core.exceptions import AuthenticationError
+from kairo_guard.core.exceptions import AuthenticationError, StoreError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
 from kairo_guard.enforce.ledger import audit_sink_name
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
+from kairo_guard.ingest.fast_path import FastPath
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.request_state import (
     BODY_ERRORS,
@@ -145,12 +146,32 @@ class GuardMiddleware:
         )
         self.source = source
         self.spool = IngestSpool(guard, indexer=indexer)
+        self._fast = (
+            None
+            if self._verifier is None
+            else FastPath(
+                self._verifier,
+                self.routes,
+                self.spool,
+                guard.telemetry,
+                self._other_credentials,
+                min(self.max_body_bytes, READ_AHEAD_BYTES),
+            )
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        if kind == "http":
+            admitted = self._fast.admit(scope) if self._fast is not None else None
+            if admitted is not None:
+                await self._fast_http(scope, receive, send, *admitted)
+                return
+        elif kind != "websocket":
             await self.app(scope, receive, send)
             return
+        await self._general(scope, receive, send)
+
+    async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         if path in self.routes.public_paths:
             with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
@@ -164,7 +185,7 @@ class GuardMiddleware:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         kind = scope["type"]
-        tenant = self._known_bearer(scope) if self._verifier is not None else None
+        tenant = self._fast.known_bearer(scope) if self._fast is not None else None
         fast = tenant is not None
         if tenant is None:
             tenant = await self._resolve(scope, receive, send)
@@ -202,24 +223,6 @@ class GuardMiddleware:
                 await self.app(scope, self._indexing_receive(receive, tenant), send)
             else:
                 await self._http(scope, receive, send, tenant)
-
-    def _known_bearer(self, scope: Scope) -> TenantId | None:
-        """The tenant of a request whose only credential is one ``Bearer`` API key
-        verified within the last second (the common case: no store read, no thread),
-        or None: then every resolver decides (:meth:`_resolve`)."""
-        auth = None
-        others = self._other_credentials
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                if auth is not None:
-                    return None
-                auth = value
-            elif name in others:
-                return None
-        if auth is None or auth[:7] != b"Bearer ":
-            return None
-        verifier = self._verifier
-        return verifier.cached(auth[7:].strip().decode("latin-1")) if verifier else None
 
     async def _resolve(self, scope: Scope, receive: Receive, send: Send) -> TenantId | None:
         """Every resolver's say on the caller; None once the request is answered."""
@@ -270,6 +273,46 @@ class GuardMiddleware:
         if sink.kind.shared or sink.tenant != tenant:
             return False
         return self.guard.tenancy.agreements.active(tenant)
+
+    async def _fast_http(
+        self, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
+    ) -> None:
+        """A request :class:`FastPath` admitted: its one body message spooled, then the
+        app run with the seal in the response. Anything unexpected (a body in several
+        messages or not of its declared size, a client gone, a spool that cannot take
+        it) is handed to the general path, from the message read on."""
+        message = await receive()
+        body = message.get("body", b"")
+        if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
+            await self._general(scope, _replay(message, receive), send)
+            return
+        meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
+        try:
+            digest, seal = await self.spool.record(tenant, [body], self.source, meta)
+        except StoreError:  # the general path answers 503 if it fails again
+            await self._general(scope, _replay(message, receive), send)
+            return
+        provenance = scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
+        provenance.size = size
+        provenance.finish(digest, seal)
+        header = (PROVENANCE_HEADER, seal.encode("ascii"))
+        status = 0
+
+        async def app_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            with serving_tenant(tenant):
+                await self.app(scope, _replay(message, receive), app_send)
+        finally:  # an accepted body's request is audited by the spool's indexer
+            if not 0 < status < 400:
+                self._audit(tenant, scope, status=status or None, provenance=provenance)
+            decision = "allow" if 0 < status < 400 else "deny"
+            self.guard.telemetry.count_request(decision, status, size)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
         declared = content_length(scope.get("headers", ()))
@@ -384,6 +427,20 @@ _STATUS_WORDS = {
     413: "too_large",
     503: "unavailable",
 }
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """``receive`` that hands out ``first`` before what ``receive`` brings."""
+    pending: Message | None = first
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending is not None:
+            message, pending = pending, None
+            return message
+        return await receive()
+
+    return replay
 
 
 def _default_resolver(guard: Guard, verifier: ApiKeyVerifier | None) -> TenantResolver:

@@ -1,0 +1,119 @@
+"""The middleware's common request, admitted with the least work on the event loop.
+
+Most requests to an ingestion service are alike: one ``Bearer`` API key verified in the
+last second, a declared body small enough to read ahead, a route that feeds no sink and
+serves no model, no tracing context to continue. :meth:`FastPath.admit` recognizes them
+in one pass over the headers, with the route's verdict cached per path; the middleware
+then serves them without the general path's per-request objects
+(:meth:`~kairo_guard.ingest.middleware.GuardMiddleware`). Anything else (another
+credential, signed baggage, a ``traceparent``, a recording tracer, a guarded, public or
+unsure route, a body of unknown, zero or large size, a spool over its limit) goes the
+general way, which decides the same requests the same way, only with more work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from opentelemetry import context
+
+from kairo_guard.core.types import TenantId
+from kairo_guard.ingest.apikeys import ApiKeyVerifier
+from kairo_guard.ingest.routing import NO_ROUTE, RouteTable, route_path
+from kairo_guard.ingest.spooling import IngestSpool
+from kairo_guard.otel.instrumentation import GuardTelemetry
+
+Scope = MutableMapping[str, Any]
+ROUTE_CACHE_SIZE = 4096
+"""Paths whose route verdict is remembered (the cache is emptied when full)."""
+TRACE_HEADERS = frozenset({b"traceparent", b"baggage"})
+"""Headers that need the general path's tracing work."""
+
+
+class FastPath:
+    """Admits the common request (see the module docstring).
+
+    Args:
+        verifier: the API key verifier (its cache of recently verified keys).
+        routes: the middleware's route table.
+        spool: the ingestion spool (its backlog limit).
+        telemetry: the guard's telemetry (is a tracer recording).
+        credential_headers: headers naming a caller other than by API key (lower case).
+        max_size: the largest declared body admitted.
+    """
+
+    __slots__ = ("_max", "_other", "_plain", "_routes", "_slow", "_spool", "_telemetry",
+                 "_verifier")  # fmt: skip
+
+    def __init__(
+        self,
+        verifier: ApiKeyVerifier,
+        routes: RouteTable,
+        spool: IngestSpool,
+        telemetry: GuardTelemetry,
+        credential_headers: Iterable[bytes],
+        max_size: int,
+    ) -> None:
+        self._verifier = verifier
+        self._routes = routes
+        self._spool = spool
+        self._telemetry = telemetry
+        self._other = frozenset(credential_headers)
+        self._slow = self._other | TRACE_HEADERS
+        self._max = max_size
+        self._plain: dict[tuple[Any, Any, Any], bool] = {}
+
+    def known_bearer(self, scope: Scope) -> TenantId | None:
+        """The tenant of a request whose only credential is one ``Bearer`` API key
+        verified within the last second (no store read, no thread), or None: then every
+        resolver decides."""
+        auth = None
+        others = self._other
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                if auth is not None:
+                    return None
+                auth = value
+            elif name in others:
+                return None
+        if auth is None or auth[:7] != b"Bearer ":
+            return None
+        return self._verifier.cached(auth[7:].strip().decode("latin-1"))
+
+    def admit(self, scope: Scope) -> tuple[TenantId, int] | None:
+        """``(tenant, declared body size)`` for an http request the fast path may serve,
+        else None."""
+        auth = length = None
+        slow = self._slow
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                if auth is not None:
+                    return None
+                auth = value
+            elif name == b"content-length":
+                if length is not None:
+                    return None
+                length = value
+            elif name in slow:
+                return None
+        if auth is None or length is None or auth[:7] != b"Bearer " or not length.isdigit():
+            return None
+        size = int(length)
+        if not 0 < size <= self._max or context.get_current():
+            return None
+        if self._telemetry.active_tracer() is not None or self._spool.overloaded:
+            return None
+        key = (scope.get("path"), scope.get("root_path"), scope.get("raw_path"))
+        plain = self._plain.get(key)
+        if plain is None:
+            path = route_path(scope)
+            routes = self._routes
+            plain = path not in routes.public_paths and routes.match(scope, path) == NO_ROUTE
+            if len(self._plain) >= ROUTE_CACHE_SIZE:
+                self._plain.clear()
+            self._plain[key] = plain
+        if not plain:
+            return None
+        tenant = self._verifier.cached(auth[7:].strip().decode("latin-1"))
+        return None if tenant is None else (tenant, size)
