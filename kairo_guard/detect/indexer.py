@@ -30,6 +30,7 @@ from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
 from kairo_guard.detect.body import read_body
+from kairo_guard.detect.pacing import IndexPacing
 from kairo_guard.detect.winnow import Fingerprinter
 from kairo_guard.store.base import ProvenanceRow
 from kairo_guard.store.spool import (
@@ -44,6 +45,7 @@ from kairo_guard.store.spool import (
     segments,
     set_indexed_offset,
     snapshot,
+    want_index,
 )
 
 logger = logging.getLogger("kairo_guard.detect.indexer")
@@ -255,10 +257,14 @@ def wait_indexed(
     if not taken:
         return
     deadline = clock() + bound
+    asked = False
     while not covered(taken):
         with indexer_lock(indexer.directory, wait=False) as mine:
             if mine:
                 indexer.drain()
+            elif not asked:  # the indexer process stops deferring its passes
+                want_index(indexer.directory)
+                asked = True
         if covered(taken):
             return
         if clock() >= deadline:  # (a record a live writer has not finished stays short)
@@ -274,19 +280,26 @@ def serve(
     indexer: SpoolIndexer,
     stop: Callable[[], bool],
     *,
+    pacing: IndexPacing | None = None,
     pause: float = 0.05,
     full_batch: int = 512,
 ) -> None:
     """Index the spool until ``stop()`` says so, then drain it (the indexer process).
 
-    Waits for the indexer lock first: one indexer at a time per spool. After a pass
-    that found fewer than ``full_batch`` bodies it pauses ``pause`` seconds, so that
-    under a steady trickle a pass (one transaction, one audit fsync) covers many bodies
-    instead of competing with the spool's own fsyncs for the disk; a check at a shared
-    sink that finds the spool behind indexes it itself or waits at most that long more.
+    Waits for the indexer lock first: one indexer at a time per spool. Passes are paced
+    by ``pacing`` (:class:`~kairo_guard.detect.pacing.IndexPacing`: deferred while
+    ingestion is busy, at once when a check waits); None: a pass whenever there is
+    something to index. Between passes it sleeps ``pause`` seconds unless the last pass
+    found a full batch (``full_batch`` bodies or more: there is more to do).
     """
     with indexer_lock(indexer.directory, wait=True):
         while not stop():
-            if indexer.pass_once() < full_batch:
-                time.sleep(pause)
+            if pacing is None or pacing.due():
+                started = time.time()
+                count = indexer.pass_once()
+                if pacing is not None:
+                    pacing.passed(started)
+                if count >= full_batch:
+                    continue
+            time.sleep(pause)
         indexer.drain()

@@ -19,6 +19,7 @@ import threading
 
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.detect.indexer import serve
+from kairo_guard.detect.pacing import IndexPacing
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.spool_wire import read_ring
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=lifeline, daemon=True).start()
     with Guard(home=args.home, config_file=args.config, key=ring) as guard:
-        serve(guard.indexer, stop.is_set)
+        pacing = IndexPacing(guard.spool_directory, guard.settings.limits.spool_max_bytes)
+        serve(guard.indexer, stop.is_set, pacing=pacing)
     return 0
 
 

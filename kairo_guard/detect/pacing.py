@@ -1,0 +1,84 @@
+"""When the spool's indexer process runs a pass: ingestion first, checks never kept waiting.
+
+Indexing the same bodies costs the same CPU whenever it happens, but not the same to the
+service: a pass competes with request handling for the cores and with the spool's
+``fdatasync`` for the disk (its transaction and audit fsyncs). :class:`IndexPacing`
+therefore defers passes while ingestion is busy, and runs one as soon as any of these
+holds:
+
+- a check at a shared sink (or operator vetting) waits for the watermark (it touched the
+  spool's ``wanted`` file: :func:`~kairo_guard.store.spool.want_index`);
+- the backlog reached :data:`DEFER_BYTES` (or a quarter of the spool's limit, if less);
+- nothing was spooled for :data:`QUIET_SECONDS` (ingestion paused);
+- the oldest unindexed body has waited :data:`MAX_DEFER_SECONDS`.
+
+So under steady load the index lags by at most about :data:`MAX_DEFER_SECONDS` (plus a
+pass) or the backlog bound; a waiting check ends the deferral at once, and is never
+answered from a stale index: it waits for the watermark or blocks (``index.lagging``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kairo_guard.store.spool import backlog, wanted_at
+
+DEFER_BYTES = 256 << 20
+"""Backlog past which the indexer no longer defers."""
+QUIET_SECONDS = 0.25
+"""Ingestion paused this long: index now."""
+MAX_DEFER_SECONDS = 30.0
+"""The longest an unindexed body waits for a pass while ingestion stays busy."""
+
+
+class IndexPacing:
+    """Decides, between passes, whether the indexer should run one now.
+
+    Args:
+        directory: the spool directory.
+        max_backlog: the spool's limit (``limits.spool_max_bytes``); deferral stops at a
+            quarter of it, or :data:`DEFER_BYTES` if less.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        max_backlog: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.defer_bytes = min(DEFER_BYTES, max(1, max_backlog // 4))
+        self._clock = clock
+        self._pending = 0
+        self._changed = 0.0
+        self._waiting_since: float | None = None
+        self._served = time.time()  # wall clock, as file times are
+
+    def due(self) -> bool:
+        """True when a pass should run now (see the module docstring)."""
+        now = self._clock()
+        pending = backlog(self.directory).pending_bytes
+        if pending <= 0:
+            self._pending, self._waiting_since = 0, None
+            return False
+        if pending != self._pending:
+            self._pending, self._changed = pending, now
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return (
+            wanted_at(self.directory) >= self._served
+            or pending >= self.defer_bytes
+            or now - self._changed >= QUIET_SECONDS
+            or now - self._waiting_since >= MAX_DEFER_SECONDS
+        )
+
+    def passed(self, started: float) -> None:
+        """Record that a pass started at ``started`` (wall clock) ran: a check that asked
+        before then is served; one that asked during it gets another pass."""
+        self._served = started
+        self._waiting_since = None
+        self._pending = 0
