@@ -21,7 +21,7 @@ import sys
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.spool_wire import ack, nack, read_requests, read_ring
-from kairo_guard.store.spool import SegmentAppender, encode_body
+from kairo_guard.store.spool import SegmentAppender, body_parts
 
 READ_BYTES = 8 << 20
 
@@ -47,7 +47,7 @@ def serve(guard: Guard, stdin: int, stdout: int) -> None:
                 except ValueError as exc:
                     acks.append(nack(request.seq, f"cannot seal the body: {exc}"))
                     continue
-                records.append(encode_body(request.tenant, sealed, request.body, request.meta))
+                records += body_parts(request.tenant, sealed, request.body, request.meta)
                 acks.append(ack(request.seq, digest, sealed))
             error = segments.append(records)
             if error is not None:

@@ -67,11 +67,17 @@ class SpoolRecord(NamedTuple):
 def encode_body(tenant: str, seal: str, body: bytes, meta: bytes = b"") -> bytes:
     """Frame a body record (header, tenant, seal, request, body); ``meta`` is cut at
     4,096 bytes."""
+    return b"".join(body_parts(tenant, seal, body, meta))
+
+
+def body_parts(tenant: str, seal: str, body: bytes, meta: bytes = b"") -> list[bytes]:
+    """:func:`encode_body` as buffers to write in order: the framing, then ``body``
+    itself (not copied; its checksum is computed without the interpreter lock when it
+    is large)."""
     t, s, m = tenant.encode(), seal.encode("ascii"), meta[:4096]
-    payload = b"".join(
-        (_FIELD.pack(len(t)), t, _FIELD.pack(len(s)), s, _FIELD.pack(len(m)), m, body)
-    )
-    return _HEADER.pack(len(payload), zlib.crc32(payload), KIND_BODY) + payload
+    fields = b"".join((_FIELD.pack(len(t)), t, _FIELD.pack(len(s)), s, _FIELD.pack(len(m)), m))
+    crc = zlib.crc32(body, zlib.crc32(fields))
+    return [_HEADER.pack(len(fields) + len(body), crc, KIND_BODY) + fields, body]
 
 
 def _decode(payload: bytes) -> tuple[str, str, bytes, bytes]:
@@ -286,8 +292,9 @@ class SegmentAppender:
         self._size = 0
 
     def append(self, records: list[bytes]) -> str | None:
-        """Write ``records`` and make them durable; return None, or why they are not
-        (then the segment is closed: a torn record ends it, the next starts clean)."""
+        """Write ``records`` (whole records, each one buffer or several in order) and
+        make them durable; return None, or why they are not (then the segment is
+        closed: a torn record ends it, the next starts clean)."""
         if not records:
             return None
         try:

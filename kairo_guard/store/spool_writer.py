@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kairo_guard.core.exceptions import StoreError
-from kairo_guard.store.spool import SegmentAppender, encode_body
+from kairo_guard.store.spool import SegmentAppender, body_parts
 
 logger = logging.getLogger("kairo_guard.store.spool_writer")
 
@@ -54,14 +54,15 @@ class BodyJob:
         self.digest = ""
         self.seal = ""
 
-    def frame(self) -> bytes:
-        """Digest, seal and frame the body (the writer calls this)."""
+    def frame(self) -> list[bytes]:
+        """Digest, seal and frame the body (the writer calls this): the record's
+        buffers, the body among them uncopied."""
         body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
         self.chunks = []
         self.digest = hashlib.sha256(body).hexdigest()
         if self._seal is not None:
             self.seal = self._seal(self.digest)
-        return encode_body(self.tenant, self.seal, body, self.meta)
+        return body_parts(self.tenant, self.seal, body, self.meta)
 
 
 _Job = bytes | BodyJob
@@ -132,7 +133,10 @@ class SpoolWriter:
         ok: list[_Waiter] = []
         for job, waiter in batch:
             try:
-                framed.append(job if isinstance(job, bytes) else job.frame())
+                if isinstance(job, bytes):
+                    framed.append(job)
+                else:
+                    framed += job.frame()
             except Exception as exc:  # noqa: BLE001 - that body fails, not the group
                 _release([waiter], f"cannot spool the body: {exc}")
                 continue
