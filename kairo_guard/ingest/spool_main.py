@@ -17,6 +17,7 @@ import hashlib
 import os
 import signal
 import sys
+import threading
 
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.guard import Guard
@@ -27,8 +28,16 @@ READ_BYTES = 8 << 20
 
 
 def serve(guard: Guard, stdin: int, stdout: int) -> None:
-    """Spool what arrives on ``stdin`` until it ends; ack each body on ``stdout``."""
+    """Spool what arrives on ``stdin`` until it ends; ack each body on ``stdout``.
+
+    Two stages overlap: this thread reads, digests, seals and writes each batch; a
+    syncer thread makes what was written durable (one ``fdatasync`` for everything
+    written since its last) and acks it, so the disk works while the next batch is
+    hashed.
+    """
     segments = SegmentAppender(guard.spool_directory)
+    syncer = _Syncer(segments, stdout)
+    syncer.start()
     seal = guard.sealer.seal_spooled
     buffer = bytearray()
     try:
@@ -49,12 +58,62 @@ def serve(guard: Guard, stdin: int, stdout: int) -> None:
                     continue
                 records += body_parts(request.tenant, sealed, request.body, request.meta)
                 acks.append(ack(request.seq, digest, sealed))
-            error = segments.append(records)
-            if error is not None:
-                acks = [nack(int.from_bytes(a[:8], "little"), error) for a in acks]
-            _write_all(stdout, b"".join(acks))
+            error, segment = segments.write(records) if records else (None, 0)
+            syncer.put(acks, error, segment)
     finally:
+        syncer.stop()
         segments.close()
+
+
+class _Syncer(threading.Thread):
+    """Makes written batches durable and acks them (nacks, if a batch was not written
+    or its segment could not be synced)."""
+
+    def __init__(self, segments: SegmentAppender, out: int) -> None:
+        super().__init__(name="kairo-guard-spool-sync", daemon=True)
+        self._segments = segments
+        self._out = out
+        self._queue: list[tuple[list[bytes], str | None, int]] = []
+        self._ready = threading.Condition()
+        self._stopping = False
+        self._failed_upto = 0  # segments up to this one failed a sync: never acked
+
+    def put(self, acks: list[bytes], error: str | None, segment: int) -> None:
+        with self._ready:
+            self._queue.append((acks, error, segment))
+            self._ready.notify()
+
+    def stop(self) -> None:
+        """Sync and ack what is queued, then end."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stopping:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                batches, self._queue = self._queue, []
+            failure, covers = self._segments.sync()  # after the batches: it covers them
+            if failure is not None:
+                self._failed_upto = max(self._failed_upto, covers)
+            out: list[bytes] = []
+            for acks, error, segment in batches:
+                if error is None and segment <= self._failed_upto:
+                    error = failure or "the spool could not be synced"
+                out += acks if error is None else [_nacked(a, error) for a in acks]
+            try:
+                _write_all(self._out, b"".join(out))
+            except OSError:  # the service is gone: nothing waits for these acks
+                return
+
+
+def _nacked(acked: bytes, reason: str) -> bytes:
+    return nack(int.from_bytes(acked[:8], "little"), reason)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -28,6 +28,7 @@ import fcntl
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -288,28 +289,59 @@ class SegmentAppender:
         self.directory = directory
         self._segment_bytes = segment_bytes
         self._sync = sync
+        self._lock = threading.Lock()
         self._fd = -1
         self._size = 0
+        self._segment = 0
+        self._retired: list[int] = []
 
     def append(self, records: list[bytes]) -> str | None:
         """Write ``records`` (whole records, each one buffer or several in order) and
         make them durable; return None, or why they are not (then the segment is
         closed: a torn record ends it, the next starts clean)."""
-        if not records:
-            return None
+        error, _ = self.write(records)
+        return error if error is not None else self.sync()[0]
+
+    def write(self, records: list[bytes]) -> tuple[str | None, int]:
+        """Write ``records`` without waiting for the disk (:meth:`sync` makes them
+        durable; it may run in another thread); return (None, or why they were not
+        written, and the number of the segment they went to)."""
+        with self._lock:  # a segment is never retired or closed while being written
+            try:
+                if self._fd < 0 or self._size >= self._segment_bytes:
+                    self._open()
+                for at in range(0, len(records), _IOV_MAX):
+                    self._write(records[at : at + _IOV_MAX])
+            except OSError as exc:
+                logger.error("cannot write the spool: %s", exc)
+                self._retire()
+                return f"cannot write the spool: {exc}", self._segment
+            return None, self._segment
+
+    def sync(self) -> tuple[str | None, int]:
+        """Make everything written before the call durable (``fdatasync`` of each
+        segment written since the last sync); return (None, or why not, and the number
+        of the newest segment it covers). After a failure the segment is ended: what
+        went to it is never reported durable."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+            fds = [*retired, self._fd] if self._fd >= 0 else retired
+            covers = self._segment
+        error = None
         try:
-            if self._fd < 0 or self._size >= self._segment_bytes:
-                self._open()
-            for at in range(0, len(records), _IOV_MAX):
-                self._write(records[at : at + _IOV_MAX])
             if self._sync:
-                os.fdatasync(self._fd)
+                for fd in fds:
+                    os.fdatasync(fd)
         except OSError as exc:
-            error = f"cannot write the spool: {exc}"
+            error = f"cannot sync the spool: {exc}"
             logger.error("%s", error)
-            self.close()
-            return error
-        return None
+            with self._lock:
+                self._retire()
+        finally:
+            for fd in retired:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return error, covers
 
     def _write(self, records: list[bytes]) -> None:
         total = sum(len(r) for r in records)
@@ -322,8 +354,13 @@ class SegmentAppender:
                 self._size += n
                 rest = rest[n:]
 
-    def _open(self) -> None:
-        self.close()
+    def _retire(self) -> None:  # (under the lock) the next sync syncs and closes it
+        if self._fd >= 0:
+            self._retired.append(self._fd)
+            self._fd = -1
+
+    def _open(self) -> None:  # (under the lock)
+        self._retire()
         path = self.directory / f"seg-{time.time_ns():020d}-{os.getpid()}{SEGMENT_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -333,13 +370,17 @@ class SegmentAppender:
         finally:
             os.close(dir_fd)
         self._fd, self._size = fd, 0
+        self._segment += 1
 
     def close(self) -> None:
-        """Close the segment (it is then finished: the indexer may remove it)."""
-        if self._fd >= 0:
+        """Close the segment (it is then finished: the indexer may remove it), and any
+        ended one not synced since."""
+        with self._lock:
+            self._retire()
+            retired, self._retired = self._retired, []
+        for fd in retired:
             with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+                os.close(fd)
 
 
 @contextlib.contextmanager
