@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.guard import Guard
@@ -25,6 +26,8 @@ from kairo_guard.ingest.spool_wire import ack, nack, read_requests, read_ring
 from kairo_guard.store.spool import SegmentAppender, body_parts
 
 READ_BYTES = 8 << 20
+GATHER_BELOW = 64 << 10
+GATHER_SECONDS = 0.0002
 
 
 def serve(guard: Guard, stdin: int, stdout: int) -> None:
@@ -60,6 +63,8 @@ def serve(guard: Guard, stdin: int, stdout: int) -> None:
                 acks.append(ack(request.seq, digest, sealed))
             error, segment = segments.write(records) if records else (None, 0)
             syncer.put(acks, error, segment)
+            if len(data) < GATHER_BELOW:  # let more bodies gather: fewer wake-ups
+                time.sleep(GATHER_SECONDS)
     finally:
         syncer.stop()
         segments.close()
