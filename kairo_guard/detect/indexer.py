@@ -30,7 +30,7 @@ from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
 from kairo_guard.detect.body import read_body
-from kairo_guard.detect.pacing import IndexPacing
+from kairo_guard.detect.pacing import IndexPacing, want_index
 from kairo_guard.detect.winnow import Fingerprinter
 from kairo_guard.store.base import ProvenanceRow
 from kairo_guard.store.spool import (
@@ -45,7 +45,6 @@ from kairo_guard.store.spool import (
     segments,
     set_indexed_offset,
     snapshot,
-    want_index,
 )
 
 logger = logging.getLogger("kairo_guard.detect.indexer")

@@ -19,11 +19,16 @@ answered from a stale index: it waits for the watermark or blocks (``index.laggi
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kairo_guard.store.spool import backlog, wanted_at
+from kairo_guard.store.spool import backlog
+
+WANTED_NAME = "wanted"
+"""Touched in the spool directory by a check waiting for the index."""
 
 DEFER_BYTES = 256 << 20
 """Backlog past which the indexer no longer defers."""
@@ -31,6 +36,27 @@ QUIET_SECONDS = 0.25
 """Ingestion paused this long: index now."""
 MAX_DEFER_SECONDS = 30.0
 """The longest an unindexed body waits for a pass while ingestion stays busy."""
+logger = logging.getLogger("kairo_guard.detect.pacing")
+
+
+def want_index(directory: Path) -> None:
+    """Tell the spool's indexer that a check waits for it (it indexes at once)."""
+    try:
+        fd = os.open(directory / WANTED_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.utime(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # the check waits all the same; the indexer comes at its pace
+        logger.warning("cannot signal the spool's indexer in %s", directory, exc_info=True)
+
+
+def wanted_at(directory: Path) -> float:
+    """When a check last asked for the index (:func:`want_index`); 0.0 if never."""
+    try:
+        return (directory / WANTED_NAME).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 class IndexPacing:

@@ -68,35 +68,18 @@ class FastPath:
         """The tenant of a request whose only credential is one ``Bearer`` API key
         verified within the last second (no store read, no thread), or None: then every
         resolver decides."""
-        auth = None
-        others = self._other
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                if auth is not None:
-                    return None
-                auth = value
-            elif name in others:
-                return None
-        if auth is None or auth[:7] != b"Bearer ":
+        found = _scan(scope, self._other)
+        if found is None or found[0] is None or found[0][:7] != b"Bearer ":
             return None
-        return self._verifier.cached(auth[7:].strip().decode("latin-1"))
+        return self._verifier.cached(found[0][7:].strip().decode("latin-1"))
 
     def admit(self, scope: Scope) -> tuple[TenantId, int] | None:
         """``(tenant, declared body size)`` for an http request the fast path may serve,
         else None."""
-        auth = length = None
-        slow = self._slow
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                if auth is not None:
-                    return None
-                auth = value
-            elif name == b"content-length":
-                if length is not None:
-                    return None
-                length = value
-            elif name in slow:
-                return None
+        found = _scan(scope, self._slow)
+        if found is None:
+            return None
+        auth, length = found
         if auth is None or length is None or auth[:7] != b"Bearer " or not length.isdigit():
             return None
         size = int(length)
@@ -117,3 +100,21 @@ class FastPath:
             return None
         tenant = self._verifier.cached(auth[7:].strip().decode("latin-1"))
         return None if tenant is None else (tenant, size)
+
+
+def _scan(scope: Scope, refused: frozenset[bytes]) -> tuple[bytes | None, bytes | None] | None:
+    """The one ``authorization`` and one ``content-length`` header of a request (None
+    where absent), or None if either is repeated or a header in ``refused`` is there."""
+    auth = length = None
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            if auth is not None:
+                return None
+            auth = value
+        elif name == b"content-length":
+            if length is not None:
+                return None
+            length = value
+        elif name in refused:
+            return None
+    return auth, length

@@ -35,14 +35,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-import orjson
-
 from kairo_guard.core.context import serving_tenant
 from kairo_guard.core.exceptions import AuthenticationError, StoreError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
 from kairo_guard.enforce.ledger import audit_sink_name
 from kairo_guard.guard import Guard
+from kairo_guard.ingest.answers import deny
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
 from kairo_guard.ingest.fast_path import FastPath
@@ -56,6 +55,7 @@ from kairo_guard.ingest.request_state import (
     RequestState,
     Send,
     content_length,
+    replay,
 )
 from kairo_guard.ingest.request_state import PROVENANCE_HEADER as PROVENANCE_HEADER  # re-exported
 from kairo_guard.ingest.resolvers import (
@@ -68,7 +68,7 @@ from kairo_guard.ingest.resolvers import (
 from kairo_guard.ingest.routing import ROUTE_AMBIGUOUS, RouteTable, route_path
 from kairo_guard.ingest.spooling import IngestSpool
 from kairo_guard.otel.headers import strip_kairo_baggage, without_kairo_baggage
-from kairo_guard.otel.request_span import RequestTrace, deny_request, note_request
+from kairo_guard.otel.request_span import RequestTrace, note_request
 from kairo_guard.tenancy.models import model_ref
 
 Scope = MutableMapping[str, Any]
@@ -195,20 +195,18 @@ class GuardMiddleware:
         if route.ambiguous:
             self._audit(tenant, scope, status=403, rule=ROUTE_AMBIGUOUS)
             detail = "cannot be sure which route serves this path: use its canonical form"
-            await self._deny(scope, receive, send, 403, detail, rule=ROUTE_AMBIGUOUS)
+            await deny(scope, receive, send, 403, detail, rule=ROUTE_AMBIGUOUS)
             return
         sink = route.sink
         if sink is not None and not self._may_feed(tenant, sink):
             name = audit_sink_name(sink, self.guard.keys.pseudonym)
             self._audit(tenant, scope, status=403, sink=name)
-            await self._deny(
-                scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})"
-            )
+            await deny(scope, receive, send, 403, f"route feeds sink {sink.name!r} ({sink.label})")
             return
         model = route.model
         if model is not None and not self._may_call(tenant, model):
             self._audit(tenant, scope, status=403, model=model_ref(model))
-            await self._deny(scope, receive, send, 403, "this model is not served to this account")
+            await deny(scope, receive, send, 403, "this model is not served to this account")
             return
         if not fast:  # (the fast path saw no baggage)
             strip_kairo_baggage(scope)  # only a verified token counts, and only here
@@ -217,7 +215,7 @@ class GuardMiddleware:
                 if self.spool.overloaded:  # as for http: shed load while the index lags
                     self._audit(tenant, scope, status=503, rule=SPOOL_FULL)
                     detail = "ingestion is behind: the spool is full, retry later"
-                    await self._deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
+                    await deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
                     return
                 scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
                 await self.app(scope, self._indexing_receive(receive, tenant), send)
@@ -234,16 +232,14 @@ class GuardMiddleware:
         try:
             tenant = await self.resolver.resolve(request)
         except AuthenticationError as exc:
-            await self._deny(scope, receive, send, 401, str(exc))
+            await deny(scope, receive, send, 401, str(exc))
             return None
         except Exception as exc:
             logger.exception("tenant resolution failed")
-            await self._deny(
-                scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})"
-            )
+            await deny(scope, receive, send, 503, f"cannot verify tenant ({type(exc).__name__})")
             return None
         if tenant is None:
-            await self._deny(scope, receive, send, 401, "missing credentials")
+            await deny(scope, receive, send, 401, "missing credentials")
         return tenant
 
     def _indexing_receive(self, receive: Receive, tenant: TenantId) -> Receive:
@@ -284,13 +280,13 @@ class GuardMiddleware:
         message = await receive()
         body = message.get("body", b"")
         if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
-            await self._general(scope, _replay(message, receive), send)
+            await self._general(scope, replay(message, receive), send)
             return
         meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
         try:
             digest, seal = await self.spool.record(tenant, [body], self.source, meta)
         except StoreError:  # the general path answers 503 if it fails again
-            await self._general(scope, _replay(message, receive), send)
+            await self._general(scope, replay(message, receive), send)
             return
         provenance = scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
         provenance.size = size
@@ -307,7 +303,7 @@ class GuardMiddleware:
 
         try:
             with serving_tenant(tenant):
-                await self.app(scope, _replay(message, receive), app_send)
+                await self.app(scope, replay(message, receive), app_send)
         finally:  # an accepted body's request is audited by the spool's indexer
             if not 0 < status < 400:
                 self._audit(tenant, scope, status=status or None, provenance=provenance)
@@ -319,12 +315,12 @@ class GuardMiddleware:
         if declared is not None and (declared < 0 or declared > self.max_body_bytes):
             status = 400 if declared < 0 else 413
             self._audit(tenant, scope, status=status)
-            await self._deny(scope, receive, send, status, BODY_ERRORS[status])
+            await deny(scope, receive, send, status, BODY_ERRORS[status])
             return
         if self.spool.overloaded:  # the indexer is too far behind: shed load, say when
             self._audit(tenant, scope, status=503, rule=SPOOL_FULL)
             detail = "ingestion is behind: the spool is full, retry later"
-            await self._deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
+            await deny(scope, receive, send, 503, detail, rule=SPOOL_FULL)
             return
         provenance = RequestProvenance(self.guard, tenant, self.source)
         state = RequestState(
@@ -389,58 +385,6 @@ class GuardMiddleware:
         note_request(
             scope, tenant=entry["tenant"], status=status, sink=sink, size=entry.get("bytes")
         )
-
-    async def _deny(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        status: int,
-        detail: str,
-        *,
-        rule: str | None = None,
-    ) -> None:
-        deny_request(scope, status, _STATUS_WORDS.get(status, "error"))
-        if scope["type"] == "websocket":
-            message = await receive()
-            if message.get("type") == "websocket.connect":
-                await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
-            return
-        error = {"error": _STATUS_WORDS.get(status, "error"), "detail": detail}
-        body = orjson.dumps(error if rule is None else {**error, "rule": rule})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if status == 401:
-            headers.append((b"www-authenticate", b'Bearer realm="kairo-guard"'))
-        elif status == 503:
-            headers.append((b"retry-after", b"1"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-_STATUS_WORDS = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    413: "too_large",
-    503: "unavailable",
-}
-
-
-def _replay(first: Message, receive: Receive) -> Receive:
-    """``receive`` that hands out ``first`` before what ``receive`` brings."""
-    pending: Message | None = first
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending is not None:
-            message, pending = pending, None
-            return message
-        return await receive()
-
-    return replay
 
 
 def _default_resolver(guard: Guard, verifier: ApiKeyVerifier | None) -> TenantResolver:

@@ -148,20 +148,9 @@ class RequestState:
             provenance.finish(EMPTY_DIGEST, None)
         if len(chunks) == 1:  # the common case: one message with data (and maybe an
             # empty last one): the app gets the data in one message
-            first: Message | None = (
-                message
-                if message.get("body") is chunks[0]
-                else {"type": "http.request", "body": chunks[0], "more_body": False}
-            )
-
-            async def replay_one() -> Message:
-                nonlocal first
-                if first is not None:
-                    sent, first = first, None
-                    return sent
-                return await receive()
-
-            return replay_one
+            if message.get("body") is not chunks[0]:
+                message = {"type": "http.request", "body": chunks[0], "more_body": False}
+            return replay(message, receive)
         last = len(chunks) - 1
         pending = [
             {"type": "http.request", "body": chunk, "more_body": i < last}
@@ -169,10 +158,10 @@ class RequestState:
         ] or [{"type": "http.request", "body": b"", "more_body": False}]
         pending.reverse()
 
-        async def replay() -> Message:
+        async def replay_all() -> Message:
             return pending.pop() if pending else await receive()
 
-        return replay
+        return replay_all
 
     async def _record(self) -> None:
         if not self.provenance.size:
@@ -216,6 +205,20 @@ class RequestState:
                 headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
                 message = {**message, "headers": headers}
         await self._send(message)
+
+
+def replay(first: Message, receive: Receive) -> Receive:
+    """``receive`` that hands out ``first`` before what ``receive`` brings."""
+    pending: Message | None = first
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending is not None:
+            message, pending = pending, None
+            return message
+        return await receive()
+
+    return replayed
 
 
 def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:

@@ -43,8 +43,6 @@ SPOOL_DIR_NAME = "spool"
 SEGMENT_SUFFIX = ".kgs"
 POS_SUFFIX = ".pos"
 LOCK_NAME = "indexer.lock"
-WANTED_NAME = "wanted"
-"""Touched by a check waiting for the index: the indexer stops deferring its passes."""
 KIND_BODY = 1
 """A body: tenant, seal (empty: index only) and the body's bytes."""
 _HEADER = struct.Struct("<IIB")
@@ -179,26 +177,6 @@ def indexed_offset(segment: Path) -> int:
         return int(segment.with_suffix(POS_SUFFIX).read_text() or 0)
     except FileNotFoundError:
         return 0
-
-
-def want_index(directory: Path) -> None:
-    """Tell the spool's indexer that a check waits for it (it indexes at once)."""
-    try:
-        fd = os.open(directory / WANTED_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.utime(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # the check waits all the same; the indexer comes at its pace
-        logger.warning("cannot signal the spool's indexer in %s", directory, exc_info=True)
-
-
-def wanted_at(directory: Path) -> float:
-    """When a check last asked for the index (:func:`want_index`); 0.0 if never."""
-    try:
-        return (directory / WANTED_NAME).stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def set_indexed_offset(segment: Path, offset: int) -> None:

@@ -15,8 +15,8 @@ import pytest
 
 from kairo_guard.core.exceptions import IndexLagging
 from kairo_guard.detect.indexer import wait_indexed
-from kairo_guard.detect.pacing import MAX_DEFER_SECONDS, QUIET_SECONDS, IndexPacing
-from kairo_guard.store.spool import SegmentAppender, encode_body, indexer_lock, wanted_at
+from kairo_guard.detect.pacing import MAX_DEFER_SECONDS, QUIET_SECONDS, IndexPacing, wanted_at
+from kairo_guard.store.spool import SegmentAppender, encode_body, indexer_lock
 
 
 class Clock:
