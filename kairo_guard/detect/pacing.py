@@ -12,9 +12,11 @@ holds:
 - nothing was spooled for :data:`QUIET_SECONDS` (ingestion paused);
 - the oldest unindexed body has waited :data:`MAX_DEFER_SECONDS`.
 
-So under steady load the index lags by at most about :data:`MAX_DEFER_SECONDS` (plus a
-pass) or the backlog bound; a waiting check ends the deferral at once, and is never
-answered from a stale index: it waits for the watermark or blocks (``index.lagging``).
+Once a pass is due the indexer catches up: it runs passes until the backlog is empty,
+then defers again. So under steady load the index lags by at most about
+:data:`MAX_DEFER_SECONDS` plus the time to catch up, or the backlog bound; a waiting
+check ends the deferral at once, and is never answered from a stale index: it waits for
+the watermark or blocks (``index.lagging``).
 """
 
 from __future__ import annotations
@@ -80,31 +82,33 @@ class IndexPacing:
         self.defer_bytes = min(DEFER_BYTES, max(1, max_backlog // 4))
         self._clock = clock
         self._pending = 0
-        self._changed = 0.0
+        self._grew = 0.0
         self._waiting_since: float | None = None
+        self._draining = False
         self._served = time.time()  # wall clock, as file times are
 
     def due(self) -> bool:
-        """True when a pass should run now (see the module docstring)."""
+        """True when a pass should run now (see the module docstring). Once one is due
+        the indexer catches up: passes stay due until the backlog is empty."""
         now = self._clock()
         pending = backlog(self.directory).pending_bytes
         if pending <= 0:
-            self._pending, self._waiting_since = 0, None
+            self._pending, self._waiting_since, self._draining = 0, None, False
             return False
-        if pending != self._pending:
-            self._pending, self._changed = pending, now
+        if pending > self._pending:
+            self._grew = now
+        self._pending = pending
         if self._waiting_since is None:
             self._waiting_since = now
-        return (
+        self._draining = self._draining or (
             wanted_at(self.directory) >= self._served
             or pending >= self.defer_bytes
-            or now - self._changed >= QUIET_SECONDS
+            or now - self._grew >= QUIET_SECONDS
             or now - self._waiting_since >= MAX_DEFER_SECONDS
         )
+        return self._draining
 
     def passed(self, started: float) -> None:
         """Record that a pass started at ``started`` (wall clock) ran: a check that asked
         before then is served; one that asked during it gets another pass."""
         self._served = started
-        self._waiting_since = None
-        self._pending = 0

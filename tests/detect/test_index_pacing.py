@@ -16,7 +16,13 @@ import pytest
 from kairo_guard.core.exceptions import IndexLagging
 from kairo_guard.detect.indexer import wait_indexed
 from kairo_guard.detect.pacing import MAX_DEFER_SECONDS, QUIET_SECONDS, IndexPacing, wanted_at
-from kairo_guard.store.spool import SegmentAppender, encode_body, indexer_lock
+from kairo_guard.store.spool import (
+    SegmentAppender,
+    encode_body,
+    indexer_lock,
+    segments,
+    set_indexed_offset,
+)
 
 
 class Clock:
@@ -101,7 +107,35 @@ def test_when_a_check_waits_then_the_next_pass_is_due_at_once(
     pacing.passed(time.time() + 1)  # a pass that started after it asked serves it
     clock.now += 0.01
     _spool(directory, appender)
+    assert pacing.due()  # catching up: due until the backlog is empty
+    _index_all(directory)
     assert not pacing.due()
+    clock.now += 0.01
+    _spool(directory, appender)  # busy again, nobody asks: deferred again
+    assert not pacing.due()
+
+
+def test_when_a_pass_is_due_then_passes_stay_due_until_the_backlog_is_empty(
+    spool: tuple[Path, SegmentAppender],
+) -> None:
+    directory, appender = spool
+    clock = Clock()
+    pacing = IndexPacing(directory, 4 << 30, clock=clock)
+    _spool(directory, appender)
+    assert not pacing.due()  # it just grew
+    clock.now += QUIET_SECONDS
+    assert pacing.due()
+    for _ in range(3):  # ingestion resumes while the indexer catches up
+        clock.now += 0.05
+        _spool(directory, appender)
+        assert pacing.due()
+    _index_all(directory)
+    assert not pacing.due()
+
+
+def _index_all(directory: Path) -> None:
+    for segment in segments(directory):
+        set_indexed_offset(segment, segment.stat().st_size)
 
 
 class _Indexer:
