@@ -6,6 +6,11 @@ time window and dimensions, suppresses every group with fewer than ``k`` distinc
 tenants or dominated by one tenant (more than half of its events), and emits statistics
 sealed as ``anonymized_telemetry`` with no tenant field.
 
+Only events of tenants that exist count (``tenants``): invented tenant ids are skipped,
+so they cannot make up the ``k`` of a group. What ``k`` and the dominance rule do not
+stop: one party holding ``k - 1`` real accounts (sybils) that sends known events can
+subtract them from a group and learn the remaining tenant's share of it.
+
 Categorical values are kept only when they are safe to publish: a value from the
 field's declared enumeration, or, without one, a short plain token that at least ``k``
 distinct tenants used in the input (a value few tenants use can identify them, or be
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -88,6 +93,10 @@ class TelemetryAggregator:
         audit: where each run is recorded, counts only (``guard.audit``).
         pseudonym: tenant id -> keyed pseudonym, to count distinct tenants
             (``guard.keys.pseudonym``).
+        tenants: the tenants that exist (``guard.store.tenant_ids()``): an event of any
+            other tenant id is skipped (``unknown-tenant``), so invented ids cannot make
+            up the ``k`` tenants of a group. Real accounts made for the purpose (sybils)
+            still count: see the module docstring.
         k: minimum distinct tenants per emitted group (default 10, at least 2).
         window_seconds: width of the time windows.
         dimensions: the categorical fields to group by (default route, model).
@@ -106,6 +115,7 @@ class TelemetryAggregator:
         *,
         audit: AuditAppender,
         pseudonym: Callable[[TenantId], str],
+        tenants: Collection[TenantId],
         k: int = DEFAULT_K,
         window_seconds: int = 3600,
         dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
@@ -128,6 +138,7 @@ class TelemetryAggregator:
         self._sealer = sealer
         self._audit = audit
         self._pseudonym = pseudonym
+        self._tenants = tenants
         self.k = k
         self.window = window_seconds
         self.dimensions = tuple(dimensions)
@@ -206,6 +217,9 @@ class TelemetryAggregator:
         tenant = raw.get(f["tenant"])
         if not isinstance(tenant, str) or TENANT_PATTERN.fullmatch(tenant) is None:
             report.skip("tenant")
+            return None
+        if tenant not in self._tenants:  # an invented id must not count towards k
+            report.skip("unknown-tenant")
             return None
         value = raw.get(f["latency_ms"])
         latency = (

@@ -94,6 +94,7 @@ def aggregate_file(
         guard.sealer,
         audit=guard.audit,
         pseudonym=guard.keys.pseudonym,
+        tenants=guard.store.tenant_ids(),
         k=k if k is not None else settings.k,
         window_seconds=parse_duration(window or settings.window),
         dimensions=settings.dimensions,

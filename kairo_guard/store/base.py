@@ -284,6 +284,11 @@ class Store(DatasetStore, TenantDataStore, Protocol):
         """Return the record of an API key id, revoked or not, or None."""
         ...
 
+    def tenant_ids(self) -> frozenset[TenantId]:
+        """The tenants this store knows: every tenant that was given an API key (revoked
+        or not) and has not been erased (erasure deletes its keys)."""
+        ...
+
     def revoke_api_keys(self, tenant: TenantId, *, now: float, key_id: str | None) -> int:
         """Revoke one or all of a tenant's API keys; return how many were revoked
         (and count up :attr:`key_generation`)."""

@@ -186,6 +186,10 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
             ),
         )
 
+    def tenant_ids(self) -> frozenset[TenantId]:
+        """See :meth:`~kairo_guard.store.base.Store.tenant_ids`."""
+        return frozenset(str(r[0]) for r in self.db.query("SELECT DISTINCT tenant FROM api_keys"))
+
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         """See :meth:`~kairo_guard.store.base.Store.get_api_key`."""
         rows = self.db.query(

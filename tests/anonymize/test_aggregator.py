@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import EVERY_TENANT, register_tenants
 
 from kairo_guard import Guard, Outcome
 from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
@@ -19,7 +20,10 @@ SECRET = "Acme merger memo: buy Initech for forty million before March"
 
 
 def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
-    """The aggregator wired as the CLI wires it: the guard's sealer, audit log, pseudonyms."""
+    """The aggregator wired as the CLI wires it (the guard's sealer, audit log,
+    pseudonyms), except that every well-formed tenant id counts as an existing tenant
+    unless ``tenants=`` says otherwise (the tests of that pass the store's)."""
+    options.setdefault("tenants", EVERY_TENANT)
     return TelemetryAggregator(
         guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
     )
@@ -169,6 +173,8 @@ def test_k_below_two_is_refused(guard: Guard) -> None:
 
 
 def test_cli_aggregates_and_its_output_scans_clean(cli_env: dict[str, str], tmp_path: Path) -> None:
+    with Guard() as guard:  # the CLI's state directory
+        register_tenants(guard, [*tenants(12), *tenants(2, "r")])
     lines = [event(t, minutes=i) for i, t in enumerate(tenants(12))]
     lines += [event(t, route="/rare") for t in tenants(2, "r")]
     text = "\n".join(json.dumps(e) for e in lines) + "\n{not json\n"
@@ -214,3 +220,44 @@ def test_when_given_the_guard_instead_of_its_collaborators_then_it_fails_at_cons
 ) -> None:
     with pytest.raises(TypeError):
         TelemetryAggregator(guard, k=10)  # type: ignore[arg-type,call-arg]
+
+
+def test_when_tenant_ids_are_invented_then_they_publish_nothing(guard: Guard) -> None:
+    """Ten ids nobody holds, with one real tenant's rare route, make no group of ten."""
+    register_tenants(guard, ["acme"])
+    route = "/docs/acme-merger-with-globex-2026"
+    events = [event("acme", route=route)] + [event(f"sybil{i}", route=route) for i in range(10)]
+    report = AggregationReport()
+    out = aggregator(guard, k=10, tenants=guard.store.tenant_ids()).aggregate(events, report)
+    assert out == []
+    assert report.skipped == {"unknown-tenant": 10}
+    real = [f"real{i}" for i in range(10)]
+    register_tenants(guard, real)
+    published = aggregator(guard, k=10, tenants=guard.store.tenant_ids()).aggregate(
+        [event(t) for t in real]
+    )
+    assert [row["count"] for row in published] == [10]
+
+
+def test_when_a_tenant_is_erased_then_its_events_no_longer_count(guard: Guard) -> None:
+    real = tenants(10)
+    register_tenants(guard, real)
+    guard.erase_tenant("t09")
+    report = AggregationReport()
+    out = aggregator(guard, k=10, tenants=guard.store.tenant_ids()).aggregate(
+        [event(t) for t in real], report
+    )
+    assert out == []
+    assert report.skipped == {"unknown-tenant": 1}
+
+
+def test_cli_skips_events_of_tenants_the_store_does_not_know(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Guard() as guard:
+        register_tenants(guard, tenants(9))
+    lines = [event(t) for t in tenants(12)]  # three of them do not exist
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    code = main(["telemetry", "aggregate", "events.jsonl", "--k", "10", "--out", "stats.jsonl"])
+    assert code == 0
+    assert (tmp_path / "stats.jsonl").read_bytes() == b""

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kg_testing import EVERY_TENANT, register_tenants
 
 from kairo_guard import Guard
 from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
@@ -25,7 +26,10 @@ def gate() -> PiiGate:
 
 
 def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
-    """The aggregator wired as the CLI wires it: the guard's sealer, audit log, pseudonyms."""
+    """The aggregator wired as the CLI wires it (the guard's sealer, audit log,
+    pseudonyms), except that every well-formed tenant id counts as an existing tenant
+    unless ``tenants=`` says otherwise (the tests of that pass the store's)."""
+    options.setdefault("tenants", EVERY_TENANT)
     return TelemetryAggregator(
         guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
     )
@@ -87,6 +91,8 @@ def test_without_opting_in_there_is_no_message_field(guard: Guard) -> None:
 def test_cli_keep_messages(cli_env: dict[str, str], tmp_path: Path) -> None:
     from kairo_guard.cli.main import main
 
+    with Guard() as state:  # the CLI's state directory
+        register_tenants(state, [f"t{i:02d}" for i in range(12)])
     lines = [_event(f"t{i:02d}", f"timeout for +1 415 555 01{i:02d}") for i in range(12)]
     (tmp_path / "events.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
     args = ["telemetry", "aggregate", "events.jsonl", "--out", "stats.jsonl", "--keep-messages"]
@@ -94,3 +100,18 @@ def test_cli_keep_messages(cli_env: dict[str, str], tmp_path: Path) -> None:
     (row,) = [orjson.loads(x) for x in (tmp_path / "stats.jsonl").read_bytes().splitlines()]
     assert row["error_messages"] == [["timeout for <PHONE_NUMBER>", 12]]
     assert main(["scan", "stats.jsonl", "--sink", "shared-training"]) == 0
+
+
+def test_a_message_sent_by_one_tenant_fewer_than_k_is_not_published(
+    guard: Guard, gate: PiiGate
+) -> None:
+    """k - 1 tenants send one message, one more tenant a different one: the group has k
+    tenants and is published, the message is not; with k senders it is."""
+    few = [_event(f"t{i:02d}", "upstream billing failed") for i in range(9)]
+    few.append(_event("t09", "cache warm-up slow"))
+    (row,), _ = _aggregate(guard, gate, few)
+    assert row["count"] == 10
+    assert row["error_messages"] == []
+    enough = [_event(f"t{i:02d}", "upstream billing failed") for i in range(10)]
+    (row,), _ = _aggregate(guard, gate, enough)
+    assert row["error_messages"] == [["upstream billing failed", 10]]

@@ -11,6 +11,7 @@ so its use in production would be on the record.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,39 @@ from kairo_guard.core.seal import Label
 from kairo_guard.core.types import SEAL_FIELD, DataClass, TenantId
 from kairo_guard.guard import Guard
 
-__all__ = ["make_guard", "mint_unchecked", "running_server", "sealed_record"]
+__all__ = [
+    "EVERY_TENANT",
+    "make_guard",
+    "mint_unchecked",
+    "register_tenants",
+    "running_server",
+    "sealed_record",
+]
+
+
+class _EveryTenant(Collection[TenantId]):
+    """Stands for "every well-formed tenant id exists" in aggregator tests about other
+    rules (the tests of the existence rule give the store's tenants)."""
+
+    def __contains__(self, tenant: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[TenantId]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+EVERY_TENANT: Collection[TenantId] = _EveryTenant()
+
+
+def register_tenants(guard: Guard, tenants: Iterable[TenantId]) -> None:
+    """Make ``tenants`` exist in the guard's store (each gets an API key)."""
+    from kairo_guard.ingest.apikeys import new_api_key
+
+    for tenant in tenants:
+        new_api_key(guard.store, tenant)
 
 
 def make_guard(home: Path, *, ring: KeyRing | None = None, **kwargs: Any) -> Guard:
