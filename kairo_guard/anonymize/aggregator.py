@@ -20,6 +20,7 @@ counted by keyed pseudonym only; neither ids nor pseudonyms reach the output.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -81,7 +82,7 @@ class _Group:
     tenants: set[str] = field(default_factory=set)
     per_tenant: dict[str, int] = field(default_factory=dict)
     messages: dict[str, set[str]] = field(default_factory=dict)  # message -> tenants
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[tuple[float, str]] = field(default_factory=list)  # (ms, tenant)
     errors: int = 0
 
 
@@ -169,7 +170,7 @@ class TelemetryAggregator:
             group = groups.setdefault((event.window, dims), _Group())
             group.tenants.add(event.tenant)
             group.per_tenant[event.tenant] = group.per_tenant.get(event.tenant, 0) + 1
-            group.latencies.append(event.latency)
+            group.latencies.append((event.latency, event.tenant))
             group.errors += event.error
             if event.message is not None:
                 group.messages.setdefault(event.message, set()).add(event.tenant)
@@ -195,6 +196,19 @@ class TelemetryAggregator:
             }
         )
         return out
+
+    def _percentile(self, samples: list[tuple[float, str]], pct: int) -> float | None:
+        """Nearest-rank percentile of sorted ``(ms, tenant)`` samples, or None when the
+        events at or above it (its tail) come from one tenant, or one tenant has more
+        than ``max_share`` of them: then the value is that tenant's own latency."""
+        rank = max(1, math.ceil(pct / 100 * len(samples)))
+        value = samples[rank - 1][0]
+        tail: dict[str, int] = {}
+        for _, tenant in samples[bisect.bisect_left(samples, (value, "")) :]:
+            tail[tenant] = tail.get(tenant, 0) + 1
+        if len(tail) < 2 or max(tail.values()) > self.max_share * sum(tail.values()):
+            return None
+        return value
 
     def _dominated(self, group: _Group) -> bool:
         # one tenant with most of a group's events would be most of its statistics
@@ -263,15 +277,16 @@ class TelemetryAggregator:
     def _record(self, window: int, dims: tuple[str, ...], group: _Group) -> dict[str, Any]:
         latencies = sorted(group.latencies)
         count = len(latencies)
+        p50, p95, p99 = (self._percentile(latencies, pct) for pct in (50, 95, 99))
         body: dict[str, Any] = {
             "window_start": datetime.fromtimestamp(window, UTC).isoformat(),
             "window_s": self.window,
             **dict(zip(self.dimensions, dims, strict=True)),
             "count": count,
             "error_rate": round(group.errors / count, 6),
-            "latency_ms_p50": _percentile(latencies, 50),
-            "latency_ms_p95": _percentile(latencies, 95),
-            "latency_ms_p99": _percentile(latencies, 99),
+            "latency_ms_p50": p50,
+            "latency_ms_p95": p95,
+            "latency_ms_p99": p99,
             "k": self.k,
         }
         if self._scrub is not None:
@@ -285,12 +300,6 @@ class TelemetryAggregator:
             content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
         )
         return {**body, SEAL_FIELD: seal}
-
-
-def _percentile(sorted_values: list[float], pct: int) -> float:
-    """Nearest-rank percentile of a sorted, non-empty list."""
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def _timestamp(value: object) -> float | None:

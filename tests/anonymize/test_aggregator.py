@@ -101,8 +101,29 @@ def test_statistics_are_exact(guard: Guard) -> None:
     ]
     (row,) = aggregator(guard, k=10).aggregate(events)
     assert (row["count"], row["error_rate"]) == (10, 0.3)
-    assert (row["latency_ms_p50"], row["latency_ms_p95"], row["latency_ms_p99"]) == (50, 1000, 1000)
+    # p95 and p99 would be the 1000 ms of the one tenant above the rest: withheld
+    assert (row["latency_ms_p50"], row["latency_ms_p95"], row["latency_ms_p99"]) == (50, None, None)
     assert row["window_start"] == T0.isoformat()
+
+
+def test_when_one_tenant_makes_the_slow_tail_then_its_percentiles_are_withheld(
+    guard: Guard,
+) -> None:
+    """Nine accounts send fast events; the tenant they watch sends slow ones: the p95 and
+    p99 would be that tenant's own latencies. Spread over many tenants, a percentile whose
+    tail holds several tenants is published."""
+    fast = [event(t, latency=10.0) for t in tenants(9, "s") for _ in range(10)]
+    victim = [event("victim", latency=900.0 + i) for i in range(9)]
+    (row,) = aggregator(guard, k=10).aggregate(fast + victim)
+    assert (row["latency_ms_p50"], row["latency_ms_p95"], row["latency_ms_p99"]) == (
+        10.0,
+        None,
+        None,
+    )
+    spread = [event(t, latency=900.0 + i) for i, t in enumerate(tenants(9, "v"))]
+    (row,) = aggregator(guard, k=10).aggregate(fast + spread)
+    assert row["latency_ms_p95"] == 904.0  # its tail: five tenants
+    assert row["latency_ms_p99"] is None  # 99 events: the p99 is the one slowest event
 
 
 def test_output_has_no_tenant_ids_pseudonyms_or_free_text(guard: Guard) -> None:
