@@ -238,6 +238,10 @@ def _size(path: Path) -> int:
         return 0
 
 
+ASK_EVERY = 1.0
+"""Seconds between a waiting check's requests to the indexer process (``want_index``)."""
+
+
 def wait_indexed(
     indexer: SpoolIndexer,
     bound: float,
@@ -256,14 +260,14 @@ def wait_indexed(
     if not taken:
         return
     deadline = clock() + bound
-    asked = False
+    asked = -ASK_EVERY
     while not covered(taken):
         with indexer_lock(indexer.directory, wait=False) as mine:
             if mine:
                 indexer.drain()
-            elif not asked:  # the indexer process stops deferring its passes
-                want_index(indexer.directory)
-                asked = True
+            elif clock() - asked >= ASK_EVERY:  # the indexer process stops deferring
+                want_index(indexer.directory)  # (asked again: it may have started since)
+                asked = clock()
         if covered(taken):
             return
         if clock() >= deadline:  # (a record a live writer has not finished stays short)

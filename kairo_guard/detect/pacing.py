@@ -7,7 +7,7 @@ therefore defers passes while ingestion is busy, and runs one as soon as any of 
 holds:
 
 - a check at a shared sink (or operator vetting) waits for the watermark (it touched the
-  spool's ``wanted`` file: :func:`~kairo_guard.store.spool.want_index`);
+  spool's ``wanted`` file: :func:`want_index`);
 - the backlog reached :data:`DEFER_BYTES` (or a quarter of the spool's limit, if less);
 - nothing was spooled for :data:`QUIET_SECONDS` (ingestion paused);
 - the oldest unindexed body has waited :data:`MAX_DEFER_SECONDS`.

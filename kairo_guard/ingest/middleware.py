@@ -274,9 +274,9 @@ class GuardMiddleware:
         self, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
     ) -> None:
         """A request :class:`FastPath` admitted: its one body message spooled, then the
-        app run with the seal in the response. Anything unexpected (a body in several
-        messages or not of its declared size, a client gone, a spool that cannot take
-        it) is handed to the general path, from the message read on."""
+        app run with the seal in the response; a body the spool cannot take is answered
+        503. Anything else unexpected (a body in several messages or not of its declared
+        size, a client gone) is handed to the general path, from the message read on."""
         message = await receive()
         body = message.get("body", b"")
         if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
@@ -285,8 +285,10 @@ class GuardMiddleware:
         meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
         try:
             digest, seal = await self.spool.record(tenant, [body], self.source, meta)
-        except StoreError:  # the general path answers 503 if it fails again
-            await self._general(scope, replay(message, receive), send)
+        except StoreError:  # not recorded: never accepted, the app never sees it
+            self._audit(tenant, scope, status=503)
+            self.guard.telemetry.count_request("deny", 503, size)
+            await deny(scope, receive, send, 503, BODY_ERRORS[503])
             return
         provenance = scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
         provenance.size = size

@@ -284,6 +284,8 @@ class SegmentAppender:
         """Write ``records`` without waiting for the disk (:meth:`sync` makes them
         durable; it may run in another thread); return (None, or why they were not
         written, and the number of the segment they went to)."""
+        if not records:  # no segment is made for nothing
+            return None, self._segment
         with self._lock:  # a segment is never retired or closed while being written
             try:
                 if self._fd < 0 or self._size >= self._segment_bytes:

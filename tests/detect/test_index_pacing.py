@@ -140,3 +140,18 @@ class _Indexer:
 
 def _indexer_of(directory: Path) -> Any:
     return _Indexer(directory)
+
+
+def test_when_a_check_waits_long_then_it_asks_the_indexer_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An indexer process started after the first request (a restart) still hears it."""
+    import kairo_guard.detect.indexer as indexer_module
+
+    asked: list[float] = []
+    monkeypatch.setattr(indexer_module, "want_index", lambda d: asked.append(time.monotonic()))
+    rig.spool()
+    with indexer_lock(rig.directory, wait=True), pytest.raises(IndexLagging):
+        wait_indexed(_indexer_of(rig.directory), 2.5)
+    assert len(asked) == 3  # at once, then every ASK_EVERY seconds
+    assert asked[1] - asked[0] >= 1.0

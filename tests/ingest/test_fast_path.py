@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -199,7 +200,7 @@ def test_when_an_admitted_body_arrives_in_several_messages_then_the_general_path
     assert guard.open_seal(dict(sent[0]["headers"])[b"kairo-provenance"].decode()).digest == digest
 
 
-def test_when_the_body_is_shorter_than_declared_then_the_app_never_sees_a_sealed_body(
+def test_when_the_body_is_shorter_than_declared_then_the_general_path_seals_what_came(
     guard: Guard, warm: tuple[GuardMiddleware, str]
 ) -> None:
     app, key = warm
@@ -215,13 +216,15 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
 ) -> None:
     app, key = warm
     ran: list[bool] = []
+    tries: list[bytes] = []
     inner = app.app
 
     async def watched(scope: Any, receive: Any, send: Any) -> None:
         ran.append(True)
         await inner(scope, receive, send)
 
-    async def broken(*args: Any, **kwargs: Any) -> tuple[str, str]:
+    async def broken(tenant: str, chunks: list[bytes], *args: Any) -> tuple[str, str]:
+        tries.append(b"".join(chunks))
         raise StoreError("disk full")
 
     monkeypatch.setattr(app, "app", watched)
@@ -230,3 +233,8 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
     assert sent[0]["status"] == 503
     assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
     assert ran == []
+    assert tries == [BODY]  # answered, not silently tried again
+    guard.audit.flush()
+    entries = [orjson.loads(line) for line in guard.audit.path.read_bytes().splitlines()]
+    assert entries[-1]["event"] == "request"
+    assert entries[-1]["status"] == 503
