@@ -469,7 +469,7 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
 {
     Hashes g = {s, 0, t->base_inv, t->base_top, 0, n - K + 1};
     Selection sel = {s, k0, k1, r, {0}, 0};
-    uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv;
+    uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv, lastv = 0;
     Py_ssize_t suf[W], pre[W], m, j, best, base = 0, last = -1, i;
     for (i = 0; i < K; i++) {
         g.h += (uint64_t)s[i] * power;
@@ -503,11 +503,18 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
         /* windows starting at base + j for j <= m, the last ending at base + W + m - 1 */
         for (j = 0; j <= m && j < W; j++) {
             Py_ssize_t p = base + suf[j];
-            if (j > 0 && prev[j - 1] <= sufv[j])
+            uint64_t v = sufv[j];
+            if (j > 0 && prev[j - 1] <= sufv[j]) {
                 p = base + W + pre[j - 1];
+                v = prev[j - 1];
+            }
             if (p != last) {
+                /* the same k-gram as the one selected last (a run of one character, a
+                   short repeated pattern) has its fingerprint already: not hashed again */
+                int same = last >= 0 && v == lastv && !memcmp(s + p, s + last, K * sizeof *s);
                 last = p;
-                if (select_kgram(&sel, p) < 0)
+                lastv = v;
+                if (!same && select_kgram(&sel, p) < 0)
                     return -1;
             }
         }

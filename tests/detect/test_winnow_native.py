@@ -173,6 +173,20 @@ def test_when_k_grams_repeat_then_native_equals_reference() -> None:
 
 
 @needs_native
+def test_when_runs_and_periodic_text_sit_among_prose_then_native_equals_reference() -> None:
+    # the native core hashes a k-gram equal to the one it selected last only once: runs
+    # of one character and patterns of any period (shorter, equal to or longer than K)
+    # around ordinary text must still give exactly the reference's set
+    prose = "The quarterly shipment from Porto left on time, said the memo. "
+    periodic = ["x" * 5000, *(("".join(chr(97 + i % 26) for i in range(p))) * 40 for p in (
+        2, 3, 7, K - 1, K, K + 1, 2 * K + 3))]  # fmt: skip
+    for part in periodic:
+        for text in (part, prose * 3 + part + prose * 3, part + prose + part[::-1]):
+            native, reference = _both(text)
+            assert native.tolist() == reference.tolist()
+
+
+@needs_native
 @pytest.mark.parametrize(
     "context", ["{}", "a{}b", "e{}\u0301", "{}\u0308x", "\u1100{}\u11a8", "A{}{}Z"]
 )
