@@ -23,8 +23,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _PATHS if p)
 # Guarded apps in tests start no indexer of their own: a check at a shared sink indexes
 # the spool itself (the recovery path); tests of the indexer modes ask for one.
 os.environ.setdefault("KAIRO_GUARD_INDEXER", "none")
-# ... and write the spool from a thread (the writer process's tests ask for it).
-os.environ.setdefault("KAIRO_GUARD_SPOOL_WRITER", "thread")
+# ... and write the spool with the production default, the native writer thread (the
+# tests of the writer process and the Python thread ask for those).
+os.environ.setdefault("KAIRO_GUARD_SPOOL_WRITER", "native")
 
 
 @pytest.fixture

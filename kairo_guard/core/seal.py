@@ -158,11 +158,8 @@ class SealCodec:
             expires_at=None,
             digest="0" * 64,
         )  # raises for an invalid tenant, class or source
-        kid = self._ring.signing_key_id
-        tag = self._macs[kid].tag
-        head = f"{SEAL_VERSION}.{kid}."
-        middle = f"~{tenant or ''}~{DataClass(data_class).value}~"
-        tail = f"~{quote(source, safe=_SOURCE_SAFE)}"
+        head, middle, tail, _ = self.seal_parts(tenant=tenant, data_class=data_class, source=source)
+        tag = self._macs[self._ring.signing_key_id].tag
 
         def seal(digest: str, created_at: int, expires_at: int | None) -> str:
             if (
@@ -180,6 +177,21 @@ class SealCodec:
             return f"{signed}.{tag(signed)}"
 
         return seal
+
+    def seal_parts(
+        self, *, tenant: TenantId | None, data_class: DataClass, source: str
+    ) -> tuple[str, str, str, bytes]:
+        """``(head, middle, tail, block)`` of the seals :meth:`sealer_for` makes, for a
+        signer outside Python (the native spool writer): a seal is ``signed + "." + tag``
+        with ``signed = head + digest + middle + f"{created}~{expires}" + tail`` (expires
+        empty for none) and ``tag`` the unpadded base64url HMAC-SHA256 of ``signed``
+        under the key whose 64-byte block (RFC 2104's key padded with zeros) is
+        ``block``. The fields are not validated here (:meth:`sealer_for` does)."""
+        kid = self._ring.signing_key_id
+        head = f"{SEAL_VERSION}.{kid}."
+        middle = f"~{tenant or ''}~{DataClass(data_class).value}~"
+        tail = f"~{quote(source, safe=_SOURCE_SAFE)}"
+        return head, middle, tail, self._macs[kid].block
 
     def open(self, seal: object) -> Label:
         """Verify ``seal`` and return its label (with ``key_id`` filled in).
@@ -239,10 +251,10 @@ class SealCodec:
 class _Mac:
     """HMAC-SHA256 (RFC 2104) with precomputed pad states; tags in base64url."""
 
-    __slots__ = ("inner", "outer")
+    __slots__ = ("block", "inner", "outer")
 
     def __init__(self, key: bytes) -> None:
-        block = (
+        self.block = block = (
             key.ljust(64, b"\0")
             if len(key) <= 64
             else hashlib.sha256(key).digest().ljust(64, b"\0")

@@ -86,6 +86,8 @@ class Sealer:
         self._spooled: dict[
             tuple[TenantId, str], tuple[Callable[[str, int, int | None], str], int | None, float]
         ] = {}
+        # (tenant, source) -> (the second they were made for, spooled_parts)
+        self._parts: dict[tuple[TenantId, str], tuple[int, tuple[bytes, bytes, bytes]]] = {}
 
     def seal(
         self,
@@ -148,8 +150,15 @@ class Sealer:
         Raises:
             ValueError: an invalid tenant, source or digest.
         """
-        key = (tenant, source)
         now = self._clock() if created_at is None else created_at
+        seal, period, _ = self._spooled_entry(tenant, source, now)
+        created = int(now)
+        return seal(digest, created, created + period if period else None)
+
+    def _spooled_entry(
+        self, tenant: TenantId, source: str, now: float
+    ) -> tuple[Callable[[str, int, int | None], str], int | None, float]:
+        key = (tenant, source)
         entry = self._spooled.get(key)
         if entry is None or now >= entry[2]:  # the tenant's retention, read once a second
             if len(self._spooled) >= _SPOOLED_CACHE:
@@ -158,9 +167,34 @@ class Sealer:
             seal = self._codec.sealer_for(tenant=tenant, data_class=cls, source=source)
             entry = (seal, self._retention(tenant, cls, source), now + 1.0)
             self._spooled[key] = entry
-        seal, period, _ = entry
+        return entry
+
+    def spooled_parts(self, *, tenant: TenantId, source: str) -> tuple[bytes, bytes, bytes]:
+        """What a signer outside Python needs to make :meth:`seal_spooled`'s seal of
+        any digest now: ``(head, rest, block)``, the seal being ``head + digest + rest``
+        signed (:meth:`~kairo_guard.core.seal.SealCodec.seal_parts`; ``rest`` carries
+        this second's creation time and the tenant's retention).
+
+        Raises:
+            ValueError: an invalid tenant or source.
+        """
+        now = self._clock()
         created = int(now)
-        return seal(digest, created, created + period if period else None)
+        key = (tenant, source)
+        made = self._parts.get(key)
+        if made is not None and made[0] == created:
+            return made[1]
+        _, period, _ = self._spooled_entry(tenant, source, now)  # validates both
+        if len(self._parts) >= _SPOOLED_CACHE:
+            self._parts.clear()
+        head, middle, tail, block = self._codec.seal_parts(
+            tenant=tenant, data_class=DataClass.CUSTOMER_CONTENT, source=source
+        )
+        expires = str(created + period) if period else ""
+        rest = f"{middle}{created}~{expires}{tail}"
+        parts = (head.encode("ascii"), rest.encode("ascii"), block)
+        self._parts[key] = (created, parts)
+        return parts
 
     def label_record(
         self,

@@ -3,11 +3,17 @@
 :class:`IngestSpool` gives the middleware what its request path needs and nothing
 heavier: :meth:`IngestSpool.record` hands a body to a spool writer, which digests and
 seals it and appends it to the spool with group commit (one ``fdatasync`` for many
-requests): by default a writer process of this one
-(:mod:`kairo_guard.ingest.spool_main`, reached through a pipe: the hashing, sealing and
-disk waits happen under another interpreter lock), else a thread
-(:class:`~kairo_guard.store.spool.SpoolWriter`). :attr:`IngestSpool.overloaded` says
-when the backlog is past
+requests), by ``writer``:
+
+- ``"native"`` (the default where it was built): a thread of this process in C that
+  never takes the interpreter lock (:mod:`kairo_guard.ingest.spool_native`);
+- ``"process"`` (the default elsewhere): a writer process of this one
+  (:mod:`kairo_guard.ingest.spool_main`, reached through a pipe: the hashing, sealing
+  and disk waits happen under another interpreter lock);
+- ``"thread"``: a Python thread (:class:`~kairo_guard.store.spool_writer.SpoolWriter`),
+  for tests and small services.
+
+:attr:`IngestSpool.overloaded` says when the backlog is past
 ``limits.spool_max_bytes`` (the middleware answers 503 with ``Retry-After``). Bodies are
 fingerprinted by an indexer (:mod:`kairo_guard.detect.indexer`) that runs, by
 ``indexer``:
@@ -37,7 +43,9 @@ from typing import TYPE_CHECKING
 
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.detect.indexer import serve
+from kairo_guard.ingest import spool_native
 from kairo_guard.ingest.spool_client import SpoolProcessClient
+from kairo_guard.ingest.spool_native import NativeSpoolClient
 from kairo_guard.ingest.spool_wire import ring_message
 from kairo_guard.store.spool import backlog
 from kairo_guard.store.spool_writer import BodyJob, SpoolWriter
@@ -49,8 +57,8 @@ ENV_INDEXER = "KAIRO_GUARD_INDEXER"
 """Default indexer mode of :class:`IngestSpool`: ``process``, ``thread`` or ``none``."""
 INDEXER_MODES = ("process", "thread", "none")
 ENV_WRITER = "KAIRO_GUARD_SPOOL_WRITER"
-"""Default writer mode of :class:`IngestSpool`: ``process`` or ``thread``."""
-WRITER_MODES = ("process", "thread")
+"""Default writer mode of :class:`IngestSpool`: ``native``, ``process`` or ``thread``."""
+WRITER_MODES = ("native", "process", "thread")
 BACKLOG_EVERY = 0.2
 """Seconds between measurements of the backlog (never per request)."""
 logger = logging.getLogger("kairo_guard.ingest.spooling")
@@ -66,9 +74,8 @@ class IngestSpool:
         guard: the guard (its state directory holds the spool).
         indexer: ``process``, ``thread`` or ``none`` (default: :data:`ENV_INDEXER`, else
             ``process``).
-        writer: ``process`` (a writer process per service process: hashing, sealing and
-            the disk off this process's interpreter lock) or ``thread`` (default:
-            :data:`ENV_WRITER`, else ``process``).
+        writer: ``native``, ``process`` or ``thread`` (see the module; default:
+            :data:`ENV_WRITER`, else ``native`` where it was built, else ``process``).
     """
 
     def __init__(
@@ -77,11 +84,14 @@ class IngestSpool:
         mode = indexer or os.environ.get(ENV_INDEXER) or "process"
         if mode not in INDEXER_MODES:
             raise ValueError(f"indexer must be one of {', '.join(INDEXER_MODES)}, not {mode!r}")
-        writer_mode = writer or os.environ.get(ENV_WRITER) or "process"
+        default = "native" if spool_native.AVAILABLE else "process"
+        writer_mode = writer or os.environ.get(ENV_WRITER) or default
         if writer_mode not in WRITER_MODES:
             raise ValueError(f"writer must be one of {', '.join(WRITER_MODES)}, not {writer!r}")
+        if writer_mode == "native" and not spool_native.AVAILABLE:
+            raise ValueError("the native spool writer was not built: use 'process'")
         self.writer_mode = writer_mode
-        self._client: SpoolProcessClient | None = None
+        self._client: SpoolProcessClient | NativeSpoolClient | None = None
         self._guard = guard
         self.mode = mode
         self.directory = guard.spool_directory
@@ -133,7 +143,9 @@ class IngestSpool:
 
     def _start(self) -> None:
         self._pid = _PID[0]
-        if self.writer_mode == "process":
+        if self.writer_mode == "native":
+            self._client = NativeSpoolClient(self.directory, self._guard.sealer)
+        elif self.writer_mode == "process":
             settings = self._guard.settings
             self._client = SpoolProcessClient(
                 settings.home, settings.config_file, self._guard.keys.to_json()

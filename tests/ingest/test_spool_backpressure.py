@@ -30,6 +30,8 @@ from kairo_guard.store.spool import SegmentAppender, backlog, encode_body, segme
 
 TOML = "[limits]\nspool_max_bytes = {limit}\n"
 
+WRITERS = ["thread", "process", "native"]
+
 
 def _guard(home: Path, limit: int | None = None) -> Guard:
     home.mkdir(parents=True)
@@ -117,7 +119,7 @@ def _refused_three(guard: Guard) -> None:
     assert statuses == [503] * 3
 
 
-@pytest.mark.parametrize("writer", ["thread", "process"])
+@pytest.mark.parametrize("writer", WRITERS)
 def test_when_the_spool_directory_cannot_be_created_then_503_could_not_be_recorded(
     writer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,114 @@
+"""The service's native spool writer: a thread of this process that never takes the
+interpreter lock.
+
+:class:`NativeSpoolClient` hands each body, not copied, to the writer thread of the C
+extension ``kairo_guard.ingest._spoolw`` (built at install time beside the
+fingerprinting core). The thread digests it (SHA-256), seals it (HMAC-SHA256 with the
+parts :meth:`~kairo_guard.enforce.sealing.Sealer.spooled_parts` gives, the same seal
+:meth:`~kairo_guard.enforce.sealing.Sealer.seal_spooled` makes), frames it as a spool
+record (:mod:`kairo_guard.store.spool`) and appends everything that arrived during its
+last pass with one ``writev`` and one ``fdatasync`` (group commit). It then signals an
+eventfd the event loop watches, and the loop completes the bodies' futures, durable.
+The event loop thereby spends on a body one call and one future: no pipe, no copy, no
+hashing, and no second interpreter on the other core.
+
+When the extension is missing (no compiler or no OpenSSL headers at install time),
+:data:`AVAILABLE` is False and :class:`~kairo_guard.ingest.spooling.IngestSpool` uses the
+writer process (:mod:`kairo_guard.ingest.spool_main`) instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from kairo_guard.core.exceptions import StoreError
+from kairo_guard.enforce.sealing import Sealer
+
+try:
+    from kairo_guard.ingest import _spoolw  # type: ignore[attr-defined]
+except ImportError:  # not built: the writer process serves instead
+    _spoolw = None
+
+AVAILABLE = _spoolw is not None
+"""True when the native writer was built."""
+MAX_QUEUED = 256 << 20
+"""Body bytes waiting for the writer past which a body is refused (the disk is stuck)."""
+SEGMENT_BYTES = 64 << 20
+logger = logging.getLogger("kairo_guard.ingest.spool_native")
+
+
+class NativeSpoolClient:
+    """Spools bodies through the native writer thread.
+
+    Args:
+        directory: the spool directory.
+        sealer: seals spooled bodies (its :meth:`Sealer.spooled_parts`).
+        sync: ``fdatasync`` each group (False only for tests of what is not durable).
+    """
+
+    def __init__(self, directory: Path, sealer: Sealer, *, sync: bool = True) -> None:
+        if _spoolw is None:
+            raise StoreError("the native spool writer was not built")
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(f"cannot create the spool {directory}: {exc}") from exc
+        self._writer: Any = _spoolw.Writer(str(directory), SEGMENT_BYTES, sync, StoreError)
+        self._parts = sealer.spooled_parts
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def record(
+        self, tenant: str, chunks: list[bytes], source: str, meta: bytes
+    ) -> tuple[str, str]:
+        """Spool a body; return its digest and seal once it is durable.
+
+        Raises:
+            StoreError: the writer could not record it (or is too far behind).
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._attach(loop)
+        writer = self._writer
+        if writer.queued_bytes > MAX_QUEUED:
+            raise StoreError("the spool writer is behind")
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if type(body) is not bytes:  # the thread reads it without the lock: immutable only
+            body = bytes(body)
+        future: asyncio.Future[tuple[str, str]] = loop.create_future()
+        try:
+            if source:
+                head, rest, block = self._parts(tenant=tenant, source=source)
+                writer.submit(future, tenant.encode(), meta, body, head, rest, block)
+            else:
+                writer.submit(future, tenant.encode(), meta, body, None, b"", b"")
+        except ValueError as exc:
+            raise StoreError(f"cannot spool the body: {exc}") from exc
+        return await future
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        old, self._loop = self._loop, loop
+        if old is not None and not old.is_closed():
+            with contextlib.suppress(Exception):
+                old.remove_reader(self._writer.fileno())
+        loop.add_reader(self._writer.fileno(), self._complete)
+
+    def _complete(self) -> None:
+        try:
+            self._writer.complete()
+        except Exception:  # a future of a closed loop: its request is gone
+            logger.exception("cannot complete spooled bodies")
+
+    def close(self) -> None:
+        """Write what is queued, end the thread, complete every future."""
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._writer.fileno())
+        try:
+            self._writer.close()
+        except Exception:
+            logger.exception("cannot complete spooled bodies")

@@ -1,0 +1,189 @@
+"""The native spool writer: a C thread that digests, seals, frames and group-commits.
+
+Real threads, a real spool directory and the real seal codec: what the thread writes is
+read back by the spool reader the indexer uses, its seals are opened by the codec and
+compared with the Python sealer's, and its failures reach the caller as StoreError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kairo_guard import Guard
+from kairo_guard.core.exceptions import StoreError
+from kairo_guard.core.types import DataClass, TenantId
+from kairo_guard.ingest import spool_native
+from kairo_guard.ingest.spool_native import NativeSpoolClient
+from kairo_guard.store.spool import SpoolRecord, read_segment, segments
+
+ACME = TenantId("acme")
+
+
+def test_the_native_writer_is_built_on_a_machine_with_gcc_openssl_and_zlib() -> None:
+    # CI builds it (hatch_build.py); without it the middleware silently uses the slower
+    # writer process, which these tests would then not cover
+    assert spool_native.AVAILABLE
+
+
+def _records(directory: Path) -> list[SpoolRecord]:
+    found: list[SpoolRecord] = []
+    for segment in segments(directory):
+        read = read_segment(segment, 0, 1 << 30)
+        assert not read.tail  # every record whole, its CRC right
+        found += read.records
+    return found
+
+
+async def _spool(
+    client: NativeSpoolClient, items: list[tuple[str, bytes, str, bytes]]
+) -> list[tuple[str, str]]:
+    return await asyncio.gather(
+        *(client.record(tenant, [body], source, meta) for tenant, body, source, meta in items)
+    )
+
+
+def test_bodies_are_digested_sealed_and_framed_as_the_python_writer_would(guard: Guard) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    bodies = [b"", b"x", os.urandom(100), os.urandom(70_000), "Zoë's memo".encode() * 999]
+    items = [("acme", body, "api", b"POST /documents") for body in bodies]
+    try:
+        results = asyncio.run(_spool(client, [*items, ("ümlaut-co", b"{}", "", b"")]))
+    finally:
+        client.close()
+    for body, (digest, seal) in zip(bodies, results, strict=False):
+        assert digest == hashlib.sha256(body).hexdigest()
+        label = guard.open_seal(seal)  # the codec verifies the thread's HMAC
+        assert (label.digest, label.tenant, label.data_class) == (
+            digest,
+            "acme",
+            DataClass.CUSTOMER_CONTENT,
+        )
+        assert seal == guard.sealer.seal_spooled(
+            digest, tenant=ACME, source="api", created_at=label.created_at
+        )
+    assert results[-1] == (hashlib.sha256(b"{}").hexdigest(), "")  # index only: no seal
+    records = _records(guard.spool_directory)
+    assert [r.body for r in records] == [*bodies, b"{}"]
+    assert [r.seal for r in records] == [seal for _, seal in results]
+    assert [r.tenant for r in records] == ["acme"] * len(bodies) + ["ümlaut-co"]
+    assert records[0].meta == b"POST /documents"
+
+
+def test_a_long_request_line_is_cut_to_4096_bytes_in_the_record(guard: Guard) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    try:
+        asyncio.run(_spool(client, [("acme", b"body", "api", b"POST /" + b"a" * 9000)]))
+    finally:
+        client.close()
+    (record,) = _records(guard.spool_directory)
+    assert record.meta == (b"POST /" + b"a" * 9000)[:4096]
+
+
+def test_full_segments_are_ended_and_every_record_stays_whole(guard: Guard) -> None:
+    from kairo_guard.core.exceptions import StoreError as Error
+    from kairo_guard.ingest import _spoolw  # type: ignore[attr-defined]
+
+    class Done:
+        def __init__(self) -> None:
+            self.result: object = None
+
+        def done(self) -> bool:
+            return False
+
+        def set_result(self, result: object) -> None:
+            self.result = result
+
+        def set_exception(self, exc: BaseException) -> None:
+            self.result = exc
+
+    directory = guard.spool_directory
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = _spoolw.Writer(str(directory), 1, True, Error)  # a segment per pass
+    futures = []
+    for i in range(5):
+        future = Done()
+        writer.submit(future, b"acme", b"", f"body {i}".encode(), None, b"", b"")
+        futures.append(future)
+        deadline = time.monotonic() + 10
+        while writer.queued_bytes and time.monotonic() < deadline:  # one pass each
+            time.sleep(0.001)
+    writer.close()
+    assert all(isinstance(f.result, tuple) for f in futures)
+    assert len(segments(directory)) == 5  # each pass past the limit opened a new one
+    assert [r.body for r in _records(directory)] == [f"body {i}".encode() for i in range(5)]
+    with pytest.raises(Error, match="closed"):
+        writer.submit(Done(), b"acme", b"", b"late", None, b"", b"")
+
+
+def test_when_the_spool_cannot_be_written_then_every_body_fails_and_none_is_acked(
+    guard: Guard, tmp_path: Path
+) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    for path in guard.spool_directory.iterdir():
+        path.unlink()
+    guard.spool_directory.rmdir()  # no segment can be opened
+
+    async def run() -> list[object]:
+        items = [client.record("acme", [b"body %d" % i], "api", b"POST /x") for i in range(3)]
+        return await asyncio.gather(*items, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(run())
+        assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+        assert all("cannot write the spool" in str(o) for o in outcomes)
+        guard.spool_directory.mkdir()  # the next pass opens a segment again
+        digest, _ = asyncio.run(client.record("acme", [b"after"], "api", b""))
+    finally:
+        client.close()
+    assert digest == hashlib.sha256(b"after").hexdigest()
+    assert [r.body for r in _records(guard.spool_directory)] == [b"after"]
+
+
+def test_a_writer_far_behind_refuses_the_body(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    monkeypatch.setattr(spool_native, "MAX_QUEUED", -1)
+    try:
+        with pytest.raises(StoreError, match="behind"):
+            asyncio.run(client.record("acme", [b"body"], "api", b""))
+    finally:
+        client.close()
+    assert _records(guard.spool_directory) == []
+
+
+def test_a_cancelled_request_does_not_stop_the_others_being_completed(guard: Guard) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+
+    async def run() -> tuple[str, str]:
+        gone = asyncio.ensure_future(client.record("acme", [b"gone"], "api", b""))
+        await asyncio.sleep(0)  # submitted
+        gone.cancel()
+        return await client.record("acme", [b"kept"], "api", b"")
+
+    try:
+        digest, _ = asyncio.run(run())
+    finally:
+        client.close()
+    assert digest == hashlib.sha256(b"kept").hexdigest()
+    # the cancelled body was written all the same: the indexer will index it
+    assert [r.body for r in _records(guard.spool_directory)] == [b"gone", b"kept"]
+
+
+def test_a_client_serves_one_event_loop_after_another(guard: Guard) -> None:
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    try:
+        first = asyncio.run(client.record("acme", [b"one"], "api", b""))
+        second = asyncio.run(client.record("acme", [b"two"], "api", b""))
+    finally:
+        client.close()
+    assert (first[0], second[0]) == (
+        hashlib.sha256(b"one").hexdigest(),
+        hashlib.sha256(b"two").hexdigest(),
+    )
