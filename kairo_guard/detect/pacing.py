@@ -8,7 +8,8 @@ holds:
 
 - a check at a shared sink (or operator vetting) waits for the watermark (it touched the
   spool's ``wanted`` file: :func:`want_index`);
-- the backlog reached :data:`DEFER_BYTES` (or a quarter of the spool's limit, if less);
+- the backlog reached half the spool's limit (:data:`DEFER_FRACTION`: the other half
+  absorbs what arrives while the indexer catches up);
 - nothing was spooled for :data:`QUIET_SECONDS` (ingestion paused);
 - the oldest unindexed body has waited :data:`MAX_DEFER_SECONDS`.
 
@@ -32,8 +33,8 @@ from kairo_guard.store.spool import backlog
 WANTED_NAME = "wanted"
 """Touched in the spool directory by a check waiting for the index."""
 
-DEFER_BYTES = 256 << 20
-"""Backlog past which the indexer no longer defers."""
+DEFER_FRACTION = 0.5
+"""Part of the spool's limit past which the indexer no longer defers."""
 QUIET_SECONDS = 0.25
 """Ingestion paused this long: index now."""
 MAX_DEFER_SECONDS = 30.0
@@ -66,8 +67,8 @@ class IndexPacing:
 
     Args:
         directory: the spool directory.
-        max_backlog: the spool's limit (``limits.spool_max_bytes``); deferral stops at a
-            quarter of it, or :data:`DEFER_BYTES` if less.
+        max_backlog: the spool's limit (``limits.spool_max_bytes``); deferral stops at
+            :data:`DEFER_FRACTION` of it.
         clock: monotonic seconds (tests pass their own).
     """
 
@@ -79,7 +80,7 @@ class IndexPacing:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
-        self.defer_bytes = min(DEFER_BYTES, max(1, max_backlog // 4))
+        self.defer_bytes = max(1, int(max_backlog * DEFER_FRACTION))
         self._clock = clock
         self._pending = 0
         self._grew = 0.0

@@ -6,18 +6,25 @@ hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of th
 presented key, so a busy service pays scrypt twice a minute per key, not per request.
 The key's record is read again at most every :data:`REVALIDATE_SECONDS`
 (:meth:`ApiKeyVerifier.cached`, the request path's check, reads nothing), so a revoked
-key, or an erased tenant's, stops working in every process within that second.
+key, or an erased tenant's, stops working in every process within that second. A key in
+use is read again ahead of time, in a background thread, during the last
+:data:`REFRESH_AHEAD_SECONDS` of its second (and hashed again there when its scrypt
+result is due): requests with a busy key never find it expired, so they never wait for
+the store or scrypt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kairo_guard.core.types import TenantId, validate_tenant
@@ -27,6 +34,9 @@ KEY_PREFIX = "kgk"
 CACHE_SECONDS = 30.0
 REVALIDATE_SECONDS = 1.0
 """How long a verified key is trusted without reading its record again."""
+REFRESH_AHEAD_SECONDS = 0.3
+"""A key used this close to the end of its trusted second is read again in the background."""
+logger = logging.getLogger("kairo_guard.ingest.apikeys")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _KEY = re.compile(r"kgk\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
 _KDF = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}"
@@ -91,6 +101,10 @@ class ApiKeyVerifier:
         self._pepper = secrets.token_bytes(32)  # cache keys are useless outside this process
         self._cache: dict[bytes, _Cached] = {}
         self._lock = threading.Lock()
+        self._ahead = min(REFRESH_AHEAD_SECONDS, self._fresh / 2)
+        self._refreshing: set[bytes] = set()
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
 
     @staticmethod
     def well_formed(presented: str) -> bool:
@@ -104,14 +118,41 @@ class ApiKeyVerifier:
     def cached(self, presented: str) -> TenantId | None:
         """The tenant of a key verified and read within :data:`REVALIDATE_SECONDS`, else
         None (then :meth:`verify` decides). Reads nothing: safe on the event loop."""
-        entry = self._cache.get(self._cache_key(presented))
-        if (
-            entry is not None
-            and entry.fresh > self._clock()
-            and entry.generation == self._store.key_generation
-        ):
-            return entry.record.tenant
-        return None
+        fingerprint = self._cache_key(presented)
+        entry = self._cache.get(fingerprint)
+        if entry is None or entry.generation != self._store.key_generation:
+            return None
+        left = entry.fresh - self._clock()
+        if left <= 0:
+            return None
+        if left < self._ahead and fingerprint not in self._refreshing:
+            self._refresh_soon(fingerprint, presented)
+        return entry.record.tenant
+
+    def _refresh_soon(self, fingerprint: bytes, presented: str) -> None:
+        with self._lock:
+            if fingerprint in self._refreshing:
+                return
+            self._refreshing.add(fingerprint)
+        try:
+            if self._executor is None or self._executor_pid != os.getpid():  # (a fork)
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="kairo-guard-keys")
+                self._executor_pid = os.getpid()
+            self._executor.submit(self._refresh, fingerprint, presented)
+        except RuntimeError:  # shutting down: the key expires and is verified as usual
+            with self._lock:
+                self._refreshing.discard(fingerprint)
+
+    def _refresh(self, fingerprint: bytes, presented: str) -> None:
+        try:
+            if self.verify(presented) is None:  # revoked or erased meanwhile: gone now
+                with self._lock:
+                    self._cache.pop(fingerprint, None)
+        except Exception:  # the store is unreadable: the entry expires, requests decide
+            logger.warning("cannot read an API key's record again", exc_info=True)
+        finally:
+            with self._lock:
+                self._refreshing.discard(fingerprint)
 
     def verify(self, presented: str) -> TenantId | None:
         """Return the tenant of a valid, unrevoked key, else None (slow: run off-loop).

@@ -96,6 +96,9 @@ class IngestSpool:
         self.mode = mode
         self.directory = guard.spool_directory
         self.max_backlog = guard.settings.limits.spool_max_bytes
+        self.min_free = guard.settings.limits.spool_min_free_bytes
+        self.free_bytes: int | None = None
+        """Free space of the spool's file system when last measured (None: unknown)."""
         self._writer: SpoolWriter | None = None
         self._pid = 0
         self._backlog_at = 0.0
@@ -129,17 +132,24 @@ class IngestSpool:
 
     @property
     def overloaded(self) -> bool:
-        """True while the backlog is over ``limits.spool_max_bytes`` (measured at most
-        every :data:`BACKLOG_EVERY` seconds)."""
+        """True while the backlog is over ``limits.spool_max_bytes`` or the spool's file
+        system has less than ``limits.spool_min_free_bytes`` free (both measured at most
+        every :data:`BACKLOG_EVERY` seconds): the spool never fills the disk."""
         now = time.monotonic()
         if now - self._backlog_at >= BACKLOG_EVERY:
             self._backlog_at = now
+            try:
+                stat = os.statvfs(self.directory)
+                self.free_bytes = stat.f_bavail * stat.f_frsize
+            except OSError:  # not there yet (or unreadable): writing decides
+                self.free_bytes = None
             try:
                 self.backlog_bytes = backlog(self.directory).pending_bytes
             except StoreError:  # unmeasured; writing decides (a body not recorded is a 503)
                 logger.exception("cannot measure the spool's backlog")
                 return False
-        return self.backlog_bytes > self.max_backlog
+        free = self.free_bytes
+        return self.backlog_bytes > self.max_backlog or (free is not None and free < self.min_free)
 
     def _start(self) -> None:
         self._pid = _PID[0]

@@ -77,10 +77,10 @@ def test_when_a_body_waited_the_longest_deferral_then_a_pass_runs_under_load(
     assert pacing.due()
 
 
-def test_when_the_backlog_reaches_a_quarter_of_the_limit_then_a_pass_runs(
+def test_when_the_backlog_reaches_half_the_limit_then_a_pass_runs(
     rig: Rig,
 ) -> None:
-    pacing = rig.pacing(40_000)  # defers up to 10,000 bytes
+    pacing = rig.pacing(20_000)  # defers up to 10,000 bytes
     rig.spool(10)
     assert not pacing.due()
     rig.now += 0.01

@@ -7,13 +7,19 @@ The store is the real SQLite store, wrapped only to count its reads of key recor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kairo_guard.core.types import TenantId
-from kairo_guard.ingest.apikeys import REVALIDATE_SECONDS, ApiKeyVerifier, new_api_key
+from kairo_guard.ingest.apikeys import (
+    REFRESH_AHEAD_SECONDS,
+    REVALIDATE_SECONDS,
+    ApiKeyVerifier,
+    new_api_key,
+)
 from kairo_guard.store.base import ApiKeyRecord
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 
@@ -138,8 +144,6 @@ def test_when_revoked_through_another_store_object_then_refused_after_the_revali
 def test_when_revoked_elsewhere_with_the_real_clock_then_refused_after_the_revalidation(
     tmp_path: Path,
 ) -> None:
-    import time
-
     store = CountingStore(tmp_path / DB_FILE_NAME)
     try:
         verifier = ApiKeyVerifier(store)
@@ -151,3 +155,39 @@ def test_when_revoked_elsewhere_with_the_real_clock_then_refused_after_the_reval
         assert verifier.verify(key) is None
     finally:
         store.close()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the background refresh did not happen"
+        time.sleep(0.005)
+
+
+def test_when_a_key_is_used_near_the_end_of_its_second_then_it_is_read_again_ahead(
+    store: CountingStore, verifier: ApiKeyVerifier, clock: Clock
+) -> None:
+    # requests with a busy key never find it expired: the record is read again in the
+    # background during the last REFRESH_AHEAD_SECONDS, and the entry trusted from then
+    key = new_api_key(store, "acme")
+    assert verifier.verify(key) == "acme"
+    clock.now += REVALIDATE_SECONDS - REFRESH_AHEAD_SECONDS / 2
+    assert verifier.cached(key) == "acme"  # still trusted; the refresh is started
+    _until(lambda: store.reads == 2)
+    _until(lambda: not verifier._refreshing)
+    clock.now += REFRESH_AHEAD_SECONDS  # past the first second: the refreshed entry holds
+    assert verifier.cached(key) == "acme"
+    assert store.reads == 2
+
+
+def test_when_a_key_is_revoked_elsewhere_then_the_refresh_ahead_drops_it_early(
+    store: CountingStore, verifier: ApiKeyVerifier, clock: Clock, tmp_path: Path
+) -> None:
+    key = new_api_key(store, "acme")
+    assert verifier.verify(key) == "acme"
+    _revoke_elsewhere(tmp_path / DB_FILE_NAME, "acme")
+    clock.now += REVALIDATE_SECONDS - REFRESH_AHEAD_SECONDS / 2
+    assert verifier.cached(key) == "acme"  # within its second, as before; refresh starts
+    _until(lambda: not verifier._refreshing and store.reads == 2)
+    assert verifier.cached(key) is None  # before the second is over
+    assert verifier.verify(key) is None

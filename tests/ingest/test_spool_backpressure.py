@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,42 @@ def test_when_the_spool_is_over_its_limit_then_a_websocket_is_refused_before_it_
         with ws_connect(ws_url, additional_headers=headers) as ws:
             ws.send("hello")
             assert ws.recv() == "hello"
+
+
+def test_when_the_disk_has_less_free_space_than_the_floor_then_503_spool_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the spool never fills the disk: below limits.spool_min_free_bytes of free space
+    # on its file system, bodies are refused however small the backlog
+    home = tmp_path / "floor"
+    home.mkdir()
+    (home / "kairo-guard.toml").write_text("[limits]\nspool_min_free_bytes = 1099511627776\n")
+    free = {"bytes": 10 << 40}  # 10 TiB, then 1 GiB: statvfs as the file system reports
+
+    real_statvfs = os.statvfs
+
+    def statvfs(path: object) -> os.statvfs_result:
+        real = real_statvfs(path)  # type: ignore[arg-type]
+        fields = list(real)
+        fields[1], fields[4] = 1, free["bytes"]  # f_frsize, f_bavail
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    with make_guard(home, pii_gate=False) as guard:
+        key = new_api_key(guard.store, "acme")
+        app = _app(guard)
+
+        async def run() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+                first = await _post(client, key, 1)
+                free["bytes"] = 1 << 30
+                await asyncio.sleep(BACKLOG_EVERY + 0.05)  # measured again
+                return [first, await _post(client, key, 2)]
+
+        first, refused = asyncio.run(run())
+        assert first.status_code == 201
+        assert refused.status_code == 503
+        assert refused.json()["rule"] == SPOOL_FULL
+        assert int(refused.headers["retry-after"]) >= 1
+        assert [e["status"] for e in _audit(guard) if e.get("rule") == SPOOL_FULL] == [503]
