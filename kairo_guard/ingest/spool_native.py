@@ -23,17 +23,16 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
 
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.enforce.sealing import Sealer
 
-try:
-    from kairo_guard.ingest import _spoolw  # type: ignore[attr-defined]
+try:  # compiled at install time (hatch_build.py); the writer process is the fallback
+    import kairo_guard.ingest._spoolw as native_writer
 except ImportError:  # not built: the writer process serves instead
-    _spoolw = None
+    native_writer = None  # type: ignore[assignment]
 
-AVAILABLE = _spoolw is not None
+AVAILABLE = native_writer is not None
 """True when the native writer was built."""
 MAX_QUEUED = 256 << 20
 """Body bytes waiting for the writer past which a body is refused (the disk is stuck)."""
@@ -51,13 +50,13 @@ class NativeSpoolClient:
     """
 
     def __init__(self, directory: Path, sealer: Sealer, *, sync: bool = True) -> None:
-        if _spoolw is None:
+        if native_writer is None:
             raise StoreError("the native spool writer was not built")
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"cannot create the spool {directory}: {exc}") from exc
-        self._writer: Any = _spoolw.Writer(str(directory), SEGMENT_BYTES, sync, StoreError)
+        self._writer = native_writer.Writer(str(directory), SEGMENT_BYTES, sync, StoreError)
         self._parts = sealer.spooled_parts
         self._loop: asyncio.AbstractEventLoop | None = None
 

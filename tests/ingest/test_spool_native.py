@@ -86,8 +86,8 @@ def test_a_long_request_line_is_cut_to_4096_bytes_in_the_record(guard: Guard) ->
 
 
 def test_full_segments_are_ended_and_every_record_stays_whole(guard: Guard) -> None:
+    import kairo_guard.ingest._spoolw as native_writer
     from kairo_guard.core.exceptions import StoreError as Error
-    from kairo_guard.ingest import _spoolw  # type: ignore[attr-defined]
 
     class Done:
         def __init__(self) -> None:
@@ -104,7 +104,7 @@ def test_full_segments_are_ended_and_every_record_stays_whole(guard: Guard) -> N
 
     directory = guard.spool_directory
     directory.mkdir(parents=True, exist_ok=True)
-    writer = _spoolw.Writer(str(directory), 1, True, Error)  # a segment per pass
+    writer = native_writer.Writer(str(directory), 1, True, Error)  # a segment per pass
     futures = []
     for i in range(5):
         future = Done()

@@ -1,0 +1,23 @@
+"""Type stub of the native spool writer (``_spoolw.c``; see that file)."""
+
+from typing import Any
+
+class Writer:
+    queued_bytes: int
+    def __init__(
+        self, directory: str, segment_bytes: int, sync: bool, error_class: type[Exception]
+    ) -> None: ...
+    def submit(
+        self,
+        future: Any,
+        tenant: bytes,
+        meta: bytes,
+        body: bytes,
+        head: bytes | None,
+        rest: bytes,
+        block: bytes,
+        /,
+    ) -> None: ...
+    def complete(self) -> int: ...
+    def fileno(self) -> int: ...
+    def close(self) -> int | None: ...
