@@ -1,10 +1,11 @@
 """The spool writers side by side: bodies/s made durable, and the event loop's CPU a body.
 
-``IngestSpool.record`` from one event loop, 32 bodies in flight, against the writer
-process (``spool_main``, the default) and the writer thread, alternated over rounds on
+``IngestSpool.record`` from one event loop, 32 bodies in flight, against the native
+writer thread (the default), the writer process (``spool_main``) and the Python writer
+thread, alternated over rounds on
 one state directory per round (no indexer). Prints, per body size and round, each
 writer's bodies/s, MB/s and the loop thread's CPU per body (``time.thread_time``; it
-includes this script's own task bookkeeping, the same for both).
+includes this script's own task bookkeeping, the same for all).
 
     .venv/bin/python benchmarks/bench_spool_writer.py [--sizes 1024,65536] [--rounds 2]
 """
@@ -53,9 +54,9 @@ def main() -> None:
     cli = str(Path(sys.executable).with_name("kairo-guard"))
     for size in (int(s) for s in o.sizes.split(",")):
         n = max(2000, o.megabytes * 1_000_000 // size)
-        rates: dict[str, list[float]] = {"process": [], "thread": []}
+        rates: dict[str, list[float]] = {"native": [], "process": [], "thread": []}
         for r in range(o.rounds):
-            for writer in ("process", "thread"):
+            for writer in rates:
                 with tempfile.TemporaryDirectory() as tmp:
                     home = Path(tmp) / "home"
                     env = dict(os.environ, KAIRO_GUARD_HOME=str(home))
@@ -65,8 +66,10 @@ def main() -> None:
                 print(f"{size:>6} B round {r + 1} {writer:<7}: {rate:8.0f} bodies/s, "
                       f"{rate * size / 1e6:6.0f} MB/s, loop CPU {cpu:5.1f} us a body",
                       flush=True)  # fmt: skip
-        ratio = statistics.median(rates["process"]) / statistics.median(rates["thread"])
-        print(f"{size:>6} B median process/thread: {ratio:.2f}")
+        native = statistics.median(rates["native"])
+        for other in ("process", "thread"):
+            ratio = native / statistics.median(rates[other])
+            print(f"{size:>6} B median native/{other}: {ratio:.2f}")
 
 
 if __name__ == "__main__":
