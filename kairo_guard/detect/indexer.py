@@ -124,20 +124,28 @@ class SpoolIndexer:
         self.indexed = 0
         """Bodies indexed by this indexer."""
 
-    def pass_once(self) -> int:
-        """Index what the spool holds now (the caller holds the indexer lock); return
-        how many bodies were indexed."""
-        total = 0
+    def pass_once(self, max_bytes: int | None = None) -> int:
+        """Index what the spool holds now (the caller holds the indexer lock): each
+        segment up to its size when the pass reached it (a segment still written is not
+        chased), and about ``max_bytes`` at most (None: no bound); return how many
+        bodies were indexed."""
+        total = budget = 0
         for segment in segments(self.directory):
+            if max_bytes is not None and budget >= max_bytes:
+                break
             done = finished(segment)  # before reading: a finished segment is read whole
             pos = indexed_offset(segment)
-            while True:
+            end = _size(segment)
+            while max_bytes is None or budget < max_bytes:
                 read = read_segment(segment, pos, self._batch_bytes)
                 if read.records:
                     self._commit(read.records)
+                    budget += read.stop - pos
                     pos = read.stop
                     set_indexed_offset(segment, pos)
                     total += len(read.records)
+                    if pos >= end and not done:  # what came since is the next pass's
+                        break
                 if read.tail and done:
                     pos = self._skip_damage(segment, pos)
                     if pos < _size(segment):
@@ -286,23 +294,39 @@ def serve(
     pacing: IndexPacing | None = None,
     pause: float = 0.05,
     full_batch: int = 512,
+    pass_bytes: int = 32 << 20,
 ) -> None:
-    """Index the spool until ``stop()`` says so, then drain it (the indexer process).
+    """Index the spool until ``stop()`` says so, then what it held then (the indexer
+    process).
 
     Waits for the indexer lock first: one indexer at a time per spool. Passes are paced
     by ``pacing`` (:class:`~kairo_guard.detect.pacing.IndexPacing`: deferred while
-    ingestion is busy, at once when a check waits); None: a pass whenever there is
-    something to index. Between passes it sleeps ``pause`` seconds unless the last pass
-    found a full batch (``full_batch`` bodies or more: there is more to do).
+    ingestion is busy, at once when a check waits), each of about ``pass_bytes`` at
+    most, so the pacing is asked again every few seconds; None: a pass whenever there
+    is something to index, and the drain at the end unpaced. Between passes it sleeps
+    ``pause`` seconds unless the last pass found a full batch (``full_batch`` bodies or
+    more: there is more to do). After ``stop()`` (the service ended) the passes stay
+    paced, so an indexer draining a backlog yields to a service still ingesting into
+    the same spool; it ends once everything spooled before ``stop()`` is indexed.
     """
     with indexer_lock(indexer.directory, wait=True):
         while not stop():
             if pacing is None or pacing.due():
                 started = time.time()
-                count = indexer.pass_once()
+                count = indexer.pass_once(pass_bytes if pacing is not None else None)
                 if pacing is not None:
                     pacing.passed(started)
                 if count >= full_batch:
                     continue
             time.sleep(pause)
-        indexer.drain()
+        if pacing is None:
+            indexer.drain()
+            return
+        taken = snapshot(indexer.directory)
+        while not covered(taken):
+            if pacing.due():
+                started = time.time()
+                indexer.pass_once(pass_bytes)
+                pacing.passed(started)
+            else:
+                time.sleep(pause)

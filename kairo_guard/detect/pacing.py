@@ -13,9 +13,12 @@ holds:
 - nothing was spooled for :data:`QUIET_SECONDS` (ingestion paused);
 - the oldest unindexed body has waited :data:`MAX_DEFER_SECONDS`.
 
-Once a pass is due the indexer catches up: it runs passes until the backlog is empty,
-then defers again. So under steady load the index lags by at most about
-:data:`MAX_DEFER_SECONDS` plus the time to catch up, or the backlog bound; a waiting
+Once a pass is due for any reason but the pause, the indexer catches up: it runs passes
+until the backlog is empty, then defers again. A pause is a reason only while it lasts:
+ingestion that starts again (a segment grows, or a new one appears) defers the passes
+again, so a gap between two bursts does not put the indexer in the next burst's way.
+So under steady load the index lags by at most about :data:`MAX_DEFER_SECONDS` plus
+the time to catch up, or the backlog bound; a waiting
 check ends the deferral at once, and is never answered from a stale index: it waits for
 the watermark or blocks (``index.lagging``).
 """
@@ -83,31 +86,40 @@ class IndexPacing:
         self.defer_bytes = max(1, int(max_backlog * DEFER_FRACTION))
         self._clock = clock
         self._pending = 0
+        self._sizes: dict[str, int] = {}
         self._grew = 0.0
         self._waiting_since: float | None = None
         self._draining = False
         self._served = time.time()  # wall clock, as file times are
 
+    @property
+    def pending_bytes(self) -> int:
+        """The backlog when :meth:`due` last measured it."""
+        return self._pending
+
     def due(self) -> bool:
         """True when a pass should run now (see the module docstring). Once one is due
-        the indexer catches up: passes stay due until the backlog is empty."""
+        for a check, the backlog's size or age, passes stay due until the backlog is
+        empty; for a pause in ingestion, while the pause lasts."""
         now = self._clock()
-        pending = backlog(self.directory).pending_bytes
-        if pending <= 0:
-            self._pending, self._waiting_since, self._draining = 0, None, False
-            return False
-        if pending > self._pending:
-            self._grew = now
+        measured = backlog(self.directory)
+        pending = measured.pending_bytes
+        sizes = dict(measured.sizes)
+        if any(size > self._sizes.get(name, 0) for name, size in sizes.items()):
+            self._grew = now  # written since: ingestion (indexing only shrinks the backlog)
+        self._sizes = sizes
         self._pending = pending
+        if pending <= 0:
+            self._waiting_since, self._draining = None, False
+            return False
         if self._waiting_since is None:
             self._waiting_since = now
         self._draining = self._draining or (
             wanted_at(self.directory) >= self._served
             or pending >= self.defer_bytes
-            or now - self._grew >= QUIET_SECONDS
             or now - self._waiting_since >= MAX_DEFER_SECONDS
         )
-        return self._draining
+        return self._draining or now - self._grew >= QUIET_SECONDS
 
     def passed(self, started: float) -> None:
         """Record that a pass started at ``started`` (wall clock) ran: a check that asked

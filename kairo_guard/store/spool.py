@@ -236,17 +236,22 @@ class Backlog:
 
     segments: int
     pending_bytes: int
+    sizes: tuple[tuple[str, int], ...] = ()
+    """Each segment's name and size (a segment that grew, or a new one: ingestion)."""
 
 
 def backlog(directory: Path) -> Backlog:
     """Measure the spool's backlog (one ``listdir`` and a ``stat`` per segment)."""
     count = pending = 0
+    sizes = []
     for seg in segments(directory):
         with contextlib.suppress(FileNotFoundError):
-            left = seg.stat().st_size - indexed_offset(seg)
+            size = seg.stat().st_size
+            left = size - indexed_offset(seg)
             count += 1
             pending += max(0, left)
-    return Backlog(count, pending)
+            sizes.append((seg.name, size))
+    return Backlog(count, pending, tuple(sizes))
 
 
 class SegmentAppender:

@@ -114,18 +114,35 @@ def test_when_a_check_waits_then_the_next_pass_is_due_at_once(
     assert not pacing.due()
 
 
-def test_when_a_pass_is_due_then_passes_stay_due_until_the_backlog_is_empty(
+def test_when_the_backlog_made_a_pass_due_then_passes_stay_due_until_it_is_empty(
     rig: Rig,
 ) -> None:
+    pacing = rig.pacing(20_000)  # defers up to 10,000 bytes
+    rig.spool(50)
+    assert pacing.due()
+    for _ in range(3):  # ingestion goes on while the indexer catches up
+        rig.now += 0.05
+        rig.spool()
+        assert pacing.due()
+    rig.index_all()
+    assert not pacing.due()
+
+
+def test_when_a_pause_made_a_pass_due_then_ingestion_resuming_defers_again(
+    rig: Rig,
+) -> None:
+    # a gap between two bursts (a load generator restarting) must not put the indexer
+    # in the next burst's way: the pause is a reason only while it lasts
     pacing = rig.pacing()
     rig.spool()
     assert not pacing.due()  # it just grew
     rig.now += QUIET_SECONDS
     assert pacing.due()
-    for _ in range(3):  # ingestion resumes while the indexer catches up
-        rig.now += 0.05
-        rig.spool()
-        assert pacing.due()
+    rig.now += 0.05
+    rig.spool()  # the next burst
+    assert not pacing.due()
+    rig.now += QUIET_SECONDS  # paused again
+    assert pacing.due()
     rig.index_all()
     assert not pacing.due()
 

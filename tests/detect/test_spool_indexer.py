@@ -30,7 +30,13 @@ from kairo_guard.detect.indexer import INDEX_LAGGING_RULE
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.spooling import IngestSpool
-from kairo_guard.store.spool import SegmentAppender, backlog, encode_body, indexer_lock
+from kairo_guard.store.spool import (
+    SegmentAppender,
+    SpoolRecord,
+    backlog,
+    encode_body,
+    indexer_lock,
+)
 
 TENANT = "zebra-tenant-7"
 """A tenant id that appears nowhere else: no audit entry may hold it."""
@@ -236,3 +242,51 @@ def test_when_the_indexer_runs_as_a_process_then_it_is_idle_priority_and_drains_
             spool.close()
         assert [row.digest for row in guard.store.list_provenance("acme")] == [digest]
         assert not os.path.exists(f"/proc/{child}/cmdline") or child not in _indexer_children()
+
+
+def _bodies(n: int, start: int = 0) -> list[bytes]:
+    return [
+        encode_body("acme", "", b'{"text": "memo %d %s"}' % (i, b"w" * 1000))
+        for i in range(start, start + n)
+    ]
+
+
+def test_a_bounded_pass_indexes_about_its_budget_and_leaves_the_rest_for_the_next(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the indexer process asks its pacing again between passes of 32 MiB at most, so a
+    # burst of ingestion that starts during a long catch-up defers the rest
+    appender = SegmentAppender(guard.spool_directory)
+    assert appender.append(_bodies(100)) is None
+    indexer = guard.indexer
+    monkeypatch.setattr(indexer, "_batch_bytes", 4096)
+    first = indexer.pass_once(max_bytes=20_000)
+    assert 10 <= first < 40
+    assert backlog(guard.spool_directory).pending_bytes > 0
+    assert first + indexer.drain() == 100
+    appender.close()
+
+
+def test_a_pass_indexes_a_segment_up_to_its_size_when_it_started(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a segment still written at line rate is not chased: the pass ends, and pacing
+    # decides about what came since
+    appender = SegmentAppender(guard.spool_directory)
+    assert appender.append(_bodies(10)) is None
+    indexer = guard.indexer
+    monkeypatch.setattr(indexer, "_batch_bytes", 4096)
+    commit = indexer._commit
+    written = [0]
+
+    def commit_while_ingesting(records: list[SpoolRecord]) -> None:
+        commit(records)
+        if written[0] < 200:  # each batch indexed, more arrives
+            assert appender.append(_bodies(2, 1000 + written[0])) is None
+            written[0] += 2
+
+    monkeypatch.setattr(indexer, "_commit", commit_while_ingesting)
+    indexed = indexer.pass_once()
+    assert 10 <= indexed <= 14  # at most its last batch (4 KiB here) past the start size
+    assert written[0] < 200
+    appender.close()
