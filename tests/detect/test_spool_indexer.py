@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard
-from kairo_guard.detect.indexer import INDEX_LAGGING_RULE
+from kairo_guard.detect.indexer import INDEX_LAGGING_RULE, SpoolIndexer
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.spooling import IngestSpool
@@ -251,15 +251,23 @@ def _bodies(n: int, start: int = 0) -> list[bytes]:
     ]
 
 
+def _spooled(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch, n: int
+) -> tuple[SegmentAppender, SpoolIndexer]:
+    """``n`` bodies of about 1 KiB spooled; the guard's indexer reading 4 KiB a batch."""
+    appender = SegmentAppender(guard.spool_directory)
+    assert appender.append(_bodies(n)) is None
+    indexer = guard.indexer
+    monkeypatch.setattr(indexer, "_batch_bytes", 4096)
+    return appender, indexer
+
+
 def test_a_bounded_pass_indexes_about_its_budget_and_leaves_the_rest_for_the_next(
     guard: Guard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the indexer process asks its pacing again between passes of 32 MiB at most, so a
     # burst of ingestion that starts during a long catch-up defers the rest
-    appender = SegmentAppender(guard.spool_directory)
-    assert appender.append(_bodies(100)) is None
-    indexer = guard.indexer
-    monkeypatch.setattr(indexer, "_batch_bytes", 4096)
+    appender, indexer = _spooled(guard, monkeypatch, 100)
     first = indexer.pass_once(max_bytes=20_000)
     assert 10 <= first < 40
     assert backlog(guard.spool_directory).pending_bytes > 0
@@ -272,10 +280,7 @@ def test_a_pass_indexes_a_segment_up_to_its_size_when_it_started(
 ) -> None:
     # a segment still written at line rate is not chased: the pass ends, and pacing
     # decides about what came since
-    appender = SegmentAppender(guard.spool_directory)
-    assert appender.append(_bodies(10)) is None
-    indexer = guard.indexer
-    monkeypatch.setattr(indexer, "_batch_bytes", 4096)
+    appender, indexer = _spooled(guard, monkeypatch, 10)
     commit = indexer._commit
     written = [0]
 
