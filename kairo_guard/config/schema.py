@@ -88,7 +88,7 @@ class LimitsSection(_Strict):
     audit_flush_ms: int = Field(default=200, ge=1, le=60_000)
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1, le=1 << 40)
     spool_max_bytes: int = Field(default=16 * 1024 * 1024 * 1024, ge=1, le=1 << 44)
-    spool_min_free_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=0, le=1 << 44)
+    spool_min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0, le=1 << 44)
     index_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
 
 
