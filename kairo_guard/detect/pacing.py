@@ -18,9 +18,9 @@ until the backlog is empty, then defers again. A pause is a reason only while it
 ingestion that starts again (a segment grows, or a new one appears) defers the passes
 again, so a gap between two bursts does not put the indexer in the next burst's way.
 So under steady load the index lags by at most about :data:`MAX_DEFER_SECONDS` plus
-the time to catch up, or the backlog bound; a waiting
-check ends the deferral at once, and is never answered from a stale index: it waits for
-the watermark or blocks (``index.lagging``).
+the time to catch up, or the backlog bound; a waiting check ends the deferral at once,
+and is never answered from a stale index: it waits for the watermark or blocks
+(``index.lagging``).
 """
 
 from __future__ import annotations
@@ -85,17 +85,11 @@ class IndexPacing:
         self.directory = directory
         self.defer_bytes = max(1, int(max_backlog * DEFER_FRACTION))
         self._clock = clock
-        self._pending = 0
         self._sizes: dict[str, int] = {}
         self._grew = 0.0
         self._waiting_since: float | None = None
         self._draining = False
         self._served = time.time()  # wall clock, as file times are
-
-    @property
-    def pending_bytes(self) -> int:
-        """The backlog when :meth:`due` last measured it."""
-        return self._pending
 
     def due(self) -> bool:
         """True when a pass should run now (see the module docstring). Once one is due
@@ -108,7 +102,6 @@ class IndexPacing:
         if any(size > self._sizes.get(name, 0) for name, size in sizes.items()):
             self._grew = now  # written since: ingestion (indexing only shrinks the backlog)
         self._sizes = sizes
-        self._pending = pending
         if pending <= 0:
             self._waiting_since, self._draining = None, False
             return False

@@ -16,7 +16,9 @@
  *       64-byte block (key padded with zeros) is `block`.
  *   complete() -> int
  *       (from the event loop, on the eventfd) completes the futures of done bodies:
- *       result (digest, seal), or exception error_class(reason). Returns how many.
+ *       result (digest, seal), or exception error_class(reason). Returns how many; if
+ *       completing a future raised (its loop is closed), raises the first such error
+ *       once every other future is completed.
  *   fileno() -> int              the eventfd.
  *   queued_bytes                 body bytes submitted and not yet done.
  *   close()                      ends the thread once what is queued is done, then
@@ -471,15 +473,21 @@ static PyObject *Writer_complete(Writer *w, PyObject *Py_UNUSED(ignored)) {
     w->done = w->done_tail = NULL;
     pthread_mutex_unlock(&w->mutex);
     long n = 0;
-    int failed = 0;
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
     while (jobs) {
         Job *next = jobs->next;
-        if (!failed && finish(w, jobs) < 0) failed = 1; /* the rest are still released */
+        if (finish(w, jobs) < 0) { /* every other future is still completed */
+            if (type) PyErr_Clear();
+            else PyErr_Fetch(&type, &value, &tb);
+        }
         free_job(jobs);
         jobs = next;
         n++;
     }
-    if (failed) return NULL;
+    if (type) { /* the first error, once every body is completed and released */
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
     return PyLong_FromLong(n);
 }
 

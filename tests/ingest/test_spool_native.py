@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import kairo_guard.ingest._spoolw as native_writer
 from kairo_guard import Guard
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.types import DataClass, TenantId
@@ -85,26 +86,33 @@ def test_a_long_request_line_is_cut_to_4096_bytes_in_the_record(guard: Guard) ->
     assert record.meta == (b"POST /" + b"a" * 9000)[:4096]
 
 
+class Done:
+    """A future as the writer sees one: it records what it is completed with."""
+
+    def __init__(self) -> None:
+        self.result: object = None
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, result: object) -> None:
+        self.result = result
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.result = exc
+
+
+class ClosedLoopFuture(Done):
+    """A future whose event loop is closed: completing it raises."""
+
+    def set_result(self, result: object) -> None:
+        raise RuntimeError("Event loop is closed")
+
+
 def test_full_segments_are_ended_and_every_record_stays_whole(guard: Guard) -> None:
-    import kairo_guard.ingest._spoolw as native_writer
-    from kairo_guard.core.exceptions import StoreError as Error
-
-    class Done:
-        def __init__(self) -> None:
-            self.result: object = None
-
-        def done(self) -> bool:
-            return False
-
-        def set_result(self, result: object) -> None:
-            self.result = result
-
-        def set_exception(self, exc: BaseException) -> None:
-            self.result = exc
-
     directory = guard.spool_directory
     directory.mkdir(parents=True, exist_ok=True)
-    writer = native_writer.Writer(str(directory), 1, True, Error)  # a segment per pass
+    writer = native_writer.Writer(str(directory), 1, True, StoreError)  # a segment a pass
     futures = []
     for i in range(5):
         future = Done()
@@ -117,7 +125,7 @@ def test_full_segments_are_ended_and_every_record_stays_whole(guard: Guard) -> N
     assert all(isinstance(f.result, tuple) for f in futures)
     assert len(segments(directory)) == 5  # each pass past the limit opened a new one
     assert [r.body for r in _records(directory)] == [f"body {i}".encode() for i in range(5)]
-    with pytest.raises(Error, match="closed"):
+    with pytest.raises(StoreError, match="closed"):
         writer.submit(Done(), b"acme", b"", b"late", None, b"", b"")
 
 
@@ -187,3 +195,24 @@ def test_a_client_serves_one_event_loop_after_another(guard: Guard) -> None:
         hashlib.sha256(b"one").hexdigest(),
         hashlib.sha256(b"two").hexdigest(),
     )
+
+
+def test_a_future_that_cannot_be_completed_does_not_strand_the_others(guard: Guard) -> None:
+    # a request of a closed event loop sits in the same pass as live ones: the live ones
+    # are still answered, and the error is raised once they are
+    directory = guard.spool_directory
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = native_writer.Writer(str(directory), 1 << 20, True, StoreError)
+    futures = [Done(), ClosedLoopFuture(), Done(), Done()]
+    for i, future in enumerate(futures):
+        writer.submit(future, b"acme", b"", b"body %d" % i, None, b"", b"")
+    deadline = time.monotonic() + 10
+    while writer.queued_bytes and time.monotonic() < deadline:
+        time.sleep(0.001)
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.complete()
+    writer.close()
+    live = [f for f in futures if not isinstance(f, ClosedLoopFuture)]
+    assert [f.result[0] for f in live] == [  # type: ignore[index]
+        hashlib.sha256(b"body %d" % i).hexdigest() for i in (0, 2, 3)
+    ]
