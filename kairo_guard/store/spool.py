@@ -48,6 +48,7 @@ KIND_BODY = 1
 _HEADER = struct.Struct("<IIB")
 _FIELD = struct.Struct("<H")
 _IOV_MAX = 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 logger = logging.getLogger("kairo_guard.store.spool")
 
 
@@ -275,6 +276,7 @@ class SegmentAppender:
         self._lock = threading.Lock()
         self._fd = -1
         self._size = 0
+        self._dropped = 0
         self._segment = 0
         self._retired: list[int] = []
 
@@ -312,11 +314,13 @@ class SegmentAppender:
             retired, self._retired = self._retired, []
             fds = [*retired, self._fd] if self._fd >= 0 else retired
             covers = self._segment
+            current, synced = self._fd, self._size
         error = None
         try:
             if self._sync:
                 for fd in fds:
                     os.fdatasync(fd)
+                    self._drop(fd, None if fd != current else synced)
         except OSError as exc:
             error = f"cannot sync the spool: {exc}"
             logger.error("%s", error)
@@ -327,6 +331,21 @@ class SegmentAppender:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         return error, covers
+
+    def _drop(self, fd: int, synced: int | None) -> None:
+        """Let the page cache drop the synced pages of ``fd`` (all of a retired
+        segment; the whole pages before ``synced`` of the open one): nothing here reads
+        them again, and a spool kept in the page cache makes every write take fresh
+        pages, which costs several times the write (see the native writer)."""
+        start, upto = 0, 0  # (0, 0): the whole file
+        if synced is not None:
+            upto = synced - synced % _PAGE
+            with self._lock:
+                if fd != self._fd or upto <= self._dropped:
+                    return
+                start, self._dropped = self._dropped, upto
+        with contextlib.suppress(OSError):  # advice only: the data is durable either way
+            os.posix_fadvise(fd, start, upto - start, os.POSIX_FADV_DONTNEED)
 
     def _write(self, records: list[bytes]) -> None:
         total = sum(len(r) for r in records)
@@ -354,7 +373,7 @@ class SegmentAppender:
             os.fsync(dir_fd)  # the new name itself is durable
         finally:
             os.close(dir_fd)
-        self._fd, self._size = fd, 0
+        self._fd, self._size, self._dropped = fd, 0, 0
         self._segment += 1
 
     def close(self) -> None:
