@@ -109,6 +109,7 @@ def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(limit)
+        _read_once(f.fileno(), start, len(data))
         eof = len(data) < limit
         at = 0
         while True:
@@ -131,6 +132,16 @@ def read_segment(path: Path, start: int, limit: int) -> SegmentRead:
                 return SegmentRead(records, start + at, True)
             records.append(SpoolRecord(start + end, tenant, seal, meta, body))
             at = end
+
+
+def _read_once(fd: int, start: int, length: int) -> None:
+    """Let the page cache drop the whole pages just read: each is read once (by the
+    indexer). A page the writer may still append to (the last, partial one) stays."""
+    end = start + length
+    end -= end % _PAGE
+    if end > start:
+        with contextlib.suppress(OSError):  # advice only
+            os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
 
 def resync(path: Path, start: int) -> int | None:

@@ -84,3 +84,21 @@ def test_the_native_writer_drops_what_it_synced(guard: Guard) -> None:
     assert cached <= 1
     bodies = [r.body for s in segments(directory) for r in read_segment(s, 0, 1 << 30).records]
     assert bodies == BODIES
+
+
+def test_what_the_indexer_reads_leaves_the_page_cache(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    appender = SegmentAppender(directory, sync=False)  # dirty pages stay cached
+    _page_cache_applies(directory)
+    assert appender.append([encode_body("acme", "", b) for b in BODIES]) is None
+    appender.close()
+    (segment,) = segments(directory)
+    fd = os.open(segment, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # written back: now only the reading drops them
+    finally:
+        os.close(fd)
+    assert resident_pages(segment)[0] > 400
+    read = read_segment(segment, 0, 1 << 30)
+    assert [r.body for r in read.records] == BODIES
+    assert resident_pages(segment)[0] <= 1
