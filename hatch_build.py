@@ -5,7 +5,10 @@
   when used);
 - ``kairo_guard/ingest/_spoolw.c``, the ingestion spool's writer thread (links OpenSSL's
   libcrypto, which CPython's ``hashlib`` uses too, and zlib); without it the middleware
-  spools through a writer process (:mod:`kairo_guard.ingest.spool_main`).
+  spools through a writer process (:mod:`kairo_guard.ingest.spool_main`);
+- ``kairo_guard/ingest/_gate.c``, the middleware's admission of its common request
+  (:mod:`kairo_guard.ingest.fast_path`) and the API key cache it reads (libcrypto's
+  SHA-256); without it the same checks run in Python.
 
 Editable installs (``pip install -e .``) get each shared library beside its source, in
 the source tree (git ignores them); wheels get them as forced includes, and are then
@@ -33,6 +36,8 @@ EXTENSIONS = (
      "the slower pure-Python fallback"),
     (Path("kairo_guard/ingest/_spoolw.c"), ["-lcrypto", "-lz", "-pthread"],
      "spool writer extension", "the spool writer process"),
+    (Path("kairo_guard/ingest/_gate.c"), ["-lcrypto"],
+     "fast path admission extension", "the same checks in Python"),
 )  # fmt: skip
 FLAGS = [
     "-O3",

@@ -9,11 +9,20 @@ then serves them without the general path's per-request objects
 credential, signed baggage, a ``traceparent``, a recording tracer, a guarded, public or
 unsure route, a body of unknown, zero or large size, a spool over its limit) goes the
 general way, which decides the same requests the same way, only with more work.
+
+Where the native extension ``kairo_guard.ingest._gate`` was built, :meth:`FastPath.admit`
+is its ``Gate.admit``: the same checks in one C call (the header scan, the route cache,
+the API key cache through :attr:`ApiKeyVerifier.native_keys
+<kairo_guard.ingest.apikeys.ApiKeyVerifier.native_keys>`), calling back into Python for
+what only Python knows (the trace context, the tracer, the spool's backlog, a route not
+seen before, a key's refresh). The tests hold both to the same answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+import functools
+import operator
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from opentelemetry import context
@@ -23,6 +32,11 @@ from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.routing import NO_ROUTE, RouteTable, route_path
 from kairo_guard.ingest.spooling import IngestSpool
 from kairo_guard.otel.instrumentation import GuardTelemetry
+
+try:  # compiled at install time (hatch_build.py)
+    import kairo_guard.ingest._gate as native_gate
+except ImportError:  # not built: FastPath.admit runs in Python
+    native_gate = None  # type: ignore[assignment]
 
 Scope = MutableMapping[str, Any]
 ROUTE_CACHE_SIZE = 4096
@@ -44,7 +58,7 @@ class FastPath:
     """
 
     __slots__ = ("_max", "_other", "_plain", "_routes", "_slow", "_spool", "_telemetry",
-                 "_verifier")  # fmt: skip
+                 "_verifier", "admit")  # fmt: skip
 
     def __init__(
         self,
@@ -63,6 +77,23 @@ class FastPath:
         self._slow = self._other | TRACE_HEADERS
         self._max = max_size
         self._plain: dict[tuple[Any, Any, Any], bool] = {}
+        self.admit: Callable[[Scope], tuple[TenantId, int] | None] = self.admit_python
+        """``(tenant, declared body size)`` for an http request the fast path may serve,
+        else None: the native gate where it was built, else :meth:`admit_python`."""
+        keys = verifier.native_keys
+        if native_gate is not None and keys is not None:
+            gate = native_gate.Gate(
+                keys=keys,
+                refused=tuple(sorted(self._slow)),
+                max_size=max_size,
+                plain=self._plain,
+                route_plain=self._route_plain,
+                context=context.get_current,
+                tracer=telemetry.active_tracer,
+                overloaded=functools.partial(operator.attrgetter("overloaded"), spool),
+                route_cache_size=ROUTE_CACHE_SIZE,
+            )
+            self.admit = gate.admit
 
     def known_bearer(self, scope: Scope) -> TenantId | None:
         """The tenant of a request whose only credential is one ``Bearer`` API key
@@ -73,9 +104,8 @@ class FastPath:
             return None
         return self._verifier.cached(found[0][7:].strip().decode("latin-1"))
 
-    def admit(self, scope: Scope) -> tuple[TenantId, int] | None:
-        """``(tenant, declared body size)`` for an http request the fast path may serve,
-        else None."""
+    def admit_python(self, scope: Scope) -> tuple[TenantId, int] | None:
+        """:attr:`admit` in Python (the native gate makes the same decisions)."""
         found = _scan(scope, self._slow)
         if found is None:
             return None
@@ -90,9 +120,7 @@ class FastPath:
         key = (scope.get("path"), scope.get("root_path"), scope.get("raw_path"))
         plain = self._plain.get(key)
         if plain is None:
-            path = route_path(scope)
-            routes = self._routes
-            plain = path not in routes.public_paths and routes.match(scope, path) == NO_ROUTE
+            plain = self._route_plain(scope)
             if len(self._plain) >= ROUTE_CACHE_SIZE:
                 self._plain.clear()
             self._plain[key] = plain
@@ -100,6 +128,13 @@ class FastPath:
             return None
         tenant = self._verifier.cached(auth[7:].strip().decode("latin-1"))
         return None if tenant is None else (tenant, size)
+
+    def _route_plain(self, scope: Scope) -> bool:
+        """True for a route that feeds no sink, serves no model, is not public and is
+        not ambiguous (then the fast path may serve it)."""
+        path = route_path(scope)
+        routes = self._routes
+        return path not in routes.public_paths and routes.match(scope, path) == NO_ROUTE
 
 
 def _scan(scope: Scope, refused: frozenset[bytes]) -> tuple[bytes | None, bytes | None] | None:

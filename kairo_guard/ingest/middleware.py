@@ -284,7 +284,7 @@ class GuardMiddleware:
             return
         meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
         try:
-            digest, seal = await self.spool.record(tenant, [body], self.source, meta)
+            digest, seal = await self.spool.submit(tenant, [body], self.source, meta)
         except StoreError:  # not recorded: never accepted, the app never sees it
             self._audit(tenant, scope, status=503)
             self.guard.telemetry.count_request("deny", 503, size)

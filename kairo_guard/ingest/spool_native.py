@@ -68,6 +68,18 @@ class NativeSpoolClient:
         Raises:
             StoreError: the writer could not record it (or is too far behind).
         """
+        return await self.submit(tenant, chunks, source, meta)
+
+    def submit(
+        self, tenant: str, chunks: list[bytes], source: str, meta: bytes
+    ) -> asyncio.Future[tuple[str, str]]:
+        """:meth:`record` without a coroutine of its own (the middleware's fast path
+        awaits the writer's future itself); call it from the running event loop.
+
+        Raises:
+            StoreError: the body is refused at once (the writer is too far behind, or
+                the body is too large for a record); later failures are the future's.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._attach(loop)
@@ -86,7 +98,7 @@ class NativeSpoolClient:
                 writer.submit(future, tenant.encode(), meta, body, None, b"", b"")
         except ValueError as exc:
             raise StoreError(f"cannot spool the body: {exc}") from exc
-        return await future
+        return future
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         old, self._loop = self._loop, loop

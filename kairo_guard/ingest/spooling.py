@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from kairo_guard.core.exceptions import StoreError
@@ -117,11 +118,29 @@ class IngestSpool:
         Raises:
             StoreError: it could not be recorded (the middleware answers 503).
         """
+        return await self.submit(tenant, chunks, source, meta)
+
+    def submit(
+        self, tenant: str, chunks: list[bytes], source: str, meta: bytes = b""
+    ) -> Awaitable[tuple[str, str]]:
+        """:meth:`record` without a coroutine of its own where the writer gives a
+        future (the native writer: the middleware's fast path awaits it directly).
+
+        Raises:
+            StoreError: the body is refused at once (else the awaitable raises it).
+        """
         if self._pid != _PID[0]:  # first use, or a forked child: start ours
             self._start()
         client = self._client
+        if isinstance(client, NativeSpoolClient):
+            return client.submit(tenant, chunks, source, meta)
         if client is not None:
-            return await client.record(tenant, chunks, source, meta)
+            return client.record(tenant, chunks, source, meta)
+        return self._record_in_thread(tenant, chunks, source, meta)
+
+    async def _record_in_thread(
+        self, tenant: str, chunks: list[bytes], source: str, meta: bytes
+    ) -> tuple[str, str]:
         if self._writer is None:
             raise StoreError("the spool writer is not running")
         sealer = self._guard.sealer.seal_spooled

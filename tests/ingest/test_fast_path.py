@@ -10,6 +10,7 @@ app and the client exchange is under the test's control.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import hashlib
 from collections.abc import MutableMapping
 from typing import Any
@@ -228,7 +229,8 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
         raise StoreError("disk full")
 
     monkeypatch.setattr(app, "app", watched)
-    monkeypatch.setattr(app.spool, "record", broken)
+    monkeypatch.setattr(app.spool, "record", broken)  # (either way of spooling a body)
+    monkeypatch.setattr(app.spool, "submit", broken)
     sent = _call(app, _scope("/documents", _headers(key)), [(BODY, False)])
     assert sent[0]["status"] == 503
     assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
@@ -238,3 +240,31 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
     entries = [orjson.loads(line) for line in guard.audit.path.read_bytes().splitlines()]
     assert entries[-1]["event"] == "request"
     assert entries[-1]["status"] == 503
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer caf\xe9", b"Bearer \xff\xfe", b"Bearer kgk.\x00", b"Bearer ", b"bearer x"],
+    ids=["latin-1", "not utf-8", "nul", "empty", "lower case"],
+)
+def test_when_the_bearer_token_is_not_a_key_then_the_answer_is_401_not_a_crash(
+    warm: tuple[GuardMiddleware, str], value: bytes
+) -> None:
+    app, _ = warm
+    headers = [(b"authorization", value), (b"content-length", str(len(BODY)).encode())]
+    assert app._fast is not None
+    assert app._fast.admit(_scope("/documents", headers)) is None
+    assert app._fast.admit_python(_scope("/documents", headers)) is None
+    sent = _call(app, _scope("/documents", headers), [(BODY, False)])
+    assert sent[0]["status"] == 401
+
+
+def test_the_native_gate_is_built_on_a_machine_with_gcc_and_openssl(
+    warm: tuple[GuardMiddleware, str],
+) -> None:
+    # CI builds it (hatch_build.py); without it the fast path runs its Python checks,
+    # which test_fast_path_native.py would then not compare it with
+    app, _ = warm
+    assert importlib.util.find_spec("kairo_guard.ingest._gate") is not None
+    assert app._fast is not None
+    assert app._fast.admit != app._fast.admit_python
