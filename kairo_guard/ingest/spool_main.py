@@ -23,7 +23,8 @@ import time
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.spool_wire import ack, nack, read_requests, read_ring
-from kairo_guard.store.spool import SegmentAppender, body_parts
+from kairo_guard.store.spool import body_parts
+from kairo_guard.store.spool_append import SegmentAppender
 
 READ_BYTES = 8 << 20
 GATHER_BELOW = 64 << 10

@@ -1,11 +1,12 @@
 """The ingestion spool: request bodies made durable in group commits, indexed later.
 
 Ingestion answers a request once its body is on disk, not once it is fingerprinted:
-a spool writer (a process of the service by default, :mod:`kairo_guard.ingest.spool_main`;
-or a thread, :mod:`kairo_guard.store.spool_writer`) appends each sealed body to a segment
-file through :class:`SegmentAppender`, and many requests share one ``write`` and one
-``fdatasync`` (group commit). The
-indexer (:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in
+a spool writer (a C thread of the service by default, :mod:`kairo_guard.ingest.spool_native`;
+a process, :mod:`kairo_guard.ingest.spool_main`; or a thread,
+:mod:`kairo_guard.store.spool_writer`, through
+:class:`~kairo_guard.store.spool_append.SegmentAppender`) appends each sealed body to a
+segment file, and many requests share one ``write`` and one ``fdatasync`` (group
+commit); the pages it synced leave the page cache. The indexer (:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in
 batches and records how far it got; a check at a shared sink waits until everything
 accepted before it started is indexed (:func:`covered`).
 
@@ -28,8 +29,6 @@ import fcntl
 import logging
 import os
 import struct
-import threading
-import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,8 +46,8 @@ KIND_BODY = 1
 """A body: tenant, seal (empty: index only) and the body's bytes."""
 _HEADER = struct.Struct("<IIB")
 _FIELD = struct.Struct("<H")
-_IOV_MAX = 1024
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+"""The page size (the page cache drops whole pages)."""
 logger = logging.getLogger("kairo_guard.store.spool")
 
 
@@ -138,7 +137,7 @@ def _read_once(fd: int, start: int, length: int) -> None:
     """Let the page cache drop the whole pages just read: each is read once (by the
     indexer). A page the writer may still append to (the last, partial one) stays."""
     end = start + length
-    end -= end % _PAGE
+    end -= end % PAGE
     if end > start:
         with contextlib.suppress(OSError):  # advice only
             os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
@@ -264,138 +263,6 @@ def backlog(directory: Path) -> Backlog:
             pending += max(0, left)
             sizes.append((seg.name, size))
     return Backlog(count, pending, tuple(sizes))
-
-
-class SegmentAppender:
-    """This process's open segment: appends groups of records, each made durable with
-    one ``fdatasync``; a new segment past ``segment_bytes`` or after a failed write.
-
-    Args:
-        directory: the spool directory (exists).
-        segment_bytes: a segment is closed and a new one opened past this size.
-        sync: ``fdatasync`` each group (False only for tests of what is not durable).
-    """
-
-    def __init__(self, directory: Path, *, segment_bytes: int = 64 << 20, sync: bool = True):
-        try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise StoreError(f"cannot create the spool {directory}: {exc}") from exc
-        self.directory = directory
-        self._segment_bytes = segment_bytes
-        self._sync = sync
-        self._lock = threading.Lock()
-        self._fd = -1
-        self._size = 0
-        self._dropped = 0
-        self._segment = 0
-        self._retired: list[int] = []
-
-    def append(self, records: list[bytes]) -> str | None:
-        """Write ``records`` (whole records, each one buffer or several in order) and
-        make them durable; return None, or why they are not (then the segment is
-        closed: a torn record ends it, the next starts clean)."""
-        error, _ = self.write(records)
-        return error if error is not None else self.sync()[0]
-
-    def write(self, records: list[bytes]) -> tuple[str | None, int]:
-        """Write ``records`` without waiting for the disk (:meth:`sync` makes them
-        durable; it may run in another thread); return (None, or why they were not
-        written, and the number of the segment they went to)."""
-        if not records:  # no segment is made for nothing
-            return None, self._segment
-        with self._lock:  # a segment is never retired or closed while being written
-            try:
-                if self._fd < 0 or self._size >= self._segment_bytes:
-                    self._open()
-                for at in range(0, len(records), _IOV_MAX):
-                    self._write(records[at : at + _IOV_MAX])
-            except OSError as exc:
-                logger.error("cannot write the spool: %s", exc)
-                self._retire()
-                return f"cannot write the spool: {exc}", self._segment
-            return None, self._segment
-
-    def sync(self) -> tuple[str | None, int]:
-        """Make everything written before the call durable (``fdatasync`` of each
-        segment written since the last sync); return (None, or why not, and the number
-        of the newest segment it covers). After a failure the segment is ended: what
-        went to it is never reported durable."""
-        with self._lock:
-            retired, self._retired = self._retired, []
-            fds = [*retired, self._fd] if self._fd >= 0 else retired
-            covers = self._segment
-            current, synced = self._fd, self._size
-        error = None
-        try:
-            if self._sync:
-                for fd in fds:
-                    os.fdatasync(fd)
-                    self._drop(fd, None if fd != current else synced)
-        except OSError as exc:
-            error = f"cannot sync the spool: {exc}"
-            logger.error("%s", error)
-            with self._lock:
-                self._retire()
-        finally:
-            for fd in retired:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        return error, covers
-
-    def _drop(self, fd: int, synced: int | None) -> None:
-        """Let the page cache drop the synced pages of ``fd`` (all of a retired
-        segment; the whole pages before ``synced`` of the open one): nothing here reads
-        them again, and a spool kept in the page cache makes every write take fresh
-        pages, which costs several times the write (see the native writer)."""
-        start, upto = 0, 0  # (0, 0): the whole file
-        if synced is not None:
-            upto = synced - synced % _PAGE
-            with self._lock:
-                if fd != self._fd or upto <= self._dropped:
-                    return
-                start, self._dropped = self._dropped, upto
-        with contextlib.suppress(OSError):  # advice only: the data is durable either way
-            os.posix_fadvise(fd, start, upto - start, os.POSIX_FADV_DONTNEED)
-
-    def _write(self, records: list[bytes]) -> None:
-        total = sum(len(r) for r in records)
-        written = os.writev(self._fd, records)
-        self._size += written
-        if written < total:  # short write: the rest one buffer at a time
-            rest = memoryview(b"".join(records))[written:]
-            while rest:
-                n = os.write(self._fd, rest)
-                self._size += n
-                rest = rest[n:]
-
-    def _retire(self) -> None:  # (under the lock) the next sync syncs and closes it
-        if self._fd >= 0:
-            self._retired.append(self._fd)
-            self._fd = -1
-
-    def _open(self) -> None:  # (under the lock)
-        self._retire()
-        path = self.directory / f"seg-{time.time_ns():020d}-{os.getpid()}{SEGMENT_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the new name itself is durable
-        finally:
-            os.close(dir_fd)
-        self._fd, self._size, self._dropped = fd, 0, 0
-        self._segment += 1
-
-    def close(self) -> None:
-        """Close the segment (it is then finished: the indexer may remove it), and any
-        ended one not synced since."""
-        with self._lock:
-            self._retire()
-            retired, self._retired = self._retired, []
-        for fd in retired:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The spool's writer thread: records made durable in groups, from any thread or loop.
 
 :class:`SpoolWriter` appends records (or :class:`BodyJob` bodies, digested and sealed in
-its thread) to this process's segment (:class:`~kairo_guard.store.spool.SegmentAppender`)
+its thread) to this process's segment (:class:`~kairo_guard.store.spool_append.SegmentAppender`)
 with one ``fdatasync`` for everything queued since the last one. Services use it through
 :class:`~kairo_guard.ingest.spooling.IngestSpool` in ``thread`` mode; the default writer
 is a process of its own (:mod:`kairo_guard.ingest.spool_main`), which keeps the hashing
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from kairo_guard.core.exceptions import StoreError
-from kairo_guard.store.spool import SegmentAppender, body_parts
+from kairo_guard.store.spool import body_parts
+from kairo_guard.store.spool_append import SegmentAppender
 
 logger = logging.getLogger("kairo_guard.store.spool_writer")
 

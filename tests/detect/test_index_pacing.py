@@ -16,13 +16,8 @@ import pytest
 from kairo_guard.core.exceptions import IndexLagging
 from kairo_guard.detect.indexer import wait_indexed
 from kairo_guard.detect.pacing import MAX_DEFER_SECONDS, QUIET_SECONDS, IndexPacing, wanted_at
-from kairo_guard.store.spool import (
-    SegmentAppender,
-    encode_body,
-    indexer_lock,
-    segments,
-    set_indexed_offset,
-)
+from kairo_guard.store.spool import encode_body, indexer_lock, segments, set_indexed_offset
+from kairo_guard.store.spool_append import SegmentAppender
 
 
 class Rig:

@@ -30,13 +30,8 @@ from kairo_guard.detect.indexer import INDEX_LAGGING_RULE, SpoolIndexer
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.spooling import IngestSpool
-from kairo_guard.store.spool import (
-    SegmentAppender,
-    SpoolRecord,
-    backlog,
-    encode_body,
-    indexer_lock,
-)
+from kairo_guard.store.spool import SpoolRecord, backlog, encode_body, indexer_lock
+from kairo_guard.store.spool_append import SegmentAppender
 
 TENANT = "zebra-tenant-7"
 """A tenant id that appears nowhere else: no audit entry may hold it."""

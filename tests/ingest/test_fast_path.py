@@ -10,8 +10,8 @@ app and the client exchange is under the test's control.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import hashlib
+import importlib.util
 from collections.abc import MutableMapping
 from typing import Any
 

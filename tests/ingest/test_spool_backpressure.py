@@ -27,7 +27,8 @@ from kairo_guard import Guard
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import SPOOL_FULL, GuardMiddleware
 from kairo_guard.ingest.spooling import BACKLOG_EVERY, ENV_WRITER
-from kairo_guard.store.spool import SegmentAppender, backlog, encode_body, segments
+from kairo_guard.store.spool import backlog, encode_body, segments
+from kairo_guard.store.spool_append import SegmentAppender
 
 TOML = "[limits]\nspool_max_bytes = {limit}\n"
 

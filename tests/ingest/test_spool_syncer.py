@@ -16,7 +16,8 @@ import pytest
 
 from kairo_guard.ingest.spool_main import _Syncer
 from kairo_guard.ingest.spool_wire import ack, read_acks
-from kairo_guard.store.spool import SegmentAppender, encode_body
+from kairo_guard.store.spool import encode_body
+from kairo_guard.store.spool_append import SegmentAppender
 
 
 def _acks(fd: int) -> dict[int, bool]:

@@ -16,7 +16,8 @@ from page_cache import resident_pages
 
 from kairo_guard import Guard
 from kairo_guard.ingest.spool_native import NativeSpoolClient
-from kairo_guard.store.spool import SegmentAppender, encode_body, read_segment, segments
+from kairo_guard.store.spool import encode_body, read_segment, segments
+from kairo_guard.store.spool_append import SegmentAppender
 
 BODIES = [os.urandom(50_000) for _ in range(40)]  # about 2 MB: 490 pages
 

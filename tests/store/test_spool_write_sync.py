@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kairo_guard.store.spool import SegmentAppender, encode_body, read_segment, segments
+from kairo_guard.store.spool import encode_body, read_segment, segments
+from kairo_guard.store.spool_append import SegmentAppender
 
 
 def _records(directory: Path) -> list[bytes]:
