@@ -17,6 +17,13 @@ from kairo_guard.core.types import TenantId, validate_tenant
 
 _CURRENT_TENANT: ContextVar[TenantId | None] = ContextVar("kairo_guard_tenant", default=None)
 
+serve_tenant = _CURRENT_TENANT.set
+"""Serve ``tenant`` from here, whatever context encloses it; returns the token that
+:func:`end_serving` takes (the middleware's per-request form of :class:`serving_tenant`,
+two C calls: pair them in ``try``/``finally`` in the same task)."""
+end_serving = _CURRENT_TENANT.reset
+"""Give back the tenant context :func:`serve_tenant` replaced."""
+
 
 def current_tenant() -> TenantId | None:
     """Return the tenant whose request is being served here, or None."""

@@ -35,7 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from kairo_guard.core.context import serving_tenant
+from kairo_guard.core.context import end_serving, serve_tenant, serving_tenant
 from kairo_guard.core.exceptions import AuthenticationError, StoreError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
@@ -290,9 +290,9 @@ class GuardMiddleware:
             self.guard.telemetry.count_request("deny", 503, size)
             await deny(scope, receive, send, 503, BODY_ERRORS[503])
             return
-        provenance = scope[SCOPE_KEY] = RequestProvenance(self.guard, tenant, self.source)
-        provenance.size = size
-        provenance.finish(digest, seal)
+        provenance = scope[SCOPE_KEY] = RequestProvenance(
+            self.guard, tenant, self.source, size=size, digest=digest, seal=seal
+        )
         header = (PROVENANCE_HEADER, seal.encode("ascii"))
         status = 0
 
@@ -303,10 +303,11 @@ class GuardMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
+        token = serve_tenant(tenant)
         try:
-            with serving_tenant(tenant):
-                await self.app(scope, replay(message, receive), app_send)
+            await self.app(scope, replay(message, receive), app_send)
         finally:  # an accepted body's request is audited by the spool's indexer
+            end_serving(token)
             if not 0 < status < 400:
                 self._audit(tenant, scope, status=status or None, provenance=provenance)
             decision = "allow" if 0 < status < 400 else "deny"

@@ -19,14 +19,24 @@ class RequestProvenance:
 
     __slots__ = ("_guard", "_source", "complete", "digest", "seal", "size", "tenant")
 
-    def __init__(self, guard: Guard, tenant: TenantId, source: str) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        tenant: TenantId,
+        source: str,
+        *,
+        size: int = 0,
+        digest: str | None = None,
+        seal: str | None = None,
+    ) -> None:
         self._guard = guard
         self._source = source
         self.tenant = tenant
-        self.size = 0
-        self.complete = False
-        self.digest: str | None = None
-        self.seal: str | None = None
+        self.size = size
+        self.complete = digest is not None
+        """True once the whole body is durable in the spool (given its digest)."""
+        self.digest = digest
+        self.seal = seal
         """The body's seal: set once the whole body was received, None for empty bodies."""
 
     def finish(self, digest: str, seal: str | None) -> None:

@@ -1,14 +1,15 @@
 """The ingestion spool: request bodies made durable in group commits, indexed later.
 
 Ingestion answers a request once its body is on disk, not once it is fingerprinted:
-a spool writer (a C thread of the service by default, :mod:`kairo_guard.ingest.spool_native`;
-a process, :mod:`kairo_guard.ingest.spool_main`; or a thread,
-:mod:`kairo_guard.store.spool_writer`, through
-:class:`~kairo_guard.store.spool_append.SegmentAppender`) appends each sealed body to a
-segment file, and many requests share one ``write`` and one ``fdatasync`` (group
-commit); the pages it synced leave the page cache. The indexer (:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in
-batches and records how far it got; a check at a shared sink waits until everything
-accepted before it started is indexed (:func:`covered`).
+a spool writer (by default a C thread of the service,
+:mod:`kairo_guard.ingest.spool_native`; else a process,
+:mod:`kairo_guard.ingest.spool_main`, or a thread, :mod:`kairo_guard.store.spool_writer`,
+both through :class:`~kairo_guard.store.spool_append.SegmentAppender`) appends each
+sealed body to a segment file, and many requests share one ``write`` and one
+``fdatasync`` (group commit); the pages it synced leave the page cache. The indexer
+(:mod:`kairo_guard.detect.indexer`) reads segments, fingerprints bodies in batches and
+records how far it got; a check at a shared sink waits until everything accepted
+before it started is indexed (:func:`covered`).
 
 On disk, a spool is a directory of segments ``seg-<ns>-<pid>.kgs``, each written by one
 process, which holds a shared ``flock`` on it while it may still append; a segment
