@@ -4,15 +4,18 @@
 ring of the service that started it from its standard input, opens a guard on the
 state directory, indexes the spool until its standard input ends (its parent
 closed it or died), then drains the spool and exits. It ignores SIGINT (a Ctrl-C meant
-for the server), ends cleanly on SIGTERM, and runs at the lowest CPU priority: requests
-are answered first, the index catches up in the time they leave.
+for the server), ends cleanly on SIGTERM, and runs at the lowest CPU priority and in the
+idle I/O class: requests are answered first, the index catches up in the time they
+leave.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
+import platform
 import signal
 import sys
 import threading
@@ -27,12 +30,22 @@ INDEXER_NICE = 19
 """The indexer process's nice value: it runs on the CPU time ingestion leaves."""
 
 
+_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+"""The ioprio_set system call's number (Linux; Python's os module has no wrapper)."""
+_IOPRIO_IDLE = 3 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)
+
+
 def _lowest_priority() -> None:
     # SCHED_IDLE (Linux): runs only on a CPU nothing else wants; else the highest nice
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(INDEXER_NICE)
+    # and the idle I/O class: its reads of the spool wait for the writer's syncs
+    number = _IOPRIO_SET.get(platform.machine())
+    if sys.platform == "linux" and number is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).syscall(number, 1, 0, _IOPRIO_IDLE)  # this process
 
 
 def main(argv: list[str] | None = None) -> int:
