@@ -73,6 +73,15 @@ def body_of(size: int, text: str) -> str:
     return '{"text":"' + "".join(words)[:room] + '"}'
 
 
+def wrk_script(body: str, key: str) -> str:
+    """A wrk script POSTing ``body`` as JSON with the tenant's API key."""
+    return (
+        f'wrk.method = "POST"\nwrk.body = [[{body}]]\n'
+        f'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -266,11 +275,7 @@ def main() -> int:
         )
         for size, text in cases:
             script = tmp / f"body-{size}-{text}.lua"
-            script.write_text(
-                f'wrk.method = "POST"\nwrk.body = [[{body_of(size, text)}]]\n'
-                f'wrk.headers["Content-Type"] = "application/json"\n'
-                f'wrk.headers["Authorization"] = "Bearer {key}"\n'
-            )
+            script.write_text(wrk_script(body_of(size, text), key))
             for r in range(1, o.rounds + 1):
                 row: dict[str, Any] = {"size": size, "text": text, "round": r}
                 for kind in ("bare", "guarded"):

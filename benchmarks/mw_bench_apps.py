@@ -1,4 +1,4 @@
-"""The two apps ``bench_middleware.py`` serves: one Starlette endpoint, bare and guarded.
+"""The apps ``bench_middleware.py`` serves: one Starlette endpoint, bare and guarded.
 
 ``bare`` and ``guarded`` are the same endpoint (``POST /ingest`` reads the whole body,
 as an ingestion service does, and answers 201 with its size); ``guarded`` wraps it in
@@ -6,10 +6,17 @@ as an ingestion service does, and answers 201 with its size); ``guarded`` wraps 
 tenant's API key). The guarded app is built only when asked for, so serving ``bare``
 never opens a guard. Equivalent to the measuring harness's ``mw_apps`` module, kept here
 so the benchmark runs on its own.
+
+``wrapped`` and ``suspended`` are the floor ``bench_middleware_floor.py`` measures: the
+least any middleware that reads the body before the app and adds a response header does
+(``wrapped``), and that plus one wait for another party before the app runs, answered on
+the loop's next turn (``suspended``: what making the body durable elsewhere costs at the
+very least, the writing itself free).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,6 +36,45 @@ def _endpoint() -> Starlette:
 
 
 bare = _endpoint()
+
+
+class _Wrapped:
+    """Reads the request's first body message, hands it to the app first, and adds a
+    header to the response: the fixed work of any body-inspecting middleware."""
+
+    def __init__(self, app: Any, *, wait: bool) -> None:
+        self.app = app
+        self.wait = wait
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        first: Any = await receive()
+        if self.wait:  # one round trip through the event loop, as a durable write costs
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            loop.call_soon(done.set_result, None)
+            await done
+
+        async def replayed() -> Any:
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            return await receive()
+
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", ()), (b"x-tag", b"t" * 120)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, replayed, tagged)
+
+
+wrapped = _Wrapped(_endpoint(), wait=False)
+suspended = _Wrapped(_endpoint(), wait=True)
 
 
 def _guarded() -> Any:
