@@ -11,7 +11,8 @@ commit; 503 with ``Retry-After`` when the spool cannot take it or its backlog is
 ``limits.spool_max_bytes``), puts the seal in ``scope["kairo_guard"]`` and in a
 ``kairo-provenance`` response header; and audits the request. The spool's indexer
 fingerprints the body off the request path; a check at a shared sink waits for it.
-Lifespan and other scopes pass through untouched.
+Other scopes pass through; at lifespan shutdown the spool is closed before the server
+hears (queued bodies durable, what was accepted indexed).
 
 Routes are matched on the path the application routes on
 (:mod:`kairo_guard.ingest.routing`): ``scope["path"]`` less ``scope["root_path"]``, as
@@ -54,6 +55,7 @@ from kairo_guard.ingest.request_state import (
     Receive,
     RequestState,
     Send,
+    closing_at_shutdown,
     content_length,
     replay,
 )
@@ -166,8 +168,8 @@ class GuardMiddleware:
             if admitted is not None:
                 await self._fast_http(scope, receive, send, *admitted)
                 return
-        elif kind != "websocket":
-            await self.app(scope, receive, send)
+        elif kind != "websocket":  # lifespan: the spool is closed at shutdown
+            await self.app(scope, receive, closing_at_shutdown(scope, send, self.spool.close))
             return
         await self._general(scope, receive, send)
 
@@ -184,7 +186,6 @@ class GuardMiddleware:
             traced.end()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        kind = scope["type"]
         tenant = self._fast.known_bearer(scope) if self._fast is not None else None
         fast = tenant is not None
         if tenant is None:
@@ -208,10 +209,10 @@ class GuardMiddleware:
             self._audit(tenant, scope, status=403, model=model_ref(model))
             await deny(scope, receive, send, 403, "this model is not served to this account")
             return
-        if not fast:  # (the fast path saw no baggage)
-            strip_kairo_baggage(scope)  # only a verified token counts, and only here
+        if not fast:  # (the fast path saw no baggage) only a verified token counts, here
+            strip_kairo_baggage(scope)
         with serving_tenant(tenant):
-            if kind == "websocket":
+            if scope["type"] == "websocket":
                 if self.spool.overloaded:  # as for http: shed load while the index lags
                     self._audit(tenant, scope, status=503, rule=SPOOL_FULL)
                     detail = "ingestion is behind: the spool is full, retry later"

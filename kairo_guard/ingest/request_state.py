@@ -10,7 +10,9 @@ app's own error handling could answer otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -19,6 +21,8 @@ import orjson
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.spooling import IngestSpool
+
+logger = logging.getLogger("kairo_guard.ingest.middleware")
 
 PROVENANCE_HEADER = b"kairo-provenance"
 """The response header that carries the seal of the request's content."""
@@ -205,6 +209,27 @@ class RequestState:
                 headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
                 message = {**message, "headers": headers}
         await self._send(message)
+
+
+def closing_at_shutdown(
+    scope: MutableMapping[str, Any], send: Send, close: Callable[[], None]
+) -> Send:
+    """``send`` for a scope the middleware passes through. For ``lifespan``, ``close``
+    runs once the app has shut down and before the server hears so (in a thread: it
+    makes queued bodies durable and waits for the indexer to index what was accepted);
+    other scopes get ``send`` itself."""
+    if scope.get("type") != "lifespan":
+        return send
+
+    async def closing_send(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, close)
+            except Exception:  # the server shuts down all the same; the indexer drains
+                logger.exception("cannot close the ingestion spool at shutdown")
+        await send(message)
+
+    return closing_send
 
 
 def replay(first: Message, receive: Receive) -> Receive:
