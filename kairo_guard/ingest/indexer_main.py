@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=lifeline, daemon=True).start()
     with Guard(home=args.home, config_file=args.config, key=ring) as guard:
         pacing = IndexPacing(guard.spool_directory, guard.settings.limits.spool_max_bytes)
+        guard.indexer.workers = len(os.sched_getaffinity(0))  # idle priority: spare cores only
         serve(guard.indexer, stop.is_set, pacing=pacing)
     return 0
 
