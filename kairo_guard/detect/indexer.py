@@ -192,16 +192,17 @@ class SpoolIndexer:
         rows: list[ProvenanceRow] = []
         entries: list[dict[str, JSONValue]] = []
         erased = self._store.erased_tenants()
-        kept = [r for r in records if self._pseudonym(TenantId(r.tenant)) not in erased]
-        each = iter(self._all_fingerprints([r.body for r in kept]))
-        for record in records:
+        pseudonyms = [self._pseudonym(TenantId(r.tenant)) for r in records]
+        kept = [r.body for r, p in zip(records, pseudonyms, strict=True) if p not in erased]
+        each = iter(self._all_fingerprints(kept))
+        for record, pseudonym in zip(records, pseudonyms, strict=True):
             tenant = TenantId(record.tenant)
-            if self._pseudonym(tenant) in erased:  # accepted as the tenant was erased
-                entries.append({"event": "spool.erased", "tenant": self._pseudonym(tenant)})
+            if pseudonym in erased:  # accepted as the tenant was erased
+                entries.append({"event": "spool.erased", "tenant": pseudonym})
                 continue
             found = next(each)
             fingerprints.extend((fp, tenant) for fp in found)
-            entries.append(self._seal_entry(record, tenant, len(found), rows))
+            entries.append(self._seal_entry(record, tenant, pseudonym, len(found), rows))
         self._store.record_ingested(fingerprints, rows)
         for entry in entries:
             self._audit.append(entry)
@@ -231,9 +232,13 @@ class SpoolIndexer:
         return found
 
     def _seal_entry(
-        self, record: SpoolRecord, tenant: TenantId, count: int, rows: list[ProvenanceRow]
+        self,
+        record: SpoolRecord,
+        tenant: TenantId,
+        pseudonym: str,
+        count: int,
+        rows: list[ProvenanceRow],
     ) -> dict[str, JSONValue]:
-        pseudonym = self._pseudonym(tenant)
         entry: dict[str, JSONValue] = {
             "event": "fingerprints.index",
             "tenant": pseudonym,

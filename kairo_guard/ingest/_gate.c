@@ -319,7 +319,10 @@ static int route_is_plain(Gate *g, PyObject *scope) {
 static PyObject *admit(Gate *g, PyObject *scope) {
     if (!PyDict_Check(scope) || !g->keys) return Py_NewRef(Py_None);
     PyObject *headers = PyDict_GetItemWithError(scope, s_headers);
-    if (!headers) return NULL; /* (an error, or no headers: None) */
+    if (!headers) { /* no headers (or an error): the general path decides */
+        PyErr_Clear();
+        return Py_NewRef(Py_None);
+    }
     PyObject *seq = PyList_Check(headers) || PyTuple_Check(headers) ? headers : NULL;
     if (!seq) return Py_NewRef(Py_None);
     Py_INCREF(seq);
