@@ -11,16 +11,19 @@
  *       called once (unless the fingerprint is in the set `refreshing`).
  *
  * Gate(keys, refused, max_size, plain, route_plain, context, tracer, overloaded,
- *      route_cache_size)
+ *      route_cache_size, recheck=0.0)
  *   admit(scope) -> (tenant, size) | None
  *       for an http scope (a dict) whose headers (a list or tuple of two-item lists or
  *       tuples of bytes) hold exactly one "authorization" ("Bearer " and a key
  *       Keys.cached knows) and one
  *       "content-length" (digits, 1..max_size), and no header named in `refused`; when
- *       context() is empty, tracer() is None, overloaded() is false and the route is
+ *       context is empty (a ContextVar's value, or what a callable answers), the
+ *       service is not busy and the route is
  *       plain: plain[(path, root_path, raw_path)], filled from route_plain(scope) and
- *       emptied past route_cache_size entries. Anything else, an error included, is
- *       None: the middleware's general path then decides (it fails closed).
+ *       emptied past route_cache_size entries. Busy: tracer() is not None or
+ *       overloaded() is true, asked at most every `recheck` seconds (monotonic clock;
+ *       0 asks on every request). Anything else, an error included, is None: the
+ *       middleware's general path then decides (it fails closed).
  *
  * The same decisions as the Python FastPath and ApiKeyVerifier.cached, which the tests
  * hold it to.
@@ -29,6 +32,7 @@
 #include <Python.h>
 #include <openssl/sha.h>
 #include <string.h>
+#include <time.h>
 
 static PyObject *s_headers, *s_path, *s_root_path, *s_raw_path, *s_record, *s_tenant,
     *s_fresh, *s_generation, *s_key_generation;
@@ -223,18 +227,26 @@ typedef struct {
     long long max_size;
     PyObject *plain, *route_plain, *context, *tracer, *overloaded;
     Py_ssize_t route_cache_size;
+    double recheck, next_check; /* monotonic seconds */
+    int busy;                   /* tracer() or overloaded() at the last check */
 } Gate;
 
 static int Gate_init(Gate *g, PyObject *args, PyObject *kw) {
     static char *names[] = {"keys", "refused", "max_size", "plain", "route_plain", "context",
-                            "tracer", "overloaded", "route_cache_size", NULL};
+                            "tracer", "overloaded", "route_cache_size", "recheck", NULL};
     PyObject *keys, *refused, *plain, *route_plain, *context, *tracer, *overloaded;
     long long max_size;
     Py_ssize_t cache_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!LO!OOOOn", names, &KeysType, &keys,
+    double recheck = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!LO!OOOOn|d", names, &KeysType, &keys,
                                      &PyTuple_Type, &refused, &max_size, &PyDict_Type, &plain,
-                                     &route_plain, &context, &tracer, &overloaded, &cache_size))
+                                     &route_plain, &context, &tracer, &overloaded, &cache_size,
+                                     &recheck))
         return -1;
+    if (!(recheck >= 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "recheck must be a number of seconds >= 0");
+        return -1;
+    }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(refused); i++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(refused, i))) {
             PyErr_SetString(PyExc_TypeError, "refused header names must be bytes");
@@ -257,6 +269,9 @@ static int Gate_init(Gate *g, PyObject *args, PyObject *kw) {
     Py_XSETREF(g->overloaded, overloaded);
     g->max_size = max_size;
     g->route_cache_size = cache_size;
+    g->recheck = recheck;
+    g->next_check = 0.0; /* the first request asks */
+    g->busy = 1;
     return 0;
 }
 
@@ -286,6 +301,42 @@ static int says_yes(PyObject *fn) {
 
 static int is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+/* 1: a trace context to continue (or an error: then not admitted), 0: none */
+static int has_context(Gate *g) {
+    if (!PyContextVar_CheckExact(g->context)) return says_yes(g->context);
+    PyObject *value = NULL;
+    if (PyContextVar_Get(g->context, NULL, &value) < 0) return 1;
+    if (!value) return 0; /* unset and no default: no context */
+    int yes = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return yes != 0;
+}
+
+/* 1: spans are recorded or the spool is over its limit (or an error), 0: neither.
+ * Asked of Python at most every g->recheck seconds. */
+static int is_busy(Gate *g) {
+    struct timespec ts;
+    double now = 0.0;
+    if (g->recheck > 0.0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+        if (now < g->next_check) return g->busy;
+    }
+    int busy = 1;
+    PyObject *tracer = PyObject_CallNoArgs(g->tracer);
+    if (tracer) {
+        busy = tracer != Py_None || says_yes(g->overloaded);
+        Py_DECREF(tracer);
+    }
+    if (PyErr_Occurred()) { /* not remembered: the next request asks again */
+        PyErr_Clear();
+        return 1;
+    }
+    g->busy = busy;
+    g->next_check = now + g->recheck;
+    return busy;
 }
 
 /* 1: plain route, 0: not, -1: error */
@@ -358,12 +409,7 @@ static PyObject *admit(Gate *g, PyObject *scope) {
         size = size * 10 + (d[i] - '0');
     }
     if (size < 1 || size > g->max_size) goto out;
-    if (says_yes(g->context)) goto out; /* a trace context to continue */
-    PyObject *tracer = PyObject_CallNoArgs(g->tracer);
-    if (!tracer) goto out;
-    int recording = tracer != Py_None;
-    Py_DECREF(tracer);
-    if (recording || says_yes(g->overloaded)) goto out;
+    if (has_context(g) || is_busy(g)) goto out;
     int plain = route_is_plain(g, scope);
     if (plain != 1) goto out;
     const char *key = a + 7, *end = a + alen;

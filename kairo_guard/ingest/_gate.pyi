@@ -1,6 +1,7 @@
 """Type stub of the native admission of the fast path (``_gate.c``; see that file)."""
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 class Keys:
@@ -27,9 +28,10 @@ class Gate:
         max_size: int,
         plain: dict[Any, bool],
         route_plain: Callable[[Any], bool],
-        context: Callable[[], Any],
+        context: Callable[[], Any] | ContextVar[Any],
         tracer: Callable[[], Any],
         overloaded: Callable[[], bool],
         route_cache_size: int,
+        recheck: float = 0.0,
     ) -> None: ...
     def admit(self, scope: Any, /) -> tuple[str, int] | None: ...

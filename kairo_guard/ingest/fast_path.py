@@ -20,12 +20,14 @@ seen before, a key's refresh). The tests hold both to the same answers.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import operator
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from opentelemetry import context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from kairo_guard.core.types import TenantId
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
@@ -43,6 +45,9 @@ ROUTE_CACHE_SIZE = 4096
 """Paths whose route verdict is remembered (the cache is emptied when full)."""
 TRACE_HEADERS = frozenset({b"traceparent", b"baggage"})
 """Headers that need the general path's tracing work."""
+BUSY_RECHECK = 0.01
+"""Seconds the native gate trusts its last answer to "are spans recorded, is the spool
+over its limit" (a tracer provider set, or a spool that fills, is seen within this)."""
 
 
 class FastPath:
@@ -88,10 +93,11 @@ class FastPath:
                 max_size=max_size,
                 plain=self._plain,
                 route_plain=self._route_plain,
-                context=context.get_current,
+                context=_current_context_var() or context.get_current,
                 tracer=telemetry.active_tracer,
                 overloaded=functools.partial(operator.attrgetter("overloaded"), spool),
                 route_cache_size=ROUTE_CACHE_SIZE,
+                recheck=BUSY_RECHECK,
             )
             self.admit = gate.admit
 
@@ -135,6 +141,17 @@ class FastPath:
         path = route_path(scope)
         routes = self._routes
         return path not in routes.public_paths and routes.match(scope, path) == NO_ROUTE
+
+
+def _current_context_var() -> contextvars.ContextVar[Any] | None:
+    """The ContextVar behind ``opentelemetry.context.get_current`` when the API runs on
+    its default runtime context (the gate then reads it without calling Python), else
+    None."""
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, contextvars.ContextVar) else None
 
 
 def _scan(scope: Scope, refused: frozenset[bytes]) -> tuple[bytes | None, bytes | None] | None:

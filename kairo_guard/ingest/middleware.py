@@ -160,18 +160,58 @@ class GuardMiddleware:
                 min(self.max_body_bytes, READ_AHEAD_BYTES),
             )
         )
+        self._admit = self._fast.admit if self._fast else lambda scope: None  # (general way)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            admitted = self._fast.admit(scope) if self._fast is not None else None
-            if admitted is not None:
-                await self._fast_http(scope, receive, send, *admitted)
-                return
-        elif kind != "websocket":  # lifespan: the spool is closed at shutdown
-            await self.app(scope, receive, closing_at_shutdown(scope, send, self.spool.close))
+        admitted = self._admit(scope) if kind == "http" else None
+        if admitted is None:
+            if kind == "http" or kind == "websocket":
+                await self._general(scope, receive, send)
+            else:  # lifespan: the spool is closed at shutdown
+                await self.app(scope, receive, closing_at_shutdown(scope, send, self.spool.close))
             return
-        await self._general(scope, receive, send)
+        # A request FastPath admitted, served here without a coroutine of its own: its
+        # one body message spooled, then the app run with the seal in the response; a
+        # body the spool cannot take is answered 503. Anything else unexpected (a body
+        # in several messages or not of its declared size, a client gone) goes the
+        # general way, from the message read on.
+        tenant, size = admitted
+        message = await receive()
+        body = message.get("body", b"")
+        if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
+            await self._general(scope, replay(message, receive), send)
+            return
+        meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
+        try:
+            digest, seal = await self.spool.submit(tenant, [body], self.source, meta)
+        except StoreError:  # not recorded: never accepted, the app never sees it
+            self._audit(tenant, scope, status=503)
+            self.guard.telemetry.count_request("deny", 503, size)
+            await deny(scope, receive, send, 503, BODY_ERRORS[503])
+            return
+        provenance = scope[SCOPE_KEY] = RequestProvenance(
+            self.guard, tenant, self.source, size=size, digest=digest, seal=seal
+        )
+        header = (PROVENANCE_HEADER, seal.encode("ascii"))
+        status = 0
+
+        def app_send(message: Message) -> Awaitable[None]:  # no coroutine of its own
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            return send(message)
+
+        token = serve_tenant(tenant)
+        try:
+            await self.app(scope, replay(message, receive), app_send)
+        finally:  # an accepted body's request is audited by the spool's indexer
+            end_serving(token)
+            if not 0 < status < 400:
+                self._audit(tenant, scope, status=status or None, provenance=provenance)
+            decision = "allow" if 0 < status < 400 else "deny"
+            self.guard.telemetry.count_request(decision, status, size)
 
     async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
@@ -270,49 +310,6 @@ class GuardMiddleware:
         if sink.kind.shared or sink.tenant != tenant:
             return False
         return self.guard.tenancy.agreements.active(tenant)
-
-    async def _fast_http(
-        self, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
-    ) -> None:
-        """A request :class:`FastPath` admitted: its one body message spooled, then the
-        app run with the seal in the response; a body the spool cannot take is answered
-        503. Anything else unexpected (a body in several messages or not of its declared
-        size, a client gone) is handed to the general path, from the message read on."""
-        message = await receive()
-        body = message.get("body", b"")
-        if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
-            await self._general(scope, replay(message, receive), send)
-            return
-        meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
-        try:
-            digest, seal = await self.spool.submit(tenant, [body], self.source, meta)
-        except StoreError:  # not recorded: never accepted, the app never sees it
-            self._audit(tenant, scope, status=503)
-            self.guard.telemetry.count_request("deny", 503, size)
-            await deny(scope, receive, send, 503, BODY_ERRORS[503])
-            return
-        provenance = scope[SCOPE_KEY] = RequestProvenance(
-            self.guard, tenant, self.source, size=size, digest=digest, seal=seal
-        )
-        header = (PROVENANCE_HEADER, seal.encode("ascii"))
-        status = 0
-
-        async def app_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        token = serve_tenant(tenant)
-        try:
-            await self.app(scope, replay(message, receive), app_send)
-        finally:  # an accepted body's request is audited by the spool's indexer
-            end_serving(token)
-            if not 0 < status < 400:
-                self._audit(tenant, scope, status=status or None, provenance=provenance)
-            decision = "allow" if 0 < status < 400 else "deny"
-            self.guard.telemetry.count_request(decision, status, size)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, tenant: TenantId) -> None:
         declared = content_length(scope.get("headers", ()))

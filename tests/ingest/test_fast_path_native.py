@@ -177,6 +177,46 @@ def test_neither_admits_while_the_spool_is_over_its_limit(tmp_path: Path, ring: 
     assert _decisions(app, [scope]) == [(None, None)]
 
 
+@pytest.mark.parametrize("recheck", [30.0, 0.05])
+def test_the_gate_asks_about_tracing_and_backlog_at_most_every_recheck(
+    tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch, recheck: float
+) -> None:
+    monkeypatch.setattr(fast_path, "BUSY_RECHECK", recheck)
+    app, key = _middleware(tmp_path / "state", ring)
+    fast = app._fast
+    assert fast is not None
+    scope = _scope("/documents", _header_sets(key)[0])
+    assert fast.admit(scope) == ("acme", 120)
+    app.spool.backlog_bytes = app.spool.max_backlog + 1
+    app.spool._backlog_at = time.monotonic() + 3600  # measured: kept for the test
+    assert fast.admit_python(scope) is None  # Python asks on every request
+    if recheck > 1:  # the gate's last answer still holds
+        assert fast.admit(scope) == ("acme", 120)
+    else:  # past the recheck interval the gate asks again
+        time.sleep(recheck * 2)
+        assert fast.admit(scope) is None
+
+
+def test_the_gate_asks_a_runtime_context_of_another_kind(
+    tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Other:  # an OTEL_PYTHON_CONTEXT runtime: only get_current is known
+        def __init__(self) -> None:
+            self.current: Any = context.Context()
+
+        def get_current(self) -> Any:
+            return self.current
+
+    other = Other()
+    monkeypatch.setattr(context, "_RUNTIME_CONTEXT", other)
+    assert fast_path._current_context_var() is None
+    app, key = _middleware(tmp_path / "state", ring)
+    scope = _scope("/documents", _header_sets(key)[0])
+    assert _decisions(app, [scope]) == [(("acme", 120), ("acme", 120))]
+    other.current = context.Context({"a-key": "a value"})
+    assert _decisions(app, [scope]) == [(None, None)]
+
+
 def test_a_revoked_key_stops_being_admitted_at_once_by_both(tmp_path: Path, ring: KeyRing) -> None:
     app, key = _middleware(tmp_path / "state", ring)
     scope = _scope("/documents", _header_sets(key)[0])
