@@ -9,7 +9,13 @@ sealed as ``anonymized_telemetry`` with no tenant field.
 Only events of tenants that exist count (``tenants``): invented tenant ids are skipped,
 so they cannot make up the ``k`` of a group. What ``k`` and the dominance rule do not
 stop: one party holding ``k - 1`` real accounts (sybils) that sends known events can
-subtract them from a group and learn the remaining tenant's share of it.
+subtract them from a group and learn the remaining tenant's share of it. Against that,
+a group's ``count`` and its error count are published with calibrated noise
+(:func:`discrete_laplace`, ``epsilon`` split evenly between the two, one event's
+presence changing each by at most one): subtracting known events leaves the other
+tenant's count give or take the noise (a standard deviation of about 2.8 events at the
+default ``epsilon`` of 1), so a tenant's few errors or few requests are hidden; a large
+volume is still visible to within that noise.
 
 Categorical values are kept only when they are safe to publish: a value from the
 field's declared enumeration, or, without one, a short plain token that at least ``k``
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +52,8 @@ DEFAULT_FIELDS = {
     "ts": "ts",
 }
 DEFAULT_DIMENSIONS = ("route", "model")
+DEFAULT_EPSILON = 1.0
+"""Privacy budget per published group: half for its count, half for its error count."""
 OTHER = "other"
 _LAST_TIMESTAMP = 253402300800  # 10000-01-01: later windows cannot be written as dates
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
@@ -108,6 +117,11 @@ class TelemetryAggregator:
         scrub: opt in to error messages: each is passed through this scrubber (see
             :class:`~kairo_guard.detect.pii.check.MessageScrubber`), and a scrubbed message is
             published in its group only if at least ``k`` distinct tenants sent it.
+        epsilon: the noise of each group's count and error count (see the module
+            docstring); None publishes them exact, which lets ``k - 1`` sybil accounts
+            read the remaining tenant's counts exactly.
+        rng: the noise's source of randomness (default: the operating system's; a
+            seeded one only in tests).
     """
 
     def __init__(
@@ -124,7 +138,13 @@ class TelemetryAggregator:
         fields: Mapping[str, str] | None = None,
         max_share: float = 0.5,
         scrub: Callable[[str], str | None] | None = None,
+        epsilon: float | None = DEFAULT_EPSILON,
+        rng: random.Random | None = None,
     ) -> None:
+        if epsilon is not None and not 0 < epsilon <= 100:
+            raise ValueError("epsilon must be a number above 0 (at most 100), or None")
+        self.epsilon = epsilon
+        self._rng = rng if rng is not None else random.SystemRandom()
         if not 0 < max_share < 1:
             raise ValueError("max_share must be between 0 and 1")
         self.max_share = max_share
@@ -276,18 +296,22 @@ class TelemetryAggregator:
 
     def _record(self, window: int, dims: tuple[str, ...], group: _Group) -> dict[str, Any]:
         latencies = sorted(group.latencies)
-        count = len(latencies)
+        count, errors = len(latencies), group.errors
+        if self.epsilon is not None:  # each changes by one with one event: scale 2/epsilon
+            count = max(0, count + discrete_laplace(self._rng, 2 / self.epsilon))
+            errors = min(count, max(0, errors + discrete_laplace(self._rng, 2 / self.epsilon)))
         p50, p95, p99 = (self._percentile(latencies, pct) for pct in (50, 95, 99))
         body: dict[str, Any] = {
             "window_start": datetime.fromtimestamp(window, UTC).isoformat(),
             "window_s": self.window,
             **dict(zip(self.dimensions, dims, strict=True)),
             "count": count,
-            "error_rate": round(group.errors / count, 6),
+            "error_rate": round(errors / count, 6) if count else 0.0,
             "latency_ms_p50": p50,
             "latency_ms_p95": p95,
             "latency_ms_p99": p99,
             "k": self.k,
+            "epsilon": self.epsilon,
         }
         if self._scrub is not None:
             shared = sorted(
@@ -300,6 +324,24 @@ class TelemetryAggregator:
             content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
         )
         return {**body, SEAL_FIELD: seal}
+
+
+def discrete_laplace(rng: random.Random, scale: float) -> int:
+    """An integer drawn with probability proportional to ``exp(-|x| / scale)``.
+
+    The discrete Laplace (two-sided geometric) mechanism: added to a count that one
+    event changes by at most one, it makes the published count ``1 / scale``-
+    differentially private for that event. Drawn as the difference of two geometric
+    variables: an integer from the start, not a rounded floating-point Laplace sample
+    (whose low-order bits can give the true count away).
+    """
+    q = math.exp(-1 / scale)
+    log_q = math.log(q)
+
+    def geometric() -> int:  # P(g) = (1 - q) q^g, by inversion
+        return int(math.log(1.0 - rng.random()) / log_q)
+
+    return geometric() - geometric()
 
 
 def _timestamp(value: object) -> float | None:

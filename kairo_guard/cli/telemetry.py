@@ -8,7 +8,11 @@ from typing import Any
 
 import click
 
-from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
+from kairo_guard.anonymize.aggregator import (
+    DEFAULT_EPSILON,
+    AggregationReport,
+    TelemetryAggregator,
+)
 from kairo_guard.cli.common import EXIT_OK, EXIT_USAGE, Exit, handle_errors, open_guard
 from kairo_guard.cli.records import atomic_output, progress
 from kairo_guard.config import parse_duration
@@ -29,6 +33,16 @@ def telemetry() -> None:
 @click.option("--k", "k", type=int, help="Minimum distinct tenants per group (default 10).")
 @click.option("--window", help="Time window, e.g. 1h, 15m, 1d (default 1h).")
 @click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, min_open=True, max=100),
+    help="Noise of each group's count and error count (default 1; smaller is noisier).",
+)
+@click.option(
+    "--exact-counts",
+    is_flag=True,
+    help="Publish counts without noise (k - 1 sybil accounts can then read a tenant's).",
+)
+@click.option(
     "--keep-messages",
     is_flag=True,
     help="Publish error messages: scrubbed of PII, re-checked, and only those k tenants sent.",
@@ -41,11 +55,16 @@ def telemetry_aggregate(
     out: Path,
     k: int | None,
     window: str | None,
+    epsilon: float | None,
+    exact_counts: bool,
     keep_messages: bool,
 ) -> None:
     """Aggregate raw usage EVENTS (JSONL) into k-anonymous sealed statistics."""
     guard = open_guard(ctx)
-    code = aggregate_file(guard, events_path, out, k=k, window=window, keep_messages=keep_messages)
+    noise = None if exact_counts else (epsilon or guard.settings.telemetry.epsilon)
+    code = aggregate_file(
+        guard, events_path, out, k=k, window=window, keep_messages=keep_messages, epsilon=noise
+    )
     raise Exit(code)
 
 
@@ -84,6 +103,7 @@ def aggregate_file(
     k: int | None,
     window: str | None,
     keep_messages: bool = False,
+    epsilon: float | None = DEFAULT_EPSILON,
 ) -> int:
     """Run the aggregation of a JSONL file; print a summary; return the exit code."""
     if not events.is_file():
@@ -101,6 +121,7 @@ def aggregate_file(
         enumerations=settings.enumerations,
         fields=settings.fields,
         scrub=_scrubber(guard) if keep_messages else None,
+        epsilon=epsilon,
     )
     report = AggregationReport()
     records = aggregator.aggregate(

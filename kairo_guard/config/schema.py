@@ -110,6 +110,7 @@ class PiiSection(_Strict):
 class TelemetrySection(_Strict):
     k: int = Field(default=10, ge=2, le=1_000_000)
     window: str = "1h"
+    epsilon: float | None = Field(default=1.0, gt=0, le=100)
     dimensions: list[str] = Field(default_factory=lambda: ["route", "model"])
     enumerations: dict[str, list[str]] = Field(default_factory=dict)
     fields: dict[str, str] = Field(default_factory=dict)

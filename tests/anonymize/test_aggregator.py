@@ -24,6 +24,7 @@ def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
     pseudonyms), except that every well-formed tenant id counts as an existing tenant
     unless ``tenants=`` says otherwise (the tests of that pass the store's)."""
     options.setdefault("tenants", EVERY_TENANT)
+    options.setdefault("epsilon", None)  # exact counts, unless a test is about the noise
     return TelemetryAggregator(
         guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
     )
@@ -204,8 +205,15 @@ def test_cli_aggregates_and_its_output_scans_clean(cli_env: dict[str, str], tmp_
                  "--out", "stats.jsonl"])  # fmt: skip
     assert code == 0
     rows = [orjson.loads(line) for line in (tmp_path / "stats.jsonl").read_bytes().splitlines()]
-    assert [(r["route"], r["count"]) for r in rows] == [("/v1/chat", 12)]
+    ((route, count, epsilon),) = [(r["route"], r["count"], r["epsilon"]) for r in rows]
+    assert (route, epsilon) == ("/v1/chat", 1.0)  # counts are noised by default
+    assert abs(count - 12) <= 30  # P(|noise| > 30) at epsilon 1 is about 1e-6
     assert main(["scan", "stats.jsonl", "--sink", "shared-training"]) == 0
+    code = main(["telemetry", "aggregate", "events.jsonl", "--k", "10", "--exact-counts",
+                 "--out", "exact.jsonl"])  # fmt: skip
+    assert code == 0
+    (exact,) = [orjson.loads(line) for line in (tmp_path / "exact.jsonl").read_bytes().splitlines()]
+    assert (exact["count"], exact["epsilon"]) == (12, None)
     assert main(["scan", "events.jsonl", "--sink", "shared-training"]) == 1
 
 

@@ -30,6 +30,7 @@ def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
     pseudonyms), except that every well-formed tenant id counts as an existing tenant
     unless ``tenants=`` says otherwise (the tests of that pass the store's)."""
     options.setdefault("tenants", EVERY_TENANT)
+    options.setdefault("epsilon", None)  # exact counts, unless a test is about the noise
     return TelemetryAggregator(
         guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
     )
