@@ -1,10 +1,12 @@
 """What any body-reading middleware costs, beside GuardMiddleware: the floor of the ratio.
 
-Four apps around the same Starlette endpoint, each under uvicorn (one worker), all
+Five apps around the same Starlette endpoint, each under uvicorn (one worker), all
 running at once: ``bare``; ``wrapped`` (reads the body first, replays it to the app,
 adds a response header); ``suspended`` (that and one wait on the event loop before the
-app runs: the least that making a body durable elsewhere first can cost); ``guarded``
-(GuardMiddleware, its indexer off so no background work overlaps the bursts). ``wrk``
+app runs: the least that making a body durable elsewhere first can cost); ``unwritten``
+(GuardMiddleware whose spool answers at once and writes nothing: its own event-loop
+work); ``guarded`` (GuardMiddleware, its indexer off so no background work overlaps the
+bursts). ``wrk``
 loads them in short bursts, one app at a time in a new random order each pair; each
 app's rate is divided by bare's of the same pair. The medians of those ratios show
 how far the middleware is above what the design can reach. A noisy machine moves single
@@ -31,7 +33,7 @@ sys.path[:0] = [str(HERE)]
 import bench_middleware as bench
 import machine_info
 
-APPS = ("bare", "wrapped", "suspended", "guarded")
+APPS = ("bare", "wrapped", "suspended", "unwritten", "guarded")
 
 
 def main() -> int:
