@@ -45,6 +45,9 @@ from kairo_guard.tenancy.services import TenantServices, tenant_services
 
 AUDIT_DIR_NAME = "audit"
 """The audit log's folder inside the state directory."""
+OPERATOR_WINDOW_CHARS = 1_000
+"""Operator texts are read in windows of this many characters (about 200 tokens, within
+the gate's bounds even when names are looked for), whatever their length."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def build(
             store.close()  # ours to close: no audit log, no guard
         raise
     try:
-        return _wire(settings, keys, store, audit, clock, pii_check(settings, pii_gate), telemetry)
+        pii = (pii_check(settings, pii_gate), pii_check(settings, pii_gate, operator=True))
+        return _wire(settings, keys, store, audit, clock, pii, telemetry)
     except BaseException:
         try:
             audit.close()  # no guard: nothing left open behind the error
@@ -109,9 +113,10 @@ def _wire(
     store: Store,
     audit: AuditLog,
     clock: Callable[[], float],
-    pii: LazyPiiCheck | None,
+    gates: tuple[LazyPiiCheck | None, LazyPiiCheck | None],
     telemetry: GuardTelemetry,
 ) -> Parts:
+    pii, operator_pii = gates  # strict (telemetry, the default), and operator data's
     codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
     fingerprints = fingerprint_index(settings, store, keys)
     recorded = store.claim_fingerprint_scheme(SCHEME)
@@ -149,6 +154,7 @@ def _wire(
         max_violations=settings.limits.max_violations,
         fingerprints=fingerprints if stale is None else None,  # no blind attribution
         content_checks=(net_check, *([pii] if pii else [])),
+        operator_checks=(net_check, *([operator_pii] if operator_pii else [])),
         telemetry=telemetry,
         erased=store.erased_tenants,
         index_watermark=watermark,
@@ -172,7 +178,7 @@ def _wire(
     vetting = OperatorVetting(
         sealer,
         fingerprints,
-        pii,
+        operator_pii,
         audit=audit,
         pseudonym=pseudonym,
         stale_index=stale,
@@ -246,25 +252,42 @@ def fingerprint_index(settings: Settings, store: Store, keys: KeyRing) -> Finger
     )
 
 
-def pii_check(settings: Settings, enabled: bool | None) -> LazyPiiCheck | None:
+def pii_check(
+    settings: Settings, enabled: bool | None, *, operator: bool = False
+) -> LazyPiiCheck | None:
     """Return the PII gate as a lazily built check, or None when it is off.
 
     ``enabled`` overrides the config's ``[pii] enabled``. The gate (spaCy) loads on
-    first use; if it cannot, every record that needs it is blocked.
+    first use; if it cannot, every record that needs it is blocked. ``operator``: the
+    gate of operator data (``[pii] operator_entities``, default
+    :data:`~kairo_guard.detect.pii.gate.OPERATOR_ENTITIES`), which reads a text of any
+    length in overlapping windows (:data:`OPERATOR_WINDOW_CHARS`); else the strict gate
+    (``[pii] entities``).
     """
     pii = settings.pii
     if not (pii.enabled if enabled is None else enabled):
         return None
 
     def build() -> Any:
-        from kairo_guard.detect.pii.gate import PiiGate
+        from kairo_guard.detect.pii import gate
 
-        return PiiGate(
-            entities=pii.entities,
+        if not operator:
+            return gate.PiiGate(
+                entities=pii.entities,
+                thresholds=pii.thresholds,
+                allow_list=pii.allow_list,
+                model=pii.model,
+                processes=pii.processes,
+            )
+        configured = pii.operator_entities
+        entities = gate.OPERATOR_ENTITIES if configured is None else tuple(configured)
+        return gate.PiiGate(
+            entities=entities,
             thresholds=pii.thresholds,
             allow_list=pii.allow_list,
             model=pii.model,
             processes=pii.processes,
+            window_chars=OPERATOR_WINDOW_CHARS,
         )
 
     return LazyPiiCheck(build)

@@ -101,6 +101,7 @@ class FingerprintSection(_Strict):
 class PiiSection(_Strict):
     enabled: bool = True
     entities: list[str] | None = None
+    operator_entities: list[str] | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
     allow_list: list[str] = Field(default_factory=list)
     model: str | None = None

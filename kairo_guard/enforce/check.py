@@ -40,7 +40,12 @@ from kairo_guard.enforce.check_batch import (
 )
 from kairo_guard.enforce.check_context import CheckContext as CheckContext
 from kairo_guard.enforce.check_context import ContentCheck as ContentCheck
-from kairo_guard.enforce.check_context import await_index, content_plan, failed_decision
+from kairo_guard.enforce.check_context import (
+    await_index,
+    content_plan,
+    failed_decision,
+    operator_plan,
+)
 from kairo_guard.enforce.labels import ERASED_RULE, erased_decision, label_facts, split_record
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
 
@@ -83,7 +88,10 @@ class SinkCheck:
         self._checks, self._net, self._net_passing, self._attribute = content_plan(
             ctx, sink.kind.shared and self._lagging is None
         )
-        self._checks_any = self._net_passing or bool(self._checks)
+        self._operator_rules, self._operator_checks = operator_plan(
+            ctx, sink.kind.shared and self._lagging is None
+        )
+        self._checks_any = self._net_passing or bool(self._checks or self._operator_checks)
         self._refresh()
         self._index = 0
         self._finished: CheckReport | None = None
@@ -287,7 +295,10 @@ class SinkCheck:
                 decision = confirm() or decision
             if self._net_passing and decision.outcome is _ALLOW:
                 decision = self._net_verdict(content, True, verdict) or decision
-            for check in self._checks:
+            checks = (
+                self._operator_checks if decision.rule in self._operator_rules else self._checks
+            )
+            for check in checks:
                 if decision.outcome is not _ALLOW:
                     break
                 decision = check(content) or decision

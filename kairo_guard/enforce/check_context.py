@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kairo_guard.core.exceptions import ContentError, IndexLagging
-from kairo_guard.core.policy import Decision, Policy
+from kairo_guard.core.policy import Decision, Effect, Policy
 from kairo_guard.core.seal import SealCodec
-from kairo_guard.core.types import AuditAppender, Outcome, TenantId
+from kairo_guard.core.types import AuditAppender, DataClass, Outcome, TenantId
 from kairo_guard.detect.accumulation import CheckNet
 from kairo_guard.detect.fingerprint import FingerprintCheck, FingerprintIndex
 from kairo_guard.otel.instrumentation import GuardTelemetry
@@ -35,6 +35,10 @@ class CheckContext:
     """Run in order on every record about to pass into a shared sink; the first that
     returns a decision (a block) decides. The fingerprint net among them
     (:class:`~kairo_guard.detect.fingerprint.FingerprintCheck`) runs first, on batches."""
+    operator_checks: tuple[ContentCheck, ...] | None = None
+    """The content checks of a record an allow rule of operator data alone decided
+    (its PII policy: structured identifiers, see :mod:`kairo_guard.detect.pii.gate`);
+    None: :attr:`content_checks` for every record."""
     telemetry: GuardTelemetry | None = None
     """Where the check's span and metrics go (OpenTelemetry; none without it)."""
     erased: Callable[[], Mapping[str, float]] | None = None
@@ -67,6 +71,20 @@ def await_index(ctx: CheckContext) -> Decision | None:
         reason = f"the index watermark could not be awaited: {type(exc).__name__}: {exc}"
         return Decision(Outcome.BLOCK, IndexLagging.RULE, reason)
     return None
+
+
+def operator_plan(
+    ctx: CheckContext, shared: bool
+) -> tuple[frozenset[str], tuple[ContentCheck, ...]]:
+    """The ids of the allow rules that admit operator data alone, and the content checks
+    (other than the net) for a record one of them decided (none at a private sink)."""
+    if not shared or ctx.operator_checks is None:
+        return frozenset(), ()
+    ids = frozenset(
+        r.id for r in ctx.policy.rules
+        if r.effect is Effect.ALLOW and r.data_classes == frozenset({DataClass.OPERATOR_PUBLIC})
+    )  # fmt: skip
+    return ids, tuple(c for c in ctx.operator_checks if not isinstance(c, FingerprintCheck))
 
 
 def content_plan(

@@ -22,9 +22,14 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome
 from kairo_guard.detect.fields import Field, json_path, record_fields
 from kairo_guard.detect.fingerprint import FingerprintIndex
+from kairo_guard.detect.pii.prefilters import GUARD_ERROR, GUARD_TOO_LONG
 
 PII_RULE = "pii.detected"
 PII_UNAVAILABLE_RULE = "pii.unavailable"
+PII_UNANALYSED_RULE = "pii.unanalysed"
+"""The gate could not read a string in full (over its bounds, or its analysis failed):
+blocked, and not reported as if PII had been found."""
+_GUARD_FAILURES = frozenset({GUARD_ERROR, GUARD_TOO_LONG})
 MAX_PATHS_IN_REASON = 5
 """Fields named in one reason; more are counted, not named."""
 MAX_MESSAGE_CHARS = 2_000
@@ -105,6 +110,9 @@ class LazyPiiCheck:
                 Outcome.BLOCK, PII_UNAVAILABLE_RULE, f"the PII gate cannot run: {self._error}"
             )
         if found:
+            if all(_GUARD_FAILURES.issuperset(types) for _, types in found):
+                reason = pii_reason(found).replace("holds PII", "the PII gate could not read")
+                return Decision(Outcome.BLOCK, PII_UNANALYSED_RULE, reason)
             return Decision(Outcome.BLOCK, PII_RULE, pii_reason(found))
         return None
 

@@ -40,6 +40,20 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "PHONE_NUMBER",
     "URL",
 )
+#: Every entity type the gate can look for.
+SUPPORTED_ENTITIES: tuple[str, ...] = tuple(sorted({*DEFAULT_ENTITIES, "US_SSN"}))
+#: What operator data is vetted for by default (``[pii] operator_entities``): structured
+#: identifiers only. Public text is full of names, URLs and addresses of projects; a
+#: generic name detector refuses a fifth of it (names of authors, of places, of
+#: libraries). A customer's own identifiers are what must not be laundered into it.
+OPERATOR_ENTITIES: tuple[str, ...] = (
+    "API_KEY",
+    "CREDIT_CARD",
+    "EMAIL_ADDRESS",
+    "IBAN_CODE",
+    "PHONE_NUMBER",
+    "US_SSN",
+)
 DEFAULT_THRESHOLD = 0.5
 #: Per-entity defaults where presidio's scores differ from the common threshold: phone
 #: numbers score 0.4 without a context word, and a missed phone number is worse than a
@@ -52,6 +66,13 @@ DEFAULT_MAX_CHARS = 5_000
 #: (about 1,500 characters of prose) is refused, which keeps every text under 100 ms.
 DEFAULT_MAX_NER_TOKENS = 300
 DEFAULT_CHUNK_CHARS = 1_000
+#: Windows of a long text overlap by this much, so an identifier cut by one boundary is
+#: whole in the next window (the longest the gate looks for, an API key or an IBAN, is
+#: far shorter).
+WINDOW_OVERLAP = 120
+#: A window over the gate's bounds (more phone-number-like digit groups than one text
+#: may hold) is read again in windows this small, each within them.
+SMALL_WINDOW = 2 * WINDOW_OVERLAP + 40
 
 INSTALL_HINT = "install the extra: pip install 'kairo-guard[pii]'"
 # Pipeline components NER does not need (the sm model's NER has its own tok2vec).
@@ -85,6 +106,10 @@ class PiiGate:
         max_ner_tokens: texts needing NER over more tokens are blocked likewise.
         chunk_chars: texts are tokenized in windows of at most this many characters.
         batch_size: texts per ``nlp.pipe`` batch.
+        window_chars: read a text longer than this as overlapping windows of at most this
+            many characters, each analysed as a text of its own (within the bounds
+            above), their findings joined: a long document is read whole, never refused
+            for its length (operator data). None: one text, one analysis.
         processes: processes that analyse a large batch (at least
             :data:`MIN_PARALLEL_TEXTS` distinct texts) together: this one and
             ``processes - 1`` workers, each with its own copy of the model (started in
@@ -108,7 +133,11 @@ class PiiGate:
         batch_size: int = 64,
         processes: int | None = None,
         name_free_words: Iterable[str] = NAME_FREE_WORDS,
+        window_chars: int | None = None,
     ) -> None:
+        if window_chars is not None and window_chars < 2 * WINDOW_OVERLAP:
+            raise ConfigError(f"window_chars must be at least {2 * WINDOW_OVERLAP}")
+        self.window_chars = window_chars
         self.entities = tuple(sorted(set(DEFAULT_ENTITIES if entities is None else entities)))
         merged = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
         self.thresholds = {e: merged.get(e, default_threshold) for e in self.entities}
@@ -155,10 +184,11 @@ class PiiGate:
             self._pool = None
 
     def _validate(self, thresholds: Mapping[str, float], default_threshold: float) -> None:
-        unknown = (set(self.entities) | set(thresholds)) - set(DEFAULT_ENTITIES)
+        unknown = (set(self.entities) | set(thresholds)) - set(SUPPORTED_ENTITIES)
         if unknown:
             raise ConfigError(
-                f"unknown PII entity type(s) {sorted(unknown)}; supported: {list(DEFAULT_ENTITIES)}"
+                f"unknown PII entity type(s) {sorted(unknown)}; "
+                f"supported: {list(SUPPORTED_ENTITIES)}"
             )
         if not self.entities:
             raise ConfigError("entities is empty: a PII gate must look for something")
@@ -186,14 +216,44 @@ class PiiGate:
         Never raises for a bad text: a text the gate could not analyse is reported
         with ``GUARD_ERROR`` (analysis failed) or ``GUARD_TOO_LONG`` (over the bounds).
         """
-        out: list[PiiFinding | None] = []
-        for result in self._scan(texts):
+        windows, owners = self._windows(texts, self.window_chars)
+        found: list[set[str]] = [set() for _ in texts]
+        dense: list[str] = []  # windows over the bounds (many digit groups): read closer
+        dense_owners: list[int] = []
+        for owner, window, result in zip(owners, windows, self._scan(windows), strict=True):
+            if result == GUARD_TOO_LONG and self.window_chars and len(window) > SMALL_WINDOW:
+                more, _ = self._windows([window], SMALL_WINDOW)
+                dense += more
+                dense_owners += [owner] * len(more)
+            elif isinstance(result, str):
+                found[owner].add(result)
+            else:
+                found[owner].update(r.entity_type for r in result)
+        for owner, result in zip(dense_owners, self._scan(dense), strict=True):
             if isinstance(result, str):
-                out.append(PiiFinding((result,)))
+                found[owner].add(result)
+            else:
+                found[owner].update(r.entity_type for r in result)
+        return [PiiFinding(tuple(sorted(f))) if f else None for f in found]
+
+    @staticmethod
+    def _windows(texts: Sequence[str], size: int | None) -> tuple[list[str], list[int]]:
+        """The texts to analyse (long ones as windows overlapping by
+        :data:`WINDOW_OVERLAP`) and whose each is."""
+        if size is None:
+            return list(texts), list(range(len(texts)))
+        windows: list[str] = []
+        owners: list[int] = []
+        step = size - WINDOW_OVERLAP
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or len(text) <= size:
+                windows.append(text)
+                owners.append(i)
                 continue
-            found = tuple(sorted({r.entity_type for r in result}))
-            out.append(PiiFinding(found) if found else None)
-        return out
+            for start in range(0, len(text) - WINDOW_OVERLAP, step):
+                windows.append(text[start : start + size])
+                owners.append(i)
+        return windows, owners
 
     def scan_spans(self, texts: Sequence[str]) -> list[list[Any] | None]:
         """Return, per text, presidio's results (``entity_type``, ``start``, ``end``,

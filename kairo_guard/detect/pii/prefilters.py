@@ -152,8 +152,9 @@ def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
     Each test is a necessary condition of the recognizer's patterns: an email address
     has an ``@``; a URL with a path a top-level domain (and port) then ``/``; an IP address a
     dotted quad, ``::`` or hex digits around a ``:``; an IBAN two letters then two
-    digits; a card 13 digits; a phone number a cluster of 7 digits; a secret a
-    15-character token. Names are left to the NER check.
+    digits; a card 13 digits; a phone number a cluster of 7 digits; a US social
+    security number 9 digits; a secret a 15-character token. Names are left to the
+    NER check.
     """
     digits = len(_DIGIT.findall(text))
     checks = {
@@ -164,6 +165,7 @@ def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
         "CREDIT_CARD": lambda: digits >= MIN_CARD_DIGITS,
         "PHONE_NUMBER": lambda: digits >= MIN_PHONE_DIGITS and bool(phone_windows(text)),
         "API_KEY": lambda: _SECRET_RUN.search(text) is not None,
+        "US_SSN": lambda: digits >= 9,
     }
     return [e for e in entities if e not in checks or checks[e]()]
 

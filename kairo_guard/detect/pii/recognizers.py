@@ -27,6 +27,7 @@ from presidio_analyzer.predefined_recognizers import (
     PhoneRecognizer,
     SpacyRecognizer,
     UrlRecognizer,
+    UsSsnRecognizer,
 )
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -171,6 +172,7 @@ def build_registry(entities: Collection[str]) -> RecognizerRegistry:
         "IP_ADDRESS": IpRecognizer,
         "URL": PathUrlRecognizer,
         API_KEY_ENTITY: SecretRecognizer,
+        "US_SSN": UsSsnRecognizer,
     }
     recognizers: list[EntityRecognizer] = [factories[e]() for e in sorted(entities)]
     return RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE])
