@@ -12,12 +12,15 @@ at least ``--long`` (default 500) of them long.
   an empty store) with the default configuration; refusals are counted by rule and
   entity type. Target: at most 0.5%. Throughput in MB/s of text, one process.
 * **Planted**: identifiers of the kinds the operator policy looks for (email addresses,
-  phone numbers, cards, IBANs, US social security numbers, API keys), as they would
-  appear in a customer's content, planted in the middle of ``--planted`` public
-  records; caught when vetting refuses the record. Target: at least 99%. Names are
-  reported separately: the operator policy does not look for generic names (see
-  docs/pii.md), and the customer identifier index that would catch a customer's own
-  names is not built yet.
+  phone numbers, cards, IBANs, US social security numbers, API keys), taken from
+  customer content sealed first (so indexed: the customer identifier index holds its
+  addresses and numbers), planted in the middle of ``--planted`` public records, each
+  written as the customer's text has it or (numbers) in another common format; caught
+  when vetting refuses the record. Target: at least 99%. Names are not planted: the
+  operator policy does not look for generic names and the index holds none yet.
+* **Index only**: the refusals again with ``[pii] operator_entities`` left without
+  email addresses and phone numbers, so that those are refused only when a customer's
+  content held them (the customer identifier index).
 * **Stock**: presidio's ``AnalyzerEngine`` (full pipeline of the same spaCy model, its
   default recognizers, score 0.5) on ``--stock`` of the same records: the share it
   would refuse, and its throughput.
@@ -29,6 +32,7 @@ A script, not a test: prints a report, exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -48,6 +52,8 @@ import machine_info
 from kairo_guard import Guard
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.keys import KeyRing
+from kairo_guard.detect.pii.gate import OPERATOR_ENTITIES
+from kairo_guard.ingest.apikeys import new_api_key
 
 SUFFIXES = (".md", ".rst", ".txt")
 NAMES = ("LICENSE", "LICENCE", "COPYING", "METADATA", "README", "copyright", "NOTICE")
@@ -120,17 +126,23 @@ def vet_all(guard: Guard, texts: list[str]) -> tuple[Counter[str], list[int], fl
     return refused, which, time.perf_counter() - start
 
 
-def planted(texts: list[str], count: int, seed: int) -> list[tuple[str, str]]:
-    """``count`` public texts with a customer's identifier planted mid-text."""
+def planted(
+    texts: list[str], count: int, seed: int
+) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """``count`` public texts with a customer's identifier planted mid-text, and the
+    customer records the identifiers come from."""
     rng = random.Random(seed)
     kinds = sorted(PLANTS)
-    out = []
+    out, customer = [], []
     for i in range(count):
         text, kind = rng.choice(texts), kinds[i % len(kinds)]
         value = PLANTS[kind](rng)  # type: ignore[no-untyped-call]
+        customer.append({"note": f"Customer record {i}: reach them at {value} (verified)."})
+        if kind == "PHONE_NUMBER" and i % 2:  # written as another text would: 415-555-0132
+            value = "-".join(value.split()[1:])
         cut = text.rfind(" ", 0, len(text) // 2) + 1
         out.append((f"{text[:cut]}contact {value} for this {text[cut:]}", kind))
-    return out
+    return out, customer
 
 
 def stock(texts: list[str]) -> tuple[float, float]:
@@ -170,6 +182,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         guard: Any = Guard(home=Path(tmp) / "state", key=KeyRing.generate(), env={})
         guard.seal_operator_data({"text": "warm-up"}, source="public-docs")
+        new_api_key(guard.store, "acme")  # the customer whose identifiers are planted
         refused, which, secs = vet_all(guard, texts)
         total = sum(refused.values())
         print(f"vetting (operator policy): refused {total:,} of {len(texts):,} = "
@@ -179,7 +192,9 @@ def main() -> int:
             print(f"  {n:6,}  {reason}")
         for i in which[: o.show]:
             print(f"  refused: {sources[i]} ({len(texts[i]):,} chars)")
-        plants = planted(texts, o.planted, o.seed + 1)
+        plants, customer = planted(texts, o.planted, o.seed + 1)
+        for record in customer:  # the customer's content, sealed and so indexed
+            guard.seal(record, tenant="acme", source="crm")
         caught: Counter[str] = Counter()
         for text, kind in plants:
             try:
@@ -191,6 +206,30 @@ def main() -> int:
               f"{100 * sum(caught.values()) / len(plants):.2f}% (target >= 99%)")  # fmt: skip
         for kind in sorted(PLANTS):
             print(f"  {kind:14} {caught[kind]:5,} of {per:,}")
+        guard.close()
+        home = Path(tmp) / "index-only"
+        home.mkdir()
+        kinds = [e for e in OPERATOR_ENTITIES if e not in ("EMAIL_ADDRESS", "PHONE_NUMBER")]
+        (home / "kairo-guard.toml").write_text(f"[pii]\noperator_entities = {json.dumps(kinds)}\n")
+        guard = Guard(home=home, key=KeyRing.generate(), env={})
+        new_api_key(guard.store, "acme")
+        refused, which, secs = vet_all(guard, texts)
+        total = sum(refused.values())
+        print(f"index only for addresses and numbers: refused {total:,} = "
+              f"{100 * total / len(texts):.2f}%; {size / 1e6 / secs:.2f} MB/s")  # fmt: skip
+        for reason, n in refused.most_common():
+            print(f"  {n:6,}  {reason}")
+        for record in customer:
+            guard.seal(record, tenant="acme", source="crm")
+        caught = Counter()
+        for text, kind in plants:
+            try:
+                guard.seal_operator_data({"text": text}, source="public-docs")
+            except ContentRefused:
+                caught[kind] += 1
+        print(f"  planted caught: {sum(caught.values()):,} of {len(plants):,} = "
+              f"{100 * sum(caught.values()) / len(plants):.2f}%; "
+              + ", ".join(f"{k} {caught[k]}" for k in sorted(PLANTS)))  # fmt: skip
         guard.close()
     if o.stock:
         sample = texts[: o.stock]

@@ -16,7 +16,12 @@ from typing import Any
 from kairo_guard.audit.log import AuditLog
 from kairo_guard.config import Settings
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD, PURPOSE_FINGERPRINT, KeyRing
+from kairo_guard.core.keys import (
+    PURPOSE_AUDIT_HEAD,
+    PURPOSE_FINGERPRINT,
+    PURPOSE_IDENTIFIER,
+    KeyRing,
+)
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.seal import SealCodec
 from kairo_guard.detect.fingerprint import (
@@ -26,13 +31,14 @@ from kairo_guard.detect.fingerprint import (
     fingerprint_check,
     scheme_mismatch,
 )
+from kairo_guard.detect.identifiers import CustomerIdentifierCheck, CustomerIdentifiers
 from kairo_guard.detect.indexer import SpoolIndexer, wait_indexed
 from kairo_guard.detect.net import FingerprintNet
 from kairo_guard.detect.pii.check import LazyPiiCheck
 from kairo_guard.enforce.check import CheckContext
 from kairo_guard.enforce.sealing import Sealer
 from kairo_guard.enforce.service import SinkChecks
-from kairo_guard.enforce.vetting import OperatorVetting
+from kairo_guard.enforce.vetting import AllRefusals, OperatorVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
 from kairo_guard.store.keyfile import load_key_ring
@@ -119,6 +125,10 @@ def _wire(
     pii, operator_pii = gates  # strict (telemetry, the default), and operator data's
     codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
     fingerprints = fingerprint_index(settings, store, keys)
+    # a customer's identifiers, indexed with its content; exact matches in operator data
+    identifiers = CustomerIdentifiers(keys.subkey(PURPOSE_IDENTIFIER, keys.pseudonym_key_id))
+    fingerprints.identifiers = identifiers
+    known_identifier = CustomerIdentifierCheck(identifiers, lambda h: store.match_fingerprints(h))
     recorded = store.claim_fingerprint_scheme(SCHEME)
     stale = scheme_mismatch(recorded) if recorded != SCHEME else None
     net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)
@@ -127,6 +137,7 @@ def _wire(
     indexer = SpoolIndexer(
         settings.home / SPOOL_DIR_NAME,
         fingerprinter=fingerprints.fingerprinter,
+        identifiers=identifiers,
         store=store,
         codec=codec,
         pseudonym=pseudonym,
@@ -154,7 +165,7 @@ def _wire(
         max_violations=settings.limits.max_violations,
         fingerprints=fingerprints if stale is None else None,  # no blind attribution
         content_checks=(net_check, *([pii] if pii else [])),
-        operator_checks=(net_check, *([operator_pii] if operator_pii else [])),
+        operator_checks=(net_check, *([operator_pii] if operator_pii else []), known_identifier),
         telemetry=telemetry,
         erased=store.erased_tenants,
         index_watermark=watermark,
@@ -178,7 +189,7 @@ def _wire(
     vetting = OperatorVetting(
         sealer,
         fingerprints,
-        operator_pii,
+        AllRefusals(operator_pii, known_identifier),
         audit=audit,
         pseudonym=pseudonym,
         stale_index=stale,

@@ -37,6 +37,7 @@ PURPOSE_FINGERPRINT = "fingerprint"
 PURPOSE_FILTER = "fingerprint-filter"
 PURPOSE_BAGGAGE = "baggage"
 PURPOSE_MANIFEST = "manifest"
+PURPOSE_IDENTIFIER = "customer-identifier"
 
 
 def _b64(data: bytes) -> str:

@@ -16,6 +16,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import record_strings as record_strings  # re-exported
 from kairo_guard.detect.fields import require_readable
+from kairo_guard.detect.identifiers import CustomerIdentifiers
 from kairo_guard.detect.prefilter import Fingerprints, Prefilter, sorted_unique
 from kairo_guard.detect.winnow import GUARANTEED_SPAN as GUARANTEED_SPAN  # re-exported
 from kairo_guard.detect.winnow import MIN_SHARED_FINGERPRINTS as MIN_SHARED_FINGERPRINTS
@@ -98,6 +99,9 @@ class FingerprintIndex:
         self.stale: str | None = None
         """Why the index cannot be trusted (built under another scheme), or None: set,
         :meth:`overlap` refuses instead of answering."""
+        self.identifiers: CustomerIdentifiers | None = None
+        """Adds the keyed hashes of a customer's identifiers when content is indexed
+        (:mod:`kairo_guard.detect.identifiers`)."""
         self.prefilter = Prefilter(store)
         """Every indexed fingerprint in memory (loaded at first use)."""
         self._of_text_array: Callable[[str], Fingerprints] | None = getattr(
@@ -105,8 +109,11 @@ class FingerprintIndex:
         )
 
     def add(self, tenant: TenantId, content: object) -> int:
-        """Index the text of ``content`` as ``tenant``'s; return how many fingerprints."""
+        """Index the text of ``content`` as ``tenant``'s; return how many fingerprints
+        (with the keyed hashes of its identifiers, when :attr:`identifiers` is set)."""
         fps = self.fingerprinter.of_record(content)
+        if self.identifiers is not None:
+            fps = fps | self.identifiers.of_record(content)
         self._store.add_fingerprints(tenant, fps)
         return len(fps)
 

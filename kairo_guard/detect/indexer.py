@@ -31,6 +31,7 @@ from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
 from kairo_guard.detect.body import read_body
+from kairo_guard.detect.identifiers import CustomerIdentifiers
 from kairo_guard.detect.pacing import IndexPacing, want_index
 from kairo_guard.detect.winnow import Fingerprinter
 from kairo_guard.store.base import ProvenanceRow
@@ -104,6 +105,8 @@ class SpoolIndexer:
         pseudonym: tenant -> pseudonym (audit entries).
         audit: the audit log (flushed before progress is recorded).
         batch_bytes: how much of a segment one transaction covers at most.
+        identifiers: adds the keyed hashes of each body's identifiers
+            (:mod:`kairo_guard.detect.identifiers`), or None.
     """
 
     def __init__(
@@ -116,7 +119,9 @@ class SpoolIndexer:
         pseudonym: Callable[[TenantId], str],
         audit: FlushedAudit,
         batch_bytes: int = 8 << 20,
+        identifiers: CustomerIdentifiers | None = None,
     ) -> None:
+        self._identifiers = identifiers
         self.directory = directory
         self._fingerprinter = fingerprinter
         self._store = store
@@ -224,11 +229,21 @@ class SpoolIndexer:
     def _fingerprints_of(self, body: bytes) -> set[int]:
         found: set[int] = set()
         add = self._fingerprinter.of_record
+        identifiers = self._identifiers
+
+        def index(content: object) -> None:
+            found.update(add(content))
+            if identifiers is not None:
+                found.update(identifiers.of_record(content))
+
         try:
-            read_body(body, lambda content: found.update(add(content)))
+            read_body(body, index)
         except Exception:  # what cannot be read is indexed as its bytes
             logger.exception("spooled body could not be read; indexed as UTF-8 text")
-            found.update(self._fingerprinter.of_text(body.decode("utf-8", "replace")))
+            text = body.decode("utf-8", "replace")
+            found.update(self._fingerprinter.of_text(text))
+            if identifiers is not None:
+                found.update(identifiers.of_text(text))
         return found
 
     def _seal_entry(

@@ -28,6 +28,19 @@ class PiiRefusal(Protocol):
         ...
 
 
+class AllRefusals:
+    """Several refusals as one: each runs in order, the first that refuses decides;
+    None among them is skipped (a check that is off)."""
+
+    def __init__(self, *checks: PiiRefusal | None) -> None:
+        self._checks = [c for c in checks if c is not None]
+
+    def refuse_if_pii(self, content: object) -> None:
+        """Raise :class:`ContentRefused` as the first check that refuses does."""
+        for check in self._checks:
+            check.refuse_if_pii(content)
+
+
 class OperatorVetting:
     """Seals operator data that passes the PII gate and the fingerprint net.
 
