@@ -23,7 +23,7 @@ DOC = (
 )
 PII_DOC = (
     "Escalation from Maria Garcia: reach her at maria.garcia@example.com or on "
-    "+1 415-555-0132 before the renewal call."
+    "+1 415-555-0132 before the renewal call; card on file 4111 1111 1111 1111."
 )
 
 

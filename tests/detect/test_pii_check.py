@@ -22,12 +22,12 @@ def _shared(guard: Guard) -> object:
 def test_operator_data_with_pii_is_blocked_at_shared_sinks(guard: Guard) -> None:
     clean = sealed_record(guard, {"text": "timeout after 30 s on route /v1/chat"},
                           data_class="operator_public")  # fmt: skip
-    leaky = sealed_record(guard, {"text": "escalated by jane.doe@acme.com after timeout"},
+    leaky = sealed_record(guard, {"text": "charged card 4111 1111 1111 1111 after timeout"},
                           data_class="operator_public")  # fmt: skip
     report = guard.check([clean, leaky], sink=_shared(guard))  # type: ignore[arg-type]
     assert [(v.index, v.rule) for v in report.violations] == [(1, "pii.detected")]
-    assert "EMAIL_ADDRESS" in report.violations[0].reason
-    assert "jane" not in report.violations[0].reason
+    assert "CREDIT_CARD" in report.violations[0].reason
+    assert "4111" not in report.violations[0].reason
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,9 @@ def test_operator_data_with_pii_is_blocked_at_shared_sinks(guard: Guard) -> None
     ids=["zero-width-space", "soft-hyphen", "nul-interleaved"],
 )
 def test_pii_hidden_by_invisible_characters_is_still_blocked(guard: Guard, hidden: str) -> None:
+    # anonymized telemetry: the strict policy, which looks for every address
     leaky = sealed_record(guard, {"text": f"escalated by {hidden} after timeout"},
-                          data_class="operator_public")  # fmt: skip
+                          data_class="anonymized_telemetry")  # fmt: skip
     report = guard.check([leaky], sink=_shared(guard))  # type: ignore[arg-type]
     assert [v.rule for v in report.violations] == ["pii.detected"]
     assert guard.pii is not None
@@ -49,7 +50,7 @@ def test_pii_hidden_by_invisible_characters_is_still_blocked(guard: Guard, hidde
 
 def test_label_operator_public_refuses_pii(guard: Guard) -> None:
     with pytest.raises(ContentRefused) as info:
-        guard.seal_operator_data({"note": "call Maria Garcia on +1 415 555 0134"}, source="x")
+        guard.seal_operator_data({"note": "Maria Garcia, SSN 536-22-8421"}, source="x")
     assert info.value.rule == "pii.detected"
     assert guard.seal_operator_data({"note": "p95 latency 120 ms"}, source="x").startswith("kg1.")
 

@@ -23,14 +23,17 @@ PUBLIC = [
     {"title": "Ada Lovelace", "text": "Notes on the Analytical Engine, translated from Menabrea."},
     {"text": "See https://docs.python.org/3/library/json.html for the json module."},
 ]
+PUBLIC_CONTACTS = [  # no customer sent them: left to the customer identifier index
+    {"text": "write to jane.roe@example.org for access"},
+    {"text": "call our desk at +1 415 555 0132 today"},
+    {"jane.roe@example.org": True},
+]
 IDENTIFIERS = [
-    ("EMAIL_ADDRESS", {"text": "write to jane.roe@example.org for access"}),
-    ("PHONE_NUMBER", {"text": "call our desk at +1 415 555 0132 today"}),
     ("CREDIT_CARD", {"note": "card 4111 1111 1111 1111 on file"}),
     ("IBAN_CODE", {"text": "pay to GB82 WEST 1234 5698 7654 32 please"}),
     ("US_SSN", {"text": "her number is 536-22-8421 on the form"}),
     ("API_KEY", {"text": "token ghp_Zk8Qw3Rt6Yu9Io1Pa4Sd7Fg0Hj2Kl5Zx8Cv"}),
-    ("EMAIL_ADDRESS", {"jane.roe@example.org": True}),  # in a key
+    ("CREDIT_CARD", {"4111 1111 1111 1111": True}),  # in a key
 ]
 
 
@@ -55,7 +58,7 @@ def _long_public_text(chars: int) -> str:
     return " ".join(out)
 
 
-@pytest.mark.parametrize("record", PUBLIC, ids=lambda r: next(iter(r.values()))[:20])
+@pytest.mark.parametrize("record", [*PUBLIC, *PUBLIC_CONTACTS], ids=lambda r: str(r)[:24])
 def test_public_text_with_names_and_urls_is_vetted_and_passes_a_shared_sink(
     guard: Guard, record: dict[str, Any]
 ) -> None:
@@ -68,12 +71,12 @@ def test_a_long_public_document_is_read_whole_not_refused_for_length(guard: Guar
     text = _long_public_text(40_000)
     sealed = vet(guard, {"text": text}, "d")
     assert guard.check([sealed], sink=guard.resolve_sink("p", kind="shared-training")).ok
-    hidden = text[:30_000] + " reach me at jane.roe@example.org " + text[30_000:]
+    hidden = text[:30_000] + " card 4111 1111 1111 1111 " + text[30_000:]
     with pytest.raises(ContentRefused) as refused:  # an identifier deep inside is found
         vet(guard, {"text": hidden}, "d")
     assert refused.value.rule == "pii.detected"
-    assert "EMAIL_ADDRESS at $.text" in str(refused.value)
-    assert "jane.roe" not in str(refused.value)
+    assert "CREDIT_CARD at $.text" in str(refused.value)
+    assert "4111" not in str(refused.value)
 
 
 @pytest.mark.parametrize(("entity", "record"), IDENTIFIERS, ids=[e for e, _ in IDENTIFIERS])
@@ -127,11 +130,15 @@ def test_a_text_the_strict_gate_cannot_read_is_not_called_pii(guard: Guard) -> N
     assert "GUARD_TOO_LONG" in violation.reason
 
 
+KINDS = ("API_KEY", "CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "PHONE_NUMBER")
+"""The windowed gate's entities here: addresses and numbers too (windows are the point)."""
+
+
 @pytest.fixture(scope="module")
 def windowed() -> Any:
-    from kairo_guard.detect.pii.gate import OPERATOR_ENTITIES, PiiGate
+    from kairo_guard.detect.pii.gate import PiiGate
 
-    return PiiGate(entities=OPERATOR_ENTITIES, window_chars=1_000)
+    return PiiGate(entities=KINDS, window_chars=1_000)
 
 
 @pytest.mark.parametrize("at", range(850, 1_010, 20))
@@ -143,10 +150,10 @@ def test_an_identifier_across_a_window_boundary_is_found_whole(windowed: Any, at
 
 
 def test_a_window_dense_with_digit_groups_is_read_closer_not_refused(windowed: Any) -> None:
-    from kairo_guard.detect.pii.gate import OPERATOR_ENTITIES, PiiGate
+    from kairo_guard.detect.pii.gate import PiiGate
 
     builds = " ".join(f"build 2024.{i:04d}.{i * 7 % 1000:03d}" for i in range(300))
-    strict = PiiGate(entities=OPERATOR_ENTITIES)  # one text, one analysis: over its bounds
+    strict = PiiGate(entities=KINDS)  # one text, one analysis: over its bounds
     assert strict.check(builds[:1_000]) == ["GUARD_TOO_LONG"]
     assert windowed.check(builds) == []  # read in smaller windows instead
     hidden = builds[:4_000] + " call +1 415 555 0132 now " + builds[4_000:]
