@@ -18,9 +18,9 @@ at least ``--long`` (default 500) of them long.
   written as the customer's text has it or (numbers) in another common format; caught
   when vetting refuses the record. Target: at least 99%. Names are not planted: the
   operator policy does not look for generic names and the index holds none yet.
-* **Index only**: the refusals again with ``[pii] operator_entities`` left without
-  email addresses and phone numbers, so that those are refused only when a customer's
-  content held them (the customer identifier index).
+* **Every address**: the refusals again with email addresses and phone numbers added to
+  ``[pii] operator_entities`` (the default leaves them to the customer identifier
+  index: refused only when a customer's content held them).
 * **Stock**: presidio's ``AnalyzerEngine`` (full pipeline of the same spaCy model, its
   default recognizers, score 0.5) on ``--stock`` of the same records: the share it
   would refuse, and its throughput.
@@ -207,15 +207,15 @@ def main() -> int:
         for kind in sorted(PLANTS):
             print(f"  {kind:14} {caught[kind]:5,} of {per:,}")
         guard.close()
-        home = Path(tmp) / "index-only"
+        home = Path(tmp) / "every-address"
         home.mkdir()
-        kinds = [e for e in OPERATOR_ENTITIES if e not in ("EMAIL_ADDRESS", "PHONE_NUMBER")]
+        kinds = [*OPERATOR_ENTITIES, "EMAIL_ADDRESS", "PHONE_NUMBER"]
         (home / "kairo-guard.toml").write_text(f"[pii]\noperator_entities = {json.dumps(kinds)}\n")
         guard = Guard(home=home, key=KeyRing.generate(), env={})
         new_api_key(guard.store, "acme")
         refused, which, secs = vet_all(guard, texts)
         total = sum(refused.values())
-        print(f"index only for addresses and numbers: refused {total:,} = "
+        print(f"refusing every address and number: refused {total:,} = "
               f"{100 * total / len(texts):.2f}%; {size / 1e6 / secs:.2f} MB/s")  # fmt: skip
         for reason, n in refused.most_common():
             print(f"  {n:6,}  {reason}")
