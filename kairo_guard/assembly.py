@@ -128,7 +128,9 @@ def _wire(
     # a customer's identifiers, indexed with its content; exact matches in operator data
     identifiers = CustomerIdentifiers(keys.subkey(PURPOSE_IDENTIFIER, keys.pseudonym_key_id))
     fingerprints.identifiers = identifiers
-    known_identifier = CustomerIdentifierCheck(identifiers, lambda h: store.match_fingerprints(h))
+    known_identifier = CustomerIdentifierCheck(
+        identifiers, lambda h: store.match_fingerprints(h), fingerprints.prefilter
+    )
     recorded = store.claim_fingerprint_scheme(SCHEME)
     stale = scheme_mismatch(recorded) if recorded != SCHEME else None
     net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)

@@ -27,6 +27,7 @@ from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import Field, json_path, record_fields, record_strings
+from kairo_guard.detect.prefilter import Prefilter, sorted_unique
 
 CUSTOMER_IDENTIFIER_RULE = "pii.customer-identifier"
 EMAIL, PHONE = "EMAIL_ADDRESS", "PHONE_NUMBER"
@@ -34,6 +35,8 @@ MAX_PATHS_IN_REASON = 5
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \t()./-]{8,24}\d(?![\w])")
 _NOT_DIGIT = re.compile(r"\D")
+_MAYBE = re.compile(r"@|\d[\d \t()./-]{8,24}\d")
+"""What any identifier needs (an address its "@", a number ten digits): a quick no."""
 # dot-separated digit groups that are not a phone number's (3.3.4 and the like): an IPv4
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
@@ -99,23 +102,39 @@ class CustomerIdentifierCheck:
         identifiers: the keyed hashes (:class:`CustomerIdentifiers`).
         match: hashes -> the tenants each was indexed for (the store's
             ``match_fingerprints``); hashes no tenant has are absent.
+        prefilter: every indexed fingerprint in memory (the fingerprint index's): only
+            hashes it may hold are asked of the store. At a sink check the net has
+            refreshed it for the batch; vetting refreshes it first.
     """
 
     def __init__(
         self,
         identifiers: CustomerIdentifiers,
         match: Callable[[Collection[int]], Mapping[int, Collection[TenantId]]],
+        prefilter: Prefilter | None = None,
     ) -> None:
         self._identifiers = identifiers
         self._match = match
+        self._prefilter = prefilter
 
     def __call__(self, content: object) -> Decision | None:
         """The block for ``content`` holding a customer's identifier, else None."""
+        if _MAYBE.search(" ".join(record_strings(content))) is None:
+            return None  # no "@" and no run of ten digits: most records, decided here
         fields = [f for f in record_fields(content) if f.text]
         found = self._identifiers.of_fields(fields)
         if not found:
             return None
-        matched = self._match(list(found))
+        probe = list(found)
+        prefilter = self._prefilter
+        if prefilter is not None:
+            if not prefilter.loaded:
+                prefilter.refresh()
+            hashes = sorted_unique(probe)
+            probe = [int(h) for h in hashes[prefilter.contains(hashes)]]
+            if not probe:  # none of them was ever indexed
+                return None
+        matched = self._match(probe)
         hits = sorted({found[h] for h in matched if matched[h]}, key=lambda fk: fields.index(fk[0]))
         if not hits:
             return None
@@ -133,7 +152,10 @@ class CustomerIdentifierCheck:
         )
 
     def refuse_if_pii(self, content: object) -> None:
-        """Raise :class:`ContentRefused` if ``content`` holds a customer's identifier."""
+        """Raise :class:`ContentRefused` if ``content`` holds a customer's identifier
+        (vetting: what was indexed up to now counts)."""
+        if self._prefilter is not None:
+            self._prefilter.refresh()
         decision = self(content)
         if decision is not None:
             raise ContentRefused(decision.rule, decision.reason)
