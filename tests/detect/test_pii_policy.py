@@ -158,3 +158,21 @@ def test_a_window_dense_with_digit_groups_is_read_closer_not_refused(windowed: A
     assert windowed.check(builds) == []  # read in smaller windows instead
     hidden = builds[:4_000] + " call +1 415 555 0132 now " + builds[4_000:]
     assert windowed.check(hidden) == ["PHONE_NUMBER"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/usr/share/common-licenses/GFDL-1", "cpan/CPAN-Meta/lib/CPAN/Meta/History/Meta_1_0",
+     "com/nodejs/node/blob/1a83ad6a693f851199608ae957ac5d4f76871485/Makefile",
+     "org/en-US/docs/Web/JavaScript/Reference/Global_Objects/Uint8Array"],
+)  # fmt: skip
+def test_a_path_of_words_is_not_taken_for_a_secret(windowed: Any, path: str) -> None:
+    assert windowed.check(f"see {path} for the full text") == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["q8Zr/Tx3Lw/9vKp2Mn7Yb4Hc1Jd6Fg0Ws5Ra8Eu3", "AbCdEf12/GhIjKl34/MnOpQr56/StUvWx78+Yz90"],
+)
+def test_a_secret_with_slashes_is_still_a_secret(windowed: Any, secret: str) -> None:
+    assert windowed.check(f"token {secret} in the config") == ["API_KEY"]

@@ -155,8 +155,31 @@ class SecretRecognizer(PatternRecognizer):
             return False  # a specific key format matched: keep it
         if pattern_text.startswith(("sk-", "sk_", "rk_", "gh", "xox", "eyJ", "AKIA", "ASIA")):
             return False
+        if _path_like(pattern_text):
+            return True  # /usr/share/common-licenses/GFDL-1, com/nodejs/node/blob/main
         mixed = all(p.search(pattern_text) for p in self._MIXED)
         return not (mixed and shannon_entropy(pattern_text) >= self._MIN_ENTROPY)
+
+
+_WORDLIKE = re.compile(r"(?:[A-Z]?[a-z]+)+\d*|[A-Z]+\d*|[a-z0-9]+|\d+")
+_WORD = re.compile(r"[a-z]{3,}")
+
+
+def _path_like(token: str) -> bool:
+    """True for a token that is a path of words (``cpan/CPAN-Meta/lib/Meta_1_0``): at
+    least three segments made only of word-like parts (a word or CamelCase words, an
+    upper-case word, lower case with digits, digits; split at ``-``, ``_``, ``.``, ``+``),
+    one odd segment allowed among four or more (a commit hash), and at least two real
+    words. Random key material mixes case within its parts, so it is almost never
+    path-like (16 of 200,000 random 40-character base64 tokens, measured)."""
+    segments = [s for s in token.rstrip("=").split("/") if s]
+    if len(segments) < 3 or sum(bool(_WORD.search(s)) for s in segments) < 2:
+        return False
+    odd = sum(
+        not all(_WORDLIKE.fullmatch(part) for part in re.split(r"[-_.+]", s) if part)
+        for s in segments
+    )
+    return odd == 0 or (odd == 1 and len(segments) >= 4)
 
 
 def build_registry(entities: Collection[str]) -> RecognizerRegistry:
