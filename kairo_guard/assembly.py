@@ -129,7 +129,10 @@ def _wire(
     identifiers = CustomerIdentifiers(keys.subkey(PURPOSE_IDENTIFIER, keys.pseudonym_key_id))
     fingerprints.identifiers = identifiers
     known_identifier = CustomerIdentifierCheck(
-        identifiers, lambda h: store.match_fingerprints(h), fingerprints.prefilter
+        identifiers,
+        lambda h: store.match_fingerprints(h),
+        fingerprints.prefilter,
+        allow=settings.pii.allow_list,
     )
     recorded = store.claim_fingerprint_scheme(SCHEME)
     stale = scheme_mismatch(recorded) if recorded != SCHEME else None

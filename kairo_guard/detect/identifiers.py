@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
@@ -43,7 +43,7 @@ _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?
 _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
 
 
-def identifiers(text: str) -> Iterator[tuple[str, bytes]]:
+def identifiers_in(text: str) -> Iterator[tuple[str, bytes]]:
     """The email addresses and phone numbers of ``text``: ``(kind, normalized form)``."""
     if "@" in text:
         for found in _EMAIL.finditer(text):
@@ -77,7 +77,7 @@ class CustomerIdentifiers:
 
     def of_text(self, text: str) -> set[int]:
         """The hashes of the identifiers in ``text`` (what indexing adds)."""
-        return {self.hash(normalized) for _, normalized in identifiers(text)}
+        return {self.hash(normalized) for _, normalized in identifiers_in(text)}
 
     def of_record(self, content: object) -> set[int]:
         """The hashes of the identifiers in each string of a record (keys included)."""
@@ -90,7 +90,7 @@ class CustomerIdentifiers:
         """Each identifier hash of the fields, with the first field and kind it is in."""
         found: dict[int, tuple[Field, str]] = {}
         for field in fields:
-            for kind, normalized in identifiers(field.text):
+            for kind, normalized in identifiers_in(field.text):
                 found.setdefault(self.hash(normalized), (field, kind))
         return found
 
@@ -105,6 +105,9 @@ class CustomerIdentifierCheck:
         prefilter: every indexed fingerprint in memory (the fingerprint index's): only
             hashes it may hold are asked of the store. At a sink check the net has
             refreshed it for the batch; vetting refreshes it first.
+        allow: addresses and numbers that are never a customer's, though customers'
+            content holds them (the operator's own support address: ``[pii]
+            allow_list``).
     """
 
     def __init__(
@@ -112,10 +115,14 @@ class CustomerIdentifierCheck:
         identifiers: CustomerIdentifiers,
         match: Callable[[Collection[int]], Mapping[int, Collection[TenantId]]],
         prefilter: Prefilter | None = None,
+        allow: Iterable[str] = (),
     ) -> None:
         self._identifiers = identifiers
         self._match = match
         self._prefilter = prefilter
+        self._allowed = {
+            identifiers.hash(normalized) for text in allow for _, normalized in identifiers_in(text)
+        }
 
     def __call__(self, content: object) -> Decision | None:
         """The block for ``content`` holding a customer's identifier, else None."""
@@ -123,6 +130,8 @@ class CustomerIdentifierCheck:
             return None  # no "@" and no run of ten digits: most records, decided here
         fields = [f for f in record_fields(content) if f.text]
         found = self._identifiers.of_fields(fields)
+        for allowed in self._allowed.intersection(found):
+            del found[allowed]
         if not found:
             return None
         probe = list(found)

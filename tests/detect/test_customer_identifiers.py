@@ -15,7 +15,7 @@ from kg_testing import make_guard, sealed_record
 from kairo_guard import Guard
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.keys import KeyRing
-from kairo_guard.detect.identifiers import CustomerIdentifiers, identifiers
+from kairo_guard.detect.identifiers import CustomerIdentifiers, identifiers_in
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.store.spool import encode_body
 from kairo_guard.store.spool_append import SegmentAppender
@@ -53,7 +53,7 @@ def guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
 def test_identifiers_are_normalized_so_one_number_matches_however_written(
     text: str, expected: list[tuple[str, bytes]]
 ) -> None:
-    assert list(identifiers(text)) == expected
+    assert list(identifiers_in(text)) == expected
 
 
 def test_the_hashes_are_keyed() -> None:
@@ -111,3 +111,19 @@ def test_erasure_forgets_a_tenants_identifiers(guard: Guard) -> None:
     assert _refusal(guard, {"text": f"cc {EMAIL}"}).rule == RULE
     guard.erase_tenant("acme")
     assert guard.seal_operator_data({"text": f"cc {EMAIL}"}, source="docs").startswith("kg1.")
+
+
+def test_an_allow_listed_address_in_customers_content_stays_usable(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    """Customers write to the operator's support address; the operator's own
+    documentation may still give it ([pii] allow_list), and only it."""
+    home = tmp_path / "state"
+    home.mkdir()
+    (home / "kairo-guard.toml").write_text('[pii]\nallow_list = ["Support@Kairo.dev"]\n')
+    with make_guard(home, ring=ring, pii_gate=False) as guard:
+        new_api_key(guard.store, "acme")
+        guard.seal({"note": f"cc support@kairo.dev and {EMAIL}"}, tenant="acme", source="crm")
+        docs = {"text": "Questions? Write to support@kairo.dev."}
+        assert guard.seal_operator_data(docs, source="docs").startswith("kg1.")
+        assert _refusal(guard, {"text": f"Questions? Write to {EMAIL}."}).rule == RULE

@@ -221,15 +221,10 @@ class PiiGate:
                 more, _ = self._windows([window], SMALL_WINDOW)
                 dense += more
                 dense_owners += [owner] * len(more)
-            elif isinstance(result, str):
-                found[owner].add(result)
             else:
-                found[owner].update(r.entity_type for r in result)
+                _note(found[owner], result)
         for owner, result in zip(dense_owners, self._scan(dense), strict=True):
-            if isinstance(result, str):
-                found[owner].add(result)
-            else:
-                found[owner].update(r.entity_type for r in result)
+            _note(found[owner], result)
         return [PiiFinding(tuple(sorted(f))) if f else None for f in found]
 
     @staticmethod
@@ -293,6 +288,14 @@ class PiiGate:
         code, analysed in this process (what a worker process of the pool runs)."""
         results: list[list[Any] | str] = self._analyzer.analyse_texts(texts)
         return results
+
+
+def _note(found: set[str], result: list[Any] | str) -> None:
+    """Add what one window's analysis found (its entity types, or its failure code)."""
+    if isinstance(result, str):
+        found.add(result)
+    else:
+        found.update(r.entity_type for r in result)
 
 
 def _processes(explicit: int | None) -> int:
