@@ -16,7 +16,7 @@ the ``pii`` extra is installed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerResult
@@ -119,17 +119,27 @@ class GateAnalyzer:
         return out
 
     def _tokenize(self, text: str) -> Any:
-        """Return the text's Doc (tagged for NER or not), or None when over the bounds."""
+        """Return the text's chunk Docs and whether NER must run on them, or None when
+        over the bounds. Without NER the Docs are not made here: only a result whose
+        score context words could raise needs them (then :meth:`_results` makes them),
+        and the pattern recognizers read the text itself."""
         if not isinstance(text, str):
             raise TypeError(f"PII gate scans str, not {type(text).__name__}")
         if len(text) > self.limits.max_chars:
             return None
-        bounds = chunk_bounds(text, self.limits.chunk_chars)
-        parts = [self.nlp.make_doc(text[a:b]) for a, b in bounds]
         needs_ner = PERSON in self.entities and may_contain_name(text, self.name_free_words)
-        if needs_ner and sum(len(p) for p in parts) > self.limits.max_ner_tokens:
+        if not needs_ner:
+            return (None, False)
+        parts = self._chunk_docs(text)
+        if sum(len(p) for p in parts) > self.limits.max_ner_tokens:
             return None
         return (parts, needs_ner)
+
+    def _chunk_docs(self, text: str) -> list[Doc]:
+        """The text tokenized, in chunks (spaCy's tokenizer is costly on long strings)."""
+        return [
+            self.nlp.make_doc(text[a:b]) for a, b in chunk_bounds(text, self.limits.chunk_chars)
+        ]
 
     def _run_ner(self, docs: dict[int, Any]) -> None:
         """Run NER in place over every chunk that needs it, batched; on error, per text."""
@@ -163,19 +173,26 @@ class GateAnalyzer:
             return []
         if PHONE in entities and phone_window_chars(text) > MAX_PHONE_WINDOW_CHARS:
             return GUARD_TOO_LONG
-        joined = parts[0] if len(parts) == 1 else Doc.from_docs(parts, ensure_whitespace=False)
+
+        def joined() -> Doc:
+            docs = parts if parts is not None else self._chunk_docs(text)
+            return docs[0] if len(docs) == 1 else Doc.from_docs(docs, ensure_whitespace=False)
+
         results = self.analyze(text=text, doc=joined, entities=entities)
         return [r for r in results if text[r.start : r.end].strip() not in self.allow_list]
 
-    def analyze(self, *, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:
+    def analyze(
+        self, *, text: str, doc: Callable[[], Doc], entities: Sequence[str]
+    ) -> list[RecognizerResult]:
         """Return the results for ``entities`` in ``text`` at or above their thresholds.
 
-        ``doc`` is the text's Doc; its ``ents`` are read for PERSON.
+        ``doc`` makes the text's Doc (its ``ents`` are read for PERSON), called only
+        when PERSON is asked for or context words must be weighed.
         """
         results: list[RecognizerResult] = []
         for entity in sorted(entities, key=lambda e: e == PHONE):  # phone numbers last
             if entity == PERSON:
-                results.extend(self._people(doc))
+                results.extend(self._people(doc()))
             elif entity == PHONE:
                 found = self._by_entity[PHONE].analyze_outside(  # type: ignore[attr-defined]
                     text, [PHONE], self._digit_spans(text, results)
@@ -188,7 +205,7 @@ class GateAnalyzer:
         if any(r.score < self.thresholds[r.entity_type] for r in results):
             if len(results) > MAX_RESULTS_FOR_CONTEXT:
                 return EntityRecognizer.remove_duplicates(results)  # every result counts
-            results = self._with_context(text, doc, entities)
+            results = self._with_context(text, doc(), entities)
         kept = [r for r in results if r.score >= self.thresholds[r.entity_type]]
         return EntityRecognizer.remove_duplicates(kept)
 
