@@ -1,7 +1,7 @@
 """A generated corpus of telemetry-like texts with planted PII and its ground truth.
 
 Used by ``benchmarks/eval_pii.py`` and the slow side-by-side test in
-``tests/test_pii.py``. Deterministic for a seed: the same texts, in the same order,
+``tests/detect/test_pii.py``. Deterministic for a seed: the same texts, in the same order,
 with the same spans. Every planted value is well formed the way a detector may
 require (cards pass the Luhn check, IBANs their mod-97 check, phone numbers are valid
 for their region) because a value that is not is not the entity the type names.

