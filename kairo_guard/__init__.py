@@ -33,6 +33,7 @@ from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.policy import Decision, Policy, Rule, rule
 from kairo_guard.core.report import CheckReport, Violation
 from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.signing import SignerKeys, VerifyKeys
 from kairo_guard.core.sinks import Sink, make_sink
 from kairo_guard.core.types import SEAL_FIELD, DataClass, Mode, Outcome, Sealed, SinkKind
 from kairo_guard.detect.fingerprint import Fingerprinter, FingerprintIndex
@@ -99,6 +100,7 @@ __all__ = [
     "SealCodec",
     "SealError",
     "Sealed",
+    "SignerKeys",
     "Sink",
     "SinkKind",
     "Store",
@@ -109,6 +111,7 @@ __all__ = [
     "TenantTokenCodec",
     "TokenRejected",
     "VerifiedDataset",
+    "VerifyKeys",
     "Violation",
     "async_httpx_event_hook",
     "bind_guard_context",

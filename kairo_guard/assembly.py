@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from kairo_guard.audit.log import AuditLog
 from kairo_guard.config import Settings
@@ -24,6 +27,9 @@ from kairo_guard.core.keys import (
 )
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.seal import SealCodec
+from kairo_guard.core.signing import SignerKeys, VerifyKeys
+from kairo_guard.core.types import DataClass
+from kairo_guard.detect.accumulation import ACCUMULATED_MIN_SHARED
 from kairo_guard.detect.fingerprint import (
     SCHEME,
     Fingerprinter,
@@ -38,10 +44,11 @@ from kairo_guard.detect.pii.check import LazyPiiCheck
 from kairo_guard.enforce.check import CheckContext
 from kairo_guard.enforce.sealing import Sealer
 from kairo_guard.enforce.service import SinkChecks
-from kairo_guard.enforce.vetting import AllRefusals, OperatorVetting
+from kairo_guard.enforce.shards import ShardRegistry, ShardWriter
+from kairo_guard.enforce.vetting import AllRefusals, ShardVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
-from kairo_guard.store.keyfile import load_key_ring
+from kairo_guard.store.keyfile import load_key_ring, load_signer, load_verify_keys
 from kairo_guard.store.spool import SPOOL_DIR_NAME
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 from kairo_guard.tenancy.agreements import Agreements
@@ -70,7 +77,9 @@ class Parts:
     net: FingerprintNet
     retention: RetentionPolicy
     sealer: Sealer
-    vetting: OperatorVetting
+    vetting: ShardVetting
+    telemetry_vetting: ShardVetting
+    shards: ShardRegistry
     checks: SinkChecks
     tenancy: TenantServices
     indexer: SpoolIndexer
@@ -84,6 +93,9 @@ def build(
     clock: Callable[[], float],
     pii_gate: bool | None,
     telemetry: GuardTelemetry,
+    *,
+    signer: SignerKeys | str | None = None,
+    verify_keys: VerifyKeys | str | None = None,
 ) -> Parts:
     """Wire every part of a guard from ``settings`` (see the Guard's arguments).
 
@@ -93,6 +105,7 @@ def build(
             again when a later part cannot be built.
     """
     keys = key_ring(key, settings.home, env)
+    signing = signer_keys(signer, settings.home, env, verify_keys)
     owned = store is None
     store = open_store(settings) if store is None else store
     try:
@@ -103,7 +116,7 @@ def build(
         raise
     try:
         pii = (pii_check(settings, pii_gate), pii_check(settings, pii_gate, operator=True))
-        return _wire(settings, keys, store, audit, clock, pii, telemetry)
+        return _wire(settings, keys, signing, store, audit, clock, pii, telemetry)
     except BaseException:
         try:
             audit.close()  # no guard: nothing left open behind the error
@@ -116,6 +129,7 @@ def build(
 def _wire(
     settings: Settings,
     keys: KeyRing,
+    signing: tuple[SignerKeys | None, VerifyKeys],
     store: Store,
     audit: AuditLog,
     clock: Callable[[], float],
@@ -160,6 +174,17 @@ def _wire(
     def watermark() -> None:
         wait_indexed(indexer, bound)
 
+    policies = vetting_policies(settings, pii is not None, operator_pii is not None)
+    shards = ShardRegistry(store, signing[1], policies, store)
+    codec.shards = shards  # kp1 seals: records of vetted shards
+    writer = ShardWriter(signing[0], store, audit=audit, clock=clock, retention=periods.seconds)
+
+    def vetting(cls: DataClass, gate: Any) -> ShardVetting:
+        return ShardVetting(
+            cls, writer, fingerprints, gate, policy=policies[cls], store=store, audit=audit,
+            pseudonym=pseudonym, stale_index=stale, index_watermark=watermark,
+        )  # fmt: skip
+
     ctx = CheckContext(
         codec=codec,
         policy=policy,
@@ -174,6 +199,7 @@ def _wire(
         telemetry=telemetry,
         erased=store.erased_tenants,
         index_watermark=watermark,
+        shards=shards,
     )
     checks = SinkChecks(ctx, configured=settings.sinks, default_mode=settings.default_mode)
     tenancy = tenant_services(
@@ -191,18 +217,10 @@ def _wire(
         index_watermark=watermark,
     )
     checks.register(VerifiedDataset, tenancy.admission)
-    vetting = OperatorVetting(
-        sealer,
-        fingerprints,
-        AllRefusals(operator_pii, known_identifier),
-        audit=audit,
-        pseudonym=pseudonym,
-        stale_index=stale,
-        index_watermark=watermark,
-    )
+    operator = vetting(DataClass.OPERATOR_PUBLIC, AllRefusals(operator_pii, known_identifier))
     return Parts(
-        keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, vetting,
-        checks, tenancy, indexer,
+        keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, operator,
+        vetting(DataClass.ANONYMIZED_TELEMETRY, pii), shards, checks, tenancy, indexer,
     )  # fmt: skip
 
 
@@ -218,6 +236,64 @@ def key_ring(key: KeyRing | str | None, home: Path, env: Mapping[str, str] | Non
     if isinstance(key, str):
         return KeyRing.from_env_value(key)
     return load_key_ring(home, env=env)
+
+
+def signer_keys(
+    signer: SignerKeys | str | None,
+    home: Path,
+    env: Mapping[str, str] | None,
+    verify_keys: VerifyKeys | str | None,
+) -> tuple[SignerKeys | None, VerifyKeys]:
+    """Return the vetting role's signing keys (None: this process may not vouch) and
+    the public keys permitting labels are verified with (those given or configured,
+    and the signer's own).
+
+    Raises:
+        KeyringError: keys that are there but unusable.
+    """
+    if isinstance(signer, str):
+        signer = SignerKeys.from_value(signer)
+    elif signer is None:
+        signer = load_signer(home, env=env)
+    if isinstance(verify_keys, str):
+        verify_keys = VerifyKeys.from_value(verify_keys)
+    elif verify_keys is None:
+        verify_keys = load_verify_keys(home, env=env)
+    return signer, verify_keys if signer is None else verify_keys.merged(signer.public())
+
+
+def vetting_policies(
+    settings: Settings, strict_pii: bool, operator_pii: bool
+) -> dict[DataClass, str]:
+    """The version of each permitting class's vetting policy: a hash of every setting
+    that decides what vetting refuses. A shard vetted under another version is checked
+    in full at shared sinks."""
+    fp, pii = settings.fingerprints, settings.pii
+    net = {
+        "scheme": SCHEME,
+        "min_shared": fp.min_shared,
+        "min_fraction": fp.min_fraction,
+        "boilerplate_tenants": fp.boilerplate_tenants,
+        "accumulated": ACCUMULATED_MIN_SHARED,
+    }
+    gate = {"thresholds": pii.thresholds, "allow_list": sorted(pii.allow_list), "model": pii.model}
+    operator_entities = pii.operator_entities
+    docs = {
+        DataClass.OPERATOR_PUBLIC: {
+            **net,
+            "identifiers": True,
+            "pii": operator_pii
+            and {**gate, "entities": operator_entities, "window": OPERATOR_WINDOW_CHARS},
+        },
+        DataClass.ANONYMIZED_TELEMETRY: {
+            **net,
+            "pii": strict_pii and {**gate, "entities": pii.entities},
+        },
+    }
+    return {
+        cls: sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS, default=repr)).hexdigest()
+        for cls, doc in docs.items()
+    }
 
 
 def open_store(settings: Settings) -> Store:

@@ -18,6 +18,7 @@ from kairo_guard.core import context
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label
+from kairo_guard.core.signing import SignerKeys, VerifyKeys
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import DataClass, Mode, SinkKind, TenantId
 from kairo_guard.detect.bloom import FingerprintFilter
@@ -61,6 +62,12 @@ class Guard:
             the global one, looked up on first use).
         meter_provider: OpenTelemetry meter provider for decision metrics (default:
             the global one).
+        signer: the vetting role's Ed25519 keys, or a ``KAIRO_GUARD_SIGNER_KEY``-style
+            string (else the environment, else ``signer.json`` in ``home``, else none:
+            this guard cannot vouch for operator data or mint anonymized telemetry).
+        verify_keys: the public keys permitting labels are verified with, or a
+            ``KAIRO_GUARD_VERIFY_KEYS``-style string (else the environment, else
+            ``verify-keys.json`` in ``home``); the signer's own are always added.
 
     Raises:
         ConfigError: bad configuration.
@@ -81,17 +88,26 @@ class Guard:
         pii_gate: bool | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        signer: SignerKeys | str | None = None,
+        verify_keys: VerifyKeys | str | None = None,
     ) -> None:
         self.telemetry = GuardTelemetry(tracer_provider, meter_provider)
         self.settings: Settings = load_settings(
             home=home, config_file=config_file, default_mode=default_mode, env=env
         )
         self._clock = clock
-        parts = assembly.build(self.settings, key, env, store, clock, pii_gate, self.telemetry)
+        parts = assembly.build(
+            self.settings, key, env, store, clock, pii_gate, self.telemetry,
+            signer=signer, verify_keys=verify_keys,
+        )  # fmt: skip
         self.keys, self.codec, self.policy = parts.keys, parts.codec, parts.policy
         self.store, self.audit, self.net = parts.store, parts.audit, parts.net
         self.fingerprints, self.pii, self.retention = parts.fingerprints, parts.pii, parts.retention
         self.sealer, self.vetting = parts.sealer, parts.vetting
+        self.telemetry_vetting = parts.telemetry_vetting
+        """Vets and signs the telemetry aggregator's output (anonymized telemetry)."""
+        self.shards = parts.shards
+        """Opens vetted shards' seals (``kp1``) at sinks."""
         self.checks, self.tenancy = parts.checks, parts.tenancy
         self.indexer = parts.indexer
         """Indexes the ingestion spool (:mod:`kairo_guard.detect.indexer`)."""
@@ -157,7 +173,8 @@ class Guard:
         return self.sealer.label_record(record, tenant=tenant, source=source, data_class=data_class)
 
     def seal_operator_data(self, content: object, *, source: str) -> str:
-        """Vet and seal operator data; see :meth:`OperatorVetting.seal`."""
+        """Vet and seal operator data (a shard of one); see :meth:`ShardVetting.seal`.
+        Many records are vetted at once, as one shard, by ``guard.vetting.vet``."""
         return self.vetting.seal(content, source=source)
 
     def open_seal(self, seal: str) -> Label:

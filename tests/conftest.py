@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from kg_testing import make_guard
+from kg_testing import add_signer, make_guard
 from otel_support import Sdk
 
 from kairo_guard import Guard, KeyRing
@@ -52,8 +52,13 @@ def pii_guard(tmp_path: Path, ring: KeyRing) -> Iterator[Guard]:
 def cli_env(tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for running the CLI against a fresh state directory and key."""
     home = tmp_path / "cli-state"
-    env = {"KAIRO_GUARD_HOME": str(home), "KAIRO_GUARD_KEY": ring.to_env_value()}
+    env = {
+        "KAIRO_GUARD_HOME": str(home),
+        "KAIRO_GUARD_KEY": ring.to_env_value(),
+    }
     for name in (
+        "KAIRO_GUARD_SIGNER_KEY",
+        "KAIRO_GUARD_VERIFY_KEYS",
         "KAIRO_GUARD_CONFIG",
         "KAIRO_GUARD_MODE",
         "KAIRO_GUARD_DB_URL",
@@ -63,6 +68,7 @@ def cli_env(tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> d
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
+    add_signer(home)  # this state directory's vetting key (signer.json)
     return env
 
 

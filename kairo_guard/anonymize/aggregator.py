@@ -33,12 +33,11 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from kairo_guard.core.content import content_digest
-from kairo_guard.core.types import SEAL_FIELD, TENANT_PATTERN, DataClass, TenantId
+from kairo_guard.core.exceptions import ContentError, ContentRefused
+from kairo_guard.core.types import SEAL_FIELD, TENANT_PATTERN, TenantId
 from kairo_guard.enforce.check import AuditAppender
-from kairo_guard.enforce.sealing import Sealer
 
 DEFAULT_K = 10
 DEFAULT_FIELDS = {
@@ -57,6 +56,18 @@ DEFAULT_EPSILON = 1.0
 OTHER = "other"
 _LAST_TIMESTAMP = 253402300800  # 10000-01-01: later windows cannot be written as dates
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+SOURCE = "telemetry-aggregator"
+"""The source of every statistics record's label."""
+
+
+class ShardMinter(Protocol):
+    """What the aggregator needs of vetting (:class:`~kairo_guard.enforce.vetting.ShardVetting`)."""
+
+    def vet(
+        self, contents: Sequence[object], *, source: str
+    ) -> list[str | ContentRefused | ContentError]:
+        """Per record in order, its seal or why it was refused."""
+        ...
 
 
 @dataclass
@@ -70,6 +81,8 @@ class AggregationReport:
     emitted: int = 0
     suppressed_groups: int = 0
     messages_dropped: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    """Statistics records the vetting refused, by rule (strict PII, the net)."""
 
     def skip(self, reason: str) -> None:
         """Count an event skipped for ``reason``."""
@@ -99,7 +112,8 @@ class TelemetryAggregator:
     """Aggregates raw usage events into k-anonymous, sealed statistics.
 
     Args:
-        sealer: mints the output's ``anonymized_telemetry`` seals (``guard.sealer``).
+        vetting: vets the output and signs it as a shard of ``anonymized_telemetry``
+            (``guard.telemetry_vetting``: it needs the aggregating role's signing key).
         audit: where each run is recorded, counts only (``guard.audit``).
         pseudonym: tenant id -> keyed pseudonym, to count distinct tenants
             (``guard.keys.pseudonym``).
@@ -126,7 +140,7 @@ class TelemetryAggregator:
 
     def __init__(
         self,
-        sealer: Sealer,
+        vetting: ShardMinter,
         *,
         audit: AuditAppender,
         pseudonym: Callable[[TenantId], str],
@@ -156,7 +170,7 @@ class TelemetryAggregator:
         unknown = [d for d in dimensions if d not in ("route", "model", "status", "error_type")]
         if unknown:
             raise ValueError(f"unknown dimensions {unknown}; use route, model, status, error_type")
-        self._sealer = sealer
+        self._vetting = vetting
         self._audit = audit
         self._pseudonym = pseudonym
         self._tenants = tenants
@@ -196,12 +210,21 @@ class TelemetryAggregator:
                 group.messages.setdefault(event.message, set()).add(event.tenant)
         report.used = len(parsed)
         report.groups = len(groups)
-        out = []
+        bodies = []
         for (window, dims), group in sorted(groups.items()):
             if len(group.tenants) < self.k or self._dominated(group):
                 report.suppressed_groups += 1
                 continue
-            out.append(self._record(window, dims, group))
+            bodies.append(self._record(window, dims, group))
+        # the one code path that mints this class: vetted (strict PII, the net) and
+        # signed as one shard by the aggregating role
+        out = []
+        for body, sealed in zip(bodies, self._vetting.vet(bodies, source=SOURCE), strict=True):
+            if isinstance(sealed, str):
+                out.append({**body, SEAL_FIELD: sealed})
+            else:
+                rule = sealed.rule if isinstance(sealed, ContentRefused) else "content.unencodable"
+                report.refused[rule] = report.refused.get(rule, 0) + 1
         report.emitted = len(out)
         self._audit.append(
             {
@@ -319,11 +342,7 @@ class TelemetryAggregator:
                 key=lambda mt: (-mt[1], mt[0]),
             )
             body["error_messages"] = [[m, n] for m, n in shared[:10]]
-        # the aggregator is the one code path that mints this class
-        seal = self._sealer.mint(
-            content_digest(body), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
-        )
-        return {**body, SEAL_FIELD: seal}
+        return body
 
 
 def discrete_laplace(rng: random.Random, scale: float) -> int:

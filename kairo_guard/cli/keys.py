@@ -10,7 +10,19 @@ import click
 
 from kairo_guard.cli.common import EXIT_USAGE, Exit, handle_errors, state_home
 from kairo_guard.core.keys import KeyRing, fingerprint_of
-from kairo_guard.store.keyfile import ENV_KEY_FILE, KEY_FILE_NAME, read_key_file, write_key_file
+from kairo_guard.core.signing import SignerKeys
+from kairo_guard.store.keyfile import (
+    ENV_KEY_FILE,
+    KEY_FILE_NAME,
+    SIGNER_FILE_NAME,
+    VERIFY_FILE_NAME,
+    load_signer,
+    load_verify_keys,
+    read_key_file,
+    write_key_file,
+    write_signer_file,
+    write_verify_file,
+)
 
 
 @click.group()
@@ -25,10 +37,19 @@ def _key_path(ctx: click.Context) -> Path:
 
 @keys.command("init")
 @click.option("--key-id", default="k1", show_default=True, help="Id of the new key.")
+@click.option(
+    "--signer-id", default="s1", show_default=True, help="Id of the vetting role's new key."
+)
+@click.option(
+    "--no-signer",
+    is_flag=True,
+    help="Create no signing key (a state directory of a role that only verifies).",
+)
 @click.pass_context
 @handle_errors
-def keys_init(ctx: click.Context, key_id: str) -> None:
-    """Create a key file (mode 0600) in the state directory; never overwrites."""
+def keys_init(ctx: click.Context, key_id: str, signer_id: str, no_signer: bool) -> None:
+    """Create the key file (mode 0600) and the vetting role's Ed25519 key (signer.json,
+    mode 0600, with its public half in verify-keys.json); never overwrites."""
     path = _key_path(ctx)
     ring = KeyRing.generate(key_id)
     write_key_file(path, ring)
@@ -36,6 +57,50 @@ def keys_init(ctx: click.Context, key_id: str) -> None:
     click.echo(
         "keep it secret and backed up: seals and the audit log cannot be verified without it"
     )
+    home = state_home(ctx)
+    if no_signer or (home / SIGNER_FILE_NAME).exists():
+        return
+    signer = SignerKeys.generate(signer_id)
+    write_signer_file(home / SIGNER_FILE_NAME, signer)
+    write_verify_file(home / VERIFY_FILE_NAME, load_verify_keys(home).merged(signer.public()))
+    click.echo(
+        f"created {home / SIGNER_FILE_NAME} (Ed25519 vetting key {signer_id}) "
+        f"and {home / VERIFY_FILE_NAME} (its public key)"
+    )
+
+
+@keys.command("rotate-signer")
+@click.option("--key-id", required=True, help="Id of the new Ed25519 signing key.")
+@click.pass_context
+@handle_errors
+def keys_rotate_signer(ctx: click.Context, key_id: str) -> None:
+    """Add a new vetting key; older ones stay, so shards they signed still verify."""
+    home = state_home(ctx)
+    signer = load_signer(home, env={})
+    if signer is None:
+        raise Exit(EXIT_USAGE, f"error: no {home / SIGNER_FILE_NAME}: run 'kairo-guard keys init'")
+    rotated = signer.rotated(key_id)
+    write_signer_file(home / SIGNER_FILE_NAME, rotated, overwrite=True)
+    write_verify_file(
+        home / VERIFY_FILE_NAME, load_verify_keys(home, env={}).merged(rotated.public())
+    )
+    click.echo(f"{home / SIGNER_FILE_NAME}: new signing key {key_id}; {len(signer.keys)} kept")
+    click.echo(f"give training jobs the new {home / VERIFY_FILE_NAME}")
+
+
+@keys.command("public")
+@click.pass_context
+@handle_errors
+def keys_public(ctx: click.Context) -> None:
+    """Print the public keys permitting labels verify with (a KAIRO_GUARD_VERIFY_KEYS value)."""
+    home = state_home(ctx)
+    signer = load_signer(home)
+    public = load_verify_keys(home)
+    if signer is not None:
+        public = public.merged(signer.public())
+    if not public.keys:
+        raise Exit(EXIT_USAGE, "error: no signing or verification keys here")
+    click.echo(public.to_value())
 
 
 @keys.command("rotate")

@@ -25,7 +25,7 @@ from kairo_guard.cli.common import (
 )
 from kairo_guard.cli.records import SUMMARY_VIOLATIONS, atomic_output, open_input
 from kairo_guard.core.content import sealed_line
-from kairo_guard.core.exceptions import ContentError, ContentRefused
+from kairo_guard.core.exceptions import ContentError, ContentRefused, SealError
 from kairo_guard.core.jsonl import BadLine, Line, iter_lines, parse_line
 from kairo_guard.core.types import SEAL_FIELD, DataClass, validate_tenant
 
@@ -84,15 +84,21 @@ def label(
     guard = open_guard(ctx)
     tally = _Tally()
     indexed_before = guard.net.indexed  # sealing customer content indexes it
+    shard = _Shard(guard, source, tally) if cls is DataClass.OPERATOR_PUBLIC else None
     with open_input(input_path) as stream, atomic_output(out) as (fh, commit):
         for item in iter_lines(stream, guard.settings.limits.max_record_bytes):
-            if isinstance(item, Line):
-                problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
-                tally.count(item.number, problem)
-            else:
+            if not isinstance(item, Line):
                 number, bad = item
                 tally.count(number, (bad.rule, bad.reason))
+            elif shard is not None:
+                tally.count(item.number, shard.add(item, fh))
+            else:
+                problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
+                tally.count(item.number, problem)
+        if shard is not None:
+            shard.flush(fh)
         commit[0] = True
+    tally.refusals.sort(key=lambda r: r["line"])
     tally.indexed = guard.net.indexed - indexed_before
     if report_path is not None:
         doc = {
@@ -155,6 +161,59 @@ def _summary(tally: _Tally, input_path: Path, out: Path, what: str) -> None:
         click.echo(f"  line {r['line']}: {r['rule']}: {r['reason']}", err=True)
 
 
+SHARD_RECORDS = 10_000
+"""Operator records vetted and signed together, as one shard."""
+
+
+class _Shard:
+    """Operator records on their way into a shard: vetted and written in order, a
+    shard of at most :data:`SHARD_RECORDS` at a time."""
+
+    def __init__(self, guard: Guard, source: str, tally: _Tally) -> None:
+        self._guard, self._source, self._tally = guard, source, tally
+        self._pending: list[tuple[int, dict[str, Any]]] = []
+
+    def add(self, line: Line, fh: BinaryIO | None) -> tuple[str, str] | None:
+        """Take a line; return its refusal now (unreadable, sealed as something else),
+        or None while its vetting is pending."""
+        value = parse_line(line.raw, exact_numbers=True)
+        if isinstance(value, BadLine):
+            return value.rule, value.reason
+        if type(value) is not dict:
+            return "input.not-an-object", "a record must be a JSON object to carry a seal"
+        if SEAL_FIELD in value and not self._revetting(value.pop(SEAL_FIELD)):
+            return "label.already-sealed", "record already carries a seal; labels are sticky"
+        self._pending.append((line.number, value))
+        if len(self._pending) >= SHARD_RECORDS:
+            self.flush(fh)
+        return None
+
+    def _revetting(self, seal: object) -> bool:
+        # operator data vetted before (another policy, another shard) may be vetted again
+        try:
+            label = self._guard.codec.open(seal)
+        except SealError:
+            return False
+        return label.data_class is DataClass.OPERATOR_PUBLIC
+
+    def flush(self, fh: BinaryIO | None) -> None:
+        """Vet the pending records as one shard; write the sealed ones in order."""
+        if not self._pending:
+            return
+        values = [v for _, v in self._pending]
+        outcomes = self._guard.vetting.vet(values, source=self._source)
+        for (number, value), outcome in zip(self._pending, outcomes, strict=True):
+            if isinstance(outcome, str):
+                if fh is not None:
+                    fh.write(sealed_line(value, outcome))
+                continue
+            rule = outcome.rule if isinstance(outcome, ContentRefused) else "label.refused"
+            reason = outcome.reason if isinstance(outcome, ContentRefused) else str(outcome)
+            self._tally.sealed -= 1  # counted as sealed when taken
+            self._tally.count(number, (rule, reason))
+        self._pending.clear()
+
+
 def _label_line(
     guard: Guard,
     line: Line,
@@ -172,9 +231,7 @@ def _label_line(
     if SEAL_FIELD in value:
         return "label.already-sealed", "record already carries a seal; labels are sticky"
     try:
-        if cls is DataClass.OPERATOR_PUBLIC:
-            seal = guard.seal_operator_data(value, source=source)
-        elif tenant is not None:
+        if tenant is not None:
             seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)
         else:  # the options were checked before; a record is never sealed without a tenant
             return "label.refused", f"{cls} needs a tenant"

@@ -111,7 +111,7 @@ def aggregate_file(
         return EXIT_USAGE
     settings = guard.settings.telemetry
     aggregator = TelemetryAggregator(
-        guard.sealer,
+        guard.telemetry_vetting,
         audit=guard.audit,
         pseudonym=guard.keys.pseudonym,
         tenants=guard.store.tenant_ids(),
@@ -140,4 +140,6 @@ def aggregate_file(
     )
     for reason, count in sorted(report.skipped.items()):
         click.echo(f"  skipped for {reason}: {count:,}", err=True)
+    for rule, count in sorted(report.refused.items()):
+        click.echo(f"  refused at vetting ({rule}): {count:,}", err=True)
     return EXIT_OK

@@ -40,11 +40,17 @@ PURPOSE_MANIFEST = "manifest"
 PURPOSE_IDENTIFIER = "customer-identifier"
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Unpadded base64url of ``data`` (how keys are written)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
+    """Decode unpadded base64url.
+
+    Raises:
+        KeyringError: if ``text`` is not base64url.
+    """
     if not _B64URL.fullmatch(text):
         raise KeyringError("a key is not valid base64url (A-Z a-z 0-9 - _)")
     try:
@@ -141,13 +147,13 @@ class KeyRing:
                 raise KeyringError(f"{ENV_KEY} must look like 'k1:<base64url key>[,k0:<key>]'")
             if kid in keys:
                 raise KeyringError(f"{ENV_KEY} names key id {kid!r} twice")
-            keys[kid] = _unb64(b64.strip())
+            keys[kid] = unb64url(b64.strip())
         return cls(keys=keys, signing_key_id=next(iter(keys)))
 
     def to_env_value(self) -> str:
         """Return the ring as a ``KAIRO_GUARD_KEY`` value, signer first."""
         order = [self.signing_key_id, *(k for k in self.keys if k != self.signing_key_id)]
-        return ",".join(f"{kid}:{_b64(self.keys[kid])}" for kid in order)
+        return ",".join(f"{kid}:{b64url(self.keys[kid])}" for kid in order)
 
     def to_json(self) -> bytes:
         """Return the key-file encoding of the ring."""
@@ -155,7 +161,7 @@ class KeyRing:
             "version": KEY_FILE_VERSION,
             "signing_key_id": self.signing_key_id,
             "pseudonym_key_id": self.pseudonym_key_id,
-            "keys": {kid: _b64(key) for kid, key in self.keys.items()},
+            "keys": {kid: b64url(key) for kid, key in self.keys.items()},
         }
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
@@ -170,7 +176,7 @@ class KeyRing:
             doc = orjson.loads(data)
             if doc.get("version") != KEY_FILE_VERSION:
                 raise KeyringError(f"unsupported key file version {doc.get('version')!r}")
-            keys = {str(kid): _unb64(str(b64)) for kid, b64 in doc["keys"].items()}
+            keys = {str(kid): unb64url(str(b64)) for kid, b64 in doc["keys"].items()}
             return cls(
                 keys=keys,
                 signing_key_id=str(doc["signing_key_id"]),

@@ -12,6 +12,13 @@ and bounded: a seal that is longer than :data:`MAX_SEAL_LENGTH`, not ASCII, of a
 version, signed by an unknown key, whose tag is not byte-for-byte the expected one, or
 whose payload has the wrong shape raises :class:`~kairo_guard.core.exceptions.SealError` and
 nothing else. The payload is read only after its tag verifies.
+
+An HMAC seal carries only *restricting* labels (customer content, usage telemetry):
+every process that verifies it holds its key, so a permitting label under it would be
+forgeable by any of them. Permitting labels are ``kp1`` seals of vetted shards, signed
+with Ed25519 by the roles that vet (:mod:`kairo_guard.core.shard`); the codec opens them
+through the shard opener it is given (:attr:`SealCodec.shards`) and refuses a ``kg1``
+seal that names a permitting class.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import quote, unquote
 
 from kairo_guard.core.exceptions import SealError
@@ -39,6 +46,11 @@ _TAG_LENGTH = 43  # base64url of 32 bytes, unpadded
 _SOURCE_SAFE = ""  # quote() keeps only A-Z a-z 0-9 - . _ ~ and escapes the rest
 _MAX_CACHED_META = 4096
 _MAX_TS = 2**40  # seconds; far past any real date, keeps payloads bounded
+_SHARD_PREFIX = "kp1."
+_PERMITTING_IN_HMAC = (
+    "permitting labels are signed by the vetting role (kp1 shard seals), never under the "
+    "shared HMAC key"
+)
 
 
 class Label(NamedTuple):
@@ -108,11 +120,32 @@ def _label_problem(label: Label) -> str | None:
     return None
 
 
-class SealCodec:
-    """Signs labels into seals and opens seals into verified labels."""
+class ShardSeals(Protocol):
+    """Opens ``kp1`` seals, the records of vetted shards (:mod:`kairo_guard.enforce.shards`)."""
 
-    def __init__(self, ring: KeyRing) -> None:
+    def verify(self, seal: str) -> tuple[Label, str]:
+        """Return the shard's label (shared by its records, digest empty) and the
+        record's digest, once the shard verifies and the digest is one of its records.
+
+        Raises:
+            SealError: as :meth:`SealCodec.verify`.
+        """
+        ...
+
+
+class SealCodec:
+    """Signs restricting labels into seals and opens seals into verified labels.
+
+    Args:
+        ring: the HMAC keys of restricting seals.
+        shards: opens ``kp1`` seals (permitting labels of vetted shards); None: they are
+            refused (``unknown-key``) until one is set on :attr:`shards`.
+    """
+
+    def __init__(self, ring: KeyRing, shards: ShardSeals | None = None) -> None:
         self._ring = ring
+        self.shards = shards
+        """Opens ``kp1`` seals (set by the assembly once the store is open)."""
         # HMAC with the key's inner and outer states precomputed: half the cost of
         # hmac.digest per seal, which matters when a scan opens 100,000 seals a second.
         self._macs = {kid: _Mac(key) for kid, key in ring.subkeys(PURPOSE_SEAL).items()}
@@ -124,11 +157,13 @@ class SealCodec:
         """Return the seal of ``label``, signed with the ring's signing key.
 
         Raises:
-            ValueError: if the label is invalid.
+            ValueError: if the label is invalid, or of a permitting class.
         """
         problem = _label_problem(label)
         if problem:
             raise ValueError(problem)
+        if not label.data_class.restricts:
+            raise ValueError(_PERMITTING_IN_HMAC)
         kid = self._ring.signing_key_id
         expires = "" if label.expires_at is None else str(label.expires_at)
         payload = (
@@ -158,6 +193,8 @@ class SealCodec:
             expires_at=None,
             digest="0" * 64,
         )  # raises for an invalid tenant, class or source
+        if not DataClass(data_class).restricts:
+            raise ValueError(_PERMITTING_IN_HMAC)
         head, middle, tail, _ = self.seal_parts(tenant=tenant, data_class=data_class, source=source)
         tag = self._macs[self._ring.signing_key_id].tag
 
@@ -194,7 +231,8 @@ class SealCodec:
         return head, middle, tail, self._macs[kid].block
 
     def open(self, seal: object) -> Label:
-        """Verify ``seal`` and return its label (with ``key_id`` filled in).
+        """Verify ``seal`` and return its label (with ``key_id`` filled in: the HMAC key's,
+        or for a shard's record the Ed25519 key that signed its shard).
 
         Expiry is not checked here: sinks decide on it.
 
@@ -219,6 +257,10 @@ class SealCodec:
                 f"a seal is an ASCII string of at most {MAX_SEAL_LENGTH} characters",
                 code="malformed",
             )
+        if seal.startswith(_SHARD_PREFIX):
+            if self.shards is None:
+                raise SealError("this guard cannot open shard seals", code="unknown-key")
+            return self.shards.verify(seal)
         head, _, tag = seal.rpartition(".")
         parts = head.split(".", 2)
         if len(parts) != 3 or parts[0] != SEAL_VERSION or len(tag) != _TAG_LENGTH:
@@ -290,6 +332,8 @@ def _decode_meta(payload: str) -> tuple[str | None, DataClass, str, int, int | N
     data_class = _CLASSES.get(cls)
     if data_class is None:
         raise SealError(f"seal names unknown data class {cls[:40]!r}", code="bad-payload")
+    if not data_class.restricts:
+        raise SealError(f"a kg1 seal of {data_class}: {_PERMITTING_IN_HMAC}", code="bad-payload")
     if not (
         _DIGEST.fullmatch(digest)
         and created.isdigit()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kairo_guard.core.content import RawJSON, content_digest
@@ -24,8 +24,8 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label
 from kairo_guard.core.sinks import Sink
-from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome, Sealed, TenantId
 from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
+from kairo_guard.core.types import Mode, Outcome, TenantId
 from kairo_guard.detect.accumulation import Verdict
 from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # and these
 from kairo_guard.detect.fingerprint import fingerprint_check as fingerprint_check
@@ -45,8 +45,18 @@ from kairo_guard.enforce.check_context import (
     content_plan,
     failed_decision,
     operator_plan,
+    read_erased,
+    refreshed_shards,
 )
-from kairo_guard.enforce.labels import ERASED_RULE, erased_decision, label_facts, split_record
+from kairo_guard.enforce.labels import (
+    AMBIGUOUS_SEAL,
+    AMBIGUOUS_SEAL_RULE,
+    ERASED_RULE,
+    ambiguous,
+    erased_decision,
+    label_facts,
+    split_record,
+)
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
 
 REFRESH_EVERY = 1024
@@ -58,12 +68,6 @@ _MISSING, _INVALID, _VALID = 0, 1, 2
 _MISSING_KEY: tuple[object, ...] = ("missing",)
 _INVALID_KEY: tuple[object, ...] = ("invalid",)
 _ALLOW = Outcome.ALLOW
-AMBIGUOUS_SEAL_RULE = "seal.ambiguous"
-"""The rule of a refusal for a ``Sealed`` record whose content carries a seal of its own."""
-_AMBIGUOUS_SEAL = (
-    "the record is given with a seal and its content holds another under _kairo: "
-    "which one applies is unclear"
-)
 _MAX_CACHED = 4096
 
 
@@ -92,6 +96,9 @@ class SinkCheck:
             ctx, sink.kind.shared and self._lagging is None
         )
         self._checks_any = self._net_passing or bool(self._checks or self._operator_checks)
+        shards = ctx.shards if sink.kind.shared and self._lagging is None else None
+        self._shards = shards
+        self._clean: Callable[[Label, str], bool] | None = None
         self._refresh()
         self._index = 0
         self._finished: CheckReport | None = None
@@ -123,16 +130,12 @@ class SinkCheck:
         self._now = self._ctx.clock()
         tenant = self.sink.tenant
         self._agreement = tenant is not None and self._ctx.agreement_active(tenant, self._now)
-        try:
-            self._erased: Mapping[str, float] | None = (
-                {} if self._ctx.erased is None else self._ctx.erased()
-            )
-        except Exception:  # noqa: BLE001 - fail closed: tenant labels block (erased_decision)
-            self._erased = None
+        self._erased = read_erased(self._ctx)
         self._decisions.clear()
         self._keep.clear()
         if self._net is not None:
             self._net.refresh()  # what was indexed since: a long check sees it too
+        self._clean = refreshed_shards(self._shards)
 
     @property
     def batches(self) -> bool:
@@ -156,8 +159,8 @@ class SinkCheck:
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""
         # two seals: the content's digest skips the inner one, so neither may decide
-        if _ambiguous(item):
-            return self.block_unreadable(AMBIGUOUS_SEAL_RULE, _AMBIGUOUS_SEAL, None)
+        if ambiguous(item):
+            return self.block_unreadable(AMBIGUOUS_SEAL_RULE, AMBIGUOUS_SEAL, None)
         content, seal = split_record(item)
         return self.decide_parts(content, seal)
 
@@ -189,15 +192,17 @@ class SinkCheck:
             self._refresh()
         owner: str | None = self._ambient_pseudonym
         try:
-            decision, owner, digest = self._label_decision(content, seal, digest)
-            # Content checks: for records about to pass, and for unlabeled records at a
+            decision, owner, digest, vetted = self._label_decision(content, seal, digest)
+            # Content checks: for records about to pass (but those of a vetted shard
+            # with nothing indexed since against them), and for unlabeled records at a
             # shared sink, where the fingerprints say whose content it is.
-            if (decision.outcome is _ALLOW and (confirm is not None or self._checks_any)) or (
-                seal is None and self._attribute
-            ):
+            if (
+                decision.outcome is _ALLOW
+                and (confirm is not None or (self._checks_any and not vetted))
+            ) or (seal is None and self._attribute):
                 if json_bytes:
                     content = RawJSON(content)  # type: ignore[call-overload]
-                decision = self._content_checks(content, decision, confirm)
+                decision = self._content_checks(content, decision, confirm, vetted=vetted)
                 if decision.owner is not None:
                     owner = self._pseudonym(decision.owner)
         except Exception as exc:  # noqa: BLE001 - fail closed: an error in the guard blocks
@@ -211,7 +216,7 @@ class SinkCheck:
         decisions: list[Decision] = []
         parts: list[RecordParts] = []
         for item in items:
-            if _ambiguous(item):  # decided alone, in its place
+            if ambiguous(item):  # decided alone, in its place
                 decisions += self.decide_batch(parts)
                 parts = []
                 decisions.append(self.decide(item))
@@ -240,11 +245,11 @@ class SinkCheck:
         owner: str | None = self._ambient_pseudonym
         stage = STAGE_NONE
         try:
-            decision, owner, digest = self._label_decision(content, seal, digest)
+            decision, owner, digest, vetted = self._label_decision(content, seal, digest)
             if decision.outcome is _ALLOW:
                 if confirm is not None:
                     decision = confirm() or decision
-                if decision.outcome is _ALLOW and self._checks_any:
+                if decision.outcome is _ALLOW and self._checks_any and not vetted:
                     stage = STAGE_PASSING
             elif seal is None and self._attribute:
                 stage = STAGE_OWNER
@@ -257,21 +262,21 @@ class SinkCheck:
 
     def _label_decision(
         self, content: object, seal: object, digest: str | None
-    ) -> tuple[Decision, str | None, str | None]:
+    ) -> tuple[Decision, str | None, str | None, bool]:
         """Return the decision by the record's seal (or its absence), its owner's
-        pseudonym and its digest."""
+        pseudonym, its digest and whether it is a clean record of a vetted shard."""
         if digest is None:
             digest = content_digest(content)
         if self._lagging is not None:
-            return self._lagging, self._ambient_pseudonym, digest
+            return self._lagging, self._ambient_pseudonym, digest, False
         if seal is None:
             decision, owner = self._cached(_MISSING_KEY, _MISSING, None, False, False)
-            return decision, owner, digest
+            return decision, owner, digest, False
         try:
             label, sealed_digest = self._verify(seal)
         except SealError as exc:
             decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
-            return decision._replace(reason=f"{decision.reason} ({exc})"), owner, digest
+            return decision._replace(reason=f"{decision.reason} ({exc})"), owner, digest, False
         expires = label.expires_at
         match = sealed_digest == digest
         expired = expires is not None and self._now >= expires
@@ -281,7 +286,8 @@ class SinkCheck:
         decision, owner = self._decisions.get(key) or self._cached(
             key, _VALID, label, match, expired
         )
-        return decision, owner, digest
+        clean = self._clean
+        return decision, owner, digest, match and clean is not None and clean(label, digest)
 
     def _content_checks(
         self,
@@ -289,10 +295,14 @@ class SinkCheck:
         decision: Decision,
         confirm: Callable[[], Decision | None] | None,
         verdict: Verdict = UNSET,
+        *,
+        vetted: bool = False,
     ) -> Decision:
         if decision.outcome is _ALLOW:
             if confirm is not None:
                 decision = confirm() or decision
+            if vetted:
+                return decision
             if self._net_passing and decision.outcome is _ALLOW:
                 decision = self._net_verdict(content, True, verdict) or decision
             checks = (
@@ -388,11 +398,3 @@ class SinkCheck:
                 bytes_scanned=self.bytes_scanned,
             )
         return report
-
-
-def _ambiguous(item: object) -> bool:
-    return (
-        isinstance(item, Sealed)
-        and isinstance(item.content, Mapping)
-        and SEAL_FIELD in item.content
-    )

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from kairo_guard.core.exceptions import ContentError, IndexLagging
 from kairo_guard.core.policy import Decision, Effect, Policy
-from kairo_guard.core.seal import SealCodec
+from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.types import AuditAppender, DataClass, Outcome, TenantId
 from kairo_guard.detect.accumulation import CheckNet
 from kairo_guard.detect.fingerprint import FingerprintCheck, FingerprintIndex
+from kairo_guard.enforce.shards import ShardRegistry
 from kairo_guard.otel.instrumentation import GuardTelemetry
 
 ContentCheck = Callable[[object], Decision | None]
@@ -49,6 +50,31 @@ class CheckContext:
     once everything ingestion accepted before the call is indexed, or raises
     :class:`~kairo_guard.core.exceptions.IndexLagging` past its bound; then every
     record of the check blocks (rule ``index.lagging``)."""
+    shards: ShardRegistry | None = None
+    """Says which records of vetted shards need no content check at a shared sink
+    (:meth:`~kairo_guard.enforce.shards.ShardRegistry.clean`); None: every record does."""
+
+
+def read_erased(ctx: CheckContext) -> Mapping[str, float] | None:
+    """Pseudonym -> erasure time of the erased tenants; None if they cannot be read
+    (then every tenant's label blocks: fail closed, see ``erased_decision``)."""
+    try:
+        return {} if ctx.erased is None else ctx.erased()
+    except Exception:  # noqa: BLE001 - fail closed: tenant labels block
+        return None
+
+
+def refreshed_shards(shards: ShardRegistry | None) -> Callable[[Label, str], bool] | None:
+    """Compare vetted shards with what was indexed since; return their ``clean`` test,
+    or None (no shards here, or the index cannot be read: every record is checked in
+    full, so the failure blocks there)."""
+    if shards is None:
+        return None
+    try:
+        shards.refresh()
+    except Exception:  # noqa: BLE001 - fail closed: every record checked in full
+        return None
+    return shards.clean
 
 
 def failed_decision(exc: Exception) -> Decision:

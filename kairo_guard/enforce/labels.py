@@ -18,6 +18,12 @@ from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import SEAL_FIELD, DataClass, Outcome, Sealed, TenantId
 
 ERASED_RULE = "tenant.erased"
+AMBIGUOUS_SEAL_RULE = "seal.ambiguous"
+"""The rule of a refusal for a ``Sealed`` record whose content carries a seal of its own."""
+AMBIGUOUS_SEAL = (
+    "the record is given with a seal and its content holds another under _kairo: "
+    "which one applies is unclear"
+)
 _CC = DataClass.CUSTOMER_CONTENT
 _PERMITTING = frozenset({DataClass.ANONYMIZED_TELEMETRY, DataClass.OPERATOR_PUBLIC})
 
@@ -29,6 +35,16 @@ def split_record(item: object) -> tuple[object, object]:
     if isinstance(item, Mapping):
         return item, item.get(SEAL_FIELD)
     return item, None
+
+
+def ambiguous(item: object) -> bool:
+    """True for a ``Sealed`` record whose content holds a seal of its own: the
+    content's digest skips the inner one, so neither may decide."""
+    return (
+        isinstance(item, Sealed)
+        and isinstance(item.content, Mapping)
+        and SEAL_FIELD in item.content
+    )
 
 
 def label_facts(

@@ -146,6 +146,40 @@ class ProvenanceRow:
         )
 
 
+@dataclass(frozen=True)
+class ShardRow:
+    """A vetted shard as stored: its signed manifest and what the manifest covers
+    (:mod:`kairo_guard.core.shard`). The store is not trusted for integrity: a reader
+    verifies the signature, the Merkle root over ``digests`` and the hash of
+    ``fingerprints`` before it believes any of it."""
+
+    shard_id: str
+    manifest: bytes
+    """The manifest's canonical bytes (what was signed)."""
+    signature: bytes
+    digests: bytes
+    """The records' content digests, 32 bytes each, in order."""
+    fingerprints: bytes
+    """The shard's fingerprint table (:mod:`kairo_guard.enforce.shards`)."""
+
+
+class ShardStore(Protocol):
+    """Vetted shards of operator data and anonymized telemetry."""
+
+    def add_shard(self, row: ShardRow) -> None:
+        """Keep a shard (idempotent: the id is the manifest's hash)."""
+        ...
+
+    def get_shard(self, shard_id: str) -> ShardRow | None:
+        """Return the shard of that id, or None."""
+        ...
+
+    def fingerprint_position(self) -> int:
+        """The position of the last fingerprint indexed (0: none), as
+        :meth:`Store.fingerprints_since` counts: what a shard's watermark records."""
+        ...
+
+
 class DatasetStore(Protocol):
     """Datasets and models: the store methods behind the dataset builder and registry."""
 
@@ -234,7 +268,7 @@ class TenantDataStore(Protocol):
         ...
 
 
-class Store(DatasetStore, TenantDataStore, Protocol):
+class Store(DatasetStore, TenantDataStore, ShardStore, Protocol):
     """Persistent state the guard reads on its decision path.
 
     Implementations must be safe to share between threads and raise

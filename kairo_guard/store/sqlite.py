@@ -24,6 +24,7 @@ from kairo_guard.store.base import (
 )
 from kairo_guard.store.sqlite_datasets import DATASET_SCHEMA, DatasetTables
 from kairo_guard.store.sqlite_db import SQLiteDatabase
+from kairo_guard.store.sqlite_shards import SHARD_SCHEMA, ShardTables
 from kairo_guard.store.sqlite_tenants import SCHEMA as TENANT_DATA_SCHEMA
 from kairo_guard.store.sqlite_tenants import SQLiteTenantData
 
@@ -87,7 +88,7 @@ _LOG_BACKFILL = (
 )
 
 
-class SQLiteStore(DatasetTables, SQLiteTenantData):
+class SQLiteStore(DatasetTables, SQLiteTenantData, ShardTables):
     """The embedded store: SQLite in WAL mode, one connection guarded by a lock.
 
     Raises:
@@ -95,7 +96,7 @@ class SQLiteStore(DatasetTables, SQLiteTenantData):
     """
 
     def __init__(self, path: Path) -> None:
-        self.db = SQLiteDatabase(path, _SCHEMA + DATASET_SCHEMA + TENANT_DATA_SCHEMA)
+        self.db = SQLiteDatabase(path, _SCHEMA + DATASET_SCHEMA + TENANT_DATA_SCHEMA + SHARD_SCHEMA)
         self.db.query(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

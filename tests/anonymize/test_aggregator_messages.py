@@ -32,7 +32,7 @@ def aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
     options.setdefault("tenants", EVERY_TENANT)
     options.setdefault("epsilon", None)  # exact counts, unless a test is about the noise
     return TelemetryAggregator(
-        guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
+        guard.telemetry_vetting, audit=guard.audit, pseudonym=guard.keys.pseudonym, **options
     )
 
 

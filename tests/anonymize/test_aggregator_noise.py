@@ -31,8 +31,8 @@ def _event(tenant: str, i: int, *, error: bool = False) -> dict[str, Any]:
 
 def _aggregator(guard: Guard, **options: Any) -> TelemetryAggregator:
     return TelemetryAggregator(
-        guard.sealer, audit=guard.audit, pseudonym=guard.keys.pseudonym, tenants=EVERY_TENANT,
-        k=10, **options,
+        guard.telemetry_vetting, audit=guard.audit, pseudonym=guard.keys.pseudonym,
+        tenants=EVERY_TENANT, k=10, **options,
     )  # fmt: skip
 
 

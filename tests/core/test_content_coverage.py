@@ -198,4 +198,4 @@ def test_when_bytes_are_not_utf8_text_then_vetting_seals_nothing(net: Guard) -> 
 
 
 def test_when_bytes_are_utf8_text_then_vetting_reads_them(net: Guard) -> None:
-    assert net.seal_operator_data("café, public text".encode(), source="t").startswith("kg1.")
+    assert net.seal_operator_data("café, public text".encode(), source="t").startswith("kp1.")

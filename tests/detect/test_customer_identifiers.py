@@ -83,7 +83,7 @@ def test_a_customers_identifiers_refuse_operator_data_and_others_pass(guard: Gua
         assert "garcia" not in text.lower()
         assert "7946" not in text
     public = {"text": "Maintainer: Jane Roe <jane.roe@example.org>, +1 415 555 0132"}
-    assert guard.seal_operator_data(public, source="docs").startswith("kg1.")
+    assert guard.seal_operator_data(public, source="docs").startswith("kp1.")
 
 
 def test_a_shared_sink_refuses_operator_data_vetted_before_the_customer_sent_it(
@@ -110,7 +110,7 @@ def test_erasure_forgets_a_tenants_identifiers(guard: Guard) -> None:
     guard.seal(CRM, tenant="acme", source="crm")
     assert _refusal(guard, {"text": f"cc {EMAIL}"}).rule == RULE
     guard.erase_tenant("acme")
-    assert guard.seal_operator_data({"text": f"cc {EMAIL}"}, source="docs").startswith("kg1.")
+    assert guard.seal_operator_data({"text": f"cc {EMAIL}"}, source="docs").startswith("kp1.")
 
 
 def test_an_allow_listed_address_in_customers_content_stays_usable(
@@ -125,5 +125,5 @@ def test_an_allow_listed_address_in_customers_content_stays_usable(
         new_api_key(guard.store, "acme")
         guard.seal({"note": f"cc support@kairo.dev and {EMAIL}"}, tenant="acme", source="crm")
         docs = {"text": "Questions? Write to support@kairo.dev."}
-        assert guard.seal_operator_data(docs, source="docs").startswith("kg1.")
+        assert guard.seal_operator_data(docs, source="docs").startswith("kp1.")
         assert _refusal(guard, {"text": f"Questions? Write to {EMAIL}."}).rule == RULE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kg_testing import mint_unchecked, sealed_record
+from kg_testing import add_signer, mint_unchecked, sealed_record
 
 from kairo_guard import ContentRefused, Guard, KeyRing, Sealed
 
@@ -52,12 +52,13 @@ def test_label_operator_public_refuses_pii(guard: Guard) -> None:
     with pytest.raises(ContentRefused) as info:
         guard.seal_operator_data({"note": "Maria Garcia, SSN 536-22-8421"}, source="x")
     assert info.value.rule == "pii.detected"
-    assert guard.seal_operator_data({"note": "p95 latency 120 ms"}, source="x").startswith("kg1.")
+    assert guard.seal_operator_data({"note": "p95 latency 120 ms"}, source="x").startswith("kp1.")
 
 
 def _guard_with(tmp_path: Path, pii: str) -> Guard:
     config = tmp_path / "kairo-guard.toml"
     config.write_text(f"[pii]\n{pii}\n")
+    add_signer(tmp_path / "s")
     return Guard(home=tmp_path / "s", key=KeyRing.generate(), config_file=config, env={})
 
 

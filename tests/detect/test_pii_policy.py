@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kg_testing import make_guard
+from kg_testing import make_guard, mint_unchecked
 
 from kairo_guard import Guard
-from kairo_guard.core.content import content_digest as guard_digest
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.types import DataClass
@@ -92,8 +91,8 @@ def test_structured_identifiers_are_refused_in_operator_data(
 def test_telemetry_stays_strict_at_a_shared_sink(guard: Guard) -> None:
     """The same name that operator data may carry blocks anonymized telemetry."""
     content = {"route": "/v1/chat", "note": "Guido van Rossum"}
-    seal = guard.sealer.mint(
-        guard_digest(content), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
+    seal = mint_unchecked(
+        guard, content, data_class=DataClass.ANONYMIZED_TELEMETRY, source="telemetry-aggregator"
     )
     report = guard.check(
         [{**content, "_kairo": seal}], sink=guard.resolve_sink("router", kind="shared-training")
@@ -118,8 +117,8 @@ def test_names_are_looked_for_in_operator_data_when_configured(
 
 def test_a_text_the_strict_gate_cannot_read_is_not_called_pii(guard: Guard) -> None:
     content = {"note": "status ok " * 800}  # over the strict gate's 5,000 characters
-    seal = guard.sealer.mint(
-        guard_digest(content), DataClass.ANONYMIZED_TELEMETRY, None, "telemetry-aggregator"
+    seal = mint_unchecked(
+        guard, content, data_class=DataClass.ANONYMIZED_TELEMETRY, source="telemetry-aggregator"
     )
     report = guard.check(
         [{**content, "_kairo": seal}], sink=guard.resolve_sink("router", kind="shared-training")

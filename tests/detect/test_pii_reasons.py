@@ -103,7 +103,7 @@ def test_when_operator_data_holds_only_names_or_field_names_then_vetting_passes_
 ) -> None:
     for (content, _), case in zip(CASES, IDS, strict=True):
         if case in NAMES_ONLY:
-            assert guard.seal_operator_data(content, source="vendor").startswith("kg1.")
+            assert guard.seal_operator_data(content, source="vendor").startswith("kp1.")
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from kg_testing import sealed_record
 
 from kairo_guard import Guard, IsolationViolation
 from kairo_guard.core.exceptions import ContentRefused, IndexLagging, StoreError
-from kairo_guard.core.types import Mode
+from kairo_guard.core.types import DataClass, Mode
 from kairo_guard.enforce.service import CHECK_BATCH, SinkChecks
-from kairo_guard.enforce.vetting import OperatorVetting
+from kairo_guard.enforce.vetting import ShardVetting
 
 DOC = prose("watermark-doc", paragraphs=3)
 PUBLIC = prose("watermark-public", paragraphs=1)
@@ -91,10 +91,13 @@ def test_when_the_wait_ends_then_what_was_indexed_meanwhile_is_in_the_net(
 
 
 def test_when_the_index_lags_then_vetting_vouches_for_nothing(guard: Guard) -> None:
-    vetting = OperatorVetting(
-        guard.sealer,
+    vetting = ShardVetting(
+        DataClass.OPERATOR_PUBLIC,
+        guard.vetting.writer,
         guard.fingerprints,
         None,
+        policy=guard.vetting.policy,
+        store=guard.store,
         audit=guard.audit,
         pseudonym=guard.keys.pseudonym,
         index_watermark=_lagging,

@@ -6,6 +6,8 @@ CLI's own key) and names the rule ``scan`` and ``label`` must each give it.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import os
 import subprocess
 import sys
@@ -18,6 +20,8 @@ import orjson
 from kg_testing import make_guard, sealed_record
 
 from kairo_guard import Guard, KeyRing
+from kairo_guard.core.content import content_digest
+from kairo_guard.core.keys import PURPOSE_SEAL
 
 SCRIPT = Path(sys.executable).parent / "kairo-guard"
 BIG_INT = b"123456789012345678901234567890"
@@ -65,15 +69,19 @@ class Minter:
 
 
 def forged_line(m: Minter) -> bytes:
-    """A payload claiming operator_public for exactly this content, with a tag copied
-    from a genuine seal of the CLI's key."""
+    """A kg1 seal claiming operator_public for exactly this content, made with the
+    CLI's own HMAC key: what any process that verifies could mint, were HMAC seals of
+    permitting classes honoured."""
     content = {"text": "acme's secret plan"}
-    genuine = m.customer(content)["_kairo"]
-    home = Path(m.guard.settings.home).parent / "forger"
-    with make_guard(home, ring=KeyRing.generate("k1")) as forger:
-        claim = sealed_record(forger, content, data_class="operator_public")["_kairo"]
-    forged = claim.rsplit(".", 1)[0] + "." + genuine.rsplit(".", 1)[1]
-    return orjson.dumps({**content, "_kairo": forged})
+    return orjson.dumps({**content, "_kairo": hmac_permitting_seal(m.guard.keys, content)})
+
+
+def hmac_permitting_seal(ring: KeyRing, content: object) -> str:
+    """A well-formed kg1 seal of ``operator_public`` under ``ring``'s signing key."""
+    kid = ring.signing_key_id
+    signed = f"kg1.{kid}.{content_digest(content)}~~operator_public~1700000000~~docs"
+    tag = hmac.digest(ring.subkey(PURPOSE_SEAL, kid), signed.encode(), "sha256")
+    return f"{signed}.{base64.urlsafe_b64encode(tag).rstrip(b'=').decode()}"
 
 
 def truncated_line(m: Minter) -> bytes:
@@ -88,7 +96,9 @@ def foreign_key_line(key_id: str) -> Callable[[Minter], bytes]:
     def make(m: Minter) -> bytes:
         home = Path(m.guard.settings.home).parent / f"other-{key_id}"
         with make_guard(home, ring=KeyRing.generate(key_id)) as other:
-            record = sealed_record(other, {"text": "public"}, data_class="operator_public")
+            record = sealed_record(
+                other, {"text": f"public {key_id}"}, data_class="operator_public"
+            )
         return orjson.dumps(record)
 
     return make

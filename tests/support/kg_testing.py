@@ -15,16 +15,20 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from loopback import running_server
 
 from kairo_guard.core.content import content_digest
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.seal import Label
+from kairo_guard.core.signing import SignerKeys
 from kairo_guard.core.types import SEAL_FIELD, DataClass, TenantId
 from kairo_guard.guard import Guard
+from kairo_guard.store.keyfile import SIGNER_FILE_NAME, write_signer_file
 
 __all__ = [
     "EVERY_TENANT",
+    "add_signer",
     "make_guard",
     "mint_unchecked",
     "register_tenants",
@@ -58,10 +62,25 @@ def register_tenants(guard: Guard, tenants: Iterable[TenantId]) -> None:
         new_api_key(guard.store, tenant)
 
 
+UNCHECKED = "0" * 64
+"""The policy version of shards minted without checks: no guard's policy has it."""
+
+
 def make_guard(home: Path, *, ring: KeyRing | None = None, **kwargs: Any) -> Guard:
-    """Return a Guard on a fresh state directory with a fresh key (or ``ring``)."""
+    """Return a Guard on a fresh state directory with a fresh key (or ``ring``) and a
+    signing key for vetting (:func:`add_signer`; or ``signer``, None for none)."""
     kwargs.setdefault("env", {})
+    if "signer" not in kwargs:
+        add_signer(home)
     return Guard(home=home, key=ring or KeyRing.generate(), **kwargs)
+
+
+def add_signer(home: Path | str) -> None:
+    """Give the state directory a signing key for vetting (``signer.json``), unless it
+    has one: every process on it (the CLI, examples) then vets with the same key."""
+    path = Path(home) / SIGNER_FILE_NAME
+    if not path.exists():
+        write_signer_file(path, SignerKeys.generate())
 
 
 def mint_unchecked(
@@ -74,9 +93,24 @@ def mint_unchecked(
     created_at: int | None = None,
     expires_at: int | None = None,
 ) -> str:
-    """Return a seal of any class for ``content``, skipping the minting checks."""
+    """Return a seal of any class for ``content``, skipping the minting checks.
+
+    A permitting class is a shard of one signed by the guard's signer, vetted under no
+    policy at index position 0: shared sinks check its record in full, as they would
+    any record vetted under another policy.
+    """
     cls = DataClass(data_class)
     created = int(guard.clock() if created_at is None else created_at)
+    if not cls.restricts:
+        digest = content_digest(content)
+        guard.audit.append(
+            {"event": "seal.unchecked", "class": cls.value, "digest": digest, "source": source}
+        )
+        empty = np.empty(0, dtype=np.int64)
+        return guard.vetting.writer.write(
+            cls, source, [digest], [empty], watermark=0, policy=UNCHECKED,
+            created_at=created, expires_at=expires_at,
+        )[0]  # fmt: skip
     label = Label.create(
         tenant=tenant,
         data_class=cls,

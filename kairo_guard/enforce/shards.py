@@ -1,0 +1,326 @@
+"""Vetted shards, written once by the roles that vet and opened cheaply at every sink.
+
+:class:`ShardWriter` turns a vetted batch into a shard (:mod:`kairo_guard.core.shard`):
+the records' digests under a Merkle root, their fingerprints (text and customer
+identifiers, keyed hashes), the fingerprint index position they were vetted at, the
+vetting policy's version, all signed with the signer's Ed25519 key and kept in the
+store. Without a signing key there is no shard: a process that holds only public keys
+cannot vouch for anything.
+
+:class:`ShardRegistry` opens ``kp1`` seals for the seal codec: it loads a shard from
+the store once, believes it only if the signature verifies under a trusted public key,
+the Merkle root matches its digests and the fingerprint table matches its hash, and
+then answers for each record with a dictionary lookup. At a shared sink it also says
+which records need no content check (:meth:`ShardRegistry.clean`): a record is clean
+when its shard was vetted under the sink's own policy and none of its fingerprints was
+indexed after the shard's watermark. Everything else (a shard of an older policy, a
+record sharing a fingerprint with content indexed since, a shard whose watermark is too
+far behind to compare cheaply) goes through the sink's full content checks, as an
+unvetted record would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from kairo_guard.core.exceptions import KeyringError, SealError
+from kairo_guard.core.seal import Label
+from kairo_guard.core.shard import (
+    ShardManifest,
+    merkle_root,
+    parse_shard_seal,
+    shard_id_of,
+    shard_seal,
+    sign_manifest,
+    verify_manifest,
+)
+from kairo_guard.core.signing import SignerKeys, VerifyKeys
+from kairo_guard.core.types import AuditAppender, DataClass, TenantId
+from kairo_guard.store.base import ShardRow, ShardStore
+
+MAX_SINCE = 4_000_000
+"""Fingerprints indexed after a shard's watermark that a sink compares it with; past
+this many, every record of the shard is checked in full (re-vet old shards instead)."""
+MAX_CACHED_SHARDS = 1024
+_HEADER = 8
+NO_SIGNER = (
+    "this process holds no signing key, so it cannot vouch for operator data or mint "
+    "anonymized telemetry: the vetting and aggregating roles hold one "
+    "(KAIRO_GUARD_SIGNER_KEY, or signer.json from 'kairo-guard keys init'); training "
+    "jobs hold only the public keys"
+)
+
+
+class FingerprintLog(Protocol):
+    """What a registry reads of the fingerprint index."""
+
+    def fingerprints_since(self, after: int) -> tuple[list[int], int]:
+        """Fingerprints indexed after position ``after``, and the position read up to."""
+        ...
+
+
+def fingerprint_table(per_record: Sequence[np.ndarray[Any, Any]]) -> bytes:
+    """Encode the shard's fingerprints: every (fingerprint, record) pair, sorted by
+    fingerprint, as a count, the fingerprints (int64) and the record numbers (uint32)."""
+    sizes = [len(a) for a in per_record]
+    fps = np.concatenate([np.asarray(a, dtype="<i8") for a in per_record]) if sizes else None
+    if fps is None or not len(fps):
+        return (0).to_bytes(_HEADER, "little")
+    recs = np.repeat(np.arange(len(sizes), dtype="<u4"), sizes)
+    order = np.argsort(fps, kind="stable")
+    return len(fps).to_bytes(_HEADER, "little") + fps[order].tobytes() + recs[order].tobytes()
+
+
+def read_fingerprint_table(blob: bytes) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Decode :func:`fingerprint_table`: ``(fingerprints, record numbers)``.
+
+    Raises:
+        ValueError: a table of the wrong size.
+    """
+    n = int.from_bytes(blob[:_HEADER], "little")
+    if len(blob) != _HEADER + 12 * n:
+        raise ValueError("shard fingerprint table has the wrong size")
+    fps = np.frombuffer(blob, dtype="<i8", count=n, offset=_HEADER)
+    recs = np.frombuffer(blob, dtype="<u4", count=n, offset=_HEADER + 8 * n)
+    return fps, recs
+
+
+class ShardWriter:
+    """Signs vetted batches into shards and keeps them in the store.
+
+    Args:
+        signer: the vetting role's keys, or None in a process that may not vouch.
+        store: where shards are kept.
+        audit: where each shard is recorded (ids, counts, root; never content).
+        clock: Unix-seconds clock.
+        retention: seconds a label of (tenant, class, source) is kept, or None.
+    """
+
+    def __init__(
+        self,
+        signer: SignerKeys | None,
+        store: ShardStore,
+        *,
+        audit: AuditAppender,
+        clock: Callable[[], float],
+        retention: Callable[[TenantId | None, DataClass, str], int | None],
+    ) -> None:
+        self._signer = signer
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._retention = retention
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether this process holds a signing key."""
+        return self._signer is not None
+
+    def write(
+        self,
+        data_class: DataClass,
+        source: str,
+        digests: Sequence[str],
+        fingerprints: Sequence[np.ndarray[Any, Any]],
+        *,
+        watermark: int,
+        policy: str,
+        created_at: int | None = None,
+        expires_at: int | None = None,
+    ) -> list[str]:
+        """Sign and keep a shard of records vetted at ``watermark`` under ``policy``;
+        return each record's ``kp1`` seal, in order. ``created_at`` (default now) starts
+        the class's retention period, which sets ``expires_at`` unless it is given.
+
+        Raises:
+            KeyringError: no signing key in this process.
+            ValueError: an invalid source or digest.
+            StoreError: the shard cannot be kept (its seals would not verify).
+        """
+        if self._signer is None:
+            raise KeyringError(NO_SIGNER)
+        created = int(self._clock()) if created_at is None else created_at
+        period = self._retention(None, data_class, source)
+        leaves = b"".join(bytes.fromhex(d) for d in digests)
+        if len(leaves) != 32 * len(digests):
+            raise ValueError("a digest is not 64 hex characters")
+        table = fingerprint_table(fingerprints)
+        manifest = ShardManifest(
+            data_class=data_class,
+            source=source,
+            created_at=created,
+            expires_at=expires_at
+            if expires_at is not None
+            else created + period
+            if period
+            else None,
+            records=len(digests),
+            root=merkle_root(leaves),
+            fingerprints=hashlib.sha256(table).hexdigest(),
+            watermark=watermark,
+            policy=policy,
+            key_id=self._signer.signing_key_id,
+        )
+        signature = sign_manifest(manifest, self._signer)
+        encoded = manifest.encode()
+        shard_id = shard_id_of(encoded, signature)
+        self._store.add_shard(ShardRow(shard_id, encoded, signature, leaves, table))
+        self._audit.append(
+            {
+                "event": "shard",
+                "class": data_class.value,
+                "shard": shard_id,
+                "count": manifest.records,
+                "root": manifest.root,
+                "watermark": watermark,
+                "policy": policy,
+                "key": manifest.key_id,
+                "source": source,
+            }
+        )
+        return [shard_seal(shard_id, d) for d in digests]
+
+
+@dataclass
+class _Shard:
+    """A verified shard as a sink holds it."""
+
+    manifest: ShardManifest
+    label: Label
+    index: dict[str, int]
+    fps: np.ndarray[Any, Any]
+    recs: np.ndarray[Any, Any]
+    cursor: int
+    dirty: set[int] = field(default_factory=set)
+    since: int = 0
+    blind: bool = False
+
+
+class ShardRegistry:
+    """Opens ``kp1`` seals for the seal codec and tells sinks which records are clean.
+
+    Args:
+        store: where shards are kept.
+        keys: the public keys shards may be signed with.
+        policies: the version of this guard's vetting policy, per class: a shard vetted
+            under another is checked in full at shared sinks.
+        log: the fingerprint index's log (``fingerprints_since``).
+        max_since: see :data:`MAX_SINCE`.
+
+    Thread-safe: loading and refreshing take a lock; lookups read finished objects.
+    """
+
+    def __init__(
+        self,
+        store: ShardStore,
+        keys: VerifyKeys,
+        policies: Mapping[DataClass, str],
+        log: FingerprintLog,
+        *,
+        max_since: int = MAX_SINCE,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._policies = dict(policies)
+        self._log = log
+        self._max_since = max_since
+        self._lock = threading.Lock()
+        self._shards: dict[str, _Shard] = {}
+        self._by_label: dict[int, _Shard] = {}
+        self._bad: dict[str, SealError] = {}
+
+    def verify(self, seal: str) -> tuple[Label, str]:
+        """See :meth:`~kairo_guard.core.seal.ShardSeals.verify`."""
+        shard_id, digest = parse_shard_seal(seal)
+        shard = self._shards.get(shard_id)
+        if shard is None:
+            shard = self._load(shard_id)
+        if digest not in shard.index:
+            raise SealError("the record's digest is not one of its shard's", code="bad-tag")
+        return shard.label, digest
+
+    def clean(self, label: Label, digest: str) -> bool:
+        """Whether a record of a shard (``label`` as :meth:`verify` returned it) needs no
+        content check at a shared sink (see the module docstring)."""
+        shard = self._by_label.get(id(label))
+        if shard is None or shard.blind:
+            return False
+        if self._policies.get(shard.manifest.data_class) != shard.manifest.policy:
+            return False
+        return shard.index[digest] not in shard.dirty
+
+    def refresh(self) -> None:
+        """Compare every loaded shard with what was indexed since it was last compared
+        (when a check at a shared sink starts, and at each of its refreshes).
+
+        Raises:
+            StoreError: the index cannot be read (the caller's check fails closed).
+        """
+        with self._lock:
+            for shard in self._shards.values():
+                self._catch_up(shard)
+
+    def _load(self, shard_id: str) -> _Shard:
+        with self._lock:
+            found = self._shards.get(shard_id)
+            if found is not None:
+                return found
+            bad = self._bad.get(shard_id)
+            if bad is not None:
+                raise bad
+            row = self._store.get_shard(shard_id)
+            if row is None:  # not cached: it may be written by a vetting still running
+                raise SealError(f"unknown shard {shard_id}", code="unknown-key")
+            try:
+                shard = self._open(shard_id, row)
+            except SealError as exc:
+                if len(self._bad) >= MAX_CACHED_SHARDS:
+                    self._bad.clear()
+                self._bad[shard_id] = exc
+                raise
+            self._catch_up(shard)
+            if len(self._shards) >= MAX_CACHED_SHARDS:
+                self._shards.clear()
+                self._by_label.clear()
+            self._shards[shard_id] = shard
+            self._by_label[id(shard.label)] = shard
+            return shard
+
+    def _open(self, shard_id: str, row: ShardRow) -> _Shard:
+        manifest = verify_manifest(row.manifest, row.signature, self._keys)
+        if shard_id_of(row.manifest, row.signature) != shard_id:
+            raise SealError("shard id does not name its manifest", code="bad-tag")
+        digests = row.digests
+        if len(digests) != 32 * manifest.records or merkle_root(digests) != manifest.root:
+            raise SealError("shard digests do not match its signed Merkle root", code="bad-tag")
+        if hashlib.sha256(row.fingerprints).hexdigest() != manifest.fingerprints:
+            raise SealError("shard fingerprints do not match its manifest", code="bad-tag")
+        try:
+            fps, recs = read_fingerprint_table(row.fingerprints)
+        except ValueError as exc:
+            raise SealError(str(exc), code="bad-payload") from exc
+        hexes = digests.hex()
+        index: dict[str, int] = {}
+        for i in range(manifest.records):
+            index.setdefault(hexes[64 * i : 64 * i + 64], i)
+        return _Shard(manifest, manifest.label(), index, fps, recs, cursor=manifest.watermark)
+
+    def _catch_up(self, shard: _Shard) -> None:
+        while not shard.blind:
+            rows, position = self._log.fingerprints_since(shard.cursor)
+            if not rows:
+                return
+            shard.since += len(rows)
+            if shard.since > self._max_since:
+                shard.blind = True
+                return
+            hit = np.isin(shard.fps, np.asarray(rows, dtype=np.int64))
+            if hit.any():
+                shard.dirty.update(shard.recs[hit].tolist())
+            shard.cursor = position
