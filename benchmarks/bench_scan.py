@@ -717,8 +717,11 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in kinds if any(sc.kind == k for sc in chosen)]
     key_file = workdir / "bench.key"
     reuse = args.reuse and key_file.exists() and home.exists()
-    if reuse:
+    global SIGNER  # the vetting key of the run, kept beside its data
+    signer_file = workdir / "bench.signer"
+    if reuse and signer_file.exists():
         ring = KeyRing.from_env_value(key_file.read_text())
+        SIGNER = SignerKeys.from_value(signer_file.read_text())
         kinds_to_make = [k for k in kinds if not (workdir / f"{k}.jsonl").exists()]
     else:
         if home.exists():
@@ -726,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         ring = KeyRing.generate()
         key_file.write_text(ring.to_env_value())
         key_file.chmod(0o600)
+        signer_file.write_text(SIGNER.to_value())
+        signer_file.chmod(0o600)
         kinds_to_make = kinds
     say = sys.stderr if args.json else sys.stdout
     doc: dict[str, Any] = {

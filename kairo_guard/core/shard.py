@@ -39,6 +39,11 @@ from kairo_guard.core.seal import Label
 from kairo_guard.core.signing import SignerKeys, VerifyKeys
 from kairo_guard.core.types import KEY_ID_PATTERN, DataClass
 
+try:
+    import kairo_guard.core._merkle as native_merkle  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - built at install; the Python tree hashes the same
+    native_merkle = None
+
 SHARD_SEAL_VERSION = "kp1"
 MANIFEST_VERSION = 1
 SHARD_SEAL_LENGTH = 4 + 32 + 1 + 64
@@ -147,7 +152,19 @@ def manifest_problem(m: ShardManifest) -> str | None:
 
 
 def merkle_root(digests: bytes) -> str:
-    """The RFC 6962 Merkle tree hash of ``digests`` (32-byte leaves, in order), hex.
+    """The RFC 6962 Merkle tree hash of ``digests`` (32-byte leaves, in order), hex:
+    :func:`merkle_root_python`, computed in C where the extension is built.
+
+    Raises:
+        ValueError: ``digests`` is not a whole number of 32-byte digests.
+    """
+    if native_merkle is not None:
+        return str(native_merkle.root(digests).hex())
+    return merkle_root_python(digests)
+
+
+def merkle_root_python(digests: bytes) -> str:
+    """:func:`merkle_root` in Python: the specification the extension is held to.
 
     Raises:
         ValueError: ``digests`` is not a whole number of 32-byte digests.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
@@ -164,11 +164,10 @@ class CustomerIdentifierCheck:
             reason + (f"; and {more} more" if more > 0 else ""),
         )
 
-    def refuse_if_pii(self, content: object) -> None:
-        """Raise :class:`ContentRefused` if ``content`` holds a customer's identifier
-        (vetting: what was indexed up to now counts)."""
+    def refusals(self, contents: Sequence[object]) -> list[ContentRefused | None]:
+        """Per record, the refusal for a customer's identifier in it, or None (vetting:
+        what was indexed up to now counts)."""
         if self._prefilter is not None:
             self._prefilter.refresh()
-        decision = self(content)
-        if decision is not None:
-            raise ContentRefused(decision.rule, decision.reason)
+        decisions = [self(content) for content in contents]
+        return [None if d is None else ContentRefused(d.rule, d.reason) for d in decisions]

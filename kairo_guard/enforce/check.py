@@ -51,9 +51,8 @@ from kairo_guard.enforce.check_context import (
 from kairo_guard.enforce.labels import (
     AMBIGUOUS_SEAL,
     AMBIGUOUS_SEAL_RULE,
-    ERASED_RULE,
     ambiguous,
-    erased_decision,
+    erasure_checked,
     label_facts,
     split_record,
 )
@@ -65,8 +64,7 @@ REFRESH_SECONDS = 1.0
 """Longest time between those refreshes, however slowly records come."""
 
 _MISSING, _INVALID, _VALID = 0, 1, 2
-_MISSING_KEY: tuple[object, ...] = ("missing",)
-_INVALID_KEY: tuple[object, ...] = ("invalid",)
+_MISSING_KEY, _INVALID_KEY = ("missing",), ("invalid",)
 _ALLOW = Outcome.ALLOW
 _MAX_CACHED = 4096
 
@@ -89,16 +87,13 @@ class SinkCheck:
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
         self._lagging = await_index(ctx) if sink.kind.shared else None
-        self._checks, self._net, self._net_passing, self._attribute = content_plan(
-            ctx, sink.kind.shared and self._lagging is None
-        )
-        self._operator_rules, self._operator_checks = operator_plan(
-            ctx, sink.kind.shared and self._lagging is None
-        )
+        shared = sink.kind.shared and self._lagging is None  # content checks run here
+        self._checks, self._net, self._net_passing, self._attribute = content_plan(ctx, shared)
+        self._operator_rules, self._operator_checks = operator_plan(ctx, shared)
         self._checks_any = self._net_passing or bool(self._checks or self._operator_checks)
-        shards = ctx.shards if sink.kind.shared and self._lagging is None else None
-        self._shards = shards
+        self._shards = ctx.shards if shared else None
         self._clean: Callable[[Label, str], bool] | None = None
+        self._clean_member: Callable[[str, str], Label | None] | None = None
         self._refresh()
         self._index = 0
         self._finished: CheckReport | None = None
@@ -113,8 +108,7 @@ class SinkCheck:
         self.ledger = CheckLedger(ctx.audit, ctx.max_violations, header)
         """Counts, violations and audit rows of this check."""
         self._account = self.ledger.account
-        self.bytes_scanned = 0
-        """Bytes of raw input read for this check, where the caller counts them."""
+        self.bytes_scanned = 0  # bytes of raw input read for it, where the caller counts them
         self._span: Any = None
         self._span_guard: Any = None
         if ctx.telemetry is not None:
@@ -135,7 +129,17 @@ class SinkCheck:
         self._keep.clear()
         if self._net is not None:
             self._net.refresh()  # what was indexed since: a long check sees it too
-        self._clean = refreshed_shards(self._shards)
+        shards = refreshed_shards(self._shards)
+        self._clean = None if shards is None else shards.clean
+        self._clean_member = None if shards is None else shards.clean_member
+
+    def _next(self) -> int:
+        """The next record's index; the check refreshes first when one is due."""
+        index, self._index = self._index, self._index + 1
+        self._countdown -= 1
+        if not self._countdown or time.monotonic() > self._refresh_at:
+            self._refresh()
+        return index
 
     @property
     def batches(self) -> bool:
@@ -158,8 +162,7 @@ class SinkCheck:
 
     def decide(self, item: object) -> Decision:
         """Decide one record (any shape) and account for it."""
-        # two seals: the content's digest skips the inner one, so neither may decide
-        if ambiguous(item):
+        if ambiguous(item):  # two seals: neither may decide
             return self.block_unreadable(AMBIGUOUS_SEAL_RULE, AMBIGUOUS_SEAL, None)
         content, seal = split_record(item)
         return self.decide_parts(content, seal)
@@ -185,11 +188,7 @@ class SinkCheck:
                 replaces the allow (a caller's last check on what it parsed).
             json_bytes: ``content`` is JSON text, parsed only if a content check needs it.
         """
-        index = self._index
-        self._index = index + 1
-        self._countdown -= 1
-        if not self._countdown or time.monotonic() > self._refresh_at:
-            self._refresh()
+        index = self._next()
         owner: str | None = self._ambient_pseudonym
         try:
             decision, owner, digest, vetted = self._label_decision(content, seal, digest)
@@ -224,23 +223,37 @@ class SinkCheck:
             parts.append(RecordParts(*split_record(item)))
         return decisions + self.decide_batch(parts)
 
-    def decide_batch(self, records: Sequence[RecordParts]) -> list[Decision]:
-        """Decide records given their parts, as :meth:`decide_parts` does one, with one
-        fingerprint lookup for the batch; none is accounted before all are decided, so
-        evidence the batch accumulates (:mod:`kairo_guard.detect.accumulation`) blocks
-        all of its records that carry it."""
-        staged = [self._stage(parts) for parts in records]
+    def decide_batch(self, records: Sequence[RecordParts | Staged]) -> list[Decision]:
+        """Decide records given their parts (or staged by :meth:`stage_vetted`), as
+        :meth:`decide_parts` does one, with one fingerprint lookup for the batch; none is
+        accounted before all are decided, so evidence the batch accumulates
+        (:mod:`kairo_guard.detect.accumulation`) blocks all of its records that carry it."""
+        staged = [p if type(p) is Staged else self._stage(p) for p in records]  # type: ignore[arg-type]
         return decide_staged(
             staged, self._net, self._content_checks, self._pseudonym, self._account
         )
 
+    def stage_vetted(self, seal: str, digest: str, position: int) -> Staged | None:
+        """Stage, for :meth:`decide_batch`, a record of a vetted shard that needs no
+        content check here (``digest``: its bytes'); None: stage it the long way."""
+        member = self._clean_member
+        if member is None or self._countdown <= 1 or time.monotonic() > self._refresh_at:
+            return None  # not at a shared sink with shards, or a refresh is due
+        label = member(seal, digest)
+        if label is None:
+            return None
+        self._index += 1
+        self._countdown -= 1
+        expired = label.expires_at is not None and self._now >= label.expires_at
+        key = (id(label), True, expired)
+        decision, owner = self._decisions.get(key) or self._cached(
+            key, _VALID, label, True, expired
+        )
+        return Staged(position, decision, owner, digest, None, STAGE_NONE)
+
     def _stage(self, parts: RecordParts) -> Staged:
         """Decide a record up to the content checks; say which it needs."""
-        index = self._index
-        self._index = index + 1
-        self._countdown -= 1
-        if not self._countdown or time.monotonic() > self._refresh_at:
-            self._refresh()
+        index = self._next()
         content, seal, digest, _, confirm, _ = parts
         owner: str | None = self._ambient_pseudonym
         stage = STAGE_NONE
@@ -327,12 +340,9 @@ class SinkCheck:
         self, rule: str, reason: str, digest: str | None, position: int | None = None
     ) -> Decision:
         """Account for a record that could not even be read (malformed, oversized)."""
-        index = self._index
-        self._index = index + 1
-        decision = Decision(Outcome.BLOCK, rule, reason)
-        self._account(
-            index if position is None else position, decision, digest, self._ambient_pseudonym
-        )
+        decision, self._index = Decision(Outcome.BLOCK, rule, reason), self._index + 1
+        at = self._index - 1 if position is None else position
+        self._account(at, decision, digest, self._ambient_pseudonym)
         return decision
 
     def _cached(
@@ -347,33 +357,23 @@ class SinkCheck:
         # decision (and whose record it is) depends only on the label's fields, digest
         # match and expiry: most records are one dict lookup.
         facts = label_facts(
-            label,
-            self.sink,
-            self._ambient,
-            sealed=status != _MISSING,
-            valid=status == _VALID,
-            match=match,
-            expired=expired,
-            agreement=self._agreement,
-        )
+            label, self.sink, self._ambient, sealed=status != _MISSING, valid=status == _VALID,
+            match=match, expired=expired, agreement=self._agreement,
+        )  # fmt: skip
         owner = label.tenant if label is not None and label.tenant else self._ambient
-        entry = (self._ctx.policy.decide(facts), self._pseudonym(owner))
-        if label is not None and label.tenant:  # per label, cached: a dict lookup
-            erased = erased_decision(self._erased, entry[1] or "", label.created_at)
-            if erased is not None and (erased.rule == ERASED_RULE or entry[0].outcome is _ALLOW):
-                entry = (erased, entry[1])
+        entry = erasure_checked(
+            self._ctx.policy.decide(facts), label, self._pseudonym(owner), self._erased
+        )
         if len(self._decisions) < _MAX_CACHED:
             self._decisions[key] = entry
             self._keep.append(label)  # ids in keys stay valid while the entry lives
         return entry
 
     def _pseudonym(self, tenant: str | None) -> str | None:
-        if tenant is None:
-            return None
-        cached = self._pseudonyms.get(tenant)
-        if cached is None:
-            cached = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
-        return cached
+        found = None if tenant is None else self._pseudonyms.get(tenant)
+        if tenant is not None and found is None:
+            found = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
+        return found
 
     def finish(self) -> CheckReport:
         """Close the check: audit its summary and return the report (idempotent)."""

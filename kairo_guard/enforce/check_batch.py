@@ -54,9 +54,13 @@ def decide_staged(
 ) -> list[Decision]:
     """Finish the decisions of staged records: the net on all at once, then each
     record's ``content_checks`` with the net's verdict; account for each in order."""
-    verdicts: list[Verdict] = [UNSET] * len(staged)
     chosen = [i for i, s in enumerate(staged) if s.stage]
-    if chosen and net is not None:
+    if not chosen:  # decided already (vetted shards, blocks by label): account in order
+        for s in staged:
+            account(s.position, s.decision, s.digest, s.owner)
+        return [s.decision for s in staged]
+    verdicts: list[Verdict] = [UNSET] * len(staged)
+    if net is not None:
         passing = [staged[i].stage == STAGE_PASSING for i in chosen]
         found = net.decide([staged[i].content for i in chosen], passing)
         for i, verdict in zip(chosen, found, strict=True):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kairo_guard.core.exceptions import ContentError, IndexLagging
 from kairo_guard.core.policy import Decision, Effect, Policy
-from kairo_guard.core.seal import Label, SealCodec
+from kairo_guard.core.seal import SealCodec
 from kairo_guard.core.types import AuditAppender, DataClass, Outcome, TenantId
 from kairo_guard.detect.accumulation import CheckNet
 from kairo_guard.detect.fingerprint import FingerprintCheck, FingerprintIndex
@@ -64,17 +64,17 @@ def read_erased(ctx: CheckContext) -> Mapping[str, float] | None:
         return None
 
 
-def refreshed_shards(shards: ShardRegistry | None) -> Callable[[Label, str], bool] | None:
-    """Compare vetted shards with what was indexed since; return their ``clean`` test,
-    or None (no shards here, or the index cannot be read: every record is checked in
-    full, so the failure blocks there)."""
+def refreshed_shards(shards: ShardRegistry | None) -> ShardRegistry | None:
+    """Compare vetted shards with what was indexed since; return them, or None (no
+    shards here, or the index cannot be read: every record is then checked in full, so
+    the failure blocks there)."""
     if shards is None:
         return None
     try:
         shards.refresh()
     except Exception:  # noqa: BLE001 - fail closed: every record checked in full
         return None
-    return shards.clean
+    return shards
 
 
 def failed_decision(exc: Exception) -> Decision:

@@ -93,6 +93,21 @@ def label_facts(
     )
 
 
+def erasure_checked(
+    decision: Decision,
+    label: Label | None,
+    owner: str | None,
+    erased: Mapping[str, float] | None,
+) -> tuple[Decision, str | None]:
+    """``(decision, owner)``, or the erasure block instead for a label of an erased
+    tenant (``owner``: the label's or the ambient tenant's pseudonym)."""
+    if label is not None and label.tenant:  # per label, cached by the caller
+        block = erased_decision(erased, owner or "", label.created_at)
+        if block is not None and (block.rule == ERASED_RULE or decision.outcome is Outcome.ALLOW):
+            return block, owner
+    return decision, owner
+
+
 def erased_decision(
     erased: Mapping[str, float] | None, pseudonym: str, created_at: int
 ) -> Decision | None:

@@ -32,6 +32,7 @@ import numpy as np
 from kairo_guard.core.exceptions import KeyringError, SealError
 from kairo_guard.core.seal import Label
 from kairo_guard.core.shard import (
+    SHARD_SEAL_LENGTH,
     ShardManifest,
     merkle_root,
     parse_shard_seal,
@@ -200,6 +201,8 @@ class _Shard:
     dirty: set[int] = field(default_factory=set)
     since: int = 0
     blind: bool = False
+    current: bool = False
+    """Vetted under this guard's policy, and compared with what was indexed since."""
 
 
 class ShardRegistry:
@@ -237,8 +240,16 @@ class ShardRegistry:
 
     def verify(self, seal: str) -> tuple[Label, str]:
         """See :meth:`~kairo_guard.core.seal.ShardSeals.verify`."""
+        shard = self._shards.get(seal[4:36])
+        digest = seal[37:]
+        if (  # the hot path: a loaded shard, one of its records
+            shard is not None
+            and len(seal) == SHARD_SEAL_LENGTH
+            and seal[36] == "."
+            and digest in shard.index
+        ):
+            return shard.label, digest
         shard_id, digest = parse_shard_seal(seal)
-        shard = self._shards.get(shard_id)
         if shard is None:
             shard = self._load(shard_id)
         if digest not in shard.index:
@@ -249,11 +260,17 @@ class ShardRegistry:
         """Whether a record of a shard (``label`` as :meth:`verify` returned it) needs no
         content check at a shared sink (see the module docstring)."""
         shard = self._by_label.get(id(label))
-        if shard is None or shard.blind:
-            return False
-        if self._policies.get(shard.manifest.data_class) != shard.manifest.policy:
-            return False
-        return shard.index[digest] not in shard.dirty
+        return shard is not None and shard.current and shard.index[digest] not in shard.dirty
+
+    def clean_member(self, seal: str, digest: str) -> Label | None:
+        """The label of a ``kp1`` seal of a loaded shard whose record is ``digest`` and
+        :meth:`clean`; None for anything else (to be decided the long way). The hot path
+        of a scan of vetted shards: no parsing, three dictionary lookups."""
+        shard = self._shards.get(seal[4:36])
+        if shard is None or not shard.current or seal[37:] != digest or seal[36] != ".":
+            return None
+        at = shard.index.get(digest)
+        return None if at is None or at in shard.dirty else shard.label
 
     def refresh(self) -> None:
         """Compare every loaded shard with what was indexed since it was last compared
@@ -264,7 +281,13 @@ class ShardRegistry:
         """
         with self._lock:
             for shard in self._shards.values():
+                shard.current = False  # until compared again: a failure leaves it so
                 self._catch_up(shard)
+                shard.current = self._current(shard)
+
+    def _current(self, shard: _Shard) -> bool:
+        policy = self._policies.get(shard.manifest.data_class)
+        return not shard.blind and policy == shard.manifest.policy
 
     def _load(self, shard_id: str) -> _Shard:
         with self._lock:
@@ -285,6 +308,7 @@ class ShardRegistry:
                 self._bad[shard_id] = exc
                 raise
             self._catch_up(shard)
+            shard.current = self._current(shard)
             if len(self._shards) >= MAX_CACHED_SHARDS:
                 self._shards.clear()
                 self._by_label.clear()
@@ -305,10 +329,14 @@ class ShardRegistry:
             fps, recs = read_fingerprint_table(row.fingerprints)
         except ValueError as exc:
             raise SealError(str(exc), code="bad-payload") from exc
-        hexes = digests.hex()
-        index: dict[str, int] = {}
-        for i in range(manifest.records):
-            index.setdefault(hexes[64 * i : 64 * i + 64], i)
+        hexes = digests.hex()  # a repeated record keeps one number: its fingerprints are the same
+        index = dict(
+            zip(
+                [hexes[i : i + 64] for i in range(0, len(hexes), 64)],
+                range(manifest.records),
+                strict=True,
+            )
+        )
         return _Shard(manifest, manifest.label(), index, fps, recs, cursor=manifest.watermark)
 
     def _catch_up(self, shard: _Shard) -> None:

@@ -33,24 +33,29 @@ Vetted = str | ContentRefused | ContentError
 
 
 class PiiRefusal(Protocol):
-    """The PII gate as vetting uses it."""
+    """The PII policy of a class as vetting uses it: the gate, the identifier index."""
 
-    def refuse_if_pii(self, content: object) -> None:
-        """Raise :class:`ContentRefused` if ``content`` holds PII (or cannot be judged)."""
+    def refusals(self, contents: Sequence[object]) -> list[ContentRefused | None]:
+        """Per record, its refusal (PII, or content that cannot be judged) or None."""
         ...
 
 
 class AllRefusals:
-    """Several refusals as one: each runs in order, the first that refuses decides;
-    None among them is skipped (a check that is off)."""
+    """Several refusals as one: each runs in order on the records none refused yet,
+    the first that refuses a record decides; None among them is skipped (a check that
+    is off)."""
 
     def __init__(self, *checks: PiiRefusal | None) -> None:
         self._checks = [c for c in checks if c is not None]
 
-    def refuse_if_pii(self, content: object) -> None:
-        """Raise :class:`ContentRefused` as the first check that refuses does."""
+    def refusals(self, contents: Sequence[object]) -> list[ContentRefused | None]:
+        """Per record, the first check's refusal of it, or None."""
+        out: list[ContentRefused | None] = [None] * len(contents)
         for check in self._checks:
-            check.refuse_if_pii(content)
+            open_ = [i for i, r in enumerate(out) if r is None]
+            for i, refusal in zip(open_, check.refusals([contents[i] for i in open_]), strict=True):
+                out[i] = refusal
+        return out
 
 
 class ShardVetting:
@@ -138,10 +143,13 @@ class ShardVetting:
             try:
                 digests[i] = content_digest(content)
                 require_readable(content)
-                if self._pii is not None:
-                    self._pii.refuse_if_pii(content)
-            except (ContentRefused, ContentError) as exc:
+            except ContentError as exc:
                 outcomes[i] = exc
+        readable = [i for i, o in enumerate(outcomes) if o is None]
+        if self._pii is not None:  # one batch of the gate for the shard
+            found = self._pii.refusals([contents[i] for i in readable])
+            for i, refusal in zip(readable, found, strict=True):
+                outcomes[i] = refusal
         passing = [i for i, o in enumerate(outcomes) if o is None]
         verdicts = CheckNet(self._fingerprints).decide(
             [contents[i] for i in passing], [True] * len(passing)

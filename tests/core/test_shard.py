@@ -12,6 +12,7 @@ from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.shard import (
     ShardManifest,
     merkle_root,
+    merkle_root_python,
     parse_shard_seal,
     shard_id_of,
     shard_seal,
@@ -188,3 +189,11 @@ def test_key_encodings_round_trip_and_refuse_junk() -> None:
             SignerKeys.from_value(junk)
     with pytest.raises(KeyringError):
         signer.rotated("s1")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 8, 1000, 1001])
+def test_the_native_merkle_root_is_the_python_ones(n: int) -> None:
+    digests = b"".join(hashlib.sha256(f"{n}-{i}".encode()).digest() for i in range(n))
+    assert merkle_root(digests) == merkle_root_python(digests)
+    with pytest.raises(ValueError, match="32-byte"):
+        merkle_root(digests + b"x")

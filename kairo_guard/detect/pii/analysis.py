@@ -144,6 +144,8 @@ class GateAnalyzer:
     def _run_ner(self, docs: dict[int, Any]) -> None:
         """Run NER in place over every chunk that needs it, batched; on error, per text."""
         keys = [i for i, (_, needs_ner) in docs.items() if needs_ner]
+        if not keys:
+            return
         flat = [part for i in keys for part in docs[i][0]]
         try:
             done = list(self.nlp.pipe(flat, batch_size=self.limits.batch_size))
@@ -202,7 +204,7 @@ class GateAnalyzer:
                 # None: no recognizer but PERSON's reads the NLP artifacts
                 found = self._by_entity[entity].analyze(text, [entity], None)  # type: ignore[arg-type]
                 results.extend(found or ())
-        if any(r.score < self.thresholds[r.entity_type] for r in results):
+        if any(self._context_may_lift(r) for r in results):
             if len(results) > MAX_RESULTS_FOR_CONTEXT:
                 return EntityRecognizer.remove_duplicates(results)  # every result counts
             results = self._with_context(text, doc(), entities)
@@ -233,6 +235,18 @@ class GateAnalyzer:
             for ent in doc.ents
             if ent.label_ == PERSON and could_be_a_name(ent.text)
         ]
+
+    def _context_may_lift(self, result: RecognizerResult) -> bool:
+        """Whether context words could lift a result under its threshold to it: presidio
+        raises a score by its context factor, to at least its floor, at most 1 (a very
+        weak SSN pattern's 0.05 reaches 0.4 at most, under the default 0.5)."""
+        threshold = self.thresholds[result.entity_type]
+        if result.score >= threshold:
+            return False
+        enhancer = self.engine_analyzer.context_aware_enhancer
+        lifted = max(result.score + enhancer.context_similarity_factor,
+                     enhancer.min_score_with_context_similarity)  # fmt: skip
+        return min(lifted, 1.0) >= threshold
 
     def _with_context(self, text: str, doc: Doc, entities: Sequence[str]) -> list[RecognizerResult]:
         """presidio's full analysis, context words included."""

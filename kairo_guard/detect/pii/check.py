@@ -80,14 +80,20 @@ class LazyPiiCheck:
         Each string (key or value) is analysed on its own, in one batch: joined, field
         names and values run together into sequences the NER model misreads as names.
         """
-        fields = [f for f in record_fields(content) if f.text.strip()]
-        if not fields:
-            return []
+        return self.findings_each([content])[0]
+
+    def findings_each(self, contents: Sequence[object]) -> list[list[Finding] | None]:
+        """:meth:`findings` of each record, with one gate batch for all of them."""
+        fields = [[f for f in record_fields(c) if f.text.strip()] for c in contents]
+        if not any(fields):
+            return [[] for _ in contents]
         gate = self._get()
         if gate is None:
-            return None
-        scanned = gate.scan([f.text for f in fields])
-        return [(f, found.entity_types) for f, found in zip(fields, scanned, strict=True) if found]
+            return [None] * len(contents)
+        scanned = iter(gate.scan([f.text for each in fields for f in each]))
+        return [
+            [(f, found.entity_types) for f in each if (found := next(scanned))] for each in fields
+        ]
 
     def entity_types(self, content: object) -> list[str] | None:
         """Return the PII entity types in the content's strings ([] if none); None if
@@ -104,7 +110,9 @@ class LazyPiiCheck:
         return [sorted(finding.entity_types) if finding else [] for finding in gate.scan(texts)]
 
     def __call__(self, content: object) -> Decision | None:
-        found = self.findings(content)
+        return self._decision(self.findings(content))
+
+    def _decision(self, found: list[Finding] | None) -> Decision | None:
         if found is None:
             return Decision(
                 Outcome.BLOCK, PII_UNAVAILABLE_RULE, f"the PII gate cannot run: {self._error}"
@@ -116,11 +124,11 @@ class LazyPiiCheck:
             return Decision(Outcome.BLOCK, PII_RULE, pii_reason(found))
         return None
 
-    def refuse_if_pii(self, content: object) -> None:
-        """Raise ContentRefused if the content holds PII or the gate cannot run."""
-        decision = self(content)
-        if decision is not None:
-            raise ContentRefused(decision.rule, decision.reason)
+    def refusals(self, contents: Sequence[object]) -> list[ContentRefused | None]:
+        """Per record, the refusal for its PII (or for a gate that cannot run), or None;
+        the records' strings analysed as one batch (vetting a shard)."""
+        decisions = [self._decision(found) for found in self.findings_each(contents)]
+        return [None if d is None else ContentRefused(d.rule, d.reason) for d in decisions]
 
 
 class MessageScrubber:

@@ -78,6 +78,9 @@ _TLD_THEN_PATH = re.compile(r"\.[a-z]{2,}(?::[0-9]{1,5})?/", re.IGNORECASE)
 # around a colon.
 _IP_SHAPE = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]|::|[0-9a-f]:[0-9a-f]", re.I)
 _SECRET_RUN = re.compile(r"[\w+/=.-]{15}")
+_SSN_SHAPE = re.compile(r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}")
+"""Every pattern of presidio's US SSN recognizer (5-4, 3-6, 3-2-4 with -, space or .,
+and 9 in a row) matches inside a run of this shape."""
 
 
 def may_contain_name(text: str, name_free_words: Iterable[str] = NAME_FREE_WORDS) -> bool:
@@ -153,8 +156,8 @@ def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
     has an ``@``; a URL with a path a top-level domain (and port) then ``/``; an IP address a
     dotted quad, ``::`` or hex digits around a ``:``; an IBAN two letters then two
     digits; a card 13 digits; a phone number a cluster of 7 digits; a US social
-    security number 9 digits; a secret a 15-character token. Names are left to the
-    NER check.
+    security number 9 digits grouped 3-2-4 (or 5-4, 3-6, 9); a secret a 15-character
+    token. Names are left to the NER check.
     """
     digits = len(_DIGIT.findall(text))
     checks = {
@@ -165,7 +168,7 @@ def possible_entities(text: str, entities: Iterable[str]) -> list[str]:
         "CREDIT_CARD": lambda: digits >= MIN_CARD_DIGITS,
         "PHONE_NUMBER": lambda: digits >= MIN_PHONE_DIGITS and bool(phone_windows(text)),
         "API_KEY": lambda: _SECRET_RUN.search(text) is not None,
-        "US_SSN": lambda: digits >= 9,
+        "US_SSN": lambda: digits >= 9 and _SSN_SHAPE.search(text) is not None,
     }
     return [e for e in entities if e not in checks or checks[e]()]
 
