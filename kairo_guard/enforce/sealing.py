@@ -1,10 +1,11 @@
-"""Making seals: the one place a provenance label is created, signed and audited.
+"""Making seals: the one place a restricting provenance label is created, signed and
+audited.
 
 Restricting classes (customer content, usage telemetry) are sealed on request by
-ingestion and tenant code. Permitting classes are minted only through :meth:`Sealer.mint`
-by the code that justifies them (the telemetry aggregator, operator-data vetting).
-Every seal is audited with the tenant's pseudonym; a source naming the tenant
-(``upload:acme``) is pseudonymized the same way.
+ingestion and tenant code, under the HMAC key ring. Permitting classes are never sealed
+here: vetting signs them with the vetting role's Ed25519 key, as shards
+(:mod:`kairo_guard.enforce.vetting`). Every seal is audited with the tenant's
+pseudonym; a source naming the tenant (``upload:acme``) is pseudonymized the same way.
 
 No seal without index: customer content given to :meth:`Sealer.seal` (and
 :meth:`Sealer.label_record`) is put in the fingerprint net before it is sealed, so a
@@ -244,10 +245,11 @@ class Sealer:
         created_at: float | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> str:
-        """Seal a digest as any class. The caller has checked that the class is earned.
+        """Seal a digest as a restricting class (what :meth:`seal_digest` checks).
 
         Raises:
-            ValueError: an invalid tenant, source or digest.
+            ValueError: an invalid tenant, source or digest, or a permitting class (those
+                are signed as shards by vetting).
         """
         return self._sign(self._label(digest, data_class, tenant, source, created_at), audit)
 
@@ -291,7 +293,7 @@ def _restricting(data_class: DataClass | str) -> DataClass:
     cls = DataClass(data_class)
     if not cls.restricts:
         raise ValueError(
-            f"{cls} cannot be sealed directly: it is minted only by the checks that "
-            "justify it (the telemetry aggregator, the operator-data label command)"
+            f"{cls} cannot be sealed directly: it is signed, as a shard, only by the checks "
+            "that justify it (the telemetry aggregator, operator-data vetting)"
         )
     return cls
