@@ -38,6 +38,8 @@ EXTENSIONS = (
      "spool writer extension", "the spool writer process"),
     (Path("kairo_guard/ingest/_gate.c"), ["-lcrypto"],
      "fast path admission extension", "the same checks in Python"),
+    (Path("kairo_guard/detect/_shapes.c"), [],
+     "prefilter extension", "the same tests as regular expressions"),
     (Path("kairo_guard/core/_merkle.c"), ["-lcrypto"],
      "Merkle root extension", "the same tree hashed in Python"),
 )  # fmt: skip

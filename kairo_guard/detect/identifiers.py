@@ -28,6 +28,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import Field, json_path, record_fields, record_strings
 from kairo_guard.detect.prefilter import Prefilter, sorted_unique
+from kairo_guard.detect.shapes import shapes
 
 CUSTOMER_IDENTIFIER_RULE = "pii.customer-identifier"
 EMAIL, PHONE = "EMAIL_ADDRESS", "PHONE_NUMBER"
@@ -35,13 +36,21 @@ MAX_PATHS_IN_REASON = 5
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \t()./-]{8,24}\d(?![\w])")
 _NOT_DIGIT = re.compile(r"\D")
-_CLUSTER = re.compile(r"\d[\d \t()./-]{8,24}\d")
-"""What every phone number match holds, without the boundary checks: a plain pattern the
-regex engine scans about 2.5 times as fast, so text without one is passed over quickly."""
+_PHONE_RUN = re.compile(r"[\d \t()./+-]{10,}")  # every character a _PHONE match can hold
 # dot-separated digit groups that are not a phone number's (3.3.4 and the like): an IPv4
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
 _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
+
+
+def _phone_matches(text: str) -> Iterator[re.Match[str]]:
+    """``_PHONE.finditer(text)``, run only over the runs of characters a match is made
+    of: a match lies inside one run, look-behind sees before a run's start, and one
+    character past its end lets look-ahead see what follows, so the matches are the
+    same, without scanning the prose between (most of a long text)."""
+    n = len(text)
+    for run in _PHONE_RUN.finditer(text):
+        yield from _PHONE.finditer(text, run.start(), min(n, run.end() + 1))
 
 
 def identifiers_in(text: str) -> Iterator[tuple[str, bytes]]:
@@ -49,9 +58,9 @@ def identifiers_in(text: str) -> Iterator[tuple[str, bytes]]:
     if "@" in text:
         for found in _EMAIL.finditer(text):
             yield EMAIL, b"e:" + found.group().lower().encode("utf-8")
-    if _CLUSTER.search(text) is None:  # (most text: no ten-character run of digits)
+    if not shapes(text).cluster:  # (most text: no ten-character run of digits)
         return
-    for found in _PHONE.finditer(text):
+    for found in _phone_matches(text):
         number = found.group()
         if "." in number and _DOTTED.fullmatch(number.strip()):
             continue  # an IP address or a version, not a number to call
@@ -129,8 +138,8 @@ class CustomerIdentifierCheck:
 
     def __call__(self, content: object) -> Decision | None:
         """The block for ``content`` holding a customer's identifier, else None."""
-        joined = " ".join(record_strings(content))
-        if "@" not in joined and _CLUSTER.search(joined) is None:
+        found_shapes = shapes(" ".join(record_strings(content)))
+        if not found_shapes.at and not found_shapes.cluster:
             return None  # no "@" and no run of digits a number needs: most records
         fields = [f for f in record_fields(content) if f.text]
         found = self._identifiers.of_fields(fields)

@@ -63,10 +63,8 @@ REFRESH_EVERY = 1024
 REFRESH_SECONDS = 1.0
 """Longest time between those refreshes, however slowly records come."""
 
-_MISSING, _INVALID, _VALID = 0, 1, 2
-_MISSING_KEY, _INVALID_KEY = ("missing",), ("invalid",)
-_ALLOW = Outcome.ALLOW
-_MAX_CACHED = 4096
+_MISSING, _INVALID, _VALID, _MAX_CACHED = 0, 1, 2, 4096
+_MISSING_KEY, _INVALID_KEY, _ALLOW = ("missing",), ("invalid",), Outcome.ALLOW
 
 
 class SinkCheck:
@@ -299,8 +297,9 @@ class SinkCheck:
         decision, owner = self._decisions.get(key) or self._cached(
             key, _VALID, label, match, expired
         )
+        ok = match and label.tenant is None and decision.outcome is _ALLOW  # may skip checks
         clean = self._clean
-        return decision, owner, digest, match and clean is not None and clean(label, digest)
+        return decision, owner, digest, ok and clean is not None and clean(label, digest)
 
     def _content_checks(
         self,

@@ -32,7 +32,13 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from kairo_guard.detect.pii.prefilters import MIN_PHONE_DIGITS, phone_windows, shannon_entropy
+from kairo_guard.detect.pii.prefilters import (
+    MIN_PHONE_DIGITS,
+    SECRET_RUN_MIN,
+    phone_windows,
+    shannon_entropy,
+)
+from kairo_guard.detect.shapes import runs
 
 LANGUAGE = "en"
 
@@ -155,7 +161,6 @@ class SecretRecognizer(PatternRecognizer):
     # matches (a run is maximal, so the characters around it are none of the class and
     # every boundary and look-around sees the same), without presidio's per-pattern
     # timing and its timeout-checking engine over the whole text (a third of vetting).
-    _RUN = re.compile(r"[\w+/=.-]{15,}")
     _FLAGS = re.DOTALL | re.MULTILINE | re.IGNORECASE
     _COMPILED = tuple(
         (p, re.compile(p.regex, re.DOTALL | re.MULTILINE | re.IGNORECASE)) for p in PATTERNS
@@ -179,8 +184,7 @@ class SecretRecognizer(PatternRecognizer):
         """Presidio's pattern analysis, run on the text's candidate runs only."""
         results: list[RecognizerResult] = []
         specific, generic = self._COMPILED[:-1], self._COMPILED[-1:]
-        for run in self._RUN.finditer(text):
-            start, end = run.span()
+        for start, end in runs(text, SECRET_RUN_MIN):
             patterns = specific if self._PREFIX.search(text, start, end) else ()
             if end - start >= self._GENERIC_MIN:
                 patterns = (*patterns, *generic)

@@ -1,0 +1,189 @@
+/* Native prefilters of the PII gate and the customer identifier index: one pass over a
+ * str finds the shapes their regular expressions need, so a text without them is
+ * passed over without running any (kairo_guard.detect.shapes holds the same tests as
+ * regular expressions: the specification and the test oracle). Every test is a
+ * necessary condition, as exact as the patterns it stands for where that is cheap and a
+ * superset where it is not, never narrower: a false "no" would hide PII.
+ *
+ *   shapes(text) -> (digits, at, longest_run, iban, ssn, cluster)
+ *       digits: how many Unicode decimal digits (re's \d);
+ *       at: whether it holds "@";
+ *       longest_run: the longest run of [\w+/=.-] (re's \w: alphanumeric or "_");
+ *       iban: two letters (any alphabetic character: a superset of [A-Z] under
+ *           IGNORECASE) then two ASCII digits;
+ *       ssn: [0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4};
+ *       cluster: \d[\d \t()./-]{8,24}\d (what every phone number match holds).
+ *   runs(text, minimum) -> list of (start, end)
+ *       the maximal runs of [\w+/=.-] at least `minimum` characters long.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static int
+is_run_char(Py_UCS4 c)
+{
+    return Py_UNICODE_ISALNUM(c) || c == '_' || c == '+' || c == '/' || c == '=' || c == '.' ||
+           c == '-';
+}
+
+static int
+is_ascii_digit(Py_UCS4 c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+is_cluster_sep(Py_UCS4 c)
+{
+    return c == ' ' || c == '\t' || c == '(' || c == ')' || c == '.' || c == '/' || c == '-';
+}
+
+static int
+is_ssn_sep(Py_UCS4 c)
+{
+    return c == '-' || c == ' ' || c == '.';
+}
+
+/* [0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4} starting at i */
+static int
+ssn_at(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
+{
+    Py_ssize_t k, j;
+    int s1, s2;
+    for (k = 0; k < 3; k++)
+        if (i + k >= n || !is_ascii_digit(PyUnicode_READ(kind, data, i + k)))
+            return 0;
+    for (s1 = 0; s1 < 2; s1++) {
+        j = i + 3;
+        if (s1) {
+            if (j >= n || !is_ssn_sep(PyUnicode_READ(kind, data, j)))
+                continue;
+            j++;
+        }
+        if (j + 2 > n || !is_ascii_digit(PyUnicode_READ(kind, data, j)) ||
+            !is_ascii_digit(PyUnicode_READ(kind, data, j + 1)))
+            continue;
+        for (s2 = 0; s2 < 2; s2++) {
+            Py_ssize_t m = j + 2;
+            if (s2) {
+                if (m >= n || !is_ssn_sep(PyUnicode_READ(kind, data, m)))
+                    continue;
+                m++;
+            }
+            if (m + 4 > n)
+                continue;
+            for (k = 0; k < 4; k++)
+                if (!is_ascii_digit(PyUnicode_READ(kind, data, m + k)))
+                    break;
+            if (k == 4)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* \d[\d \t()./-]{8,24}\d starting at i (a digit) */
+static int
+cluster_at(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
+{
+    Py_ssize_t j;
+    for (j = i + 1; j < n && j <= i + 25; j++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, j);
+        int digit = Py_UNICODE_ISDECIMAL(c);
+        if (digit && j >= i + 9)
+            return 1;
+        if (!digit && !is_cluster_sep(c))
+            return 0;
+    }
+    return 0;
+}
+
+static PyObject *
+shapes(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n, i, digits = 0, run = 0, longest = 0;
+    int kind, at = 0, iban = 0, ssn = 0, cluster = 0;
+    const void *data;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "shapes() takes a str");
+        return NULL;
+    }
+    n = PyUnicode_GET_LENGTH(arg);
+    kind = PyUnicode_KIND(arg);
+    data = PyUnicode_DATA(arg);
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (Py_UNICODE_ISDECIMAL(c)) {
+            digits++;
+            if (!cluster && cluster_at(kind, data, n, i))
+                cluster = 1;
+        }
+        if (c == '@')
+            at = 1;
+        if (is_run_char(c)) {
+            if (++run > longest)
+                longest = run;
+        }
+        else
+            run = 0;
+        if (!iban && i + 3 < n && is_ascii_digit(PyUnicode_READ(kind, data, i + 2)) &&
+            is_ascii_digit(PyUnicode_READ(kind, data, i + 3)) && Py_UNICODE_ISALPHA(c) &&
+            Py_UNICODE_ISALPHA(PyUnicode_READ(kind, data, i + 1)))
+            iban = 1;
+        if (!ssn && is_ascii_digit(c) && ssn_at(kind, data, n, i))
+            ssn = 1;
+    }
+    return Py_BuildValue("(nNnNNN)", digits, PyBool_FromLong(at), longest, PyBool_FromLong(iban),
+                         PyBool_FromLong(ssn), PyBool_FromLong(cluster));
+}
+
+static PyObject *
+runs(PyObject *self, PyObject *args)
+{
+    PyObject *text, *out, *item;
+    Py_ssize_t minimum, n, i, start = -1;
+    int kind;
+    const void *data;
+    if (!PyArg_ParseTuple(args, "Un", &text, &minimum))
+        return NULL;
+    out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    n = PyUnicode_GET_LENGTH(text);
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    for (i = 0; i <= n; i++) {
+        int in = i < n && is_run_char(PyUnicode_READ(kind, data, i));
+        if (in && start < 0)
+            start = i;
+        else if (!in && start >= 0) {
+            if (i - start >= minimum) {
+                item = Py_BuildValue("(nn)", start, i);
+                if (item == NULL || PyList_Append(out, item) < 0) {
+                    Py_XDECREF(item);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(item);
+            }
+            start = -1;
+        }
+    }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"shapes", shapes, METH_O, "shapes(text) -> (digits, at, longest_run, iban, ssn, cluster)"},
+    {"runs", runs, METH_VARARGS, "runs(text, minimum) -> [(start, end), ...]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_shapes", "Native prefilters of the PII gate.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__shapes(void)
+{
+    return PyModule_Create(&module);
+}
