@@ -239,7 +239,15 @@ _INVISIBLE = re.compile(
 space (Cc): invisible, removed before anything else."""
 
 
+_ASCII_INVISIBLE = bytes([*range(0x09), *range(0x0E, 0x1C), 0x7F])
+"""The ASCII characters of :data:`_INVISIBLE`."""
+
+
 def strip_invisible(text: str) -> str:
     """``text`` without invisible characters: slipped into words (a NUL after every
     letter, zero-width spaces, soft hyphens) they would hide them from every matcher."""
+    if text.isascii():  # most text: one pass in C says whether there is anything to strip
+        raw = text.encode("ascii")
+        if len(raw.translate(None, _ASCII_INVISIBLE)) == len(raw):
+            return text
     return _INVISIBLE.sub("", text)

@@ -19,11 +19,45 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* ASCII answers from a table (the Unicode database lookups are for the rest) */
+#define A_RUN 1
+#define A_DECIMAL 2
+#define A_ALPHA 4
+static unsigned char ascii[128];
+
+static void
+init_ascii(void)
+{
+    int c;
+    for (c = 0; c < 128; c++) {
+        int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        int digit = c >= '0' && c <= '9';
+        ascii[c] = (unsigned char)((alpha ? A_ALPHA : 0) | (digit ? A_DECIMAL : 0) |
+                                   (alpha || digit || c == '_' || c == '+' || c == '/' ||
+                                            c == '=' || c == '.' || c == '-'
+                                        ? A_RUN
+                                        : 0));
+    }
+}
+
 static int
 is_run_char(Py_UCS4 c)
 {
-    return Py_UNICODE_ISALNUM(c) || c == '_' || c == '+' || c == '/' || c == '=' || c == '.' ||
-           c == '-';
+    if (c < 128)
+        return ascii[c] & A_RUN;
+    return Py_UNICODE_ISALNUM(c);
+}
+
+static int
+is_decimal(Py_UCS4 c)
+{
+    return c < 128 ? ascii[c] & A_DECIMAL : Py_UNICODE_ISDECIMAL(c);
+}
+
+static int
+is_alpha(Py_UCS4 c)
+{
+    return c < 128 ? ascii[c] & A_ALPHA : Py_UNICODE_ISALPHA(c);
 }
 
 static int
@@ -89,7 +123,7 @@ cluster_at(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     Py_ssize_t j;
     for (j = i + 1; j < n && j <= i + 25; j++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, j);
-        int digit = Py_UNICODE_ISDECIMAL(c);
+        int digit = is_decimal(c);
         if (digit && j >= i + 9)
             return 1;
         if (!digit && !is_cluster_sep(c))
@@ -113,7 +147,7 @@ shapes(PyObject *self, PyObject *arg)
     data = PyUnicode_DATA(arg);
     for (i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (Py_UNICODE_ISDECIMAL(c)) {
+        if (is_decimal(c)) {
             digits++;
             if (!cluster && cluster_at(kind, data, n, i))
                 cluster = 1;
@@ -126,12 +160,15 @@ shapes(PyObject *self, PyObject *arg)
         }
         else
             run = 0;
-        if (!iban && i + 3 < n && is_ascii_digit(PyUnicode_READ(kind, data, i + 2)) &&
-            is_ascii_digit(PyUnicode_READ(kind, data, i + 3)) && Py_UNICODE_ISALPHA(c) &&
-            Py_UNICODE_ISALPHA(PyUnicode_READ(kind, data, i + 1)))
-            iban = 1;
-        if (!ssn && is_ascii_digit(c) && ssn_at(kind, data, n, i))
-            ssn = 1;
+        if (is_ascii_digit(c)) { /* c at i + 2 of an IBAN's start: two letters before */
+            if (!iban && i >= 2 && i + 1 < n &&
+                is_ascii_digit(PyUnicode_READ(kind, data, i + 1)) &&
+                is_alpha(PyUnicode_READ(kind, data, i - 2)) &&
+                is_alpha(PyUnicode_READ(kind, data, i - 1)))
+                iban = 1;
+            if (!ssn && ssn_at(kind, data, n, i))
+                ssn = 1;
+        }
     }
     return Py_BuildValue("(nNnNNN)", digits, PyBool_FromLong(at), longest, PyBool_FromLong(iban),
                          PyBool_FromLong(ssn), PyBool_FromLong(cluster));
@@ -185,5 +222,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__shapes(void)
 {
+    init_ascii();
     return PyModule_Create(&module);
 }

@@ -81,7 +81,12 @@ class CheckNet:
         else:
             self._fresh = True
 
-    def decide(self, contents: Sequence[object], passing: Sequence[bool]) -> list[Verdict]:
+    def decide(
+        self,
+        contents: Sequence[object],
+        passing: Sequence[bool],
+        fingerprints: Sequence[Fingerprints] | None = None,
+    ) -> list[Verdict]:
         """Return, per record, the net's block or None, with one store query for all.
 
         Args:
@@ -89,12 +94,18 @@ class CheckNet:
             passing: per record, whether it is about to pass (its evidence accumulates
                 and it may block for the accumulated evidence); otherwise the net only
                 names the owner of a record that blocks anyway.
+            fingerprints: the records' fingerprints when the caller has them already
+                (of readable records: vetting keeps them for its shard).
         """
         verdicts: list[Verdict] = [None] * len(contents)
         arrays: list[Fingerprints] = []
         looked: list[int] = []
         for i, content in enumerate(contents):
             try:
+                if fingerprints is not None:
+                    arrays.append(fingerprints[i])
+                    looked.append(i)
+                    continue
                 require_readable(content)
                 arrays.append(self._index.fingerprints_of(content))
             except Exception as exc:  # noqa: BLE001 - this record blocks, the rest go on

@@ -41,6 +41,7 @@ _PHONE_RUN = re.compile(r"[\d \t()./+-]{10,}")  # every character a _PHONE match
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
 _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
+_RECENT_CHARS = 16 << 20
 
 
 def _phone_matches(text: str) -> Iterator[re.Match[str]]:
@@ -81,6 +82,25 @@ class CustomerIdentifiers:
         if len(key) < 16:
             raise ValueError("the identifier key must be at least 16 bytes")
         self._key = key[:64]
+        # Vetting asks twice about the same strings (the check, then the shard's table):
+        # what a text with an "@" or a run of digits held is kept, up to a budget.
+        self._recent: dict[str, list[tuple[str, int]]] = {}
+        self._recent_chars = 0
+
+    def found_in(self, text: str) -> list[tuple[str, int]]:
+        """``(kind, hash)`` of each identifier in ``text``, in order."""
+        if "@" not in text and not shapes(text).cluster:
+            return []  # nothing to find (most text), and nothing worth keeping
+        recent = self._recent.get(text)
+        if recent is not None:
+            return recent
+        found = [(kind, self.hash(normalized)) for kind, normalized in identifiers_in(text)]
+        if self._recent_chars + len(text) > _RECENT_CHARS:
+            self._recent.clear()
+            self._recent_chars = 0
+        self._recent[text] = found
+        self._recent_chars += len(text)
+        return found
 
     def hash(self, normalized: bytes) -> int:
         """The keyed 64-bit hash of a normalized identifier (signed, as SQL stores it)."""
@@ -89,7 +109,7 @@ class CustomerIdentifiers:
 
     def of_text(self, text: str) -> set[int]:
         """The hashes of the identifiers in ``text`` (what indexing adds)."""
-        return {self.hash(normalized) for _, normalized in identifiers_in(text)}
+        return {h for _, h in self.found_in(text)}
 
     def of_record(self, content: object) -> set[int]:
         """The hashes of the identifiers in each string of a record (keys included)."""
@@ -102,8 +122,8 @@ class CustomerIdentifiers:
         """Each identifier hash of the fields, with the first field and kind it is in."""
         found: dict[int, tuple[Field, str]] = {}
         for field in fields:
-            for kind, normalized in identifiers_in(field.text):
-                found.setdefault(self.hash(normalized), (field, kind))
+            for kind, hashed in self.found_in(field.text):
+                found.setdefault(hashed, (field, kind))
         return found
 
 

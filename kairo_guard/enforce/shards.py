@@ -48,7 +48,10 @@ from kairo_guard.store.base import ShardRow, ShardStore
 MAX_SINCE = 4_000_000
 """Fingerprints indexed after a shard's watermark that a sink compares it with; past
 this many, every record of the shard is checked in full (re-vet old shards instead)."""
-MAX_CACHED_SHARDS = 1024
+MAX_CACHED_SHARDS = 256
+"""Shards a registry holds verified at once (about 1.5 MB each of 10,000 records: the
+digest index); past it the one held longest is dropped, to be verified again if
+needed."""
 _HEADER = 8
 NO_SIGNER = (
     "this process holds no signing key, so it cannot vouch for operator data or mint "
@@ -309,9 +312,9 @@ class ShardRegistry:
                 raise
             self._catch_up(shard)
             shard.current = self._current(shard)
-            if len(self._shards) >= MAX_CACHED_SHARDS:
-                self._shards.clear()
-                self._by_label.clear()
+            if len(self._shards) >= MAX_CACHED_SHARDS:  # the longest held goes
+                oldest = self._shards.pop(next(iter(self._shards)))
+                self._by_label.pop(id(oldest.label), None)
             self._shards[shard_id] = shard
             self._by_label[id(shard.label)] = shard
             return shard

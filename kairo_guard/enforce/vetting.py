@@ -150,9 +150,15 @@ class ShardVetting:
             found = self._pii.refusals([contents[i] for i in readable])
             for i, refusal in zip(readable, found, strict=True):
                 outcomes[i] = refusal
-        passing = [i for i, o in enumerate(outcomes) if o is None]
+        fingerprints: dict[int, np.ndarray[Any, Any]] = {}
+        for i in (i for i, o in enumerate(outcomes) if o is None):
+            try:  # once: for the net, and kept for the shard's table
+                fingerprints[i] = self._fingerprints.fingerprints_of(contents[i])
+            except ContentError as exc:
+                outcomes[i] = exc
+        passing = list(fingerprints)
         verdicts = CheckNet(self._fingerprints).decide(
-            [contents[i] for i in passing], [True] * len(passing)
+            [contents[i] for i in passing], [True] * len(passing), list(fingerprints.values())
         )
         kept: list[int] = []
         for i, verdict in zip(passing, verdicts, strict=True):
@@ -169,7 +175,7 @@ class ShardVetting:
                 self.data_class,
                 source,
                 [digests[i] for i in kept],
-                [self._fingerprints_of(contents[i]) for i in kept],
+                [self._with_identifiers(contents[i], fingerprints[i]) for i in kept],
                 watermark=watermark,
                 policy=self.policy,
             )
@@ -177,8 +183,7 @@ class ShardVetting:
                 outcomes[i] = seal
         return [o for o in outcomes if o is not None]  # every record has its outcome now
 
-    def _fingerprints_of(self, content: object) -> np.ndarray[Any, Any]:
-        fps = self._fingerprints.fingerprints_of(content)
+    def _with_identifiers(self, content: object, fps: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         if self._identifiers is not None:
             found = self._identifiers.of_record(content)
             if found:

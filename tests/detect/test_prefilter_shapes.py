@@ -71,3 +71,13 @@ def test_phone_numbers_found_run_by_run_are_the_ones_found_in_the_whole_text(tex
 
     whole = [m.span() for m in identifiers._PHONE.finditer(text)]
     assert [m.span() for m in identifiers._phone_matches(text)] == whole
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
+def test_ascii_text_loses_exactly_the_invisible_characters_the_expression_removes(
+    text: str,
+) -> None:
+    from kairo_guard.core import content
+
+    assert content.strip_invisible(text) == content._INVISIBLE.sub("", text)

@@ -207,3 +207,18 @@ def test_pieces_of_one_document_vetted_together_are_refused_together(roles: Role
     together = vetter.vetting.vet([{"text": filler[:200]}, *pieces], source="docs")
     assert isinstance(together[0], str)
     assert [getattr(o, "rule", None) for o in together[1:]] == [ACCUMULATED_RULE] * 3
+
+
+def test_a_registry_holds_a_bounded_number_of_shards_and_reloads_the_rest(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairo_guard.enforce import shards
+
+    monkeypatch.setattr(shards, "MAX_CACHED_SHARDS", 2)
+    vetter, trainer, _ = roles
+    records = [_vetted(vetter, [{"text": f"{PUBLIC[:200]} part {i}"}])[0] for i in range(3)]
+    for _ in range(2):  # the third load drops the first; the second round loads it again
+        assert _rules(trainer, records) == []
+        assert len(trainer.shards._shards) <= 2
+    label, digest = trainer.shards.verify(records[0][SEAL_FIELD])
+    assert trainer.shards.clean(label, digest)
