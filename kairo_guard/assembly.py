@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -266,10 +267,11 @@ def vetting_policies(
     settings: Settings, strict_pii: bool, operator_pii: bool
 ) -> dict[DataClass, str]:
     """The version of each permitting class's vetting policy: a hash of every setting
-    that decides what vetting refuses. A shard vetted under another version is checked
-    in full at shared sinks."""
+    that decides what vetting refuses, and the release of the code that applies them. A
+    shard vetted under another version is checked in full at shared sinks."""
     fp, pii = settings.fingerprints, settings.pii
     net = {
+        "release": _release(),  # the recognizers' code: an upgrade re-checks old shards
         "scheme": SCHEME,
         "min_shared": fp.min_shared,
         "min_fraction": fp.min_fraction,
@@ -294,6 +296,13 @@ def vetting_policies(
         cls: sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS, default=repr)).hexdigest()
         for cls, doc in docs.items()
     }
+
+
+def _release() -> str:
+    try:
+        return version("kairo-guard")
+    except PackageNotFoundError:  # a checkout that is not installed: no stable release
+        return "unreleased"
 
 
 def open_store(settings: Settings) -> Store:

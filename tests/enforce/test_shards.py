@@ -222,3 +222,25 @@ def test_a_registry_holds_a_bounded_number_of_shards_and_reloads_the_rest(
         assert len(trainer.shards._shards) <= 2
     label, digest = trainer.shards.verify(records[0][SEAL_FIELD])
     assert trainer.shards.clean(label, digest)
+
+
+def test_the_vetting_policy_version_follows_the_settings_that_decide_refusals(
+    tmp_path: Path,
+) -> None:
+    from kairo_guard.assembly import vetting_policies
+    from kairo_guard.config import load_settings
+
+    homes = iter(range(100))
+
+    def policies(toml: str) -> dict[DataClass, str]:
+        home = tmp_path / f"h{next(homes)}"
+        home.mkdir()
+        (home / "kairo-guard.toml").write_text(toml)
+        return vetting_policies(load_settings(home=home, env={}), True, True)
+
+    base = policies("")
+    assert base == policies("")  # stable
+    assert base[DataClass.OPERATOR_PUBLIC] != base[DataClass.ANONYMIZED_TELEMETRY]
+    for toml in ('[pii]\nallow_list = ["help@example.org"]\n', "[fingerprints]\nmin_shared = 7\n"):
+        changed = policies(toml)
+        assert changed[DataClass.OPERATOR_PUBLIC] != base[DataClass.OPERATOR_PUBLIC], toml
