@@ -7,6 +7,10 @@
  *       node hash SHA-256(0x01 || left || right), an odd last node carried up a level
  *       (the same tree as the RFC's split at the largest power of two). 32 bytes.
  *
+ *   index(digests) -> dict
+ *       {hex of digest i: i} for the same leaves: how a sink looks a record up (a digest
+ *       repeated keeps its last number).
+ *
  * The GIL is released while hashing.
  */
 #define PY_SSIZE_T_CLEAN
@@ -84,8 +88,52 @@ root(PyObject *self, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
+static PyObject *
+digest_index(PyObject *self, PyObject *args)
+{
+    static const char hexdigits[] = "0123456789abcdef";
+    Py_buffer digests;
+    PyObject *out, *key, *value;
+    Py_ssize_t n, i;
+    int k;
+    if (!PyArg_ParseTuple(args, "y*", &digests))
+        return NULL;
+    if (digests.len % 32) {
+        PyBuffer_Release(&digests);
+        PyErr_SetString(PyExc_ValueError, "digests must be a concatenation of 32-byte digests");
+        return NULL;
+    }
+    n = digests.len / 32;
+    out = PyDict_New();
+    for (i = 0; out != NULL && i < n; i++) {
+        const unsigned char *d = (const unsigned char *)digests.buf + 32 * i;
+        key = PyUnicode_New(64, 127);
+        value = PyLong_FromSsize_t(i);
+        if (key == NULL || value == NULL) {
+            Py_XDECREF(key);
+            Py_XDECREF(value);
+            Py_CLEAR(out);
+            break;
+        }
+        {
+            Py_UCS1 *chars = PyUnicode_1BYTE_DATA(key);
+            for (k = 0; k < 32; k++) {
+                chars[2 * k] = (Py_UCS1)hexdigits[d[k] >> 4];
+                chars[2 * k + 1] = (Py_UCS1)hexdigits[d[k] & 15];
+            }
+        }
+        if (PyDict_SetItem(out, key, value) < 0)
+            Py_CLEAR(out);
+        Py_DECREF(key);
+        Py_DECREF(value);
+    }
+    PyBuffer_Release(&digests);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"root", root, METH_VARARGS, "root(digests) -> bytes: RFC 6962 Merkle tree hash"},
+    {"index", digest_index, METH_VARARGS, "index(digests) -> {hex digest: number}"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -163,6 +163,22 @@ def merkle_root(digests: bytes) -> str:
     return merkle_root_python(digests)
 
 
+def digest_index(digests: bytes) -> dict[str, int]:
+    """``{hex of digest i: i}`` over 32-byte leaves (a repeated digest keeps its last
+    number): how a sink finds a record of a shard by its content digest.
+
+    Raises:
+        ValueError: ``digests`` is not a whole number of 32-byte digests.
+    """
+    if native_merkle is not None:
+        found: dict[str, int] = native_merkle.index(digests)
+        return found
+    if len(digests) % 32:
+        raise ValueError("digests must be a concatenation of 32-byte digests")
+    hexes = digests.hex()
+    return {hexes[i : i + 64]: i // 64 for i in range(0, len(hexes), 64)}
+
+
 def merkle_root_python(digests: bytes) -> str:
     """:func:`merkle_root` in Python: the specification the extension is held to.
 

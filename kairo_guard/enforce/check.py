@@ -228,8 +228,9 @@ class SinkCheck:
         (:mod:`kairo_guard.detect.accumulation`) blocks all of its records that carry it."""
         staged = [p if type(p) is Staged else self._stage(p) for p in records]  # type: ignore[arg-type]
         return decide_staged(
-            staged, self._net, self._content_checks, self._pseudonym, self._account
-        )
+            staged, self._net, self._content_checks, self._pseudonym, self._account,
+            self.ledger.account_allowed,
+        )  # fmt: skip
 
     def stage_vetted(self, seal: str, digest: str, position: int) -> Staged | None:
         """Stage, for :meth:`decide_batch`, a record of a vetted shard that needs no

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from kairo_guard.core.policy import Decision
+from kairo_guard.core.types import Outcome
 from kairo_guard.detect.accumulation import CheckNet, Verdict
 from kairo_guard.enforce.check_context import failed_decision
 
 UNSET: Any = object()
 """No verdict of the net yet: ask it."""
 STAGE_NONE, STAGE_PASSING, STAGE_OWNER = 0, 1, 2
+_ALLOW = Outcome.ALLOW
 
 
 class RecordParts(NamedTuple):
@@ -51,13 +53,20 @@ def decide_staged(
     content_checks: Callable[[object, Decision, None, Verdict], Decision],
     pseudonym: Callable[[str | None], str | None],
     account: Callable[[int, Decision, str | None, str | None], None],
+    account_allowed: Callable[[Sequence[tuple[int, Outcome, str, str | None, str | None]]], None]
+    | None = None,
 ) -> list[Decision]:
     """Finish the decisions of staged records: the net on all at once, then each
     record's ``content_checks`` with the net's verdict; account for each in order."""
     chosen = [i for i, s in enumerate(staged) if s.stage]
     if not chosen:  # decided already (vetted shards, blocks by label): account in order
-        for s in staged:
-            account(s.position, s.decision, s.digest, s.owner)
+        if account_allowed is not None and all(s.decision.outcome is _ALLOW for s in staged):
+            account_allowed(
+                [(s.position, _ALLOW, s.decision.rule, s.digest, s.owner) for s in staged]
+            )
+        else:
+            for s in staged:
+                account(s.position, s.decision, s.digest, s.owner)
         return [s.decision for s in staged]
     verdicts: list[Verdict] = [UNSET] * len(staged)
     if net is not None:

@@ -10,7 +10,7 @@ content.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.policy import Decision
@@ -69,6 +69,19 @@ class CheckLedger:
         rows = self._rows
         rows.append((index, outcome, rule, digest, tenant))  # orjson writes enums as values
         if len(rows) >= AUDIT_ROWS_PER_ENTRY:
+            self.flush_rows()
+
+    def account_allowed(
+        self, rows: Sequence[tuple[int, Outcome, str, str | None, str | None]]
+    ) -> None:
+        """Count and audit decisions that all allow, given as their audit rows
+        ``(index, outcome, rule, digest, tenant)`` (a batch of vetted records)."""
+        by_rule = self.by_rule
+        for row in rows:
+            by_rule[row[2]] = by_rule.get(row[2], 0) + 1
+        self.allowed += len(rows)
+        self._rows.extend(rows)
+        if len(self._rows) >= AUDIT_ROWS_PER_ENTRY:
             self.flush_rows()
 
     def flush_rows(self) -> None:

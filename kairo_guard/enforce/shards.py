@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from kairo_guard.core.seal import Label
 from kairo_guard.core.shard import (
     SHARD_SEAL_LENGTH,
     ShardManifest,
+    digest_index,
     merkle_root,
     parse_shard_seal,
     shard_id_of,
@@ -283,9 +284,11 @@ class ShardRegistry:
             StoreError: the index cannot be read (the caller's check fails closed).
         """
         with self._lock:
-            for shard in self._shards.values():
+            held = list(self._shards.values())
+            for shard in held:
                 shard.current = False  # until compared again: a failure leaves it so
-                self._catch_up(shard)
+            self._catch_up(held)
+            for shard in held:
                 shard.current = self._current(shard)
 
     def _current(self, shard: _Shard) -> bool:
@@ -310,7 +313,7 @@ class ShardRegistry:
                     self._bad.clear()
                 self._bad[shard_id] = exc
                 raise
-            self._catch_up(shard)
+            self._catch_up([shard])
             shard.current = self._current(shard)
             if len(self._shards) >= MAX_CACHED_SHARDS:  # the longest held goes
                 oldest = self._shards.pop(next(iter(self._shards)))
@@ -332,26 +335,31 @@ class ShardRegistry:
             fps, recs = read_fingerprint_table(row.fingerprints)
         except ValueError as exc:
             raise SealError(str(exc), code="bad-payload") from exc
-        hexes = digests.hex()  # a repeated record keeps one number: its fingerprints are the same
-        index = dict(
-            zip(
-                [hexes[i : i + 64] for i in range(0, len(hexes), 64)],
-                range(manifest.records),
-                strict=True,
-            )
-        )
+        index = digest_index(digests)  # a repeated record keeps one number: same fingerprints
         return _Shard(manifest, manifest.label(), index, fps, recs, cursor=manifest.watermark)
 
-    def _catch_up(self, shard: _Shard) -> None:
-        while not shard.blind:
-            rows, position = self._log.fingerprints_since(shard.cursor)
-            if not rows:
-                return
-            shard.since += len(rows)
-            if shard.since > self._max_since:
-                shard.blind = True
-                return
-            hit = np.isin(shard.fps, np.asarray(rows, dtype=np.int64))
-            if hit.any():
-                shard.dirty.update(shard.recs[hit].tolist())
-            shard.cursor = position
+    def _catch_up(self, shards: Iterable[_Shard]) -> None:
+        """Compare shards with what was indexed after each one's cursor: one read of the
+        index serves every shard at the same position (shards vetted between the same
+        two indexings, most of a corpus vetted at once)."""
+        groups: dict[int, list[_Shard]] = {}
+        for shard in shards:
+            if not shard.blind:
+                groups.setdefault(shard.cursor, []).append(shard)
+        for cursor, group in groups.items():
+            while group:
+                rows, position = self._log.fingerprints_since(cursor)
+                if not rows:
+                    break
+                new = np.asarray(rows, dtype=np.int64)
+                for shard in group:
+                    shard.since += len(rows)
+                    if shard.since > self._max_since:
+                        shard.blind = True
+                        continue
+                    hit = np.isin(shard.fps, new)
+                    if hit.any():
+                        shard.dirty.update(shard.recs[hit].tolist())
+                    shard.cursor = position
+                group = [shard for shard in group if not shard.blind]
+                cursor = position

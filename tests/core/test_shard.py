@@ -11,6 +11,7 @@ from kairo_guard.core.keys import KeyRing
 from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.shard import (
     ShardManifest,
+    digest_index,
     merkle_root,
     merkle_root_python,
     parse_shard_seal,
@@ -197,3 +198,13 @@ def test_the_native_merkle_root_is_the_python_ones(n: int) -> None:
     assert merkle_root(digests) == merkle_root_python(digests)
     with pytest.raises(ValueError, match="32-byte"):
         merkle_root(digests + b"x")
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_the_digest_index_numbers_each_digest(n: int) -> None:
+    seeds = [i % 5 if n == 7 else i for i in range(n)]  # n == 7: digests repeat
+    digests = b"".join(hashlib.sha256(str(seed).encode()).digest() for seed in seeds)
+    expected = {digests[32 * i : 32 * i + 32].hex(): i for i in range(n)}  # repeats: the last
+    assert digest_index(digests) == expected
+    with pytest.raises(ValueError, match="32-byte"):
+        digest_index(digests + b"x")

@@ -56,3 +56,22 @@ def test_rows_are_audited_in_batches_and_the_rest_at_close() -> None:
     assert audit.entries[0]["rows"][1] == (1, Outcome.BLOCK, "customer.shared", None, None)
     # rows name rules, digests and pseudonyms: never a reason, which may describe content
     assert all(BLOCK.reason not in str(e) for e in audit.entries)
+
+
+def test_a_batch_of_allowed_rows_counts_and_audits_as_one_by_one_does() -> None:
+    one, batch = Entries(), Entries()
+    single, many = CheckLedger(one, 10, HEADER), CheckLedger(batch, 10, HEADER)
+    allow = Decision(Outcome.ALLOW, "allow.operator-public", "vetted")
+    rows = [
+        (i, Outcome.ALLOW, allow.rule, f"{i:064x}", None) for i in range(AUDIT_ROWS_PER_ENTRY + 3)
+    ]
+    for index, _, _, digest, tenant in rows:
+        single.account(index, allow, digest, tenant)
+    many.account_allowed(rows[:5])
+    many.account_allowed(rows[5:])
+    assert (many.allowed, many.by_rule) == (single.allowed, single.by_rule)
+    single.flush_rows()
+    many.flush_rows()
+    assert [r for e in batch.entries for r in e["rows"]] == [
+        r for e in one.entries for r in e["rows"]
+    ]

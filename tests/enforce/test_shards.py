@@ -244,3 +244,16 @@ def test_the_vetting_policy_version_follows_the_settings_that_decide_refusals(
     for toml in ('[pii]\nallow_list = ["help@example.org"]\n', "[fingerprints]\nmin_shared = 7\n"):
         changed = policies(toml)
         assert changed[DataClass.OPERATOR_PUBLIC] != base[DataClass.OPERATOR_PUBLIC], toml
+
+
+def test_shards_vetted_at_different_positions_each_see_what_came_after_them(
+    roles: Roles,
+) -> None:
+    vetter, trainer, _ = roles
+    early, late = prose("shards-early", paragraphs=2), prose("shards-late", paragraphs=2)
+    (first,) = _vetted(vetter, [{"text": f"{PUBLIC[:200]} {early[:400]}"}])
+    vetter.index_content("acme", {"text": early})  # after the first shard, before the second
+    (second,) = _vetted(vetter, [{"text": f"{PUBLIC[200:400]} {late[:400]}"}])
+    assert _rules(trainer, [first, second]) == ["fingerprint.tenant-content"]
+    vetter.index_content("globex", {"text": late})
+    assert _rules(trainer, [first, second]) == ["fingerprint.tenant-content"] * 2
