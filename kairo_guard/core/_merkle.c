@@ -55,6 +55,21 @@ tree(const unsigned char *leaves, Py_ssize_t n, unsigned char *level, unsigned c
     memcpy(out, level, 32);
 }
 
+/* The one argument: whole 32-byte digests, and how many (0 with an exception set if not) */
+static int
+digests_arg(PyObject *args, Py_buffer *digests, Py_ssize_t *n)
+{
+    if (!PyArg_ParseTuple(args, "y*", digests))
+        return 0;
+    if (digests->len % 32) {
+        PyBuffer_Release(digests);
+        PyErr_SetString(PyExc_ValueError, "digests must be a concatenation of 32-byte digests");
+        return 0;
+    }
+    *n = digests->len / 32;
+    return 1;
+}
+
 static PyObject *
 root(PyObject *self, PyObject *args)
 {
@@ -62,14 +77,8 @@ root(PyObject *self, PyObject *args)
     unsigned char out[32];
     unsigned char *level;
     Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "y*", &digests))
+    if (!digests_arg(args, &digests, &n))
         return NULL;
-    if (digests.len % 32) {
-        PyBuffer_Release(&digests);
-        PyErr_SetString(PyExc_ValueError, "digests must be a concatenation of 32-byte digests");
-        return NULL;
-    }
-    n = digests.len / 32;
     if (n == 0) {
         PyBuffer_Release(&digests);
         sha256((const unsigned char *)"", 0, out);
@@ -96,14 +105,8 @@ digest_index(PyObject *self, PyObject *args)
     PyObject *out, *key, *value;
     Py_ssize_t n, i;
     int k;
-    if (!PyArg_ParseTuple(args, "y*", &digests))
+    if (!digests_arg(args, &digests, &n))
         return NULL;
-    if (digests.len % 32) {
-        PyBuffer_Release(&digests);
-        PyErr_SetString(PyExc_ValueError, "digests must be a concatenation of 32-byte digests");
-        return NULL;
-    }
-    n = digests.len / 32;
     out = PyDict_New();
     for (i = 0; out != NULL && i < n; i++) {
         const unsigned char *d = (const unsigned char *)digests.buf + 32 * i;

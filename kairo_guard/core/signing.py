@@ -115,8 +115,7 @@ class VerifyKeys:
 
     def to_json(self) -> bytes:
         """The verification key file (public: anyone may read it)."""
-        doc = {"version": SIGNER_FILE_VERSION, "keys": self.to_value()}
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        return _file_json(self.to_value())
 
     @classmethod
     def from_json(cls, data: bytes) -> VerifyKeys:
@@ -192,8 +191,7 @@ class SignerKeys:
 
     def to_json(self) -> bytes:
         """The signer key file (secret: mode 0600)."""
-        doc = {"version": SIGNER_FILE_VERSION, "keys": self.to_value()}
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        return _file_json(self.to_value())
 
     @classmethod
     def from_json(cls, data: bytes) -> SignerKeys:
@@ -203,6 +201,10 @@ class SignerKeys:
             KeyringError: if it is not one.
         """
         return cls.from_value(_file_value(data, "signer key"))
+
+
+def _file_json(value: str) -> bytes:
+    return orjson.dumps({"version": SIGNER_FILE_VERSION, "keys": value}, option=orjson.OPT_INDENT_2)
 
 
 def _file_value(data: bytes, what: str) -> str:
