@@ -223,8 +223,11 @@ def _scan_batches(
                 lines.append(b"")
                 write(b"\n".join(lines))
         pending.clear()
+        if bar is not None:  # progress by batch: the fast path below skips the loop's end
+            bar.update(scanned - shown[0])
+            shown[0] = scanned
 
-    done = scanned = 0
+    scanned, shown = 0, [0]
     for number, raw in enumerate(chain.from_iterable(iter_line_batches(stream, max_bytes))):
         if isinstance(raw, BadLine):
             flush()  # in order: what came before is decided first
@@ -254,11 +257,6 @@ def _scan_batches(
             pending.append((parsed[0], raw, parsed[1]))
             if len(pending) >= SCAN_BATCH:
                 flush()
-        if bar is not None:
-            done += len(raw) + 1
-            if done > 1 << 22:
-                bar.update(done)
-                done = 0
     flush()
     run.bytes_scanned += scanned
     return run.finish()
