@@ -4,6 +4,7 @@ process of the deployment shares)."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from kg_testing import EVERY_TENANT, make_guard
 
 from kairo_guard import Guard, KeyRing, SignerKeys, TelemetryAggregator
 from kairo_guard.core.content import content_digest
-from kairo_guard.core.exceptions import KeyringError
+from kairo_guard.core.exceptions import KeyringError, SealError
 from kairo_guard.core.shard import parse_shard_seal, shard_seal
 from kairo_guard.core.types import SEAL_FIELD, DataClass
 from kairo_guard.detect.accumulation import ACCUMULATED_RULE
@@ -257,3 +258,21 @@ def test_shards_vetted_at_different_positions_each_see_what_came_after_them(
     assert _rules(trainer, [first, second]) == ["fingerprint.tenant-content"]
     vetter.index_content("globex", {"text": late})
     assert _rules(trainer, [first, second]) == ["fingerprint.tenant-content"] * 2
+
+
+def test_a_mangled_shard_seal_is_refused_as_a_seal_error_never_opened(roles: Roles) -> None:
+    vetter, trainer, _ = roles
+    record = _vetted(vetter, [{"text": PUBLIC[:120]}])[0]
+    genuine = record[SEAL_FIELD]
+    assert trainer.codec.verify(genuine)[1] == content_digest({"text": PUBLIC[:120]})
+    rng = random.Random(14)
+    alphabet = "0123456789abcdefkp.~%-_Z\u00e9\x00"
+    for _ in range(3000):
+        at, cut = rng.randrange(len(genuine) + 1), rng.randrange(4)
+        insert = "".join(rng.choice(alphabet) for _ in range(rng.randrange(5)))
+        mangled = genuine[:at] + insert + genuine[at + cut :]
+        if mangled == genuine:
+            continue
+        with pytest.raises(SealError):
+            trainer.codec.verify(mangled)
+    assert _rules(trainer, [record]) == []  # the genuine one still opens
