@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "guard": 9,
     "ingest": 10,
     "cli": 11,
+    "integrations": 12,
 }
 #: Top-level modules that belong to another module's layer: the Guard's wiring is part
 #: of the facade.
