@@ -84,6 +84,8 @@ class Parts:
     checks: SinkChecks
     tenancy: TenantServices
     indexer: SpoolIndexer
+    verify_keys: VerifyKeys
+    """The public keys permitting labels are verified with (what a worker is given)."""
 
 
 def build(
@@ -222,6 +224,7 @@ def _wire(
     return Parts(
         keys, codec, policy, store, audit, fingerprints, pii, net, periods, sealer, operator,
         vetting(DataClass.ANONYMIZED_TELEMETRY, pii), shards, checks, tenancy, indexer,
+        signing[1],
     )  # fmt: skip
 
 

@@ -9,9 +9,9 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
-from kairo_guard import assembly
+from kairo_guard import assembly, workers
 from kairo_guard.assembly import AUDIT_DIR_NAME
 from kairo_guard.config import Settings, load_settings
 from kairo_guard.core import context
@@ -34,6 +34,7 @@ from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.erasure import ErasureReceipt
 from kairo_guard.tenancy.manifest import Manifest
 from kairo_guard.tenancy.retention import SweepReport
+from kairo_guard.workers import GuardSpec
 
 __all__ = ["AUDIT_DIR_NAME", "Guard"]
 
@@ -113,6 +114,53 @@ class Guard:
         """Indexes the ingestion spool (:mod:`kairo_guard.detect.indexer`)."""
         self.spool_directory = parts.indexer.directory
         """The ingestion spool (:mod:`kairo_guard.store.spool`) of this state directory."""
+        self._verify_keys, self._pii_gate = parts.verify_keys, pii_gate
+        workers.track(self)  # a fork disarms it in the child
+
+    # -- worker processes --------------------------------------------------------------
+
+    def spec(self) -> GuardSpec:
+        """What a worker process needs to open its own guard (:mod:`kairo_guard.workers`):
+        the state directory, the configuration, the HMAC ring and the public keys; never
+        the signing key, never a live handle."""
+        settings = self.settings
+        return GuardSpec(
+            home=str(settings.home),
+            key=self.keys.to_json().decode("ascii"),
+            verify_keys=self._verify_keys.to_value(),
+            config_file=None if settings.config_file is None else str(settings.config_file),
+            default_mode=settings.default_mode.value,
+            pii_gate=self._pii_gate,
+            db_url=settings.db_url,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: GuardSpec) -> Guard:
+        """This process's guard for ``spec``: opened on first use, the same one after.
+
+        Raises:
+            ConfigError, KeyringError, StoreError: as opening a Guard does.
+        """
+        return workers.opened(spec, cls._open_spec)
+
+    @classmethod
+    def _open_spec(cls, spec: GuardSpec) -> Guard:
+        return cls(
+            home=spec.home,
+            key=KeyRing.from_json(spec.key.encode("ascii")),
+            config_file=spec.config_file,
+            default_mode=spec.default_mode,
+            env={"KAIRO_GUARD_DB_URL": spec.db_url} if spec.db_url else {},
+            pii_gate=spec.pii_gate,
+            signer=None,
+            verify_keys=spec.verify_keys or None,
+        )
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a Guard holds a database connection, locks and an audit writer, and does not "
+            "cross processes: give workers guard.spec() and open Guard.from_spec(spec) there"
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -133,7 +181,10 @@ class Guard:
         wait_indexed(self.indexer, bound)
 
     def close(self) -> None:
-        """Flush the audit log and close the store. Idempotent."""
+        """Flush the audit log and close the store. Idempotent; nothing in a child
+        process that inherited the guard through ``fork`` (the parent's to close)."""
+        if "forked_from" in self.__dict__:
+            return
         try:
             self.audit.close()
         finally:

@@ -374,6 +374,18 @@ class AuditLog:
         finally:
             self._finalizer.detach()
 
+    def disown(self) -> None:
+        """In a child process after ``fork``: drop the entries the parent had not written
+        yet (the parent writes them) and never write, flush or close anything here. The
+        descriptors and their ``flock`` are shared with the parent, the flusher thread
+        did not survive the fork, and a lock it held would stay held: nothing is waited
+        on. Appending afterwards raises :class:`AuditError` (closed)."""
+        self._finalizer.detach()
+        writer = self._writer
+        writer.lock, writer.io_lock = threading.Lock(), threading.Lock()
+        writer.buffer = []
+        writer.closed = True
+
     def __enter__(self) -> AuditLog:
         return self
 
