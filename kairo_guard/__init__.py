@@ -56,6 +56,7 @@ from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.erasure import ErasureReceipt
 from kairo_guard.tenancy.manifest import Manifest
 from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
+from kairo_guard.workers import GuardForked, GuardSpec
 
 __all__ = [
     "SEAL_FIELD",
@@ -79,7 +80,9 @@ __all__ = [
     "FingerprintIndex",
     "Fingerprinter",
     "Guard",
+    "GuardForked",
     "GuardMiddleware",
+    "GuardSpec",
     "GuardTelemetry",
     "IndexLagging",
     "IsolationViolation",

@@ -185,6 +185,7 @@ class Guard:
         process that inherited the guard through ``fork`` (the parent's to close)."""
         if "forked_from" in self.__dict__:
             return
+        workers.forget(self)
         try:
             self.audit.close()
         finally:

@@ -74,6 +74,13 @@ def opened(spec: GuardSpec, open_guard: Callable[[GuardSpec], T]) -> T:
         return found
 
 
+def forget(guard: object) -> None:
+    """A guard is closed: the next :func:`opened` of its spec opens a new one."""
+    with _opened_lock:
+        for spec in [s for s, g in _opened.items() if g is guard]:
+            del _opened[spec]
+
+
 def track(guard: object) -> None:
     """Remember an open guard, so a fork disarms it in the child."""
     _live.add(guard)

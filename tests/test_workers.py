@@ -50,6 +50,10 @@ def test_a_guard_does_not_pickle_and_its_spec_carries_no_signing_key(
     worker = Guard.from_spec(spec)
     assert worker.keys.pseudonym("acme") == guard.keys.pseudonym("acme")
     assert not worker.vetting.writer.can_sign
+    worker.close()
+    again = Guard.from_spec(spec)
+    assert again is not worker  # a closed guard is not handed out again
+    again.close()
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
