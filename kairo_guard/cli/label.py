@@ -201,7 +201,10 @@ class _Shard:
         if not self._pending:
             return
         values = [v for _, v in self._pending]
-        outcomes = self._guard.vetting.vet(values, source=self._source)
+        try:
+            outcomes: list[Any] = self._guard.vetting.vet(values, source=self._source)
+        except ContentRefused as exc:  # the whole batch: a lagging or stale index
+            outcomes = [exc] * len(values)
         for (number, value), outcome in zip(self._pending, outcomes, strict=True):
             if isinstance(outcome, str):
                 if fh is not None:

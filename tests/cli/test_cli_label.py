@@ -176,3 +176,25 @@ def test_when_customer_content_is_labelled_then_each_record_is_indexed_once(
     ]
     assert len(counts) == 3
     assert report["fingerprints_indexed"] == sum(counts) > 0
+
+
+def test_when_the_index_lags_then_label_vouches_for_no_operator_record(
+    kg: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairo_guard.core.exceptions import IndexLagging
+    from kairo_guard.enforce.vetting import ShardVetting
+
+    def lagging(self: ShardVetting, contents: Any, *, source: str) -> list[Any]:
+        raise IndexLagging("the fingerprint index is behind ingestion by 4096 bytes")
+
+    monkeypatch.setattr(ShardVetting, "vet", lagging)
+    write_jsonl(tmp_path / "ops.jsonl", [{"text": "public one"}, {"text": "public two"}])
+    result = kg("label", "ops.jsonl", "--class", "operator_public", "--out", "ops.kp.jsonl",
+                "--report", "report.json")  # fmt: skip
+    assert result.code == 1
+    report = load(tmp_path / "report.json")
+    assert [(r["line"], r["rule"]) for r in report["refusals"]] == [
+        (1, "index.lagging"),
+        (2, "index.lagging"),
+    ]
+    assert (tmp_path / "ops.kp.jsonl").read_bytes() == b""
