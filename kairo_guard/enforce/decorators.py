@@ -32,7 +32,7 @@ from kairo_guard.core.report import CheckReport
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import Mode, Outcome
 from kairo_guard.enforce.service import CHECK_BATCH, ReportCallback, SinkChecks
-from kairo_guard.enforce.shapes import Shape, records_of, shape_of
+from kairo_guard.enforce.shapes import Shape, rebuilt_table, records_of, shape_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,6 +86,8 @@ def _check_before(
         # the records read and checked, not the dataset: a second read by index could
         # return other records than the ones that were checked
         return keep
+    if shape is Shape.TABLE:
+        return value if report.ok else rebuilt_table(value, keep)
     return value if report.ok else type(value)(keep)
 
 

@@ -3,7 +3,9 @@
 A dict, a string, bytes or a :class:`~kairo_guard.core.types.Sealed` pair is one record.
 Lists, tuples and sets are many records held in memory (checked before use). A
 map-style dataset (``__len__`` and ``__getitem__`` without ``__iter__``: the shape of a
-PyTorch ``Dataset``) is many records read by index. Anything else iterable is a stream,
+PyTorch ``Dataset``) is many records read by index. A table (a pandas ``DataFrame``, a
+PyArrow ``Table`` or ``RecordBatch``: iterating one would give its column names) is many
+records, one a row, as a dict of its columns. Anything else iterable is a stream,
 checked lazily as it is consumed; any other object is one record (and is refused if it
 cannot be read as content).
 """
@@ -44,6 +46,8 @@ class Shape(Enum):
     """Many records already in memory: list, tuple, set."""
     INDEXED = "indexed"
     """A map-style dataset: ``len(value)`` records at ``value[0]`` ... ``value[n - 1]``."""
+    TABLE = "table"
+    """A DataFrame or an Arrow table: one record a row (:func:`table_rows`)."""
     STREAM = "stream"
     """An iterable read once, lazily."""
     ASYNC_STREAM = "async-stream"
@@ -56,6 +60,8 @@ def shape_of(value: object) -> Shape:
         return Shape.SINGLE
     if isinstance(value, _HELD):
         return Shape.HELD
+    if _is_table(value):
+        return Shape.TABLE
     if isinstance(value, Iterable):
         return Shape.STREAM
     if isinstance(value, AsyncIterable):
@@ -76,9 +82,38 @@ def records_of(value: object) -> Iterable[object]:
         return (value,)
     if shape is Shape.INDEXED:
         return _indexed(value)
+    if shape is Shape.TABLE:
+        return table_rows(value)
     if shape is Shape.ASYNC_STREAM:
         raise TypeError("an async iterable of records needs achecked() or an async sink")
     return cast("Iterable[object]", value)  # HELD or STREAM
+
+
+def _is_table(value: object) -> bool:
+    kind = type(value)
+    arrow = hasattr(kind, "to_pylist") and hasattr(kind, "column_names")
+    pandas = hasattr(kind, "to_dict") and hasattr(kind, "itertuples") and hasattr(kind, "columns")
+    return arrow or pandas
+
+
+def table_rows(value: Any) -> list[dict[str, Any]]:
+    """The rows of a table as records: ``{column: value}`` each, the seal (if any)
+    under its ``_kairo`` column. Values are what the table holds now (a pandas column of
+    integers with a gap holds floats and NaN), so a row whose content changed type does
+    not match its seal and is refused."""
+    kind = type(value)
+    if hasattr(kind, "to_pylist"):
+        rows: list[dict[str, Any]] = value.to_pylist()
+        return rows
+    return cast("list[dict[str, Any]]", value.to_dict(orient="records"))
+
+
+def rebuilt_table(value: Any, rows: list[Any]) -> Any:
+    """A table of the same kind as ``value`` holding ``rows`` (the ones that passed)."""
+    kind = type(value)
+    if hasattr(kind, "from_pylist"):
+        return kind.from_pylist(rows, schema=value.schema)
+    return kind(rows, columns=value.columns)
 
 
 def _is_indexed(value: object) -> bool:
