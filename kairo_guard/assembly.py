@@ -41,6 +41,7 @@ from kairo_guard.detect.fingerprint import (
 from kairo_guard.detect.identifiers import CustomerIdentifierCheck, CustomerIdentifiers
 from kairo_guard.detect.indexer import SpoolIndexer, wait_indexed
 from kairo_guard.detect.net import FingerprintNet
+from kairo_guard.detect.pii import gate as pii_gate  # constants only: presidio loads lazily
 from kairo_guard.detect.pii.check import LazyPiiCheck
 from kairo_guard.enforce.check import CheckContext
 from kairo_guard.enforce.sealing import Sealer
@@ -282,7 +283,9 @@ def vetting_policies(
         "accumulated": ACCUMULATED_MIN_SHARED,
     }
     gate = {"thresholds": pii.thresholds, "allow_list": sorted(pii.allow_list), "model": pii.model}
-    operator_entities = pii.operator_entities
+    # the entity lists as the gate will use them: a default the code changes counts too
+    operator_entities = pii.operator_entities or list(pii_gate.OPERATOR_ENTITIES)
+    strict_entities = pii.entities or list(pii_gate.DEFAULT_ENTITIES)
     docs = {
         DataClass.OPERATOR_PUBLIC: {
             **net,
@@ -292,7 +295,7 @@ def vetting_policies(
         },
         DataClass.ANONYMIZED_TELEMETRY: {
             **net,
-            "pii": strict_pii and {**gate, "entities": pii.entities},
+            "pii": strict_pii and {**gate, "entities": strict_entities},
         },
     }
     return {
@@ -373,10 +376,8 @@ def pii_check(
         return None
 
     def build() -> Any:
-        from kairo_guard.detect.pii import gate
-
         if not operator:
-            return gate.PiiGate(
+            return pii_gate.PiiGate(
                 entities=pii.entities,
                 thresholds=pii.thresholds,
                 allow_list=pii.allow_list,
@@ -384,8 +385,8 @@ def pii_check(
                 processes=pii.processes,
             )
         configured = pii.operator_entities
-        entities = gate.OPERATOR_ENTITIES if configured is None else tuple(configured)
-        return gate.PiiGate(
+        entities = pii_gate.OPERATOR_ENTITIES if configured is None else tuple(configured)
+        return pii_gate.PiiGate(
             entities=entities,
             thresholds=pii.thresholds,
             allow_list=pii.allow_list,

@@ -276,3 +276,18 @@ def test_a_mangled_shard_seal_is_refused_as_a_seal_error_never_opened(roles: Rol
         with pytest.raises(SealError):
             trainer.codec.verify(mangled)
     assert _rules(trainer, [record]) == []  # the genuine one still opens
+
+
+def test_the_vetting_policy_version_follows_the_default_entity_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kairo_guard.assembly import vetting_policies
+    from kairo_guard.config import load_settings
+    from kairo_guard.detect.pii import gate
+
+    settings = load_settings(home=tmp_path, env={})
+    before = vetting_policies(settings, True, True)
+    monkeypatch.setattr(gate, "OPERATOR_ENTITIES", (*gate.OPERATOR_ENTITIES, "EMAIL_ADDRESS"))
+    after = vetting_policies(settings, True, True)
+    assert after[DataClass.OPERATOR_PUBLIC] != before[DataClass.OPERATOR_PUBLIC]
+    assert after[DataClass.ANONYMIZED_TELEMETRY] == before[DataClass.ANONYMIZED_TELEMETRY]
