@@ -60,9 +60,7 @@ def keys_init(ctx: click.Context, key_id: str, signer_id: str, no_signer: bool) 
     home = state_home(ctx)
     if no_signer or (home / SIGNER_FILE_NAME).exists():
         return
-    signer = SignerKeys.generate(signer_id)
-    write_signer_file(home / SIGNER_FILE_NAME, signer)
-    write_verify_file(home / VERIFY_FILE_NAME, load_verify_keys(home).merged(signer.public()))
+    _save_signer(home, SignerKeys.generate(signer_id), overwrite=False)
     click.echo(
         f"created {home / SIGNER_FILE_NAME} (Ed25519 vetting key {signer_id}) "
         f"and {home / VERIFY_FILE_NAME} (its public key)"
@@ -79,13 +77,17 @@ def keys_rotate_signer(ctx: click.Context, key_id: str) -> None:
     signer = load_signer(home, env={})
     if signer is None:
         raise Exit(EXIT_USAGE, f"error: no {home / SIGNER_FILE_NAME}: run 'kairo-guard keys init'")
-    rotated = signer.rotated(key_id)
-    write_signer_file(home / SIGNER_FILE_NAME, rotated, overwrite=True)
-    write_verify_file(
-        home / VERIFY_FILE_NAME, load_verify_keys(home, env={}).merged(rotated.public())
-    )
+    _save_signer(home, signer.rotated(key_id), overwrite=True)
     click.echo(f"{home / SIGNER_FILE_NAME}: new signing key {key_id}; {len(signer.keys)} kept")
     click.echo(f"give training jobs the new {home / VERIFY_FILE_NAME}")
+
+
+def _save_signer(home: Path, signer: SignerKeys, *, overwrite: bool) -> None:
+    """Write the signer file and add its public keys to the verification file (the
+    files only: keys given in the environment are not copied into them)."""
+    write_signer_file(home / SIGNER_FILE_NAME, signer, overwrite=overwrite)
+    public = load_verify_keys(home, env={}).merged(signer.public())
+    write_verify_file(home / VERIFY_FILE_NAME, public)
 
 
 @keys.command("public")

@@ -91,7 +91,7 @@ def label(
                 number, bad = item
                 tally.count(number, (bad.rule, bad.reason))
             elif shard is not None:
-                tally.count(item.number, shard.add(item, fh))
+                shard.add(item, fh)  # counted once vetted (or refused at once)
             else:
                 problem = _label_line(guard, item, fh, tenant=tenant, cls=cls, source=source)
                 tally.count(item.number, problem)
@@ -161,6 +161,8 @@ def _summary(tally: _Tally, input_path: Path, out: Path, what: str) -> None:
         click.echo(f"  line {r['line']}: {r['rule']}: {r['reason']}", err=True)
 
 
+_NOT_AN_OBJECT = "a record must be a JSON object to carry a seal"
+_STICKY = "record already carries a seal; labels are sticky"
 SHARD_RECORDS = 10_000
 """Operator records vetted and signed together, as one shard."""
 
@@ -173,20 +175,20 @@ class _Shard:
         self._guard, self._source, self._tally = guard, source, tally
         self._pending: list[tuple[int, dict[str, Any]]] = []
 
-    def add(self, line: Line, fh: BinaryIO | None) -> tuple[str, str] | None:
-        """Take a line; return its refusal now (unreadable, sealed as something else),
-        or None while its vetting is pending."""
+    def add(self, line: Line, fh: BinaryIO | None) -> None:
+        """Take a line: refused at once (unreadable, sealed as something else) or
+        pending until its shard is vetted."""
         value = parse_line(line.raw, exact_numbers=True)
         if isinstance(value, BadLine):
-            return value.rule, value.reason
-        if type(value) is not dict:
-            return "input.not-an-object", "a record must be a JSON object to carry a seal"
-        if SEAL_FIELD in value and not self._revetting(value.pop(SEAL_FIELD)):
-            return "label.already-sealed", "record already carries a seal; labels are sticky"
-        self._pending.append((line.number, value))
-        if len(self._pending) >= SHARD_RECORDS:
-            self.flush(fh)
-        return None
+            self._tally.count(line.number, (value.rule, value.reason))
+        elif type(value) is not dict:
+            self._tally.count(line.number, ("input.not-an-object", _NOT_AN_OBJECT))
+        elif SEAL_FIELD in value and not self._revetting(value.pop(SEAL_FIELD)):
+            self._tally.count(line.number, ("label.already-sealed", _STICKY))
+        else:
+            self._pending.append((line.number, value))
+            if len(self._pending) >= SHARD_RECORDS:
+                self.flush(fh)
 
     def _revetting(self, seal: object) -> bool:
         # operator data vetted before (another policy, another shard) may be vetted again
@@ -209,11 +211,11 @@ class _Shard:
             if isinstance(outcome, str):
                 if fh is not None:
                     fh.write(sealed_line(value, outcome))
-                continue
-            rule = outcome.rule if isinstance(outcome, ContentRefused) else "label.refused"
-            reason = outcome.reason if isinstance(outcome, ContentRefused) else str(outcome)
-            self._tally.sealed -= 1  # counted as sealed when taken
-            self._tally.count(number, (rule, reason))
+                self._tally.count(number, None)
+            elif isinstance(outcome, ContentRefused):
+                self._tally.count(number, (outcome.rule, outcome.reason))
+            else:
+                self._tally.count(number, ("label.refused", str(outcome)))
         self._pending.clear()
 
 
@@ -230,9 +232,9 @@ def _label_line(
     if isinstance(value, BadLine):
         return value.rule, value.reason
     if type(value) is not dict:
-        return "input.not-an-object", "a record must be a JSON object to carry a seal"
+        return "input.not-an-object", _NOT_AN_OBJECT
     if SEAL_FIELD in value:
-        return "label.already-sealed", "record already carries a seal; labels are sticky"
+        return "label.already-sealed", _STICKY
     try:
         if tenant is not None:
             seal = guard.seal(value, tenant=tenant, data_class=cls, source=source)

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from kairo_guard.core.exceptions import ContentRefused
 from kairo_guard.core.policy import Decision
@@ -41,7 +43,6 @@ _PHONE_RUN = re.compile(r"[\d \t()./+-]{10,}")  # every character a _PHONE match
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
 _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
-_RECENT_CHARS = 16 << 20
 
 
 def _phone_matches(text: str) -> Iterator[re.Match[str]]:
@@ -82,25 +83,30 @@ class CustomerIdentifiers:
         if len(key) < 16:
             raise ValueError("the identifier key must be at least 16 bytes")
         self._key = key[:64]
-        # Vetting asks twice about the same strings (the check, then the shard's table):
-        # what a text with an "@" or a run of digits held is kept, up to a budget.
-        self._recent: dict[str, list[tuple[str, int]]] = {}
-        self._recent_chars = 0
+        self._local = threading.local()  # what :meth:`remembering` keeps, per thread
 
     def found_in(self, text: str) -> list[tuple[str, int]]:
         """``(kind, hash)`` of each identifier in ``text``, in order."""
         if "@" not in text and not shapes(text).cluster:
-            return []  # nothing to find (most text), and nothing worth keeping
-        recent = self._recent.get(text)
-        if recent is not None:
-            return recent
-        found = [(kind, self.hash(normalized)) for kind, normalized in identifiers_in(text)]
-        if self._recent_chars + len(text) > _RECENT_CHARS:
-            self._recent.clear()
-            self._recent_chars = 0
-        self._recent[text] = found
-        self._recent_chars += len(text)
+            return []  # nothing to find (most text)
+        recent: dict[str, list[tuple[str, int]]] | None = getattr(self._local, "recent", None)
+        if recent is None:
+            return [(kind, self.hash(normalized)) for kind, normalized in identifiers_in(text)]
+        found = recent.get(text)
+        if found is None:
+            found = recent[text] = [(k, self.hash(n)) for k, n in identifiers_in(text)]
         return found
+
+    @contextmanager
+    def remembering(self) -> Iterator[None]:
+        """Within the block, in this thread, a text is read once however often it is
+        asked about (vetting asks the check, then the shard's table); nothing is kept
+        after it (the indexer, which reads each body once, keeps nothing at all)."""
+        self._local.recent = {}
+        try:
+            yield
+        finally:
+            self._local.recent = None
 
     def hash(self, normalized: bytes) -> int:
         """The keyed 64-bit hash of a normalized identifier (signed, as SQL stores it)."""

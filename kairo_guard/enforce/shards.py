@@ -74,9 +74,9 @@ def fingerprint_table(per_record: Sequence[np.ndarray[Any, Any]]) -> bytes:
     """Encode the shard's fingerprints: every (fingerprint, record) pair, sorted by
     fingerprint, as a count, the fingerprints (int64) and the record numbers (uint32)."""
     sizes = [len(a) for a in per_record]
-    fps = np.concatenate([np.asarray(a, dtype="<i8") for a in per_record]) if sizes else None
-    if fps is None or not len(fps):
+    if not sum(sizes):
         return (0).to_bytes(_HEADER, "little")
+    fps = np.concatenate([np.asarray(a, dtype="<i8") for a in per_record])
     recs = np.repeat(np.arange(len(sizes), dtype="<u4"), sizes)
     order = np.argsort(fps, kind="stable")
     return len(fps).to_bytes(_HEADER, "little") + fps[order].tobytes() + recs[order].tobytes()
@@ -151,7 +151,9 @@ class ShardWriter:
         if self._signer is None:
             raise KeyringError(NO_SIGNER)
         created = int(self._clock()) if created_at is None else created_at
-        period = self._retention(None, data_class, source)
+        if expires_at is None:
+            period = self._retention(None, data_class, source)
+            expires_at = created + period if period else None
         leaves = b"".join(bytes.fromhex(d) for d in digests)
         if len(leaves) != 32 * len(digests):
             raise ValueError("a digest is not 64 hex characters")
@@ -160,11 +162,7 @@ class ShardWriter:
             data_class=data_class,
             source=source,
             created_at=created,
-            expires_at=expires_at
-            if expires_at is not None
-            else created + period
-            if period
-            else None,
+            expires_at=expires_at,
             records=len(digests),
             root=merkle_root(leaves),
             fingerprints=hashlib.sha256(table).hexdigest(),

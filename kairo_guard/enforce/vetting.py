@@ -128,6 +128,12 @@ class ShardVetting:
                 its bound (rule ``fingerprint.scheme-mismatch`` / ``index.lagging``).
             StoreError: the index or the store cannot be read or written.
         """
+        if self._identifiers is None:
+            return self._vet(contents, source)
+        with self._identifiers.remembering():  # the check and the shard's table read once
+            return self._vet(contents, source)
+
+    def _vet(self, contents: Sequence[object], source: str) -> list[Vetted]:
         if not self.writer.can_sign:
             raise KeyringError(NO_SIGNER)
         if self._stale_index is not None:  # the net is blind: vouch for nothing

@@ -127,3 +127,18 @@ def test_an_allow_listed_address_in_customers_content_stays_usable(
         docs = {"text": "Questions? Write to support@kairo.dev."}
         assert guard.seal_operator_data(docs, source="docs").startswith("kp1.")
         assert _refusal(guard, {"text": f"Questions? Write to {EMAIL}."}).rule == RULE
+
+
+def test_identifiers_are_remembered_only_inside_a_vetting_block() -> None:
+    from kairo_guard.detect.identifiers import CustomerIdentifiers
+
+    index = CustomerIdentifiers(b"k" * 32)
+    text = "write to ops@example.org or call 415 555 0132"
+    outside = index.found_in(text)
+    assert len(outside) == 2
+    assert index.found_in(text) is not outside  # nothing kept: the indexer reads bodies once
+    with index.remembering():
+        first = index.found_in(text)
+        assert index.found_in(text) is first  # read once inside the block
+    assert index.found_in(text) is not first
+    assert index.found_in(text) == first
