@@ -44,7 +44,6 @@ _INEXACT = Decision(
     "input.inexact-number",
     "an integer exceeds 64 bits: the seal cannot vouch for digits lost in parsing",
 )
-_SHARD_SEAL = "kp1."
 _SHARD_MEMBER = b',"' + SEAL_FIELD.encode("ascii") + b'":"kp1.'
 _SHARD_MEMBER_LEN = len(_SHARD_MEMBER)
 _SHARD_TAIL = _SHARD_MEMBER_LEN - 4 + SHARD_SEAL_LENGTH + 2  # the member, the seal, '"}'
@@ -246,7 +245,7 @@ def _scan_batches(
                 if len(pending) >= SCAN_BATCH:
                     flush()
                 continue
-        parsed = _parse_or_split(raw, number, vetted)
+        parsed = _parse_or_split(raw, number)  # the fast path declined: the long way
         if isinstance(parsed, BadLine):  # JSON that does not parse: passes only to observe
             flush()
             run.block_unreadable(parsed.rule, parsed.reason, parsed.digest, number)
@@ -262,17 +261,11 @@ def _scan_batches(
     return run.finish()
 
 
-def _parse_or_split(
-    raw: bytes, number: int, vetted: Callable[[str, str, int], Staged | None]
-) -> tuple[RecordParts | Staged, bytes | None] | BadLine | None:
+def _parse_or_split(raw: bytes, number: int) -> tuple[RecordParts, bytes | None] | BadLine | None:
     parts = split_sealed_line(raw)
     if parts is not None:
         body, seal = parts
         digest = hashlib.sha256(body).hexdigest()
-        if seal.startswith(_SHARD_SEAL):  # a clean record of a vetted shard: staged at once
-            staged = vetted(seal, digest, number)
-            if staged is not None:
-                return staged, None
         if seal.find(digest, 4, 120) >= 0:  # the seal's own digest: canonical bytes
             return RecordParts(body, seal, digest, number, None, json_bytes=True), None
     return _parse(raw, number)
