@@ -8,7 +8,12 @@
   spools through a writer process (:mod:`kairo_guard.ingest.spool_main`);
 - ``kairo_guard/ingest/_gate.c``, the middleware's admission of its common request
   (:mod:`kairo_guard.ingest.fast_path`) and the API key cache it reads (libcrypto's
-  SHA-256); without it the same checks run in Python.
+  SHA-256); without it the same checks run in Python;
+- ``kairo_guard/detect/_shapes.c``, the PII gate's one-pass prefilters; without it the
+  same tests as regular expressions;
+- ``kairo_guard/core/_merkle.c``, shard Merkle roots and the scan of vetted shards' lines
+  (:mod:`kairo_guard.core.shard_lines`; libcrypto's SHA-256); without it the same in
+  Python.
 
 Editable installs (``pip install -e .``) get each shared library beside its source, in
 the source tree (git ignores them); wheels get them as forced includes, and are then
@@ -41,7 +46,7 @@ EXTENSIONS = (
     (Path("kairo_guard/detect/_shapes.c"), [],
      "prefilter extension", "the same tests as regular expressions"),
     (Path("kairo_guard/core/_merkle.c"), ["-lcrypto"],
-     "Merkle root extension", "the same tree hashed in Python"),
+     "Merkle root and vetted-line extension", "the same in Python"),
 )  # fmt: skip
 FLAGS = [
     "-O3",

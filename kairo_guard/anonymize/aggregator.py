@@ -36,8 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kairo_guard.core.exceptions import ContentError, ContentRefused
-from kairo_guard.core.types import SEAL_FIELD, TENANT_PATTERN, TenantId
-from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.core.types import SEAL_FIELD, TENANT_PATTERN, AuditAppender, TenantId
 
 DEFAULT_K = 10
 DEFAULT_FIELDS = {

@@ -32,10 +32,10 @@ from kairo_guard.core.jsonl import (
 )
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
-from kairo_guard.core.shard import SHARD_SEAL_LENGTH
+from kairo_guard.core.shard_lines import may_be_member
 from kairo_guard.core.types import SEAL_FIELD, Mode, Outcome
 from kairo_guard.enforce.check import SinkCheck
-from kairo_guard.enforce.check_batch import RecordParts, Staged
+from kairo_guard.enforce.check_batch import RecordParts
 
 _SORT = orjson.OPT_SORT_KEYS
 _UNPARSED = BadLine("input.malformed-json", "malformed JSON", "")
@@ -44,9 +44,6 @@ _INEXACT = Decision(
     "input.inexact-number",
     "an integer exceeds 64 bits: the seal cannot vouch for digits lost in parsing",
 )
-_SHARD_MEMBER = b',"' + SEAL_FIELD.encode("ascii") + b'":"kp1.'
-_SHARD_MEMBER_LEN = len(_SHARD_MEMBER)
-_SHARD_TAIL = _SHARD_MEMBER_LEN - 4 + SHARD_SEAL_LENGTH + 2  # the member, the seal, '"}'
 SCAN_BATCH = 1024
 """Lines a scan at a shared sink decides at once (one fingerprint lookup for them)."""
 SUMMARY_VIOLATIONS = 5
@@ -203,13 +200,15 @@ def _scan_batches(
     run: SinkCheck, stream: BinaryIO, out: IO[bytes] | None, max_bytes: int, bar: Any
 ) -> CheckReport:
     """:func:`_scan_lines` for a shared sink: lines are decided :data:`SCAN_BATCH` at a
-    time (one fingerprint lookup for them), then written in order."""
+    time (one fingerprint lookup for them), then written in order; runs of clean lines
+    of vetted shards are decided at once (:meth:`SinkCheck.take_vetted`)."""
     observe = run.mode is Mode.OBSERVE
     write = None if out is None else out.write
-    pending: list[tuple[RecordParts | Staged, bytes, bytes | None]] = []
-    vetted, sha256 = run.stage_vetted, hashlib.sha256
+    pending: list[tuple[RecordParts, bytes, bytes | None]] = []
 
     def flush() -> None:
+        if not pending:
+            return
         decisions = run.decide_batch([parts for parts, _, _ in pending])
         if write is not None:
             lines = [
@@ -222,43 +221,50 @@ def _scan_batches(
                 lines.append(b"")
                 write(b"\n".join(lines))
         pending.clear()
-        if bar is not None:  # progress by batch: the fast path below skips the loop's end
-            bar.update(scanned - shown[0])
-            shown[0] = scanned
 
-    scanned, shown = 0, [0]
-    for number, raw in enumerate(chain.from_iterable(iter_line_batches(stream, max_bytes))):
-        if isinstance(raw, BadLine):
-            flush()  # in order: what came before is decided first
-            run.block_unreadable(raw.rule, raw.reason, raw.digest, number)
-            continue
-        scanned += len(raw) + 1
-        at = len(raw) - _SHARD_TAIL  # where a canonical line of a vetted shard's seal starts
-        if at > 0 and raw[at : at + _SHARD_MEMBER_LEN] == _SHARD_MEMBER and raw[-2:] == b'"}':
-            # the hot path of vetted shards: the bytes before the seal, closed, are the
-            # canonical content exactly when they hash to the seal's digest
-            staged = vetted(
-                raw[at + 11 : -2].decode("latin-1"), sha256(raw[:at] + b"}").hexdigest(), number
-            )
-            if staged is not None:
-                pending.append((staged, raw, None))
+    number, shown = 0, 0  # the batch's first line; bytes shown on the progress bar
+    for lines in iter_line_batches(stream, max_bytes):
+        i, size = 0, len(lines)
+        while i < size:
+            raw, at = lines[i], number + i
+            if not pending or (type(raw) is bytes and may_be_member(raw)):
+                flush()  # in order: what came before is decided and written first
+                end = run.take_vetted(lines, i, at)
+                if end > i:  # canonical lines of vetted shards: written as read
+                    if write is not None:
+                        write(b"\n".join(lines[i:end]) + b"\n")  # type: ignore[arg-type]
+                    i = end
+                    continue
+            i += 1
+            if isinstance(raw, BadLine):
+                flush()
+                run.block_unreadable(raw.rule, raw.reason, raw.digest, at)
+                continue
+            parsed = _parse_or_split(raw, at)
+            if isinstance(parsed, BadLine):  # JSON that does not parse: passes only to observe
+                flush()
+                run.block_unreadable(parsed.rule, parsed.reason, parsed.digest, at)
+                if write is not None and observe:
+                    write(raw + b"\n")
+            elif parsed is not None:
+                pending.append((parsed[0], raw, parsed[1]))
                 if len(pending) >= SCAN_BATCH:
                     flush()
-                continue
-        parsed = _parse_or_split(raw, number)  # the fast path declined: the long way
-        if isinstance(parsed, BadLine):  # JSON that does not parse: passes only to observe
-            flush()
-            run.block_unreadable(parsed.rule, parsed.reason, parsed.digest, number)
-            if write is not None and observe:
-                write(raw)
-                write(b"\n")
-        elif parsed is not None:
-            pending.append((parsed[0], raw, parsed[1]))
-            if len(pending) >= SCAN_BATCH:
-                flush()
+        number += size
+        run.bytes_scanned += _read_size(lines)
+        if bar is not None:
+            bar.update(run.bytes_scanned - shown)
+            shown = run.bytes_scanned
     flush()
-    run.bytes_scanned += scanned
     return run.finish()
+
+
+def _read_size(lines: list[bytes | BadLine]) -> int:
+    """Bytes of the lines read, each with its newline (a line too long to read: none)."""
+    try:
+        return sum(map(len, lines)) + len(lines)  # type: ignore[arg-type]
+    except TypeError:  # a BadLine among them
+        return sum(len(line) + 1 for line in lines if type(line) is bytes)
 
 
 def _parse_or_split(raw: bytes, number: int) -> tuple[RecordParts, bytes | None] | BadLine | None:

@@ -1,13 +1,11 @@
 """The decision path for one check: context, seal, policy, content checks.
 
-A :class:`SinkCheck` is made per check (one call of ``guard.check``, one decorated call,
-one CLI scan). It decides records one at a time (lazily consumed generators) or in
-batches (:meth:`SinkCheck.decide_batch`: lists, scans at a shared sink), where the
-fingerprint net looks a whole batch up at once and evidence accumulates over the check
-(:mod:`kairo_guard.detect.accumulation`). At a shared sink it first awaits the index
-watermark; a lagging index blocks every record (``index.lagging``). Any error while
-deciding a record blocks that record (fail closed).
-Each decision is accounted for by the check's
+A :class:`SinkCheck` is made per check (one ``guard.check``, one decorated call, one CLI
+scan). It decides records one at a time or in batches (:meth:`SinkCheck.decide_batch`),
+where the fingerprint net looks a batch up at once and evidence accumulates over the
+check (:mod:`kairo_guard.detect.accumulation`). At a shared sink it first awaits the index
+watermark (a lagging index blocks every record: ``index.lagging``). Any error while
+deciding a record blocks it (fail closed). Each decision is accounted for by the check's
 :class:`~kairo_guard.enforce.ledger.CheckLedger` (counts, report, audit rows).
 """
 
@@ -23,12 +21,11 @@ from kairo_guard.core.exceptions import IsolationViolation, SealError
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.report import CheckReport
 from kairo_guard.core.seal import Label
+from kairo_guard.core.shard_lines import ViewEntry
+from kairo_guard.core.shard_lines import members as shard_members
 from kairo_guard.core.sinks import Sink
-from kairo_guard.core.types import AuditAppender as AuditAppender  # imported from here too
 from kairo_guard.core.types import Mode, Outcome, TenantId
 from kairo_guard.detect.accumulation import Verdict
-from kairo_guard.detect.fingerprint import FINGERPRINT_RULE as FINGERPRINT_RULE  # and these
-from kairo_guard.detect.fingerprint import fingerprint_check as fingerprint_check
 from kairo_guard.enforce.check_batch import (
     STAGE_NONE,
     STAGE_OWNER,
@@ -36,10 +33,10 @@ from kairo_guard.enforce.check_batch import (
     UNSET,
     RecordParts,
     Staged,
+    decide_runs,
     decide_staged,
 )
 from kairo_guard.enforce.check_context import CheckContext as CheckContext
-from kairo_guard.enforce.check_context import ContentCheck as ContentCheck
 from kairo_guard.enforce.check_context import (
     await_index,
     content_plan,
@@ -57,6 +54,7 @@ from kairo_guard.enforce.labels import (
     split_record,
 )
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
+from kairo_guard.enforce.shards import ShardRegistry
 
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
@@ -91,7 +89,9 @@ class SinkCheck:
         self._checks_any = self._net_passing or bool(self._checks or self._operator_checks)
         self._shards = ctx.shards if shared else None
         self._clean: Callable[[Label, str], bool] | None = None
-        self._clean_member: Callable[[str, str], Label | None] | None = None
+        self._vetted: ShardRegistry | None = None  # the shards, if compared at the refresh
+        self._view: dict[str, ViewEntry] | None = None  # made at generation _view_of
+        self._view_of = -1
         self._refresh()
         self._index = 0
         self._finished: CheckReport | None = None
@@ -129,7 +129,7 @@ class SinkCheck:
             self._net.refresh()  # what was indexed since: a long check sees it too
         shards = refreshed_shards(self._shards)
         self._clean = None if shards is None else shards.clean
-        self._clean_member = None if shards is None else shards.clean_member
+        self._vetted, self._view = shards, None
 
     def _next(self) -> int:
         """The next record's index; the check refreshes first when one is due."""
@@ -210,45 +210,45 @@ class SinkCheck:
     def decide_many(self, items: Iterable[object]) -> list[Decision]:
         """Decide records (any shape) as :meth:`decide` does, the fingerprint net on
         all of them at once (:meth:`decide_batch`)."""
-        decisions: list[Decision] = []
-        parts: list[RecordParts] = []
-        for item in items:
-            if ambiguous(item):  # decided alone, in its place
-                decisions += self.decide_batch(parts)
-                parts = []
-                decisions.append(self.decide(item))
-                continue
-            parts.append(RecordParts(*split_record(item)))
-        return decisions + self.decide_batch(parts)
+        return decide_runs(items, self.decide_batch, self.decide)
 
-    def decide_batch(self, records: Sequence[RecordParts | Staged]) -> list[Decision]:
-        """Decide records given their parts (or staged by :meth:`stage_vetted`), as
-        :meth:`decide_parts` does one, with one fingerprint lookup for the batch; none is
-        accounted before all are decided, so evidence the batch accumulates
-        (:mod:`kairo_guard.detect.accumulation`) blocks all of its records that carry it."""
-        staged = [p if type(p) is Staged else self._stage(p) for p in records]  # type: ignore[arg-type]
+    def decide_batch(self, records: Sequence[RecordParts]) -> list[Decision]:
+        """Decide records given their parts, as :meth:`decide_parts` does one, with one
+        fingerprint lookup for the batch; none is accounted before all are decided, so
+        evidence the batch accumulates (:mod:`kairo_guard.detect.accumulation`) blocks all
+        of its records that carry it."""
         return decide_staged(
-            staged, self._net, self._content_checks, self._pseudonym, self._account,
-            self.ledger.account_allowed,
+            [self._stage(p) for p in records], self._net, self._content_checks,
+            self._pseudonym, self._account, self.ledger.account_allowed,
         )  # fmt: skip
 
-    def stage_vetted(self, seal: str, digest: str, position: int) -> Staged | None:
-        """Stage, for :meth:`decide_batch`, a record of a vetted shard that needs no
-        content check here (``digest``: its bytes'); None: stage it the long way."""
-        member = self._clean_member
-        if member is None or self._countdown <= 1 or time.monotonic() > self._refresh_at:
+    def take_vetted(self, lines: list[Any], start: int, position: int) -> int:
+        """Decide and account the clean records of vetted shards in ``lines`` from
+        ``start`` (numbered from ``position``) up to the first line that is not one;
+        return where they end (``start``: none; decide that line the long way). Decide
+        the lines staged before first: decisions are accounted in order."""
+        view = self._vetted_view()
+        if view is None:
+            return start
+        stop = start + self._countdown - 1  # a refresh falls due on a record of the long way
+        end, rows = shard_members(lines, start, stop, view, _ALLOW, position)
+        if rows:
+            self._index += len(rows)
+            self._countdown -= len(rows)
+            self.ledger.account_allowed(rows)
+        return int(end)
+
+    def _vetted_view(self) -> dict[str, ViewEntry] | None:
+        shards = self._vetted
+        if shards is None or self._countdown <= 1 or time.monotonic() > self._refresh_at:
             return None  # not at a shared sink with shards, or a refresh is due
-        label = member(seal, digest)
-        if label is None:
-            return None
-        self._index += 1
-        self._countdown -= 1
-        expired = label.expires_at is not None and self._now >= label.expires_at
-        key = (id(label), True, expired)
-        decision, owner = self._decisions.get(key) or self._cached(
-            key, _VALID, label, True, expired
-        )
-        return Staged(position, decision, owner, digest, None, STAGE_NONE)
+        if self._view is None or self._view_of != shards.generation:
+            self._view_of, self._view = shards.generation, {}
+            for shard_id, label, index, dirty in shards.view():
+                decision, owner = self._by_label(label, True)
+                if decision.outcome is _ALLOW and label.tenant is None:
+                    self._view[shard_id] = (index, dirty, decision.rule, owner)
+        return self._view
 
     def _stage(self, parts: RecordParts) -> Staged:
         """Decide a record up to the content checks; say which it needs."""
@@ -289,18 +289,18 @@ class SinkCheck:
         except SealError as exc:
             decision, owner = self._cached(_INVALID_KEY, _INVALID, None, False, False)
             return decision._replace(reason=f"{decision.reason} ({exc})"), owner, digest, False
-        expires = label.expires_at
         match = sealed_digest == digest
-        expired = expires is not None and self._now >= expires
-        # ``label`` is the codec's shared object for every seal that differs only in
-        # its digest: its identity keys the decision cache.
-        key = (id(label), match, expired)
-        decision, owner = self._decisions.get(key) or self._cached(
-            key, _VALID, label, match, expired
-        )
+        decision, owner = self._by_label(label, match)
         ok = match and label.tenant is None and decision.outcome is _ALLOW  # may skip checks
         clean = self._clean
         return decision, owner, digest, ok and clean is not None and clean(label, digest)
+
+    def _by_label(self, label: Label, match: bool) -> tuple[Decision, str | None]:
+        expired = label.expires_at is not None and self._now >= label.expires_at
+        # ``label`` is the codec's shared object for every seal that differs only in
+        # its digest: its identity keys the decision cache.
+        key = (id(label), match, expired)
+        return self._decisions.get(key) or self._cached(key, _VALID, label, match, expired)
 
     def _content_checks(
         self,

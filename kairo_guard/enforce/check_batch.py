@@ -10,13 +10,14 @@ of it is decided.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome
 from kairo_guard.detect.accumulation import CheckNet, Verdict
 from kairo_guard.enforce.check_context import failed_decision
+from kairo_guard.enforce.labels import ambiguous, split_record
 
 UNSET: Any = object()
 """No verdict of the net yet: ask it."""
@@ -87,3 +88,22 @@ def decide_staged(
         account(s.position, decision, s.digest, owner)
         decisions.append(decision)
     return decisions
+
+
+def decide_runs(
+    items: Iterable[object],
+    decide_batch: Callable[[Sequence[RecordParts]], list[Decision]],
+    decide: Callable[[object], Decision],
+) -> list[Decision]:
+    """Decide records (any shape) in order: runs of them as one batch each, and a record
+    with two seals alone, in its place (``decide`` blocks it: neither seal may decide)."""
+    decisions: list[Decision] = []
+    parts: list[RecordParts] = []
+    for item in items:
+        if ambiguous(item):
+            decisions += decide_batch(parts)
+            parts = []
+            decisions.append(decide(item))
+            continue
+        parts.append(RecordParts(*split_record(item)))
+    return decisions + decide_batch(parts)

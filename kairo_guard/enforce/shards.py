@@ -239,6 +239,8 @@ class ShardRegistry:
         self._shards: dict[str, _Shard] = {}
         self._by_label: dict[int, _Shard] = {}
         self._bad: dict[str, SealError] = {}
+        self.generation = 0
+        """Changes whenever a shard is loaded, dropped or compared (see :meth:`view`)."""
 
     def verify(self, seal: str) -> tuple[Label, str]:
         """See :meth:`~kairo_guard.core.seal.ShardSeals.verify`."""
@@ -264,15 +266,12 @@ class ShardRegistry:
         shard = self._by_label.get(id(label))
         return shard is not None and shard.current and shard.index[digest] not in shard.dirty
 
-    def clean_member(self, seal: str, digest: str) -> Label | None:
-        """The label of a ``kp1`` seal of a loaded shard whose record is ``digest`` and
-        :meth:`clean`; None for anything else (to be decided the long way). The hot path
-        of a scan of vetted shards: no parsing, three dictionary lookups."""
-        shard = self._shards.get(seal[4:36])
-        if shard is None or not shard.current or seal[37:] != digest or seal[36] != ".":
-            return None
-        at = shard.index.get(digest)
-        return None if at is None or at in shard.dirty else shard.label
+    def view(self) -> list[tuple[str, Label, dict[str, int], set[int]]]:
+        """``(shard id, label, index, dirty records)`` of each loaded shard that is
+        current: what a scan may take without content checks
+        (:mod:`kairo_guard.core.shard_lines`), valid while :attr:`generation` stays."""
+        with self._lock:
+            return [(k, s.label, s.index, s.dirty) for k, s in self._shards.items() if s.current]
 
     def refresh(self) -> None:
         """Compare every loaded shard with what was indexed since it was last compared
@@ -283,11 +282,13 @@ class ShardRegistry:
         """
         with self._lock:
             held = list(self._shards.values())
+            self.generation += 1
             for shard in held:
                 shard.current = False  # until compared again: a failure leaves it so
             self._catch_up(held)
             for shard in held:
                 shard.current = self._current(shard)
+            self.generation += 1
 
     def _current(self, shard: _Shard) -> bool:
         policy = self._policies.get(shard.manifest.data_class)
@@ -318,6 +319,7 @@ class ShardRegistry:
                 self._by_label.pop(id(oldest.label), None)
             self._shards[shard_id] = shard
             self._by_label[id(shard.label)] = shard
+            self.generation += 1
             return shard
 
     def _open(self, shard_id: str, row: ShardRow) -> _Shard:

@@ -31,8 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kairo_guard.core.exceptions import StoreError
-from kairo_guard.core.types import TenantId, validate_tenant
-from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.core.types import AuditAppender, TenantId, validate_tenant
 from kairo_guard.store.base import DEFAULT_SCOPE, Agreement, Store
 
 Expiry = datetime | float | int | None

@@ -12,8 +12,7 @@ from pathlib import Path
 from kairo_guard.core.exceptions import ContentError, SealError
 from kairo_guard.core.seal import Label, SealCodec
 from kairo_guard.core.sinks import make_sink
-from kairo_guard.core.types import Mode, SinkKind, TenantId, validate_tenant
-from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.core.types import AuditAppender, Mode, SinkKind, TenantId, validate_tenant
 from kairo_guard.enforce.service import SinkChecks
 from kairo_guard.store.base import DATASET_ACTIVE, DatasetInfo, Store
 from kairo_guard.tenancy.agreements import Agreements

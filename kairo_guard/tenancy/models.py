@@ -19,8 +19,7 @@ from pathlib import Path
 from kairo_guard.core.exceptions import RegistryError as RegistryError  # re-exported here
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.sinks import Sink
-from kairo_guard.core.types import TenantId, validate_tenant
-from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.core.types import AuditAppender, TenantId, validate_tenant
 from kairo_guard.store.base import MODEL_ACTIVE, ModelInfo, Store
 from kairo_guard.tenancy.agreements import Agreements
 from kairo_guard.tenancy.datasets import VerifiedDataset, load_manifest

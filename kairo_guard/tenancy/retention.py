@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kairo_guard.core.seal import Label, SealCodec
-from kairo_guard.core.types import DataClass, TenantId, validate_tenant
-from kairo_guard.enforce.check import AuditAppender
+from kairo_guard.core.types import AuditAppender, DataClass, TenantId, validate_tenant
 from kairo_guard.store.base import ProvenanceRow, Store
 from kairo_guard.tenancy.dataset_service import DatasetService
 
