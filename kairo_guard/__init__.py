@@ -10,6 +10,7 @@ import logging
 
 from kairo_guard.anonymize.aggregator import AggregationReport, TelemetryAggregator
 from kairo_guard.audit.log import AuditLog, AuditVerification, verify_audit
+from kairo_guard.core.columnar import CANONICAL_FIELD, with_canonical
 from kairo_guard.core.content import canonical_json, content_digest
 from kairo_guard.core.context import current_tenant, tenant_context
 from kairo_guard.core.exceptions import (
@@ -59,6 +60,7 @@ from kairo_guard.tenancy.retention import RetentionPolicy, SweepReport
 from kairo_guard.workers import GuardForked, GuardSpec
 
 __all__ = [
+    "CANONICAL_FIELD",
     "SEAL_FIELD",
     "AggregationReport",
     "Agreement",
@@ -127,6 +129,7 @@ __all__ = [
     "rule",
     "tenant_context",
     "verify_audit",
+    "with_canonical",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kairo_guard.core.columnar import CANONICAL_FIELD, columnar_content
 from kairo_guard.core.policy import Decision, Facts, Relation
 from kairo_guard.core.seal import Label
 from kairo_guard.core.sinks import Sink
@@ -33,6 +34,8 @@ def split_record(item: object) -> tuple[object, object]:
     if isinstance(item, Sealed):
         return item.content, item.seal
     if isinstance(item, Mapping):
+        if CANONICAL_FIELD in item:  # a row of a columnar format: see core.columnar
+            return columnar_content(item), item.get(SEAL_FIELD)
         return item, item.get(SEAL_FIELD)
     return item, None
 
