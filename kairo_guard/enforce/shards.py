@@ -25,7 +25,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -207,6 +207,19 @@ class _Shard:
     """Vetted under this guard's policy, and compared with what was indexed since."""
 
 
+class ExportedShard(NamedTuple):
+    """A verified shard as :meth:`ShardRegistry.export` gives it."""
+
+    shard_id: str
+    label: Label
+    digests: bytes
+    """Its records' content digests, 32 bytes each, in order."""
+    dirty: frozenset[int]
+    """Numbers of its records that matched fingerprints indexed after it was vetted."""
+    current: bool
+    """Vetted under this guard's policy and compared in full with what was indexed."""
+
+
 class ShardRegistry:
     """Opens ``kp1`` seals for the seal codec and tells sinks which records are clean.
 
@@ -293,6 +306,25 @@ class ShardRegistry:
     def _current(self, shard: _Shard) -> bool:
         policy = self._policies.get(shard.manifest.data_class)
         return not shard.blind and policy == shard.manifest.policy
+
+    def export(self) -> list[ExportedShard]:
+        """Every stored shard that verifies, compared with what was indexed since its
+        watermark: what a process without the store needs to open its seals and tell
+        clean records (Ray workers). A shard that does not verify is left out (its
+        records then fail as seals of an unknown shard)."""
+        found = []
+        with self._lock:
+            for shard_id in self._store.shard_ids():
+                row = self._store.get_shard(shard_id)
+                try:
+                    shard = self._open(shard_id, row) if row is not None else None
+                except SealError:
+                    continue
+                if shard is not None and row is not None:
+                    self._catch_up([shard])
+                    dirty, current = frozenset(shard.dirty), self._current(shard)
+                    found.append(ExportedShard(shard_id, shard.label, row.digests, dirty, current))
+        return found
 
     def _load(self, shard_id: str) -> _Shard:
         with self._lock:

@@ -174,6 +174,10 @@ class ShardStore(Protocol):
         """Return the shard of that id, or None."""
         ...
 
+    def shard_ids(self) -> list[str]:
+        """The ids of every shard kept, oldest first."""
+        ...
+
     def fingerprint_position(self) -> int:
         """The position of the last fingerprint indexed (0: none), as
         :meth:`Store.fingerprints_since` counts: what a shard's watermark records."""

@@ -44,6 +44,10 @@ class ShardTables:
         r = rows[0]
         return ShardRow(str(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3]), bytes(r[4]))
 
+    def shard_ids(self) -> list[str]:
+        """See :meth:`~kairo_guard.store.base.ShardStore.shard_ids`."""
+        return [str(r[0]) for r in self.db.query("SELECT id FROM shards ORDER BY rowid")]
+
     def fingerprint_position(self) -> int:
         """See :meth:`~kairo_guard.store.base.ShardStore.fingerprint_position`."""
         rows = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM fingerprint_log")
