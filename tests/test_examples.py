@@ -168,3 +168,20 @@ def test_make_demo_story_with_the_service_exits_0(tmp_path: Path) -> None:
     assert "POST /train/examples (a shared training route): 403" in result.stdout
     assert "'X-Tenant-Id: acme' and no key: 401" in result.stdout
     assert "demo finished" in result.stdout
+
+
+def test_ray_example_fails_the_job_on_a_laundered_record_then_writes_the_rest(
+    tmp_path: Path,
+) -> None:
+    ring = KeyRing.generate()
+    home = tmp_path / "state"
+    make_guard(home, ring=ring).close()  # with a vetting key, as keys init leaves it
+    env = {"KAIRO_GUARD_HOME": str(home), "KAIRO_GUARD_KEY": ring.to_env_value()}
+    out = tmp_path / "shared.parquet"
+    result = _run(
+        "ray_shared_prep.py", env, "--mb", "1", "--workdir", str(tmp_path / "w"), "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "enforce: job failed as it should" in result.stdout
+    assert "'fingerprint.tenant-content': 1" in result.stdout
+    assert "laundered record kept out: True" in result.stdout

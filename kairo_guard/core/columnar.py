@@ -33,7 +33,8 @@ from typing import Any
 
 import orjson
 
-from kairo_guard.core.content import canonical_json
+from kairo_guard.core.content import RawJSON, canonical_json
+from kairo_guard.core.exceptions import ContentError
 from kairo_guard.core.types import SEAL_FIELD
 
 CANONICAL_FIELD = "_kairo_canonical"
@@ -59,21 +60,34 @@ def _seal_of(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def columnar_content(record: Mapping[str, Any]) -> object:
-    """The content a row of a columnar format stands for: its canonical content, when
-    it carries those bytes and every value it holds agrees with them (see the module
-    docstring); otherwise the row as it is (without the bytes), which then does not
-    match its seal."""
+    """The content a row of a columnar format stands for: its canonical content bytes
+    (as :class:`~kairo_guard.core.content.RawJSON`: hashed as they are, parsed only if
+    a content check reads them), when it carries them and every value it holds agrees
+    with them (see the module docstring); otherwise the row as it is (without the
+    bytes), which then does not match its seal."""
     raw = record.get(CANONICAL_FIELD)
     row = {k: v for k, v in record.items() if k != CANONICAL_FIELD}
-    if not isinstance(raw, bytes | bytearray | memoryview | str):
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes | bytearray | memoryview):
         return row
+    raw = bytes(raw)
+    if _encodes_as(row, raw):  # the common case: the row holds exactly the content
+        return RawJSON(raw)
     try:
-        content = orjson.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
+        content = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return row
     if type(content) is not dict or not agrees(row, content):
         return row
-    return content
+    return RawJSON(raw)
+
+
+def _encodes_as(row: dict[str, Any], raw: bytes) -> bool:
+    try:
+        return canonical_json({k: v for k, v in row.items() if k != SEAL_FIELD}) == raw
+    except ContentError:
+        return False
 
 
 def agrees(row: Mapping[str, Any], content: Mapping[str, Any], depth: int = 0) -> bool:

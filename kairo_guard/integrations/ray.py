@@ -218,6 +218,21 @@ class BatchGuard:
         return batch.append_column(DIGEST_COLUMN, pa.array(digests, pa.string()))
 
 
+_per_process: dict[str, BatchGuard] = {}
+
+
+def check_batch(batch: pa.Table, ref: JobSnapshot | ray.ObjectRef[JobSnapshot]) -> pa.Table:
+    """The ``map_batches`` function of a job run as tasks: a :class:`BatchGuard` built
+    once per worker process and job (Ray reuses its worker processes), so no actor is
+    started for a job."""
+    key = ref.hex() if isinstance(ref, ray.ObjectRef) else ref.check_id
+    found = _per_process.get(key)
+    if found is None:
+        _per_process.clear()  # one job's snapshot at a time in a process
+        found = _per_process[key] = BatchGuard(ref)
+    return found(batch)
+
+
 def _passed(batch: pa.Table) -> pa.Table:
     return batch.filter(pc.field(PASSED_COLUMN)).drop_columns(_DECISIONS)
 
@@ -234,11 +249,17 @@ def guard_dataset(
     mode: str | None = None,
     batch_size: int = BATCH_ROWS,
     concurrency: int | None = None,
+    actors: bool = False,
     on_report: ReportCallback | None = None,
 ) -> ray.data.Dataset:
     """Check every record of ``ds`` at ``sink`` on the cluster; return what may flow on
     (see the module docstring). The job runs, and its report is written, before this
     returns: the dataset it returns is materialized.
+
+    The checks run as tasks (:func:`check_batch`: a :class:`BatchGuard` once per worker
+    process and job, no actor to start), or with ``actors=True`` on a pool of
+    ``concurrency`` actors holding one :class:`BatchGuard` each. ``concurrency`` bounds
+    how many batches are decided at once (default: as many as the cluster has CPUs).
 
     Raises:
         IsolationViolation: in enforce mode, when any record is refused (it carries the
@@ -247,14 +268,19 @@ def guard_dataset(
     """
     started, mono = time.time(), time.monotonic()
     snap = snapshot(guard, sink, mode)
-    checked = ds.map_batches(
-        BatchGuard,
-        fn_constructor_args=(ray.put(snap),),
-        batch_format="pyarrow",
-        batch_size=batch_size,
-        concurrency=concurrency,
-        zero_copy_batch=True,
-    ).materialize()
+    ref = ray.put(snap)
+    common: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": batch_size}
+    if actors:
+        checked = ds.map_batches(
+            BatchGuard, fn_constructor_args=(ref,), concurrency=concurrency or 1, **common
+        ).materialize()
+    else:
+        checked = ds.map_batches(  # (Ray types fn as taking the batch alone; fn_args follow)
+            check_batch,  # type: ignore[arg-type]
+            fn_args=(ref,),
+            concurrency=concurrency,
+            **common,
+        ).materialize()
     report = _report(snap, checked, started, time.monotonic() - mono)
     guard.audit.append({"event": "check.ray", **report.to_dict(), "workers": concurrency})
     if on_report is not None:

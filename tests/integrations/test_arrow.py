@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from kairo_guard import CANONICAL_FIELD, SEAL_FIELD, Guard, IsolationViolation, with_canonical
 from kairo_guard.core.columnar import columnar_content
+from kairo_guard.core.content import RawJSON
 from kairo_guard.integrations.arrow import (
     DROPPED_SEAL_RULE,
     check_parquet,
@@ -211,4 +212,6 @@ def test_any_json_records_that_arrow_can_hold_agree_with_their_bytes_after_a_rou
         assume(False)  # a column mixing types Arrow cannot hold: not a round trip
     for back in (table.to_pylist(), table.to_pandas().to_dict(orient="records")):
         for content, row in zip(contents, back, strict=True):
-            assert columnar_content(row) == content
+            found = columnar_content(row)
+            assert isinstance(found, RawJSON)  # the canonical bytes: they agree
+            assert found.value() == content
