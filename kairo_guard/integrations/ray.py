@@ -36,6 +36,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -221,6 +222,11 @@ class BatchGuard:
 _per_process: dict[str, BatchGuard] = {}
 
 
+def _cpus() -> int:
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return max(1, int(resources.get("CPU", 1)))
+
+
 def check_batch(batch: pa.Table, ref: JobSnapshot | ray.ObjectRef[JobSnapshot]) -> pa.Table:
     """The ``map_batches`` function of a job run as tasks: a :class:`BatchGuard` built
     once per worker process and job (Ray reuses its worker processes), so no actor is
@@ -249,17 +255,18 @@ def guard_dataset(
     mode: str | None = None,
     batch_size: int = BATCH_ROWS,
     concurrency: int | None = None,
-    actors: bool = False,
+    actors: bool = True,
     on_report: ReportCallback | None = None,
 ) -> ray.data.Dataset:
     """Check every record of ``ds`` at ``sink`` on the cluster; return what may flow on
     (see the module docstring). The job runs, and its report is written, before this
     returns: the dataset it returns is materialized.
 
-    The checks run as tasks (:func:`check_batch`: a :class:`BatchGuard` once per worker
-    process and job, no actor to start), or with ``actors=True`` on a pool of
-    ``concurrency`` actors holding one :class:`BatchGuard` each. ``concurrency`` bounds
-    how many batches are decided at once (default: as many as the cluster has CPUs).
+    The checks run on a pool of ``concurrency`` actors (default: one a CPU) holding one
+    :class:`BatchGuard` each, all started at once; with ``actors=False`` they run as
+    tasks (:func:`check_batch`: a :class:`BatchGuard` once per worker process and job,
+    no actor to start, but Ray Data ramps the number of tasks up as the job runs), and
+    ``concurrency`` bounds how many run at once (default: as many as the cluster has).
 
     Raises:
         IsolationViolation: in enforce mode, when any record is refused (it carries the
@@ -271,9 +278,11 @@ def guard_dataset(
     ref = ray.put(snap)
     common: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": batch_size}
     if actors:
-        checked = ds.map_batches(
-            BatchGuard, fn_constructor_args=(ref,), concurrency=concurrency or 1, **common
-        ).materialize()
+        with warnings.catch_warnings():  # a dataset of fewer blocks than actors is fine
+            warnings.filterwarnings("ignore", "The minimum number of concurrent actors")
+            checked = ds.map_batches(
+                BatchGuard, fn_constructor_args=(ref,), concurrency=concurrency or _cpus(), **common
+            ).materialize()
     else:
         checked = ds.map_batches(  # (Ray types fn as taking the batch alone; fn_args follow)
             check_batch,  # type: ignore[arg-type]
@@ -304,19 +313,24 @@ def _report(
     counts: Counter[str] = Counter()
     violations: list[Violation] = []
     total = allowed = 0
-    decisions = checked.select_columns(_DECISIONS)
+    reason = "refused on a Ray worker (index: the record's place in the checked dataset)"
     batch: pa.Table
-    for batch in decisions.iter_batches(batch_format="pyarrow", batch_size=65536):
-        passed, rules, digests = (batch.column(i).to_pylist() for i in range(3))
-        for at, (ok, rule, digest) in enumerate(zip(passed, rules, digests, strict=True)):
-            counts[rule] += 1
-            if ok:
-                allowed += 1
-            elif len(violations) < snap.max_violations:
-                reason = (
-                    "refused on a Ray worker (index: the record's place in the checked dataset)"
-                )
-                violations.append(Violation(total + at, rule, reason, digest, None))
+    for batch in checked.select_columns(_DECISIONS).iter_batches(
+        batch_format="pyarrow", batch_size=1 << 20
+    ):
+        for entry in pc.value_counts(batch.column(RULE_COLUMN)).to_pylist():
+            counts[entry["values"]] += entry["counts"]
+        passed = batch.column(PASSED_COLUMN)
+        allowed += int(pc.sum(passed).as_py() or 0)
+        room = snap.max_violations - len(violations)
+        if room > 0 and int(pc.sum(pc.invert(passed)).as_py() or 0):
+            at = pc.indices_nonzero(pc.invert(passed)).to_pylist()[:room]
+            rules = pc.take(batch.column(RULE_COLUMN), at).to_pylist()
+            digests = pc.take(batch.column(DIGEST_COLUMN), at).to_pylist()
+            violations += [
+                Violation(total + i, rule, reason, digest, None)
+                for i, rule, digest in zip(at, rules, digests, strict=True)
+            ]
         total += batch.num_rows
     return CheckReport(
         check_id=snap.check_id,

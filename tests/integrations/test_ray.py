@@ -87,6 +87,8 @@ def test_a_laundered_record_is_caught_in_filter_mode_and_the_rest_flows_on(
     ]
     assert audited[-1]["blocked"] == 1
     assert audited[-1]["check_id"] == report.check_id
+    as_tasks = guard_dataset(_rows(corpus.public), guard, sink=SHARED, mode="filter", actors=False)
+    assert sorted(r["id"] for r in as_tasks.take_all()) == ids
 
 
 def test_a_laundered_record_fails_the_job_in_enforce_mode(
