@@ -107,7 +107,7 @@ def time_ray(guard: Guard, ds: Any, workers: int, batch: int) -> tuple[float, fl
     t = time.perf_counter()
     kept = guard_dataset(
         ds, guard, sink=SINK, mode="filter", batch_size=batch, concurrency=workers,
-        on_report=reports.append,
+        actors=True, on_report=reports.append,
     )  # fmt: skip
     whole = time.perf_counter() - t
     assert reports[0].blocked == 0, reports[0].by_rule

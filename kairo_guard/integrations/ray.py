@@ -255,18 +255,20 @@ def guard_dataset(
     mode: str | None = None,
     batch_size: int = BATCH_ROWS,
     concurrency: int | None = None,
-    actors: bool = True,
+    actors: bool = False,
     on_report: ReportCallback | None = None,
 ) -> ray.data.Dataset:
     """Check every record of ``ds`` at ``sink`` on the cluster; return what may flow on
     (see the module docstring). The job runs, and its report is written, before this
     returns: the dataset it returns is materialized.
 
-    The checks run on a pool of ``concurrency`` actors (default: one a CPU) holding one
-    :class:`BatchGuard` each, all started at once; with ``actors=False`` they run as
-    tasks (:func:`check_batch`: a :class:`BatchGuard` once per worker process and job,
-    no actor to start, but Ray Data ramps the number of tasks up as the job runs), and
-    ``concurrency`` bounds how many run at once (default: as many as the cluster has).
+    The checks run as tasks (:func:`check_batch`: a :class:`BatchGuard` once per worker
+    process and job, no actor to start; Ray Data ramps the number of tasks up as the job
+    runs, to ``concurrency`` at most). With ``actors=True`` they run on a pool of
+    ``concurrency`` actors (default: one a CPU) holding one :class:`BatchGuard` each,
+    all started at once: no ramp-up, but the pool holds its CPUs for the whole job, so
+    stages before it (reading files) need CPUs of their own: materialize the input
+    first, or leave CPUs free.
 
     Raises:
         IsolationViolation: in enforce mode, when any record is refused (it carries the

@@ -80,6 +80,7 @@ def test_a_laundered_record_is_caught_in_filter_mode_and_the_rest_flows_on(
     assert report.by_rule["fingerprint.tenant-content"] == 1
     assert report.violations[0].digest is not None
     assert set(clean.schema().names) == {"id", "text", SEAL_FIELD, "_kairo_canonical"}
+    guard.audit.flush()
     audited = [
         orjson.loads(line)
         for line in (guard.settings.home / "audit" / "audit.jsonl").read_bytes().splitlines()
@@ -87,8 +88,8 @@ def test_a_laundered_record_is_caught_in_filter_mode_and_the_rest_flows_on(
     ]
     assert audited[-1]["blocked"] == 1
     assert audited[-1]["check_id"] == report.check_id
-    as_tasks = guard_dataset(_rows(corpus.public), guard, sink=SHARED, mode="filter", actors=False)
-    assert sorted(r["id"] for r in as_tasks.take_all()) == ids
+    as_actors = guard_dataset(_rows(corpus.public), guard, sink=SHARED, mode="filter", actors=True)
+    assert sorted(r["id"] for r in as_actors.take_all()) == ids
 
 
 def test_a_laundered_record_fails_the_job_in_enforce_mode(
