@@ -185,3 +185,42 @@ def test_ray_example_fails_the_job_on_a_laundered_record_then_writes_the_rest(
     assert "enforce: job failed as it should" in result.stdout
     assert "'fingerprint.tenant-content': 1" in result.stdout
     assert "laundered record kept out: True" in result.stdout
+
+
+def _vetting_env(tmp_path: Path) -> tuple[dict[str, str], Guard]:
+    ring = KeyRing.generate()
+    home = tmp_path / "state"
+    guard = make_guard(home, ring=ring)  # with a vetting key, as keys init leaves it
+    return {"KAIRO_GUARD_HOME": str(home), "KAIRO_GUARD_KEY": ring.to_env_value()}, guard
+
+
+def test_hf_torch_fine_tune_example_trains_on_the_tenants_records_only(tmp_path: Path) -> None:
+    env, guard = _vetting_env(tmp_path)
+    with guard:
+        guard.grant_agreement("acme", reference="ft-example")
+    result = _run("finetune_hf_torch.py", env, "--tenant", "acme", "--epochs", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "kept 6 of 7 records" in result.stdout
+    assert "epoch 2: loss" in result.stdout
+    assert "shared-training: refused" in result.stdout
+
+
+def test_hf_torch_fine_tune_example_stops_without_an_agreement(tmp_path: Path) -> None:
+    env, guard = _vetting_env(tmp_path)
+    guard.close()
+    result = _run("finetune_hf_torch.py", env, "--tenant", "acme", "--workers", "0")
+    assert result.returncode == 1
+    assert "is its agreement active?" in result.stderr
+    assert "epoch" not in result.stdout
+
+
+def test_shared_prep_example_is_blocked_then_writes_the_filtered_set(tmp_path: Path) -> None:
+    env, guard = _vetting_env(tmp_path)
+    guard.close()
+    out = tmp_path / "shared"
+    result = _run("shared_prep_datasets.py", env, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "save_to_disk refused" in result.stdout
+    assert "written: False" in result.stdout
+    assert "filtered 2 customer records; wrote 4 records" in result.stdout
+    assert out.is_dir()
