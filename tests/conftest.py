@@ -26,6 +26,9 @@ os.environ.setdefault("KAIRO_GUARD_INDEXER", "none")
 # ... and write the spool with the production default, the native writer thread (the
 # tests of the writer process and the Python thread ask for those).
 os.environ.setdefault("KAIRO_GUARD_SPOOL_WRITER", "native")
+# Ray puts its sockets under the temporary directory, and an AF_UNIX path may not
+# exceed 107 bytes: tests that run in a deep TMPDIR (the docs blocks) would fail to start it
+os.environ.setdefault("RAY_TMPDIR", "/tmp")
 
 
 @pytest.fixture
