@@ -175,7 +175,7 @@ def digest_index(digests: bytes) -> dict[str, int]:
         return found
     if len(digests) % 32:
         raise ValueError("digests must be a concatenation of 32-byte digests")
-    hexes = digests.hex()
+    hexes = bytes(digests).hex()
     return {hexes[i : i + 64]: i // 64 for i in range(0, len(hexes), 64)}
 
 

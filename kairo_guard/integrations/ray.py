@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
@@ -112,10 +113,16 @@ def snapshot(guard: Guard, sink: str | Sink, mode: str | None = None) -> JobSnap
         mode=Mode(mode) if mode else resolved.mode,
         agreements=agreements,
         erased=dict(ctx.erased() if ctx.erased is not None else {}),
-        shards=tuple(registry.export()) if registry is not None else (),
+        shards=tuple(_shippable(s) for s in registry.export()) if registry is not None else (),
         bloom=_bloom(guard) if shared else None,
         max_violations=ctx.max_violations,
     )
+
+
+def _shippable(shard: ExportedShard) -> ExportedShard:
+    # a numpy array travels out of band: workers read it from the object store without
+    # a copy (bytes would be copied into every worker)
+    return shard._replace(digests=np.frombuffer(shard.digests, dtype=np.uint8))  # type: ignore[arg-type]
 
 
 def _bloom(guard: Guard) -> FingerprintFilter:

@@ -6,6 +6,7 @@ Imported only by :class:`kairo_guard.detect.pii.gate.PiiGate`, after it has chec
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -218,7 +219,7 @@ class SecretRecognizer(PatternRecognizer):
 
     def invalidate_result(self, pattern_text: str) -> bool:
         """Return True (drop) for a generic token that is not mixed and dense enough."""
-        if len(pattern_text) < 32 or not re.fullmatch(r"[A-Za-z0-9+/_=-]+", pattern_text):
+        if len(pattern_text) < 32 or not _TOKEN.fullmatch(pattern_text):
             return False  # a specific key format matched: keep it
         if pattern_text.startswith(("sk-", "sk_", "rk_", "gh", "xox", "eyJ", "AKIA", "ASIA")):
             return False
@@ -230,8 +231,11 @@ class SecretRecognizer(PatternRecognizer):
 
 _WORDLIKE = re.compile(r"(?:[A-Z]?[a-z]+)+\d*|[A-Z]+\d*|[a-z0-9]+|\d+")
 _WORD = re.compile(r"[a-z]{3,}")
+_PART = re.compile(r"[-_.+]")
+_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]+")
 
 
+@functools.lru_cache(maxsize=8192)  # paths repeat across a document set's records
 def _path_like(token: str) -> bool:
     """True for a token that is a path of words (``cpan/CPAN-Meta/lib/Meta_1_0``): at
     least three segments made only of word-like parts (a word or CamelCase words, an
@@ -243,7 +247,7 @@ def _path_like(token: str) -> bool:
     if len(segments) < 3 or sum(bool(_WORD.search(s)) for s in segments) < 2:
         return False
     odd = sum(
-        not all(_WORDLIKE.fullmatch(part) for part in re.split(r"[-_.+]", s) if part)
+        not all(_WORDLIKE.fullmatch(part) for part in _PART.split(s) if part)
         for s in segments
     )
     return odd == 0 or (odd == 1 and len(segments) >= 4)
