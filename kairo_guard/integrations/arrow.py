@@ -55,6 +55,16 @@ def sealed_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     Raises:
         ContentError: a record's content has no canonical JSON encoding.
     """
+    return with_manifest(pa.table(sealed_columns(records)))
+
+
+def sealed_columns(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The columns of sealed records: one per key any record has (a null where a record
+    lacks it), then the seal and the canonical content bytes.
+
+    Raises:
+        ContentError: a record's content has no canonical JSON encoding.
+    """
     rows = [with_canonical(r) for r in records]
     names: dict[str, None] = {}
     for row in rows:
@@ -62,7 +72,7 @@ def sealed_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     columns: dict[str, Any] = {k: [row.get(k) for row in rows] for k in names}
     columns[SEAL_FIELD] = pa.array([row.get(SEAL_FIELD) for row in rows], pa.string())
     columns[CANONICAL_FIELD] = pa.array([row[CANONICAL_FIELD] for row in rows], pa.binary())
-    return with_manifest(pa.table(columns))
+    return columns
 
 
 def with_manifest(table: pa.Table) -> pa.Table:

@@ -77,7 +77,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed with the
         'pip install "kairo-guard[datasets]"'
     ) from exc
 
-from kairo_guard.core.columnar import CANONICAL_FIELD, with_canonical
+from kairo_guard.core.columnar import CANONICAL_FIELD
 from kairo_guard.core.exceptions import IsolationViolation, KairoGuardError
 from kairo_guard.core.report import CheckReport, Violation
 from kairo_guard.core.sinks import Sink
@@ -89,6 +89,7 @@ from kairo_guard.integrations._datasets_workers import (
     LabelInheritance,
     StreamCheck,
 )
+from kairo_guard.integrations.arrow import sealed_columns
 
 __all__ = ["guard_dataset", "guarded_map", "push_to_hub", "save_to_disk", "sealed_dataset"]
 
@@ -106,14 +107,7 @@ def sealed_dataset(records: Iterable[Mapping[str, Any]]) -> Dataset:
     Raises:
         ContentError: a record's content has no canonical JSON encoding.
     """
-    rows = [with_canonical(r) for r in records]
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(k for k in row if k not in (SEAL_FIELD, CANONICAL_FIELD)))
-    columns: dict[str, Any] = {k: [row.get(k) for row in rows] for k in names}
-    columns[SEAL_FIELD] = pa.array([row.get(SEAL_FIELD) for row in rows], pa.string())
-    columns[CANONICAL_FIELD] = pa.array([row[CANONICAL_FIELD] for row in rows], pa.binary())
-    return Dataset.from_dict(columns)
+    return Dataset.from_dict(sealed_columns(records))
 
 
 def guard_dataset(
