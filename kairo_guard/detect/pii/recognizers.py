@@ -223,10 +223,11 @@ class SecretRecognizer(PatternRecognizer):
             return False  # a specific key format matched: keep it
         if pattern_text.startswith(("sk-", "sk_", "rk_", "gh", "xox", "eyJ", "AKIA", "ASIA")):
             return False
+        if not all(p.search(pattern_text) for p in self._MIXED):
+            return True  # not mixed: not key material (the cheap test first)
         if _path_like(pattern_text):
             return True  # /usr/share/common-licenses/GFDL-1, com/nodejs/node/blob/main
-        mixed = all(p.search(pattern_text) for p in self._MIXED)
-        return not (mixed and shannon_entropy(pattern_text) >= self._MIN_ENTROPY)
+        return shannon_entropy(pattern_text) < self._MIN_ENTROPY
 
 
 _WORDLIKE = re.compile(r"(?:[A-Z]?[a-z]+)+\d*|[A-Z]+\d*|[a-z0-9]+|\d+")
@@ -247,8 +248,7 @@ def _path_like(token: str) -> bool:
     if len(segments) < 3 or sum(bool(_WORD.search(s)) for s in segments) < 2:
         return False
     odd = sum(
-        not all(_WORDLIKE.fullmatch(part) for part in _PART.split(s) if part)
-        for s in segments
+        not all(_WORDLIKE.fullmatch(part) for part in _PART.split(s) if part) for s in segments
     )
     return odd == 0 or (odd == 1 and len(segments) >= 4)
 
