@@ -224,6 +224,11 @@ class Guard:
         """Return ``record`` with its seal under ``_kairo``; see :meth:`Sealer.label_record`."""
         return self.sealer.label_record(record, tenant=tenant, source=source, data_class=data_class)
 
+    def derive_seal(self, content: object, source: Label) -> str:
+        """Seal content made from content sealed as ``source`` (a map, a tokenizer's
+        output): the same label, its own digest; see :meth:`Sealer.derive`."""
+        return self.sealer.derive(content, source)
+
     def seal_operator_data(self, content: object, *, source: str) -> str:
         """Vet and seal operator data (a shard of one); see :meth:`ShardVetting.seal`.
         Many records are vetted at once, as one shard, by ``guard.vetting.vet``."""

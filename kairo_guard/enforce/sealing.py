@@ -235,6 +235,26 @@ class Sealer:
             self._index.index(tenant, content, digest=digest)
         return self._sign(label, None)
 
+    def derive(self, content: object, source: Label) -> str:
+        """Seal ``content`` made from content that carried ``source`` (a verified
+        restricting label): the output of a transformation inherits the label whole
+        (tenant, class, source, creation time and expiry: retention runs from the
+        source, whatever the policy says today), with its own digest. Customer content
+        is indexed first, as by :meth:`seal`.
+
+        Raises:
+            ValueError: ``source`` is permitting or names no tenant.
+            ContentError: if the content cannot be digested.
+            StoreError: if customer content cannot be indexed (nothing is sealed).
+        """
+        cls = _restricting(source.data_class)
+        if source.tenant is None:
+            raise ValueError("a derived label needs the tenant of its source")
+        digest = content_digest(content)
+        if cls is DataClass.CUSTOMER_CONTENT:
+            self._index.index(source.tenant, content, digest=digest)
+        return self._sign(source._replace(digest=digest), {"derived": True})
+
     def mint(
         self,
         digest: str,

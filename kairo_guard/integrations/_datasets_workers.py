@@ -213,14 +213,14 @@ class LabelInheritance(_WithGuard):
     ) -> list[tuple[Label | None, list[dict[str, Any]]]]:
         """The rows ``function`` sees at once, with the label of their outputs: each
         row alone; or, batched, each run of rows whose labels agree on tenant, class and
-        source (the earliest of their labels), so no call sees two tenants' rows."""
+        source (the label that expires first), so no call sees two tenants' rows."""
         pairs = zip(rows, labels, strict=True)
         if not self.batched:
             return [(label, [_content(row)]) for row, label in pairs]
         groups = []
         for key, run in groupby(pairs, key=lambda pair: _key(pair[1])):
             members = list(run)
-            label = None if key is None else min((m[1] for m in members), key=_created)
+            label = None if key is None else min((m[1] for m in members), key=_first_to_expire)
             groups.append((label, [_content(m[0]) for m in members]))
         return groups
 
@@ -273,22 +273,20 @@ def _key(label: Label | None) -> LabelKey:
     return label.tenant, label.data_class.value, label.source
 
 
-def _created(label: Label | None) -> int:
-    return 0 if label is None else label.created_at
+def _first_to_expire(label: Label | None) -> tuple[bool, int, int]:
+    # an output of several rows inherits the label that expires first (then the oldest)
+    if label is None:
+        return (False, 0, 0)
+    return (label.expires_at is None, label.expires_at or 0, label.created_at)
 
 
 def _sealed(guard: Guard, content: dict[str, Any], label: Label | None) -> dict[str, Any]:
     """``content`` with its seal and canonical bytes: its source's label, made again for
-    it (the earliest creation time of the rows it came from), or none."""
+    it (of the rows it came from, the one that expires first), or none."""
     if label is None or label.tenant is None:
         return {**content, SEAL_FIELD: None, CANONICAL_FIELD: None}
-    seal = guard.seal(
-        content,
-        tenant=label.tenant,
-        data_class=label.data_class,
-        source=label.source,
-        created_at=label.created_at,
-    )
+    # the source's label whole, expiry included: retention runs from the source
+    seal = guard.derive_seal(content, label)
     return with_canonical({**content, SEAL_FIELD: seal})
 
 

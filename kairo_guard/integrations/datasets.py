@@ -48,7 +48,8 @@ anonymized telemetry) is signed by the vetting role, which a training process is
 so transformed permitting data must be vetted again (``guard.vetting.vet``). A batched
 function may change the number of rows: it is called on runs of consecutive rows that
 share one label (tenant, class, source), so an output can only come from rows of one
-tenant, and it takes the earliest creation time among them. A plain ``ds.map`` keeps
+tenant, and it inherits the label, expiry included, of the one that expires first. A
+plain ``ds.map`` keeps
 the old seal and canonical bytes beside new values: such rows do not verify and are
 refused. A guarded map is computed again on every call (no cache read, a fresh
 fingerprint): sealing indexes and audits, and must see the sources' labels as they
