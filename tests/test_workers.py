@@ -14,7 +14,7 @@ import pytest
 from kg_testing import make_guard, sealed_record
 from worker_tasks import check_in_worker, use_inherited
 
-from kairo_guard import Guard, KeyRing, SignerKeys
+from kairo_guard import Guard, IsolationViolation, KeyRing, SignerKeys
 from kairo_guard.audit.verify import verify_audit
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 
@@ -97,3 +97,12 @@ def test_a_forked_child_cannot_use_the_parents_guard_and_writes_none_of_its_entr
         sum(f'"check":"{report.check_id}"' in line and '"event":"check"' in line for line in lines)
         == 1
     )
+
+
+def test_an_isolation_violation_crosses_processes_with_its_report(guard: Guard) -> None:
+    """A worker's refusal pickles whole (multiprocessing pools send errors this way)."""
+    report = guard.check([{"text": "no seal"}], sink="shared-training")
+    error = pickle.loads(pickle.dumps(IsolationViolation(report)))
+    assert isinstance(error, IsolationViolation)
+    assert error.report == report
+    assert "refused 1 of 1" in str(error)

@@ -146,3 +146,7 @@ class IsolationViolation(KairoGuardError):
             f"{report.total} records{detail}"
         )
         self.report = report
+
+    def __reduce__(self) -> tuple[type[IsolationViolation], tuple[CheckReport]]:
+        # with its report, across processes (a worker's refusal reaches its parent whole)
+        return type(self), (self.report,)
