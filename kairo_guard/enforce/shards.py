@@ -212,8 +212,9 @@ class ExportedShard(NamedTuple):
 
     shard_id: str
     label: Label
-    digests: bytes
-    """Its records' content digests, 32 bytes each, in order."""
+    digests: bytes | np.ndarray[Any, Any]
+    """Its records' content digests, 32 bytes each, in order (a byte array to travel
+    out of band between processes)."""
     dirty: frozenset[int]
     """Numbers of its records that matched fingerprints indexed after it was vetted."""
     current: bool

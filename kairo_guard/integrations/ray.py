@@ -25,9 +25,10 @@ worker, and no worker touches the guard's database:
   if anything was refused, ``filter`` lets the records that passed flow on (the
   decision columns dropped), ``observe`` lets everything through.
 
-Decisions are those of the snapshot: an agreement revoked or a tenant erased while the
-job runs takes effect at the next job (the driver checks the agreement again at the end
-and fails an ``enforce`` job whose agreement went away). Per-record audit rows are not
+Decisions are those of the snapshot: a tenant erased while the job runs is refused from
+the next job on. The driver checks the sink tenant's agreement again at the end: if it
+went away while the job ran, every record counts as refused (``agreement.inactive``):
+``enforce`` fails, ``filter`` lets nothing flow on. Per-record audit rows are not
 written for a Ray job; its summary and violations are.
 """
 
@@ -39,7 +40,7 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,8 @@ RULE_COLUMN = "_kairo_rule"
 DIGEST_COLUMN = "_kairo_digest"
 _DECISIONS = [PASSED_COLUMN, RULE_COLUMN, DIGEST_COLUMN]
 RECHECK_RULE = "vetting.recheck-needed"
+REVOKED_RULE = "agreement.inactive"
+"""Every record of a job whose sink tenant's agreement went away while it ran."""
 BATCH_ROWS = 4096
 ReportCallback = Callable[[CheckReport], None]
 
@@ -122,7 +125,7 @@ def snapshot(guard: Guard, sink: str | Sink, mode: str | None = None) -> JobSnap
 def _shippable(shard: ExportedShard) -> ExportedShard:
     # a numpy array travels out of band: workers read it from the object store without
     # a copy (bytes would be copied into every worker)
-    return shard._replace(digests=np.frombuffer(shard.digests, dtype=np.uint8))  # type: ignore[arg-type]
+    return shard._replace(digests=np.frombuffer(shard.digests, dtype=np.uint8))
 
 
 def _bloom(guard: Guard) -> FingerprintFilter:
@@ -145,7 +148,8 @@ class _Shards:
     def _index(self, shard: ExportedShard) -> dict[str, int]:
         found = self._indexes.get(shard.shard_id)
         if found is None:
-            found = self._indexes[shard.shard_id] = digest_index(shard.digests)
+            # a byte array from the object store: digest_index reads any buffer
+            found = self._indexes[shard.shard_id] = digest_index(shard.digests)  # type: ignore[arg-type]
         return found
 
     def verify(self, seal: str) -> tuple[Label, str]:
@@ -300,20 +304,33 @@ def guard_dataset(
             **common,
         ).materialize()
     report = _report(snap, checked, started, time.monotonic() - mono)
+    revoked = _revoked_since(guard, snap)
+    if revoked:  # the snapshot's agreement is gone: nothing it let through may pass
+        report = replace(
+            report, allowed=0, blocked=report.total, by_rule={REVOKED_RULE: report.total},
+            violations=(), violations_omitted=report.total,
+        )  # fmt: skip
     guard.audit.append({"event": "check.ray", **report.to_dict(), "workers": concurrency})
     if on_report is not None:
         on_report(report)
-    tenant = snap.sink.tenant
-    revoked = tenant is not None and snap.agreements.get(tenant) and not (
-        guard.checks.context.agreement_active(tenant, guard.checks.context.clock())
-    )  # fmt: skip
-    if snap.mode is Mode.ENFORCE and (report.blocked or revoked):
+    if snap.mode is Mode.ENFORCE and report.blocked:
         raise IsolationViolation(report)
+    if revoked and snap.mode is Mode.FILTER:
+        nothing: ray.data.Dataset = checked.limit(0).drop_columns(_DECISIONS)
+        return nothing
     keep = _undecorated if snap.mode is Mode.OBSERVE else _passed
     flowing: ray.data.Dataset = checked.map_batches(
         keep, batch_format="pyarrow", zero_copy_batch=True
     )
     return flowing
+
+
+def _revoked_since(guard: Guard, snap: JobSnapshot) -> bool:
+    """Whether the sink tenant's agreement, active in the snapshot, is gone now."""
+    tenant, ctx = snap.sink.tenant, guard.checks.context
+    if tenant is None or not snap.agreements.get(tenant):
+        return False
+    return not ctx.agreement_active(tenant, ctx.clock())
 
 
 def _report(

@@ -17,6 +17,7 @@ from corpus import prose
 from kg_testing import make_guard
 
 from kairo_guard import SEAL_FIELD, Guard, IsolationViolation, KeyRing, with_canonical
+from kairo_guard.integrations import ray as ray_adapter
 from kairo_guard.integrations.ray import (
     RECHECK_RULE,
     RULE_COLUMN,
@@ -150,3 +151,19 @@ def test_a_shard_vetted_under_another_policy_is_refused_on_workers(
     ):
         guard_dataset(_rows([record]), other, sink=SHARED, mode="enforce")
     assert caught.value.report.by_rule == {RECHECK_RULE: 1}
+
+
+def test_an_agreement_revoked_while_the_job_ran_refuses_every_record(
+    cluster: None, guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acme = [guard.label_record({"id": i, "text": f"acme {i}"}, tenant="acme") for i in range(5)]
+    guard.grant_agreement("acme", reference="ft-1")
+    sink = "tenant-fine-tune:acme"
+    taken = {m: ray_adapter.snapshot(guard, sink, m) for m in ("enforce", "filter")}  # at start
+    guard.revoke_agreement("acme")  # ... and while it runs
+    monkeypatch.setattr(ray_adapter, "snapshot", lambda _guard, _sink, mode: taken[mode])
+    with pytest.raises(IsolationViolation) as caught:
+        guard_dataset(_rows(acme), guard, sink="tenant-fine-tune:acme", mode="enforce")
+    assert caught.value.report.by_rule == {ray_adapter.REVOKED_RULE: 5}
+    kept = guard_dataset(_rows(acme), guard, sink="tenant-fine-tune:acme", mode="filter")
+    assert kept.count() == 0
