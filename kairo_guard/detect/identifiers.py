@@ -55,12 +55,16 @@ def _phone_matches(text: str) -> Iterator[re.Match[str]]:
         yield from _PHONE.finditer(text, run.start(), min(n, run.end() + 1))
 
 
-def identifiers_in(text: str) -> Iterator[tuple[str, bytes]]:
-    """The email addresses and phone numbers of ``text``: ``(kind, normalized form)``."""
+def identifiers_in(text: str, cluster: bool | None = None) -> Iterator[tuple[str, bytes]]:
+    """The email addresses and phone numbers of ``text``: ``(kind, normalized form)``.
+
+    ``cluster``: ``shapes(text).cluster`` when the caller has it already."""
     if "@" in text:
         for found in _EMAIL.finditer(text):
             yield EMAIL, b"e:" + found.group().lower().encode("utf-8")
-    if not shapes(text).cluster:  # (most text: no ten-character run of digits)
+    if cluster is None:
+        cluster = shapes(text).cluster
+    if not cluster:  # (most text: no ten-character run of digits)
         return
     for found in _phone_matches(text):
         number = found.group()
@@ -87,14 +91,16 @@ class CustomerIdentifiers:
 
     def found_in(self, text: str) -> list[tuple[str, int]]:
         """``(kind, hash)`` of each identifier in ``text``, in order."""
-        if "@" not in text and not shapes(text).cluster:
-            return []  # nothing to find (most text)
         recent: dict[str, list[tuple[str, int]]] | None = getattr(self._local, "recent", None)
-        if recent is None:
-            return [(kind, self.hash(normalized)) for kind, normalized in identifiers_in(text)]
-        found = recent.get(text)
-        if found is None:
-            found = recent[text] = [(k, self.hash(n)) for k, n in identifiers_in(text)]
+        if recent is not None and (found := recent.get(text)) is not None:
+            return found
+        cluster = shapes(text).cluster
+        if "@" not in text and not cluster:
+            found = []  # nothing to find (most text)
+        else:
+            found = [(k, self.hash(n)) for k, n in identifiers_in(text, cluster)]
+        if recent is not None:
+            recent[text] = found
         return found
 
     @contextmanager
@@ -164,9 +170,8 @@ class CustomerIdentifierCheck:
 
     def __call__(self, content: object) -> Decision | None:
         """The block for ``content`` holding a customer's identifier, else None."""
-        found_shapes = shapes(" ".join(record_strings(content)))
-        if not found_shapes.at and not found_shapes.cluster:
-            return None  # no "@" and no run of digits a number needs: most records
+        if not any(self._identifiers.found_in(t) for t in record_strings(content)):
+            return None  # no address or number in any string: most records
         fields = [f for f in record_fields(content) if f.text]
         found = self._identifiers.of_fields(fields)
         for allowed in self._allowed.intersection(found):

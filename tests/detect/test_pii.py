@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,31 @@ def test_when_config_is_bad_then_config_error(kwargs: dict[str, Any]) -> None:
 def test_when_model_is_missing_then_config_error_at_construction() -> None:
     with pytest.raises(ConfigError, match=r"not installed.*kairo-guard\[pii\]"):
         PiiGate(model="en_core_web_nonexistent_model")
+
+
+_FREEZE_PROBE = """
+import gc, os
+from kairo_guard.detect.pii.gate import ENV_PII_GC_FREEZE, PiiGate
+os.environ[ENV_PII_GC_FREEZE] = "0"
+PiiGate()
+off = gc.get_freeze_count()
+del os.environ[ENV_PII_GC_FREEZE]
+gate = PiiGate()
+on = gc.get_freeze_count()
+PiiGate()
+print(off, on, gc.get_freeze_count(), gate.check("mail carol@example.co.uk"))
+"""
+
+
+def test_a_loaded_model_is_kept_out_of_full_collections_unless_turned_off() -> None:
+    probe = subprocess.run(  # a process of its own: freezing is for the whole process
+        [sys.executable, "-c", _FREEZE_PROBE], capture_output=True, text=True, check=True
+    )
+    off, on, again, found = probe.stdout.split(maxsplit=3)
+    assert int(off) == 0  # KAIRO_GUARD_PII_GC_FREEZE=0: the collector left as it was
+    assert int(on) > 50_000  # the model's objects (and what else lived then) frozen
+    assert int(again) <= int(on)  # once per process: the second gate's objects stay out
+    assert found.strip() == "['EMAIL_ADDRESS']"  # and a frozen model still analyses
 
 
 @pytest.fixture
