@@ -341,6 +341,7 @@ def open_audit(settings: Settings, keys: KeyRing) -> AuditLog:
         keys.signing_key_id,
         batch_size=limits.audit_batch_size,
         flush_interval=limits.audit_flush_ms / 1000,
+        verify_keys=keys.subkeys(PURPOSE_AUDIT_HEAD),  # a head from before a rotation
     )
 
 

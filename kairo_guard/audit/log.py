@@ -17,16 +17,18 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 import orjson
 
+from kairo_guard.audit._io import flocked as _flocked
+from kairo_guard.audit._io import write_all as _write_all
+from kairo_guard.audit.anchor import Anchor, AuditAnchor
+from kairo_guard.audit.head import HEAD_NAME, encode_head
 from kairo_guard.audit.verify import (
     GENESIS,
-    HEAD_NAME,
     LOG_NAME,
     RESERVED_KEYS,
     TORN_EVENT,
@@ -34,7 +36,6 @@ from kairo_guard.audit.verify import (
     AuditVerification,
     Tail,
     check_tail,
-    encode_head,
     verify_audit,
 )
 from kairo_guard.core.exceptions import AuditError, ConfigError
@@ -44,12 +45,6 @@ __all__ = ["AuditLog", "AuditVerification", "JSONValue", "verify_audit"]
 
 _LOG = logging.getLogger(__name__)
 _BACKLOG_BATCHES = 4
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class _Writer:
@@ -63,8 +58,11 @@ class _Writer:
         batch_size: int,
         interval: float,
         clock: Callable[[], float],
+        keys: Mapping[str, bytes],
+        anchor: AuditAnchor | None,
     ) -> None:
         self.dir, self.key, self.key_id, self.clock = directory, key, key_id, clock
+        self.keys, self.anchor = {**keys, key_id: key}, anchor
         self.batch_size, self.interval = batch_size, interval
         self.lock = threading.Lock()  # guards buffer, error, closed
         self.io_lock = threading.Lock()  # one flush at a time in this process
@@ -187,7 +185,9 @@ class _Writer:
             raise AuditError(f"cannot write the audit log in {self.dir}: {exc}") from exc
 
     def inspect(self) -> Tail:
-        tail = check_tail(self.fd, self.dir, self.key_id, self.key)
+        tail = check_tail(self.fd, self.dir, self.keys)
+        if self.anchor is not None:  # not behind the head recorded outside the directory
+            self.anchor.check(self.fd, tail.count)
         self.count, self.last_hash = tail.count, tail.last_hash
         return tail
 
@@ -273,15 +273,8 @@ class _Writer:
             raise
         os.fsync(self.dir_fd)
         self.head_stale = False
-
-
-@contextmanager
-def _flocked(fd: int, how: int) -> Iterator[None]:
-    fcntl.flock(fd, how)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        if self.anchor is not None:  # under the flock: anchors advance in log order
+            self.anchor.advance(Anchor(self.count, self.last_hash, self.size, ts))
 
 
 def _mid(entry: Mapping[str, JSONValue]) -> bytes:
@@ -313,6 +306,10 @@ class AuditLog:
         batch_size: entries per write.
         flush_interval: longest time in seconds an entry waits in memory.
         clock: returns Unix seconds for ``ts``.
+        verify_keys: older head keys by key id (after a rotation): a head signed with a
+            key id the writer does not hold is refused, never trusted for its count.
+        anchor: where each head is also recorded, outside the directory; a log behind
+            it is refused (:mod:`kairo_guard.audit.anchor`).
 
     Raises:
         ConfigError: if an argument is out of range.
@@ -329,14 +326,17 @@ class AuditLog:
         batch_size: int = 1024,
         flush_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
+        verify_keys: Mapping[str, bytes] | None = None,
+        anchor: AuditAnchor | None = None,
     ) -> None:
         if not head_key or not head_key_id:
             raise ConfigError("AuditLog needs a non-empty head_key and head_key_id")
         if batch_size < 1 or not flush_interval > 0:
             raise ConfigError("AuditLog needs batch_size >= 1 and flush_interval > 0")
         self._writer = _Writer(
-            Path(directory), head_key, head_key_id, batch_size, flush_interval, clock
-        )
+            Path(directory), head_key, head_key_id, batch_size, flush_interval, clock,
+            verify_keys or {}, anchor,
+        )  # fmt: skip
         self._finalizer = weakref.finalize(self, self._writer.close_quietly)
         self.path = Path(directory) / LOG_NAME
         """The log file (``audit.jsonl``), for readers such as tenant exports."""

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 import orjson
 
+from kairo_guard.audit.head import HEAD_NAME, SignedHead, decode_head
 from kairo_guard.core.exceptions import AuditError, AuditIntegrityError
 
 LOG_NAME = "audit.jsonl"
-HEAD_NAME = "audit.head"
 TORN_PREFIX = "audit.torn."
 GENESIS = "0" * 64
 """The ``prev`` of entry 0."""
@@ -33,12 +32,10 @@ TORN_EVENT = "torn_tail_recovered"
 
 _HASH_OPEN = b',"hash":"'
 _SUFFIX_LEN = len(_HASH_OPEN) + 64 + 2
-_HEX = b"0123456789abcdef"
 _BLOCK = 64 * 1024
 _MAX_TAIL = 16 * 1024 * 1024
 _NUMBER = (int, float)
 _MOVED = "entry deleted, inserted or reordered?"
-_HEAD_KEYS = frozenset({"v", "count", "hash", "ts", "key_id", "mac"})
 
 
 def parse_entry(line: bytes) -> tuple[dict[str, object], str]:
@@ -70,66 +67,6 @@ def parse_entry(line: bytes) -> tuple[dict[str, object], str]:
     return entry, digest
 
 
-@dataclass(frozen=True)
-class SignedHead:
-    """The parsed ``audit.head``: how many entries the key holder vouched for."""
-
-    count: int
-    hash: str
-    ts: float
-    key_id: str
-    mac: str
-
-    def canonical(self) -> bytes:
-        """Return the bytes the MAC covers."""
-        return _canonical(self.count, self.hash, self.ts, self.key_id)
-
-    def mac_ok(self, key: bytes) -> bool:
-        """Return True if ``mac`` is HMAC-SHA256 of :meth:`canonical` under ``key``."""
-        expected = hmac.new(key, self.canonical(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, self.mac)
-
-
-def _canonical(count: int, last_hash: str, ts: float, key_id: str) -> bytes:
-    return orjson.dumps({"v": 1, "count": count, "hash": last_hash, "ts": ts, "key_id": key_id})
-
-
-def encode_head(count: int, last_hash: str, ts: float, key_id: str, key: bytes) -> bytes:
-    """Return the bytes of a head vouching for ``count`` entries ending in ``last_hash``."""
-    mac = hmac.new(key, _canonical(count, last_hash, ts, key_id), hashlib.sha256).hexdigest()
-    head = {"v": 1, "count": count, "hash": last_hash, "ts": ts, "key_id": key_id, "mac": mac}
-    return orjson.dumps(head) + b"\n"
-
-
-def _is_hex64(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and not value.encode().translate(None, _HEX)
-
-
-def decode_head(raw: bytes) -> SignedHead:
-    """Parse the bytes of ``audit.head``.
-
-    Raises:
-        ValueError: if they are not a version-1 head with exactly the expected members.
-    """
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError("audit.head is not valid JSON") from exc
-    if (
-        not isinstance(obj, dict)
-        or obj.keys() != _HEAD_KEYS
-        or type(obj["v"]) is not int
-        or obj["v"] != 1
-    ):
-        raise ValueError(f"audit.head is not a version-1 head with members {sorted(_HEAD_KEYS)}")
-    count, ts, key_id = obj["count"], obj["ts"], obj["key_id"]
-    if type(count) is not int or count < 0 or type(ts) not in (int, float):
-        raise ValueError("audit.head: count or ts has the wrong type")
-    if not isinstance(key_id, str) or not _is_hex64(obj["hash"]) or not _is_hex64(obj["mac"]):
-        raise ValueError("audit.head: key_id, hash or mac is malformed")
-    return SignedHead(count, obj["hash"], ts, key_id, obj["mac"])
-
-
 def _read_tail(fd: int, size: int) -> tuple[bytes | None, int]:
     """Return the last complete line (no newline) and the offset just after it.
 
@@ -159,7 +96,7 @@ class Tail:
     head: SignedHead | None
 
 
-def _read_head(directory: Path, key_id: str, key: bytes) -> SignedHead | None:
+def _read_head(directory: Path, keys: Mapping[str, bytes]) -> SignedHead | None:
     raw = _read_optional(directory / HEAD_NAME)
     if raw is None:
         return None
@@ -167,19 +104,26 @@ def _read_head(directory: Path, key_id: str, key: bytes) -> SignedHead | None:
         head = decode_head(raw)
     except ValueError as exc:
         raise AuditIntegrityError(str(exc)) from exc
-    if head.key_id == key_id and not head.mac_ok(key):
+    key = keys.get(head.key_id)
+    if key is None:  # nothing to check it with: a head anyone could have written
+        raise AuditIntegrityError(
+            f"{HEAD_NAME} is signed with key id {head.key_id!r}, which this writer does not "
+            "hold: it will not continue a log it cannot verify"
+        )
+    if not head.mac_ok(key):
         raise AuditIntegrityError(f"{HEAD_NAME}: mac does not verify (forged?)")
     return head
 
 
-def check_tail(fd: int, directory: Path, key_id: str, key: bytes) -> Tail:
+def check_tail(fd: int, directory: Path, keys: Mapping[str, bytes]) -> Tail:
     """Check the end of the open log ``fd`` against its head, cheaply; caller locks.
 
-    A head signed with another key id than ``key_id`` is trusted for its count only.
+    ``keys``: the head keys the writer holds, by key id (older ones after a rotation).
 
     Raises:
-        AuditIntegrityError: if the head is missing, forged, or vouches for more entries
-            than the log holds (truncated, or torn inside the signed range).
+        AuditIntegrityError: if the head is missing, forged, signed with a key id not in
+            ``keys``, or vouches for more entries than the log holds (truncated, or torn
+            inside the signed range).
         OSError: if the files cannot be read.
     """
     size = os.fstat(fd).st_size
@@ -191,7 +135,7 @@ def check_tail(fd: int, directory: Path, key_id: str, key: bytes) -> Tail:
         except ValueError as exc:
             raise AuditIntegrityError(f"the last line of {LOG_NAME}: {exc}") from exc
         count = cast(int, entry["seq"]) + 1  # parse_entry checked it
-    head = _read_head(directory, key_id, key)
+    head = _read_head(directory, keys)
     if head is None and size:
         raise AuditIntegrityError(f"{HEAD_NAME} is missing but {LOG_NAME} is not empty")
     if head is not None and head.count > count:
@@ -204,6 +148,15 @@ def check_tail(fd: int, directory: Path, key_id: str, key: bytes) -> Tail:
     if head is not None and head.count == count and count and head.hash != last_hash:
         raise AuditIntegrityError(f"line {count} differs from {HEAD_NAME}", line=count)
     return Tail(size, end, count, last_hash, head)
+
+
+class AnchorLike(Protocol):
+    """What :func:`verify_audit` reads of an anchor (:class:`~kairo_guard.audit.anchor.Anchor`)."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def hash(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -229,12 +182,13 @@ class _Scan:
 
     entries: int = 0
     hash_at_count: str | None = None
+    hash_at_anchor: str | None = None
     bad_line: int | None = None
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
-def _scan(log: BinaryIO, size: int, count: int) -> _Scan:
+def _scan(log: BinaryIO, size: int, count: int, anchored: int = -1) -> _Scan:
     """Check each line up to byte ``size`` (a snapshot), streaming; stop at a problem."""
     scan, prev, done = _Scan(), GENESIS, 0
     for lineno, raw in enumerate(log, start=1):
@@ -266,6 +220,8 @@ def _scan(log: BinaryIO, size: int, count: int) -> _Scan:
         prev, scan.entries, scan.bad_line = digest, lineno, None
         if lineno == count:
             scan.hash_at_count = digest
+        if lineno == anchored:
+            scan.hash_at_anchor = digest
     if scan.problem is not None:
         scan.problem = f"line {scan.bad_line}: {scan.problem}"
     return scan
@@ -333,7 +289,9 @@ def _check_head(
     return head.count, None, None
 
 
-def verify_audit(directory: Path, head_keys: Mapping[str, bytes]) -> AuditVerification:
+def verify_audit(
+    directory: Path, head_keys: Mapping[str, bytes], anchor: AnchorLike | None = None
+) -> AuditVerification:
     """Check every entry of the audit log in ``directory`` and its signed head.
 
     Streams the log (it may be gigabytes). Entries appended after the head was read are
@@ -342,6 +300,8 @@ def verify_audit(directory: Path, head_keys: Mapping[str, bytes]) -> AuditVerifi
     Args:
         directory: the audit directory holding ``audit.jsonl`` and ``audit.head``.
         head_keys: head MAC keys by key id.
+        anchor: the head as recorded outside the log directory
+            (:mod:`kairo_guard.audit.anchor`); a log behind it fails.
 
     Returns:
         The outcome; ``ok`` is False at the first problem, which it names.
@@ -360,9 +320,16 @@ def verify_audit(directory: Path, head_keys: Mapping[str, bytes]) -> AuditVerifi
     scan = _Scan()
     if log is not None:
         with log:
-            scan = _scan(log, size, count)
+            scan = _scan(log, size, count, anchor.count if anchor is not None else -1)
     signed, head_problem, head_bad_line = _check_head(head_raw, head_keys, scan)
     problem = scan.problem or head_problem
+    if problem is None and anchor is not None and anchor.count:
+        if scan.entries < anchor.count:
+            problem = (f"the log holds {scan.entries} entries but its anchor outside the log "
+                       f"directory records {anchor.count}: rolled back or deleted")  # fmt: skip
+        elif scan.hash_at_anchor != anchor.hash:
+            problem = (f"line {anchor.count} is not the entry its anchor outside the log "
+                       "directory records: the log was replaced or rewritten")  # fmt: skip
     bad_line = scan.bad_line if scan.problem else head_bad_line
     warnings = scan.warnings
     if problem is None and scan.entries > signed:

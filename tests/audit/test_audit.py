@@ -298,13 +298,35 @@ def test_when_the_head_key_is_rotated_then_the_new_writer_signs_and_both_keys_ve
     tmp_path: Path,
 ) -> None:
     _write_log(tmp_path, 3)
-    with AuditLog(tmp_path, b"n" * 32, "audit-2") as log:
+    with AuditLog(tmp_path, b"n" * 32, "audit-2", verify_keys=KEYS) as log:
         log.append({"after": "rotation"})
 
     result = verify_audit(tmp_path, KEYS | {"audit-2": b"n" * 32})
 
     assert result == AuditVerification(True, 4, 4, None, None, ())
     assert not verify_audit(tmp_path, KEYS).ok
+
+
+def test_when_the_head_is_signed_with_a_key_the_writer_lacks_then_it_refuses_the_log(
+    tmp_path: Path,
+) -> None:
+    # the reproduction: cut the log back, write a head under a key id nobody holds; the
+    # writer used to trust it "for its count only" and its next head made verify pass
+    _write_log(tmp_path, 5)
+    lines = _lines(tmp_path)
+    (tmp_path / "audit.jsonl").write_bytes(b"".join(lines[:2]))
+    last = orjson.loads(lines[1])["hash"]
+    forged = {"v": 1, "count": 2, "hash": last, "ts": 1.0, "key_id": "attacker", "mac": "0" * 64}
+    (tmp_path / "audit.head").write_bytes(orjson.dumps(forged))
+
+    with pytest.raises(AuditIntegrityError, match=r"key id 'attacker'.*does not hold"):
+        AuditLog(tmp_path, KEY, KEY_ID)
+    assert len(_lines(tmp_path)) == 2  # nothing appended, no head re-signed over the cut
+    assert not verify_audit(tmp_path, KEYS).ok
+    # a rotated writer that was not given the old key refuses the old head too
+    _write_log(tmp_path / "rotated", 2)
+    with pytest.raises(AuditIntegrityError, match="does not hold"):
+        AuditLog(tmp_path / "rotated", b"n" * 32, "audit-2")
 
 
 def test_when_a_log_is_reopened_then_the_chain_continues(tmp_path: Path) -> None:
