@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from kairo_guard.audit.log import AuditLog
+from kairo_guard.audit_opening import AUDIT_DIR_NAME as AUDIT_DIR_NAME  # re-exported
+from kairo_guard.audit_opening import open_audit
 from kairo_guard.config import Settings
 from kairo_guard.core.exceptions import ConfigError
 from kairo_guard.core.keys import (
-    PURPOSE_AUDIT_HEAD,
     PURPOSE_FINGERPRINT,
     PURPOSE_IDENTIFIER,
     KeyRing,
@@ -58,8 +59,6 @@ from kairo_guard.tenancy.datasets import VerifiedDataset
 from kairo_guard.tenancy.retention import RetentionPolicy
 from kairo_guard.tenancy.services import TenantServices, tenant_services
 
-AUDIT_DIR_NAME = "audit"
-"""The audit log's folder inside the state directory."""
 OPERATOR_WINDOW_CHARS = 1_000
 """Operator texts are read in windows of this many characters (about 200 tokens, within
 the gate's bounds even when names are looked for), whatever their length."""
@@ -113,7 +112,7 @@ def build(
     owned = store is None
     store = open_store(settings) if store is None else store
     try:
-        audit = open_audit(settings, keys)
+        audit = open_audit(settings, keys, store, telemetry)
     except BaseException:
         if owned:
             store.close()  # ours to close: no audit log, no guard
@@ -326,23 +325,6 @@ def open_store(settings: Settings) -> Store:
         )
     path = Path(url.removeprefix("sqlite:///")) if url else settings.home / DB_FILE_NAME
     return SQLiteStore(path)
-
-
-def open_audit(settings: Settings, keys: KeyRing) -> AuditLog:
-    """Open the hash-chained audit log in the state directory.
-
-    Raises:
-        AuditError: the log cannot be opened or is locked by an incompatible writer.
-    """
-    limits = settings.limits
-    return AuditLog(
-        settings.home / AUDIT_DIR_NAME,
-        keys.subkey(PURPOSE_AUDIT_HEAD),
-        keys.signing_key_id,
-        batch_size=limits.audit_batch_size,
-        flush_interval=limits.audit_flush_ms / 1000,
-        verify_keys=keys.subkeys(PURPOSE_AUDIT_HEAD),  # a head from before a rotation
-    )
 
 
 def fingerprint_index(settings: Settings, store: Store, keys: KeyRing) -> FingerprintIndex:

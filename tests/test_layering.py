@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
 }
 #: Top-level modules that belong to another module's layer: the Guard's wiring is part
 #: of the facade.
-PART_OF = {"assembly": "guard", "workers": "guard"}
+PART_OF = {"assembly": "guard", "workers": "guard", "audit_opening": "guard"}
 MAX_LINES = 400
 #: Private-looking names that are public API of ``collections.namedtuple``.
 NAMEDTUPLE_API = frozenset({"_asdict", "_field_defaults", "_fields", "_make", "_replace"})

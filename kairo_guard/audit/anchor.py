@@ -16,39 +16,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from kairo_guard.audit.verify import parse_entry
+from kairo_guard.core.anchor import Anchor, AnchorStore
 from kairo_guard.core.exceptions import AuditIntegrityError
 
 DEFAULT_LOG_ID = "default"
 """The anchor of a state directory's own log (one log per state directory)."""
 _MAX_LINE = 16 * 1024 * 1024
 _BLOCK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """A signed head as recorded outside the log: ``count`` entries, the last one's
-    ``hash``, ending at byte ``end`` of the log."""
-
-    count: int
-    hash: str
-    end: int
-    ts: float
-
-
-class AnchorStore(Protocol):
-    """Where anchors are kept (the state store implements it)."""
-
-    def get_audit_anchor(self, log_id: str) -> Anchor | None:
-        """The anchor recorded for ``log_id``, or None."""
-        ...
-
-    def advance_audit_anchor(self, log_id: str, anchor: Anchor) -> None:
-        """Record ``anchor`` unless one with at least as many entries is recorded."""
-        ...
 
 
 class AuditAnchor:

@@ -25,7 +25,7 @@ import orjson
 
 from kairo_guard.audit._io import flocked as _flocked
 from kairo_guard.audit._io import write_all as _write_all
-from kairo_guard.audit.anchor import Anchor, AuditAnchor
+from kairo_guard.audit.anchor import AuditAnchor
 from kairo_guard.audit.head import HEAD_NAME, encode_head
 from kairo_guard.audit.verify import (
     GENESIS,
@@ -38,6 +38,7 @@ from kairo_guard.audit.verify import (
     check_tail,
     verify_audit,
 )
+from kairo_guard.core.anchor import Anchor
 from kairo_guard.core.exceptions import AuditError, ConfigError
 from kairo_guard.core.types import JSONValue
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kairo_guard.assembly import open_store
 from kairo_guard.audit.log import verify_audit
 from kairo_guard.cli.common import EXIT_VIOLATION, Exit, cli_settings, handle_errors
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
@@ -20,11 +21,18 @@ def audit() -> None:
 @click.pass_context
 @handle_errors
 def audit_verify(ctx: click.Context) -> None:
-    """Verify the audit log and its signed head (exit 1 on any tampering)."""
-    # no Guard: verifying needs only the key and the log, not the store behind a guard
+    """Verify the audit log, its signed head and its anchor in the store (exit 1 on any
+    tampering, a rollback or a deleted log included)."""
+    # no Guard (which would append to the log): the key, the log and the anchor only
     settings = cli_settings(ctx)
     ring = load_key_ring(settings.home)
-    result = verify_audit(settings.home / AUDIT_DIR_NAME, ring.subkeys(PURPOSE_AUDIT_HEAD))
+    store = open_store(settings)
+    try:
+        anchor = store.get_audit_anchor(settings.audit_log_id)
+    finally:
+        store.close()
+    keys = ring.subkeys(PURPOSE_AUDIT_HEAD)
+    result = verify_audit(settings.home / AUDIT_DIR_NAME, keys, anchor)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if not result.ok:

@@ -37,6 +37,8 @@ ENV_MODE = "KAIRO_GUARD_MODE"
 """Default sink mode: enforce, filter or observe."""
 ENV_DB_URL = "KAIRO_GUARD_DB_URL"
 """State store URL; unset means SQLite in the state directory."""
+ENV_AUDIT_LOG_ID = "KAIRO_GUARD_AUDIT_LOG_ID"
+"""Name of the state directory's audit log in the store's anchors (default ``default``)."""
 
 DEFAULT_HOME = Path(".kairo-guard")
 CONFIG_FILE_NAME = "kairo-guard.toml"
@@ -66,6 +68,10 @@ class Settings:
     """Retention of agent run logs in seconds (``[retention] agent_run``; the policy's 90d)."""
     propagation: PropagationSection = field(default_factory=PropagationSection)
     """Signed tenant baggage: trusted peers and token lifetime (``[propagation]``)."""
+    audit_log_id: str = "default"
+    """Names this state directory's audit log where its anchor is kept (the store):
+    each state directory writing to one shared store needs its own
+    (``KAIRO_GUARD_AUDIT_LOG_ID``)."""
 
 
 def find_config_file(
@@ -183,5 +189,6 @@ def load_settings(
         pii=doc.pii,
         propagation=doc.propagation,
         db_url=environ.get(ENV_DB_URL) or None,
+        audit_log_id=environ.get(ENV_AUDIT_LOG_ID) or "default",
         config_file=path,
     )

@@ -37,6 +37,10 @@ _COUNTERS = {
     names.METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
 }
 
+_ANCHOR_GAUGES = {
+    names.METRIC_AUDIT_ENTRIES: "Entries the audit log's newest signed head vouches for",
+    names.METRIC_AUDIT_HASH: "First 52 bits of that head's last entry hash, as an integer",
+}
 _MISSING = object()
 _REQUEST_BYTES_KEY = ((names.ATTR_SOURCE, "request"),)
 _FOLD_AT = 1024
@@ -82,6 +86,7 @@ class GuardTelemetry:
         self._lock = threading.Lock()
         self._requests: collections.deque[tuple[str, int, int | None]] = collections.deque()
         self._allow_rules: tuple[object, frozenset[str]] = (None, frozenset())
+        self._anchors: dict[str, tuple[int, int]] = {}  # log id -> (entries, hash bits)
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -138,6 +143,10 @@ class GuardTelemetry:
                 meter.create_observable_counter(
                     name, [functools.partial(self._observe, name)], unit, description
                 )
+            for name, description in _ANCHOR_GAUGES.items():
+                meter.create_observable_gauge(
+                    name, [functools.partial(self._observe_anchor, name)], "1", description
+                )
             self._instruments = {
                 names.METRIC_DURATION: meter.create_histogram(
                     names.METRIC_DURATION, "s", "Duration of one guard check"
@@ -151,6 +160,21 @@ class GuardTelemetry:
         with self._lock:
             items = list(self._tallies[name].items())
         return [metrics.Observation(value, dict(key)) for key, value in items]
+
+    def anchored(self, log_id: str, count: int, last_hash: str) -> None:
+        """Report an audit log's newest signed head (gauges an off-machine metrics
+        backend keeps: a log rolled back shows as a count that went down)."""
+        self._ensure_instruments()
+        with self._lock:
+            self._anchors[log_id] = (count, int(last_hash[:13], 16))
+
+    def _observe_anchor(
+        self, name: str, options: metrics.CallbackOptions
+    ) -> list[metrics.Observation]:
+        which = 0 if name == names.METRIC_AUDIT_ENTRIES else 1
+        with self._lock:
+            items = list(self._anchors.items())
+        return [metrics.Observation(v[which], {names.ATTR_AUDIT_LOG: k}) for k, v in items]
 
     def add(self, name: str, amount: int | float, attributes: Mapping[str, Any]) -> None:
         """Add to a counter, or record in the duration histogram; never raises.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from kairo_guard.core.anchor import AnchorStore
 from kairo_guard.core.types import DataClass, TenantId
 
 DEFAULT_SCOPE = "fine-tune"
@@ -272,7 +273,7 @@ class TenantDataStore(Protocol):
         ...
 
 
-class Store(DatasetStore, TenantDataStore, ShardStore, Protocol):
+class Store(DatasetStore, TenantDataStore, ShardStore, AnchorStore, Protocol):
     """Persistent state the guard reads on its decision path.
 
     Implementations must be safe to share between threads and raise

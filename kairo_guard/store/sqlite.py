@@ -22,6 +22,7 @@ from kairo_guard.store.base import (
     ApiKeyRecord,
     scope_words,
 )
+from kairo_guard.store.sqlite_anchor import ANCHOR_SCHEMA, AnchorTables
 from kairo_guard.store.sqlite_datasets import DATASET_SCHEMA, DatasetTables
 from kairo_guard.store.sqlite_db import SQLiteDatabase
 from kairo_guard.store.sqlite_shards import SHARD_SCHEMA, ShardTables
@@ -88,7 +89,7 @@ _LOG_BACKFILL = (
 )
 
 
-class SQLiteStore(DatasetTables, SQLiteTenantData, ShardTables):
+class SQLiteStore(DatasetTables, SQLiteTenantData, ShardTables, AnchorTables):
     """The embedded store: SQLite in WAL mode, one connection guarded by a lock.
 
     Raises:
@@ -96,7 +97,8 @@ class SQLiteStore(DatasetTables, SQLiteTenantData, ShardTables):
     """
 
     def __init__(self, path: Path) -> None:
-        self.db = SQLiteDatabase(path, _SCHEMA + DATASET_SCHEMA + TENANT_DATA_SCHEMA + SHARD_SCHEMA)
+        schema = _SCHEMA + DATASET_SCHEMA + TENANT_DATA_SCHEMA + SHARD_SCHEMA + ANCHOR_SCHEMA
+        self.db = SQLiteDatabase(path, schema)
         self.db.query(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

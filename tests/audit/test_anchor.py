@@ -1,0 +1,97 @@
+"""The audit log's anchor: each signed head also recorded in the store (real SQLite) and
+as OpenTelemetry gauges, only ever forward; a writer refuses a log behind it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+from kg_testing import make_guard
+from otel_support import Sdk
+
+from kairo_guard import KeyRing
+from kairo_guard.audit.log import verify_audit
+from kairo_guard.core.anchor import Anchor
+from kairo_guard.core.exceptions import AuditIntegrityError
+from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
+from kairo_guard.otel import names
+from kairo_guard.store.sqlite import SQLiteStore
+
+
+def _head(home: Path) -> dict[str, object]:
+    head: dict[str, object] = orjson.loads((home / "audit" / "audit.head").read_bytes())
+    return head
+
+
+def test_each_head_is_anchored_in_the_store_and_reported_as_gauges(tmp_path: Path) -> None:
+    sdk, ring = Sdk(), KeyRing.generate()
+    with make_guard(tmp_path / "s", ring=ring, pii_gate=False, meter_provider=sdk.meter_provider) as g:
+        for n in range(3):
+            g.audit.append({"event": "test", "n": n})
+        g.audit.flush()
+        anchored = g.store.get_audit_anchor("default")
+        head = _head(tmp_path / "s")
+        assert anchored is not None
+        assert (anchored.count, anchored.hash) == (head["count"], head["hash"])
+        assert anchored.end == (tmp_path / "s" / "audit" / "audit.jsonl").stat().st_size
+        [(attrs, entries)] = sdk.points(names.METRIC_AUDIT_ENTRIES)
+        [(_, bits)] = sdk.points(names.METRIC_AUDIT_HASH)
+    assert attrs == {names.ATTR_AUDIT_LOG: "default"}
+    assert entries.value == head["count"]
+    assert bits.value == int(str(head["hash"])[:13], 16)
+
+
+def test_the_anchor_only_moves_forward(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "state.sqlite3")
+    try:
+        store.advance_audit_anchor("a", Anchor(5, "h5", 500, 1.0))
+        store.advance_audit_anchor("a", Anchor(3, "h3", 300, 2.0))  # a late, older head
+        store.advance_audit_anchor("b", Anchor(1, "h1", 100, 3.0))
+        assert store.get_audit_anchor("a") == Anchor(5, "h5", 500, 1.0)
+        store.advance_audit_anchor("a", Anchor(8, "h8", 800, 4.0))
+        assert store.get_audit_anchor("a") == Anchor(8, "h8", 800, 4.0)
+        assert store.get_audit_anchor("b") == Anchor(1, "h1", 100, 3.0)
+        assert store.get_audit_anchor("c") is None
+    finally:
+        store.close()
+
+
+def test_when_the_log_is_rolled_back_then_the_guard_does_not_open(tmp_path: Path) -> None:
+    ring, home = KeyRing.generate(), tmp_path / "s"
+    with make_guard(home, ring=ring, pii_gate=False) as g:
+        g.audit.append({"event": "first"})
+        g.audit.flush()
+        shutil.copytree(home / "audit", tmp_path / "older")
+        g.audit.append({"event": "second"})
+    shutil.rmtree(home / "audit")
+    shutil.copytree(tmp_path / "older", home / "audit")
+    keys = ring.subkeys(PURPOSE_AUDIT_HEAD)
+    assert verify_audit(home / "audit", keys).ok  # the pair alone: consistent
+
+    with pytest.raises(AuditIntegrityError, match="rolled back or deleted"):
+        make_guard(home, ring=ring, pii_gate=False)
+
+    store = SQLiteStore(home / "state.sqlite3")
+    try:
+        anchor = store.get_audit_anchor("default")
+    finally:
+        store.close()
+    result = verify_audit(home / "audit", keys, anchor)
+    assert not result.ok
+    assert result.problem is not None and "rolled back or deleted" in result.problem
+
+
+def test_state_directories_sharing_a_store_keep_their_own_anchors(tmp_path: Path) -> None:
+    ring, db = KeyRing.generate(), tmp_path / "shared.sqlite3"
+    env = {"KAIRO_GUARD_DB_URL": f"sqlite:///{db}"}
+    with make_guard(tmp_path / "a", ring=ring, pii_gate=False, env=env) as a:
+        a.audit.append({"event": "a"})
+    with pytest.raises(AuditIntegrityError, match="rolled back or deleted"):
+        make_guard(tmp_path / "b", ring=ring, pii_gate=False, env=env)  # same log id: refused
+    own = {**env, "KAIRO_GUARD_AUDIT_LOG_ID": "replica-b"}
+    with make_guard(tmp_path / "b", ring=ring, pii_gate=False, env=own) as b:
+        b.audit.append({"event": "b"})
+        b.audit.flush()
+        assert b.store.get_audit_anchor("replica-b") is not None
