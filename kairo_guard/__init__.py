@@ -51,6 +51,7 @@ from kairo_guard.otel.baggage import (
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.otel.propagator import TenantBaggagePropagator
 from kairo_guard.store.base import Agreement, DatasetInfo, ModelInfo, Store
+from kairo_guard.store.postgres import PostgresStore
 from kairo_guard.store.sqlite import SQLiteStore
 from kairo_guard.tenancy.dataset_builder import DatasetBuilder
 from kairo_guard.tenancy.datasets import VerifiedDataset
@@ -98,6 +99,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "PolicyError",
+    "PostgresStore",
     "RegistryError",
     "RetentionPolicy",
     "Rule",

@@ -52,6 +52,7 @@ from kairo_guard.enforce.vetting import AllRefusals, ShardVetting
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.store.base import Store
 from kairo_guard.store.keyfile import load_key_ring, load_signer, load_verify_keys
+from kairo_guard.store.postgres import PostgresStore
 from kairo_guard.store.spool import SPOOL_DIR_NAME
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 from kairo_guard.tenancy.agreements import Agreements
@@ -311,20 +312,25 @@ def _release() -> str:
 
 
 def open_store(settings: Settings) -> Store:
-    """Open the state store the settings name (SQLite in the state directory by default).
+    """Open the state store the settings name (SQLite in the state directory by default,
+    ``sqlite:///PATH``, or ``postgresql://...`` for a store several replicas share).
 
     Raises:
-        ConfigError: a database URL this version does not support.
+        ConfigError: a database URL this version does not support (or a bad one).
         StoreError: the store cannot be opened.
     """
     url = settings.db_url
-    if url and not url.startswith("sqlite:"):
-        raise ConfigError(
-            f"unsupported KAIRO_GUARD_DB_URL {url!r}: "
-            "this version supports sqlite:///PATH (PostgreSQL support is planned)"
-        )
-    path = Path(url.removeprefix("sqlite:///")) if url else settings.home / DB_FILE_NAME
-    return SQLiteStore(path)
+    if not url:
+        return SQLiteStore(settings.home / DB_FILE_NAME)
+    scheme = url.partition(":")[0].lower()  # never the whole URL: it may hold a password
+    if scheme == "sqlite":
+        return SQLiteStore(Path(url.removeprefix("sqlite:///")))
+    if scheme in ("postgresql", "postgres"):
+        return PostgresStore(url)
+    raise ConfigError(
+        f"unsupported KAIRO_GUARD_DB_URL scheme {scheme!r}: this version supports "
+        "sqlite:///PATH and postgresql://USER@HOST:PORT/DATABASE (docs/postgres.md)"
+    )
 
 
 def fingerprint_index(settings: Settings, store: Store, keys: KeyRing) -> FingerprintIndex:

@@ -14,7 +14,10 @@ from otel_support import Sdk
 from kairo_guard import Guard, KeyRing
 from kairo_guard.cli.main import main
 
-pytest_plugins = ["cli_fixtures"]  # tests/support/cli_fixtures.py: the CLI tests' fixtures
+pytest_plugins = [
+    "cli_fixtures",  # tests/support/cli_fixtures.py: the CLI tests' fixtures
+    "store_fixtures",  # tests/support/store_fixtures.py: a fresh store on each backend
+]
 
 # Subprocesses started by tests (examples, CLI runs) import the test helpers too.
 _HERE = Path(__file__).parent

@@ -1,7 +1,9 @@
-"""The SQLite ``datasets`` and ``models`` tables: tenant fine-tune sets and their models.
+"""The ``datasets`` and ``models`` tables: tenant fine-tune sets and their models.
 
 :class:`DatasetTables` implements :class:`~kairo_guard.store.base.DatasetStore` for
-:class:`~kairo_guard.store.sqlite.SQLiteStore` (a mixin over its ``db``).
+:class:`~kairo_guard.store.sql_store.SQLStore` (a mixin over its ``db``), in SQL both
+backends run; :data:`DATASET_SCHEMA` is the tables' SQLite schema (PostgreSQL's is in
+:mod:`.postgres_schema`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from kairo_guard.core.types import TenantId
 from kairo_guard.store.base import MODEL_PENDING_DELETION, DatasetInfo, ModelInfo
-from kairo_guard.store.sqlite_db import SQLiteDatabase
+from kairo_guard.store.sql import Database
 
 DATASET_SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -69,9 +71,9 @@ def _model(r: tuple[Any, ...]) -> ModelInfo:
 
 
 class DatasetTables:
-    """The SQLite :class:`~kairo_guard.store.base.DatasetStore` (mixed into ``SQLiteStore``)."""
+    """The :class:`~kairo_guard.store.base.DatasetStore` (mixed into ``SQLStore``)."""
 
-    db: SQLiteDatabase
+    db: Database
 
     def add_dataset(self, info: DatasetInfo) -> None:
         """See :meth:`~kairo_guard.store.base.DatasetStore.add_dataset`."""

@@ -1,8 +1,9 @@
 """One SQLite connection shared by threads: queries, counts and write transactions.
 
-:class:`SQLiteDatabase` is what the SQLite table classes (:mod:`.sqlite`,
-:mod:`.sqlite_datasets`, :mod:`.sqlite_tenants`) run their statements through. Every
-:class:`sqlite3.Error` leaves it as :class:`~kairo_guard.core.exceptions.StoreError`.
+:class:`SQLiteDatabase` is the :class:`~kairo_guard.store.sql.Database` of
+:class:`~kairo_guard.store.sqlite.SQLiteStore`: the table classes run their statements
+through it. Every :class:`sqlite3.Error` leaves it as
+:class:`~kairo_guard.core.exceptions.StoreError`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from kairo_guard.core.exceptions import StoreError
+from kairo_guard.store.sql import SQLITE, Dialect
 
 
 class SQLiteDatabase:
@@ -23,13 +25,14 @@ class SQLiteDatabase:
 
     Args:
         path: the database file (created with mode 0600, its directory 0700).
-        schema: SQL run once at opening (``CREATE ... IF NOT EXISTS`` statements).
 
     Raises:
         StoreError: if the file cannot be created or opened.
     """
 
-    def __init__(self, path: Path, schema: str) -> None:
+    dialect: Dialect = SQLITE
+
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.lock = threading.Lock()
         try:
@@ -40,11 +43,10 @@ class SQLiteDatabase:
             self.connection.execute("PRAGMA journal_mode=WAL")
             self.connection.execute("PRAGMA synchronous=NORMAL")
             self.connection.execute("PRAGMA busy_timeout=5000")
-            self.connection.executescript(schema)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open state database {path}: {exc}") from exc
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one statement under the lock; return its rows."""
         with self.lock:
             try:
@@ -52,7 +54,7 @@ class SQLiteDatabase:
             except sqlite3.Error as exc:
                 raise StoreError(f"state database error: {exc}") from exc
 
-    def count(self, sql: str, params: tuple[object, ...]) -> int:
+    def count(self, sql: str, params: Sequence[object]) -> int:
         """Run one changing statement under the lock; return how many rows it changed."""
         with self.lock:
             try:
@@ -76,6 +78,17 @@ class SQLiteDatabase:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"state database error: {exc}") from exc
                 raise
+
+    @contextlib.contextmanager
+    def erasing(self) -> Iterator[None]:
+        """Deleted pages are overwritten (``secure_delete``) and the write-ahead log is
+        checkpointed, so erased rows do not linger in the files either."""
+        self.query("PRAGMA secure_delete = ON")
+        try:
+            yield
+        finally:
+            self.query("PRAGMA secure_delete = OFF")
+        self.query("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the connection; the database is unusable afterwards."""

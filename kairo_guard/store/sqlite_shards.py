@@ -1,13 +1,14 @@
-"""The SQLite ``shards`` table: vetted shards of operator data and anonymized telemetry.
+"""The ``shards`` table: vetted shards of operator data and anonymized telemetry.
 
 :class:`ShardTables` implements :class:`~kairo_guard.store.base.ShardStore` for
-:class:`~kairo_guard.store.sqlite.SQLiteStore` (a mixin over its ``db``).
+:class:`~kairo_guard.store.sql_store.SQLStore` (a mixin over its ``db``), in SQL both
+backends run; :data:`SHARD_SCHEMA` is the table's SQLite schema.
 """
 
 from __future__ import annotations
 
 from kairo_guard.store.base import ShardRow
-from kairo_guard.store.sqlite_db import SQLiteDatabase
+from kairo_guard.store.sql import Database
 
 SHARD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -23,13 +24,14 @@ CREATE TABLE IF NOT EXISTS shards (
 class ShardTables:
     """Shards, kept as their signed bytes (the store is not trusted for integrity)."""
 
-    db: SQLiteDatabase
+    db: Database
 
     def add_shard(self, row: ShardRow) -> None:
         """See :meth:`~kairo_guard.store.base.ShardStore.add_shard`."""
         with self.db.write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO shards VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO shards (id, manifest, signature, digests, fingerprints)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (row.shard_id, row.manifest, row.signature, row.digests, row.fingerprints),
             )
 
@@ -46,7 +48,8 @@ class ShardTables:
 
     def shard_ids(self) -> list[str]:
         """See :meth:`~kairo_guard.store.base.ShardStore.shard_ids`."""
-        return [str(r[0]) for r in self.db.query("SELECT id FROM shards ORDER BY rowid")]
+        order = self.db.dialect.insertion_order
+        return [str(r[0]) for r in self.db.query(f"SELECT id FROM shards ORDER BY {order}")]  # noqa: S608 - a column name
 
     def fingerprint_position(self) -> int:
         """See :meth:`~kairo_guard.store.base.ShardStore.fingerprint_position`."""

@@ -1,10 +1,11 @@
-"""The SQLite tables for retention, erasure and export: provenance rows, per-tenant
-retention periods, and the pseudonyms of erased tenants.
+"""The tables for retention, erasure and export: provenance rows, per-tenant retention
+periods, and the pseudonyms of erased tenants.
 
 :class:`SQLiteTenantData` implements :class:`~kairo_guard.store.base.TenantDataStore`
-for :class:`~kairo_guard.store.sqlite.SQLiteStore` (a mixin over its ``db``). A
-provenance row describes one sealed piece of ingested content without holding it:
-digest, tenant, class, source, created_at, expires_at.
+for :class:`~kairo_guard.store.sql_store.SQLStore` (a mixin over its ``db``), in SQL
+both backends run; :data:`SCHEMA` is the tables' SQLite schema. A provenance row
+describes one sealed piece of ingested content without holding it: digest, tenant,
+class, source, created_at, expires_at.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 
 from kairo_guard.core.types import TenantId, validate_tenant
 from kairo_guard.store.base import TENANT_TABLES, ProvenanceRow
-from kairo_guard.store.sqlite_db import SQLiteDatabase
+from kairo_guard.store.sql import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS provenance (
@@ -38,12 +39,14 @@ CREATE TABLE IF NOT EXISTS erased_tenants (
     erased_at REAL NOT NULL
 );
 """
+_PROVENANCE_COLUMNS = "digest, tenant, class, source, created_at, expires_at"
+_INSERT_PROVENANCE = f"INSERT INTO provenance ({_PROVENANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608 - constant names
 
 
 class SQLiteTenantData:
-    """:class:`TenantDataStore` on the SQLite connection of a ``SQLiteStore``."""
+    """:class:`TenantDataStore` on the database of a ``SQLStore`` (SQLite or PostgreSQL)."""
 
-    db: SQLiteDatabase
+    db: Database
     generation: int = 0
     """Counts revocations and erasures through this object (``Store.key_generation``)."""
 
@@ -51,7 +54,7 @@ class SQLiteTenantData:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.add_provenance`."""
         values = _provenance_values(rows)
         with self.db.write() as db:
-            db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", values)
+            db.executemany(_INSERT_PROVENANCE, values)
 
     def record_ingested(
         self, fingerprints: Iterable[tuple[int, TenantId]], provenance: Iterable[ProvenanceRow]
@@ -62,14 +65,14 @@ class SQLiteTenantData:
             validate_tenant(tenant)
         rows = _provenance_values(provenance)
         with self.db.write() as db:
-            db.executemany("INSERT OR IGNORE INTO fingerprints VALUES (?, ?)", pairs)
-            db.executemany("INSERT INTO provenance VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.db.dialect.add_fingerprints(db, pairs)
+            db.executemany(_INSERT_PROVENANCE, rows)
 
     def list_provenance(self, tenant: TenantId) -> list[ProvenanceRow]:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.list_provenance`."""
         rows = self.db.query(
-            "SELECT digest, tenant, class, source, created_at, expires_at FROM provenance"
-            " WHERE tenant = ? ORDER BY created_at, rowid",
+            f"SELECT {_PROVENANCE_COLUMNS} FROM provenance"  # noqa: S608 - constant names
+            f" WHERE tenant = ? ORDER BY created_at, {self.db.dialect.insertion_order}",
             (tenant,),
         )
         return [
@@ -95,7 +98,8 @@ class SQLiteTenantData:
             )
         else:
             self.db.query(
-                "INSERT OR REPLACE INTO retention_overrides VALUES (?, ?, ?)",
+                "INSERT INTO retention_overrides (tenant, scope, seconds) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant, scope) DO UPDATE SET seconds = excluded.seconds",
                 (tenant, scope, seconds),
             )
 
@@ -110,7 +114,11 @@ class SQLiteTenantData:
 
     def mark_erased(self, pseudonym: str, erased_at: float) -> None:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.mark_erased`."""
-        self.db.query("INSERT OR REPLACE INTO erased_tenants VALUES (?, ?)", (pseudonym, erased_at))
+        self.db.query(
+            "INSERT INTO erased_tenants (pseudonym, erased_at) VALUES (?, ?)"
+            " ON CONFLICT (pseudonym) DO UPDATE SET erased_at = excluded.erased_at",
+            (pseudonym, erased_at),
+        )
 
     def erased_tenants(self) -> dict[str, float]:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.erased_tenants`."""
@@ -122,21 +130,16 @@ class SQLiteTenantData:
     def erase_tenant(self, tenant: TenantId) -> dict[str, int]:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.erase_tenant`.
 
-        Deleted pages are overwritten (``secure_delete``) and the write-ahead log is
-        checkpointed, so the rows do not linger in the file either.
+        What the backend does so the rows do not linger in its files either is
+        :meth:`~kairo_guard.store.sql.Database.erasing`.
         """
         self.generation += 1
         validate_tenant(tenant)
-        self.db.query("PRAGMA secure_delete = ON")
-        try:
-            with self.db.write() as db:
-                counts = [
-                    db.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,)).rowcount  # noqa: S608 - constant names
-                    for table in TENANT_TABLES
-                ]
-        finally:
-            self.db.query("PRAGMA secure_delete = OFF")
-        self.db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self.db.erasing(), self.db.write() as db:
+            counts = [
+                db.execute(f"DELETE FROM {table} WHERE tenant = ?", (tenant,)).rowcount  # noqa: S608 - constant names
+                for table in TENANT_TABLES
+            ]
         return dict(zip(TENANT_TABLES, counts, strict=True))
 
 

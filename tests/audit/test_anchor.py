@@ -27,7 +27,9 @@ def _head(home: Path) -> dict[str, object]:
 
 def test_each_head_is_anchored_in_the_store_and_reported_as_gauges(tmp_path: Path) -> None:
     sdk, ring = Sdk(), KeyRing.generate()
-    with make_guard(tmp_path / "s", ring=ring, pii_gate=False, meter_provider=sdk.meter_provider) as g:
+    with make_guard(
+        tmp_path / "s", ring=ring, pii_gate=False, meter_provider=sdk.meter_provider
+    ) as g:
         for n in range(3):
             g.audit.append({"event": "test", "n": n})
         g.audit.flush()
@@ -80,7 +82,8 @@ def test_when_the_log_is_rolled_back_then_the_guard_does_not_open(tmp_path: Path
         store.close()
     result = verify_audit(home / "audit", keys, anchor)
     assert not result.ok
-    assert result.problem is not None and "rolled back or deleted" in result.problem
+    assert result.problem is not None
+    assert "rolled back or deleted" in result.problem
 
 
 def test_state_directories_sharing_a_store_keep_their_own_anchors(tmp_path: Path) -> None:

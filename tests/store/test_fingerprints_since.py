@@ -1,14 +1,16 @@
-"""The store's log of indexed fingerprints: what a reader reads after a position."""
+"""The store's log of indexed fingerprints: what a reader reads after a position (on
+each backend)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+from kairo_guard.store.sql_store import SQLStore
 from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 
 
-def _all_since(store: SQLiteStore, after: int, limit: int = 2) -> tuple[list[int], int]:
+def _all_since(store: SQLStore, after: int, limit: int = 2) -> tuple[list[int], int]:
     rows: list[int] = []
     while True:
         page, after = store.fingerprints_since(after, limit)
@@ -18,9 +20,8 @@ def _all_since(store: SQLiteStore, after: int, limit: int = 2) -> tuple[list[int
 
 
 def test_when_fingerprints_are_added_after_a_position_then_only_those_are_read(
-    tmp_path: Path,
+    store: SQLStore,
 ) -> None:
-    store = SQLiteStore(tmp_path / DB_FILE_NAME)
     store.add_fingerprints("acme", [10, 11, 12])
     first, mark = _all_since(store, 0)
     assert sorted(first) == [10, 11, 12]
@@ -32,9 +33,8 @@ def test_when_fingerprints_are_added_after_a_position_then_only_those_are_read(
 
 
 def test_when_the_newest_rows_are_deleted_then_their_positions_are_not_reused(
-    tmp_path: Path,
+    store: SQLStore,
 ) -> None:
-    store = SQLiteStore(tmp_path / DB_FILE_NAME)
     store.add_fingerprints("acme", [1])
     store.add_fingerprints("globex", [2, 3])
     _, mark = _all_since(store, 0)
@@ -44,9 +44,8 @@ def test_when_the_newest_rows_are_deleted_then_their_positions_are_not_reused(
 
 
 def test_when_a_tenant_is_erased_then_only_fingerprints_no_one_holds_leave_the_log(
-    tmp_path: Path,
+    store: SQLStore,
 ) -> None:
-    store = SQLiteStore(tmp_path / DB_FILE_NAME)
     store.add_fingerprints("acme", [1, 2])
     store.add_fingerprints("globex", [2])
     store.delete_fingerprints("acme")
@@ -65,9 +64,20 @@ def test_when_a_store_was_indexed_before_the_log_then_opening_it_logs_what_it_ho
         "DROP TRIGGER fingerprint_logged; DROP TRIGGER fingerprint_unlogged;"
         "DROP TABLE fingerprint_log;"
         "INSERT INTO fingerprints VALUES (7, 'acme'), (8, 'globex');"
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version';"  # as those builds left it
     )
     db.close()
     store = SQLiteStore(path)
     assert sorted(_all_since(store, 0)[0]) == [7, 8]
     store.add_fingerprints("acme", [9])
     assert sorted(_all_since(store, 0)[0]) == [7, 8, 9]
+
+
+def test_when_fingerprints_span_the_signed_64_bit_range_then_they_are_read_back_whole(
+    store: SQLStore,
+) -> None:
+    extremes = [-(2**63), -1, 0, 2**63 - 1]
+    store.add_fingerprints("acme", extremes)
+    assert sorted(_all_since(store, 0)[0]) == extremes
+    assert set(store.match_fingerprints(extremes)) == set(extremes)
+    assert store.fingerprint_position() == _all_since(store, 0)[1]

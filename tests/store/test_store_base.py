@@ -1,4 +1,5 @@
-"""The store contract stands alone: a backend other than SQLite imports it and nothing else."""
+"""The store contract stands alone: a backend other than SQLite imports it and nothing else;
+every backend implements all of it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from kairo_guard.core.anchor import AnchorStore
 from kairo_guard.store import base
-from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
+from kairo_guard.store.sql_store import SQLStore
 
 _BASE = Path(base.__file__)
 
@@ -23,24 +25,24 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
-def test_when_the_contract_is_read_then_it_imports_no_sqlite_and_no_implementation() -> None:
+def test_when_the_contract_is_read_then_it_imports_no_backend_and_no_implementation() -> None:
     imported = _imported(_BASE)
-    assert not {m for m in imported if "sqlite" in m}
-    assert {m for m in imported if m.startswith("kairo_guard.")} == {"kairo_guard.core.types"}
+    assert not {m for m in imported if "sqlite" in m or "psycopg" in m or "postgres" in m}
+    ours = {m for m in imported if m.startswith("kairo_guard.")}
+    assert "kairo_guard.core.types" in ours
+    assert {m for m in ours if not m.startswith("kairo_guard.core.")} == set()
 
 
-@pytest.mark.parametrize("protocol", [base.Store, base.DatasetStore, base.TenantDataStore])
-def test_when_a_contract_method_is_listed_then_sqlite_implements_it(
-    protocol: type, tmp_path: Path
+@pytest.mark.parametrize(
+    "protocol", [base.Store, base.DatasetStore, base.TenantDataStore, base.ShardStore, AnchorStore]
+)
+def test_when_a_contract_method_is_listed_then_the_backend_implements_it(
+    protocol: type, store: SQLStore
 ) -> None:
-    store = SQLiteStore(tmp_path / DB_FILE_NAME)
-    try:
-        methods = {
-            name
-            for name, value in vars(protocol).items()
-            if callable(value) and not name.startswith("_")
-        }
-        assert methods
-        assert sorted(m for m in methods if not callable(getattr(store, m, None))) == []
-    finally:
-        store.close()
+    methods = {
+        name
+        for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    }
+    assert methods
+    assert sorted(m for m in methods if not callable(getattr(store, m, None))) == []
