@@ -23,16 +23,16 @@ from types import TracebackType
 
 import orjson
 
+from kairo_guard.audit._io import entry_members as _mid
 from kairo_guard.audit._io import flocked as _flocked
+from kairo_guard.audit._io import move_aside
 from kairo_guard.audit._io import write_all as _write_all
 from kairo_guard.audit.anchor import AuditAnchor
 from kairo_guard.audit.head import HEAD_NAME, encode_head
 from kairo_guard.audit.verify import (
     GENESIS,
     LOG_NAME,
-    RESERVED_KEYS,
     TORN_EVENT,
-    TORN_PREFIX,
     AuditVerification,
     Tail,
     check_tail,
@@ -208,26 +208,25 @@ class _Writer:
 
     def recover(self, end: int, size: int) -> bytes:
         """Move the torn fragment after ``end`` aside; return the entry recording it."""
-        fragment = os.pread(self.fd, size - end, end)
-        stamp, n = int(self.clock()), 0
-        while True:
-            name = f"{TORN_PREFIX}{stamp}" + (f".{n}" if n else "")
-            try:
-                out = os.open(self.dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                break
-            except FileExistsError:
-                n += 1
-        try:
-            _write_all(out, fragment)
-            os.fsync(out)
-        finally:
-            os.close(out)
-        os.fsync(self.dir_fd)
-        os.ftruncate(self.fd, end)
-        os.fsync(self.fd)
+        name, fragment = move_aside(self.fd, self.dir_fd, self.dir, end, size, self.clock())
         _LOG.warning("kairo-guard: moved a torn audit tail of %d bytes to %s", len(fragment), name)
         digest = hashlib.sha256(fragment).hexdigest()
         return _mid({"event": TORN_EVENT, "bytes": len(fragment), "sha256": digest})
+
+    def repair(self) -> int:
+        """Move a torn tail aside and record it now (not at the next write); return its
+        size in bytes (0: nothing was torn)."""
+        with self.io_lock, _flocked(self.fd, fcntl.LOCK_EX):
+            tail = self.inspect()
+            self.size = tail.size
+            if tail.end == tail.size:
+                return 0
+            entry = self.recover(tail.end, tail.size)
+            self.size = tail.end
+            ts = self.clock()
+            self.write_batch([entry], ts)
+            self.write_head(ts)
+            return tail.size - tail.end
 
     def write_batch(self, batch: list[bytes], ts: float) -> None:
         """Chain, write and fsync ``batch``; on failure cut the file back."""
@@ -276,17 +275,6 @@ class _Writer:
         self.head_stale = False
         if self.anchor is not None:  # under the flock: anchors advance in log order
             self.anchor.advance(Anchor(self.count, self.last_hash, self.size, ts))
-
-
-def _mid(entry: Mapping[str, JSONValue]) -> bytes:
-    """Serialise the caller's members as they will sit between ``prev`` and ``hash``."""
-    if not RESERVED_KEYS.isdisjoint(entry):
-        raise ConfigError(f"audit entries may not set {sorted(RESERVED_KEYS & set(entry))}")
-    try:
-        raw = orjson.dumps(entry if type(entry) is dict else dict(entry))
-    except orjson.JSONEncodeError as exc:
-        raise ConfigError(f"an audit entry does not encode as JSON: {exc}") from exc
-    return b"," + raw[1:-1] if len(raw) > 2 else b""
 
 
 class AuditLog:
@@ -354,6 +342,17 @@ class AuditLog:
             AuditError: if the log is closed or an earlier write failed.
         """
         self._writer.append(_mid(entry))
+
+    def repair(self) -> int:
+        """Move a torn tail (a writer killed mid-append) aside to ``audit.torn.*`` and
+        record that in the chain now; return the bytes moved (0: the log was whole).
+        Every entry before the tear stays; verification passes afterwards.
+
+        Raises:
+            AuditIntegrityError: the log is damaged inside its signed range or behind
+                its anchor (no repair: that is tampering or loss, not a torn write).
+        """
+        return self._writer.repair()
 
     def flush(self) -> None:
         """Write and fsync the buffered entries, then update the signed head.

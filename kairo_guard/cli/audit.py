@@ -6,6 +6,7 @@ import click
 
 from kairo_guard.assembly import open_store
 from kairo_guard.audit.log import verify_audit
+from kairo_guard.audit_opening import open_audit
 from kairo_guard.cli.common import EXIT_VIOLATION, Exit, cli_settings, handle_errors
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.guard import AUDIT_DIR_NAME
@@ -42,3 +43,29 @@ def audit_verify(ctx: click.Context) -> None:
         f"audit log ok: {result.entries} entries, "
         f"{result.signed_entries} covered by the signed head"
     )
+
+
+@audit.command("repair")
+@click.pass_context
+@handle_errors
+def audit_repair(ctx: click.Context) -> None:
+    """Move a torn tail (a writer killed mid-append) aside and record it in the chain.
+
+    Every entry before the tear stays. A log damaged inside its signed range, or behind
+    its anchor, is not repaired: that is tampering or loss (exit 2, as for any
+    integrity error)."""
+    settings = cli_settings(ctx)
+    ring = load_key_ring(settings.home)
+    store = open_store(settings)
+    try:
+        log = open_audit(settings, ring, store)
+        try:
+            moved = log.repair()
+        finally:
+            log.close()
+    finally:
+        store.close()
+    if moved:
+        click.echo(f"audit log repaired: a torn tail of {moved} bytes moved to audit.torn.*")
+    else:
+        click.echo("audit log whole: nothing to repair")
