@@ -221,8 +221,9 @@ class DatasetStore(Protocol):
         ...
 
     def mark_models_for_deletion(self, tenant: TenantId, replacement: str) -> int:
-        """Mark the tenant's active models ``pending_deletion``, replacing the owner
-        with ``replacement`` (its pseudonym); return how many were marked."""
+        """Mark the tenant's active models ``pending_deletion``, replacing the owner, and
+        the tenant id wherever it occurs in a model's name, with ``replacement`` (its
+        pseudonym); return how many were marked."""
         ...
 
 

@@ -155,7 +155,9 @@ class DatasetTables:
 
     def mark_models_for_deletion(self, tenant: TenantId, replacement: str) -> int:
         """See :meth:`~kairo_guard.store.base.DatasetStore.mark_models_for_deletion`."""
+        # the tenant id inside the model's own name ("acme-support-v1") goes too
         return self.db.count(
-            "UPDATE models SET status = ?, owner = ? WHERE owner = ?",
-            (MODEL_PENDING_DELETION, replacement, tenant),
+            "UPDATE models SET status = ?, owner = ?, model_id = replace(model_id, ?, ?)"
+            " WHERE owner = ?",
+            (MODEL_PENDING_DELETION, replacement, tenant, replacement, tenant),
         )

@@ -53,7 +53,8 @@ def populate(guard: Guard, tenant: str, root: Path, tag: str, n: int = 3) -> Ten
     for i in range(n):
         body = {"text": prose(f"{tag}-{i}", paragraphs=2)}
         guard.index_content(tenant, body)
-        record = guard.label_record(body, tenant=tenant, source="agent-run:chat")
+        # a source and a model named after the tenant, as the README and examples do
+        record = guard.label_record(body, tenant=tenant, source=f"upload_{tenant}")
         guard.tenancy.retention.record_provenance(record[SEAL_FIELD])
         records.append(record)
     guard.set_retention(tenant, "customer_content", 180 * DAY)
@@ -62,7 +63,7 @@ def populate(guard: Guard, tenant: str, root: Path, tag: str, n: int = 3) -> Ten
         builder.add(record)
     path = root / f"dataset-{tag}"
     manifest = builder.write(path)
-    model_id = f"model-{tag}"
+    model_id = f"{tenant}-support-{tag}"
     guard.register_model(model_id, dataset=manifest, owner=tenant)
     guard.check(records, sink=guard.resolve_sink(f"ft-{tag}", kind=f"tenant-fine-tune:{tenant}"))
     return TenantState(tenant, records, api_key, manifest.dataset_id, path, model_id)

@@ -159,11 +159,15 @@ def test_when_a_tenant_is_erased_then_its_models_are_served_to_no_one_and_keep_n
     assert not guard.check_model_access("m-acme", "acme")
     assert guard.check_model_access("router", "acme")
     [marked] = guard.models("acme")
-    assert (marked.model_id, marked.status) == ("m-acme", "pending_deletion")
-    assert marked.owner == guard.keys.pseudonym("acme")
+    pseudonym = guard.keys.pseudonym("acme")
+    # the id inside the model's name goes too (listed under the name it has now)
+    assert (marked.model_id, marked.status) == (f"m-{pseudonym}", "pending_deletion")
+    assert marked.owner == pseudonym
+    assert not guard.check_model_access(marked.model_id, "acme")
     with sqlite3.connect(tmp_path / "state" / DB_FILE_NAME) as db:
-        owners = [row[0] for row in db.execute("SELECT owner FROM models")]
-    assert "acme" not in owners
+        rows = list(db.execute("SELECT model_id, owner FROM models"))
+    assert not [r for r in rows if any("acme" in str(v) for v in r)]
+    assert ("router", None) in rows  # a shared model's name is not touched
 
 
 @pytest.mark.parametrize(
