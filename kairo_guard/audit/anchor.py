@@ -14,13 +14,15 @@ cannot move the anchor past the evidence) and ``kairo-guard audit verify`` fails
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
 from kairo_guard.audit.verify import parse_entry
 from kairo_guard.core.anchor import Anchor, AnchorStore
-from kairo_guard.core.exceptions import AuditIntegrityError
+from kairo_guard.core.exceptions import AuditIntegrityError, StoreError
 
+_LOG = logging.getLogger(__name__)
 DEFAULT_LOG_ID = "default"
 """The anchor of a state directory's own log (one log per state directory)."""
 _MAX_LINE = 16 * 1024 * 1024
@@ -43,16 +45,26 @@ class AuditAnchor:
         observe: Callable[[Anchor], None] | None = None,
     ) -> None:
         self.store, self.log_id, self._observe = store, log_id, observe
+        self.missed = 0
+        """Heads the store could not record (it was unreachable); a later one did."""
 
     def load(self) -> Anchor | None:
         """The recorded anchor (None for a log never anchored)."""
         return self.store.get_audit_anchor(self.log_id)
 
     def advance(self, anchor: Anchor) -> None:
-        """Record a new head (the store keeps the larger count)."""
-        self.store.advance_audit_anchor(self.log_id, anchor)
+        """Record a new head (the store keeps the larger count). While the store cannot
+        be written, the head is still reported to ``observe``, the failure is logged and
+        the next head records again (it only moves forward): the log itself is durable,
+        and the decisions that need the store fail closed on their own."""
         if self._observe is not None:
             self._observe(anchor)
+        try:
+            self.store.advance_audit_anchor(self.log_id, anchor)
+        except StoreError as exc:
+            self.missed += 1
+            _LOG.warning("kairo-guard: audit head %d not anchored in the store: %s",
+                         anchor.count, exc)  # fmt: skip
 
     def check(self, fd: int, count: int) -> None:
         """Raise unless the open log ``fd`` (``count`` intact entries) is at or past

@@ -80,6 +80,7 @@ class _Writer:
             self.fd = os.open(directory / LOG_NAME, flags, 0o600)
             with _flocked(self.fd, fcntl.LOCK_SH):
                 self.inspect()  # fail closed at open, not at the first decision
+                self.check_anchor()
         except BaseException as exc:
             self.release()
             if isinstance(exc, OSError):
@@ -187,10 +188,12 @@ class _Writer:
 
     def inspect(self) -> Tail:
         tail = check_tail(self.fd, self.dir, self.keys)
-        if self.anchor is not None:  # not behind the head recorded outside the directory
-            self.anchor.check(self.fd, tail.count)
         self.count, self.last_hash = tail.count, tail.last_hash
         return tail
+
+    def check_anchor(self) -> None:  # at open and repair, not each write: the store may be away
+        if self.anchor is not None:
+            self.anchor.check(self.fd, self.count)
 
     def sync(self, batch: list[bytes]) -> None:
         """Learn where the chain ends, if another process wrote; recover a torn tail."""
@@ -218,6 +221,7 @@ class _Writer:
         size in bytes (0: nothing was torn)."""
         with self.io_lock, _flocked(self.fd, fcntl.LOCK_EX):
             tail = self.inspect()
+            self.check_anchor()
             self.size = tail.size
             if tail.end == tail.size:
                 return 0
@@ -290,10 +294,8 @@ class AuditLog:
     Args:
         directory: created with mode 0700 if missing; holds ``audit.jsonl``,
             ``audit.head`` and any ``audit.torn.*`` fragments moved aside.
-        head_key: the secret that signs ``audit.head``.
-        head_key_id: names ``head_key`` for verifiers.
-        batch_size: entries per write.
-        flush_interval: longest time in seconds an entry waits in memory.
+        head_key, head_key_id: the secret that signs ``audit.head``, and its name.
+        batch_size, flush_interval: entries per write; longest wait in memory (s).
         clock: returns Unix seconds for ``ts``.
         verify_keys: older head keys by key id (after a rotation): a head signed with a
             key id the writer does not hold is refused, never trusted for its count.
