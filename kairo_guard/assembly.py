@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -98,7 +98,7 @@ def build(
     pii_gate: bool | None,
     telemetry: GuardTelemetry,
     *,
-    signer: SignerKeys | str | None = None,
+    signer: SignerKeys | str | Literal[False] | None = None,
     verify_keys: VerifyKeys | str | None = None,
 ) -> Parts:
     """Wire every part of a guard from ``settings`` (see the Guard's arguments).
@@ -244,7 +244,7 @@ def key_ring(key: KeyRing | str | None, home: Path, env: Mapping[str, str] | Non
 
 
 def signer_keys(
-    signer: SignerKeys | str | None,
+    signer: SignerKeys | str | Literal[False] | None,
     home: Path,
     env: Mapping[str, str] | None,
     verify_keys: VerifyKeys | str | None,
@@ -256,7 +256,9 @@ def signer_keys(
     Raises:
         KeyringError: keys that are there but unusable.
     """
-    if isinstance(signer, str):
+    if signer is False:  # this process must not vouch (a worker of a job)
+        signer = None
+    elif isinstance(signer, str):
         signer = SignerKeys.from_value(signer)
     elif signer is None:
         signer = load_signer(home, env=env)

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
 
 from kairo_guard import assembly, workers
 from kairo_guard.assembly import AUDIT_DIR_NAME
@@ -65,7 +65,8 @@ class Guard:
             the global one).
         signer: the vetting role's Ed25519 keys, or a ``KAIRO_GUARD_SIGNER_KEY``-style
             string (else the environment, else ``signer.json`` in ``home``, else none:
-            this guard cannot vouch for operator data or mint anonymized telemetry).
+            this guard cannot vouch for operator data or mint anonymized telemetry);
+            ``False``: none, whatever the environment or ``home`` holds.
         verify_keys: the public keys permitting labels are verified with, or a
             ``KAIRO_GUARD_VERIFY_KEYS``-style string (else the environment, else
             ``verify-keys.json`` in ``home``); the signer's own are always added.
@@ -89,7 +90,7 @@ class Guard:
         pii_gate: bool | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
-        signer: SignerKeys | str | None = None,
+        signer: SignerKeys | str | Literal[False] | None = None,
         verify_keys: VerifyKeys | str | None = None,
     ) -> None:
         self.telemetry = GuardTelemetry(tracer_provider, meter_provider)
@@ -152,7 +153,7 @@ class Guard:
             default_mode=spec.default_mode,
             env={"KAIRO_GUARD_DB_URL": spec.db_url} if spec.db_url else {},
             pii_gate=spec.pii_gate,
-            signer=None,
+            signer=False,  # a worker never vouches, whatever signer.json lies in home
             verify_keys=spec.verify_keys or None,
         )
 

@@ -14,7 +14,7 @@ import pytest
 from kg_testing import make_guard, sealed_record
 from worker_tasks import check_in_worker, use_inherited
 
-from kairo_guard import Guard, IsolationViolation, KeyRing, SignerKeys
+from kairo_guard import Guard, IsolationViolation, KeyRing, KeyringError, SignerKeys
 from kairo_guard.audit.verify import verify_audit
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 
@@ -54,6 +54,21 @@ def test_a_guard_does_not_pickle_and_its_spec_carries_no_signing_key(
     again = Guard.from_spec(spec)
     assert again is not worker  # a closed guard is not handed out again
     again.close()
+
+
+def test_a_worker_never_vouches_even_where_the_state_directory_holds_the_signing_key(
+    tmp_path: Path,
+) -> None:
+    with make_guard(tmp_path / "keys-init", pii_gate=False) as guard:  # signer.json in home
+        assert (tmp_path / "keys-init" / "signer.json").exists()
+        assert guard.vetting.writer.can_sign  # the vetting role's own process
+        worker = Guard.from_spec(guard.spec())
+        try:
+            assert not worker.vetting.writer.can_sign  # it read signer.json before
+            with pytest.raises(KeyringError):
+                worker.seal_operator_data({"text": "a note"}, source="docs")
+        finally:
+            worker.close()
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
