@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PG_PASS := tests/tenancy tests/enforce tests/cli tests/anonymize tests/audit tests/test_guard.py
 
 .PHONY: demo test lint typecheck bench clean
 
@@ -20,6 +21,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -m "not slow"
+	@echo "the guard-level tests again, every state directory's store in PostgreSQL:"
+	KG_TEST_STORE=postgresql $(BIN)/pytest -m "not slow and not sqlite_only" $(PG_PASS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from kg_testing import add_signer, make_guard
+from kg_testing import PG_SCHEMAS, add_signer, make_guard, state_store_env
 from otel_support import Sdk
 
 from kairo_guard import Guard, KeyRing
@@ -73,9 +73,24 @@ def cli_env(tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch) -> d
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    for name, value in state_store_env(home).items():  # the PostgreSQL pass
+        env[name] = value
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     add_signer(home)  # this state directory's vetting key (signer.json)
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_pg_schemas() -> Iterator[None]:
+    """The PostgreSQL pass: drop the schemas its state directories used."""
+    yield
+    if PG_SCHEMAS:
+        from store_backends import pg_admin
+
+        with pg_admin() as admin:
+            for schema in sorted(PG_SCHEMAS):
+                admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 class Run(NamedTuple):

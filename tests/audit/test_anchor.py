@@ -60,6 +60,7 @@ def test_the_anchor_only_moves_forward(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.sqlite_only
 def test_when_the_log_is_rolled_back_then_the_guard_does_not_open(tmp_path: Path) -> None:
     ring, home = KeyRing.generate(), tmp_path / "s"
     with make_guard(home, ring=ring, pii_gate=False) as g:

@@ -146,6 +146,7 @@ def test_when_records_are_labelled_then_output_is_the_input_plus_a_seal(
         assert label.digest == content_digest(record)
 
 
+@pytest.mark.sqlite_only
 def test_when_customer_content_is_labelled_then_each_record_is_indexed_once(
     kg: Any, tmp_path: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

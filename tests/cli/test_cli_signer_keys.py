@@ -50,6 +50,7 @@ def test_keys_init_makes_a_private_signer_and_a_public_verification_file(
     assert printed.out.strip() == public.to_value()
 
 
+@pytest.mark.sqlite_only
 def test_a_state_directory_with_only_public_keys_scans_shards_and_vets_nothing(
     kg: Any, fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from kairo_guard import KeyRing
 from kairo_guard.cli.main import main
 
 
+@pytest.mark.sqlite_only
 def test_tenants_add_prints_a_working_key_once_and_revoke_disables_it(
     cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -125,6 +125,7 @@ def test_a_record_changed_or_given_anothers_digest_does_not_pass(roles: Roles) -
     assert "not one of its shard's" in report.violations[1].reason
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("column", ["digests", "fingerprints", "manifest"])
 def test_a_shard_altered_in_the_store_is_refused(
     roles: Roles, tmp_path: Path, ring: KeyRing, column: str

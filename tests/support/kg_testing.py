@@ -11,6 +11,8 @@ so its use in production would be on the record.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ __all__ = [
     "register_tenants",
     "running_server",
     "sealed_record",
+    "state_store_env",
 ]
 
 
@@ -68,11 +71,34 @@ UNCHECKED = "0" * 64
 
 def make_guard(home: Path, *, ring: KeyRing | None = None, **kwargs: Any) -> Guard:
     """Return a Guard on a fresh state directory with a fresh key (or ``ring``) and a
-    signing key for vetting (:func:`add_signer`; or ``signer``, None for none)."""
-    kwargs.setdefault("env", {})
+    signing key for vetting (:func:`add_signer`; or ``signer``, None for none). In the
+    PostgreSQL pass its store is a schema of its own (:func:`state_store_env`)."""
+    kwargs["env"] = {**state_store_env(home), **kwargs.get("env", {})}
     if "signer" not in kwargs:
         add_signer(home)
     return Guard(home=home, key=ring or KeyRing.generate(), **kwargs)
+
+
+PG_PASS = "KG_TEST_STORE"
+"""``KG_TEST_STORE=postgresql``: the suite's guards and CLI runs keep their state in
+PostgreSQL (``make test`` runs the guard-level tests once more so)."""
+PG_SCHEMAS: set[str] = set()
+"""Schemas made for this run's state directories (dropped at the end of the session)."""
+
+
+def state_store_env(home: Path | str) -> dict[str, str]:
+    """The store of state directory ``home``: nothing (SQLite in it), or in the
+    PostgreSQL pass ``KAIRO_GUARD_DB_URL`` of a schema of its own, made here."""
+    if os.environ.get(PG_PASS) != "postgresql":
+        return {}
+    from store_backends import pg_admin, schema_url
+
+    schema = "kg_h_" + hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:20]
+    if schema not in PG_SCHEMAS:
+        with pg_admin() as admin:
+            admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        PG_SCHEMAS.add(schema)
+    return {"KAIRO_GUARD_DB_URL": schema_url(schema)}
 
 
 def add_signer(home: Path | str) -> None:

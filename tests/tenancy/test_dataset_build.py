@@ -164,6 +164,7 @@ def test_when_the_cli_build_fails_then_the_same_command_succeeds_once_the_input_
     assert "1 records" in out
 
 
+@pytest.mark.sqlite_only
 def test_when_the_cli_cannot_record_the_dataset_then_the_retry_is_not_dataset_exists(
     kg: Any, lines: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,6 +77,7 @@ def _text_cells_holding(db: Path, needle: str) -> list[str]:
     return found
 
 
+@pytest.mark.sqlite_only
 def test_when_tenant_erased_then_no_table_of_the_store_holds_its_id(
     state: tuple[Guard, dict[str, TenantState]],
 ) -> None:
@@ -88,6 +89,7 @@ def test_when_tenant_erased_then_no_table_of_the_store_holds_its_id(
     assert _text_cells_holding(db, KEPT)  # the other tenant is still there
 
 
+@pytest.mark.sqlite_only
 def test_when_tenant_erased_then_its_id_is_nowhere_in_the_state_files(
     state: tuple[Guard, dict[str, TenantState]],
 ) -> None:
@@ -220,6 +222,7 @@ def test_receipt_is_signed_and_names_the_pseudonym_only(
     assert not ErasureReceipt.load(copy).verify(ring)
 
 
+@pytest.mark.sqlite_only
 def test_when_erased_tenants_cannot_be_read_then_tenant_records_block(guard: Guard) -> None:
     guard.grant_agreement("acme")
     record = guard.label_record({"t": "x"}, tenant="acme")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from kg_testing import make_guard, running_server
+from kg_testing import make_guard, running_server, state_store_env
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -146,6 +146,7 @@ def test_when_a_tenant_derived_model_is_registered_as_shared_then_it_is_refused_
     assert all("acme" not in e["model"] for e in refused)
 
 
+@pytest.mark.sqlite_only
 def test_when_a_tenant_is_erased_then_its_models_are_served_to_no_one_and_keep_no_raw_id(
     guard: Guard, tmp_path: Path
 ) -> None:
@@ -256,6 +257,8 @@ def test_when_the_fine_tune_example_is_given_a_model_id_then_it_registers_the_te
     home = tmp_path / "state"
     monkeypatch.setenv("KAIRO_GUARD_HOME", str(home))
     monkeypatch.setenv("KAIRO_GUARD_KEY", ring.to_env_value())
+    for name, value in state_store_env(home).items():  # the example's store too
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     with make_guard(home, ring=ring, pii_gate=False) as guard:
         guard.grant_agreement("acme")
