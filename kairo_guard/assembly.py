@@ -37,6 +37,7 @@ from kairo_guard.detect.fingerprint import (
     Fingerprinter,
     FingerprintIndex,
     fingerprint_check,
+    keyed_scheme,
     scheme_mismatch,
 )
 from kairo_guard.detect.identifiers import CustomerIdentifierCheck, CustomerIdentifiers
@@ -152,8 +153,11 @@ def _wire(
         fingerprints.prefilter,
         allow=settings.pii.allow_list,
     )
-    recorded = store.claim_fingerprint_scheme(SCHEME)
-    stale = scheme_mismatch(recorded) if recorded != SCHEME else None
+    expected = keyed_scheme(keys.subkey(PURPOSE_FINGERPRINT, keys.pseudonym_key_id))
+    recorded = store.claim_fingerprint_scheme(expected)
+    if recorded == SCHEME:  # recorded before the scheme named its key: bind this one
+        recorded = store.rebind_fingerprint_scheme(SCHEME, expected)
+    stale = scheme_mismatch(recorded, expected) if recorded != expected else None
     net_check = fingerprint_check(fingerprints) if stale is None else (lambda _content: stale)
     fingerprints.stale = stale.reason if stale else None  # direct overlap questions refuse
     periods = RetentionPolicy(store, settings.retention, settings.agent_run_retention)

@@ -6,6 +6,8 @@ keyed hashing); this module keeps them per tenant in the store and judges overla
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -216,16 +218,27 @@ SCHEME_RULE = "fingerprint.scheme-mismatch"
 """The rule of a refusal while the index holds fingerprints of another scheme."""
 
 
-def scheme_mismatch(recorded: str | None) -> Decision:
+def keyed_scheme(key: bytes) -> str:
+    """:data:`SCHEME` bound to the fingerprint key: what a store records, so that a
+    process whose key ring differs (its fingerprints match nothing stored) finds out
+    instead of passing everything. The key is named by a one-way tag, never shown."""
+    tag = hmac.new(key, b"kairo-guard fingerprint key id", hashlib.sha256).hexdigest()[:16]
+    return f"{SCHEME}+key-{tag}"
+
+
+def scheme_mismatch(recorded: str | None, expected: str = SCHEME) -> Decision:
     """Return the block for every record while the index was built under ``recorded``
-    (None: an index older than the scheme record) instead of :data:`SCHEME`: its
+    (None: an index older than the scheme record) instead of ``expected``: its
     fingerprints cannot match text fingerprinted now, so the net would be blind."""
     built = f"scheme {recorded}" if recorded else "an earlier, unrecorded scheme"
+    same_scheme = recorded is not None and recorded.split("+key-")[0] == SCHEME
+    why = "another key ring" if same_scheme else f"{built}, not {SCHEME}"
     return Decision(
         Outcome.BLOCK,
         SCHEME_RULE,
-        f"the fingerprint index was built under {built}, not {SCHEME}: the net cannot "
-        "recognize tenants' content until it is re-indexed",
+        f"the fingerprint index was built under {why}: the net cannot recognize "
+        "tenants' content until it is re-indexed (or this process is given the ring "
+        "the index was built with)",
     )
 
 

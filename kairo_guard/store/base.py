@@ -352,6 +352,12 @@ class Store(DatasetStore, TenantDataStore, ShardStore, AnchorStore, Protocol):
         scheme (an index older than the record). One transaction."""
         ...
 
+    def rebind_fingerprint_scheme(self, old: str, new: str) -> str:
+        """Replace the recorded scheme ``old`` by ``new`` (a store recorded before the
+        scheme named its key: the first process after the upgrade binds its own); return
+        the scheme recorded afterwards. One transaction."""
+        ...
+
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """Return, for each given fingerprint that is indexed, the tenants it belongs to."""
         ...

@@ -192,6 +192,16 @@ class SQLStore(DatasetTables, SQLiteTenantData, ShardTables, AnchorTables):
             db.execute("INSERT INTO meta (key, value) VALUES ('fingerprint_scheme', ?)", (scheme,))
             return scheme
 
+    def rebind_fingerprint_scheme(self, old: str, new: str) -> str:
+        """See :meth:`~kairo_guard.store.base.Store.rebind_fingerprint_scheme`."""
+        with self.db.write() as db:
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'fingerprint_scheme' AND value = ?",
+                (new, old),
+            )
+            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_scheme'").fetchone()
+        return str(row[0]) if row is not None else new
+
     def match_fingerprints(self, fingerprints: Collection[int]) -> dict[int, frozenset[TenantId]]:
         """See :meth:`~kairo_guard.store.base.Store.match_fingerprints`."""
         found: dict[int, set[TenantId]] = {}

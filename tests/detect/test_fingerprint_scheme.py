@@ -10,9 +10,9 @@ import pytest
 from kg_testing import make_guard, sealed_record
 
 from kairo_guard import ContentRefused, Guard, KeyRing
-from kairo_guard.core.keys import PURPOSE_FILTER
+from kairo_guard.core.keys import PURPOSE_FILTER, PURPOSE_FINGERPRINT
 from kairo_guard.detect.bloom import FilterError, FingerprintFilter
-from kairo_guard.detect.fingerprint import SCHEME, SCHEME_RULE
+from kairo_guard.detect.fingerprint import SCHEME, SCHEME_RULE, keyed_scheme
 from kairo_guard.store.sqlite import DB_FILE_NAME
 
 DOC = (
@@ -42,10 +42,57 @@ def test_when_a_new_store_is_opened_then_it_records_the_current_scheme(
     home = _indexed_home(tmp_path, ring)
     with sqlite3.connect(home / DB_FILE_NAME) as db:
         row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_scheme'").fetchone()
-    assert row == (SCHEME,)
+    assert row == (_keyed(ring),)  # the scheme, bound to the ring's fingerprint key
     with make_guard(home, ring=ring, pii_gate=False) as guard:
         report = guard.check([{"text": DOC}], sink="shared-training")
         assert [v.rule for v in report.violations] == ["fingerprint.tenant-content"]
+
+
+def _shared(home: Path) -> dict[str, str]:
+    """Another state directory's environment on the store of ``home``."""
+    return {"KAIRO_GUARD_DB_URL": f"sqlite:///{home / DB_FILE_NAME}",
+            "KAIRO_GUARD_AUDIT_LOG_ID": "replica"}  # fmt: skip
+
+
+def _keyed(ring: KeyRing) -> str:
+    return keyed_scheme(ring.subkey(PURPOSE_FINGERPRINT, ring.pseudonym_key_id))
+
+
+def test_when_a_process_holds_another_key_ring_then_the_net_refuses_instead_of_passing(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    home = _indexed_home(tmp_path, ring)
+    stranger = KeyRing.generate()  # a replica on the same store, with the wrong ring
+    with make_guard(
+        tmp_path / "replica", ring=stranger, pii_gate=False, env=_shared(home)
+    ) as guard:
+        copied = sealed_record(guard, {"text": DOC}, data_class="operator_public")
+        report = guard.check([copied], sink="shared-training")
+        assert [v.rule for v in report.violations] == [SCHEME_RULE]  # not passed unseen
+        assert "another key ring" in report.violations[0].reason
+        with pytest.raises(ContentRefused) as refused:
+            guard.seal_operator_data({"text": DOC}, source="wiki")
+        assert refused.value.rule == SCHEME_RULE
+
+
+def test_a_store_recorded_before_the_key_was_named_is_bound_to_the_first_ring_after(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    home = _indexed_home(tmp_path, ring)
+    _set_recorded_scheme(home, SCHEME)  # as an earlier release recorded it
+    with make_guard(home, ring=ring, pii_gate=False) as guard:
+        report = guard.check([{"text": DOC}], sink="shared-training")
+        assert [v.rule for v in report.violations] == ["fingerprint.tenant-content"]
+    with sqlite3.connect(home / DB_FILE_NAME) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint_scheme'").fetchone()
+    assert row == (_keyed(ring),)
+    stranger = KeyRing.generate()
+    with make_guard(
+        tmp_path / "replica", ring=stranger, pii_gate=False, env=_shared(home)
+    ) as guard:
+        copied = sealed_record(guard, {"text": DOC}, data_class="operator_public")
+        report = guard.check([copied], sink="shared-training")
+        assert [v.rule for v in report.violations] == [SCHEME_RULE]
 
 
 @pytest.mark.parametrize("recorded", [None, "kg-winnow-k50-w40-nfkc-casefold"])
