@@ -236,7 +236,9 @@ def main() -> int:
                 elif label.digest not in by_tenant[tenant]:
                     missing += 1
             keys = guard.keys.subkeys(PURPOSE_AUDIT_HEAD)
-            audit = verify_audit(home / "audit", keys, guard.store.get_audit_anchor("default"))
+            audit = verify_audit(
+                home / "audit", keys, guard.store.get_audit_anchor(guard.settings.audit_log_id)
+            )
         bad = {
             c: n
             for c, n in codes.items()

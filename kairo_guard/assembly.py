@@ -32,6 +32,7 @@ from kairo_guard.core.seal import SealCodec
 from kairo_guard.core.signing import SignerKeys, VerifyKeys
 from kairo_guard.core.types import DataClass
 from kairo_guard.detect.accumulation import ACCUMULATED_MIN_SHARED
+from kairo_guard.detect.coverage import CoveragePublisher, wait_replicas
 from kairo_guard.detect.fingerprint import (
     SCHEME,
     Fingerprinter,
@@ -179,8 +180,12 @@ def _wire(
     agreements = Agreements(store, audit, pseudonym, clock)
     bound = settings.limits.index_wait_seconds
 
+    replica = settings.audit_log_id  # this state directory, among those sharing the store
+    indexer.coverage = CoveragePublisher(store, replica, indexer.directory)
+
     def watermark() -> None:
-        wait_indexed(indexer, bound)
+        wait_indexed(indexer, bound)  # this state directory's spool
+        wait_replicas(store, replica, bound)  # and every other replica's
 
     policies = vetting_policies(settings, pii is not None, operator_pii is not None)
     shards = ShardRegistry(store, signing[1], policies, store)

@@ -86,9 +86,10 @@ def behind_anchor(fd: int, count: int, anchor: Anchor | None) -> str | None:
         return None
     size = os.fstat(fd).st_size
     if count < anchor.count or size < anchor.end:
+        shared = " (or another state directory has the same KAIRO_GUARD_AUDIT_LOG_ID)"
         return (
             f"the log holds {count} entries but its anchor outside the log directory "
-            f"records {anchor.count}: it was rolled back or deleted"
+            f"records {anchor.count}: it was rolled back or deleted{shared if not count else ''}"
         )
     line = _line_ending_at(fd, anchor.end)
     try:

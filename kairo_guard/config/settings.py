@@ -5,7 +5,9 @@ See :mod:`kairo_guard.config` for the precedence, and why.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +71,18 @@ class Settings:
     propagation: PropagationSection = field(default_factory=PropagationSection)
     """Signed tenant baggage: trusted peers and token lifetime (``[propagation]``)."""
     audit_log_id: str = "default"
-    """Names this state directory's audit log where its anchor is kept (the store):
-    each state directory writing to one shared store needs its own
-    (``KAIRO_GUARD_AUDIT_LOG_ID``)."""
+    """Names this state directory where the store keeps what is its own (its audit
+    log's anchor, its index coverage): ``KAIRO_GUARD_AUDIT_LOG_ID``, else a hash of the
+    host name and the directory's path (:func:`state_directory_id`), so that state
+    directories sharing one store never take each other's."""
+
+
+def state_directory_id(home: Path) -> str:
+    """A stable name for state directory ``home`` on this host: ``sd-`` and 16 hex
+    digits of SHA-256 of the host name and the directory's absolute path (the same at
+    every restart; another directory, or the same path on another host, differs)."""
+    where = f"{socket.gethostname()}\0{home.resolve()}".encode()
+    return "sd-" + hashlib.sha256(where).hexdigest()[:16]
 
 
 def find_config_file(
@@ -189,6 +200,6 @@ def load_settings(
         pii=doc.pii,
         propagation=doc.propagation,
         db_url=environ.get(ENV_DB_URL) or None,
-        audit_log_id=environ.get(ENV_AUDIT_LOG_ID) or "default",
+        audit_log_id=environ.get(ENV_AUDIT_LOG_ID) or state_directory_id(home_path),
         config_file=path,
     )

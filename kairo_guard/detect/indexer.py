@@ -31,6 +31,7 @@ from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
 from kairo_guard.detect.body import read_body
+from kairo_guard.detect.coverage import CoveragePublisher
 from kairo_guard.detect.identifiers import CustomerIdentifiers
 from kairo_guard.detect.pacing import IndexPacing, want_index
 from kairo_guard.detect.winnow import Fingerprinter
@@ -131,6 +132,8 @@ class SpoolIndexer:
         self._batch_bytes = batch_bytes
         self.indexed = 0
         """Bodies indexed by this indexer."""
+        self.coverage: CoveragePublisher | None = None
+        """Publishes how far the index has come, for replicas sharing the store."""
         self.workers = 1
         """Threads that fingerprint a batch's bodies side by side (the native core runs
         without the interpreter lock): the indexer process uses every core it may (it
@@ -354,6 +357,8 @@ def serve(
     """
     with indexer_lock(indexer.directory, wait=True):
         while not stop():
+            if indexer.coverage is not None:  # replicas sharing the store wait on it
+                indexer.coverage.tick()
             if pacing is None or pacing.due():
                 started = time.time()
                 count = indexer.pass_once(pass_bytes if pacing is not None else None)
@@ -367,6 +372,8 @@ def serve(
             return
         taken = snapshot(indexer.directory)
         while not covered(taken):
+            if indexer.coverage is not None:
+                indexer.coverage.tick()
             if pacing.due():
                 started = time.time()
                 indexer.pass_once(pass_bytes)

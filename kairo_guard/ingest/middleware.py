@@ -148,6 +148,9 @@ class GuardMiddleware:
         )
         self.source = source
         self.spool = IngestSpool(guard, indexer=indexer)
+        # known to the replicas sharing the store before it accepts anything: their
+        # checks wait for what this one accepts (kairo_guard.detect.coverage)
+        guard.store.publish_coverage(guard.settings.audit_log_id, None)
         self._fast = (
             None
             if self._verifier is None

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from kairo_guard.core.anchor import AnchorStore
 from kairo_guard.core.types import DataClass, TenantId
+from kairo_guard.store.coverage import CoverageStore
 
 DEFAULT_SCOPE = "fine-tune"
 """The scope word an agreement needs to permit a tenant fine-tune."""
@@ -274,7 +275,7 @@ class TenantDataStore(Protocol):
         ...
 
 
-class Store(DatasetStore, TenantDataStore, ShardStore, AnchorStore, Protocol):
+class Store(DatasetStore, TenantDataStore, ShardStore, AnchorStore, CoverageStore, Protocol):
     """Persistent state the guard reads on its decision path.
 
     Implementations must be safe to share between threads and raise

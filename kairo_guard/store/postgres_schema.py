@@ -11,6 +11,7 @@ ids sorted bytewise (``COLLATE "C"``, as SQLite sorts text). Statements are plai
 from __future__ import annotations
 
 from kairo_guard.store.migrations import Migration
+from kairo_guard.store.sqlite_coverage import COVERAGE_SCHEMA
 
 _TABLES = """
 CREATE TABLE agreements (
@@ -145,5 +146,5 @@ CREATE TRIGGER fingerprint_unlogged AFTER DELETE ON fingerprints
 # (a fingerprint no tenant holds any more leaves the log too: erasure leaves no keyed
 # hash behind, as in SQLite)
 
-MIGRATIONS = (Migration(1, (_TABLES, _FINGERPRINTS)),)
+MIGRATIONS = (Migration(1, (_TABLES, _FINGERPRINTS)), Migration(2, (COVERAGE_SCHEMA,)))
 """The PostgreSQL schema, step by step; each step's statements run as scripts."""

@@ -78,6 +78,8 @@ class Dialect:
     fingerprint_arrays: bool
     """True: :attr:`insert_fingerprints` takes every pair at once, as two arrays
     (fingerprints, tenants); False: it runs once per pair."""
+    now_epoch: str
+    """An expression of the database's clock in Unix seconds."""
 
     def add_fingerprints(self, tx: Transaction, pairs: Sequence[tuple[int, str]]) -> None:
         """Add ``(fingerprint, tenant)`` pairs in ``tx`` (idempotent)."""
@@ -95,6 +97,7 @@ SQLITE = Dialect(
     insertion_order="rowid",
     insert_fingerprints="INSERT OR IGNORE INTO fingerprints (fp, tenant) VALUES (?, ?)",
     fingerprint_arrays=False,
+    now_epoch="(julianday('now') - 2440587.5) * 86400.0",
 )
 POSTGRES = Dialect(
     name="postgresql",
@@ -106,4 +109,5 @@ POSTGRES = Dialect(
         " SELECT * FROM unnest(?::bigint[], ?::text[]) ON CONFLICT DO NOTHING"
     ),
     fingerprint_arrays=True,
+    now_epoch="EXTRACT(EPOCH FROM clock_timestamp())::double precision",
 )

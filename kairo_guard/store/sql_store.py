@@ -26,6 +26,7 @@ from kairo_guard.store.base import (
 )
 from kairo_guard.store.sql import Database
 from kairo_guard.store.sqlite_anchor import AnchorTables
+from kairo_guard.store.sqlite_coverage import CoverageTables
 from kairo_guard.store.sqlite_datasets import DatasetTables
 from kairo_guard.store.sqlite_shards import ShardTables
 from kairo_guard.store.sqlite_tenants import SQLiteTenantData
@@ -35,7 +36,7 @@ _AGREEMENT_COLUMNS = "id, tenant, scope, granted_at, expires_at, revoked_at, ref
 _API_KEY_COLUMNS = "key_id, tenant, kdf, salt, hash, created_at, revoked_at"
 
 
-class SQLStore(DatasetTables, SQLiteTenantData, ShardTables, AnchorTables):
+class SQLStore(DatasetTables, SQLiteTenantData, ShardTables, AnchorTables, CoverageTables):
     """The store's tables on an open, migrated database; safe to share between threads
     (the database serializes what must be).
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from kairo_guard.store.migrations import Migration, migrate
 from kairo_guard.store.sql_store import SQLStore
 from kairo_guard.store.sqlite_anchor import ANCHOR_SCHEMA
+from kairo_guard.store.sqlite_coverage import COVERAGE_SCHEMA
 from kairo_guard.store.sqlite_datasets import DATASET_SCHEMA
 from kairo_guard.store.sqlite_db import SQLiteDatabase
 from kairo_guard.store.sqlite_shards import SHARD_SCHEMA
@@ -97,6 +98,7 @@ MIGRATIONS = (
         repeat=True,
     ),
     Migration(2, script_statements(ANCHOR_SCHEMA)),
+    Migration(3, script_statements(COVERAGE_SCHEMA)),
 )
 """The SQLite schema, step by step (:mod:`kairo_guard.store.migrations`)."""
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -13,6 +13,7 @@ from otel_support import Sdk
 
 from kairo_guard import KeyRing
 from kairo_guard.audit.log import verify_audit
+from kairo_guard.config.settings import state_directory_id
 from kairo_guard.core.anchor import Anchor
 from kairo_guard.core.exceptions import AuditIntegrityError
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
@@ -33,14 +34,15 @@ def test_each_head_is_anchored_in_the_store_and_reported_as_gauges(tmp_path: Pat
         for n in range(3):
             g.audit.append({"event": "test", "n": n})
         g.audit.flush()
-        anchored = g.store.get_audit_anchor("default")
+        log_id = g.settings.audit_log_id
+        anchored = g.store.get_audit_anchor(log_id)
         head = _head(tmp_path / "s")
         assert anchored is not None
         assert (anchored.count, anchored.hash) == (head["count"], head["hash"])
         assert anchored.end == (tmp_path / "s" / "audit" / "audit.jsonl").stat().st_size
         [(attrs, entries)] = sdk.points(names.METRIC_AUDIT_ENTRIES)
         [(_, bits)] = sdk.points(names.METRIC_AUDIT_HASH)
-    assert attrs == {names.ATTR_AUDIT_LOG: "default"}
+    assert attrs == {names.ATTR_AUDIT_LOG: log_id}
     assert entries.value == head["count"]
     assert bits.value == int(str(head["hash"])[:13], 16)
 
@@ -78,7 +80,7 @@ def test_when_the_log_is_rolled_back_then_the_guard_does_not_open(tmp_path: Path
 
     store = SQLiteStore(home / "state.sqlite3")
     try:
-        anchor = store.get_audit_anchor("default")
+        anchor = store.get_audit_anchor(state_directory_id(home))
     finally:
         store.close()
     result = verify_audit(home / "audit", keys, anchor)
@@ -92,10 +94,15 @@ def test_state_directories_sharing_a_store_keep_their_own_anchors(tmp_path: Path
     env = {"KAIRO_GUARD_DB_URL": f"sqlite:///{db}"}
     with make_guard(tmp_path / "a", ring=ring, pii_gate=False, env=env) as a:
         a.audit.append({"event": "a"})
-    with pytest.raises(AuditIntegrityError, match="rolled back or deleted"):
-        make_guard(tmp_path / "b", ring=ring, pii_gate=False, env=env)  # same log id: refused
-    own = {**env, "KAIRO_GUARD_AUDIT_LOG_ID": "replica-b"}
-    with make_guard(tmp_path / "b", ring=ring, pii_gate=False, env=own) as b:
+    # by default each directory is named after its path: b's log is not a's
+    with make_guard(tmp_path / "b", ring=ring, pii_gate=False, env=env) as b:
         b.audit.append({"event": "b"})
         b.audit.flush()
-        assert b.store.get_audit_anchor("replica-b") is not None
+        anchors = {d: b.store.get_audit_anchor(state_directory_id(tmp_path / d)) for d in "ab"}
+    assert all(a is not None and a.count >= 1 for a in anchors.values())
+    # two directories given the same name: the second refuses (it would look rolled back)
+    same = {**env, "KAIRO_GUARD_AUDIT_LOG_ID": "replica"}
+    with make_guard(tmp_path / "c", ring=ring, pii_gate=False, env=same) as c:
+        c.audit.append({"event": "c"})
+    with pytest.raises(AuditIntegrityError, match="same KAIRO_GUARD_AUDIT_LOG_ID"):
+        make_guard(tmp_path / "d", ring=ring, pii_gate=False, env=same)

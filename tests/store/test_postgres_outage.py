@@ -153,7 +153,7 @@ def test_a_database_outage_mid_run_answers_503_blocks_sinks_and_loses_nothing(
         assert len(set(digests)) == len(accepted)
         guard.audit.flush()  # the audit log kept going; its anchor caught up after
         head = orjson.loads((tmp_path / "state" / "audit" / "audit.head").read_bytes())
-        anchored = guard.store.get_audit_anchor("default")
+        anchored = guard.store.get_audit_anchor(guard.settings.audit_log_id)
         assert anchored is not None
         assert (anchored.count, anchored.hash) == (head["count"], head["hash"])
     finally:
