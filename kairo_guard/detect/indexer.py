@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from kairo_guard.core.exceptions import IndexLagging, SealError
+from kairo_guard.core.exceptions import IndexLagging, SealError, StoreError
 from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
@@ -361,7 +361,7 @@ def serve(
                 indexer.coverage.tick()
             if pacing is None or pacing.due():
                 started = time.time()
-                count = indexer.pass_once(pass_bytes if pacing is not None else None)
+                count = _pass(indexer, pass_bytes if pacing is not None else None)
                 if pacing is not None:
                     pacing.passed(started)
                 if count >= full_batch:
@@ -376,7 +376,22 @@ def serve(
                 indexer.coverage.tick()
             if pacing.due():
                 started = time.time()
-                indexer.pass_once(pass_bytes)
+                _pass(indexer, pass_bytes)
                 pacing.passed(started)
             else:
                 time.sleep(pause)
+
+
+STORE_RETRY = 1.0
+"""Seconds an indexer waits after the store failed a pass, before the next."""
+
+
+def _pass(indexer: SpoolIndexer, budget: int | None) -> int:
+    """One pass; while the store is away the indexer stays up (what it did not record is
+    indexed again by a later pass: progress is kept only after a batch committed)."""
+    try:
+        return indexer.pass_once(budget)
+    except StoreError as exc:
+        logger.warning("kairo-guard: an index pass failed, retried in %g s: %s", STORE_RETRY, exc)
+        time.sleep(STORE_RETRY)
+        return 0
