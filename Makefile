@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_PASS := tests/tenancy tests/enforce tests/cli tests/anonymize tests/audit tests/test_guard.py
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_seal.py
 	$(BIN)/python benchmarks/bench_middleware.py
 	$(BIN)/python benchmarks/bench_middleware_cpu.py
+
+# Fuzzing (atheris; not part of `make test`, which runs a short smoke of each harness):
+# every harness for FUZZ_RUNS executions, one after another; results in benchmarks/RESULTS.md
+FUZZ_RUNS ?= 1000000
+
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz.campaign --runs $(FUZZ_RUNS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

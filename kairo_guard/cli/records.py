@@ -191,8 +191,8 @@ def _parse(raw: bytes, number: int) -> tuple[RecordParts, bytes | None] | BadLin
     digest = None if canonical is None else hashlib.sha256(canonical).hexdigest()
     confirm = _exactness(raw, value) if may_be_rounded(value) else None
     parts = RecordParts(value, seal, digest, number, confirm)
-    if canonical is None or not isinstance(seal, str):
-        return parts, None
+    if canonical is None or not isinstance(seal, str) or not seal.isascii():
+        return parts, None  # (a seal is ASCII: this one is refused when it is decided)
     return parts, sealed_line(value, seal).rstrip(b"\n")
 
 

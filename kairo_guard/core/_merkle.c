@@ -192,8 +192,10 @@ members(PyObject *self, PyObject *args)
         raw = PyBytes_AS_STRING(line);
         n = PyBytes_GET_SIZE(line);
         at = n - TAIL;
-        if (at <= 0 || memcmp(raw + at, MEMBER, MEMBER_LEN) != 0 || raw[n - 2] != '"' ||
-            raw[n - 1] != '}')
+        /* an object with content before the member: '{,"_kairo"' (a sealed {} is
+         * written '{"_kairo":...}') and text that is not an object are no record's line */
+        if (at <= 1 || raw[0] != '{' || memcmp(raw + at, MEMBER, MEMBER_LEN) != 0 ||
+            raw[n - 2] != '"' || raw[n - 1] != '}')
             break;
         seal = raw + at + MEMBER_LEN - 4; /* kp1.<id>.<digest> */
         if (seal[36] != '.')

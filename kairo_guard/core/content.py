@@ -213,10 +213,10 @@ def split_sealed_line(line: bytes) -> tuple[bytes, str] | None:
     bytes: they are the record's content exactly when their SHA-256 equals the digest
     in a verified seal (canonical JSON never repeats a key or holds the seal field).
     """
-    if not line.endswith(b'"}'):
-        return None
+    if not line.endswith(b'"}') or not line.startswith(b"{"):
+        return None  # (bytes sealed whole, cut before a '}', are not an object's line)
     at = line.rfind(_MEMBER)
-    if at > 0:
+    if at > 1:  # '{,"_kairo"...' is no line sealed_line writes: {} has no comma
         body = line[:at] + b"}"
         start = at + len(_MEMBER)
     elif line.startswith(_ONLY_MEMBER):

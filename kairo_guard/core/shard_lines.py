@@ -42,7 +42,12 @@ Row = tuple[int, Any, str, str, "str | None"]
 def may_be_member(line: bytes) -> bool:
     """Whether ``line`` ends as a vetted shard's line does (cheap; decides nothing)."""
     at = len(line) - TAIL
-    return at > 0 and line[at : at + len(MEMBER)] == MEMBER and line.endswith(b'"}')
+    return (
+        at > 1  # '{,"_kairo"...' is no line sealed_line writes (a sealed {} has no comma)
+        and line[:1] == b"{"  # an object: bytes sealed whole are not split here
+        and line[at : at + len(MEMBER)] == MEMBER
+        and line.endswith(b'"}')
+    )
 
 
 def members_python(

@@ -116,7 +116,13 @@ class FastPath:
         if found is None:
             return None
         auth, length = found
-        if auth is None or length is None or auth[:7] != b"Bearer " or not length.isdigit():
+        if (
+            auth is None
+            or length is None
+            or auth[:7] != b"Bearer "
+            or not length.isdigit()
+            or len(length) > 18  # as the native gate: a value past it is not parsed
+        ):
             return None
         size = int(length)
         if not 0 < size <= self._max or context.get_current():
