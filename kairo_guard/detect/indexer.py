@@ -368,8 +368,14 @@ def serve(
                     continue
             time.sleep(pause)
         if pacing is None:
-            indexer.drain()
-            return
+            for _ in range(3):  # (a store just back may fail a call on a stale connection)
+                try:
+                    indexer.drain()
+                    return
+                except StoreError as exc:
+                    logger.warning("kairo-guard: the final index pass failed: %s", exc)
+                    time.sleep(STORE_RETRY)
+            return  # what is left stays in the spool for the next indexer or check
         taken = snapshot(indexer.directory)
         while not covered(taken):
             if indexer.coverage is not None:
@@ -382,13 +388,11 @@ def serve(
                 time.sleep(pause)
 
 
-STORE_RETRY = 1.0
-"""Seconds an indexer waits after the store failed a pass, before the next."""
+STORE_RETRY = 1.0  # seconds an indexer waits after the store failed a pass
 
 
 def _pass(indexer: SpoolIndexer, budget: int | None) -> int:
-    """One pass; while the store is away the indexer stays up (what it did not record is
-    indexed again by a later pass: progress is kept only after a batch committed)."""
+    """One pass; the indexer outlives a store outage (progress is kept per commit)."""
     try:
         return indexer.pass_once(budget)
     except StoreError as exc:
