@@ -12,8 +12,7 @@ One indexer runs at a time per spool (an ``flock``); any process may be it.
 :func:`wait_indexed` is the index watermark: a check at a shared sink calls it before
 its first record, and it returns once everything spooled before the call is indexed,
 indexing the spool itself when no indexer is running (after a crash, the spool is
-indexed before any shared sink passes anything), or raises
-:class:`~kairo_guard.core.exceptions.IndexLagging` past its bound.
+indexed before any shared sink passes anything), or raises ``IndexLagging`` past its bound.
 """
 
 from __future__ import annotations
