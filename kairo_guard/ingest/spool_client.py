@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -51,6 +52,10 @@ class _WriterProtocol(asyncio.SubprocessProtocol):
         if transport is not None:
             self._client.lost("the spool writer exited", transport)
             transport.close()  # it has exited: closing only releases the pipes
+
+
+CLOSE_WAIT = 10.0
+"""Seconds :meth:`SpoolProcessClient.close` waits for the writer to write and exit."""
 
 
 class SpoolProcessClient:
@@ -174,7 +179,12 @@ class SpoolProcessClient:
         for future in pending.values():
             if not future.done():
                 future.set_exception(StoreError("the spool writer was closed"))
-        stdin, self._stdin, self._transport = self._stdin, None, None
+        stdin, self._stdin = self._stdin, None
+        transport, self._transport = self._transport, None
         if stdin is not None:
             with contextlib.suppress(Exception):
                 stdin.close()
+        child = transport.get_extra_info("subprocess") if transport is not None else None
+        if child is not None:  # reaped here, not left running behind a dropped handle
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                child.wait(CLOSE_WAIT)
