@@ -32,10 +32,12 @@ def open_audit(
     if store is not None:
         log_id = settings.audit_log_id
         report = telemetry.anchored if telemetry is not None else None
+        failed = telemetry.anchor_failed if telemetry is not None else None
         anchor = AuditAnchor(
             store,
             log_id,
             observe=None if report is None else (lambda a: report(log_id, a.count, a.hash)),
+            failed=None if failed is None else (lambda: failed(log_id)),
         )
     return AuditLog(
         settings.home / AUDIT_DIR_NAME,

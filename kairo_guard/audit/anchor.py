@@ -36,6 +36,7 @@ class AuditAnchor:
         store: where the anchor is kept.
         log_id: which log (one per state directory: :data:`DEFAULT_LOG_ID`).
         observe: called with each anchor recorded (the OpenTelemetry gauges).
+        failed: called each time the store could not record one (a counter).
     """
 
     def __init__(
@@ -43,10 +44,9 @@ class AuditAnchor:
         store: AnchorStore,
         log_id: str = DEFAULT_LOG_ID,
         observe: Callable[[Anchor], None] | None = None,
+        failed: Callable[[], None] | None = None,
     ) -> None:
-        self.store, self.log_id, self._observe = store, log_id, observe
-        self.missed = 0
-        """Heads the store could not record (it was unreachable); a later one did."""
+        self.store, self.log_id, self._observe, self._failed = store, log_id, observe, failed
 
     def load(self) -> Anchor | None:
         """The recorded anchor (None for a log never anchored)."""
@@ -62,7 +62,8 @@ class AuditAnchor:
         try:
             self.store.advance_audit_anchor(self.log_id, anchor)
         except StoreError as exc:
-            self.missed += 1
+            if self._failed is not None:
+                self._failed()
             _LOG.warning("kairo-guard: audit head %d not anchored in the store: %s",
                          anchor.count, exc)  # fmt: skip
 

@@ -1,7 +1,7 @@
 """The ``kairo-guard`` command line: the root group, its global options, and ``main``.
 
 Each command group lives in its own module (``keys``, ``config``, ``label``, ``scan``,
-``agreements``, ``tenants``, ``fingerprints``, ``telemetry``, ``audit``, ``dataset``,
+``agreements``, ``tenants``, ``fingerprints``, ``telemetry``, ``audit``, ``replicas``, ``dataset``,
 ``retention``/``erase``/``export`` in ``tenant_data``, ``demo``); this module only
 gathers them.
 
@@ -27,6 +27,7 @@ from kairo_guard.cli.demo import demo
 from kairo_guard.cli.fingerprints import fingerprints
 from kairo_guard.cli.keys import keys
 from kairo_guard.cli.label import label
+from kairo_guard.cli.replicas import replicas
 from kairo_guard.cli.scan import scan
 from kairo_guard.cli.telemetry import telemetry
 from kairo_guard.cli.tenants import tenants
@@ -63,6 +64,7 @@ for _command in (
     fingerprints,
     telemetry,
     audit,
+    replicas,
     dataset,
     tenant_data.retention,
     tenant_data.erase,

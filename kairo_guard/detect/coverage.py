@@ -91,8 +91,21 @@ def wait_replicas(
             asked = True
         if clock() >= deadline:
             raise IndexLagging(
-                f"ingestion replica(s) {', '.join(behind)} have not indexed what they accepted "
-                f"before this check within {bound:g} s: records are blocked until they catch "
-                "up (a replica gone for good must be retired)"
+                f"ingestion replica(s) {_heard(store, behind)} have not indexed what they "
+                f"accepted before this check within {bound:g} s: records are blocked until "
+                "they catch up (a replica gone for good must be retired: "
+                "kairo-guard replicas retire NAME)"
             )
         time.sleep(poll)
+
+
+def _heard(store: CoverageStore, behind: list[str]) -> str:
+    """The replicas ``behind``, each with how long ago its indexer last published."""
+    try:
+        now = store.store_time()
+        heard = {r.replica_id: now - r.heartbeat for r in store.replicas()}
+    except StoreError:  # the message only: the refusal stands without it
+        return ", ".join(behind)
+    return ", ".join(
+        f"{r} (last heard {heard[r]:.0f} s ago)" if r in heard else f"{r} (retired)" for r in behind
+    )

@@ -35,6 +35,7 @@ _COUNTERS = {
     names.METRIC_REQUESTS: ("{request}", "Requests decided by the middleware"),
     names.METRIC_BAGGAGE: ("{token}", "Inbound kairo baggage ignored, by reason"),
     names.METRIC_SCRUBBED: ("{attribute}", "Span attributes scrubbed before export"),
+    names.METRIC_ANCHOR_FAILURES: ("{head}", "Audit heads the store could not anchor"),
 }
 
 _ANCHOR_GAUGES = {
@@ -167,6 +168,11 @@ class GuardTelemetry:
         self._ensure_instruments()
         with self._lock:
             self._anchors[log_id] = (count, int(last_hash[:13], 16))
+
+    def anchor_failed(self, log_id: str) -> None:
+        """Count a head of ``log_id`` the store could not record (a later head records
+        again; an alert on this counter tells that the anchor lags the log)."""
+        self.add(names.METRIC_ANCHOR_FAILURES, 1, {names.ATTR_AUDIT_LOG: log_id})
 
     def _observe_anchor(
         self, name: str, options: metrics.CallbackOptions

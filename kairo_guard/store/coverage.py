@@ -4,7 +4,20 @@ are :mod:`.sqlite_coverage`, the waiting :mod:`kairo_guard.detect.coverage`)."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+
+class ReplicaState(NamedTuple):
+    """One ingestion replica as the store knows it (times in the database's clock)."""
+
+    replica_id: str
+    covered_until: float
+    """Everything the replica accepted before this is indexed (0: nothing yet)."""
+    heartbeat: float
+    """When the replica's indexer last published (it does every fraction of a second
+    while it runs)."""
+    wanted_at: float
+    """When a check elsewhere last asked it to index now (0: never)."""
 
 
 class CoverageStore(Protocol):
@@ -22,6 +35,10 @@ class CoverageStore(Protocol):
 
     def coverage(self) -> dict[str, float]:
         """Each replica's ``covered_until``."""
+        ...
+
+    def replicas(self) -> list[ReplicaState]:
+        """Every known replica, by name."""
         ...
 
     def want_coverage(self, replica_ids: Collection[str], at: float) -> None:

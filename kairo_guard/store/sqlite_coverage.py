@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from kairo_guard.store.coverage import ReplicaState
+
 COVERAGE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingest_coverage (
     replica_id TEXT PRIMARY KEY,
@@ -56,6 +58,14 @@ class CoverageTables:
         """Each replica's ``covered_until``."""
         rows = self.db.query("SELECT replica_id, covered_until FROM ingest_coverage")
         return {str(r[0]): float(r[1]) for r in rows}
+
+    def replicas(self) -> list[ReplicaState]:
+        """Every known replica, by name."""
+        rows = self.db.query(
+            "SELECT replica_id, covered_until, heartbeat, wanted_at FROM ingest_coverage"
+            " ORDER BY replica_id"
+        )
+        return [ReplicaState(str(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows]
 
     def want_coverage(self, replica_ids: Collection[str], at: float) -> None:
         """Ask the replicas to index now (their indexers stop deferring)."""

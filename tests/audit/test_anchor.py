@@ -15,7 +15,7 @@ from kairo_guard import KeyRing
 from kairo_guard.audit.log import verify_audit
 from kairo_guard.config.settings import state_directory_id
 from kairo_guard.core.anchor import Anchor
-from kairo_guard.core.exceptions import AuditIntegrityError
+from kairo_guard.core.exceptions import AuditIntegrityError, StoreError
 from kairo_guard.core.keys import PURPOSE_AUDIT_HEAD
 from kairo_guard.otel import names
 from kairo_guard.store.sqlite import SQLiteStore
@@ -45,6 +45,40 @@ def test_each_head_is_anchored_in_the_store_and_reported_as_gauges(tmp_path: Pat
     assert attrs == {names.ATTR_AUDIT_LOG: log_id}
     assert entries.value == head["count"]
     assert bits.value == int(str(head["hash"])[:13], 16)
+
+
+def test_heads_the_store_cannot_record_are_counted_and_the_next_one_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk, ring = Sdk(), KeyRing.generate()
+    with make_guard(
+        tmp_path / "s", ring=ring, pii_gate=False, meter_provider=sdk.meter_provider
+    ) as g:
+        log_id = g.settings.audit_log_id
+        g.audit.flush()  # what opening the guard wrote
+        real = g.store.advance_audit_anchor
+
+        def unreachable(log: str, anchor: Anchor) -> None:
+            raise StoreError("connection refused")
+
+        monkeypatch.setattr(g.store, "advance_audit_anchor", unreachable)
+        for n in range(2):  # two heads, neither anchored; the log itself is written
+            g.audit.append({"event": "test", "n": n})
+            g.audit.flush()
+        [(attrs, failures)] = sdk.points(names.METRIC_ANCHOR_FAILURES)
+        assert attrs == {names.ATTR_AUDIT_LOG: log_id}
+        missed = failures.value
+        assert missed >= 2  # one a head (the flusher may have written one more)
+        stale = g.store.get_audit_anchor(log_id)
+        assert stale is None or stale.count < int(str(_head(tmp_path / "s")["count"]))
+        monkeypatch.setattr(g.store, "advance_audit_anchor", real)
+        g.audit.append({"event": "test", "n": 2})
+        g.audit.flush()
+        anchored = g.store.get_audit_anchor(log_id)
+        assert anchored is not None
+        assert anchored.count == _head(tmp_path / "s")["count"]
+        [(_, failures)] = sdk.points(names.METRIC_ANCHOR_FAILURES)
+        assert failures.value == missed  # no failure once the store is back
 
 
 def test_the_anchor_only_moves_forward(tmp_path: Path) -> None:
