@@ -22,11 +22,7 @@ from kairo_guard.audit_opening import AUDIT_DIR_NAME as AUDIT_DIR_NAME  # re-exp
 from kairo_guard.audit_opening import open_audit
 from kairo_guard.config import Settings
 from kairo_guard.core.exceptions import ConfigError
-from kairo_guard.core.keys import (
-    PURPOSE_FINGERPRINT,
-    PURPOSE_IDENTIFIER,
-    KeyRing,
-)
+from kairo_guard.core.keys import PURPOSE_FINGERPRINT, PURPOSE_IDENTIFIER, KeyRing
 from kairo_guard.core.policy import Policy
 from kairo_guard.core.seal import SealCodec
 from kairo_guard.core.signing import SignerKeys, VerifyKeys
@@ -144,7 +140,7 @@ def _wire(
 ) -> Parts:
     pii, operator_pii = gates  # strict (telemetry, the default), and operator data's
     codec, policy, pseudonym = SealCodec(keys), Policy(extra_rules=settings.rules), keys.pseudonym
-    fingerprints = fingerprint_index(settings, store, keys)
+    fingerprints = fingerprint_index(settings, store, keys, audit)
     # a customer's identifiers, indexed with its content; exact matches in operator data
     identifiers = CustomerIdentifiers(keys.subkey(PURPOSE_IDENTIFIER, keys.pseudonym_key_id))
     fingerprints.identifiers = identifiers
@@ -344,19 +340,22 @@ def open_store(settings: Settings) -> Store:
     )
 
 
-def fingerprint_index(settings: Settings, store: Store, keys: KeyRing) -> FingerprintIndex:
-    """Return the fingerprint index over ``store`` with the configured thresholds."""
+def fingerprint_index(
+    settings: Settings, store: Store, keys: KeyRing, audit: AuditLog
+) -> FingerprintIndex:
+    """Return the fingerprint index over ``store`` with the configured thresholds; its
+    deletions are audited in ``audit``."""
     thresholds = settings.fingerprints
     # Keyed by the pseudonym key, which stays fixed across rotations, so the index
     # stays valid when the signing key changes.
     fingerprinter = Fingerprinter(keys.subkey(PURPOSE_FINGERPRINT, keys.pseudonym_key_id))
-    return FingerprintIndex(
-        store,
-        fingerprinter,
-        min_shared=thresholds.min_shared,
-        min_fraction=thresholds.min_fraction,
-        boilerplate_tenants=thresholds.boilerplate_tenants,
+    index = FingerprintIndex(store, fingerprinter, min_shared=thresholds.min_shared,
+                             min_fraction=thresholds.min_fraction,
+                             boilerplate_tenants=thresholds.boilerplate_tenants)  # fmt: skip
+    index.on_delete = lambda tenant, rows: audit.append(
+        {"event": "fingerprints.delete", "tenant": keys.pseudonym(tenant), "rows": rows}
     )
+    return index
 
 
 def pii_check(

@@ -36,10 +36,7 @@ def fingerprints_export(ctx: click.Context, out: Path, fp_rate: float) -> None:
 @click.pass_context
 @handle_errors
 def fingerprints_delete(ctx: click.Context, tenant: str) -> None:
-    """Forget every fingerprint of TENANT (its content no longer blocks shared sinks)."""
-    guard = open_guard(ctx)
-    count = guard.fingerprints.delete(tenant)
-    guard.audit.append(
-        {"event": "fingerprints.delete", "tenant": guard.keys.pseudonym(tenant), "rows": count}
-    )
+    """Forget every fingerprint of TENANT (its content no longer blocks shared sinks;
+    audited)."""
+    count = open_guard(ctx).fingerprints.delete(tenant)
     click.echo(f"deleted {count:,} fingerprints of {tenant}")

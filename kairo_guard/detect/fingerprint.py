@@ -106,6 +106,9 @@ class FingerprintIndex:
         (:mod:`kairo_guard.detect.identifiers`)."""
         self.prefilter = Prefilter(store)
         """Every indexed fingerprint in memory (loaded at first use)."""
+        self.on_delete: Callable[[TenantId, int], None] | None = None
+        """Told of each :meth:`delete` (tenant, rows): the guard audits it there, so a
+        deletion from Python is on record as one from the CLI is."""
         self._of_text_array: Callable[[str], Fingerprints] | None = getattr(
             fingerprinter, "of_text_array", None
         )
@@ -120,8 +123,12 @@ class FingerprintIndex:
         return len(fps)
 
     def delete(self, tenant: TenantId) -> int:
-        """Forget every fingerprint of ``tenant``."""
-        return self._store.delete_fingerprints(tenant)
+        """Forget every fingerprint of ``tenant`` (audited: ``fingerprints.delete``, its
+        content no longer blocks shared sinks); return how many rows went."""
+        rows = self._store.delete_fingerprints(tenant)
+        if self.on_delete is not None:
+            self.on_delete(tenant, rows)
+        return rows
 
     def fingerprints_of(self, content: object) -> Fingerprints:
         """Return the fingerprints of a record's text, sorted, without repeats.

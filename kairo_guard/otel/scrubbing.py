@@ -5,7 +5,10 @@ A value is scrubbed (masked as ``[scrubbed:<reason>]``, or removed) when
 * its key is a content key (:data:`CONTENT_KEYS`: request bodies, database statements,
   GenAI prompts and completions, or any key given), whatever the value;
 * it is text whose fingerprints match a tenant's ingested content (the guard's index);
-* it is text in which the PII gate finds PII.
+* it is text in which the PII gate finds PII;
+* it is text holding a ``kg1`` seal (reason ``seal``): a seal carries its tenant id in
+  clear, and tenant ids leave the process only pseudonymized (a host's instrumentation
+  recording the ``kairo-provenance`` header or a record's ``_kairo`` field).
 
 If the guard runs the PII gate and the gate cannot run, every text not under a
 known-safe key (:data:`SAFE_KEYS`, ``kairo_guard.*``) is masked: fail closed. Numbers
@@ -21,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from kairo_guard.core.seal import SEAL_VERSION
 from kairo_guard.otel.instrumentation import GuardTelemetry
 from kairo_guard.otel.names import ATTR_REASON, METRIC_SCRUBBED
 from kairo_guard.otel.protocols import ContentJudges
@@ -68,6 +72,9 @@ MAX_DEPTH = 8
 """Nesting deeper than this in a structured value (a log body) is masked unjudged."""
 _SAFE_NAMES = frozenset({"exception"})
 _IDENTIFIER = re.compile(r"[a-z0-9_.\-]+")
+_SEAL_MARK = f"{SEAL_VERSION}."
+_SEAL = re.compile(rf"{SEAL_VERSION}\.[^.\s]+\.[0-9a-f]*~")
+"""A ``kg1`` seal, whole or cut after its digest: ``kg1.<key id>.<digest>~<tenant>~...``."""
 """Attribute names of this form are not judged as text (``http.route``, ``app.doc_id``)."""
 
 
@@ -121,7 +128,7 @@ class ContentScrubber:
         self._lock = threading.Lock()
         self.scrubbed: Counter[str] = Counter()
         """Values scrubbed so far, by reason (``key``, ``fingerprint``, ``pii``,
-        ``pii-unavailable``, ``error``, ``too-deep``, ``undecodable``, ``unsupported``;
+        ``pii-unavailable``, ``seal``, ``error``, ``too-deep``, ``undecodable``, ``unsupported``;
         the exporters add the whole spans or records they dropped)."""
 
     @property
@@ -266,6 +273,8 @@ class ContentScrubber:
         self.verdicts.prejudge(texts)
 
     def _text_reason(self, text: str) -> str | None:
+        if _SEAL_MARK in text and _SEAL.search(text):
+            return "seal"  # its tenant id is in clear
         return self.verdicts.reason(text)
 
     def count(self, reason: str) -> None:

@@ -87,3 +87,20 @@ def test_cli_exports_and_deletes(cli_env: dict[str, str], tmp_path: Path) -> Non
     assert main(["fingerprints", "delete", "acme"]) == 0
     (tmp_path / "ops.jsonl").write_text('{"text": "copy: ' + DOC + '"}\n')
     assert main(["label", "ops.jsonl", "--class", "operator_public", "--out", "o.jsonl"]) == 0
+
+
+def test_deleting_a_tenants_fingerprints_from_python_is_audited(tmp_path: Path) -> None:
+    import json
+
+    from kg_testing import make_guard
+
+    with make_guard(tmp_path / "s") as g:
+        g.index_content("acme", {"text": DOC})
+        rows = g.fingerprints.delete("acme")
+        g.audit.flush()
+        pseudonym = g.keys.pseudonym("acme")
+    assert rows > 0
+    log = (tmp_path / "s" / "audit" / "audit.jsonl").read_text()
+    [entry] = [e for e in map(json.loads, log.splitlines()) if e["event"] == "fingerprints.delete"]
+    assert (entry["tenant"], entry["rows"]) == (pseudonym, rows)
+    assert "acme" not in log

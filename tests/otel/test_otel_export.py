@@ -391,3 +391,29 @@ def test_a_clean_verdict_arriving_late_never_undoes_a_finding(guard: Guard) -> N
     scrubber.verdicts._remember({EXCERPT: "fingerprint"}, 0.0)
     scrubber.verdicts._remember({EXCERPT: None}, 0.0)
     assert scrubber.judge(EXCERPT) == "fingerprint"
+
+
+def test_a_seal_in_a_host_span_is_masked_its_tenant_id_never_exported(guard: Guard) -> None:
+    # a seal carries its tenant id in clear; host instrumentation may record the
+    # middleware's kairo-provenance response header or a record's _kairo field
+    seal = guard.seal({"text": "quarterly notes"}, data_class="customer_content",
+                      tenant="zebracorp", source="upload")  # fmt: skip
+    assert "~zebracorp~" in seal
+    provider, scrubber, memory = _pipeline(guard)
+    _emit(
+        provider,
+        {
+            "http.response.header.kairo-provenance": [seal],
+            "app.record": f'{{"text": "x", "_kairo": "{seal}"}}',
+            "app.cut": seal[: seal.index("~zebracorp~") + 11],  # a seal cut short
+            "app.version": "kg1.0 released",  # the prefix alone is not a seal
+        },
+        {"rows": 1},
+    )
+    span = _only(memory)
+    assert span.attributes["http.response.header.kairo-provenance"] == "[scrubbed:seal]"
+    assert span.attributes["app.record"] == "[scrubbed:seal]"
+    assert span.attributes["app.cut"] == "[scrubbed:seal]"
+    assert span.attributes["app.version"] == "kg1.0 released"
+    assert "zebracorp" not in repr(span.to_json())
+    assert scrubber.scrubbed["seal"] == 3
