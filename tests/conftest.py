@@ -34,6 +34,15 @@ os.environ.setdefault("KAIRO_GUARD_SPOOL_WRITER", "native")
 os.environ.setdefault("RAY_TMPDIR", "/tmp")
 
 
+@pytest.fixture(autouse=True)
+def _fast_api_key_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys made in tests are hashed with bcrypt's least work factor (a hash records
+    its own, so they verify as fast); ``test_middleware`` checks the production one."""
+    from kairo_guard.ingest import apikeys
+
+    monkeypatch.setattr(apikeys, "BCRYPT_ROUNDS", 4)
+
+
 @pytest.fixture
 def ring() -> KeyRing:
     return KeyRing.generate()

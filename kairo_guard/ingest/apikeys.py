@@ -1,16 +1,18 @@
-"""Tenant API keys: ``kgk.<key id>.<secret>``, stored only as a slow scrypt hash.
+"""Tenant API keys: ``kgk.<key id>.<secret>``, stored only as a slow bcrypt hash.
 
-The key id is public and finds the record; the secret is checked with scrypt (a
-memory-hard KDF, as the privacy policy promises for API keys). The result of the slow
-hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of the
-presented key, so a busy service pays scrypt twice a minute per key, not per request.
+The key id is public and finds the record; the secret is checked with bcrypt (work
+factor :data:`BCRYPT_ROUNDS`), as the privacy policy promises for API keys. Keys made
+before bcrypt (records whose ``kdf`` is ``scrypt$N$r$p``) still verify. The result of
+the slow hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of
+the presented key, so a busy service pays bcrypt twice a minute per key, not per
+request.
 The key's record is read again at most every :data:`REVALIDATE_SECONDS`
 (:meth:`ApiKeyVerifier.cached`, the request path's check, reads nothing), so a revoked
 key, or an erased tenant's, stops working in every process within that second. A key in
 use is read again ahead of time, in a background thread, during the last
-:data:`REFRESH_AHEAD_SECONDS` of its second (and hashed again there when its scrypt
+:data:`REFRESH_AHEAD_SECONDS` of its second (and hashed again there when its bcrypt
 result is due): requests with a busy key never find it expired, so they never wait for
-the store or scrypt.
+the store or bcrypt.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import bcrypt
+
 from kairo_guard.core.types import TenantId, validate_tenant
 from kairo_guard.store.base import ApiKeyRecord, Store
 
@@ -42,33 +46,42 @@ REVALIDATE_SECONDS = 1.0
 REFRESH_AHEAD_SECONDS = 0.3
 """A key used this close to the end of its trusted second is read again in the background."""
 logger = logging.getLogger("kairo_guard.ingest.apikeys")
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+BCRYPT_ROUNDS = 12
+"""bcrypt's work factor for new keys (2^12 rounds, about 0.2 s a hash on one core; a
+record keeps its own, so raising it leaves older keys valid)."""
 _KEY = re.compile(r"kgk\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
-_KDF = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}"
 
 
-def _scrypt(secret: str, salt: bytes, kdf: str) -> bytes:
-    name, n, r, p = kdf.split("$")
-    if name != "scrypt":
-        raise ValueError(f"unknown key derivation {name!r}")
-    return hashlib.scrypt(
-        secret.encode("ascii"), salt=salt, n=int(n), r=int(r), p=int(p), maxmem=64 << 20, dklen=32
-    )
+def _matches(secret: str, record: ApiKeyRecord) -> bool:
+    """True if ``secret`` is the one ``record`` was made from (bcrypt; scrypt for keys
+    made before bcrypt); False for a record of an unknown or malformed derivation."""
+    name, _, params = record.kdf.partition("$")
+    try:
+        if name == "bcrypt":
+            return bcrypt.checkpw(secret.encode("ascii"), record.hash)
+        if name == "scrypt":
+            n, r, p = (int(v) for v in params.split("$"))
+            derived = hashlib.scrypt(secret.encode("ascii"), salt=record.salt, n=n, r=r, p=p,
+                                     maxmem=64 << 20, dklen=32)  # fmt: skip
+            return hmac.compare_digest(derived, record.hash)
+    except ValueError:  # a damaged record: no key matches it
+        return False
+    return False
 
 
 def new_api_key(store: Store, tenant: TenantId, *, now: float | None = None) -> str:
     """Create, store (hashed) and return a new API key for ``tenant``; shown only once."""
     validate_tenant(tenant)
     key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    salt = secrets.token_bytes(16)
+    secret = secrets.token_urlsafe(32)  # 43 characters: under bcrypt's 72-byte input
+    rounds = BCRYPT_ROUNDS
     store.add_api_key(
         ApiKeyRecord(
             key_id=key_id,
             tenant=tenant,
-            kdf=_KDF,
-            salt=salt,
-            hash=_scrypt(secret, salt, _KDF),
+            kdf=f"bcrypt${rounds}",
+            salt=b"",  # bcrypt keeps its salt in the hash
+            hash=bcrypt.hashpw(secret.encode("ascii"), bcrypt.gensalt(rounds)),
             created_at=time.time() if now is None else now,
             revoked_at=None,
         )
@@ -81,7 +94,7 @@ class _Cached:
     record: ApiKeyRecord
     """The record the secret was checked against: a changed record voids the entry."""
     until: float
-    """Until when the scrypt result stands (then the secret is hashed again)."""
+    """Until when the bcrypt result stands (then the secret is hashed again)."""
     fresh: float
     """Until when the record is trusted without reading it again."""
     generation: int
@@ -201,11 +214,7 @@ class ApiKeyVerifier:
                     record, cached.until, now + self._fresh, generation
                 )
             return record.tenant
-        try:
-            derived = _scrypt(match.group(2), record.salt, record.kdf)
-        except ValueError:
-            return None
-        if not hmac.compare_digest(derived, record.hash):
+        if not _matches(match.group(2), record):
             return None
         with self._lock:
             if len(self._cache) > 10_000:

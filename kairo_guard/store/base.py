@@ -68,7 +68,8 @@ class ApiKeyRecord:
     key_id: str
     tenant: TenantId
     kdf: str
-    """How ``hash`` was derived, e.g. ``scrypt$16384$8$1``."""
+    """How ``hash`` was derived: ``bcrypt$12`` (its salt in the hash, ``salt`` empty), or
+    ``scrypt$16384$8$1`` for keys made before bcrypt."""
     salt: bytes
     hash: bytes
     created_at: float

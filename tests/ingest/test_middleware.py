@@ -362,13 +362,54 @@ def test_concurrent_interleaved_tenants_never_see_each_other(
         assert (data["tenant"], data["after"], data["thread"]) == (tenant, tenant, tenant)
 
 
-def test_state_dir_key_file_permissions_unaffected(tmp_path: Path) -> None:
+def test_api_keys_are_stored_as_bcrypt_hashes_at_the_production_work_factor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bcrypt
+
+    from kairo_guard.ingest import apikeys
+
+    monkeypatch.setattr(apikeys, "BCRYPT_ROUNDS", 12)  # the module's value (tests use 4)
     with make_guard(tmp_path / "s") as g:
         key = new_api_key(g.store, "acme")
         record = g.store.get_api_key(key.split(".")[1])
+        assert ApiKeyVerifier(g.store).verify(key) == "acme"
+        assert ApiKeyVerifier(g.store).verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     assert record is not None
-    assert key.split(".")[2].encode() not in record.hash
-    assert record.kdf.startswith("scrypt$")
+    secret = key.split(".")[2].encode()
+    assert secret not in record.hash
+    assert record.kdf == "bcrypt$12"
+    assert record.hash.startswith(b"$2b$12$")  # the policy's bcrypt, cost 12
+    assert bcrypt.checkpw(secret, record.hash)
+
+
+def test_keys_hashed_with_scrypt_before_bcrypt_still_verify_damaged_records_refuse(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import hashlib
+    import secrets
+
+    from kairo_guard.store.base import ApiKeyRecord
+
+    secret, salt = secrets.token_urlsafe(32), secrets.token_bytes(16)
+    old = ApiKeyRecord(
+        key_id="00112233aabbccdd", tenant="acme", kdf="scrypt$16384$8$1", salt=salt,
+        hash=hashlib.scrypt(secret.encode(), salt=salt, n=16384, r=8, p=1, dklen=32),
+        created_at=1.0, revoked_at=None,
+    )  # fmt: skip
+    damaged = [
+        dataclasses.replace(old, key_id="00112233aabbcc01", kdf="bcrypt$12", hash=b"$2b$12$x"),
+        dataclasses.replace(old, key_id="00112233aabbcc02", kdf="scrypt$x$8$1"),
+        dataclasses.replace(old, key_id="00112233aabbcc03", kdf="argon9$1"),
+    ]
+    with make_guard(tmp_path / "s") as g:
+        for record in (old, *damaged):
+            g.store.add_api_key(record)
+        verifier = ApiKeyVerifier(g.store)
+        assert verifier.verify(f"kgk.{old.key_id}.{secret}") == "acme"
+        for record in damaged:
+            assert verifier.verify(f"kgk.{record.key_id}.{secret}") is None
 
 
 def test_add_middleware_as_starlette_and_fastapi_users_do(
