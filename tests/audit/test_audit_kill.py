@@ -35,9 +35,13 @@ while True:  # a batch of 8 large lines is one long write(): a kill lands inside
 """
 
 
-def _kill_mid_append(directory: Path, start: int, rng: random.Random) -> int:
+def _kill_mid_append(
+    directory: Path, start: int, rng: random.Random, *, in_write: bool = False
+) -> int:
     """Run a writer from entry ``start``, SIGKILL it mid-append; return how many entries
-    it had committed in all."""
+    it had committed in all. ``in_write``: kill once the log file has begun to grow past
+    the committed batch (inside the batch's write, so the kill most likely tears it),
+    else after a random pause (anywhere: serialising, writing or syncing)."""
     with subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(directory), str(start)],
         stdout=subprocess.PIPE,
@@ -45,7 +49,13 @@ def _kill_mid_append(directory: Path, start: int, rng: random.Random) -> int:
     ) as proc:
         assert proc.stdout is not None
         committed = int(proc.stdout.readline()) + 1
-        time.sleep(rng.random() * 0.06)  # somewhere in a batch's serialising, write or sync
+        if in_write:
+            path, deadline = directory / "audit.jsonl", time.monotonic() + 30
+            size = path.stat().st_size
+            while path.stat().st_size == size and time.monotonic() < deadline:
+                pass  # the next batch's write has not begun
+        else:
+            time.sleep(rng.random() * 0.06)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         for line in proc.stdout:  # printed before the kill: committed too
@@ -60,8 +70,8 @@ def _numbers(directory: Path) -> list[int]:
 
 def test_a_writer_killed_mid_append_loses_no_committed_entry_and_repairs(tmp_path: Path) -> None:
     rng, keys, committed, torn_seen = random.Random(16), {KEY_ID: KEY}, 0, 0
-    for _ in range(8):
-        committed = _kill_mid_append(tmp_path, committed, rng)
+    for attempt in range(8):
+        committed = _kill_mid_append(tmp_path, committed, rng, in_write=attempt % 2 == 1)
         found = verify_audit(tmp_path, keys)
         assert found.entries >= committed  # nothing committed was lost
         if not found.ok:  # only a torn last line, right after the intact entries
@@ -79,6 +89,7 @@ def test_a_writer_killed_mid_append_loses_no_committed_entry_and_repairs(tmp_pat
         assert numbers[:committed] == list(range(committed))  # in order, none missing
         committed = max(committed, numbers[-1] + 1)
     assert len(list(tmp_path.glob("audit.torn.*"))) == torn_seen  # each tear moved aside
+    assert torn_seen >= 1  # the torn path was taken, not only clean kills
 
 
 def test_audit_repair_command_repairs_a_torn_tail(kg: Any, home: Path) -> None:
