@@ -77,6 +77,20 @@ class Settings:
     directories sharing one store never take each other's."""
 
 
+def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a helper process that opens its own guard on ``settings``'
+    state directory (the spool's indexer and writer): ``base`` (default ``os.environ``)
+    with the store and the state directory's name these settings resolved, however they
+    were given (a ``Guard(env=...)`` or a changed environment would otherwise send the
+    helper to another store, or under another replica name)."""
+    env = dict(os.environ if base is None else base)
+    env.pop(ENV_DB_URL, None)
+    if settings.db_url:
+        env[ENV_DB_URL] = settings.db_url
+    env[ENV_AUDIT_LOG_ID] = settings.audit_log_id
+    return env
+
+
 def state_directory_id(home: Path) -> str:
     """A stable name for state directory ``home`` on this host: ``sd-`` and 16 hex
     digits of SHA-256 of the host name and the directory's absolute path (the same at

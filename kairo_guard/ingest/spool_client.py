@@ -65,10 +65,18 @@ class SpoolProcessClient:
         home: the state directory.
         config_file: the configuration the writer reads (None: its own lookup).
         ring_json: the service's key ring (key-file JSON), handed to the writer first.
+        env: the writer's environment (the service's store and state directory name).
     """
 
-    def __init__(self, home: Path, config_file: Path | None, ring_json: bytes) -> None:
+    def __init__(
+        self,
+        home: Path,
+        config_file: Path | None,
+        ring_json: bytes,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._ring = ring_message(ring_json)
+        self._env = env
         self._cmd = [sys.executable, "-m", "kairo_guard.ingest.spool_main", "--home", str(home)]
         if config_file is not None:
             self._cmd += ["--config", str(config_file)]
@@ -124,7 +132,11 @@ class SpoolProcessClient:
         starting = self._starting = loop.create_future()
         try:
             transport, _ = await loop.subprocess_exec(
-                lambda: _WriterProtocol(self), *self._cmd, stderr=None, start_new_session=True
+                lambda: _WriterProtocol(self),
+                *self._cmd,
+                stderr=None,
+                start_new_session=True,
+                env=self._env,
             )
         except Exception as exc:
             self._starting = None
@@ -188,3 +200,6 @@ class SpoolProcessClient:
         if child is not None:  # reaped here, not left running behind a dropped handle
             with contextlib.suppress(subprocess.TimeoutExpired, OSError):
                 child.wait(CLOSE_WAIT)
+        if transport is not None:  # its pipes released now: the loop may not run again
+            with contextlib.suppress(Exception):
+                transport.close()

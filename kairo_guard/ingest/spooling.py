@@ -42,6 +42,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from kairo_guard.config.settings import child_environment
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.detect.indexer import serve
 from kairo_guard.ingest import spool_native
@@ -177,8 +178,9 @@ class IngestSpool:
         elif self.writer_mode == "process":
             settings = self._guard.settings
             self._client = SpoolProcessClient(
-                settings.home, settings.config_file, self._guard.keys.to_json()
-            )
+                settings.home, settings.config_file, self._guard.keys.to_json(),
+                child_environment(settings),
+            )  # fmt: skip
         else:
             self._writer = SpoolWriter(self.directory)
         if self.mode == "process":
@@ -220,7 +222,9 @@ def _spawn_indexer(guard: Guard) -> subprocess.Popen[bytes]:
     if settings.config_file is not None:
         cmd += ["--config", str(settings.config_file)]
     # stdin is the lifeline: the child drains the spool and exits at its end of file
-    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, start_new_session=True)
+    child = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, start_new_session=True, env=child_environment(settings)
+    )
     # at once, not once it has imported itself: its start-up must not slow requests
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(child.pid, os.SCHED_IDLE, os.sched_param(0))
