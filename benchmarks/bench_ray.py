@@ -140,7 +140,8 @@ def cluster_idle(cpus: int = 2, bound: float = 60.0) -> None:
     gets its second actor late (measured: a 2-worker pass of 1,000,000 records took
     19.7 s right after a guard_dataset call and 9.2 s on an idle cluster)."""
     deadline = time.monotonic() + bound
-    while ray.available_resources().get("CPU", 0) < cpus and time.monotonic() < deadline:
+    free: Any = ray.available_resources
+    while free().get("CPU", 0) < cpus and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

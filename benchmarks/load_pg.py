@@ -145,6 +145,34 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid``'s descendants (the workers and what they start, such as the indexer)."""
+    found, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def _role(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    text = " ".join(a.decode(errors="replace") for a in argv if a)
+    for marker in ("indexer_main", "spool_main", "resource_tracker", "uvicorn"):
+        if marker in text:
+            return marker
+    return text[:40]
+
+
+def _sample(root: int, seen: dict[int, list[int]]) -> None:
+    """Add each descendant's resident memory now to ``seen`` (pid -> samples)."""
+    for pid in _tree(root):
+        seen.setdefault(pid, []).append(_rss([pid]))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60)
@@ -194,6 +222,9 @@ def main() -> int:
                 time.sleep(0.1)
         workers = _children(server.pid) if o.workers > 1 else [server.pid]
         rss = [(0.0, _rss(workers))]
+        per_process: dict[int, list[int]] = {}
+        roles = {pid: _role(pid) for pid in _tree(server.pid)}
+        _sample(server.pid, per_process)
         start = time.time()
         deadline = start + o.seconds
         conns = [tenants[i % len(tenants)] for i in range(o.clients)]
@@ -203,6 +234,8 @@ def main() -> int:
             while not pending.ready():
                 pending.wait(5)
                 rss.append((time.time() - start, _rss(workers)))
+                _sample(server.pid, per_process)
+                roles.update({pid: _role(pid) for pid in per_process if pid not in roles})
             results = pending.get()
         took = time.time() - start
         stop = time.time()
@@ -257,6 +290,9 @@ def main() -> int:
         print(f"indexed everything {drained:.1f} s after the load stopped")
         mib = [f"{t:.0f}s {m / 2**20:.0f}" for t, m in rss]
         print(f"workers' resident memory (MiB, {len(workers)} processes): " + ", ".join(mib))
+        for pid, samples in sorted(per_process.items()):
+            trace = " ".join(f"{m / 2**20:.0f}" for m in samples)
+            print(f"  pid {pid} ({roles.get(pid, '?')}), MiB every 5 s: {trace}")
         print(f"audit log: {'ok' if audit.ok else 'FAILED ' + str(audit.problem)}, "
               f"{audit.entries:,} entries")  # fmt: skip
         ok = not (missing or mixed or unsealed or bad) and audit.ok and len(accepted) > 0
