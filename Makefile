@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PG_PASS := tests/tenancy tests/enforce tests/cli tests/anonymize tests/audit tests/test_guard.py
+# Every test directory that opens a guard's state store, run again with each store in
+# PostgreSQL (tests/store runs both backends in the main pass; the rest opens none, or
+# runs the documented SQLite default); two processes, each on its own schemas.
+PG_PASS := tests/tenancy tests/enforce tests/cli tests/anonymize tests/audit tests/detect \
+	tests/ingest tests/otel tests/integrations tests/test_guard.py tests/test_workers.py
 
 .PHONY: demo test lint typecheck bench fuzz clean
 
@@ -21,8 +25,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -m "not slow"
-	@echo "the guard-level tests again, every state directory's store in PostgreSQL:"
-	KG_TEST_STORE=postgresql $(BIN)/pytest -m "not slow and not sqlite_only" $(PG_PASS)
+	@echo "the tests that open a state store again, every store in PostgreSQL:"
+	KG_TEST_STORE=postgresql $(BIN)/pytest -n 2 -m "not slow and not sqlite_only" $(PG_PASS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -36,6 +36,7 @@ def _set_recorded_scheme(home: Path, scheme: str | None) -> None:
             db.execute("INSERT INTO meta VALUES ('fingerprint_scheme', ?)", (scheme,))
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 def test_when_a_new_store_is_opened_then_it_records_the_current_scheme(
     tmp_path: Path, ring: KeyRing
 ) -> None:
@@ -58,6 +59,7 @@ def _keyed(ring: KeyRing) -> str:
     return keyed_scheme(ring.subkey(PURPOSE_FINGERPRINT, ring.pseudonym_key_id))
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 def test_when_a_process_holds_another_key_ring_then_the_net_refuses_instead_of_passing(
     tmp_path: Path, ring: KeyRing
 ) -> None:
@@ -75,6 +77,7 @@ def test_when_a_process_holds_another_key_ring_then_the_net_refuses_instead_of_p
         assert refused.value.rule == SCHEME_RULE
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 def test_a_store_recorded_before_the_key_was_named_is_bound_to_the_first_ring_after(
     tmp_path: Path, ring: KeyRing
 ) -> None:
@@ -95,6 +98,7 @@ def test_a_store_recorded_before_the_key_was_named_is_bound_to_the_first_ring_af
         assert [v.rule for v in report.violations] == [SCHEME_RULE]
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 @pytest.mark.parametrize("recorded", [None, "kg-winnow-k50-w40-nfkc-casefold"])
 def test_when_the_index_was_built_under_another_scheme_then_shared_sinks_and_vetting_refuse(
     tmp_path: Path, ring: KeyRing, recorded: str | None
@@ -114,6 +118,7 @@ def test_when_the_index_was_built_under_another_scheme_then_shared_sinks_and_vet
             guard.export_fingerprint_filter(tmp_path / "net.kgf")
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 def test_when_the_index_is_stale_then_a_tenant_still_fine_tunes_on_its_own_content(
     tmp_path: Path, ring: KeyRing
 ) -> None:

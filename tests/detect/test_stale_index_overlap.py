@@ -21,6 +21,7 @@ DOC = (
 )
 
 
+@pytest.mark.sqlite_only  # opens the state directory's SQLite file itself
 def test_when_the_index_is_stale_then_an_overlap_question_is_refused_not_answered_none(
     tmp_path: Path, ring: KeyRing
 ) -> None:

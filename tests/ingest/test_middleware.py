@@ -24,10 +24,10 @@ from starlette.websockets import WebSocket
 from websockets.sync.client import connect as ws_connect
 
 from kairo_guard import Guard, current_tenant
+from kairo_guard.assembly import open_store
 from kairo_guard.ingest.apikeys import REVALIDATE_SECONDS, ApiKeyVerifier, new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.ingest.resolvers import ApiKeyResolver, CompositeResolver, TrustedProxyResolver
-from kairo_guard.store.sqlite import DB_FILE_NAME, SQLiteStore
 
 CAP = 64 * 1024
 
@@ -192,7 +192,7 @@ def test_when_key_revoked_while_running_then_next_request_refused(
     with running_server(_app(guard)) as url:
         first = httpx.get(f"{url}/whoami", headers=_auth(keys["acme"]))
         # Revoked through another connection, as another process (the CLI) would.
-        other = SQLiteStore(guard.settings.home / DB_FILE_NAME)
+        other = open_store(guard.settings)
         try:
             other.revoke_api_keys("acme", now=guard.clock(), key_id=None)
         finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from kg_testing import make_guard
+from kg_testing import make_guard, state_store_env
 from procs import child_pids
 
 from kairo_guard import KeyRing
@@ -69,6 +69,7 @@ def _server(home: Path, ring: KeyRing, log: Path) -> Iterator[tuple[subprocess.P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, KAIRO_GUARD_HOME=str(home), KAIRO_GUARD_INDEXER="none")
+    env.update(state_store_env(home))  # the PostgreSQL pass: the guard's own schema
     env["KAIRO_GUARD_KEY"] = ring.to_env_value()
     cmd = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", "1", "--log-level", "warning", "--no-access-log"]

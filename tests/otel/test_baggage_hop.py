@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from kg_testing import make_guard, running_server
+from kg_testing import make_guard, running_server, state_store_env
 from otel_support import Sdk
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -181,9 +181,11 @@ def test_two_service_processes_carry_the_tenant_without_an_sdk(
     with make_guard(tmp_path / "a", ring=ring) as guard_a:
         key = new_api_key(guard_a.store, "acme")
     base = {"KAIRO_GUARD_KEY": ring.to_env_value(), "LOCAL_ADDRESS": A_ADDRESS}
-    env_b = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "b"), "KAIRO_GUARD_CONFIG": str(config)}
+    env_b = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "b"), "KAIRO_GUARD_CONFIG": str(config),
+             **state_store_env(tmp_path / "b")}  # fmt: skip
     with _service_process(tmp_path, "b", env_b) as b_url:
-        env_a = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "a"), "B_URL": b_url}
+        env_a = {**base, "KAIRO_GUARD_HOME": str(tmp_path / "a"), "B_URL": b_url,
+                 **state_store_env(tmp_path / "a")}  # fmt: skip
         with _service_process(tmp_path, "a", env_a) as a_url:
             traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
             headers = {"x-api-key": key, "traceparent": traceparent}

@@ -81,7 +81,7 @@ def make_guard(home: Path, *, ring: KeyRing | None = None, **kwargs: Any) -> Gua
 
 PG_PASS = "KG_TEST_STORE"
 """``KG_TEST_STORE=postgresql``: the suite's guards and CLI runs keep their state in
-PostgreSQL (``make test`` runs the guard-level tests once more so)."""
+PostgreSQL (``make test`` runs every test directory that opens a store once more so)."""
 PG_SCHEMAS: set[str] = set()
 """Schemas made for this run's state directories (dropped at the end of the session)."""
 
