@@ -6,7 +6,8 @@ before bcrypt (records whose ``kdf`` is ``scrypt$N$r$p``) still verify. The resu
 the slow hash is remembered in process for :data:`CACHE_SECONDS` under a keyed hash of
 the presented key, so a busy service pays bcrypt about once per key and worker every
 quarter of an hour, not per request (hashing the same secret again against an unchanged
-record proves nothing new; a changed record voids the entry at once). The key's record is read again at most every :data:`REVALIDATE_SECONDS`
+record proves nothing new; a changed record voids the entry at once). The key's record
+is read again at most every :data:`REVALIDATE_SECONDS`
 (:meth:`ApiKeyVerifier.cached`, the request path's check, reads nothing), so a revoked
 key, or an erased tenant's, stops working in every process within that second. A key in
 use is read again ahead of time, in a background thread, during the last
