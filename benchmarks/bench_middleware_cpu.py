@@ -3,8 +3,8 @@
 No server and no sockets: ASGI calls in one process, 32 at a time, timed by the CPU time
 of the event loop's thread (``time.thread_time``), which is what a one-worker uvicorn
 spends of its core on each request beyond the HTTP parsing it does for the bare app
-too. The spool writer (a process by default) and the indexer are real; the indexer mode
-defaults to ``none`` here so the spool is not indexed during the run.
+too. The spool writer (the native writer thread by default) and the indexer are real;
+the indexer mode defaults to ``none`` here so the spool is not indexed during the run.
 
     .venv/bin/python benchmarks/bench_middleware_cpu.py [--requests 20000] [--body 1024]
 

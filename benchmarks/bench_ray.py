@@ -163,7 +163,7 @@ def time_ray(guard: Guard, ds: Any, workers: int, batch: int) -> tuple[float, fl
     t = time.perf_counter()
     spans = ds.map_batches(
         TimedBatchGuard, fn_constructor_args=(ref,), batch_format="pyarrow", batch_size=batch,
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),
     ).to_pandas()  # fmt: skip
     alone = time.perf_counter() - t
     assert int(spans.rows.sum()) == ds.count()

@@ -293,14 +293,15 @@ def guard_dataset(
     if actors:
         with warnings.catch_warnings():  # a dataset of fewer blocks than actors is fine
             warnings.filterwarnings("ignore", "The minimum number of concurrent actors")
+            pool = ray.data.ActorPoolStrategy(size=concurrency or _cpus())
             checked = ds.map_batches(
-                BatchGuard, fn_constructor_args=(ref,), concurrency=concurrency or _cpus(), **common
+                BatchGuard, fn_constructor_args=(ref,), compute=pool, **common
             ).materialize()
     else:
         checked = ds.map_batches(  # (Ray types fn as taking the batch alone; fn_args follow)
             check_batch,  # type: ignore[arg-type]
             fn_args=(ref,),
-            concurrency=concurrency,
+            compute=ray.data.TaskPoolStrategy(size=concurrency),
             **common,
         ).materialize()
     report = _report(snap, checked, started, time.monotonic() - mono)
