@@ -34,8 +34,9 @@ before are torn down asynchronously; a pool started while they hold their CPUs g
 second worker late).
 
 Run: ``.venv/bin/python benchmarks/bench_ray.py`` (defaults: 1,000,000 records, about
-300 MB of JSONL, as a Ray job is for data of that size and more; 3 repetitions; about
-five minutes). With 200,000 records each pass lasts 2-4 s and holds 8 batches, so one
+300 MB of JSONL, as a Ray job is for data of that size and more; 5 repetitions, whose
+medians are compared: single passes on this 2-core machine vary by a tenth; about
+eight minutes). With 200,000 records each pass lasts 2-4 s and holds 8 batches, so one
 batch's placement moves the ratio by a tenth. A script, not a test.
 """
 
@@ -194,7 +195,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--records", type=int, default=1_000_000)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5)
     p.add_argument("--batch", type=int, default=25_000, help="rows a worker decides at once")
     p.add_argument("--workdir", type=Path, help="keep the generated data here")
     args = p.parse_args()
