@@ -299,21 +299,11 @@ def _walk(value: object) -> list[object]:
 
 
 def _has_lone_surrogate_or_infinity(value: object) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if any(0xD800 <= ord(c) <= 0xDFFF for c in item):
-                return True
-        elif isinstance(item, float):
-            if item in (float("inf"), float("-inf")):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    return any(
+        (isinstance(v, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in v))
+        or (isinstance(v, float) and v in (float("inf"), float("-inf")))
+        for v in _walk(value)
+    )
 
 
 def same(a: object, b: object) -> bool:
