@@ -200,8 +200,6 @@ class SpoolProcessClient:
         if child is not None:  # reaped here, not left running behind a dropped handle
             with contextlib.suppress(subprocess.TimeoutExpired, OSError):
                 child.wait(CLOSE_WAIT)
-        # its pipes released now (the loop may not run again), only once it has exited:
-        # closing the transport of a writer still running would kill it mid-write
-        if transport is not None and (child is None or child.poll() is not None):
+        if transport is not None:  # its pipes released now: the loop may not run again
             with contextlib.suppress(Exception):
                 transport.close()
