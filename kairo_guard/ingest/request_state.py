@@ -33,6 +33,12 @@ BODY_ERRORS = {
     503: "the request body could not be recorded; retry later",
 }
 """The detail of a refused body, by status."""
+LINGER_BYTES = 1 << 20
+"""Of a body over the cap, at most this much more is read (and dropped) before the 413
+goes out, so the server does not close the connection on unread bytes: a client still
+sending would get a reset instead of the answer (a lingering close)."""
+LINGER_SECONDS = 1.0
+"""How long that reading may take; past it the 413 goes out all the same."""
 
 Message = MutableMapping[str, Any]
 """An ASGI message."""
@@ -103,6 +109,7 @@ class RequestState:
                 body = message.get("body", b"")
                 size = self.provenance.size + len(body)
                 if size > self._cap:
+                    await drain(receive, message)
                     await self._reject(413)
                     raise BodyTooLarge
                 self.provenance.size = size
@@ -131,6 +138,7 @@ class RequestState:
             body = message.get("body", b"")
             size += len(body)
             if size > cap:
+                await drain(receive, message)
                 await self._reject(413)
                 return None
             if body:
@@ -209,6 +217,22 @@ class RequestState:
                 headers.append((PROVENANCE_HEADER, seal.encode("ascii")))
                 message = {**message, "headers": headers}
         await self._send(message)
+
+
+async def drain(receive: Receive, message: Message) -> None:
+    """Read and drop the rest of a refused body after ``message``, up to
+    :data:`LINGER_BYTES` and :data:`LINGER_SECONDS` (never an error: the refusal stands
+    whatever the client does)."""
+    left = LINGER_BYTES
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while message.get("more_body", False) and left > 0:
+                message = await receive()
+                if message.get("type") != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+    except Exception:  # noqa: BLE001 - timed out, or the client left: answer anyway
+        return
 
 
 def closing_at_shutdown(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -298,6 +299,26 @@ def test_when_streamed_body_passes_the_cap_then_413(server: str, keys: dict[str,
     )
     assert response.status_code == 413
     assert "kairo-provenance" not in response.headers
+
+
+def test_when_a_client_still_sends_after_the_cap_then_it_reads_the_413_not_a_reset(
+    server: str, keys: dict[str, str]
+) -> None:
+    # the client sends on well past the cap: a server that answered and closed at once
+    # would close on unread bytes, and the client would get a reset instead of the 413
+    # (the middleware reads up to LINGER_BYTES more, dropping them, before it answers)
+    url = httpx.URL(server)
+    head = (
+        f"POST /documents HTTP/1.1\r\nHost: {url.host}\r\nTransfer-Encoding: chunked\r\n"
+        f"Authorization: Bearer {keys['acme']}\r\n\r\n"
+    ).encode()
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in _chunks(CAP * 4))
+    with socket.create_connection((url.host, url.port), timeout=10) as conn:
+        conn.sendall(head + body + b"0\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ")
 
 
 def test_when_content_length_passes_the_cap_then_413_before_reading(
