@@ -25,6 +25,7 @@ and is never answered from a stale index: it waits for the watermark or blocks
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import time
@@ -87,7 +88,9 @@ class IndexPacing:
         self._clock = clock
         self._sizes: dict[str, int] = {}
         self._grew = 0.0
-        self._waiting_since: float | None = None
+        self._marks: collections.deque[tuple[float, tuple[str, int]]] = collections.deque()
+        """(time, where the spool ended then), oldest first: how old the oldest
+        unindexed body can be, whatever was indexed since it came."""
         self._draining = False
         self._served = time.time()  # wall clock, as file times are
 
@@ -102,15 +105,19 @@ class IndexPacing:
         if any(size > self._sizes.get(name, 0) for name, size in sizes.items()):
             self._grew = now  # written since: ingestion (indexing only shrinks the backlog)
         self._sizes = sizes
-        if pending <= 0:
-            self._waiting_since, self._draining = None, False
+        if pending <= 0 or measured.oldest is None:
+            self._marks.clear()
+            self._draining = False
             return False
-        if self._waiting_since is None:
-            self._waiting_since = now
+        marks = self._marks
+        marks.append((now, max(measured.sizes)))
+        # the oldest unindexed body came after the last mark that ended at or before it
+        while len(marks) > 1 and marks[1][1] <= measured.oldest:
+            marks.popleft()
         self._draining = self._draining or (
             wanted_at(self.directory) >= self._served
             or pending >= self.defer_bytes
-            or now - self._waiting_since >= MAX_DEFER_SECONDS
+            or now - marks[0][0] >= MAX_DEFER_SECONDS
         )
         return self._draining or now - self._grew >= QUIET_SECONDS
 

@@ -250,20 +250,26 @@ class Backlog:
     pending_bytes: int
     sizes: tuple[tuple[str, int], ...] = ()
     """Each segment's name and size (a segment that grew, or a new one: ingestion)."""
+    oldest: tuple[str, int] | None = None
+    """Where the oldest unindexed body starts: its segment's name and offset (None when
+    everything is indexed)."""
 
 
 def backlog(directory: Path) -> Backlog:
     """Measure the spool's backlog (one ``listdir`` and a ``stat`` per segment)."""
     count = pending = 0
     sizes = []
+    oldest = None
     for seg in segments(directory):
         with contextlib.suppress(FileNotFoundError):
             size = seg.stat().st_size
-            left = size - indexed_offset(seg)
+            done = indexed_offset(seg)
             count += 1
-            pending += max(0, left)
+            pending += max(0, size - done)
             sizes.append((seg.name, size))
-    return Backlog(count, pending, tuple(sizes))
+            if oldest is None and size > done:
+                oldest = (seg.name, done)
+    return Backlog(count, pending, tuple(sizes), oldest)
 
 
 @contextlib.contextmanager

@@ -72,6 +72,35 @@ def test_when_a_body_waited_the_longest_deferral_then_a_pass_runs_under_load(
     assert pacing.due()
 
 
+def test_when_the_indexer_caught_up_under_load_then_the_age_starts_from_what_is_left(
+    rig: Rig,
+) -> None:
+    # a burst, a pause in which the indexer catches up, and the next burst that starts
+    # before the indexer looks again: the backlog it then sees is new, so it must not
+    # count the first burst's age against it (which put the indexer in the second
+    # burst's way, at full speed, as soon as the first burst was MAX_DEFER_SECONDS old)
+    pacing = rig.pacing()
+    for _ in range(100):  # 10 s of the first burst
+        rig.spool()
+        assert not pacing.due()
+        rig.now += 0.1
+    rig.now += QUIET_SECONDS
+    for _ in range(30):  # the pause: it indexes the first burst, pass after pass
+        assert pacing.due()
+        rig.now += 0.5
+    rig.index_all()  # what it held is indexed, and the next burst has begun
+    rig.spool()
+    waited = 0.0
+    while waited < MAX_DEFER_SECONDS - 1:  # the second burst, younger than the bound
+        assert not pacing.due()
+        rig.now += 0.1
+        waited += 0.1
+        rig.spool()
+    rig.now += 1.5  # its first body has now waited the longest deferral
+    rig.spool()
+    assert pacing.due()
+
+
 def test_when_the_backlog_reaches_half_the_limit_then_a_pass_runs(
     rig: Rig,
 ) -> None:
