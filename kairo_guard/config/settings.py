@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,9 +73,10 @@ class Settings:
     """Signed tenant baggage: trusted peers and token lifetime (``[propagation]``)."""
     audit_log_id: str = "default"
     """Names this state directory where the store keeps what is its own (its audit
-    log's anchor, its index coverage): ``KAIRO_GUARD_AUDIT_LOG_ID``, else a hash of the
-    host name and the directory's path (:func:`state_directory_id`), so that state
-    directories sharing one store never take each other's."""
+    log's anchor, its index coverage): ``KAIRO_GUARD_AUDIT_LOG_ID``, else the name pinned
+    in the directory, else a hash of the host name and the directory's path
+    (:func:`state_directory_id`), so that state directories sharing one store never take
+    each other's."""
 
 
 def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -91,12 +93,47 @@ def child_environment(settings: Settings, base: Mapping[str, str] | None = None)
     return env
 
 
+STATE_ID_FILE = "state-id"
+"""The file of a state directory that pins its name (:func:`state_directory_id`)."""
+_STATE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def state_directory_id(home: Path) -> str:
-    """A stable name for state directory ``home`` on this host: ``sd-`` and 16 hex
-    digits of SHA-256 of the host name and the directory's absolute path (the same at
-    every restart; another directory, or the same path on another host, differs)."""
+    """A stable name for state directory ``home``: the name pinned in its
+    :data:`STATE_ID_FILE` once a guard has opened it (the audit log's opening pins it,
+    signed: :mod:`kairo_guard.audit_opening`), else ``sd-`` and 16 hex digits of SHA-256
+    of the host name and the directory's absolute path. Pinned, the name survives a new
+    host name (a container re-created around the same volume keeps its audit anchor and
+    its index coverage row).
+
+    Raises:
+        ConfigError: the file is there but unreadable or does not hold a name.
+    """
+    pinned = read_state_pin(home)
+    if pinned is not None:
+        return pinned[0]
     where = f"{socket.gethostname()}\0{home.resolve()}".encode()
     return "sd-" + hashlib.sha256(where).hexdigest()[:16]
+
+
+def read_state_pin(home: Path) -> tuple[str, str] | None:
+    """The name pinned in ``home``'s :data:`STATE_ID_FILE` and its signature (None
+    when there is no such file).
+
+    Raises:
+        ConfigError: the file is unreadable or malformed.
+    """
+    pinned = home / STATE_ID_FILE
+    try:
+        text = pinned.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the state directory's name from {pinned}: {exc}") from exc
+    fields = text.split()
+    if len(fields) != 2 or not _STATE_ID.fullmatch(fields[0]):
+        raise ConfigError(f"{pinned} does not hold a state directory name: {text[:80]!r}")
+    return fields[0], fields[1]
 
 
 def find_config_file(
