@@ -43,6 +43,8 @@ QUIET_SECONDS = 0.25
 """Ingestion paused this long: index now."""
 MAX_DEFER_SECONDS = 30.0
 """The longest an unindexed body waits for a pass while ingestion stays busy."""
+MAX_MARKS = 1024
+"""Looks at the spool's end remembered for the age of its oldest body (thinned past it)."""
 logger = logging.getLogger("kairo_guard.detect.pacing")
 
 
@@ -109,8 +111,15 @@ class IndexPacing:
             self._marks.clear()
             self._draining = False
             return False
-        marks = self._marks
-        marks.append((now, max(measured.sizes)))
+        marks, end = self._marks, max(measured.sizes)
+        if len(marks) > 1 and marks[-1][1] == end:  # nothing new: the spool still ended
+            marks[-1] = (now, end)  # there now (the first look keeps its time: the bound)
+        else:
+            marks.append((now, end))
+            if len(marks) > MAX_MARKS:  # thinned: every age then errs on the old side
+                kept = list(marks)
+                marks.clear()
+                marks.extend(kept[:1] + kept[1:-1:2] + kept[-1:])
         # the oldest unindexed body came after the last mark that ended at or before it
         while len(marks) > 1 and marks[1][1] <= measured.oldest:
             marks.popleft()

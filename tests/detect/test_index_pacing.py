@@ -15,7 +15,13 @@ import pytest
 
 from kairo_guard.core.exceptions import IndexLagging
 from kairo_guard.detect.indexer import wait_indexed
-from kairo_guard.detect.pacing import MAX_DEFER_SECONDS, QUIET_SECONDS, IndexPacing, wanted_at
+from kairo_guard.detect.pacing import (
+    MAX_DEFER_SECONDS,
+    MAX_MARKS,
+    QUIET_SECONDS,
+    IndexPacing,
+    wanted_at,
+)
 from kairo_guard.store.spool import encode_body, indexer_lock, segments, set_indexed_offset
 from kairo_guard.store.spool_append import SegmentAppender
 
@@ -196,3 +202,18 @@ def test_when_a_check_waits_long_then_it_asks_the_indexer_again(
         wait_indexed(_indexer_of(rig.directory), 2.5)
     assert len(asked) == 3  # at once, then every ASK_EVERY seconds
     assert asked[1] - asked[0] >= 1.0
+
+
+def test_when_the_indexer_cannot_catch_up_for_long_then_what_it_remembers_stays_bounded(
+    rig: Rig,
+) -> None:
+    # hours of ingestion with passes failing (a store outage) must not grow the pacing's
+    # memory without bound, and the age it keeps must not get younger for it
+    pacing = rig.pacing()
+    for _ in range(3 * MAX_MARKS):
+        rig.spool()
+        pacing.due()
+        rig.now += 0.05
+    assert len(pacing._marks) <= MAX_MARKS + 1
+    assert pacing._marks[0][0] == 1000.0  # the first body's time is still the bound
+    assert pacing.due()  # 150 s of backlog: past MAX_DEFER_SECONDS
