@@ -1,5 +1,6 @@
-"""Opening a state directory's audit log, anchored in the store (part of the Guard's
-wiring, :mod:`kairo_guard.assembly`)."""
+"""Opening a state directory's audit log, anchored in the store under the directory's
+name, which is pinned (signed) on first opening (part of the Guard's wiring,
+:mod:`kairo_guard.assembly`)."""
 
 from __future__ import annotations
 

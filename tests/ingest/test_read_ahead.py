@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from kairo_guard import Guard
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import GuardMiddleware
+from kairo_guard.ingest.request_state import LINGER_BYTES, LINGER_SECONDS
 
 BODY = b'{"text": "Acme plans a second warehouse in Braga and forty new hires in May."}'
 SHAPES = {
@@ -110,3 +112,48 @@ def test_when_httpx_posts_through_the_asgi_transport_then_the_app_reads_the_whol
 
     response = asyncio.run(run())
     assert response.json() == {"sha256": hashlib.sha256(BODY).hexdigest(), "bytes": len(BODY)}
+
+
+@pytest.mark.parametrize("pace", ["fast", "slow"])
+def test_when_a_body_past_the_cap_never_ends_then_the_413_comes_within_the_linger_bounds(
+    guard: Guard, pace: str
+) -> None:
+    # after the cap the middleware reads on only so far (LINGER_BYTES) and so long
+    # (LINGER_SECONDS) before it answers: an endless body cannot hold the 413 back
+    key = new_api_key(guard.store, "acme")
+    app = GuardMiddleware(_app(guard).app, guard=guard, indexer="none", max_body_bytes=4096)
+    chunk = b"x" * 16384
+    read = 0
+
+    async def receive() -> dict[str, Any]:  # past the cap at once, then on and on
+        nonlocal read
+        body = chunk
+        if pace == "slow" and read:  # a trickle: 16 bytes every 50 ms
+            await asyncio.sleep(0.05)
+            body = chunk[:16]
+        read += len(body)
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/documents",
+        "raw_path": b"/documents",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {key}".encode())],  # no length: streamed
+        "client": ("127.0.0.1", 50000),
+    }
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=30))
+    took = time.monotonic() - started
+    assert sent[0]["status"] == 413
+    assert read <= 4096 + LINGER_BYTES + len(chunk)
+    assert took < LINGER_SECONDS + 2
+    if pace == "slow":  # it did wait for the client, up to the bound
+        assert took >= LINGER_SECONDS
