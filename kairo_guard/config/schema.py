@@ -90,6 +90,7 @@ class LimitsSection(_Strict):
     spool_max_bytes: int = Field(default=16 * 1024 * 1024 * 1024, ge=1, le=1 << 44)
     spool_min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0, le=1 << 44)
     index_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    shutdown_index_seconds: float = Field(default=10.0, ge=0, le=3600)
 
 
 class FingerprintSection(_Strict):

@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-from kairo_guard.core.exceptions import IndexLagging, SealError, StoreError
+from kairo_guard.core.exceptions import IndexLagging, SealError
 from kairo_guard.core.keys import pseudonymize_name
 from kairo_guard.core.seal import Label
 from kairo_guard.core.types import AuditAppender, JSONValue, TenantId
 from kairo_guard.detect.body import read_body
 from kairo_guard.detect.coverage import CoveragePublisher
 from kairo_guard.detect.identifiers import CustomerIdentifiers
-from kairo_guard.detect.pacing import IndexPacing, want_index
+from kairo_guard.detect.pacing import want_index
 from kairo_guard.detect.winnow import Fingerprinter
 from kairo_guard.store.base import ProvenanceRow
 from kairo_guard.store.spool import (
@@ -178,6 +178,12 @@ class SpoolIndexer:
         while count := self.pass_once():
             total += count
         return total
+
+    def note_left(self, pending: int) -> None:
+        """Audit that the indexer stopped with ``pending`` spooled bytes not indexed (its
+        service's shutdown bound passed): the next indexer or check indexes them."""
+        self._audit.append({"event": "spool.left_unindexed", "bytes": pending})
+        self._audit.flush()
 
     def _skip_damage(self, segment: Path, pos: int) -> int:
         """Skip a record that is cut short or fails its CRC in a finished segment: to
@@ -330,71 +336,3 @@ def wait_indexed(
                 f"waiting {bound:g} s: records are blocked until it catches up"
             )
         time.sleep(poll)
-
-
-def serve(
-    indexer: SpoolIndexer,
-    stop: Callable[[], bool],
-    *,
-    pacing: IndexPacing | None = None,
-    pause: float = 0.05,
-    full_batch: int = 512,
-    pass_bytes: int = 32 << 20,
-) -> None:
-    """Index the spool until ``stop()`` says so, then what it held then (the indexer
-    process).
-
-    Waits for the indexer lock first: one indexer at a time per spool. Passes are paced
-    by ``pacing`` (:class:`~kairo_guard.detect.pacing.IndexPacing`: deferred while
-    ingestion is busy, at once when a check waits), each of about ``pass_bytes`` at
-    most, so the pacing is asked again every few seconds; None: a pass whenever there
-    is something to index, and the drain at the end unpaced. Between passes it sleeps
-    ``pause`` seconds unless the last pass found a full batch (``full_batch`` bodies or
-    more: there is more to do). After ``stop()`` (the service ended) the passes stay
-    paced, so an indexer draining a backlog yields to a service still ingesting into
-    the same spool; it ends once everything spooled before ``stop()`` is indexed.
-    """
-    with indexer_lock(indexer.directory, wait=True):
-        while not stop():
-            if indexer.coverage is not None:  # replicas sharing the store wait on it
-                indexer.coverage.tick()
-            if pacing is None or pacing.due():
-                started = time.time()
-                count = _pass(indexer, pass_bytes if pacing is not None else None)
-                if pacing is not None:
-                    pacing.passed(started)
-                if count >= full_batch:
-                    continue
-            time.sleep(pause)
-        if pacing is None:
-            for _ in range(3):  # (a store just back may fail a call on a stale connection)
-                try:
-                    indexer.drain()
-                    return
-                except StoreError as exc:
-                    logger.warning("kairo-guard: the final index pass failed: %s", exc)
-                    time.sleep(STORE_RETRY)
-            return  # what is left stays in the spool for the next indexer or check
-        taken = snapshot(indexer.directory)
-        while not covered(taken):
-            if indexer.coverage is not None:
-                indexer.coverage.tick()
-            if pacing.due():
-                started = time.time()
-                _pass(indexer, pass_bytes)
-                pacing.passed(started)
-            else:
-                time.sleep(pause)
-
-
-STORE_RETRY = 1.0  # seconds an indexer waits after the store failed a pass
-
-
-def _pass(indexer: SpoolIndexer, budget: int | None) -> int:
-    """One pass; the indexer outlives a store outage (progress is kept per commit)."""
-    try:
-        return indexer.pass_once(budget)
-    except StoreError as exc:
-        logger.warning("kairo-guard: an index pass failed, retried in %g s: %s", STORE_RETRY, exc)
-        time.sleep(STORE_RETRY)
-        return 0

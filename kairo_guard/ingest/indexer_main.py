@@ -4,7 +4,9 @@
 ring of the service that started it from its standard input, opens a guard on the
 state directory, indexes the spool until its standard input ends (its parent
 closed it or died), then drains the spool and exits. It ignores SIGINT (a Ctrl-C meant
-for the server), ends cleanly on SIGTERM, and runs at the lowest CPU priority and in the
+for the server); SIGTERM (its parent's shutdown bound passed, or an operator's) ends it
+after the pass it is in, what is left staying in the spool for the next indexer or
+check (:mod:`kairo_guard.detect.index_service`). It runs at the lowest CPU priority and in the
 idle I/O class: requests are answered first, the index catches up in the time they
 leave.
 """
@@ -21,7 +23,7 @@ import sys
 import threading
 
 from kairo_guard.core.keys import KeyRing
-from kairo_guard.detect.indexer import serve
+from kairo_guard.detect.index_service import serve
 from kairo_guard.detect.pacing import IndexPacing
 from kairo_guard.guard import Guard
 from kairo_guard.ingest.spool_wire import read_ring
@@ -55,11 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     stop = threading.Event()
+    abandon = threading.Event()
     # Ingestion comes first: the indexer takes the CPU the service leaves (its lag is
     # bounded by the spool's limit, and shared sinks wait for it)
     _lowest_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def terminate(*_: object) -> None:  # end after the pass in progress, leave the rest
+        abandon.set()
+        stop.set()
+
+    signal.signal(signal.SIGTERM, terminate)
 
     stdin = sys.stdin.fileno()
     ring = KeyRing.from_json(read_ring(stdin))
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     with Guard(home=args.home, config_file=args.config, key=ring) as guard:
         pacing = IndexPacing(guard.spool_directory, guard.settings.limits.spool_max_bytes)
         guard.indexer.workers = len(os.sched_getaffinity(0))  # idle priority: spare cores only
-        serve(guard.indexer, stop.is_set, pacing=pacing)
+        serve(guard.indexer, stop.is_set, pacing=pacing, abandon=abandon.is_set)
     return 0
 
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from kairo_guard.config.settings import child_environment
 from kairo_guard.core.exceptions import StoreError
-from kairo_guard.detect.indexer import serve
+from kairo_guard.detect.index_service import serve
 from kairo_guard.ingest import spool_native
 from kairo_guard.ingest.spool_client import SpoolProcessClient
 from kairo_guard.ingest.spool_native import NativeSpoolClient
@@ -63,6 +63,8 @@ ENV_WRITER = "KAIRO_GUARD_SPOOL_WRITER"
 WRITER_MODES = ("native", "process", "thread")
 BACKLOG_EVERY = 0.2
 """Seconds between measurements of the backlog (never per request)."""
+ABANDON_GRACE = 10.0
+"""Seconds an indexer told to stop at the shutdown bound has to end its pass."""
 logger = logging.getLogger("kairo_guard.ingest.spooling")
 _PID = [os.getpid()]
 """This process's id, kept current across forks (``os.getpid`` is a system call)."""
@@ -109,6 +111,7 @@ class IngestSpool:
         self._child: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._abandon = threading.Event()
 
     async def record(
         self, tenant: str, chunks: list[bytes], source: str, meta: bytes = b""
@@ -187,16 +190,22 @@ class IngestSpool:
             self._child = _spawn_indexer(self._guard)
         elif self.mode == "thread":
             self._stop.clear()
+            self._abandon.clear()
             self._thread = threading.Thread(
                 target=serve,
                 args=(self._guard.indexer, self._stop.is_set),
+                kwargs={"abandon": self._abandon.is_set},
                 name="kairo-guard-indexer",
                 daemon=True,
             )
             self._thread.start()
 
     def close(self) -> None:
-        """Make what is queued durable, stop an indexer of ours (it drains first)."""
+        """Make what is queued durable, stop an indexer of ours: it indexes what was
+        accepted, for at most ``limits.shutdown_index_seconds``; past that it stops after
+        the pass it is in (:data:`ABANDON_GRACE` seconds at most) and leaves the rest,
+        durable, to the next indexer or shared-sink check (the spool's directory must
+        outlive the service: see docs/ingestion.md)."""
         if self._pid == _PID[0]:
             if self._writer is not None:
                 self._writer.close()
@@ -204,16 +213,32 @@ class IngestSpool:
                 self._client.close()
         self._writer = self._client = None
         self._pid = 0
+        bound = self._guard.settings.limits.shutdown_index_seconds
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(60)
+            self._thread.join(bound)
+            self._abandon.set()
+            self._thread.join(ABANDON_GRACE)
             self._thread = None
         if self._child is not None:
-            with contextlib.suppress(OSError):
-                self._child.stdin.close()  # type: ignore[union-attr]
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._child.wait(60)
+            _end_child(self._child, bound)
             self._child = None
+
+
+def _end_child(child: subprocess.Popen[bytes], bound: float) -> None:
+    """Close the indexer process's lifeline (it drains and exits); past ``bound``
+    seconds SIGTERM (it ends after its pass); past :data:`ABANDON_GRACE` more, SIGKILL
+    (its progress is kept per committed batch)."""
+    with contextlib.suppress(OSError):
+        child.stdin.close()  # type: ignore[union-attr]
+    for wait, end in ((bound, child.terminate), (ABANDON_GRACE, child.kill), (None, None)):
+        try:
+            child.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            if end is not None:
+                with contextlib.suppress(OSError):
+                    end()
 
 
 def _spawn_indexer(guard: Guard) -> subprocess.Popen[bytes]:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from kairo_guard import ContentRefused, Guard, GuardMiddleware, KeyRing
 from kairo_guard.core.exceptions import IndexLagging
-from kairo_guard.detect.indexer import serve
+from kairo_guard.detect.index_service import serve
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.store.sqlite import DB_FILE_NAME
 
