@@ -4,7 +4,8 @@ The request rate under ``wrk`` moves 5-10% between runs of the same app on a sha
 machine, more than the gap between a middleware and the floor it is compared with.
 Instructions do not: ``valgrind --tool=callgrind`` counts them, the same for the same
 code and inputs whatever else the machine does. Here uvicorn's own ``H11Protocol``
-(what ``python -m uvicorn`` serves with when httptools is not installed) is fed
+(what ``python -m uvicorn`` serves with when httptools is not installed; ``--http
+httptools --loop uvloop`` for what it serves with ``uvicorn[standard]``) is fed
 keep-alive ``POST /ingest`` requests of a 1 KiB JSON body on 32 connections through an
 in-memory transport: request parsing, the ASGI app, response serialization and the
 event loop are all real; only the sockets are missing (their system calls cost bare and
@@ -21,6 +22,7 @@ they are stretched by the same factor here. The spool writer thread is real (its
 instructions are its own thread's and not counted: it runs on the other core).
 
     .venv/bin/python benchmarks/bench_middleware_instructions.py [--requests 1000] [--apps a,b]
+        [--http h11|httptools] [--loop asyncio|uvloop]
 
 Needs ``valgrind`` (every machine of this kind has it); takes about a minute per app.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import re
@@ -46,13 +49,19 @@ SLOWDOWN = 50.0
 CONNECTIONS = 32
 
 
-def _drive(app_name: str, requests: int, key: str) -> None:
-    """Serve ``requests`` requests to ``app_name`` through uvicorn's H11Protocol (the
+def _drive(app_name: str, requests: int, key: str, http: str, loop_kind: str) -> None:
+    """Serve ``requests`` requests to ``app_name`` through uvicorn's HTTP protocol (the
     child run under callgrind); 500 first to warm up."""
     sys.path[:0] = [str(HERE)]
     from uvicorn.config import Config
-    from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.server import ServerState
+
+    module, name = (
+        ("httptools_impl", "HttpToolsProtocol")
+        if http == "httptools"
+        else ("h11_impl", "H11Protocol")
+    )
+    Protocol: Any = getattr(importlib.import_module(f"uvicorn.protocols.http.{module}"), name)
 
     from kairo_guard.ingest import fast_path, spooling
 
@@ -103,9 +112,9 @@ def _drive(app_name: str, requests: int, key: str) -> None:
         done = loop.create_future()
         count = [0]
         for port in range(40000, 40000 + CONNECTIONS):
-            protocol = H11Protocol(config, state, {}, loop)
+            protocol = Protocol(config, state, {}, loop)
 
-            def answered(protocol: H11Protocol = protocol) -> None:
+            def answered(protocol: Any = protocol) -> None:
                 count[0] += 1
                 if count[0] == n and not done.done():
                     done.set_result(None)
@@ -120,16 +129,19 @@ def _drive(app_name: str, requests: int, key: str) -> None:
         await serve(500)
         await serve(requests)
 
+    if loop_kind == "uvloop":
+        importlib.import_module("uvloop").install()  # (not a dependency: when installed)
     asyncio.run(main())
 
 
-def _count(app: str, requests: int, key: str, env: dict[str, str], tmp: Path) -> int:
+def _count(app: str, requests: int, o: argparse.Namespace, env: dict[str, str], tmp: Path) -> int:
     """Instructions of the main thread of one callgrind run."""
     out = tmp / f"cg.{app}.{requests}"
     cmd = [
         "valgrind", "--tool=callgrind", "--separate-threads=yes",
         f"--callgrind-out-file={out}", sys.executable, __file__,
-        "--child", app, "--requests", str(requests), "--key", key,
+        "--child", app, "--requests", str(requests), "--key", o.key,
+        "--http", o.http, "--loop", o.loop,
     ]  # fmt: skip
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if run.returncode != 0:
@@ -145,11 +157,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--apps", default=",".join(APPS))
+    p.add_argument("--http", default="h11", choices=["h11", "httptools"])
+    p.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--key", help=argparse.SUPPRESS)
     o = p.parse_args()
     if o.child:
-        _drive(o.child, o.requests, o.key)
+        _drive(o.child, o.requests, o.key, o.http, o.loop)
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
@@ -164,12 +178,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kg-instr-") as tmp_name:
         tmp = Path(tmp_name)
         home = tmp / "home"
-        key = bench.make_state(sys.executable, home)
+        o.key = bench.make_state(sys.executable, home)
         env = dict(os.environ, KAIRO_GUARD_HOME=str(home), KAIRO_GUARD_INDEXER="none")
         per: dict[str, float] = {}
         for app in apps:
-            low = _count(app, o.requests, key, env, tmp)
-            high = _count(app, 3 * o.requests, key, env, tmp)
+            low = _count(app, o.requests, o, env, tmp)
+            high = _count(app, 3 * o.requests, o, env, tmp)
             per[app] = (high - low) / (2 * o.requests)
             ratio = per["bare"] / per[app]
             print(
