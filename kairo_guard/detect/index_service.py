@@ -78,15 +78,18 @@ def serve(
                 continue
             started = time.time()
             try:
-                indexer.pass_once(pass_bytes)
+                count = indexer.pass_once(pass_bytes)
             except StoreError as exc:  # (a store just back may fail a stale connection)
                 failures += 1
                 logger.warning("kairo-guard: a final index pass failed: %s", exc)
                 if pacing is None and failures >= 3:
                     return  # what is left stays in the spool for the next indexer or check
                 time.sleep(STORE_RETRY)
+                continue
             if pacing is not None:
                 pacing.passed(started)
+            elif count == 0:  # nothing more it can index (a record still being written)
+                return
 
 
 def _left(indexer: SpoolIndexer) -> None:

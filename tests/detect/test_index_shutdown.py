@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +109,27 @@ def test_when_the_indexer_process_does_not_finish_within_the_bound_then_close_en
         assert backlog(guard.spool_directory).pending_bytes > 0
         guard.wait_indexed(10)
         assert backlog(guard.spool_directory).pending_bytes == 0
+
+
+def test_when_the_rest_cannot_be_indexed_yet_then_the_final_drain_ends_and_does_not_spin(
+    guard: Guard,
+) -> None:
+    # a record a live writer has only half written (its segment still locked) cannot be
+    # indexed: the unpaced drain of a stopping thread indexes what it can and returns
+    # (it would otherwise spin on the half record until the shutdown bound)
+    appender = SegmentAppender(guard.spool_directory)
+    body = b'{"text": "a memo about the Braga warehouse lease"}'
+    assert appender.append([encode_body("acme", "", body)]) is None
+    (segment,) = guard.spool_directory.glob("*.kgs")
+    half = encode_body("acme", "", body)[:20]
+    with segment.open("ab") as fh:
+        fh.write(half)
+    finished: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: (serve(guard.indexer, lambda: True), finished.append(True))
+    )
+    thread.start()
+    thread.join(10)
+    appender.close()
+    assert finished == [True]
+    assert guard.indexer.indexed == 1
