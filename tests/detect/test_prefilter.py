@@ -105,3 +105,20 @@ def test_when_a_tenant_is_erased_then_its_text_no_longer_blocks_though_the_prefi
     guard.store.erase_tenant("acme")
     assert guard.fingerprints.overlaps([doc, {"text": doc}]) == [None, None]
     assert len(guard.fingerprints.prefilter) == held  # still in memory: only over-includes
+
+
+def test_a_check_whose_records_are_all_blocked_by_their_seals_never_loads_the_index(
+    guard: Guard,
+) -> None:
+    # customer content at a shared sink blocks on its seal alone: loading every indexed
+    # fingerprint first (as checks did at their start) cost a scan a sixth of its time
+    doc = prose("sealed-doc", paragraphs=2)
+    records = [guard.label_record({"text": doc, "n": i}, tenant="acme") for i in range(3)]
+    shared = guard.resolve_sink("s", kind="shared-training")
+    report = guard.check(records, sink=shared)
+    assert report.blocked == 3
+    assert not guard.fingerprints.prefilter.loaded
+    # the first record that needs the net loads it, and what was indexed is seen
+    report = guard.check([{"text": excerpt(doc, 100, 400)}], sink=shared)
+    assert guard.fingerprints.prefilter.loaded
+    assert [v.rule for v in report.violations] == ["fingerprint.tenant-content"]
