@@ -125,9 +125,12 @@ def test_when_the_rest_cannot_be_indexed_yet_then_the_final_drain_ends_and_does_
     with segment.open("ab") as fh:
         fh.write(half)
     finished: list[bool] = []
-    thread = threading.Thread(
-        target=lambda: (serve(guard.indexer, lambda: True), finished.append(True))
-    )
+
+    def stopping() -> None:
+        serve(guard.indexer, lambda: True)
+        finished.append(True)
+
+    thread = threading.Thread(target=stopping)
     thread.start()
     thread.join(10)
     appender.close()
