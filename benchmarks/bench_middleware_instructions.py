@@ -79,6 +79,9 @@ def _drive(app_name: str, requests: int, key: str, http: str, loop_kind: str) ->
         b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
     ) % (key.encode(), len(body), body)
 
+    refused: list[bytes] = []
+    ended: list[bool] = []  # the last run is over: its requests still in flight are cancelled
+
     class Transport(asyncio.Transport):
         def __init__(self, port: int, answered: Any) -> None:
             super().__init__()
@@ -89,6 +92,9 @@ def _drive(app_name: str, requests: int, key: str, http: str, loop_kind: str) ->
             return peers.get(name, default)
 
         def write(self, data: bytes | bytearray | memoryview) -> None:
+            head = bytes(data[:12])
+            if head.startswith(b"HTTP/1.1 ") and head != b"HTTP/1.1 201" and not ended:
+                refused.append(head)  # counted, and fails the run: not the path measured
             if bytes(data[-1:]) == b"}":  # the JSON answer: the response is complete
                 self.answered()
 
@@ -128,10 +134,13 @@ def _drive(app_name: str, requests: int, key: str, http: str, loop_kind: str) ->
     async def main() -> None:
         await serve(500)
         await serve(requests)
+        ended.append(True)
 
     if loop_kind == "uvloop":
         importlib.import_module("uvloop").install()  # (not a dependency: when installed)
     asyncio.run(main())
+    if refused:
+        raise SystemExit(f"{len(refused)} responses were not 201, e.g. {refused[0]!r}")
 
 
 def _count(app: str, requests: int, o: argparse.Namespace, env: dict[str, str], tmp: Path) -> int:
@@ -172,9 +181,7 @@ def main() -> int:
     import machine_info
 
     print(machine_info.machine(), flush=True)
-    apps = [a for a in o.apps.split(",") if a]
-    if apps[0] != "bare":
-        apps.insert(0, "bare")
+    apps = ["bare", *dict.fromkeys(a for a in o.apps.split(",") if a and a != "bare")]
     with tempfile.TemporaryDirectory(prefix="kg-instr-") as tmp_name:
         tmp = Path(tmp_name)
         home = tmp / "home"

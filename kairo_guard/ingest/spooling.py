@@ -20,7 +20,8 @@ fingerprinted by an indexer (:mod:`kairo_guard.detect.indexer`) that runs, by
 
 - ``"process"`` (the default): a child process of this one (``python -m
   kairo_guard.ingest.indexer_main``), which opens its own guard from the same state
-  directory and configuration, and drains the spool and exits when this process ends;
+  directory and configuration, and drains the spool and exits when this process ends
+  (for at most ``limits.shutdown_index_seconds``: :meth:`IngestSpool.close`);
 - ``"thread"``: a thread of this process (it shares the interpreter lock with the event
   loop: for tests and small services);
 - ``"none"``: no indexer of its own; another process indexes (``python -m
