@@ -9,6 +9,8 @@
 - ``kairo_guard/ingest/_gate.c``, the middleware's admission of its common request
   (:mod:`kairo_guard.ingest.fast_path`) and the API key cache it reads (libcrypto's
   SHA-256); without it the same checks run in Python;
+- ``kairo_guard/ingest/_door.c``, the middleware's admitted request served in C
+  (:mod:`kairo_guard.ingest.door`); without it the same steps in Python;
 - ``kairo_guard/detect/_shapes.c``, the PII gate's one-pass prefilters; without it the
   same tests as regular expressions;
 - ``kairo_guard/core/_merkle.c``, shard Merkle roots and the scan of vetted shards' lines
@@ -43,6 +45,8 @@ EXTENSIONS = (
      "spool writer extension", "the spool writer process"),
     (Path("kairo_guard/ingest/_gate.c"), ["-lcrypto"],
      "fast path admission extension", "the same checks in Python"),
+    (Path("kairo_guard/ingest/_door.c"), [],
+     "native door extension", "the middleware's Python fast path"),
     (Path("kairo_guard/detect/_shapes.c"), [],
      "prefilter extension", "the same tests as regular expressions"),
     (Path("kairo_guard/core/_merkle.c"), ["-lcrypto"],

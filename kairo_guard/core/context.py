@@ -17,6 +17,8 @@ from kairo_guard.core.types import TenantId, validate_tenant
 
 _CURRENT_TENANT: ContextVar[TenantId | None] = ContextVar("kairo_guard_tenant", default=None)
 
+TENANT_VAR = _CURRENT_TENANT
+"""The context variable itself (the native door sets and resets it)."""
 serve_tenant = _CURRENT_TENANT.set
 """Serve ``tenant`` from here, whatever context encloses it; returns the token that
 :func:`end_serving` takes (the middleware's per-request form of :class:`serving_tenant`,

@@ -36,8 +36,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from kairo_guard.core.context import end_serving, serve_tenant, serving_tenant
-from kairo_guard.core.exceptions import AuthenticationError, StoreError
+from kairo_guard.core.context import serving_tenant
+from kairo_guard.core.exceptions import AuthenticationError
 from kairo_guard.core.sinks import Sink
 from kairo_guard.core.types import TenantId
 from kairo_guard.enforce.ledger import audit_sink_name
@@ -45,6 +45,8 @@ from kairo_guard.guard import Guard
 from kairo_guard.ingest.answers import deny
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
+from kairo_guard.ingest.door import GENERAL, REFUSED, build_door, serve_admitted
+from kairo_guard.ingest.door import SCOPE_KEY as SCOPE_KEY  # re-exported
 from kairo_guard.ingest.fast_path import FastPath
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.request_state import (
@@ -81,8 +83,6 @@ READ_AHEAD_BYTES = 1 << 20
 and bodies of unknown length as the app reads them."""
 SPOOL_FULL = "spool.full"
 """The rule of a 503 while the spool's backlog is over its limit."""
-SCOPE_KEY = "kairo_guard"
-"""The scope key holding the request's :class:`RequestProvenance`."""
 logger = logging.getLogger("kairo_guard.ingest.middleware")
 
 
@@ -164,6 +164,11 @@ class GuardMiddleware:
             )
         )
         self._admit = self._fast.admit if self._fast else lambda scope: None  # (general way)
+        self._door = build_door(
+            self, guard, self.spool, source=source,
+            denied=lambda scope, tenant, status, provenance: self._audit(
+                tenant, scope, status=status, provenance=provenance),
+        )  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -174,47 +179,27 @@ class GuardMiddleware:
             else:  # lifespan: the spool is closed at shutdown
                 await self.app(scope, receive, closing_at_shutdown(scope, send, self.spool.close))
             return
-        # A request FastPath admitted, served here without a coroutine of its own: its
-        # one body message spooled, then the app run with the seal in the response; a
-        # body the spool cannot take is answered 503. Anything else unexpected (a body
-        # in several messages or not of its declared size, a client gone) goes the
-        # general way, from the message read on.
+        # A request FastPath admitted: its one body message spooled, then the app run
+        # with the seal in the response; a body the spool cannot take is answered 503.
+        # Anything else unexpected (a body in several messages or not of its declared
+        # size, a client gone) goes the general way, from the message read on.
         tenant, size = admitted
-        message = await receive()
-        body = message.get("body", b"")
-        if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
-            await self._general(scope, replay(message, receive), send)
+        if self._door is None:  # the same steps in Python (kairo_guard.ingest.door)
+            await serve_admitted(self, scope, receive, send, tenant, size)
             return
-        meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
-        try:
-            digest, seal = await self.spool.submit(tenant, [body], self.source, meta)
-        except StoreError:  # not recorded: never accepted, the app never sees it
-            self._audit(tenant, scope, status=503)
-            self.guard.telemetry.count_request("deny", 503, size)
-            await deny(scope, receive, send, 503, BODY_ERRORS[503])
-            return
-        provenance = scope[SCOPE_KEY] = RequestProvenance(
-            self.guard, tenant, self.source, size=size, digest=digest, seal=seal
-        )
-        header = (PROVENANCE_HEADER, seal.encode("ascii"))
-        status = 0
+        admission = self._door.serve(scope, receive, send, tenant, size)
+        outcome = await admission
+        if outcome == GENERAL:
+            await self._general(scope, replay(admission.message, receive), send)
+        elif outcome == REFUSED:
+            await self._refuse(scope, receive, send, tenant, size)
 
-        def app_send(message: Message) -> Awaitable[None]:  # no coroutine of its own
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            return send(message)
-
-        token = serve_tenant(tenant)
-        try:
-            await self.app(scope, replay(message, receive), app_send)
-        finally:  # an accepted body's request is audited by the spool's indexer
-            end_serving(token)
-            if not 0 < status < 400:
-                self._audit(tenant, scope, status=status or None, provenance=provenance)
-            decision = "allow" if 0 < status < 400 else "deny"
-            self.guard.telemetry.count_request(decision, status, size)
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
+    ) -> None:
+        self._audit(tenant, scope, status=503)
+        self.guard.telemetry.count_request("deny", 503, size)
+        await deny(scope, receive, send, 503, BODY_ERRORS[503])
 
     async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.enforce.sealing import Sealer
@@ -99,6 +100,12 @@ class NativeSpoolClient:
         except ValueError as exc:
             raise StoreError(f"cannot spool the body: {exc}") from exc
         return future
+
+    def writer_for(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The writer, its eventfd watched by ``loop`` (the running one)."""
+        if loop is not self._loop:
+            self._attach(loop)
+        return self._writer
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         old, self._loop = self._loop, loop

@@ -33,6 +33,7 @@ The environment variables :data:`ENV_INDEXER` and :data:`ENV_WRITER` give the de
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -41,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kairo_guard.config.settings import child_environment
 from kairo_guard.core.exceptions import StoreError
@@ -113,6 +114,21 @@ class IngestSpool:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._abandon = threading.Event()
+
+    def native_writer(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The native writer (``_spoolw.Writer``) serving ``loop`` in this process,
+        started on first use or after a fork (the middleware's native door submits to it
+        itself: :mod:`kairo_guard.ingest.door`).
+
+        Raises:
+            StoreError: this spool does not write natively, or cannot start.
+        """
+        if self._pid != _PID[0]:
+            self._start()
+        client = self._client
+        if not isinstance(client, NativeSpoolClient):
+            raise StoreError("this spool's writer is not the native one")
+        return client.writer_for(loop)
 
     async def record(
         self, tenant: str, chunks: list[bytes], source: str, meta: bytes = b""

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from kairo_guard import Guard, current_tenant
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.door import build_door
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.store.spool import read_segment, segments
 
@@ -100,11 +101,16 @@ def _call(
     return sent
 
 
-@pytest.fixture
-def warm(guard: Guard) -> tuple[GuardMiddleware, str]:
-    """The app and a key its verifier has verified (the fast path admits only those)."""
+@pytest.fixture(params=["door", "python"])
+def warm(guard: Guard, request: pytest.FixtureRequest) -> tuple[GuardMiddleware, str]:
+    """The app and a key its verifier has verified (the fast path admits only those);
+    the admitted request served by the native door, or by its Python steps."""
     key = new_api_key(guard.store, "acme")
     app = _app(guard)
+    if request.param == "python":
+        app._door = None
+    else:
+        assert app._door is not None  # built where the native writer is (CI builds both)
     first = _call(app, _scope("/documents", _headers(key)), [(BODY, False)])
     assert first[0]["status"] == 200
     return app, key
@@ -228,9 +234,20 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
         tries.append(b"".join(chunks))
         raise StoreError("disk full")
 
+    class BrokenWriter:  # the native writer refusing (a disk gone): the door's side
+        queued_bytes = 0
+
+        def submit(self, future: Any, tenant: bytes, meta: bytes, body: bytes, *_: Any) -> None:
+            tries.append(body)
+            raise StoreError("disk full")
+
+    broken_writer = BrokenWriter()
     monkeypatch.setattr(app, "app", watched)
     monkeypatch.setattr(app.spool, "record", broken)  # (either way of spooling a body)
     monkeypatch.setattr(app.spool, "submit", broken)
+    monkeypatch.setattr(app.spool, "native_writer", lambda loop: broken_writer)
+    if app._door is not None:  # (the door holds the spool's method it was built with)
+        app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
     sent = _call(app, _scope("/documents", _headers(key)), [(BODY, False)])
     assert sent[0]["status"] == 503
     assert dict(sent[0]["headers"])[b"retry-after"] == b"1"

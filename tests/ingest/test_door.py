@@ -1,0 +1,236 @@
+"""The native door serves the admitted request as the middleware's Python steps do, and
+keeps asyncio's promises while it stands in for a future: a cancelled wait ends the
+request, a completion from another thread resumes it through the loop, the app's
+exceptions and cancellations come out with the tenant context reset and the request
+counted and audited.
+
+The real native writer is used wherever the test can wait for it; two tests need a
+writer that completes only when the test says so (never, or from another thread), a
+double of the C writer's two members the door uses (``submit``, ``queued_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import threading
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kairo_guard import Guard, current_tenant
+from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.door import build_door
+from kairo_guard.ingest.middleware import SCOPE_KEY, GuardMiddleware
+
+BODY = b'{"text": "Acme plans a second warehouse in Braga and forty new hires in May."}'
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
+
+
+def _app(guard: Guard, seen: list[Any]) -> GuardMiddleware:
+    async def documents(request: Request) -> JSONResponse:
+        body = await request.body()
+        seen.append((current_tenant(), CALLER.get(), request.scope[SCOPE_KEY]))
+        if request.headers.get("x-fail") == "raise":
+            raise RuntimeError("the app failed")
+        if request.headers.get("x-fail") == "sleep":
+            await asyncio.sleep(30)
+        status = 422 if request.headers.get("x-fail") == "422" else 200
+        return JSONResponse({"sha256": hashlib.sha256(body).hexdigest()}, status_code=status)
+
+    app = Starlette(routes=[Route("/documents", documents, methods=["POST"])])
+    return GuardMiddleware(app, guard=guard, indexer="none")
+
+
+def _scope(key: str, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
+    headers = [
+        (b"authorization", f"Bearer {key}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BODY)).encode()),
+        *extra,
+    ]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/documents", "raw_path": b"/documents", "root_path": "",
+        "query_string": b"", "headers": headers, "client": ("127.0.0.1", 5), "server": None,
+    }  # fmt: skip
+
+
+async def _request(app: GuardMiddleware, scope: dict[str, Any]) -> list[MutableMapping[str, Any]]:
+    messages = [{"type": "http.request", "body": BODY, "more_body": False}]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.fixture
+def served(guard: Guard) -> tuple[GuardMiddleware, str, list[Any]]:
+    key = new_api_key(guard.store, "acme")
+    seen: list[Any] = []
+    app = _app(guard, seen)
+    assert app._door is not None  # CI builds it (hatch_build.py)
+    asyncio.run(_request(app, _scope(key)))  # the key verified: later requests are admitted
+    seen.clear()
+    return app, key, seen
+
+
+def _audited(guard: Guard) -> list[dict[str, Any]]:
+    guard.audit.flush()
+    return [orjson.loads(line) for line in guard.audit.path.read_bytes().splitlines()]
+
+
+def test_the_door_and_the_python_steps_answer_the_same(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    app, key, seen = served
+    results = []
+    for door in (app._door, None):
+        app._door = door
+        token = CALLER.set("the caller's task")
+        try:  # the caller's context reaches the app through the door's direct resume
+            sent = asyncio.run(_request(app, _scope(key)))
+        finally:
+            CALLER.reset(token)
+        seal = dict(sent[0]["headers"])[b"kairo-provenance"].decode()
+        label = guard.open_seal(seal)
+        tenant, caller, provenance = seen.pop()
+        results.append(
+            (
+                sent[0]["status"], sent[1]["body"], label.tenant, label.digest, tenant, caller,
+                provenance.tenant, provenance.size, provenance.digest, provenance.complete,
+                provenance.seal == seal, current_tenant(),
+            )
+        )  # fmt: skip
+    digest = hashlib.sha256(BODY).hexdigest()
+    expected = (200, b'{"sha256":"%s"}' % digest.encode(), "acme", digest, "acme")
+    assert results[0][:5] == expected
+    assert results[0][5:] == ("the caller's task", "acme", len(BODY), digest, True, True, None)
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("how", ["raise", "422", "sleep"])
+def test_when_the_app_fails_then_the_context_is_reset_and_the_request_audited(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]], how: str
+) -> None:
+    app, key, seen = served
+    counted: list[tuple[str, int, int | None]] = []
+    count = guard.telemetry.count_request
+    guard.telemetry.count_request = lambda *a: counted.append(a) or count(*a)  # type: ignore[method-assign]
+    app._door = build_door(app, guard, app.spool, source=app.source, denied=lambda s, t, st, p: (
+        app._audit(t, s, status=st, provenance=p)))  # fmt: skip
+
+    async def run() -> Any:
+        task = asyncio.ensure_future(_request(app, _scope(key, (b"x-fail", how.encode()))))
+        if how == "sleep":  # cancelled while the app waits: thrown through the door
+            while not seen:
+                await asyncio.sleep(0.01)
+            task.cancel()
+        try:
+            return await task
+        except BaseException as exc:  # what came out is the result
+            return exc
+        finally:
+            assert current_tenant() is None
+
+    outcome = asyncio.run(run())
+    assert seen[0][0] == "acme"
+    if how == "raise":
+        assert isinstance(outcome, RuntimeError)
+    elif how == "sleep":
+        assert isinstance(outcome, asyncio.CancelledError)
+    else:
+        assert outcome[0]["status"] == 422
+    status = {"422": 422, "raise": 500}.get(how)  # (Starlette answers 500, then raises)
+    assert counted == [("deny", status or 0, len(BODY))]
+    entry = _audited(guard)[-1]
+    assert (entry["event"], entry["status"], entry["digest"]) == (
+        "request", status, hashlib.sha256(BODY).hexdigest())  # fmt: skip
+
+
+class _HeldWriter:
+    """A writer that completes only when told (the C writer's members the door uses)."""
+
+    queued_bytes = 0
+
+    def __init__(self) -> None:
+        self.futures: list[Any] = []
+
+    def submit(self, future: Any, *_: Any) -> None:
+        self.futures.append(future)
+
+
+def test_when_the_request_is_cancelled_while_its_body_is_made_durable_then_the_app_never_runs(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    app, key, seen = served
+    held = _HeldWriter()
+    app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
+    app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(_request(app, _scope(key)))
+        while not held.futures:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        admission = held.futures[0]
+        assert admission.done()
+        assert admission.cancelled()
+        assert admission.cancel() is False
+        with pytest.raises(asyncio.InvalidStateError):  # the writer's late answer: ignored
+            admission.set_result(("0" * 64, "seal"))
+
+    asyncio.run(run())
+    assert seen == []
+
+
+def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_on_its_loop(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    app, key, seen = served
+    held = _HeldWriter()
+    app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
+    app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
+    digest = hashlib.sha256(BODY).hexdigest()
+    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+
+    async def run() -> list[MutableMapping[str, Any]]:
+        task = asyncio.ensure_future(_request(app, _scope(key)))
+        while not held.futures:
+            await asyncio.sleep(0)
+        loop_thread = threading.get_ident()
+        ran_on: list[int] = []
+        original = asyncio.get_running_loop().call_soon_threadsafe
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            ran_on.append(threading.get_ident())
+            return original(*args, **kwargs)
+
+        asyncio.get_running_loop().call_soon_threadsafe = noted  # type: ignore[method-assign,assignment]
+        other = threading.Thread(target=held.futures[0].set_result, args=((digest, seal),))
+        other.start()
+        other.join()
+        sent = await asyncio.wait_for(task, 10)
+        assert ran_on
+        assert loop_thread not in ran_on
+        return sent
+
+    sent = asyncio.run(run())
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
+    assert seen[0][0] == "acme"
