@@ -129,7 +129,12 @@ def test_when_the_app_fails_then_the_context_is_reset_and_the_request_audited(
     app, key, seen = served
     counted: list[tuple[str, int, int | None]] = []
     count = guard.telemetry.count_request
-    guard.telemetry.count_request = lambda *a: counted.append(a) or count(*a)  # type: ignore[method-assign]
+
+    def counting(decision: str, status: int, size: int | None) -> None:
+        counted.append((decision, status, size))
+        count(decision, status, size)
+
+    guard.telemetry.count_request = counting  # type: ignore[method-assign]
     app._door = build_door(app, guard, app.spool, source=app.source, denied=lambda s, t, st, p: (
         app._audit(t, s, status=st, provenance=p)))  # fmt: skip
 
