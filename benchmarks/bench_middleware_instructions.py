@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-APPS = ("bare", "wrapped", "suspended", "unwritten", "guarded")
+APPS = ("bare", "wrapped", "suspended", "unwritten", "stepped", "guarded")
 SLOWDOWN = 50.0
 """About how much slower a program runs under callgrind (time-based caches stretched)."""
 CONNECTIONS = 32

@@ -14,6 +14,8 @@ the loop's next turn (``suspended``: what making the body durable elsewhere cost
 very least, the writing itself free). ``unwritten`` is ``guarded`` whose spool answers
 every body at once with a made-up digest and seal, writing nothing: GuardMiddleware's
 own work on the event loop without the writer's (a measurement only, never a service).
+``stepped`` is ``guarded`` with its admitted requests served by the middleware's Python
+steps instead of the native door (what a machine without the door's extension runs).
 """
 
 from __future__ import annotations
@@ -94,12 +96,28 @@ def _unwritten() -> Any:
         done.set_result(made_up)
         return done
 
+    class Instant:  # the native writer's side: every body completed as it is submitted
+        queued_bytes = 0
+
+        def submit(self, future: Any, *_: Any) -> None:
+            future.set_result(made_up)
+
+    instant = Instant()
     app.spool.submit = submit
+    app.spool.native_writer = lambda loop: instant
+    app._door = app.make_door()
+    return app
+
+
+def _stepped() -> Any:
+    app = _guarded()
+    app._door = None  # the admitted request served by the Python steps, not the C door
     return app
 
 
 def __getattr__(name: str) -> Any:  # the guarded apps are built on first access
-    if name in ("guarded", "unwritten"):
-        globals()[name] = app = _guarded() if name == "guarded" else _unwritten()
+    makers = {"guarded": _guarded, "unwritten": _unwritten, "stepped": _stepped}
+    if name in makers:
+        globals()[name] = app = makers[name]()
         return app
     raise AttributeError(name)

@@ -621,6 +621,8 @@ static PyObject *seal_parts(Door *d, PyObject *tenant) {
     return parts;
 }
 
+static PyObject *waited(Admission *a);
+
 /* The spool writer of this loop and process (asked for again when either changed, or
  * `force`d: the last one is closed); NULL with an error set when there is none. */
 static PyObject *door_writer(Door *d, PyObject *loop, int force) {
@@ -675,6 +677,8 @@ static PyObject *submit(Admission *a) {
     PyObject *tenant = meta ? PyUnicode_AsUTF8String(a->tenant) : NULL;
     PyObject *parts = tenant ? seal_parts(d, a->tenant) : NULL;
     PyObject *r = NULL;
+    a->state = S_WAIT; /* (a writer may complete it before submit returns) */
+    a->fstate = F_PENDING;
     if (parts) {
         PyObject *head = PyTuple_GET_ITEM(parts, 0), *rest = PyTuple_GET_ITEM(parts, 1),
                  *block = PyTuple_GET_ITEM(parts, 2);
@@ -707,8 +711,7 @@ static PyObject *submit(Admission *a) {
         goto fail;
     }
     Py_DECREF(r);
-    a->state = S_WAIT;
-    a->fstate = F_PENDING;
+    if (a->fstate != F_PENDING) return waited(a); /* completed already */
     a->blocking = 1;
     return Py_NewRef((PyObject *)a);
 refused:

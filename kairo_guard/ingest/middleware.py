@@ -164,8 +164,14 @@ class GuardMiddleware:
             )
         )
         self._admit = self._fast.admit if self._fast else lambda scope: None  # (general way)
-        self._door = build_door(
-            self, guard, self.spool, source=source,
+        self._door = self.make_door()
+
+    def make_door(self) -> Any | None:
+        """The native door for this middleware's admitted requests, None where it is
+        not built (:mod:`kairo_guard.ingest.door`); made at start, again after the spool's
+        writer is replaced in a test or benchmark."""
+        return build_door(
+            self, self.guard, self.spool, source=self.source,
             denied=lambda scope, tenant, status, provenance: self._audit(
                 tenant, scope, status=status, provenance=provenance),
         )  # fmt: skip

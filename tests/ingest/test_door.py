@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from kairo_guard import Guard, current_tenant
 from kairo_guard.ingest.apikeys import new_api_key
-from kairo_guard.ingest.door import build_door
 from kairo_guard.ingest.middleware import SCOPE_KEY, GuardMiddleware
 
 BODY = b'{"text": "Acme plans a second warehouse in Braga and forty new hires in May."}'
@@ -135,8 +134,7 @@ def test_when_the_app_fails_then_the_context_is_reset_and_the_request_audited(
         count(decision, status, size)
 
     guard.telemetry.count_request = counting  # type: ignore[method-assign]
-    app._door = build_door(app, guard, app.spool, source=app.source, denied=lambda s, t, st, p: (
-        app._audit(t, s, status=st, provenance=p)))  # fmt: skip
+    app._door = app.make_door()  # (the door holds the counter it was made with)
 
     async def run() -> Any:
         task = asyncio.ensure_future(_request(app, _scope(key, (b"x-fail", how.encode()))))
@@ -184,7 +182,7 @@ def test_when_the_request_is_cancelled_while_its_body_is_made_durable_then_the_a
     app, key, seen = served
     held = _HeldWriter()
     app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
-    app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
+    app._door = app.make_door()
 
     async def run() -> None:
         task = asyncio.ensure_future(_request(app, _scope(key)))
@@ -210,7 +208,7 @@ def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_o
     app, key, seen = served
     held = _HeldWriter()
     app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
-    app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
+    app._door = app.make_door()
     digest = hashlib.sha256(BODY).hexdigest()
     seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
 
@@ -239,3 +237,25 @@ def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_o
     assert sent[0]["status"] == 200
     assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
     assert seen[0][0] == "acme"
+
+
+def test_when_the_writer_completes_the_body_as_it_is_submitted_then_the_app_runs_at_once(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    app, key, seen = served
+    digest = hashlib.sha256(BODY).hexdigest()
+    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+
+    class Instant:
+        queued_bytes = 0
+
+        def submit(self, future: Any, *_: Any) -> None:
+            future.set_result((digest, seal))
+
+    instant = Instant()
+    app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
+    app._door = app.make_door()
+    sent = asyncio.run(_request(app, _scope(key)))
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
+    assert seen[0][2].digest == digest

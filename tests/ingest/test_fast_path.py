@@ -25,7 +25,6 @@ from starlette.routing import Route
 from kairo_guard import Guard, current_tenant
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.ingest.apikeys import new_api_key
-from kairo_guard.ingest.door import build_door
 from kairo_guard.ingest.middleware import GuardMiddleware
 from kairo_guard.store.spool import read_segment, segments
 
@@ -247,7 +246,7 @@ def test_when_the_spool_cannot_take_an_admitted_body_then_the_answer_is_503_and_
     monkeypatch.setattr(app.spool, "submit", broken)
     monkeypatch.setattr(app.spool, "native_writer", lambda loop: broken_writer)
     if app._door is not None:  # (the door holds the spool's method it was built with)
-        app._door = build_door(app, guard, app.spool, source=app.source, denied=print)
+        app._door = app.make_door()
     sent = _call(app, _scope("/documents", _headers(key)), [(BODY, False)])
     assert sent[0]["status"] == 503
     assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
