@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kairo_guard.core.context import TENANT_VAR, end_serving, serve_tenant
@@ -38,7 +39,6 @@ from kairo_guard.ingest.spooling import IngestSpool
 
 if TYPE_CHECKING:
     from kairo_guard.guard import Guard
-    from kairo_guard.ingest.middleware import GuardMiddleware
 
 try:  # compiled at install time (hatch_build.py)
     import kairo_guard.ingest._door as native_door
@@ -94,24 +94,45 @@ def build_door(
     )
 
 
+@dataclass(frozen=True)
+class DoorHost:
+    """What the Python steps need of the middleware (its app read at each request)."""
+
+    owner: Any
+    """The middleware: its ``app`` is what runs."""
+    guard: Guard
+    spool: IngestSpool
+    source: str
+    general: Callable[[Scope, Receive, Send], Awaitable[None]]
+    """Serves a request the general way."""
+    refuse: Callable[[Scope, Receive, Send, TenantId, int], Awaitable[None]]
+    """Answers 503 for a body the spool refused (audited and counted)."""
+    denied: Callable[[Scope, str, int | None, RequestProvenance | None], None]
+    """Audits a request answered outside 1..399."""
+
+    @property
+    def app(self) -> Any:
+        return self.owner.app
+
+
 async def serve_admitted(
-    mw: GuardMiddleware, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
+    host: DoorHost, scope: Scope, receive: Receive, send: Send, tenant: TenantId, size: int
 ) -> None:
-    """The door's steps in Python, for ``mw`` where the native door is missing (and the
-    reference the tests hold the door to)."""
+    """The door's steps in Python, where the native door is missing (and the reference
+    the tests hold the door to)."""
     message = await receive()
     body = message.get("body", b"")
     if message["type"] != "http.request" or message.get("more_body") or len(body) != size:
-        await mw._general(scope, replay(message, receive), send)
+        await host.general(scope, replay(message, receive), send)
         return
     meta = f"{scope.get('method', '')} {scope.get('path', '')}".encode("utf-8", "replace")
     try:
-        digest, seal = await mw.spool.submit(tenant, [body], mw.source, meta)
+        digest, seal = await host.spool.submit(tenant, [body], host.source, meta)
     except StoreError:  # not recorded: never accepted, the app never sees it
-        await mw._refuse(scope, receive, send, tenant, size)
+        await host.refuse(scope, receive, send, tenant, size)
         return
     provenance = scope[SCOPE_KEY] = RequestProvenance(
-        mw.guard, tenant, mw.source, size=size, digest=digest, seal=seal
+        host.guard, tenant, host.source, size=size, digest=digest, seal=seal
     )
     header = (PROVENANCE_HEADER, seal.encode("ascii"))
     status = 0
@@ -125,10 +146,10 @@ async def serve_admitted(
 
     token = serve_tenant(tenant)
     try:
-        await mw.app(scope, replay(message, receive), app_send)
+        await host.app(scope, replay(message, receive), app_send)
     finally:  # an accepted body's request is audited by the spool's indexer
         end_serving(token)
         if not 0 < status < 400:
-            mw._audit(tenant, scope, status=status or None, provenance=provenance)
+            host.denied(scope, tenant, status or None, provenance)
         decision = "allow" if 0 < status < 400 else "deny"
-        mw.guard.telemetry.count_request(decision, status, size)
+        host.guard.telemetry.count_request(decision, status, size)

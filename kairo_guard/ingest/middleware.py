@@ -45,7 +45,7 @@ from kairo_guard.guard import Guard
 from kairo_guard.ingest.answers import deny
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
 from kairo_guard.ingest.baggage import baggage_resolver
-from kairo_guard.ingest.door import GENERAL, REFUSED, build_door, serve_admitted
+from kairo_guard.ingest.door import GENERAL, REFUSED, DoorHost, build_door, serve_admitted
 from kairo_guard.ingest.door import SCOPE_KEY as SCOPE_KEY  # re-exported
 from kairo_guard.ingest.fast_path import FastPath
 from kairo_guard.ingest.provenance import RequestProvenance
@@ -165,16 +165,20 @@ class GuardMiddleware:
         )
         self._admit = self._fast.admit if self._fast else lambda scope: None  # (general way)
         self._door = self.make_door()
+        self._host = DoorHost(
+            self, guard, self.spool, source, self._general, self._refuse, self._denied
+        )
 
     def make_door(self) -> Any | None:
         """The native door for this middleware's admitted requests, None where it is
         not built (:mod:`kairo_guard.ingest.door`); made at start, again after the spool's
         writer is replaced in a test or benchmark."""
-        return build_door(
-            self, self.guard, self.spool, source=self.source,
-            denied=lambda scope, tenant, status, provenance: self._audit(
-                tenant, scope, status=status, provenance=provenance),
-        )  # fmt: skip
+        return build_door(self, self.guard, self.spool, source=self.source, denied=self._denied)
+
+    def _denied(
+        self, scope: Scope, tenant: str, status: int | None, provenance: RequestProvenance | None
+    ) -> None:
+        self._audit(tenant, scope, status=status, provenance=provenance)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -191,7 +195,7 @@ class GuardMiddleware:
         # size, a client gone) goes the general way, from the message read on.
         tenant, size = admitted
         if self._door is None:  # the same steps in Python (kairo_guard.ingest.door)
-            await serve_admitted(self, scope, receive, send, tenant, size)
+            await serve_admitted(self._host, scope, receive, send, tenant, size)
             return
         admission = self._door.serve(scope, receive, send, tenant, size)
         outcome = await admission
