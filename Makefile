@@ -20,11 +20,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/kairo-guard demo --service examples/ingestion_service.py
 
+# Both passes run in two processes (pytest-xdist); the tests that start a Ray cluster take
+# turns across them (tests/support/ray_turns.py), so two clusters never share the cores.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n 2 -m "not slow"
 	@echo "the tests that open a state store again, every store in PostgreSQL:"
 	KG_TEST_STORE=postgresql $(BIN)/pytest -n 2 -m "not slow and not sqlite_only" $(PG_PASS)
 

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pytest
 from kg_testing import PG_SCHEMAS, add_signer, make_guard, state_store_env
 from otel_support import Sdk
+from ray_turns import RayTurns
 
 from kairo_guard import Guard, KeyRing
 from kairo_guard.cli.main import main
@@ -100,6 +101,22 @@ def _drop_pg_schemas() -> Iterator[None]:
         with pg_admin() as admin:
             for schema in sorted(PG_SCHEMAS):
                 admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def ray_turns(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> RayTurns:
+    """Turns at running a Ray cluster, shared by the session's pytest-xdist workers (a
+    lock file in the directory above each worker's own base temporary directory)."""
+    if worker_id == "master":  # one process: no other cluster to wait for
+        return RayTurns(None)
+    return RayTurns(tmp_path_factory.getbasetemp().parent / "ray-cluster.lock")
+
+
+@pytest.fixture
+def ray_turn(ray_turns: RayTurns) -> Iterator[None]:
+    """For a test that starts a Ray cluster of its own: no other worker runs one meanwhile."""
+    with ray_turns.turn():
+        yield
 
 
 class Run(NamedTuple):

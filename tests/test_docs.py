@@ -262,8 +262,10 @@ def run_document(path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_when_a_document_runs_then_every_block_does_what_it_shows(
-    path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch
+    path: Path, doc_run: DocRun, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
+    if "ray.init(" in path.read_text():  # one Ray cluster at a time under pytest-xdist
+        request.getfixturevalue("ray_turn")
     run_document(path, doc_run, monkeypatch)
 
 

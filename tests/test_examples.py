@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 from kg_testing import make_guard, sealed_record
 
 from kairo_guard import Guard, KeyRing
@@ -170,6 +171,7 @@ def test_make_demo_story_with_the_service_exits_0(tmp_path: Path) -> None:
     assert "demo finished" in result.stdout
 
 
+@pytest.mark.usefixtures("ray_turn")  # one Ray cluster at a time under pytest-xdist
 def test_ray_example_fails_the_job_on_a_laundered_record_then_writes_the_rest(
     tmp_path: Path,
 ) -> None:

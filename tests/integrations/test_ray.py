@@ -15,6 +15,7 @@ import pytest
 import ray
 from corpus import prose
 from kg_testing import make_guard
+from ray_turns import RayTurns
 
 from kairo_guard import SEAL_FIELD, Guard, IsolationViolation, KeyRing, with_canonical
 from kairo_guard.integrations import ray as ray_adapter
@@ -31,11 +32,12 @@ PUBLIC = 300
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
+def cluster(ray_turns: RayTurns) -> Iterator[None]:
+    with ray_turns.turn():  # under pytest-xdist, no other worker runs a cluster meanwhile
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield
+        ray.shutdown()
 
 
 def _rows(records: list[dict[str, Any]]) -> Any:
