@@ -175,19 +175,32 @@ class _HeldWriter:
     def submit(self, future: Any, *_: Any) -> None:
         self.futures.append(future)
 
+    @classmethod
+    def serving(cls, app: GuardMiddleware) -> _HeldWriter:
+        """A held writer that ``app``'s door submits to from now on."""
+        held = cls()
+        app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
+        app._door = app.make_door()
+        return held
+
+    async def first(
+        self, app: GuardMiddleware, key: str
+    ) -> asyncio.Future[list[MutableMapping[str, Any]]]:
+        """A request started, once its body is submitted."""
+        task = asyncio.ensure_future(_request(app, _scope(key)))
+        while not self.futures:
+            await asyncio.sleep(0)
+        return task
+
 
 def test_when_the_request_is_cancelled_while_its_body_is_made_durable_then_the_app_never_runs(
     guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
 ) -> None:
     app, key, seen = served
-    held = _HeldWriter()
-    app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
-    app._door = app.make_door()
+    held = _HeldWriter.serving(app)
 
     async def run() -> None:
-        task = asyncio.ensure_future(_request(app, _scope(key)))
-        while not held.futures:
-            await asyncio.sleep(0)
+        task = await held.first(app, key)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -206,16 +219,12 @@ def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_o
     guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
 ) -> None:
     app, key, seen = served
-    held = _HeldWriter()
-    app.spool.native_writer = lambda loop: held  # type: ignore[method-assign]
-    app._door = app.make_door()
+    held = _HeldWriter.serving(app)
     digest = hashlib.sha256(BODY).hexdigest()
     seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
 
     async def run() -> list[MutableMapping[str, Any]]:
-        task = asyncio.ensure_future(_request(app, _scope(key)))
-        while not held.futures:
-            await asyncio.sleep(0)
+        task = await held.first(app, key)
         loop_thread = threading.get_ident()
         ran_on: list[int] = []
         original = asyncio.get_running_loop().call_soon_threadsafe
