@@ -19,6 +19,9 @@ from typing import Any
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.store.sql import SQLITE, Dialect
 
+_SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}
+"""``PRAGMA secure_delete``'s values as read, as it is set."""
+
 
 class SQLiteDatabase:
     """A SQLite database in WAL mode behind one lock.
@@ -81,13 +84,19 @@ class SQLiteDatabase:
 
     @contextlib.contextmanager
     def erasing(self) -> Iterator[None]:
-        """Deleted pages are overwritten (``secure_delete``) and the write-ahead log is
-        checkpointed, so erased rows do not linger in the files either."""
+        """Deleted rows are overwritten (``secure_delete``, then set back as it was), the
+        file is rebuilt (``VACUUM``: bytes freed earlier without being overwritten, by page
+        splits or by deletes while ``secure_delete`` was off, do not survive it) and the
+        write-ahead log is checkpointed and emptied, so erased rows do not linger in the
+        files either. The rebuild rewrites the whole state file: an erasure takes time in
+        proportion to it."""
+        (before,) = self.query("PRAGMA secure_delete")[0]
         self.query("PRAGMA secure_delete = ON")
         try:
             yield
         finally:
-            self.query("PRAGMA secure_delete = OFF")
+            self.query(f"PRAGMA secure_delete = {_SECURE_DELETE.get(int(before), 'ON')}")
+        self.query("VACUUM")
         self.query("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:

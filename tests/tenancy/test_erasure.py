@@ -110,6 +110,27 @@ def test_when_tenant_erased_then_its_id_is_nowhere_in_the_state_files(
     assert tenants[KEPT].dataset_path.exists()
 
 
+@pytest.mark.sqlite_only
+def test_when_rows_of_the_tenant_were_freed_before_its_erasure_then_no_trace_is_left(
+    state: tuple[Guard, dict[str, TenantState]],
+) -> None:
+    guard, _ = state
+    # bytes freed without being overwritten before the erasure (here: secure_delete off,
+    # as SQLite builds without SQLITE_SECURE_DELETE have it, and a retention override
+    # set, then removed) must not outlive it
+    assert isinstance(guard.store, SQLiteStore)
+    guard.store.db.query("PRAGMA secure_delete = OFF")
+    guard.set_retention(ERASED, "customer_content", 3600)
+    guard.set_retention(ERASED, "customer_content", None)
+    guard.store.db.query("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert ERASED.encode() in (guard.settings.home / DB_FILE_NAME).read_bytes()
+    guard.erase_tenant(ERASED)
+    guard.audit.flush()
+    files = [p for p in guard.settings.home.rglob("*") if p.is_file()]
+    assert [p.name for p in files if ERASED.encode() in p.read_bytes()] == []
+    assert guard.store.db.query("PRAGMA secure_delete") == [(0,)]  # as it was before
+
+
 def test_when_tenant_erased_then_other_tenants_are_untouched(
     state: tuple[Guard, dict[str, TenantState]],
 ) -> None:
