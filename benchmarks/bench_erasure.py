@@ -10,7 +10,8 @@ The state, built before the clock starts:
   fingerprints, provenance rows, an API key and an agreement, which must survive.
 
 Timed: one ``guard.erase_tenant(T)`` call (fingerprints, provenance, agreements, keys,
-retention periods in one transaction with ``secure_delete``, the WAL checkpoint, the
+retention periods in one transaction with ``secure_delete``, the rebuild of the file
+(``VACUUM``), the WAL checkpoint, the
 dataset files, the models, the receipt, the audit entry and its flush). Checked after,
 untimed: no table holds T's id, the other tenants' row counts are unchanged, the audit
 log verifies. Target (issue 6): under 60 s. Exit 1 if a check fails or the target is
