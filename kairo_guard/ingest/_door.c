@@ -40,7 +40,8 @@ static PyObject *s_app, *s_type, *s_body, *s_more_body, *s_method, *s_path, *s_s
     *s_request, *s_start, *s_allow, *s_deny, *s_tenant, *s_source, *s_size, *s_digest,
     *s_seal, *s_complete, *s_guard_attr, *s_source_attr, *s_queued, *s_submit, *s_call_soon,
     *s_call_soon_threadsafe, *s_context, *s_handler, *s_message, *s_exception, *s_empty;
-static PyObject *get_running_loop, *cancelled_error, *invalid_state_error;
+static PyObject *get_running_loop, *get_running_loop_or_none, *cancelled_error,
+    *invalid_state_error;
 
 typedef struct {
     PyObject_HEAD
@@ -297,7 +298,12 @@ static int run_callbacks(Admission *a) {
     PyObject *cbs = a->callbacks;
     a->callbacks = NULL;
     if (!cbs) return 0;
-    int direct = PyThread_get_thread_ident() == a->thread;
+    /* this thread runs the request's loop (not merely owns it: a stopped loop's task is
+     * never stepped here) and no task of it is running */
+    PyObject *running = PyObject_CallNoArgs(get_running_loop_or_none);
+    int direct = running == a->loop;
+    Py_XDECREF(running);
+    PyErr_Clear();
     if (direct && a->door->current_tasks != Py_None) {
         PyObject *t = PyDict_GetItemWithError(a->door->current_tasks, a->loop);
         if (t || PyErr_Occurred()) direct = 0;
@@ -1071,11 +1077,14 @@ PyMODINIT_FUNC PyInit__door(void) {
         return NULL;
     }
     get_running_loop = PyObject_GetAttrString(aio, "get_running_loop");
+    get_running_loop_or_none = PyObject_GetAttrString(aio, "_get_running_loop");
     cancelled_error = PyObject_GetAttrString(exc, "CancelledError");
     invalid_state_error = PyObject_GetAttrString(exc, "InvalidStateError");
     Py_DECREF(aio);
     Py_DECREF(exc);
-    if (!get_running_loop || !cancelled_error || !invalid_state_error) return NULL;
+    if (!get_running_loop || !get_running_loop_or_none || !cancelled_error ||
+        !invalid_state_error)
+        return NULL;
     PyTypeObject *types[] = {&DoorType, &AdmissionType, &SenderType, &ReplayType, &ReadyType};
     for (size_t i = 0; i < 5; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;

@@ -268,3 +268,23 @@ def test_when_the_writer_completes_the_body_as_it_is_submitted_then_the_app_runs
     assert sent[0]["status"] == 200
     assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
     assert seen[0][2].digest == digest
+
+
+def test_when_the_body_is_made_durable_while_its_loop_is_stopped_then_the_task_waits_for_it(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    app, key, seen = served
+    held = _HeldWriter.serving(app)
+    digest = hashlib.sha256(BODY).hexdigest()
+    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.run_until_complete(held.first(app, key))
+        # the loop's own thread, the loop not running (a writer closed after it stopped)
+        held.futures[0].set_result((digest, seal))
+        assert seen == []  # not stepped outside its loop
+        sent = loop.run_until_complete(asyncio.wait_for(task, 10))
+    finally:
+        loop.close()
+    assert sent[0]["status"] == 200
+    assert seen[0][0] == "acme"
