@@ -10,7 +10,7 @@ keep-alive ``POST /ingest`` requests of a 1 KiB JSON body on 32 connections thro
 in-memory transport: request parsing, the ASGI app, response serialization and the
 event loop are all real; only the sockets are missing (their system calls cost bare and
 guarded alike). Each app of ``mw_bench_apps`` (``bare``, ``wrapped``, ``suspended``,
-``unwritten``, ``guarded``) runs under callgrind twice, for N and 3N requests, and the
+``unwritten``, ``stepped``, ``guarded``) runs under callgrind twice, for N and 3N requests, and the
 difference of the event loop thread's instruction counts over 2N is its cost per
 request; the ratio is bare's cost over the app's, as a request rate ratio would be
 if every instruction took the same time.

@@ -39,7 +39,7 @@ enum { F_PENDING, F_FINISHED, F_CANCELLED };
 static PyObject *s_app, *s_type, *s_body, *s_more_body, *s_method, *s_path, *s_status, *s_headers,
     *s_request, *s_start, *s_allow, *s_deny, *s_tenant, *s_source, *s_size, *s_digest,
     *s_seal, *s_complete, *s_guard_attr, *s_source_attr, *s_queued, *s_submit, *s_call_soon,
-    *s_call_soon_threadsafe, *s_context, *s_handler, *s_message, *s_exception, *s_empty;
+    *s_call_soon_threadsafe, *s_context, *s_handler, *s_empty;
 static PyObject *get_running_loop, *get_running_loop_or_none, *cancelled_error,
     *invalid_state_error;
 
@@ -660,9 +660,10 @@ static PyObject *submit(Admission *a) {
     }
     PyObject *loop = PyObject_CallNoArgs(get_running_loop);
     if (!loop) goto fail;
-    if (!door_writer(d, loop, 0)) {
+    if (!door_writer(d, loop, 0)) { /* the spool cannot start: 503; anything else raises */
         Py_DECREF(loop);
-        goto refused;
+        if (PyErr_ExceptionMatches(d->store_error)) goto refused;
+        goto fail;
     }
     a->loop = loop;
     a->thread = PyThread_get_thread_ident();
@@ -671,9 +672,9 @@ static PyObject *submit(Admission *a) {
     Py_XDECREF(queued);
     if (q < 0 && PyErr_Occurred()) goto fail;
     if (q > d->max_queued) goto refused;
-    PyObject *method = PyMapping_GetItemString(a->scope, "method");
+    PyObject *method = PyObject_GetItem(a->scope, s_method);
     if (!method) PyErr_Clear(), method = Py_NewRef(s_empty);
-    PyObject *path = PyMapping_GetItemString(a->scope, "path");
+    PyObject *path = PyObject_GetItem(a->scope, s_path);
     if (!path) PyErr_Clear(), path = Py_NewRef(s_empty);
     PyObject *line = PyUnicode_FromFormat("%S %S", method, path);
     Py_DECREF(method);
@@ -1065,8 +1066,7 @@ PyMODINIT_FUNC PyInit__door(void) {
         {&s_guard_attr, "_guard"}, {&s_source_attr, "_source"}, {&s_queued, "queued_bytes"},
         {&s_submit, "submit"}, {&s_call_soon, "call_soon"},
         {&s_call_soon_threadsafe, "call_soon_threadsafe"}, {&s_context, "context"},
-        {&s_handler, "call_exception_handler"}, {&s_message, "message"},
-        {&s_exception, "exception"}, {&s_empty, ""},
+        {&s_handler, "call_exception_handler"}, {&s_empty, ""},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!(*names[i].slot = PyUnicode_InternFromString(names[i].text))) return NULL;

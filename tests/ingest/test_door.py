@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kairo_guard import Guard, current_tenant
+from kairo_guard.core.exceptions import StoreError
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import SCOPE_KEY, GuardMiddleware
 
@@ -85,6 +86,12 @@ def served(guard: Guard) -> tuple[GuardMiddleware, str, list[Any]]:
     asyncio.run(_request(app, _scope(key)))  # the key verified: later requests are admitted
     seen.clear()
     return app, key, seen
+
+
+def _sealed(guard: Guard) -> tuple[str, str]:
+    """BODY's digest and the seal the writer would give it."""
+    digest = hashlib.sha256(BODY).hexdigest()
+    return digest, guard.sealer.seal_spooled(digest, tenant="acme", source="http")
 
 
 def _audited(guard: Guard) -> list[dict[str, Any]]:
@@ -220,8 +227,7 @@ def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_o
 ) -> None:
     app, key, seen = served
     held = _HeldWriter.serving(app)
-    digest = hashlib.sha256(BODY).hexdigest()
-    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+    digest, seal = _sealed(guard)
 
     async def run() -> list[MutableMapping[str, Any]]:
         task = await held.first(app, key)
@@ -252,8 +258,7 @@ def test_when_the_writer_completes_the_body_as_it_is_submitted_then_the_app_runs
     guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
 ) -> None:
     app, key, seen = served
-    digest = hashlib.sha256(BODY).hexdigest()
-    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+    digest, seal = _sealed(guard)
 
     class Instant:
         queued_bytes = 0
@@ -275,8 +280,7 @@ def test_when_the_body_is_made_durable_while_its_loop_is_stopped_then_the_task_w
 ) -> None:
     app, key, seen = served
     held = _HeldWriter.serving(app)
-    digest = hashlib.sha256(BODY).hexdigest()
-    seal = guard.sealer.seal_spooled(digest, tenant="acme", source="http")
+    digest, seal = _sealed(guard)
     loop = asyncio.new_event_loop()
     try:
         task = loop.run_until_complete(held.first(app, key))
@@ -288,3 +292,23 @@ def test_when_the_body_is_made_durable_while_its_loop_is_stopped_then_the_task_w
         loop.close()
     assert sent[0]["status"] == 200
     assert seen[0][0] == "acme"
+
+
+@pytest.mark.parametrize("error", [StoreError("the disk is gone"), RuntimeError("a bug")])
+def test_when_the_spool_cannot_give_a_writer_then_the_app_never_runs(
+    served: tuple[GuardMiddleware, str, list[Any]], error: Exception
+) -> None:
+    app, key, seen = served
+
+    def no_writer(loop: Any) -> Any:
+        raise error
+
+    app.spool.native_writer = no_writer  # type: ignore[method-assign]
+    app._door = app.make_door()
+    if isinstance(error, StoreError):  # refused as a body the spool cannot take
+        sent = asyncio.run(_request(app, _scope(key)))
+        assert sent[0]["status"] == 503
+    else:  # a fault, raised (the server answers 500), never a pass
+        with pytest.raises(RuntimeError, match="a bug"):
+            asyncio.run(_request(app, _scope(key)))
+    assert seen == []
