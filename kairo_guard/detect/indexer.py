@@ -47,6 +47,7 @@ from kairo_guard.store.spool import (
     segments,
     set_indexed_offset,
     snapshot,
+    sweep_unmade,
 )
 
 logger = logging.getLogger("kairo_guard.detect.indexer")
@@ -145,6 +146,7 @@ class SpoolIndexer:
         chased), and about ``max_bytes`` at most (None: no bound); return how many
         bodies were indexed."""
         total = budget = 0
+        sweep_unmade(self.directory)
         for segment in segments(self.directory):
             if max_bytes is not None and budget >= max_bytes:
                 break

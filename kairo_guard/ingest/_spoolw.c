@@ -26,8 +26,9 @@
  *
  * A failed write or sync fails every body of that pass and ends the segment (a torn
  * record ends it; the next pass opens a new one). A segment is
- * seg-<ns>-<pid>.kgs under a shared flock while this writer may append to it; its name
- * is made durable (directory fsync) before any record in it is.
+ * seg-<ns>-<pid>.kgs under a shared flock while this writer may append to it (made as
+ * <name>.new and linked to its name once locked); its name is made durable (directory
+ * fsync) before any record in it is.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -187,18 +188,34 @@ static int open_segment(Writer *w) {
     size_t n = strlen(w->directory) + 64;
     char *path = malloc(n);
     if (!path) return ENOMEM;
-    snprintf(path, n, "%s/seg-%020lld-%d.kgs", w->directory, ns, (int)getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    free(path);
-    if (fd < 0) return errno;
-    if (flock(fd, LOCK_SH) != 0) {
-        int e = errno;
-        close(fd);
-        return e;
+    char *made = malloc(n + 4);
+    if (!made) {
+        free(path);
+        return ENOMEM;
     }
+    snprintf(path, n, "%s/seg-%020lld-%d.kgs", w->directory, ns, (int)getpid());
+    snprintf(made, n + 4, "%s.new", path);
+    /* made as <name>.new and locked before it takes its name (link: never replaces
+       one): the indexer removes a segment it finds unlocked once indexed, so one seen
+       by its name before its lock is held would be removed with the body about to go
+       to it (acknowledged, never indexed) */
+    int e = 0, fd = open(made, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        e = errno; /* (EEXIST: another writer's, left alone) */
+    } else {
+        if (flock(fd, LOCK_SH) != 0 || link(made, path) != 0) {
+            e = errno;
+            close(fd);
+            fd = -1;
+        }
+        unlink(made);
+    }
+    free(made);
+    free(path);
+    if (fd < 0) return e;
     int dfd = open(w->directory, O_RDONLY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd) != 0) { /* the new name itself must be durable */
-        int e = errno;
+        e = errno;
         if (dfd >= 0) close(dfd);
         close(fd);
         return e;

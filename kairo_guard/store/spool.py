@@ -13,7 +13,11 @@ before it started is indexed (:func:`covered`).
 
 On disk, a spool is a directory of segments ``seg-<ns>-<pid>.kgs``, each written by one
 process, which holds a shared ``flock`` on it while it may still append; a segment
-whose lock can be taken exclusively is finished (closed, or its writer died). A record
+whose lock can be taken exclusively is finished (closed, or its writer died). A writer
+makes a segment as ``<name>.new``, locks it and only then links it to its name, so no
+segment is ever seen by its name before its lock is held (the indexer removes a finished
+segment once indexed: one seen unlocked in that instant would have been removed with
+the body about to go to it). A record
 is a 9-byte header (payload length, CRC-32 of the payload, kind) and its payload; a
 record is acknowledged only after the ``fdatasync`` that covers it, so a record cut
 short or failing its CRC at the end of a finished segment was never acknowledged (a
@@ -30,6 +34,7 @@ import fcntl
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +46,10 @@ from kairo_guard.core.exceptions import StoreError
 SPOOL_DIR_NAME = "spool"
 """The spool's folder inside the state directory."""
 SEGMENT_SUFFIX = ".kgs"
+NEW_SUFFIX = ".new"
+"""A segment being made: ``<segment>.new`` until its writer holds its lock."""
+UNMADE_GRACE = 60.0
+"""Seconds after which a ``.new`` file no writer locks is a dead writer's (removed)."""
 POS_SUFFIX = ".pos"
 LOCK_NAME = "indexer.lock"
 KIND_BODY = 1
@@ -215,6 +224,34 @@ def finished(segment: Path) -> bool:
     finally:
         os.close(fd)  # closing drops the lock, if taken
     return True
+
+
+def sweep_unmade(directory: Path, *, grace: float = UNMADE_GRACE) -> int:
+    """Remove what writers that died while making a segment left: ``<segment>.new``
+    files older than ``grace`` seconds whose lock is free (empty: nothing is written to a
+    segment before it has its name). Return how many."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(SEGMENT_SUFFIX + NEW_SUFFIX)]
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if time.time() - os.fstat(fd).st_mtime < grace:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
+            removed += 1
+        except OSError:  # locked (being made), or gone already
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def remove_segment(segment: Path) -> None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from kairo_guard.core.exceptions import StoreError
-from kairo_guard.store.spool import PAGE, SEGMENT_SUFFIX
+from kairo_guard.store.spool import NEW_SUFFIX, PAGE, SEGMENT_SUFFIX
 
 _IOV_MAX = 1024
 logger = logging.getLogger("kairo_guard.store.spool")
@@ -129,8 +129,21 @@ class SegmentAppender:
     def _open(self) -> None:  # (under the lock)
         self._retire()
         path = self.directory / f"seg-{time.time_ns():020d}-{os.getpid()}{SEGMENT_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        # Made under another name and locked before it takes its own: the indexer takes
+        # a segment whose lock is free for finished and removes it once indexed, so a
+        # segment must never be seen by its name unlocked (its body would go to a
+        # removed file: acknowledged, never indexed). link() never replaces a name.
+        new = path.with_name(path.name + NEW_SUFFIX)
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            os.link(new, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(new)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the new name itself is durable

@@ -1,0 +1,171 @@
+"""A new segment is never seen by the indexer before its writer holds its lock.
+
+The indexer takes a segment whose lock it can take for finished and removes it once it
+has indexed it. A writer that created a segment under its name and locked it a moment
+later let an indexer pass in that moment remove the new, empty segment: the body then
+went to a removed file, was acknowledged, and was never indexed (CI caught it once, as
+a thread indexer that never indexed its one body). Writers now make ``<name>.new``, lock
+it and only then link it to its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import orjson
+import pytest
+from corpus import prose
+
+from kairo_guard import Guard, KeyRing
+from kairo_guard.ingest.spooling import IngestSpool
+from kairo_guard.store import spool_append
+from kairo_guard.store.spool import (
+    NEW_SUFFIX,
+    SEGMENT_SUFFIX,
+    backlog,
+    segments,
+    sweep_unmade,
+)
+
+
+def _indexed(guard: Guard) -> set[str]:
+    return {row.digest for row in guard.store.list_provenance("acme")}
+
+
+def _body(n: int) -> bytes:
+    return orjson.dumps({"text": prose(f"segment-birth-{n}", paragraphs=1)})
+
+
+def test_when_an_index_pass_runs_while_a_segment_is_made_then_its_body_is_indexed(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an indexer pass exactly in the instant before the writer locks its new segment
+    seen: list[list[str]] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_SH and not seen:
+            seen.append([p.name for p in segments(guard.spool_directory)])
+            guard.indexer.pass_once()
+        fcntl.flock(fd, operation)
+
+    fake = types.SimpleNamespace(**{n: getattr(fcntl, n) for n in dir(fcntl) if n.isupper()})
+    fake.flock = flock
+    monkeypatch.setattr(spool_append, "fcntl", fake)
+    spool = IngestSpool(guard, writer="thread", indexer="none")
+    try:
+        digest, _ = asyncio.run(spool.record("acme", [_body(0)], "http", b"POST /documents"))
+    finally:
+        spool.close()
+    guard.indexer.drain()
+    assert _indexed(guard) == {digest}  # before: the pass removed the segment, nothing indexed
+    assert seen == [[]]  # the pass found no segment: it was not one yet
+    assert not [n for n in os.listdir(guard.spool_directory) if n.endswith(NEW_SUFFIX)]
+
+
+# Makes flock(LOCK_SH) (the writer's lock on a new segment) wait 50 ms: the instant
+# between a segment's making and its lock, stretched so an index pass falls into it.
+_SLOW_LOCK = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <sys/file.h>
+#include <time.h>
+int flock(int fd, int operation) {
+    static int (*real)(int, int);
+    if (!real) real = (int (*)(int, int))dlsym(RTLD_NEXT, "flock");
+    if (operation == LOCK_SH) {
+        struct timespec pause = {0, 50000000};
+        nanosleep(&pause, 0);
+    }
+    return real(fd, operation);
+}
+"""
+
+_WRITE_EACH_TO_ITS_OWN_SEGMENT = """
+import asyncio, sys
+from pathlib import Path
+import orjson
+from kairo_guard import Guard, KeyRing
+from kairo_guard.ingest import spool_native
+spool_native.SEGMENT_BYTES = 1  # a segment for every body
+home, spool, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+guard = Guard(home=home, key=KeyRing.from_env_value(sys.argv[4]), pii_gate=False)
+client = spool_native.NativeSpoolClient(spool, guard.sealer)
+async def main():
+    for n in range(count):
+        body = orjson.dumps({"text": f"body {n} " + "of a tenant's document " * 20})
+        digest, _ = await client.record("acme", [body], "http", b"POST /documents")
+        print(digest, flush=True)
+asyncio.run(main())
+client.close()
+"""
+
+
+def test_when_an_index_pass_runs_while_the_native_writer_makes_a_segment_then_its_body_is_indexed(
+    guard: Guard, ring: KeyRing, tmp_path: Path
+) -> None:
+    # The C writer, in a process of its own whose flock() waits 50 ms before locking,
+    # writes bodies each to a new segment while this process runs index passes back to
+    # back on the same spool (before: the passes removed the new segments, and no body
+    # was indexed)
+    shim = tmp_path / "slow_lock.so"
+    (tmp_path / "slow_lock.c").write_text(_SLOW_LOCK)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", shim, tmp_path / "slow_lock.c", "-ldl"], check=True
+    )
+    stop = threading.Event()
+    passes = [0]
+
+    def index() -> None:
+        while not stop.is_set():
+            guard.indexer.pass_once()
+            passes[0] += 1
+            time.sleep(0.001)
+
+    indexer = threading.Thread(target=index, daemon=True)
+    indexer.start()
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", _WRITE_EACH_TO_ITS_OWN_SEGMENT, str(tmp_path / "writer"),
+             str(guard.spool_directory), "5", ring.to_env_value()],
+            env={**os.environ, "LD_PRELOAD": str(shim)}, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        indexer.join(30)
+    assert writer.returncode == 0, writer.stderr
+    digests = set(writer.stdout.split())
+    assert len(digests) == 5
+    assert passes[0] > 50  # passes ran while each segment was being made
+    guard.indexer.drain()
+    assert _indexed(guard) == digests
+    assert backlog(guard.spool_directory).pending_bytes == 0
+
+
+def test_a_dead_writers_unmade_segment_is_removed_once_old_and_unlocked(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    old = spool / f"seg-1-1{SEGMENT_SUFFIX}{NEW_SUFFIX}"
+    young = spool / f"seg-2-1{SEGMENT_SUFFIX}{NEW_SUFFIX}"
+    locked = spool / f"seg-3-1{SEGMENT_SUFFIX}{NEW_SUFFIX}"
+    other = spool / "notes.new"
+    for path in (old, young, locked, other):
+        path.touch()
+    an_hour_ago = time.time() - 3600
+    for path in (old, locked, other):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    fd = os.open(locked, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a writer still making it
+        assert sweep_unmade(spool) == 1
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in spool.iterdir()) == sorted(p.name for p in (young, locked, other))
