@@ -47,11 +47,19 @@ typedef struct {
     uint32_t maxrep;
 } CharMap;
 
+/* fold_direct[c] for c < 0x10000: the one code point c folds to, with FOLD_ALNUM when
+ * that is alphanumeric; FOLD_MAP when c folds to another number of code points (the
+ * map has them). */
+#define FOLD_ALNUM 0x80000000u
+#define FOLD_MAP 0x40000000u
+#define FOLD_CHAR 0x001FFFFFu
+
 typedef struct {
     CharMap fold;    /* look-alike -> representative (and ASCII capitals -> their fold) */
     CharMap prepare; /* invisible -> "", character -> its NFKC form */
     uint8_t alnum[0x10000 / 8];
     uint8_t ascii_alnum[128];
+    uint32_t *fold_direct; /* 0x10000 entries (see FOLD_ALNUM) */
     uint64_t base_inv, base_top; /* BASE**-1 and BASE**(K-1) modulo 2**64 */
 } Tables;
 
@@ -288,36 +296,59 @@ buf_grow(Buf *b, size_t extra)
     return 0;
 }
 
+/* Append code point d (alphanumeric or not) at items[len]: a run of characters that are
+ * not alphanumeric becomes one space before the next alphanumeric one, and none leads.
+ * Branch-free: words and separators alternate unpredictably. Room for 2 is there. */
+#define EMIT(items, len, d, alnum, pending)                                             \
+    do {                                                                                \
+        (items)[len] = ' ';                                                             \
+        (len) += (size_t)((alnum) & (pending));                                         \
+        (items)[len] = (d);                                                             \
+        (len) += (size_t)(alnum);                                                       \
+        (pending) = !(alnum) & ((len) > 0);                                             \
+    } while (0)
+
 /* Fold case and map look-alikes (one map: casefold, then the representative of each
  * character), collapse runs of characters that are not alphanumeric to one space and
- * strip: n code points of one kind from `in`, appended to `out`. */
+ * strip: n code points of one kind from `in`, appended to `out`. A character of the
+ * BMP that folds to one code point (nearly all) takes one look in fold_direct; the
+ * others go through the map. The buffer's fields are kept in locals (stores to its
+ * items could alias them) and written back when it grows and at the end. */
 #define DEFINE_FOLD(NAME, TYPE)                                                         \
     static int NAME(const Tables *t, const TYPE *in, Py_ssize_t n, Buf *out)            \
     {                                                                                   \
         Py_ssize_t i;                                                                   \
-        size_t need = 2 * (size_t)t->fold.maxrep + 2;                                   \
+        size_t need = 2 * (size_t)t->fold.maxrep + 2, len = out->len, cap = out->cap;   \
+        const uint32_t *direct = t->fold_direct;                                        \
+        uint32_t *items = out->items;                                                   \
         int pending = 0;                                                                \
         for (i = 0; i < n; i++) {                                                       \
-            uint32_t c = in[i], one, count = 1, j;                                      \
-            const uint32_t *rep = charmap_get(&t->fold, c, &count);                     \
+            uint32_t c = in[i], e, count = 1, j;                                        \
+            const uint32_t *rep;                                                        \
+            if (len + need > cap) {                                                     \
+                out->len = len;                                                         \
+                if (buf_grow(out, need) < 0)                                            \
+                    return -1;                                                          \
+                items = out->items;                                                     \
+                cap = out->cap;                                                         \
+            }                                                                           \
+            e = c < 0x10000 ? direct[c] : FOLD_MAP;                                     \
+            if (!(e & FOLD_MAP)) {                                                      \
+                EMIT(items, len, e & FOLD_CHAR, (int)(e >> 31), pending);               \
+                continue;                                                               \
+            }                                                                           \
+            rep = charmap_get(&t->fold, c, &count);                                     \
             if (!rep) {                                                                 \
-                one = c;                                                                \
-                rep = &one;                                                             \
+                rep = &c;                                                               \
                 count = 1;                                                              \
             }                                                                           \
-            if (out->len + need > out->cap && buf_grow(out, need) < 0)                  \
-                return -1;                                                              \
             for (j = 0; j < count; j++) {                                               \
                 uint32_t d = rep[j];                                                    \
                 int alnum = is_alnum(t, d);                                             \
-                /* branch-free: words and separators alternate unpredictably */         \
-                out->items[out->len] = ' ';                                             \
-                out->len += (size_t)(alnum & pending);                                  \
-                out->items[out->len] = d;                                               \
-                out->len += (size_t)alnum;                                              \
-                pending = !alnum & (out->len > 0);                                      \
+                EMIT(items, len, d, alnum, pending);                                    \
             }                                                                           \
         }                                                                               \
+        out->len = len;                                                                 \
         return 0;                                                                       \
     }
 
@@ -471,6 +502,10 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
     Selection sel = {s, k0, k1, r, {0}, 0};
     uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv, lastv = 0;
     Py_ssize_t suf[W], pre[W], m, j, best, base = 0, last = -1, i;
+    /* s[run_from:run_end] is one character repeated, run_from <= last: a k-gram inside
+       it equals the last one selected without comparing them (a long run of one
+       character selects every position: see below) */
+    Py_ssize_t run_from = 0, run_end = 0;
     for (i = 0; i < K; i++) {
         g.h += (uint64_t)s[i] * power;
         power *= BASE;
@@ -511,7 +546,16 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
             if (p != last) {
                 /* the same k-gram as the one selected last (a run of one character, a
                    short repeated pattern) has its fingerprint already: not hashed again */
-                int same = last >= 0 && v == lastv && !memcmp(s + p, s + last, K * sizeof *s);
+                int same = 0;
+                if (last >= 0 && v == lastv) {
+                    if (run_end <= last || s[run_from] != s[last]) {
+                        run_from = last; /* a run from the last selected k-gram */
+                        run_end = last + 1;
+                    }
+                    while (run_end < p + K && run_end < n && s[run_end] == s[run_from])
+                        run_end++;
+                    same = run_end >= p + K || !memcmp(s + p, s + last, K * sizeof *s);
+                }
                 last = p;
                 lastv = v;
                 if (!same && select_kgram(&sel, p) < 0)
@@ -525,18 +569,55 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
     }
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
+/* Sort v[0:n] as signed integers (LSD radix sort, a byte a pass, a pass skipped
+ * where every key has the same byte; insertion sort when short) and drop repeats;
+ * return how many are left, or -1 when out of memory. */
 static Py_ssize_t
 sort_unique(int64_t *v, Py_ssize_t n)
 {
     Py_ssize_t i, out = 0;
-    qsort(v, (size_t)n, sizeof(int64_t), cmp_int64);
+    if (n <= 32) {
+        for (i = 1; i < n; i++) {
+            int64_t x = v[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && v[j - 1] > x; j--)
+                v[j] = v[j - 1];
+            v[j] = x;
+        }
+    }
+    else {
+        uint64_t *a = (uint64_t *)v, *b = PyMem_RawMalloc((size_t)n * sizeof(uint64_t));
+        size_t count[8][256];
+        int pass;
+        if (!b)
+            return -1;
+        memset(count, 0, sizeof(count));
+        for (i = 0; i < n; i++) { /* the sign bit flipped: signed order as unsigned */
+            uint64_t x = a[i] ^ 0x8000000000000000ULL;
+            a[i] = x;
+            for (pass = 0; pass < 8; pass++)
+                count[pass][(x >> (8 * pass)) & 0xFF]++;
+        }
+        for (pass = 0; pass < 8; pass++) {
+            size_t at = 0, k, *c = count[pass];
+            uint64_t *swap;
+            if (c[(a[0] >> (8 * pass)) & 0xFF] == (size_t)n)
+                continue; /* one byte value in every key: already in order by it */
+            for (k = 0; k < 256; k++) {
+                size_t here = c[k];
+                c[k] = at;
+                at += here;
+            }
+            for (i = 0; i < n; i++)
+                b[c[(a[i] >> (8 * pass)) & 0xFF]++] = a[i];
+            swap = a;
+            a = b;
+            b = swap;
+        }
+        for (i = 0; i < n; i++)
+            v[i] = (int64_t)(a[i] ^ 0x8000000000000000ULL);
+        PyMem_RawFree(a == (uint64_t *)v ? b : a);
+    }
     for (i = 0; i < n; i++)
         if (out == 0 || v[i] != v[out - 1])
             v[out++] = v[i];
@@ -552,6 +633,7 @@ tables_destroy(PyObject *capsule)
     if (t) {
         charmap_free(&t->fold);
         charmap_free(&t->prepare);
+        PyMem_RawFree(t->fold_direct);
         PyMem_RawFree(t);
     }
 }
@@ -588,6 +670,24 @@ make_tables(PyObject *self, PyObject *args)
             t->alnum[c >> 3] |= (uint8_t)(1 << (c & 7));
     for (c = 0; c < 128; c++)
         t->ascii_alnum[c] = (uint8_t)Py_UNICODE_ISALNUM((Py_UCS4)c);
+    t->fold_direct = PyMem_RawMalloc(0x10000 * sizeof(uint32_t));
+    if (!t->fold_direct) {
+        charmap_free(&t->fold);
+        charmap_free(&t->prepare);
+        PyMem_RawFree(t);
+        return PyErr_NoMemory();
+    }
+    for (c = 0; c < 0x10000; c++) {
+        uint32_t count = 1, d = c;
+        const uint32_t *rep = charmap_get(&t->fold, c, &count);
+        if (rep && count != 1) {
+            t->fold_direct[c] = FOLD_MAP;
+            continue;
+        }
+        if (rep)
+            d = rep[0];
+        t->fold_direct[c] = d | (is_alnum(t, d) ? FOLD_ALNUM : 0);
+    }
     for (i = 0; i < K - 1; i++)
         top *= BASE;
     {
@@ -604,6 +704,7 @@ make_tables(PyObject *self, PyObject *args)
     if (!capsule) {
         charmap_free(&t->fold);
         charmap_free(&t->prepare);
+        PyMem_RawFree(t->fold_direct);
         PyMem_RawFree(t);
     }
     return capsule;
@@ -714,8 +815,8 @@ fingerprints(PyObject *self, PyObject *args)
     if (!failed && norm.len >= K &&
         winnow(t, norm.items, (Py_ssize_t)norm.len, k0, k1, &r) < 0)
         failed = 1;
-    if (!failed)
-        r.len = sort_unique(r.items, r.len);
+    if (!failed && (r.len = sort_unique(r.items, r.len)) < 0)
+        failed = 1;
     Py_END_ALLOW_THREADS
     PyMem_RawFree(norm.items);
     if (failed) {
