@@ -181,6 +181,21 @@ static void end_segment(Writer *w) {
     w->size = 0;
 }
 
+/* Give the locked segment `made` (<path>.new) its name: link(), which never replaces a
+   name, or, on a file system without hard links, rename() once no file has that name
+   (none can: only the writer that made <path>.new, under O_EXCL, gives it). 0 or -1
+   with errno set. */
+static int give_name(const char *made, const char *path) {
+    if (link(made, path) == 0) return 0;
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS) return -1;
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(made, path);
+}
+
 static int open_segment(Writer *w) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -203,7 +218,7 @@ static int open_segment(Writer *w) {
     if (fd < 0) {
         e = errno; /* (EEXIST: another writer's, left alone) */
     } else {
-        if (flock(fd, LOCK_SH) != 0 || link(made, path) != 0) {
+        if (flock(fd, LOCK_SH) != 0 || give_name(made, path) != 0) {
             e = errno;
             close(fd);
             fd = -1;

@@ -4,6 +4,7 @@ has the format and the reading side)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -16,6 +17,25 @@ from kairo_guard.store.spool import NEW_SUFFIX, PAGE, SEGMENT_SUFFIX
 
 _IOV_MAX = 1024
 logger = logging.getLogger("kairo_guard.store.spool")
+
+
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
+"""What link() fails with on a file system without hard links."""
+
+
+def _give_name(made: Path, path: Path) -> None:
+    """Give the segment ``made`` (``<path>.new``, locked) its name ``path``: link(), which
+    never replaces a name, or, on a file system without hard links, rename() once no
+    file has that name (none can: only the writer that made ``<path>.new``, under
+    ``O_EXCL``, gives that name)."""
+    try:
+        os.link(made, path)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "segment name taken", str(path)) from exc
+        os.rename(made, path)
 
 
 class SegmentAppender:
@@ -132,12 +152,12 @@ class SegmentAppender:
         # Made under another name and locked before it takes its own: the indexer takes
         # a segment whose lock is free for finished and removes it once indexed, so a
         # segment must never be seen by its name unlocked (its body would go to a
-        # removed file: acknowledged, never indexed). link() never replaces a name.
+        # removed file: acknowledged, never indexed).
         new = path.with_name(path.name + NEW_SUFFIX)
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            os.link(new, path)
+            _give_name(new, path)
         except BaseException:
             os.close(fd)
             raise

@@ -11,6 +11,7 @@ it and only then link it to its name.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import subprocess
@@ -108,6 +109,43 @@ client.close()
 """
 
 
+# Makes link() fail as on a file system without hard links (EPERM).
+_NO_HARD_LINKS = r"""
+#include <errno.h>
+int link(const char *from, const char *to) {
+    (void)from;
+    (void)to;
+    errno = EPERM;
+    return -1;
+}
+"""
+
+
+def _shim(tmp_path: Path, source: str) -> Path:
+    """A shared object for LD_PRELOAD, built from ``source`` with gcc."""
+    c_file, shim = tmp_path / "shim.c", tmp_path / "shim.so"
+    c_file.write_text(source)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", shim, c_file, "-ldl"], check=True)
+    return shim
+
+
+def _write_natively(
+    guard: Guard, ring: KeyRing, tmp_path: Path, shim: Path, count: int
+) -> set[str]:
+    """Have the C writer, in a process with ``shim`` preloaded, spool ``count`` bodies to
+    the guard's spool, each to a segment of its own; return their digests."""
+    writer = subprocess.run(
+        [sys.executable, "-c", _WRITE_EACH_TO_ITS_OWN_SEGMENT, str(tmp_path / "writer"),
+         str(guard.spool_directory), str(count), ring.to_env_value()],
+        env={**os.environ, "LD_PRELOAD": str(shim)}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert writer.returncode == 0, writer.stderr
+    digests = set(writer.stdout.split())
+    assert len(digests) == count
+    return digests
+
+
 def test_when_an_index_pass_runs_while_the_native_writer_makes_a_segment_then_its_body_is_indexed(
     guard: Guard, ring: KeyRing, tmp_path: Path
 ) -> None:
@@ -115,11 +153,7 @@ def test_when_an_index_pass_runs_while_the_native_writer_makes_a_segment_then_it
     # writes bodies each to a new segment while this process runs index passes back to
     # back on the same spool (before: the passes removed the new segments, and no body
     # was indexed)
-    shim = tmp_path / "slow_lock.so"
-    (tmp_path / "slow_lock.c").write_text(_SLOW_LOCK)
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", shim, tmp_path / "slow_lock.c", "-ldl"], check=True
-    )
+    shim = _shim(tmp_path, _SLOW_LOCK)
     stop = threading.Event()
     passes = [0]
 
@@ -132,18 +166,10 @@ def test_when_an_index_pass_runs_while_the_native_writer_makes_a_segment_then_it
     indexer = threading.Thread(target=index, daemon=True)
     indexer.start()
     try:
-        writer = subprocess.run(
-            [sys.executable, "-c", _WRITE_EACH_TO_ITS_OWN_SEGMENT, str(tmp_path / "writer"),
-             str(guard.spool_directory), "5", ring.to_env_value()],
-            env={**os.environ, "LD_PRELOAD": str(shim)}, capture_output=True, text=True,
-            timeout=120,
-        )  # fmt: skip
+        digests = _write_natively(guard, ring, tmp_path, shim, 5)
     finally:
         stop.set()
         indexer.join(30)
-    assert writer.returncode == 0, writer.stderr
-    digests = set(writer.stdout.split())
-    assert len(digests) == 5
     assert passes[0] > 50  # passes ran while each segment was being made
     guard.indexer.drain()
     assert _indexed(guard) == digests
@@ -169,3 +195,50 @@ def test_a_dead_writers_unmade_segment_is_removed_once_old_and_unlocked(tmp_path
     finally:
         os.close(fd)
     assert sorted(p.name for p in spool.iterdir()) == sorted(p.name for p in (young, locked, other))
+
+
+def test_on_a_file_system_without_hard_links_the_native_writer_renames_its_segments(
+    guard: Guard, ring: KeyRing, tmp_path: Path
+) -> None:
+    digests = _write_natively(guard, ring, tmp_path, _shim(tmp_path, _NO_HARD_LINKS), 3)
+    names = os.listdir(guard.spool_directory)
+    assert len([n for n in names if n.endswith(SEGMENT_SUFFIX)]) == 3
+    assert not [n for n in names if n.endswith(NEW_SUFFIX)]
+    guard.indexer.drain()
+    assert _indexed(guard) == digests
+
+
+def test_on_a_file_system_without_hard_links_the_python_writer_renames_its_segments(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def link(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", link)
+    spool = IngestSpool(guard, writer="thread", indexer="none")
+    try:
+        digest, _ = asyncio.run(spool.record("acme", [_body(1)], "http", b"POST /documents"))
+    finally:
+        spool.close()
+    assert not [n for n in os.listdir(guard.spool_directory) if n.endswith(NEW_SUFFIX)]
+    guard.indexer.drain()
+    assert _indexed(guard) == {digest}
+
+
+def test_a_segment_is_never_renamed_over_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # where link() is missing, rename() would replace a name link() refuses: refused too
+    def link(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", link)
+    made, taken = (
+        tmp_path / f"seg-1-1{SEGMENT_SUFFIX}{NEW_SUFFIX}",
+        tmp_path / f"seg-1-1{SEGMENT_SUFFIX}",
+    )
+    made.write_bytes(b"")
+    taken.write_bytes(b"records")
+    with pytest.raises(FileExistsError):
+        spool_append._give_name(made, taken)
+    assert taken.read_bytes() == b"records"
