@@ -208,13 +208,20 @@ def test_on_a_file_system_without_hard_links_the_native_writer_renames_its_segme
     assert _indexed(guard) == digests
 
 
-def test_on_a_file_system_without_hard_links_the_python_writer_renames_its_segments(
-    guard: Guard, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.link() fails as on a file system without hard links."""
+
     def link(src: object, dst: object) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", link)
+
+
+@pytest.mark.usefixtures("no_hard_links")
+def test_on_a_file_system_without_hard_links_the_python_writer_renames_its_segments(
+    guard: Guard,
+) -> None:
     spool = IngestSpool(guard, writer="thread", indexer="none")
     try:
         digest, _ = asyncio.run(spool.record("acme", [_body(1)], "http", b"POST /documents"))
@@ -225,14 +232,9 @@ def test_on_a_file_system_without_hard_links_the_python_writer_renames_its_segme
     assert _indexed(guard) == {digest}
 
 
-def test_a_segment_is_never_renamed_over_another(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("no_hard_links")
+def test_a_segment_is_never_renamed_over_another(tmp_path: Path) -> None:
     # where link() is missing, rename() would replace a name link() refuses: refused too
-    def link(src: object, dst: object) -> None:
-        raise PermissionError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(os, "link", link)
     made, taken = (
         tmp_path / f"seg-1-1{SEGMENT_SUFFIX}{NEW_SUFFIX}",
         tmp_path / f"seg-1-1{SEGMENT_SUFFIX}",
