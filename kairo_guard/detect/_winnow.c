@@ -548,11 +548,11 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
                    short repeated pattern) has its fingerprint already: not hashed again */
                 int same = 0;
                 if (last >= 0 && v == lastv) {
-                    if (run_end <= last || s[run_from] != s[last]) {
-                        run_from = last; /* a run from the last selected k-gram */
+                    if (run_end <= last) { /* (else last is inside the run) */
+                        run_from = last;   /* a run from the last selected k-gram */
                         run_end = last + 1;
                     }
-                    while (run_end < p + K && run_end < n && s[run_end] == s[run_from])
+                    while (run_end < p + K && s[run_end] == s[run_from]) /* p + K <= n */
                         run_end++;
                     same = run_end >= p + K || !memcmp(s + p, s + last, K * sizeof *s);
                 }

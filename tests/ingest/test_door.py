@@ -94,6 +94,12 @@ def _sealed(guard: Guard) -> tuple[str, str]:
     return digest, guard.sealer.seal_spooled(digest, tenant="acme", source="http")
 
 
+def _answered_with(sent: list[MutableMapping[str, Any]], seal: str) -> None:
+    """The app answered 200 and the door added the body's seal to its headers."""
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
+
+
 def _audited(guard: Guard) -> list[dict[str, Any]]:
     guard.audit.flush()
     return [orjson.loads(line) for line in guard.audit.path.read_bytes().splitlines()]
@@ -248,9 +254,7 @@ def test_when_the_body_is_made_durable_on_another_thread_then_the_task_resumes_o
         assert loop_thread not in ran_on
         return sent
 
-    sent = asyncio.run(run())
-    assert sent[0]["status"] == 200
-    assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
+    _answered_with(asyncio.run(run()), seal)
     assert seen[0][0] == "acme"
 
 
@@ -269,9 +273,7 @@ def test_when_the_writer_completes_the_body_as_it_is_submitted_then_the_app_runs
     instant = Instant()
     app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
     app._door = app.make_door()
-    sent = asyncio.run(_request(app, _scope(key)))
-    assert sent[0]["status"] == 200
-    assert dict(sent[0]["headers"])[b"kairo-provenance"] == seal.encode()
+    _answered_with(asyncio.run(_request(app, _scope(key))), seal)
     assert seen[0][2].digest == digest
 
 
@@ -290,7 +292,7 @@ def test_when_the_body_is_made_durable_while_its_loop_is_stopped_then_the_task_w
         sent = loop.run_until_complete(asyncio.wait_for(task, 10))
     finally:
         loop.close()
-    assert sent[0]["status"] == 200
+    _answered_with(sent, seal)
     assert seen[0][0] == "acme"
 
 
