@@ -36,6 +36,7 @@ from kairo_guard.detect.pacing import want_index
 from kairo_guard.detect.winnow import Fingerprinter
 from kairo_guard.store.base import ProvenanceRow
 from kairo_guard.store.spool import (
+    UNMADE_GRACE,
     SpoolRecord,
     covered,
     finished,
@@ -139,6 +140,8 @@ class SpoolIndexer:
         without the interpreter lock): the indexer process uses every core it may (it
         runs only on the CPU time the service leaves); one in a service's thread."""
         self._pool: ThreadPoolExecutor | None = None
+        self._swept_at = -UNMADE_GRACE
+        """When (monotonic) the last sweep of dead writers' unnamed segments ran."""
 
     def pass_once(self, max_bytes: int | None = None) -> int:
         """Index what the spool holds now (the caller holds the indexer lock): each
@@ -146,7 +149,10 @@ class SpoolIndexer:
         chased), and about ``max_bytes`` at most (None: no bound); return how many
         bodies were indexed."""
         total = budget = 0
-        sweep_unmade(self.directory)
+        now = time.monotonic()
+        if now - self._swept_at >= UNMADE_GRACE:  # a leftover must be that old to go
+            self._swept_at = now
+            sweep_unmade(self.directory)
         for segment in segments(self.directory):
             if max_bytes is not None and budget >= max_bytes:
                 break

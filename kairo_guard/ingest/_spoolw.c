@@ -185,6 +185,7 @@ static void end_segment(Writer *w) {
    name, or, on a file system without hard links, rename() once no file has that name
    (none can: only the writer that made <path>.new, under O_EXCL, gives it). 0 or -1
    with errno set. */
+/* 0: linked (<name>.new still to remove); 1: renamed (nothing left); -1: errno */
 static int give_name(const char *made, const char *path) {
     if (link(made, path) == 0) return 0;
     if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS) return -1;
@@ -193,7 +194,7 @@ static int give_name(const char *made, const char *path) {
         errno = EEXIST;
         return -1;
     }
-    return rename(made, path);
+    return rename(made, path) == 0 ? 1 : -1;
 }
 
 static int open_segment(Writer *w) {
@@ -218,12 +219,13 @@ static int open_segment(Writer *w) {
     if (fd < 0) {
         e = errno; /* (EEXIST: another writer's, left alone) */
     } else {
-        if (flock(fd, LOCK_SH) != 0 || give_name(made, path) != 0) {
+        int named = flock(fd, LOCK_SH) == 0 ? give_name(made, path) : -1;
+        if (named < 0) {
             e = errno;
             close(fd);
             fd = -1;
         }
-        unlink(made);
+        if (named != 1) unlink(made);
     }
     free(made);
     free(path);

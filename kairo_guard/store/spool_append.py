@@ -23,11 +23,12 @@ _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
 """What link() fails with on a file system without hard links."""
 
 
-def _give_name(made: Path, path: Path) -> None:
+def _give_name(made: Path, path: Path) -> bool:
     """Give the segment ``made`` (``<path>.new``, locked) its name ``path``: link(), which
     never replaces a name, or, on a file system without hard links, rename() once no
     file has that name (none can: only the writer that made ``<path>.new``, under
-    ``O_EXCL``, gives that name)."""
+    ``O_EXCL``, gives that name). True when renamed (``made`` is gone), False when
+    linked (``made`` is still to remove)."""
     try:
         os.link(made, path)
     except OSError as exc:
@@ -36,6 +37,8 @@ def _give_name(made: Path, path: Path) -> None:
         if os.path.lexists(path):
             raise FileExistsError(errno.EEXIST, "segment name taken", str(path)) from exc
         os.rename(made, path)
+        return True
+    return False
 
 
 class SegmentAppender:
@@ -155,15 +158,17 @@ class SegmentAppender:
         # removed file: acknowledged, never indexed).
         new = path.with_name(path.name + NEW_SUFFIX)
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        renamed = False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
-            _give_name(new, path)
+            renamed = _give_name(new, path)
         except BaseException:
             os.close(fd)
             raise
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(new)
+            if not renamed:
+                with contextlib.suppress(OSError):
+                    os.unlink(new)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the new name itself is durable

@@ -31,6 +31,7 @@ from kairo_guard.store import spool_append
 from kairo_guard.store.spool import (
     NEW_SUFFIX,
     SEGMENT_SUFFIX,
+    UNMADE_GRACE,
     backlog,
     segments,
     sweep_unmade,
@@ -195,6 +196,33 @@ def test_a_dead_writers_unmade_segment_is_removed_once_old_and_unlocked(tmp_path
     finally:
         os.close(fd)
     assert sorted(p.name for p in spool.iterdir()) == sorted(p.name for p in (young, locked, other))
+
+
+def test_the_indexer_sweeps_leftovers_at_its_first_pass_then_once_a_grace_period(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = guard.spool_directory
+    spool.mkdir(parents=True, exist_ok=True)
+    an_hour_ago = time.time() - 3600
+
+    def leftover(n: int) -> Path:
+        path = spool / f"seg-{n}-1{SEGMENT_SUFFIX}{NEW_SUFFIX}"
+        path.touch()
+        os.utime(path, (an_hour_ago, an_hour_ago))
+        return path
+
+    now = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: now[0])  # the sweep's clock
+    first = leftover(1)
+    guard.indexer.pass_once()
+    assert not first.exists()  # a dead writer's leftover goes at the first pass
+    second = leftover(2)
+    now[0] += UNMADE_GRACE / 2
+    guard.indexer.pass_once()
+    assert second.exists()  # not every pass lists the spool for leftovers again
+    now[0] += UNMADE_GRACE / 2
+    guard.indexer.pass_once()
+    assert not second.exists()
 
 
 def test_on_a_file_system_without_hard_links_the_native_writer_renames_its_segments(
