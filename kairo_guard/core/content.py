@@ -230,13 +230,17 @@ def split_sealed_line(line: bytes) -> tuple[bytes, str] | None:
 
 
 _INVISIBLE = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f"
-    "\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
-    "\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]+"
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd"
+    "\u070f\u0890-\u0891\u08e2\u115f-\u1160\u17b4-\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]+"
 )
-"""Format characters (Unicode category Cf) and control characters that are not white
-space (Cc): invisible, removed before anything else."""
+"""Format characters (Unicode category Cf), control characters that are not white space
+(Cc), and every other default-ignorable code point (Unicode's
+Default_Ignorable_Code_Point: the combining grapheme joiner, variation selectors, Hangul
+fillers, Khmer inherent vowels, Mongolian variation selectors, and the unassigned ones
+reserved as such): invisible, removed before anything else."""
 
 
 _ASCII_INVISIBLE = bytes([*range(0x09), *range(0x0E, 0x1C), 0x7F])

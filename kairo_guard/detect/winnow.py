@@ -1,14 +1,15 @@
 """Winnowing fingerprints of text: the net for laundered customer content.
 
 Text is normalized (invisible characters removed: format characters such as zero-width
-spaces, soft hyphens and byte-order marks, and control characters such as NUL, which
-would otherwise split every word they are slipped into; then Unicode NFKC, case folded,
-look-alike characters mapped to one representative (Unicode TR39 confusables joined with
-case folding, :mod:`kairo_guard.detect.confusables`: Cyrillic U+0430 is Latin ``a``), every
-run of whitespace, punctuation or symbols collapsed to one space), cut into
-overlapping k-grams of :data:`K` characters, and winnowed (Schleimer, Wilkerson, Aiken
-2003): in every window of :data:`W` consecutive k-gram hashes the rightmost minimum is
-selected. Two texts that share a normalized span of at least ``W + K - 1`` (89)
+spaces, soft hyphens and byte-order marks, control characters such as NUL, and the other
+default-ignorable code points such as variation selectors and the combining grapheme
+joiner, which would otherwise split every word they are slipped into; then Unicode NFKC,
+case folded, look-alike characters mapped to one representative (Unicode TR39
+confusables joined with case folding, :mod:`kairo_guard.detect.confusables`: Cyrillic
+U+0430 is Latin ``a``), every run of whitespace, punctuation or symbols collapsed to one
+space), cut into overlapping k-grams of :data:`K` characters, and winnowed (Schleimer,
+Wilkerson, Aiken 2003): in every window of :data:`W` consecutive k-gram hashes the
+rightmost minimum is selected. Two texts that share a normalized span of at least ``W + K - 1`` (89)
 characters share at least one selected k-gram, and a shared span of ``L`` characters
 shares at least ``floor((L - K + 1) / W)`` selected positions: 3 for 200 characters,
 which is :data:`MIN_SHARED_FINGERPRINTS`. Fingerprints are a set, so positions whose
@@ -66,7 +67,9 @@ GUARANTEED_SPAN = W + K - 1
 """Any shared normalized span this long shares at least one fingerprint."""
 MIN_SHARED_FINGERPRINTS = (200 - K + 1) // W
 """Fingerprints a shared 200-character span is guaranteed to share (3)."""
-SCHEME = f"kg-winnow2-k{K}-w{W}-nfkc-casefold-tr39-{TABLE_SHA256[:12]}-poly64fmix-siphash24"
+SCHEME = (
+    f"kg-winnow2-k{K}-w{W}-ignorable-nfkc-casefold-tr39-{TABLE_SHA256[:12]}-poly64fmix-siphash24"
+)
 """Names the normalization and hashing of fingerprints: indexes made under another
 scheme do not match text fingerprinted under this one."""
 NATIVE_VERSION = 1

@@ -373,6 +373,35 @@ def test_when_10000_unrelated_public_records_are_checked_then_at_most_0_1_percen
             assert found.tenant == tenant
 
 
+DEFAULT_IGNORABLE = [
+    0x00AD, 0x034F, 0x061C, *range(0x115F, 0x1161), *range(0x17B4, 0x17B6),
+    *range(0x180B, 0x1810), *range(0x200B, 0x2010), *range(0x202A, 0x202F),
+    *range(0x2060, 0x2070), 0x3164, *range(0xFE00, 0xFE10), 0xFEFF, 0xFFA0,
+    *range(0xFFF0, 0xFFF9), *range(0x1BCA0, 0x1BCA4), *range(0x1D173, 0x1D17B),
+    *range(0xE0000, 0xE1000),
+]  # fmt: skip
+"""Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, 15.0): not a
+property Python's unicodedata exposes, so listed."""
+
+
+def test_every_default_ignorable_code_point_is_removed() -> None:
+    kept = [f"U+{code:04X}" for code in DEFAULT_IGNORABLE if normalize(f"a{chr(code)}b") != "ab"]
+    assert kept == []
+
+
+@pytest.mark.parametrize("hidden", ["\u034f", "\ufe0f", "\U000e0100", "\u3164", "\u180b"])
+def test_a_copy_with_a_default_ignorable_every_20_characters_is_caught(
+    guard: Guard, hidden: str
+) -> None:
+    document = prose("ignorable-copy", paragraphs=2)
+    guard.index_content("acme", {"text": document})
+    copied = "".join(c + hidden if i % 20 == 19 else c for i, c in enumerate(document))
+    found = guard.fingerprints.overlap({"text": copied})
+    assert found is not None
+    assert found.tenant == "acme"
+    assert guard.fingerprints.overlap({"text": prose("ignorable-other", paragraphs=2)}) is None
+
+
 def test_every_invisible_character_of_this_python_is_removed_white_space_separates() -> None:
     import sys
     import unicodedata
