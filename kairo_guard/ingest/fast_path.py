@@ -31,7 +31,7 @@ from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from kairo_guard.core.types import TenantId
 from kairo_guard.ingest.apikeys import ApiKeyVerifier
-from kairo_guard.ingest.routing import NO_ROUTE, RouteTable, route_path
+from kairo_guard.ingest.routing import NO_ROUTE, RouteTable
 from kairo_guard.ingest.spooling import IngestSpool
 from kairo_guard.otel.instrumentation import GuardTelemetry
 
@@ -144,7 +144,7 @@ class FastPath:
     def _route_plain(self, scope: Scope) -> bool:
         """True for a route that feeds no sink, serves no model, is not public and is
         not ambiguous (then the fast path may serve it)."""
-        path = route_path(scope)
+        path = self._routes.route_path(scope)
         routes = self._routes
         return path not in routes.public_paths and routes.match(scope, path) == NO_ROUTE
 

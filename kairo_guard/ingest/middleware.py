@@ -17,7 +17,9 @@ hears (queued bodies durable, what was accepted indexed).
 Routes are matched on the path the application routes on
 (:mod:`kairo_guard.ingest.routing`): ``scope["path"]`` less ``scope["root_path"]``, as
 Starlette's router does, so a service under uvicorn ``--root-path``, inside a ``Mount``
-or with ``Mount``s of its own is judged on the route that will serve it. Sink and model
+or with ``Mount``s of its own is judged on the route that will serve it; an app that
+sets its own root path (``FastAPI(root_path=...)``, also under other middleware) is
+judged under that one. Sink and model
 routes are written as the wrapped app's router sees them (the full path, root path in
 front, counts too); public paths match the route path exactly. A path the middleware
 cannot be sure about (``//``, ``.``/``..`` segments, a trailing ``/``, a backslash,
@@ -69,7 +71,7 @@ from kairo_guard.ingest.resolvers import (
     TenantResolver,
     TrustedProxyResolver,
 )
-from kairo_guard.ingest.routing import ROUTE_AMBIGUOUS, RouteTable, route_path
+from kairo_guard.ingest.routing import ROUTE_AMBIGUOUS, RouteTable, app_root_path
 from kairo_guard.ingest.spooling import IngestSpool
 from kairo_guard.otel.headers import strip_kairo_baggage, without_kairo_baggage
 from kairo_guard.otel.request_span import RequestTrace, note_request
@@ -145,6 +147,7 @@ class GuardMiddleware:
             {p: guard.resolve_sink(s) if isinstance(s, str) else s for p, s in routes.items()},
             model_routes,
             public_paths,
+            app_root=app_root_path(app),
         )
         self.source = source
         self.spool = IngestSpool(guard, indexer=indexer)
@@ -212,7 +215,7 @@ class GuardMiddleware:
         await deny(scope, receive, send, 503, BODY_ERRORS[503])
 
     async def _general(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = route_path(scope)
+        path = self.routes.route_path(scope)
         if path in self.routes.public_paths:
             with without_kairo_baggage(scope):  # not authenticated: no tenant, no token
                 await self.app(scope, receive, send)

@@ -6,6 +6,9 @@ The matching rule of :class:`~kairo_guard.ingest.middleware.GuardMiddleware`:
   ``scope["path"]`` without ``scope["root_path"]`` when the path starts with the root
   path followed by ``/``, else the path itself. That covers uvicorn ``--root-path`` and
   a guarded app inside a ``Mount`` (both set ``root_path``; the path stays whole).
+- An application that sets its own root path before routing (``FastAPI(root_path=...)``
+  replaces the server's) is routed under that one: the middleware looks for it on the
+  app it wraps, and on what that wraps (:func:`app_root_path`).
 - Sink routes and model routes are written as the wrapped app's router sees them; a
   route written with the root path in front (the full path) holds too: a route that
   restricts counts under either spelling. Public paths (they allow) match the route
@@ -35,6 +38,8 @@ ROUTE_AMBIGUOUS = "route.ambiguous"
 """Rule id of a request whose route the middleware cannot be sure of."""
 
 MODEL_PARAM = "{model_id}"
+MAX_WRAPPED_APPS = 64
+"""How many ``.app`` links :func:`app_root_path` follows (a cycle ends there)."""
 _ENCODED_SEPARATORS = (b"%2f", b"%5c", b"%25")
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -51,16 +56,34 @@ NO_ROUTE = RouteMatch()
 AMBIGUOUS = RouteMatch(ambiguous=True)
 
 
-def route_path(scope: Mapping[str, Any]) -> str:
-    """Return the path the application routes on (Starlette's ``get_route_path``)."""
+def route_path(scope: Mapping[str, Any], root: str | None = None) -> str:
+    """Return the path the application routes on (Starlette's ``get_route_path``), under
+    ``root`` in place of ``scope["root_path"]`` when given (:func:`app_root_path`)."""
     path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
+    if root is None:
+        root = scope.get("root_path", "")
     if root and path.startswith(root):
         if path == root:
             return ""
         if path[len(root)] == "/":
             return path[len(root) :]
     return path
+
+
+def app_root_path(app: object) -> str | None:
+    """The root path ``app`` puts in the scope itself before it routes, replacing the
+    server's (FastAPI's ``root_path``: ``FastAPI(root_path="/api")`` routes
+    ``/api/train`` as ``/train``), found on ``app`` or on an app it wraps (``.app``, as
+    ASGI middleware hold it); None when none does."""
+    current: object = app
+    for _ in range(MAX_WRAPPED_APPS):
+        root = getattr(current, "root_path", None)
+        if isinstance(root, str) and root:
+            return root
+        current = getattr(current, "app", None)
+        if current is None:
+            return None
+    return None
 
 
 def canonical_path(path: str) -> str:
@@ -144,6 +167,8 @@ class RouteTable:
         sink_routes: path -> sink for routes that feed a sink.
         model_routes: templates holding ``{model_id}`` once, e.g. ``/v1/models/{model_id}/infer``.
         public_paths: paths served without authentication; exact route paths.
+        app_root: the root path the application sets for itself (:func:`app_root_path`):
+            its route paths are taken under it instead of the server's.
 
     Raises:
         ValueError: for a route that is not a canonical path, one declared twice (with
@@ -156,7 +181,10 @@ class RouteTable:
         sink_routes: Mapping[str, Sink],
         model_routes: Iterable[str] = (),
         public_paths: Iterable[str] = (),
+        *,
+        app_root: str | None = None,
     ) -> None:
+        self.app_root = app_root
         sinks: dict[str, Sink] = {}
         for declared, sink in sink_routes.items():
             path = _declared(declared.rstrip("/") or "/", "sink route")
@@ -172,6 +200,10 @@ class RouteTable:
             _fold(h + t) == h + t for h, t in templates
         )
         self.empty = not sinks and not templates
+
+    def route_path(self, scope: Mapping[str, Any]) -> str:
+        """The path the application routes on (:func:`route_path` under ``app_root``)."""
+        return route_path(scope, self.app_root)
 
     def match(self, scope: Mapping[str, Any], path: str) -> RouteMatch:
         """Return the guarded routes ``path`` (the route path of ``scope``) reaches."""
