@@ -53,5 +53,6 @@ STATUS_WORDS = {
     401: "unauthorized",
     403: "forbidden",
     413: "too_large",
+    415: "unsupported_media_type",
     503: "unavailable",
 }

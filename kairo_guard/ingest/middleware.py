@@ -4,7 +4,8 @@ For every http or websocket request to a guarded path it: resolves the tenant th
 a :class:`~kairo_guard.ingest.resolvers.TenantResolver` (401 without valid credentials, never
 a default tenant); refuses tenant requests to routes declared as shared sinks (403);
 sets the tenant context for the handler; counts, digests and caps the request body as
-it streams (413 past the cap, counted on bytes received, not Content-Length); seals the
+it streams (413 past the cap, counted on bytes received, not Content-Length; 415 for a
+body sent with a ``Content-Encoding``, whose text the net could not read); seals the
 body as the tenant's customer content once it is complete and makes it durable in the
 ingestion spool before the app sees its end (:mod:`kairo_guard.ingest.spooling`: group
 commit; 503 with ``Retry-After`` when the spool cannot take it or its backlog is over
@@ -85,6 +86,9 @@ READ_AHEAD_BYTES = 1 << 20
 and bodies of unknown length as the app reads them."""
 SPOOL_FULL = "spool.full"
 """The rule of a 503 while the spool's backlog is over its limit."""
+BODY_ENCODED = "body.encoded"
+"""The rule of a 415 for a body sent with a ``Content-Encoding`` (gzip, ...): the
+fingerprint net would index its compressed bytes, not its text."""
 logger = logging.getLogger("kairo_guard.ingest.middleware")
 
 
@@ -162,7 +166,7 @@ class GuardMiddleware:
                 self.routes,
                 self.spool,
                 guard.telemetry,
-                self._other_credentials,
+                self._other_credentials | {b"content-encoding"},  # (the general way: 415)
                 min(self.max_body_bytes, READ_AHEAD_BYTES),
             )
         )
@@ -252,6 +256,12 @@ class GuardMiddleware:
             return
         if not fast:  # (the fast path saw no baggage) only a verified token counts, here
             strip_kairo_baggage(scope)
+        encoding = _content_encoding(scope) if scope["type"] == "http" else None
+        if encoding is not None:
+            self._audit(tenant, scope, status=415, rule=BODY_ENCODED)
+            detail = f"bodies sent with Content-Encoding {encoding!r} are refused: send them as is"
+            await deny(scope, receive, send, 415, detail, rule=BODY_ENCODED)
+            return
         with serving_tenant(tenant):
             if scope["type"] == "websocket":
                 if self.spool.overloaded:  # as for http: shed load while the index lags
@@ -396,3 +406,14 @@ def _default_resolver(guard: Guard, verifier: ApiKeyVerifier | None) -> TenantRe
     if proxies:
         resolvers.append(TrustedProxyResolver(proxies, header=guard.settings.tenant_header))
     return CompositeResolver([*resolvers, baggage_resolver(guard)])
+
+
+def _content_encoding(scope: Scope) -> str | None:
+    """The request's ``Content-Encoding`` unless it is absent or ``identity`` (every
+    such header counts: one that is not identity is the answer)."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-encoding":
+            coding = value.decode("latin-1").strip()
+            if coding.lower() not in ("", "identity"):
+                return coding
+    return None
