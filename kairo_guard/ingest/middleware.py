@@ -15,17 +15,10 @@ fingerprints the body off the request path; a check at a shared sink waits for i
 Other scopes pass through; at lifespan shutdown the spool is closed before the server
 hears (queued bodies durable, what was accepted indexed).
 
-Routes are matched on the path the application routes on
-(:mod:`kairo_guard.ingest.routing`): ``scope["path"]`` less ``scope["root_path"]``, as
-Starlette's router does, so a service under uvicorn ``--root-path``, inside a ``Mount``
-or with ``Mount``s of its own is judged on the route that will serve it; an app that
-sets its own root path (``FastAPI(root_path=...)``, also under other middleware) is
-judged under that one. Sink and model
-routes are written as the wrapped app's router sees them (the full path, root path in
-front, counts too); public paths match the route path exactly. A path the middleware
-cannot be sure about (``//``, ``.``/``..`` segments, a trailing ``/``, a backslash,
-``%`` escapes, an encoded ``/``, or letter case) that reaches a guarded route under
-either its literal or its normalized form is refused: 403, rule ``route.ambiguous``.
+Routes are matched on the path the application routes on, as its router computes it
+(uvicorn ``--root-path``, ``Mount``s, an app's own ``root_path``; sink and model routes
+also as full paths), and a path the middleware cannot be sure of that reaches a guarded
+route is refused: 403, rule ``route.ambiguous`` (:mod:`kairo_guard.ingest.routing`).
 
 The decision also goes onto the request's server span, or one span of ours
 (:mod:`kairo_guard.otel.request_span`); signed tenant baggage counts only from trusted peers
@@ -53,6 +46,7 @@ from kairo_guard.ingest.door import SCOPE_KEY as SCOPE_KEY  # re-exported
 from kairo_guard.ingest.fast_path import FastPath
 from kairo_guard.ingest.provenance import RequestProvenance
 from kairo_guard.ingest.request_state import (
+    BODY_ENCODED,
     BODY_ERRORS,
     BodyNotRecorded,
     BodyTooLarge,
@@ -61,6 +55,7 @@ from kairo_guard.ingest.request_state import (
     RequestState,
     Send,
     closing_at_shutdown,
+    content_encoding,
     content_length,
     replay,
 )
@@ -86,9 +81,6 @@ READ_AHEAD_BYTES = 1 << 20
 and bodies of unknown length as the app reads them."""
 SPOOL_FULL = "spool.full"
 """The rule of a 503 while the spool's backlog is over its limit."""
-BODY_ENCODED = "body.encoded"
-"""The rule of a 415 for a body sent with a ``Content-Encoding`` (gzip, ...): the
-fingerprint net would index its compressed bytes, not its text."""
 logger = logging.getLogger("kairo_guard.ingest.middleware")
 
 
@@ -256,10 +248,9 @@ class GuardMiddleware:
             return
         if not fast:  # (the fast path saw no baggage) only a verified token counts, here
             strip_kairo_baggage(scope)
-        encoding = _content_encoding(scope) if scope["type"] == "http" else None
-        if encoding is not None:
+        if scope["type"] == "http" and (coding := content_encoding(scope.get("headers") or ())):
             self._audit(tenant, scope, status=415, rule=BODY_ENCODED)
-            detail = f"bodies sent with Content-Encoding {encoding!r} are refused: send them as is"
+            detail = f"bodies sent with Content-Encoding {coding!r} are refused: send them as is"
             await deny(scope, receive, send, 415, detail, rule=BODY_ENCODED)
             return
         with serving_tenant(tenant):
@@ -406,14 +397,3 @@ def _default_resolver(guard: Guard, verifier: ApiKeyVerifier | None) -> TenantRe
     if proxies:
         resolvers.append(TrustedProxyResolver(proxies, header=guard.settings.tenant_header))
     return CompositeResolver([*resolvers, baggage_resolver(guard)])
-
-
-def _content_encoding(scope: Scope) -> str | None:
-    """The request's ``Content-Encoding`` unless it is absent or ``identity`` (every
-    such header counts: one that is not identity is the answer)."""
-    for name, value in scope.get("headers") or ():
-        if name == b"content-encoding":
-            coding = value.decode("latin-1").strip()
-            if coding.lower() not in ("", "identity"):
-                return coding
-    return None

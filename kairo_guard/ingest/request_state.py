@@ -278,3 +278,19 @@ def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
     if len(set(values)) != 1 or not values[0].strip().isdigit():
         return -1
     return int(values[0])
+
+
+BODY_ENCODED = "body.encoded"
+"""The rule of a 415 for a body sent with a ``Content-Encoding`` (gzip, ...): the
+fingerprint net would index its compressed bytes, not its text."""
+
+
+def content_encoding(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The body's ``Content-Encoding`` unless absent or ``identity`` (of several such
+    headers, the first that is not)."""
+    for name, value in headers:
+        if name == b"content-encoding":
+            coding = value.decode("latin-1").strip()
+            if coding.lower() not in ("", "identity"):
+                return coding
+    return None
