@@ -17,9 +17,13 @@ Chains of look-alikes across case would merge half the alphabet (``c``, lunate s
 sigma, ``o``), so two ASCII letters are never joined, nor two other ASCII characters: ``0``
 joins ``o`` and ``1`` joins ``l``, but capital ``I`` (a TR39 look-alike of ``l``) folds to
 ``i`` and stays there, and so do the few look-alikes whose folded form is claimed by
-another letter first (Greek capital nu folds to nu, a look-alike of ``v``). Of TR39's
-single-character look-alikes of ASCII letters and digits, 1,304 of 1,355 normalize like
-their prototype. Prototypes of several characters (``m`` -> ``rn``) are left out: they
+another letter first (Greek capital nu folds to nu, a look-alike of ``v``). Those
+(:data:`LATIN_LOOK_ALIKES`) are put back to their prototype before folding in a word
+that also holds an ASCII letter, where they are a disguise (:func:`in_latin_words`); in
+Greek words they fold as Greek. Of TR39's single-character look-alikes of ASCII letters
+and digits, 1,306 of 1,355 normalize like their prototype anywhere and 1,350 inside a
+Latin word (not capital ``I``, which stays ``i``, nor ``|`` and two other marks that are
+no letters). Prototypes of several characters (``m`` -> ``rn``) are left out: they
 would rewrite ordinary text.
 
 The table is generated once (``python -m kairo_guard.detect.confusables
@@ -31,7 +35,9 @@ the mapping changes only with a new :data:`TABLE_SHA256`, part of the fingerprin
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from kairo_guard.core.content import strip_invisible
 from kairo_guard.core.exceptions import KairoGuardError
 
 TABLE_PATH = Path(__file__).with_name("confusables.tsv")
@@ -188,6 +195,118 @@ def load_table(path: Path = TABLE_PATH, sha256: str = TABLE_SHA256) -> dict[int,
             source, target = line.split("\t")
             table[int(source, 16)] = chr(int(target, 16))
     return table
+
+
+LATIN_LOOK_ALIKES: dict[str, str] = {
+    "\u017f": "f",  # latin small letter long s
+    "\u0196": "l",  # latin capital letter iota
+    "\u0399": "l",  # greek capital letter iota
+    "\u039d": "N",  # greek capital letter nu
+    "\u03a5": "Y",  # greek capital letter upsilon
+    "\u03d2": "Y",  # greek upsilon with hook symbol
+    "\u03f2": "c",  # greek lunate sigma symbol
+    "\u03f9": "C",  # greek capital lunate sigma symbol
+    "\u0406": "l",  # cyrillic capital letter byelorussian-ukrainian i
+    "\u04c0": "l",  # cyrillic letter palochka
+    "\u2110": "l",  # script capital i
+    "\u2111": "l",  # black-letter capital i
+    "\u2160": "l",  # roman numeral one
+    "\uab81": "r",  # cherokee small letter hu
+    "\uff29": "l",  # fullwidth latin capital letter i
+    "\U000118a3": "L",  # warang citi capital letter yu
+    "\U000118a4": "Y",  # warang citi capital letter ya
+    "\U000118a6": "E",  # warang citi capital letter ii
+    "\U000118b5": "O",  # warang citi capital letter at
+    "\U000118bc": "T",  # warang citi capital letter har
+    "\U0001d408": "l",  # mathematical bold capital i
+    "\U0001d43c": "l",  # mathematical italic capital i
+    "\U0001d470": "l",  # mathematical bold italic capital i
+    "\U0001d4d8": "l",  # mathematical bold script capital i
+    "\U0001d540": "l",  # mathematical double-struck capital i
+    "\U0001d574": "l",  # mathematical bold fraktur capital i
+    "\U0001d5a8": "l",  # mathematical sans-serif capital i
+    "\U0001d5dc": "l",  # mathematical sans-serif bold capital i
+    "\U0001d610": "l",  # mathematical sans-serif italic capital i
+    "\U0001d644": "l",  # mathematical sans-serif bold italic capital i
+    "\U0001d678": "l",  # mathematical monospace capital i
+    "\U0001d6b0": "l",  # mathematical bold capital iota
+    "\U0001d6b4": "N",  # mathematical bold capital nu
+    "\U0001d6bc": "Y",  # mathematical bold capital upsilon
+    "\U0001d6ea": "l",  # mathematical italic capital iota
+    "\U0001d6ee": "N",  # mathematical italic capital nu
+    "\U0001d6f6": "Y",  # mathematical italic capital upsilon
+    "\U0001d724": "l",  # mathematical bold italic capital iota
+    "\U0001d728": "N",  # mathematical bold italic capital nu
+    "\U0001d730": "Y",  # mathematical bold italic capital upsilon
+    "\U0001d75e": "l",  # mathematical sans-serif bold capital iota
+    "\U0001d762": "N",  # mathematical sans-serif bold capital nu
+    "\U0001d76a": "Y",  # mathematical sans-serif bold capital upsilon
+    "\U0001d798": "l",  # mathematical sans-serif bold italic capital iota
+    "\U0001d79c": "N",  # mathematical sans-serif bold italic capital nu
+    "\U0001d7a4": "Y",  # mathematical sans-serif bold italic capital upsilon
+}
+"""TR39 look-alikes of ASCII letters that folding takes away from their prototype (Greek
+capital nu folds to nu, a look-alike of ``v``; lunate sigma's NFKC form is a sigma, ``o``'s;
+long s is ``s`` under NFKC but looks like ``f``; capital iotas fold to ``i`` but look like
+``l``): the table cannot join them without merging Greek's cases or two ASCII letters.
+In a word that also holds an ASCII letter, where such a letter is a disguise rather than
+Greek, Cherokee or Warang Citi text, :func:`in_latin_words` puts the prototype in its
+place before folding. Capital ``I`` itself (TR39: like ``l``) stays ``i``."""
+
+_LOOK_ALIKE_STOP = max(map(ord, LATIN_LOOK_ALIKES)) + 1
+"""Past the last look-alike: every code point from here on looks up this entry (False)."""
+_IS_LOOK_ALIKE = np.zeros(_LOOK_ALIKE_STOP + 1, dtype=bool)
+_IS_LOOK_ALIKE[[ord(c) for c in LATIN_LOOK_ALIKES]] = True
+_PROTOTYPE_OF = np.arange(_LOOK_ALIKE_STOP + 1, dtype=np.uint32)
+_PROTOTYPE_OF[[ord(c) for c in LATIN_LOOK_ALIKES]] = [ord(p) for p in LATIN_LOOK_ALIKES.values()]
+_WORD_STOP = 0x20000
+"""Characters from here on count as word characters (letters of planes 2 and 3)."""
+
+
+@functools.cache
+def _in_word() -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Which code points do not end a word: regular expressions' ``\\w`` (letters,
+    digits, marks, ``_``) and what :func:`strip_invisible` removes, below
+    :data:`_WORD_STOP`; the last entry (True) stands for every code point from there on.
+    Built once, in some 50 ms."""
+    every = np.arange(_WORD_STOP, dtype=np.uint32)
+    text = every.tobytes().decode("utf-32-le", "surrogatepass")
+    in_word = np.ones(_WORD_STOP + 1, dtype=bool)
+    in_word[:_WORD_STOP] = _code_points(re.sub(r"\W", "\0", text)) != 0
+    invisible = np.ones(_WORD_STOP, dtype=bool)
+    invisible[_code_points(strip_invisible(text))] = False
+    in_word[:_WORD_STOP] |= invisible
+    return in_word
+
+
+def in_latin_words(text: str) -> str:
+    """``text`` with every :data:`LATIN_LOOK_ALIKES` character of a word that holds an
+    ASCII letter replaced by its prototype (an invisible character does not end a
+    word); the same text when there is none (most text: a vectorized look at its code
+    points, none at all for ASCII text)."""
+    if text.isascii():
+        return text
+    codes = _code_points(text)
+    look_alike = np.take(_IS_LOOK_ALIKE, codes, mode="clip")  # (past it: False)
+    if not look_alike.any():
+        return text
+    latin = ((codes | 0x20) - 0x61) < 26  # ASCII letters (unsigned: below 'a' wraps)
+    if not latin.any():  # Greek text, say
+        return text
+    ends = ~np.take(_in_word(), codes, mode="clip")
+    word_of = np.cumsum(ends, dtype=np.int32)  # a word and the separator before it
+    has_latin = np.zeros(int(word_of[-1]) + 1, dtype=bool)  # share a number
+    has_latin[word_of[latin]] = True
+    replace = look_alike & has_latin[word_of]
+    if not replace.any():
+        return text
+    codes = codes.copy()
+    codes[replace] = _PROTOTYPE_OF[codes[replace]]
+    return codes.tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _code_points(text: str) -> np.ndarray[Any, np.dtype[np.uint32]]:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def translator(table: Mapping[int, str]) -> Callable[[str], str]:

@@ -51,7 +51,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
-from kairo_guard.detect.confusables import TABLE_SHA256, load_table, translator
+from kairo_guard.detect.confusables import TABLE_SHA256, in_latin_words, load_table, translator
 from kairo_guard.detect.fields import record_strings
 
 try:  # compiled at install time (hatch_build.py); the reference below is the fallback
@@ -68,7 +68,8 @@ GUARANTEED_SPAN = W + K - 1
 MIN_SHARED_FINGERPRINTS = (200 - K + 1) // W
 """Fingerprints a shared 200-character span is guaranteed to share (3)."""
 SCHEME = (
-    f"kg-winnow2-k{K}-w{W}-ignorable-nfkc-casefold-tr39-{TABLE_SHA256[:12]}-poly64fmix-siphash24"
+    f"kg-winnow2-k{K}-w{W}-ignorable-latinwords-nfkc-casefold-tr39-{TABLE_SHA256[:12]}"
+    "-poly64fmix-siphash24"
 )
 """Names the normalization and hashing of fingerprints: indexes made under another
 scheme do not match text fingerprinted under this one."""
@@ -95,9 +96,10 @@ _SIP_KEY_PERSON = b"kg-winnow2-sip"  # domain of the SipHash key derived from th
 
 
 def normalize(text: str) -> str:
-    """Return ``text`` without invisible characters, NFKC-normalized, case folded,
-    look-alikes mapped to their representative, with separators collapsed."""
-    folded = unicodedata.normalize("NFKC", strip_invisible(text)).casefold()
+    """Return ``text`` without invisible characters, the look-alikes folding would take
+    from their prototype replaced in Latin words (:func:`in_latin_words`), NFKC-normalized,
+    case folded, look-alikes mapped to their representative, separators collapsed."""
+    folded = unicodedata.normalize("NFKC", in_latin_words(strip_invisible(text))).casefold()
     return _SEPARATORS.sub(" ", _LOOK_ALIKES(folded)).strip()
 
 
@@ -377,7 +379,7 @@ class Fingerprinter:
 
     def _nfkc(self, text: str) -> str:
         """``text`` without invisible characters, NFKC-normalized (native core)."""
-        prepared = native_core.prepare(self._tables, text)
+        prepared = native_core.prepare(self._tables, in_latin_words(text))
         if prepared.isascii():  # NFKC changes no ASCII text
             return prepared
         return unicodedata.normalize("NFKC", prepared)

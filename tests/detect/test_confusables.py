@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from kairo_guard import Guard
 from kairo_guard.core.exceptions import ContentRefused, KairoGuardError
 from kairo_guard.detect.confusables import (
+    LATIN_LOOK_ALIKES,
     TABLE_PATH,
     TABLE_SHA256,
     build_table,
@@ -201,3 +202,40 @@ def test_shipped_table_is_the_one_generated_from_unicode_confusables() -> None:
     shipped = TABLE_PATH.read_text(encoding="ascii").splitlines()
     generated = format_table(build_table(parse_prototypes(text.splitlines())), "-").splitlines()
     assert generated[2:] == shipped[2:]  # the header names the source file
+
+
+# -- look-alikes folding takes from their prototype, in Latin words ------------------------
+
+GREEK_LOOK_ALIKES = {"N": "\u039d", "Y": "\u03a5", "c": "\u03f2", "C": "\u03f9", "f": "\u017f"}
+"""Latin letter -> a look-alike that case folding or NFKC takes elsewhere (Greek capital
+nu folds to nu, ``v``'s look-alike; lunate sigma is a sigma under NFKC, ``o``'s; long s
+is ``s``)."""
+
+
+@pytest.mark.parametrize(("source", "prototype"), sorted(LATIN_LOOK_ALIKES.items()))
+def test_in_a_latin_word_each_look_alike_normalizes_as_its_prototype(
+    source: str, prototype: str
+) -> None:
+    reference, native = Fingerprinter(b"k" * 32, native=False), Fingerprinter(b"k" * 32)
+    for fingerprinter in (reference, native):
+        seen = fingerprinter.normalized(f"the wo{source}rd and {source}ab")
+        assert seen == fingerprinter.normalized(f"the wo{prototype}rd and {prototype}ab")
+
+
+def test_greek_text_keeps_one_form_for_both_cases_beside_latin_words() -> None:
+    upper = "ΝΑΙ, ΥΠΟΓΡΑΦΗ ΙΟΝΙΟΥ στο email του Νίκου"  # noqa: RUF001 - Greek
+    lower = "ναι, υπογραφη ιονιου στο email του νίκου"  # noqa: RUF001 - Greek
+    assert normalize(upper) == normalize(lower)
+    assert normalize("x\u200b\u039dation") == normalize("xNation")  # invisible: same word
+
+
+@pytest.mark.parametrize("letter", sorted(GREEK_LOOK_ALIKES))
+def test_a_copy_with_every_such_letter_replaced_is_blocked(indexed: Guard, letter: str) -> None:
+    text = PARAGRAPH.replace("Our supply", "NYC Office: Our supply").replace("for", "fFor")
+    guard = indexed
+    guard.index_content("globex", {"text": text})
+    copy = text.replace(letter, GREEK_LOOK_ALIKES[letter])
+    assert copy != text
+    found = guard.fingerprints.overlap({"text": copy})
+    assert found is not None
+    assert found.tenant == "globex"
