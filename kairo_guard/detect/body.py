@@ -2,7 +2,9 @@
 
 A body is indexed as the text a sink's reader would see of it. One that fits in one
 segment (:data:`SEGMENT_BYTES`) and is one JSON value is read whole, by its strings in
-the order of :func:`~kairo_guard.detect.fields.record_strings` (keys sorted). Any other
+the order of :func:`~kairo_guard.detect.fields.record_strings` (keys sorted), and also
+streamed as below when that value leaves text of the body out (the first value of a
+repeated key, a root seal field: :mod:`~kairo_guard.detect.body_text`). Any other
 body (larger, JSON lines, JSON that only Python's lenient reader accepts, not JSON at
 all) is decoded as it streams, by :class:`BodyText`, and indexed in text segments of
 :data:`SEGMENT_BYTES` characters, each carrying the last :data:`OVERLAP_BYTES`
@@ -21,9 +23,12 @@ What lies between strings must be JSON punctuation, numbers and literals (``NaN`
 ``Infinity`` included, which Python's reader accepts): they carry no text; nesting is
 not checked (a misplaced bracket hides no text either). Anything else (a bad escape,
 invalid UTF-8, a stray word) is malformed JSON: from that chunk on the body is read as
-UTF-8 text, the chunk included, so nothing is left unindexed (fail closed). Numbers,
-booleans and nulls are not text; unlike the sink's reader, a streamed body's seal field
-is indexed too (more text indexed can only block more).
+UTF-8 text, the chunk included, so nothing is left unindexed (fail closed). Each segment
+of text read raw (this, and a body that does not open JSON: JSON lines after a bad
+first line, a JSON text sequence, a form) is indexed also with its JSON escapes and its
+form encoding decoded, as a handler may read it. Numbers, booleans and nulls are not
+text; unlike the sink's reader, a streamed body's seal field is indexed too (more text
+indexed can only block more).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from collections.abc import Callable
 import orjson
 
 from kairo_guard.core.types import TenantId
+from kairo_guard.detect.body_text import decoded_readings, value_holds_all_text
 from kairo_guard.detect.fingerprint import FingerprintIndex
 
 SEGMENT_BYTES = 1 << 20
@@ -194,17 +200,23 @@ class BodyText:
         text = "".join(self._parts)
         start = 0
         while len(text) - start >= size:
-            self._emit(text[start : start + size])
+            self._emit_segment(text[start : start + size])
             self._emitted = True
             start += self._segment
         if final:
             rest = text[start:]
             # after a segment, the rest is new only past the overlap it repeated
             if rest.strip() and (not self._emitted or len(rest) > self._overlap):
-                self._emit(rest)
+                self._emit_segment(rest)
             text, start = "", 0
         self._parts = [text[start:]] if start < len(text) else []
         self._chars = len(text) - start
+
+    def _emit_segment(self, segment: str) -> None:
+        self._emit(segment)
+        if self._json is False:  # raw text from here on: a handler may decode it
+            for reading in decoded_readings(segment):
+                self._emit(reading)
 
 
 def _decode_strings(raw: list[bytes]) -> list[str]:
@@ -260,13 +272,17 @@ def read_body(
 ) -> None:
     """Hand ``emit`` the content of a whole body as :class:`StreamingIndexer` reads it
     (the spool's indexer, which has the body at once): one JSON value when the body
-    fits in one segment and parses, else its text in overlapping segments."""
+    fits in one segment and parses, else its text in overlapping segments; both when
+    the value leaves text of the body out (a repeated key, a root seal field)."""
     if len(data) <= segment_bytes:
         try:
-            emit(orjson.loads(data))
-            return
+            value = orjson.loads(data)
         except orjson.JSONDecodeError:  # JSON lines, NaN, lone surrogates, or no JSON
             pass
+        else:
+            emit(value)
+            if value_holds_all_text(value, data):
+                return
     text = BodyText(emit, segment_bytes, overlap)
     for at in range(0, len(data), segment_bytes):
         text.push(data[at : at + segment_bytes])
@@ -334,14 +350,7 @@ class StreamingIndexer:
         text.close()
 
     def _add_body(self, data: bytes) -> None:
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError:  # JSON lines, NaN, lone surrogates, or no JSON
-            text = BodyText(self._add, self._segment, self._overlap)
-            text.push(data)
-            text.close()
-        else:
-            self._add(value)
+        read_body(data, self._add, segment_bytes=self._segment, overlap=self._overlap)
 
     def _add(self, content: object) -> None:
         self.indexed += self._index.add(self._tenant, content)
