@@ -25,11 +25,12 @@ a second time, compressed well by Parquet.
 
 from __future__ import annotations
 
+import functools
 import math
-import numbers
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -91,13 +92,14 @@ def _encodes_as(row: dict[str, Any], raw: bytes) -> bool:
 
 
 def agrees(row: Mapping[str, Any], content: Mapping[str, Any], depth: int = 0) -> bool:
-    """Whether every value of ``row`` (its seal and canonical bytes aside) is the value
-    ``content`` holds under that key, up to the conversions of columnar formats; a
-    key ``content`` lacks must hold a null."""
+    """Whether every value of ``row`` (its seal and canonical bytes aside, at its top
+    level only: further down they are content) is the value ``content`` holds under that
+    key, up to the conversions of columnar formats; a key ``content`` lacks must hold a
+    null."""
     if depth > _MAX_DEPTH:
         return False
     for key, value in row.items():
-        if key in _SKIP:
+        if depth == 0 and key in _SKIP:
             continue
         if key in content:
             if not same(value, content[key], depth + 1):
@@ -126,37 +128,76 @@ def same(value: Any, expected: Any, depth: int = 0) -> bool:
             and all(same(v, e, depth + 1) for v, e in zip(items, expected, strict=True))
         )
     if isinstance(expected, dict):
-        return isinstance(value, Mapping) and agrees(value, expected, depth + 1)
+        return type(value) is dict and agrees(value, expected, depth + 1)
     return False
 
 
+# A row's values are recognised by their exact types, never by name or by subclass: a
+# class named NAType, or a float subclass with a slot, would carry text no check reads.
 def _null(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is float or kind in _kinds().floats:
         return math.isnan(value)
-    name = type(value).__name__
-    return name in ("NAType", "NaTType") or (name.startswith("float") and value != value)
+    pandas = sys.modules.get("pandas")  # a value is pandas' only if pandas is imported
+    return pandas is not None and (value is pandas.NA or value is pandas.NaT)
 
 
 def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
+    return type(value) is bool or type(value) in _kinds().bools
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not _null(value)
+    kind = type(value)
+    return (kind is int or kind is float or kind in _kinds().numbers) and not _null(value)
+
+
+class _Kinds(NamedTuple):
+    """numpy's scalar and array types (empty while numpy is not imported)."""
+
+    floats: frozenset[type] = frozenset()
+    numbers: frozenset[type] = frozenset()
+    bools: frozenset[type] = frozenset()
+    strs: frozenset[type] = frozenset()
+    datetime64: Any = None
+    ndarray: Any = None
+
+
+def _kinds() -> _Kinds:
+    numpy = sys.modules.get("numpy")  # a value is numpy's only if numpy is imported
+    return _NO_KINDS if numpy is None else _numpy_kinds(numpy)
+
+
+@functools.cache
+def _numpy_kinds(numpy: Any) -> _Kinds:
+    floats = frozenset({numpy.float16, numpy.float32, numpy.float64, numpy.longdouble})
+    ints = frozenset(
+        getattr(numpy, f"{sign}int{bits}") for sign in ("", "u") for bits in (8, 16, 32, 64)
+    )
+    bools, strs = frozenset({numpy.bool_}), frozenset({numpy.str_})
+    return _Kinds(floats, floats | ints, bools, strs, numpy.datetime64, numpy.ndarray)
+
+
+_NO_KINDS = _Kinds()
 
 
 def _same_text(value: Any, expected: str) -> bool:
-    if isinstance(value, str):
-        return value == expected
-    if isinstance(value, bytes | bytearray):
-        return False
-    if isinstance(value, datetime | date):
+    if type(value) is str or type(value) in _kinds().strs:
+        return bool(value == expected)
+    if _is_time(value):
         return _same_time(value, expected)
-    if type(value).__name__ == "datetime64":  # numpy: naive, as UTC
+    if type(value) is _kinds().datetime64:  # numpy: naive, as UTC
         return _same_time(value.astype("datetime64[us]").item(), expected)
     return False
+
+
+def _is_time(value: Any) -> bool:
+    kind = type(value)
+    if kind is datetime or kind is date:
+        return True
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and kind is pandas.Timestamp
 
 
 def _same_time(value: date, expected: str) -> bool:
@@ -172,9 +213,9 @@ def _same_time(value: date, expected: str) -> bool:
 
 
 def _items(value: Any) -> list[Any] | None:
-    if isinstance(value, list | tuple):
+    if type(value) is list or type(value) is tuple:
         return list(value)
-    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a numpy array
+    if type(value) is _kinds().ndarray:
         items = value.tolist()
         return items if isinstance(items, list) else None
     return None

@@ -6,19 +6,25 @@ same content, mapped the same way (:func:`json_form`): what is digested is what 
 
 * JSON content (dict with string keys, list, tuple, str, int, float, bool, None): SHA-256
   over its canonical JSON: UTF-8, object keys sorted, no whitespace, non-ASCII left as is,
-  floats in their shortest round-trip form. The root object's seal field (``_kairo``) is
-  not content; a seal field further down is.
+  floats in their shortest round-trip form. The seal field (``_kairo``) of a record given
+  as a mapping is not content; one anywhere else (further down, a dataclass field, in
+  an Enum member's value) is.
 * Other values map to JSON, one level at a time, by :func:`json_form`: a dataclass
   instance is the object of *all* its fields (names starting with ``_`` included); an
   ``Enum`` member is its value; a subclass of a JSON type is the value it stores; a
   ``Mapping`` is the object of its items; a ``UUID`` and a ``datetime``, ``date`` or
   ``time`` are strings (``str()``, ``isoformat()``).
 * ``bytes``, ``bytearray``, ``memoryview`` as the whole content: SHA-256 over the bytes
-  as they are (an HTTP body, a file); their text is the bytes read as UTF-8.
+  as they are (an HTTP body, a file). Their text is the value of the JSON they hold
+  (escapes decoded, as the code that parses them reads them; canonical JSON bytes are
+  read as the record they encode), else the bytes read as UTF-8
+  (:func:`kairo_guard.detect.fields.record_strings`).
 
 Anything else is refused with :class:`ContentError`: sets (no order), bytes inside a
 record, keys that are not strings, a dataclass or a subclass of a JSON type holding
-attributes beside its fields or value, a ``str`` Enum member whose text is not its value,
+attributes beside its fields or value (in its ``__dict__`` or in ``__slots__``), a
+dataclass that is also a subclass of a JSON type or a ``Mapping`` (two readings of one
+value), a ``str`` Enum member whose text is not its value,
 ``orjson.Fragment`` (text the reader would have to parse), any other object. Refused
 content cannot be digested or read, so it gets no seal and blocks at a sink.
 
@@ -32,7 +38,9 @@ import datetime
 import enum
 import hashlib
 import re
+import types
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,12 +80,12 @@ def json_form(value: object) -> object:
     """
     if isinstance(value, enum.Enum):
         return _enum_value(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_fields(value)
     for base, stored in _BASES:
         if isinstance(value, base):
             _refuse_attributes(value, ())
             return stored(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _dataclass_fields(value)
     if isinstance(value, Mapping):
         return dict(value.items())
     if type(value) is uuid.UUID:
@@ -99,6 +107,11 @@ def _enum_value(member: enum.Enum) -> object:
 
 
 def _dataclass_fields(value: Any) -> dict[str, object]:
+    if isinstance(value, _TWO_READINGS):
+        raise ContentError(
+            f"a {type(value).__name__} is a dataclass and a subclass of a JSON type or a "
+            "Mapping: which of its two readings is its content is unclear, give one"
+        )
     names = [f.name for f in dataclasses.fields(value)]
     _refuse_attributes(value, names)
     try:
@@ -107,14 +120,49 @@ def _dataclass_fields(value: Any) -> dict[str, object]:
         raise ContentError(f"a {type(value).__name__} with a field not set: {exc}") from exc
 
 
+_TWO_READINGS = (*(base for base, _ in _BASES), Mapping)
+
+
 def _refuse_attributes(value: object, names: Any) -> None:
     extra = getattr(value, "__dict__", None)
-    if extra and not extra.keys() <= set(names):
+    if (extra and not extra.keys() <= set(names)) or any(
+        name not in names and _holds(slot, value) for name, slot in _slots(type(value))
+    ):
         raise ContentError(
             f"a {type(value).__name__} holding attributes beside its "
             f"{'fields' if names else 'value'} has no canonical form: the digest and the "
             "text reader would not cover them"
         )
+
+
+def _slots(kind: type) -> tuple[tuple[str, Any], ...]:
+    """The ``__slots__`` members a class and its bases define: attributes stored beside
+    ``__dict__``, which a subclass of a JSON type or a dataclass may hold as well."""
+    found = _SLOTS.get(kind)
+    if found is None:
+        found = _SLOTS[kind] = _slot_members(kind)
+    return found
+
+
+_SLOTS: weakref.WeakKeyDictionary[type, tuple[tuple[str, Any], ...]] = weakref.WeakKeyDictionary()
+
+
+def _slot_members(kind: type) -> tuple[tuple[str, Any], ...]:
+    return tuple(
+        (name, member)
+        for cls in kind.__mro__
+        if "__slots__" in vars(cls)  # a class written in Python (C types' members: no)
+        for name, member in vars(cls).items()
+        if isinstance(member, types.MemberDescriptorType)
+    )
+
+
+def _holds(slot: Any, value: object) -> bool:
+    try:
+        slot.__get__(value, type(value))
+    except AttributeError:
+        return False  # declared, never set
+    return True
 
 
 def _refusal(value: object) -> str:
@@ -130,15 +178,20 @@ def _refusal(value: object) -> str:
 
 
 def json_root(content: object) -> object:
-    """Return ``content`` as a JSON value at its root (mapped by :func:`json_form`), the
-    root object without its seal field.
+    """Return ``content`` as a JSON value at its root (mapped by :func:`json_form`),
+    without its seal field if it is a record given as a mapping.
 
     Raises:
         ContentError: for content outside the definition.
     """
+    # a record's seal is a member of a record given as a mapping: a dataclass's field or
+    # an Enum member's value of that name is content
+    record = type(content) is dict or (
+        isinstance(content, Mapping) and not isinstance(content, enum.Enum)
+    )
     while type(content) not in _JSON_TYPES:
         content = json_form(content)
-    if type(content) is dict and SEAL_FIELD in content:
+    if record and type(content) is dict and SEAL_FIELD in content:
         content = {k: v for k, v in content.items() if k != SEAL_FIELD}
     return content
 

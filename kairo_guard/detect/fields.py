@@ -9,6 +9,7 @@ PII): any other key is shown as ``*``, so a path never carries free text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Iterator
 from typing import Any, NamedTuple
@@ -51,9 +52,10 @@ def record_fields(content: object) -> list[Field]:
 
 def record_strings(content: object) -> list[str]:
     """Return the record's strings in a stable order: each key before its value, keys
-    in sorted order, list items in order; the root object's seal field is skipped,
-    numbers and booleans are not text; bytes given as the whole content are read as
-    UTF-8 with replacement.
+    in sorted order, list items in order; the seal field of a record given as a mapping
+    is skipped, numbers and booleans are not text; bytes given as the whole content are
+    read as the JSON value they hold (:func:`bytes_value`), else as UTF-8 with
+    replacement.
 
     The content is what :func:`kairo_guard.core.content.content_digest` digests, mapped
     the same way (:func:`~kairo_guard.core.content.json_form`: a dataclass is the object
@@ -65,8 +67,8 @@ def record_strings(content: object) -> list[str]:
 
     Raises:
         ContentError: for content outside the definition (a set, bytes inside a record,
-            a key that is not a string, another object): what cannot be read is refused,
-            never passed over.
+            a key that is not a string, another object, JSON bytes nested past what a
+            parser reads): what cannot be read is refused, never passed over.
     """
     try:
         return list(_texts(content))
@@ -102,8 +104,91 @@ def _root(content: object) -> object:
     if isinstance(content, RawJSON):  # before bytes: it is a bytes subclass
         return _canonical_value(content)
     if isinstance(content, bytes | bytearray | memoryview):
-        return content_text(content)
+        return bytes_value(content)
     return json_root(content)
+
+
+_OPENS_JSON = re.compile(rb'(?:\xef\xbb\xbf)?[ \t\r\n]*+[\[{"]')
+_OPENERS = ("{", "[", '"')  # a line of a number is read as its text: it may be a card's
+_NOT_JSON = object()
+
+
+def bytes_value(content: bytes | bytearray | memoryview) -> object:
+    """Return what bytes given as the whole content hold: the JSON value of JSON text
+    (one value; or JSON lines: the list of the objects, arrays and strings they hold, any
+    other line as its text), with its strings decoded as the code that parses them
+    reads them; any other bytes as UTF-8 text with replacement.
+
+    The digest covers the bytes as they are, and canonical JSON bytes digest as the
+    record they encode: read raw, their escapes (``\\n``, ``\\u00e9``) would hide the
+    record's text from the net. All the bytes digest is read: a root seal field, and
+    every value of a repeated key (as a list under the key).
+
+    Raises:
+        ContentError: for JSON text nested deeper than a parser reads.
+    """
+    data = content.tobytes() if isinstance(content, memoryview) else content
+    if _OPENS_JSON.match(data) is None:  # most bytes are not JSON: one match says so
+        return content_text(data)
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if _canonical(value, data):  # a record's bytes: the common case, parsed once
+            return value
+    try:
+        text = str(data, "utf-8")
+    except UnicodeDecodeError:
+        return content_text(data)  # not text: refused by require_readable
+    value = _parsed(text.removeprefix("\ufeff"))
+    if value is _NOT_JSON:
+        value = _json_lines(text)
+    return content_text(data) if value is _NOT_JSON else value
+
+
+def _canonical(value: object, data: bytes | bytearray) -> bool:
+    try:
+        return canonical_json(value) == data
+    except ContentError:
+        return False
+
+
+def _parsed(text: str) -> object:
+    """The value of JSON text as Python's reader takes it (NaN, big integers, control
+    characters in strings): more than orjson reads, so less is read raw."""
+    try:
+        return json.loads(text, object_pairs_hook=_members, strict=False)
+    except RecursionError as exc:
+        raise ContentError(f"{_UNREADABLE}JSON text nested deeper than it reads") from exc
+    except ContentError:
+        raise
+    except ValueError:
+        return _NOT_JSON
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) == len(pairs):
+        return members
+    # A parser keeps one value of a repeated key, but the digest covers them all: the
+    # reader reads them all, as a list under the key.
+    repeated: dict[str, list[Any]] = {}
+    for key, value in pairs:
+        repeated.setdefault(key, []).append(value)
+    return {key: values[0] if len(values) == 1 else values for key, values in repeated.items()}
+
+
+def _json_lines(text: str) -> object:
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) < 2:
+        return _NOT_JSON
+    values = [_parsed(line) if line.lstrip()[:1] in _OPENERS else _NOT_JSON for line in lines]
+    if all(value is _NOT_JSON for value in values):
+        return _NOT_JSON
+    return [
+        line if value is _NOT_JSON else value for line, value in zip(lines, values, strict=True)
+    ]
 
 
 def _canonical_value(raw: RawJSON) -> object:
@@ -134,7 +219,7 @@ def _sorted_keys(item: dict[Any, Any], root: bool) -> list[str]:
 def _texts(content: object) -> Iterator[str]:
     stack = [_root(content)]
     pop, push = stack.pop, stack.append
-    root = True
+    root = type(content) is dict  # json_root drops the seal of any other record mapping
     while stack:
         item = pop()
         kind = type(item)
@@ -159,7 +244,7 @@ _Node = tuple[Any, str | int] | None
 def _walk(content: object) -> Iterator[tuple[_Node, str, bool]]:
     stack: list[tuple[Any, _Node, bool]] = [(_root(content), None, False)]
     pop, push = stack.pop, stack.append
-    root = True
+    root = type(content) is dict
     while stack:
         item, node, is_key = pop()
         kind = type(item)

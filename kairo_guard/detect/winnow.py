@@ -107,7 +107,8 @@ def record_text(content: object) -> str:
     """Return the text of a record: its strings, in a stable order, space separated.
 
     Object keys count as text (each before its value); numbers and booleans do not;
-    the seal field is skipped. Bytes are decoded as UTF-8 with replacement.
+    the seal field is skipped. Bytes are read as the JSON value they hold, else decoded
+    as UTF-8 with replacement (:func:`~kairo_guard.detect.fields.bytes_value`).
     """
     return " ".join(record_strings(content))
 
