@@ -117,36 +117,49 @@ class Sealer:
         digest: str,
         *,
         tenant: TenantId,
-        data_class: DataClass | str = DataClass.CUSTOMER_CONTENT,
+        data_class: DataClass | str,
         source: str = "api",
         created_at: float | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> str:
-        """Seal content known only by its digest (a streamed body) as restricted data.
+        """Seal data known only by its digest as restricted data of a class the
+        fingerprint net does not hold (usage telemetry).
 
-        A digest carries no text, so nothing is indexed here: the caller must have put
-        customer content in the fingerprint net before asking for its seal. Content at
-        hand goes through :meth:`seal`, which indexes it; a request body goes through
-        the ingestion spool (:meth:`seal_spooled`).
+        Customer content is refused: a digest carries no text to index, and customer
+        content sealed unindexed would let a copy of it pass the net. Content at hand
+        goes through :meth:`seal`, which indexes it; a request body through the
+        ingestion spool, whose indexer indexes it.
 
         ``audit`` adds fields to the audit entry of the sealing.
 
         Raises:
-            ValueError: for a permitting class, an invalid tenant, source or digest.
+            ValueError: for customer content or a permitting class, an invalid tenant,
+                source or digest.
         """
         cls = _restricting(data_class)
-        return self.mint(digest, cls, tenant, source, created_at=created_at, audit=audit)
+        if cls is DataClass.CUSTOMER_CONTENT:
+            raise ValueError(
+                "customer content is sealed with its content (seal, label_record), which "
+                "indexes it in the fingerprint net; a digest alone cannot be indexed"
+            )
+        return self._mint(digest, cls, tenant, source, created_at=created_at, audit=audit)
 
     def seal_spooled(
-        self, digest: str, *, tenant: TenantId, source: str, created_at: float | None = None
+        self,
+        digest: str,
+        *,
+        tenant: TenantId,
+        source: str,
+        created_at: float | None = None,
+        again: bool = False,
     ) -> str:
         """Seal a body's digest as ``tenant``'s customer content for the ingestion spool.
 
-        Neither indexed nor audited here: the caller writes the body with this seal to
-        the spool, durably, before it hands the seal out, and the spool's indexer
-        fingerprints the body, records its provenance row and audits the sealing
-        (:mod:`kairo_guard.detect.indexer`). Any other caller uses :meth:`seal` or
-        :meth:`seal_digest`.
+        Not indexed here: the caller writes the body with this seal to the spool,
+        durably, before it hands the seal out (or, ``again``, the body is durable there
+        already), and the spool's indexer fingerprints the body, records its provenance
+        row and audits its first sealing (:mod:`kairo_guard.detect.indexer`); a sealing
+        ``again`` is audited here. Any other caller uses :meth:`seal`.
 
         Raises:
             ValueError: an invalid tenant, source or digest.
@@ -154,7 +167,10 @@ class Sealer:
         now = self._clock() if created_at is None else created_at
         seal, period, _ = self._spooled_entry(tenant, source, now)
         created = int(now)
-        return seal(digest, created, created + period if period else None)
+        sealed = seal(digest, created, created + period if period else None)
+        if again:  # (a handler sealing its request's body under another source)
+            self._audit_seal(self._codec.open(sealed), {"spooled": True})
+        return sealed
 
     def _spooled_entry(
         self, tenant: TenantId, source: str, now: float
@@ -255,7 +271,7 @@ class Sealer:
             self._index.index(source.tenant, content, digest=digest)
         return self._sign(source._replace(digest=digest), {"derived": True})
 
-    def mint(
+    def _mint(
         self,
         digest: str,
         data_class: DataClass,
@@ -265,7 +281,7 @@ class Sealer:
         created_at: float | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> str:
-        """Seal a digest as a restricting class (what :meth:`seal_digest` checks).
+        """Seal a digest as a restricting class (what the callers checked).
 
         Raises:
             ValueError: an invalid tenant, source or digest, or a permitting class (those
@@ -294,6 +310,10 @@ class Sealer:
 
     def _sign(self, label: Label, audit: Mapping[str, Any] | None) -> str:
         seal = self._codec.seal(label)
+        self._audit_seal(label, audit)
+        return seal
+
+    def _audit_seal(self, label: Label, audit: Mapping[str, Any] | None) -> None:
         tenant = label.tenant
         pseudonym = self._pseudonym(tenant) if tenant else None
         self._audit.append(
@@ -306,7 +326,6 @@ class Sealer:
                 **(audit or {}),
             }
         )
-        return seal
 
 
 def _restricting(data_class: DataClass | str) -> DataClass:

@@ -53,18 +53,21 @@ class RequestProvenance:
         as a provenance row.
 
         Content whose digest is the body's is the body the middleware already spooled
-        for indexing: it is sealed without being indexed again. Anything else (a
-        record built from the body, an agent's output) is indexed before it is sealed;
-        that fingerprints and writes to the store, so an async handler sealing large
-        content may rather call this in a thread (``run_in_threadpool``).
+        for indexing: its seal is the body's (under another source, a seal of the
+        spooled body, audited). Anything else (a record built from the body, an agent's
+        output) is indexed before it is sealed; that fingerprints and writes to the
+        store, so an async handler sealing large content may rather call this in a
+        thread (``run_in_threadpool``).
 
         Raises:
             ContentError: if the content cannot be digested.
             StoreError: if it cannot be indexed or recorded (then it is not sealed).
         """
         sealer, source = self._guard.sealer, source or self._source
-        if self.digest is not None and content_digest(content) == self.digest:
-            seal = sealer.seal_digest(self.digest, tenant=self.tenant, source=source)
+        if self.seal is not None and content_digest(content) == self.digest:
+            if source == self._source:
+                return self.seal  # (its provenance row is the indexer's)
+            seal = sealer.seal_spooled(self.digest, tenant=self.tenant, source=source, again=True)
         else:
             seal = sealer.seal(
                 content, tenant=self.tenant, data_class=DataClass.CUSTOMER_CONTENT, source=source

@@ -134,3 +134,41 @@ def test_when_a_handler_seals_the_body_the_middleware_indexed_then_it_is_not_ind
     # not indexed again by seal_content; the derived record: indexed at once
     before, after = data["writes"]
     assert (before, after) == (0, 1)
+
+
+def test_customer_content_cannot_be_sealed_by_its_digest_alone(guard: Guard) -> None:
+    digest = hashlib.sha256(orjson.dumps({"output": DOC})).hexdigest()
+    with pytest.raises(ValueError, match="a digest alone cannot be indexed"):
+        guard.sealer.seal_digest(digest, tenant="acme", data_class="customer_content")
+    # a copy vetted later is refused only if the content was indexed: nothing was
+    assert guard.store.list_provenance("acme") == []
+    telemetry = guard.sealer.seal_digest(digest, tenant="acme", data_class="usage_telemetry")
+    assert guard.open_seal(telemetry).data_class.value == "usage_telemetry"
+
+
+def test_when_a_handler_seals_the_body_under_its_own_source_then_it_gets_the_body_seal(
+    guard: Guard,
+) -> None:
+    key = new_api_key(guard.store, "acme")
+    body = orjson.dumps({"title": "Agent notes", "text": DOC})
+    seen: dict[str, str] = {}
+
+    async def documents(request: Request) -> JSONResponse:
+        await request.body()
+        provenance: RequestProvenance = request.scope["kairo_guard"]
+        seen["own"] = provenance.seal_content(body)
+        seen["body"] = provenance.seal or ""
+        seen["other"] = provenance.seal_content(body, source="upload")
+        return JSONResponse({})
+
+    app = GuardMiddleware(
+        Starlette(routes=[Route("/documents", documents, methods=["POST"])]), guard=guard
+    )
+    with running_server(app) as url:
+        headers = {"authorization": f"Bearer {key}"}
+        assert httpx.post(f"{url}/documents", content=body, headers=headers).status_code == 200
+    assert seen["own"] == seen["body"]
+    other = guard.open_seal(seen["other"])
+    assert (other.digest, other.source) == (hashlib.sha256(body).hexdigest(), "upload")
+    guard.indexer.drain()
+    assert guard.fingerprints.overlap({"text": f"Reprinted: {DOC}"}) is not None
