@@ -10,9 +10,12 @@ them (boilerplate discounted, as per record). Once one tenant's count reaches
 to what one record is), every record of the check that shares any fingerprint with that
 tenant blocks under :data:`ACCUMULATED_RULE`, owned by the tenant: those of the batch in
 which the threshold is crossed (a batch is decided whole before any of it passes), and
-every later one. Records let through earlier in the check cannot be recalled: a check fed
-one record at a time (a stream) blocks from the record that crosses the threshold on; in
-``enforce`` mode that fails the check. Records blocked anyway (unlabeled, or already the
+every later one. A check of records that are all still at hand (``guard.check``, a
+decorated function given a list, a table or a dataset: decided whole before the function
+runs) also blocks the ones let through in its earlier batches (:meth:`CheckNet.recall`;
+their audit rows are written again with the block). A stream's records are gone once
+consumed: it blocks from the record that crosses the threshold on; in ``enforce`` mode
+that fails the check. Records blocked anyway (unlabeled, or already the
 tenant's by their own fingerprints) add nothing: they reach no sink.
 
 False positives, measured (``benchmarks/bench_fingerprint_check.py --false-positives``,
@@ -31,6 +34,7 @@ record caught alone, whatever the threshold: the check holds those tenants' text
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
@@ -69,6 +73,10 @@ class CheckNet:
         self.threshold = threshold
         self._tally: dict[TenantId, set[int]] = {}
         self._fresh = False
+        self.last_evidence: list[Evidence] = []
+        """Per record of the last :meth:`decide`: the evidence it added (passing records
+        the net let through), else :data:`NO_EVIDENCE`."""
+        self._held: list[tuple[Any, Evidence]] = []
 
     def refresh(self) -> None:
         """Make the next lookup read what was indexed since the last refresh first (when
@@ -132,7 +140,31 @@ class CheckNet:
         for i, seen in enumerate(evidence):
             if seen.shared:
                 verdicts[i] = self._crossed(seen)
+                if verdicts[i] is not None:
+                    evidence[i] = NO_EVIDENCE
+        self.last_evidence = evidence
         return verdicts
+
+    def hold(self, token: Any, evidence: Evidence) -> None:
+        """Remember a record let through with ``evidence`` (``token`` names it to the
+        caller): :meth:`recall` blocks it if its tenant's count reaches the threshold
+        later in the check."""
+        self._held.append((token, evidence))
+
+    def recall(self) -> list[tuple[Any, Decision]]:
+        """The held records whose evidence now blocks them (a later record of the check
+        took its tenant over the threshold), each with its block, and forget them. Only
+        a caller that still holds every record (a list checked before any is used) can
+        act on it: a stream's records are gone."""
+        recalled, kept = [], []
+        for token, seen in self._held:
+            decision = self._crossed(seen)
+            if decision is None:
+                kept.append((token, seen))
+            else:
+                recalled.append((token, decision))
+        self._held = kept
+        return recalled
 
     def _add(self, shared: Mapping[TenantId, frozenset[int]]) -> None:
         tally = self._tally

@@ -1,13 +1,9 @@
-"""The decision path for one check: context, seal, policy, content checks.
-
-A :class:`SinkCheck` is made per check (one ``guard.check``, one decorated call, one CLI
-scan). It decides records one at a time or in batches (:meth:`SinkCheck.decide_batch`),
-where the fingerprint net looks a batch up at once and evidence accumulates over the
-check (:mod:`kairo_guard.detect.accumulation`). At a shared sink it first awaits the index
-watermark (a lagging index blocks every record: ``index.lagging``). Any error while
-deciding a record blocks it (fail closed). Each decision is accounted for by the check's
-:class:`~kairo_guard.enforce.ledger.CheckLedger` (counts, report, audit rows).
-"""
+"""The decision path for one check (one ``guard.check``, decorated call or CLI scan):
+context, seal, policy, content checks, records one at a time or in batches (the net
+looks a batch up at once, evidence accumulates over the check, a caller holding every
+record recalls those later evidence implicates: :mod:`kairo_guard.detect.accumulation`).
+A shared sink awaits the index watermark first (lagging: ``index.lagging``). An error
+blocks its record; the :class:`~kairo_guard.enforce.ledger.CheckLedger` accounts."""
 
 from __future__ import annotations
 
@@ -35,6 +31,7 @@ from kairo_guard.enforce.check_batch import (
     Staged,
     decide_runs,
     decide_staged,
+    recall_held,
 )
 from kairo_guard.enforce.check_context import CheckContext as CheckContext
 from kairo_guard.enforce.check_context import (
@@ -115,8 +112,7 @@ class SinkCheck:
             )
 
     def _refresh(self) -> None:
-        # every REFRESH_EVERY records and at least every REFRESH_SECONDS: a slowly
-        # consumed stream must see a revoked agreement or an expiry in time
+        # every REFRESH_EVERY records and REFRESH_SECONDS: a slow stream sees revocations
         self._countdown = REFRESH_EVERY
         self._refresh_at = time.monotonic() + REFRESH_SECONDS
         self._now = self._ctx.clock()
@@ -374,6 +370,10 @@ class SinkCheck:
         if tenant is not None and found is None:
             found = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
         return found
+
+    def recall(self) -> list[int]:
+        """Block the records let through that later evidence implicates (positions)."""
+        return [] if self._net is None else recall_held(self._net, self.ledger, self._pseudonym)
 
     def finish(self) -> CheckReport:
         """Close the check: audit its summary and return the report (idempotent)."""

@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome
 from kairo_guard.detect.accumulation import CheckNet, Verdict
+from kairo_guard.detect.fingerprint import Evidence
 from kairo_guard.enforce.check_context import failed_decision
 from kairo_guard.enforce.labels import ambiguous, split_record
+from kairo_guard.enforce.ledger import CheckLedger
 
 UNSET: Any = object()
 """No verdict of the net yet: ask it."""
@@ -70,13 +72,16 @@ def decide_staged(
                 account(s.position, s.decision, s.digest, s.owner)
         return [s.decision for s in staged]
     verdicts: list[Verdict] = [UNSET] * len(staged)
+    evidence: dict[int, Evidence] = {}
     if net is not None:
         passing = [staged[i].stage == STAGE_PASSING for i in chosen]
         found = net.decide([staged[i].content for i in chosen], passing)
-        for i, verdict in zip(chosen, found, strict=True):
+        for i, verdict, seen in zip(chosen, found, net.last_evidence, strict=True):
             verdicts[i] = verdict
+            if seen.shared:
+                evidence[i] = seen
     decisions = []
-    for s, verdict in zip(staged, verdicts, strict=True):
+    for i, (s, verdict) in enumerate(zip(staged, verdicts, strict=True)):
         decision, owner = s.decision, s.owner
         if s.stage:
             try:
@@ -87,6 +92,8 @@ def decide_staged(
                 decision = failed_decision(exc)
         account(s.position, decision, s.digest, owner)
         decisions.append(decision)
+        if net is not None and i in evidence and decision.outcome is _ALLOW:
+            net.hold((s.position, decision.rule, s.digest), evidence[i])
     return decisions
 
 
@@ -107,3 +114,15 @@ def decide_runs(
             continue
         parts.append(RecordParts(*split_record(item)))
     return decisions + decide_batch(parts)
+
+
+def recall_held(
+    net: CheckNet, ledger: CheckLedger, pseudonym: Callable[[str | None], str | None]
+) -> list[int]:
+    """Account as blocked the records the check let through whose evidence now blocks
+    them (:meth:`~kairo_guard.detect.accumulation.CheckNet.recall`); their positions."""
+    recalled = []
+    for (position, rule, digest), decision in net.recall():
+        ledger.revise(position, rule, decision, digest, pseudonym(decision.owner))
+        recalled.append(position)
+    return recalled

@@ -71,11 +71,17 @@ def _check_before(
     checks: SinkChecks, sink: Sink, value: Any, shape: Shape, report_to: ReportCallback
 ) -> Any:
     run = checks.start(sink)
-    keep: list[Any] = []
+    keep: dict[int, Any] = {}  # the records let through, by position in the check
+    position = 0
     items = iter(records_of(value))
     while chunk := list(islice(items, CHECK_BATCH)):  # the net: one lookup a chunk
         decided = run.decide_many(chunk)
-        keep += (item for item, d in zip(chunk, decided, strict=True) if d.outcome is Outcome.ALLOW)
+        for item, d in zip(chunk, decided, strict=True):
+            if d.outcome is Outcome.ALLOW:
+                keep[position] = item
+            position += 1
+    for recalled in run.recall():  # all still here: later evidence blocks earlier records
+        keep.pop(recalled, None)
     report = run.finish()
     report_to(report)
     if sink.mode is Mode.OBSERVE:
@@ -85,10 +91,10 @@ def _check_before(
     if shape is Shape.INDEXED:
         # the records read and checked, not the dataset: a second read by index could
         # return other records than the ones that were checked
-        return keep
+        return list(keep.values())
     if shape is Shape.TABLE:
-        return value if report.ok else rebuilt_table(value, keep)
-    return value if report.ok else type(value)(keep)
+        return value if report.ok else rebuilt_table(value, list(keep.values()))
+    return value if report.ok else type(value)(keep.values())
 
 
 def _guard_value(checks: SinkChecks, sink: Sink, value: Any, report_to: ReportCallback) -> Any:

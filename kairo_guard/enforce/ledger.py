@@ -71,6 +71,24 @@ class CheckLedger:
         if len(rows) >= AUDIT_ROWS_PER_ENTRY:
             self.flush_rows()
 
+    def revise(
+        self,
+        index: int,
+        allowed_by: str,
+        decision: Decision,
+        digest: str | None,
+        tenant: str | None,
+    ) -> None:
+        """Count and audit the block of a record accounted as allowed (under
+        ``allowed_by``) earlier in the check, before any record left it: its audit row
+        is written again with the block, which is the record's decision."""
+        by_rule = self.by_rule
+        by_rule[allowed_by] -= 1
+        if not by_rule[allowed_by]:
+            del by_rule[allowed_by]
+        self.allowed -= 1
+        self.account(index, decision, digest, tenant)
+
     def account_allowed(
         self, rows: Sequence[tuple[int, Outcome, str, str | None, str | None]]
     ) -> None:

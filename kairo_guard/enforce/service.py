@@ -134,6 +134,7 @@ class SinkChecks:
         items = iter(records_of(records))
         while chunk := list(islice(items, CHECK_BATCH)):
             run.decide_many(chunk)  # the fingerprint net: one lookup a chunk
+        run.recall()  # none of them has left: later evidence blocks earlier records too
         return run.finish()
 
     def checked(

@@ -3,6 +3,8 @@ each pass alone block together."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from kg_testing import sealed_record
 from kairo_guard import Guard
 from kairo_guard.core.types import Mode
 from kairo_guard.detect.accumulation import ACCUMULATED_RULE, CheckNet
+from kairo_guard.enforce.service import CHECK_BATCH
 
 ALLOWED = "allow.operator-public"
 FILLER = prose("accumulation-filler", paragraphs=3)
@@ -109,3 +112,73 @@ def test_when_unlabeled_records_carry_the_pieces_then_they_add_no_evidence(
 def test_a_threshold_below_one_is_refused(guard: Guard) -> None:
     with pytest.raises(ValueError, match="threshold"):
         CheckNet(guard.fingerprints, threshold=0)
+
+
+# -- a check that holds every record: later evidence blocks earlier records ----------------
+
+
+def _far_apart(guard: Guard, pieces: list[dict[str, Any]]) -> tuple[list[Any], list[int]]:
+    """The pieces, sealed, each after CHECK_BATCH public records (so each is in another
+    lookup batch of the check), and their positions."""
+    records: list[Any] = []
+    positions = []
+    for k, piece in enumerate(pieces):
+        records += [
+            sealed_record(
+                guard,
+                {"text": f"{FILLER[j % 900 : j % 900 + 300]} #{k}-{j}"},
+                data_class="operator_public",
+            )
+            for j in range(CHECK_BATCH + 10)
+        ]
+        positions.append(len(records))
+        records.append(sealed_record(guard, piece, data_class="operator_public"))
+    return records, positions
+
+
+@pytest.fixture
+def far_apart(guard: Guard) -> tuple[list[Any], list[int]]:
+    doc = prose("acme-far-apart", paragraphs=4)
+    guard.fingerprints.add("acme", doc)
+    return _far_apart(guard, _pieces(guard, "acme", doc, 3))
+
+
+def test_when_pieces_are_lookup_batches_apart_in_a_list_then_all_of_them_block(
+    guard: Guard, far_apart: tuple[list[Any], list[int]]
+) -> None:
+    records, positions = far_apart
+    report = guard.check(records, sink="shared-training", mode=Mode.FILTER)
+    assert report.by_rule == {ALLOWED: len(records) - 3, ACCUMULATED_RULE: 3}
+    assert sorted(v.index for v in report.violations) == positions
+    guard.audit.flush()
+    lines = (Path(guard.settings.home) / "audit" / "audit.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    summary = [e for e in entries if e.get("event") == "check"][-1]
+    assert (summary["allowed"], summary["blocked"]) == (len(records) - 3, 3)
+    revised = [row for e in entries if e.get("event") == "decisions" for row in e["rows"]]
+    assert sorted(row[0] for row in revised if row[2] == ACCUMULATED_RULE) == positions
+
+
+def test_a_filtering_sink_given_a_list_passes_none_of_the_pieces(
+    guard: Guard, far_apart: tuple[list[Any], list[int]]
+) -> None:
+    records, positions = far_apart
+    seen: list[Any] = []
+
+    @guard.sink("far-apart-train", kind="shared-training", mode="filter")
+    def train(batch: list[Any]) -> None:
+        seen.extend(batch)
+
+    train(records)
+    assert len(seen) == len(records) - 3
+    assert not any(records[p] is r for p in positions for r in seen)
+
+
+def test_a_stream_cannot_recall_the_pieces_it_let_through(
+    guard: Guard, far_apart: tuple[list[Any], list[int]]
+) -> None:
+    records, positions = far_apart
+    passed = list(guard.checked(iter(records), sink="shared-training", mode=Mode.FILTER))
+    # the first piece was consumed before the threshold was crossed: it cannot be recalled
+    assert any(r is records[positions[0]] for r in passed)
+    assert not any(r is records[positions[-1]] for r in passed)
