@@ -25,8 +25,10 @@ not checked (a misplaced bracket hides no text either). Anything else (a bad esc
 invalid UTF-8, a stray word) is malformed JSON: from that chunk on the body is read as
 UTF-8 text, the chunk included, so nothing is left unindexed (fail closed). Each segment
 of text read raw (this, and a body that does not open JSON: JSON lines after a bad
-first line, a JSON text sequence, a form) is indexed also with its JSON escapes and its
-form encoding decoded, as a handler may read it. Numbers, booleans and nulls are not
+first line, a JSON text sequence, a form), and each segment of JSON strings that hold
+JSON escapes or a form of their own (a document sent as ``json.dumps`` text in a
+field), is indexed also with its JSON escapes and its form encoding decoded, as a
+handler may read it; so are such strings of a body read whole. Numbers, booleans and nulls are not
 text; unlike the sink's reader, a streamed body's seal field is indexed too (more text
 indexed can only block more).
 """
@@ -42,7 +44,7 @@ from collections.abc import Callable
 import orjson
 
 from kairo_guard.core.types import TenantId
-from kairo_guard.detect.body_text import decoded_readings, value_holds_all_text
+from kairo_guard.detect.body_text import decoded_readings, nested_readings, value_holds_all_text
 from kairo_guard.detect.fingerprint import FingerprintIndex
 
 SEGMENT_BYTES = 1 << 20
@@ -214,9 +216,9 @@ class BodyText:
 
     def _emit_segment(self, segment: str) -> None:
         self._emit(segment)
-        if self._json is False:  # raw text from here on: a handler may decode it
-            for reading in decoded_readings(segment):
-                self._emit(reading)
+        # raw text, or JSON strings that hold escapes or a form: a handler may decode it
+        for reading in decoded_readings(segment):
+            self._emit(reading)
 
 
 def _decode_strings(raw: list[bytes]) -> list[str]:
@@ -281,6 +283,8 @@ def read_body(
             pass
         else:
             emit(value)
+            for reading in nested_readings(value, data):
+                emit(reading)
             if value_holds_all_text(value, data):
                 return
     text = BodyText(emit, segment_bytes, overlap)

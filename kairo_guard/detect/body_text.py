@@ -8,9 +8,13 @@ what any such reading would hold (more text indexed can only block more):
   request body is client text like any other: :func:`value_holds_all_text` says when
   the body's strings must be read from its bytes as well;
 * text read raw (a body that is not JSON, or JSON that stopped parsing part-way) may
-  carry JSON string escapes (``\\u00e4``, ``\\"``, ``\\n``) or form encoding
-  (``Caf%C3%A9+au+lait``) that the handler decodes: :func:`decoded_readings` gives
-  those decoded forms of a piece of raw text, leniently (a bad escape stays as it is).
+  carry form encoding (``Caf%C3%A9+au+lait``) that the handler decodes, and so may a
+  JSON string (a form sent as a field): :func:`decoded_readings` and
+  :func:`nested_readings` give those decoded forms, leniently;
+* JSON string escapes (``\\u00e4``, ``\\"``, ``\\n``) in text read raw, or in a string
+  that holds JSON text of its own (``json.dumps`` of a document sent as a field), are
+  decoded by :func:`json_unescaped`, which the record reader applies to all text
+  (:func:`~kairo_guard.detect.winnow.record_text`): on both sides of the net.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from kairo_guard.core.types import SEAL_FIELD
+from kairo_guard.detect.fields import record_strings
 
 # A stretch of JSON string content, with only escapes a JSON reader accepts; quotes,
 # bad escapes and a backslash at the end stop it and are left as they are.
@@ -55,19 +60,25 @@ def value_holds_all_text(value: object, data: bytes) -> bool:
 
 
 def decoded_readings(text: str) -> list[str]:
-    """Return the other readings of raw ``text`` a handler may decode it to, each
-    different from ``text``: its JSON string escapes decoded; its form encoding
-    (``application/x-www-form-urlencoded``) decoded as UTF-8, and that with its escapes
-    decoded. Empty when the text has neither."""
-    readings: list[str] = []
-    if "\\" in text:
-        readings.append(json_unescaped(text))
+    """Return the other readings of raw ``text`` a handler may decode it to, besides its
+    JSON escapes (which :func:`~kairo_guard.detect.winnow.record_text` reads in any
+    text): its form encoding (``application/x-www-form-urlencoded``) decoded as UTF-8.
+    Empty when the text has none."""
     if ("%" in text and _PERCENT.search(text)) or ("+" in text and "=" in text):
         form = unquote_plus(text, errors="replace")
-        readings.append(form)
-        if "\\" in form:
-            readings.append(json_unescaped(form))
-    return [reading for reading in dict.fromkeys(readings) if reading != text]
+        if form != text:
+            return [form]
+    return []
+
+
+def nested_readings(value: object, data: bytes) -> list[str]:
+    """Return the readings (:func:`decoded_readings`) of the strings of ``value``, the
+    parsed JSON text ``data``, that hold a form of their own. Empty when none does,
+    found from the bytes without walking the value."""
+    if b"%" not in data and b"+" not in data and b"\\u002" not in data:
+        return []  # "%" and "+" may be written \u0025 and \u002b
+    encoded = [s for s in record_strings(value) if "%" in s or "+" in s]
+    return decoded_readings(" ".join(encoded)) if encoded else []
 
 
 def json_unescaped(text: str) -> str:

@@ -51,6 +51,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
+from kairo_guard.detect.body_text import json_unescaped
 from kairo_guard.detect.confusables import TABLE_SHA256, in_latin_words, load_table, translator
 from kairo_guard.detect.fields import record_strings
 
@@ -109,8 +110,18 @@ def record_text(content: object) -> str:
     Object keys count as text (each before its value); numbers and booleans do not;
     the seal field is skipped. Bytes are read as the JSON value they hold, else decoded
     as UTF-8 with replacement (:func:`~kairo_guard.detect.fields.bytes_value`).
+
+    Text with JSON string escapes (``Caf\\u00e9``: JSON text held in a string, as
+    ``json.dumps`` writes a document into a field or a log line) is read twice, as it is
+    and with its escapes decoded (:func:`~kairo_guard.detect.body_text.json_unescaped`),
+    so an escaped copy and a decoded one meet whichever side of the net holds which.
     """
-    return " ".join(record_strings(content))
+    text = " ".join(record_strings(content))
+    if "\\" in text:
+        unescaped = json_unescaped(text)
+        if unescaped != text:
+            return text + " " + unescaped
+    return text
 
 
 class _Powers:

@@ -6,7 +6,8 @@ runs the spool's indexer first (the real one, reading the body with ``read_body`
 vets a copy of a decoded passage relabelled as operator data. The bodies are the ways
 a body's text was left out: a parser's value of a small JSON body (a root seal field,
 the first value of a repeated key), text read raw after JSON stopped parsing (its
-``\\u`` escapes undecoded), and a form (percent-encoded).
+``\\u`` escapes undecoded), a form (percent-encoded), and JSON text or a form sent
+inside a JSON string (its own escapes undecoded once the body is parsed).
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ def _large_malformed(passage: str) -> bytes:
     return body
 
 
+def _large_nested(passage: str) -> bytes:
+    """Over a segment of JSON lines, streamed as JSON; the last holds the passage as JSON
+    text inside a string, as ``json.dumps`` writes it."""
+    filler = [_escaped({"id": i, "text": prose("acme-filler", 2)}) for i in range(1200)]
+    body = b"\n".join([*filler, _escaped({"payload": json.dumps({"text": passage})})])
+    assert len(body) > MiB
+    return body
+
+
 BODIES: dict[str, Callable[[str], bytes]] = {
     "root-seal-field": lambda p: _escaped({"_kairo": p, "id": 1}),
     "root-seal-field-object": lambda p: _escaped({"_kairo": {"note": p}, "id": 1}),
@@ -76,6 +86,12 @@ BODIES: dict[str, Callable[[str], bytes]] = {
     "large-json-fails-part-way": _large_malformed,
     "form": lambda p: urlencode({"id": "7", "text": p}).encode(),
     "form-of-json": lambda p: urlencode({"payload": json.dumps({"text": p})}).encode(),
+    "json-in-json": lambda p: _escaped({"payload": json.dumps({"text": p})}),
+    "json-in-json-utf8": lambda p: json.dumps(
+        {"payload": json.dumps({"text": p})}, ensure_ascii=False
+    ).encode(),
+    "form-in-json": lambda p: _escaped({"payload": urlencode({"text": p})}),
+    "large-json-in-json": _large_nested,
 }
 
 

@@ -12,6 +12,8 @@ import pytest
 from kairo_guard import ContentRefused, Guard
 from kairo_guard.detect.body import StreamingIndexer, read_body
 from kairo_guard.detect.body_text import decoded_readings, json_unescaped, value_holds_all_text
+from kairo_guard.detect.fields import record_strings
+from kairo_guard.detect.winnow import record_text
 
 PASSAGE = 'Prüfbericht „Charge 17" 😀\nfür den Lenkungsausschuss\tvertraulich'
 
@@ -37,9 +39,30 @@ def test_when_raw_text_has_json_escapes_then_they_are_decoded_leniently(
 def test_when_raw_text_is_a_form_then_its_readings_hold_the_decoded_values() -> None:
     form = urlencode({"payload": json.dumps({"text": PASSAGE}), "n": "1"})
     readings = decoded_readings(form)
-    assert any(PASSAGE in reading for reading in readings)
+    assert any(PASSAGE in record_text(reading) for reading in readings)
+    assert not any(PASSAGE in reading for reading in readings)  # its escapes: the reader's
     assert decoded_readings("plain text, nothing encoded") == []
     assert decoded_readings("100% sure") == []  # unchanged readings are left out
+
+
+@pytest.mark.parametrize(
+    "record",
+    [json.dumps({"text": PASSAGE}), {"payload": json.dumps({"text": PASSAGE})}],
+    ids=["json-text", "json-in-a-field"],
+)
+def test_when_a_record_holds_escaped_json_text_then_its_text_is_also_read_decoded(
+    record: object,
+) -> None:
+    as_it_is = " ".join(record_strings(record))
+    assert PASSAGE not in as_it_is
+    assert record_text(record) == as_it_is + " " + json_unescaped(as_it_is)
+    assert PASSAGE in record_text(record)
+
+
+def test_when_text_has_no_escape_a_reader_decodes_then_it_is_read_once() -> None:
+    assert record_text({"text": PASSAGE}) == f"text {PASSAGE}"
+    assert record_text({"path": "C:\\q3\\x"}) == "path C:\\q3\\x"  # bad escapes stay
+    assert record_text({"path": "C:\\new"}) == "path C:\\new path C:\new"
 
 
 @pytest.mark.parametrize(
