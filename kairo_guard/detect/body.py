@@ -28,7 +28,9 @@ of text read raw (this, and a body that does not open JSON: JSON lines after a b
 first line, a JSON text sequence, a form), and each segment of JSON strings that hold
 JSON escapes or a form of their own (a document sent as ``json.dumps`` text in a
 field), is indexed also with its JSON escapes and its form encoding decoded, as a
-handler may read it; so are such strings of a body read whole. Numbers, booleans and nulls are not
+handler may read it; so are such strings of a body read whole. A body that is not
+UTF-8 is read once more in each charset its handler may read it in
+(:func:`~kairo_guard.detect.body_text.other_encodings`). Numbers, booleans and nulls are not
 text; unlike the sink's reader, a streamed body's seal field is indexed too (more text
 indexed can only block more).
 """
@@ -44,7 +46,12 @@ from collections.abc import Callable
 import orjson
 
 from kairo_guard.core.types import TenantId
-from kairo_guard.detect.body_text import decoded_readings, nested_readings, value_holds_all_text
+from kairo_guard.detect.body_text import (
+    decoded_readings,
+    nested_readings,
+    other_encodings,
+    value_holds_all_text,
+)
 from kairo_guard.detect.fingerprint import FingerprintIndex
 
 SEGMENT_BYTES = 1 << 20
@@ -275,13 +282,16 @@ def read_body(
     """Hand ``emit`` the content of a whole body as :class:`StreamingIndexer` reads it
     (the spool's indexer, which has the body at once): one JSON value when the body
     fits in one segment and parses, else its text in overlapping segments; both when
-    the value leaves text of the body out (a repeated key, a root seal field)."""
+    the value leaves text of the body out (a repeated key, a root seal field); a body
+    that is not UTF-8 also as its text in each other encoding it may be read in."""
+    utf8 = False
     if len(data) <= segment_bytes:
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:  # JSON lines, NaN, lone surrogates, or no JSON
             pass
         else:
+            utf8 = True  # orjson reads UTF-8 only
             emit(value)
             for reading in nested_readings(value, data):
                 emit(reading)
@@ -291,6 +301,13 @@ def read_body(
     for at in range(0, len(data), segment_bytes):
         text.push(data[at : at + segment_bytes])
     text.close()
+    for encoding in [] if utf8 else other_encodings(data):  # its handler may know its charset
+        recoded = BodyText(emit, segment_bytes, overlap)
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        for at in range(0, len(data), segment_bytes):
+            recoded.push(decoder.decode(data[at : at + segment_bytes]).encode())
+        recoded.push(decoder.decode(b"", final=True).encode())
+        recoded.close()
 
 
 class StreamingIndexer:

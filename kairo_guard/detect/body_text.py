@@ -14,11 +14,15 @@ what any such reading would hold (more text indexed can only block more):
 * JSON string escapes (``\\u00e4``, ``\\"``, ``\\n``) in text read raw, or in a string
   that holds JSON text of its own (``json.dumps`` of a document sent as a field), are
   decoded by :func:`json_unescaped`, which the record reader applies to all text
-  (:func:`~kairo_guard.detect.winnow.record_text`): on both sides of the net.
+  (:func:`~kairo_guard.detect.winnow.record_text`): on both sides of the net;
+* a body that is not UTF-8 is read by its handler in the charset its Content-Type names
+  (which the spool does not keep), or as Latin-1 (Starlette reads a form's raw bytes
+  so): :func:`other_encodings` names the encodings it is read in as well.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from urllib.parse import unquote_plus
@@ -79,6 +83,42 @@ def nested_readings(value: object, data: bytes) -> list[str]:
         return []  # "%" and "+" may be written \u0025 and \u002b
     encoded = [s for s in record_strings(value) if "%" in s or "+" in s]
     return decoded_readings(" ".join(encoded)) if encoded else []
+
+
+EIGHT_BIT_ENCODINGS = ("cp1252", "cp1251")
+"""What 8-bit text that is not UTF-8 is read as: the Western (a superset of Latin-1's
+letters) and Cyrillic Windows code pages."""
+MULTIBYTE_ENCODINGS = ("shift_jis", "euc_jp", "gb18030", "big5", "euc_kr")
+"""East Asian encodings such text is read in too, each where all of it is valid."""
+_CONTROL_BYTES = bytes([*range(9), 11, 12, *range(14, 32), 127])
+_WIDE = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+_CHECK_BYTES = 1 << 20
+
+
+def other_encodings(data: bytes) -> list[str]:
+    """Return the encodings besides UTF-8 a handler may read ``data`` in: none for UTF-8
+    text; the UTF-16 or UTF-32 its first bytes announce, when all of it decodes so;
+    else, for 8-bit text (no control bytes but tab and line ends; binary data has them),
+    :data:`EIGHT_BIT_ENCODINGS` and each of :data:`MULTIBYTE_ENCODINGS` it is valid in."""
+    if data.isascii() or _valid(data, "utf-8"):
+        return []
+    wide = json.detect_encoding(data[:4])
+    if wide in _WIDE:
+        return [wide] if _valid(data, wide) else []
+    if len(data.translate(None, _CONTROL_BYTES)) != len(data):
+        return []
+    return [*EIGHT_BIT_ENCODINGS, *(e for e in MULTIBYTE_ENCODINGS if _valid(data, e))]
+
+
+def _valid(data: bytes, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for at in range(0, len(data), _CHECK_BYTES):
+            decoder.decode(data[at : at + _CHECK_BYTES])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def json_unescaped(text: str) -> str:
