@@ -15,7 +15,11 @@ What is measured, on a fresh guard (real SQLite store) in a temporary directory:
   A third series (``look-alikes``) cuts excerpts as ``normalized`` does and, after the
   laundering, puts a Cyrillic or Greek look-alike for one letter in every 40 characters
   (Cyrillic U+0430 for ``a``, U+041D for ``H``: Unicode TR39 confusables); same targets.
-  Lengths 50 and 100 are below the guarantee (89 characters guarantee 1 fingerprint, and
+  Two more do the same with a separator slipped into a word (``broken-words``: a space,
+  dot, hyphen, middle dot or slash after one letter in every 40 characters) and with a
+  combining mark after one letter in every 40 (``marks``); same targets.
+  Normalized characters are letters and digits only (prose is some 80% of them).
+  Lengths 50 and 100 are below the guarantee (71 characters guarantee 1 fingerprint, and
   a record needs ``min_shared`` = 3 unless it is mostly the tenant's text): their recall
   is low by design and has no target.
 * **False positives**: ``--negatives`` records of 200-1,000 characters cut from the
@@ -182,6 +186,35 @@ def _look_alikes(text: str, rng: random.Random) -> str:
     return "".join(out)
 
 
+SPLITTERS = (" ", ".", "-", "\u00b7", "/")
+"""Slipped inside a word: a space, a dot, a hyphen, a middle dot, a slash."""
+MARKS = ("\u0336", "\u0301", "\u0308", "\u0323", "\u20dd")
+"""Put after a letter: a long stroke overlay, acute, diaeresis, dot below, a circle."""
+
+
+def _every(text: str, rng: random.Random, change: Callable[[str], str]) -> str:
+    """``change`` one letter in every ``LOOK_ALIKE_EVERY`` characters, where one is."""
+    out = list(text)
+    for start in range(0, len(out), LOOK_ALIKE_EVERY):
+        spots = [
+            i for i in range(start, min(start + LOOK_ALIKE_EVERY, len(out))) if out[i].isalpha()
+        ]
+        if spots:
+            i = rng.choice(spots)
+            out[i] = change(out[i])
+    return "".join(out)
+
+
+def _broken_words(text: str, rng: random.Random) -> str:
+    """A separator slipped after one letter in every 40 characters."""
+    return _every(text, rng, lambda c: c + rng.choice(SPLITTERS))
+
+
+def _marked(text: str, rng: random.Random) -> str:
+    """A combining mark after one letter in every 40 characters."""
+    return _every(text, rng, lambda c: c + rng.choice(MARKS))
+
+
 def _unchanged(text: str, rng: random.Random) -> str:
     return text
 
@@ -199,6 +232,8 @@ def recall(
         "normalized": (_normalized_excerpt, _unchanged),
         "raw": (_raw_excerpt, _unchanged),
         "look-alikes": (_normalized_excerpt, _look_alikes),
+        "broken-words": (_normalized_excerpt, _broken_words),
+        "marks": (_normalized_excerpt, _marked),
     }
     for unit, (cut, disguise) in units.items():
         for length in LENGTHS:

@@ -10,9 +10,9 @@
  *       lets CPython's NFKC quick check pass), returning `text` itself when nothing
  *       changes.
  *   fingerprints(tables, nfkc_text, key16) -> bytes
- *       from NFKC-normalized text: case folded and look-alikes mapped to their
- *       representative (one map), runs of characters that are not alphanumeric
- *       (str.isalnum) collapsed to one space and stripped; k-grams of K code points
+ *       from NFKC-normalized text: case folded, diacritics stripped and look-alikes
+ *       mapped to their representative (one map), characters that are not
+ *       alphanumeric (str.isalnum) dropped; k-grams of K code points
  *       hashed with a polynomial rolling hash mixed by a 64-bit finalizer; the rightmost
  *       minimum of every window of W hashes selected (blocked minima, O(n)); each
  *       selected k-gram's UTF-8 hashed with SipHash-2-4 under the 128-bit key. Returns
@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define K 50
-#define W 40
-#define VERSION 1 /* of what this computes: winnow.py refuses a core of another */
+#define K 42
+#define W 30
+#define VERSION 2 /* of what this computes: winnow.py refuses a core of another */
 #define RING 64 /* power of two >= W: the deque never holds more than W entries */
 #define BASE 0x100000001B3ULL
 #define CAPSULE "kairo_guard.detect._winnow.Tables"
@@ -296,21 +296,18 @@ buf_grow(Buf *b, size_t extra)
     return 0;
 }
 
-/* Append code point d (alphanumeric or not) at items[len]: a run of characters that are
- * not alphanumeric becomes one space before the next alphanumeric one, and none leads.
- * Branch-free: words and separators alternate unpredictably. Room for 2 is there. */
-#define EMIT(items, len, d, alnum, pending)                                             \
+/* Append code point d at items[len] if it is alphanumeric; drop it if not (whitespace,
+ * punctuation, symbols, marks). Branch-free: letters and separators alternate
+ * unpredictably. Room for 1 is there. */
+#define EMIT(items, len, d, alnum)                                                      \
     do {                                                                                \
-        (items)[len] = ' ';                                                             \
-        (len) += (size_t)((alnum) & (pending));                                         \
         (items)[len] = (d);                                                             \
         (len) += (size_t)(alnum);                                                       \
-        (pending) = !(alnum) & ((len) > 0);                                             \
     } while (0)
 
-/* Fold case and map look-alikes (one map: casefold, then the representative of each
- * character), collapse runs of characters that are not alphanumeric to one space and
- * strip: n code points of one kind from `in`, appended to `out`. A character of the
+/* Fold case, strip diacritics and map look-alikes (one map: casefold, then the base
+ * letter and the representative of each character), keep only alphanumeric
+ * characters: n code points of one kind from `in`, appended to `out`. A character of the
  * BMP that folds to one code point (nearly all) takes one look in fold_direct; the
  * others go through the map. The buffer's fields are kept in locals (stores to its
  * items could alias them) and written back when it grows and at the end. */
@@ -321,7 +318,6 @@ buf_grow(Buf *b, size_t extra)
         size_t need = 2 * (size_t)t->fold.maxrep + 2, len = out->len, cap = out->cap;   \
         const uint32_t *direct = t->fold_direct;                                        \
         uint32_t *items = out->items;                                                   \
-        int pending = 0;                                                                \
         for (i = 0; i < n; i++) {                                                       \
             uint32_t c = in[i], e, count = 1, j;                                        \
             const uint32_t *rep;                                                        \
@@ -334,7 +330,7 @@ buf_grow(Buf *b, size_t extra)
             }                                                                           \
             e = c < 0x10000 ? direct[c] : FOLD_MAP;                                     \
             if (!(e & FOLD_MAP)) {                                                      \
-                EMIT(items, len, e & FOLD_CHAR, (int)(e >> 31), pending);               \
+                EMIT(items, len, e & FOLD_CHAR, (int)(e >> 31));               \
                 continue;                                                               \
             }                                                                           \
             rep = charmap_get(&t->fold, c, &count);                                     \
@@ -345,7 +341,7 @@ buf_grow(Buf *b, size_t extra)
             for (j = 0; j < count; j++) {                                               \
                 uint32_t d = rep[j];                                                    \
                 int alnum = is_alnum(t, d);                                             \
-                EMIT(items, len, d, alnum, pending);                                    \
+                EMIT(items, len, d, alnum);                                    \
             }                                                                           \
         }                                                                               \
         out->len = len;                                                                 \

@@ -25,7 +25,7 @@ characters cut from every other licence, README, package document and docstring 
 machine, checked as operator data in batches of 1,000: **0 blocked** at thresholds 2 to
 5, as 37 checks of 1,000 or as one check of all (95% upper bound 0.008%). Recall of the
 three 100-character pieces of one document in one batch of 1,000: 76% at 3 (83% at 2,
-55% at 4; pieces normalizing to fewer than 89 characters may share no fingerprint). When
+55% at 4; pieces normalizing to fewer than 71 characters may share no fingerprint). When
 the indexed documents are public files that other files copy in part (licences,
 generated code), 2.6% of the other records block as accumulated, 1.0% from files with no
 record caught alone, whatever the threshold: the check holds those tenants' text.

@@ -4,19 +4,23 @@ Text is normalized (invisible characters removed: format characters such as zero
 spaces, soft hyphens and byte-order marks, control characters such as NUL, and the other
 default-ignorable code points such as variation selectors and the combining grapheme
 joiner, which would otherwise split every word they are slipped into; then Unicode NFKC,
-case folded, look-alike characters mapped to one representative (Unicode TR39
-confusables joined with case folding, :mod:`kairo_guard.detect.confusables`: Cyrillic
-U+0430 is Latin ``a``), every run of whitespace, punctuation or symbols collapsed to one
-space), cut into overlapping k-grams of :data:`K` characters, and winnowed (Schleimer,
-Wilkerson, Aiken 2003): in every window of :data:`W` consecutive k-gram hashes the
-rightmost minimum is selected. Two texts that share a normalized span of at least ``W + K - 1`` (89)
-characters share at least one selected k-gram, and a shared span of ``L`` characters
-shares at least ``floor((L - K + 1) / W)`` selected positions: 3 for 200 characters,
-which is :data:`MIN_SHARED_FINGERPRINTS`. Fingerprints are a set, so positions whose
-k-grams repeat (text that repeats a 50-character chunk, such as a table of identical
+case folded, letters stripped of their diacritics (``é`` is ``e``), look-alike characters
+mapped to one representative (Unicode TR39 confusables joined with case folding,
+:mod:`kairo_guard.detect.confusables`: Cyrillic U+0430 is Latin ``a``), and everything
+that is not a letter or a digit removed: whitespace, punctuation, symbols and combining
+marks, so a space, a dot or a mark slipped into a word every few characters changes
+nothing, as a look-alike does not), cut into overlapping k-grams of :data:`K`
+characters, and winnowed (Schleimer, Wilkerson, Aiken 2003): in every window of
+:data:`W` consecutive k-gram hashes the rightmost minimum is selected. Two texts that
+share a normalized span of at least ``W + K - 1`` (71) characters share at least one
+selected k-gram, and a shared span of ``L`` characters shares at least
+``floor((L - K + 1) / W)`` selected positions. Normalized text is letters and digits
+only, about 80% of ordinary text: 200 characters of prose are some 160 normalized,
+which share 3 (:data:`MIN_SHARED_FINGERPRINTS`). Fingerprints are a set, so positions
+whose k-grams repeat (text that repeats a 42-letter chunk, such as a table of identical
 rows) count once: such a span may share fewer distinct fingerprints, but it also carries
-little information. Spans shorter than :data:`K` (50) characters, the length of most
-stock phrases, never produce a shared k-gram at all.
+little information. Spans shorter than :data:`K` (42) letters, about 50 characters of
+prose and the length of most stock phrases, never produce a shared k-gram at all.
 
 Window selection uses a fast unkeyed hash: a polynomial rolling hash of the k-gram's code
 points modulo 2**64, passed through a 64-bit finalizer (MurmurHash3's ``fmix64``) so that
@@ -52,6 +56,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
 from kairo_guard.detect.body_text import json_unescaped
+from kairo_guard.detect.char_tables import (
+    CASED_STOP,
+    TAGS_START,
+    VISIBLE_FROM,
+    changed_code_points,
+    invisible_code_points,
+    unmarked_letters,
+)
 from kairo_guard.detect.confusables import TABLE_SHA256, in_latin_words, load_table, translator
 from kairo_guard.detect.fields import record_strings
 
@@ -60,21 +72,22 @@ try:  # compiled at install time (hatch_build.py); the reference below is the fa
 except ImportError:  # pragma: no cover - exercised only where no C compiler was found
     native_core = None  # type: ignore[assignment]
 
-K = 50
-"""k-gram length, in normalized characters."""
-W = 40
+K = 42
+"""k-gram length, in normalized characters (letters and digits)."""
+W = 30
 """Winnowing window, in k-grams."""
 GUARANTEED_SPAN = W + K - 1
 """Any shared normalized span this long shares at least one fingerprint."""
-MIN_SHARED_FINGERPRINTS = (200 - K + 1) // W
-"""Fingerprints a shared 200-character span is guaranteed to share (3)."""
+MIN_SHARED_FINGERPRINTS = (160 - K + 1) // W
+"""Fingerprints a shared 200-character span of prose (some 160 normalized characters)
+is guaranteed to share (3)."""
 SCHEME = (
-    f"kg-winnow2-k{K}-w{W}-ignorable-latinwords-nfkc-casefold-tr39-{TABLE_SHA256[:12]}"
-    "-poly64fmix-siphash24"
+    f"kg-winnow3-k{K}-w{W}-ignorable-latinwords-nfkc-casefold-unmarked-tr39-"
+    f"{TABLE_SHA256[:12]}-alnumonly-poly64fmix-siphash24"
 )
 """Names the normalization and hashing of fingerprints: indexes made under another
 scheme do not match text fingerprinted under this one."""
-NATIVE_VERSION = 1
+NATIVE_VERSION = 2
 """The version of ``_winnow.c`` this module works with (a stale build is not used)."""
 if native_core is not None and (native_core.K, native_core.W, native_core.VERSION) != (
     K,
@@ -99,9 +112,17 @@ _SIP_KEY_PERSON = b"kg-winnow2-sip"  # domain of the SipHash key derived from th
 def normalize(text: str) -> str:
     """Return ``text`` without invisible characters, the look-alikes folding would take
     from their prototype replaced in Latin words (:func:`in_latin_words`), NFKC-normalized,
-    case folded, look-alikes mapped to their representative, separators collapsed."""
+    case folded, letters without their diacritics (:func:`unmarked_letters`), look-alikes
+    mapped to their representative (without its diacritics), and only its letters and
+    digits kept."""
     folded = unicodedata.normalize("NFKC", in_latin_words(strip_invisible(text))).casefold()
-    return _SEPARATORS.sub(" ", _LOOK_ALIKES(folded)).strip()
+    unmarked = _unmarked()  # again after the look-alikes: a representative may be marked
+    return _SEPARATORS.sub("", unmarked(_LOOK_ALIKES(unmarked(folded))))
+
+
+@functools.cache
+def _unmarked() -> Callable[[str], str]:
+    return translator(unmarked_letters())
 
 
 def record_text(content: object) -> str:
@@ -249,61 +270,25 @@ def _packed(mapping: Mapping[int, str]) -> tuple[bytes, bytes, bytes]:
     return np.array(keys, dtype=np.uint32).tobytes(), offsets.tobytes(), codes
 
 
-def changed_code_points(function: Callable[[str], str], stop: int) -> dict[int, str]:
-    """Every code point below ``stop`` that ``function`` changes, with what it makes of
-    it. ``function`` works character by character and never makes a line feed, so all
-    the code points go through it in one call, separated by line feeds."""
-    codes = np.arange(stop, dtype=np.uint32)
-    codes = codes[codes != 0x0A]
-    spaced = np.full(2 * len(codes), 0x0A, dtype=np.uint32)
-    spaced[0::2] = codes
-    text = function(spaced.tobytes().decode("utf-32-le", "surrogatepass"))
-    out = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ends = np.flatnonzero(out == 0x0A)
-    if len(ends) != len(codes):
-        raise RuntimeError("a per-character mapping made line feeds")
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    single = ends - starts == 1
-    changed = ~single
-    changed[single] = out[starts[single]] != codes[single]
-    return {int(codes[i]): text[starts[i] : ends[i]] for i in np.flatnonzero(changed).tolist()}
-
-
-def invisible_code_points(start: int, stop: int) -> list[int]:
-    """The code points from ``start`` to ``stop`` that :func:`strip_invisible` removes
-    (wherever they stand), found by asking it about all of them at once."""
-    every = np.arange(start, stop, dtype=np.uint32)
-    kept = strip_invisible(every.tobytes().decode("utf-32-le", "surrogatepass"))
-    removed = np.ones(stop - start, dtype=bool)
-    kept_codes = np.frombuffer(kept.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    removed[kept_codes - start] = False
-    return (np.flatnonzero(removed) + start).tolist()
-
-
-CASED_STOP = 0x20000
-"""Case folding changes no code point from here on (planes 0 and 1 hold every cased
-letter; a test checks it for the running Python)."""
-VISIBLE_FROM = 0x20000
-""":func:`strip_invisible` removes no code point from here up to :data:`TAGS_START`,
-nor from the end of that plane on (a test checks it)."""
-TAGS_START = 0xE0000
-
-
 @functools.cache
 def _native_tables() -> object:
     """The native core's tables (built once, in some 30 ms).
 
-    The fold map sends each character to the look-alike representatives of its case
-    folding (both work character by character, so one map does both). The prepare map
+    The fold map sends each character to the base letters of the look-alike
+    representatives of the base letters of its case folding (all work character by
+    character, so one map does them all). The prepare map
     removes invisible characters and replaces BMP characters by their NFKC form: that
     leaves the NFKC form of any text they stand in unchanged (a character and its NFKC
     form have one compatibility decomposition) and lets most text pass CPython's NFKC
     quick check, which is over 20 times faster than its full normalization.
     """
-    look_alikes = load_table()
+    look_alikes, unmarked = load_table(), unmarked_letters()
     fold = {}
-    for code in changed_code_points(str.casefold, CASED_STOP).keys() | look_alikes.keys():
-        mapped = "".join(look_alikes.get(ord(c), c) for c in chr(code).casefold())
+    changed = changed_code_points(str.casefold, CASED_STOP).keys()
+    for code in changed | look_alikes.keys() | unmarked.keys():
+        folded = "".join(unmarked.get(ord(c), c) for c in chr(code).casefold())
+        alike = "".join(look_alikes.get(ord(c), c) for c in folded)
+        mapped = "".join(unmarked.get(ord(c), c) for c in alike)
         if mapped != chr(code):
             fold[code] = mapped
     prepare = changed_code_points(functools.partial(unicodedata.normalize, "NFKC"), 0x10000)

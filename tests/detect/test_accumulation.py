@@ -17,7 +17,7 @@ from kairo_guard.detect.accumulation import ACCUMULATED_RULE, CheckNet
 from kairo_guard.enforce.service import CHECK_BATCH
 
 ALLOWED = "allow.operator-public"
-FILLER = prose("accumulation-filler", paragraphs=3)
+FILLER = prose("accumulation-filler", paragraphs=6)
 
 
 def _hidden(piece: str, at: int) -> dict[str, Any]:
@@ -25,14 +25,18 @@ def _hidden(piece: str, at: int) -> dict[str, Any]:
     return {"text": f"{FILLER[at : at + 250]} {piece} {FILLER[at + 250 : at + 500]}"}
 
 
-def _pieces(guard: Guard, tenant: str, doc: str, count: int) -> list[dict[str, Any]]:
+def _pieces(
+    guard: Guard, tenant: str, doc: str, count: int, first_at: int = 0
+) -> list[dict[str, Any]]:
     """Records each holding a 100-character piece of ``doc`` (from one 100 * count
-    character span, cut in order) that alone shares 1 or 2 fingerprints with ``tenant``:
-    below the per-record threshold, but evidence."""
+    character span, cut in order; piece ``i`` hidden at ``first_at + 500 * i`` of the
+    filler) that alone shares 1 or 2 fingerprints with ``tenant``: below the per-record
+    threshold, but evidence."""
     index = guard.fingerprints
     for start in range(0, len(doc) - 100 * count, 10):
         records = [
-            _hidden(doc[start + 100 * i : start + 100 * (i + 1)], 500 * i) for i in range(count)
+            _hidden(doc[start + 100 * i : start + 100 * (i + 1)], first_at + 500 * i)
+            for i in range(count)
         ]
         found = index.evidence([index.fingerprints_of(r) for r in records])
         if all(1 <= len(e.shared.get(tenant, ())) < index.min_shared for e in found):
@@ -64,8 +68,7 @@ def test_when_the_pieces_come_from_three_tenants_then_none_blocks(guard: Guard) 
     for i, tenant in enumerate(("acme", "globex", "initech")):
         doc = prose(f"{tenant}-spread", paragraphs=4)
         guard.fingerprints.add(tenant, doc)
-        records += _pieces(guard, tenant, doc, 1)
-        records[-1] = _hidden(records[-1]["text"][251:-251], 500 * i)
+        records += _pieces(guard, tenant, doc, 1, first_at=500 * i)
     report = _check(guard, records)
     assert report.by_rule == {ALLOWED: 3}
 

@@ -335,10 +335,10 @@ def test_when_excerpt_spans_n_normalized_chars_then_it_shares_the_guaranteed_fin
 
 
 def test_when_tenant_text_is_periodic_then_an_excerpt_still_shares_a_fingerprint() -> None:
-    """Repeated 50-character chunks count once (documented): at least one is shared."""
+    """Repeated 42-letter chunks count once (documented): at least one is shared."""
     table = "0.00 EUR | 0.00 EUR | " * 40  # e.g. a ledger of empty rows
     piece = excerpt(table, 5, 200)
-    assert len(normalize(piece)) >= 200
+    assert len(normalize(piece)) >= K + W - 1
     assert len(_FP.of_text(piece) & _FP.of_text(table)) >= 1
 
 
@@ -366,7 +366,7 @@ def test_when_10000_unrelated_public_records_are_checked_then_at_most_0_1_percen
     for i, (tenant, texts) in enumerate(sorted(docs.items())):
         for j, text in enumerate(texts[:20]):
             piece = excerpt(text, 0, 200)
-            assert len(normalize(piece)) >= 200
+            assert len(normalize(piece)) >= 150  # letters and digits: prose is some 80%
             record = {"text": f"{records[i * 20 + j]} {piece} {records[-1 - j]}"}
             found = overlap(record)
             assert found is not None, (tenant, j)
@@ -402,7 +402,7 @@ def test_a_copy_with_a_default_ignorable_every_20_characters_is_caught(
     assert guard.fingerprints.overlap({"text": prose("ignorable-other", paragraphs=2)}) is None
 
 
-def test_every_invisible_character_of_this_python_is_removed_white_space_separates() -> None:
+def test_every_invisible_character_of_this_python_is_removed_as_separators_are() -> None:
     import sys
     import unicodedata
 
@@ -414,4 +414,4 @@ def test_every_invisible_character_of_this_python_is_removed_white_space_separat
         c = chr(code)
         if invisible(c):
             assert normalize(f"a{c}b") == "ab", f"U+{code:04X} is not removed"
-    assert normalize("a\tb\nc\u00a0d") == "a b c d"  # white space still separates
+    assert normalize("a\tb\nc\u00a0d-e.f\u0336g") == "abcdefg"  # separators and marks too

@@ -13,16 +13,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kairo_guard.core.content import strip_invisible
-from kairo_guard.detect.confusables import load_table
-from kairo_guard.detect.winnow import (
+from kairo_guard.detect.char_tables import (
     CASED_STOP,
-    NATIVE,
+    MARKED_STOP,
     TAGS_START,
     VISIBLE_FROM,
+    invisible_code_points,
+    unmarked_letters,
+)
+from kairo_guard.detect.confusables import load_table
+from kairo_guard.detect.winnow import (
+    NATIVE,
     Fingerprinter,
     K,
     W,
-    invisible_code_points,
     normalize,
     siphash24,
 )
@@ -214,6 +218,31 @@ def test_when_the_tables_assume_where_unicode_has_case_and_invisibles_then_it_ho
     assert strip_invisible(text[: TAGS_START - VISIBLE_FROM]) == text[: TAGS_START - VISIBLE_FROM]
     assert invisible_code_points(TAGS_START + 0x10000, 0x110000) == []
     assert invisible_code_points(VISIBLE_FROM, TAGS_START) == []
+    beyond_marked = np.arange(MARKED_STOP, 0x110000, dtype=np.uint32)
+    text = beyond_marked.tobytes().decode("utf-32-le", "surrogatepass")
+    nfd = unicodedata.normalize("NFD", text)
+    assert not any(unicodedata.category(c) in ("Mn", "Me") for c in set(nfd) - set(text))
+
+
+def test_when_any_character_is_normalized_twice_then_nothing_more_changes() -> None:
+    # a look-alike's representative may carry marks (U+0629 goes to o with diaeresis)
+    for code in range(MARKED_STOP):
+        once = normalize(chr(code))
+        assert normalize(once) == once, f"U+{code:04X}"
+
+
+@pytest.mark.parametrize(
+    ("marked", "base"),
+    [("é", "e"), ("Ǻ", "A"), ("ё", "е"), ("ά", "α"), ("ώ", "ω"), ("ṩ", "s"), ("й", "и")],  # noqa: RUF001
+)
+def test_when_a_letter_has_diacritics_then_it_normalizes_as_its_base_letter(
+    marked: str, base: str
+) -> None:
+    assert unmarked_letters()[ord(marked)] == base
+    assert normalize(f"x{marked}y") == normalize(f"x{base}y")
+    assert normalize(f"x{base}\u0336\u0301\u20dd y") == normalize(f"x{base}y")  # loose marks
+    if NATIVE_FP is not None:
+        assert NATIVE_FP.normalized(f"x{marked}y") == normalize(f"x{marked}y")
 
 
 def test_when_the_nfkc_shortcut_replaces_characters_then_nfkc_of_the_text_is_unchanged() -> None:
