@@ -14,6 +14,7 @@ from kg_testing import sealed_record
 from kairo_guard import Guard
 from kairo_guard.core.types import Mode
 from kairo_guard.detect.accumulation import ACCUMULATED_RULE, CheckNet
+from kairo_guard.detect.fingerprint import FINGERPRINT_RULE
 from kairo_guard.enforce.service import CHECK_BATCH
 
 ALLOWED = "allow.operator-public"
@@ -71,6 +72,23 @@ def test_when_the_pieces_come_from_three_tenants_then_none_blocks(guard: Guard) 
         records += _pieces(guard, tenant, doc, 1, first_at=500 * i)
     report = _check(guard, records)
     assert report.by_rule == {ALLOWED: 3}
+
+
+@pytest.mark.parametrize("copy_first", [False, True], ids=["piece-first", "copy-first"])
+def test_when_a_check_holds_a_copy_of_the_document_then_its_pieces_block_with_it(
+    guard: Guard, copy_first: bool
+) -> None:
+    doc = prose("acme-copied", paragraphs=6)
+    guard.fingerprints.add("acme", doc)
+    (piece,) = _pieces(guard, "acme", doc[:1200], 1)
+    copy = {"text": f"Reprinted: {doc[-500:]}"}
+    assert guard.fingerprints.overlaps([copy])[0] is not None  # caught by itself
+    public = {"text": FILLER[2000:2300]}
+    records = [copy, public, piece] if copy_first else [piece, public, copy]
+    report = _check(guard, records)
+    assert report.by_rule == {FINGERPRINT_RULE: 1, ALLOWED: 1, ACCUMULATED_RULE: 1}
+    blocked = {v.index: v.rule for v in report.violations}
+    assert blocked[records.index(piece)] == ACCUMULATED_RULE
 
 
 def test_when_pieces_come_one_at_a_time_then_blocks_start_where_the_threshold_is_crossed(
