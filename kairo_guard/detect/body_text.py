@@ -12,8 +12,9 @@ what any such reading would hold (more text indexed can only block more):
   JSON string (a form sent as a field): :func:`decoded_readings` and
   :func:`nested_readings` give those decoded forms, leniently;
 * JSON string escapes (``\\u00e4``, ``\\"``, ``\\n``) in text read raw, or in a string
-  that holds JSON text of its own (``json.dumps`` of a document sent as a field), are
-  decoded by :func:`json_unescaped`, which the record reader applies to all text
+  that holds JSON text of its own (``json.dumps`` of a document sent as a field), HTML
+  character references and percent-encoding are decoded by
+  :func:`unescaped_readings`, which the record reader applies to all text
   (:func:`~kairo_guard.detect.winnow.record_text`): on both sides of the net;
 * a body that is not UTF-8 is read by its handler in the charset its Content-Type names
   (which the spool does not keep), or as Latin-1 (Starlette reads a form's raw bytes
@@ -23,9 +24,10 @@ what any such reading would hold (more text indexed can only block more):
 from __future__ import annotations
 
 import codecs
+import html
 import json
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 
@@ -119,6 +121,21 @@ def _valid(data: bytes, encoding: str) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def unescaped_readings(text: str) -> list[str]:
+    """Return ``text`` decoded as a program that finds it escaped would decode it, each
+    reading different from ``text``: its JSON string escapes (:func:`json_unescaped`),
+    its HTML character references (``&eacute;``, ``&#233;``), its percent-encoding as
+    UTF-8. Empty, after one scan for each mark, when it has none of them."""
+    readings = []
+    if "\\" in text:
+        readings.append(json_unescaped(text))
+    if "&" in text:
+        readings.append(html.unescape(text))
+    if "%" in text and _PERCENT.search(text):
+        readings.append(unquote(text, errors="replace"))
+    return [reading for reading in dict.fromkeys(readings) if reading != text]
 
 
 def json_unescaped(text: str) -> str:

@@ -55,7 +55,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from kairo_guard.core.content import strip_invisible
-from kairo_guard.detect.body_text import json_unescaped
+from kairo_guard.detect.body_text import unescaped_readings
 from kairo_guard.detect.char_tables import (
     CASED_STOP,
     TAGS_START,
@@ -132,17 +132,15 @@ def record_text(content: object) -> str:
     the seal field is skipped. Bytes are read as the JSON value they hold, else decoded
     as UTF-8 with replacement (:func:`~kairo_guard.detect.fields.bytes_value`).
 
-    Text with JSON string escapes (``Caf\\u00e9``: JSON text held in a string, as
-    ``json.dumps`` writes a document into a field or a log line) is read twice, as it is
-    and with its escapes decoded (:func:`~kairo_guard.detect.body_text.json_unescaped`),
-    so an escaped copy and a decoded one meet whichever side of the net holds which.
+    Text with escapes a program decodes (JSON string escapes, ``Caf\\u00e9``: JSON text
+    kept in a field or a log line; HTML character references, ``Caf&eacute;``;
+    percent-encoding, ``Caf%C3%A9``) is read as it is and decoded as well
+    (:func:`~kairo_guard.detect.body_text.unescaped_readings`), so an escaped copy and a
+    decoded one meet whichever side of the net holds which.
     """
     text = " ".join(record_strings(content))
-    if "\\" in text:
-        unescaped = json_unescaped(text)
-        if unescaped != text:
-            return text + " " + unescaped
-    return text
+    readings = unescaped_readings(text)
+    return " ".join([text, *readings]) if readings else text
 
 
 class _Powers:

@@ -1,11 +1,16 @@
-"""A copy kept as JSON text inside a string (``json.dumps`` of a document in a field or
-a log line: ``Caf\\u00e9``, ``\\"``, ``\\n``) meets the text it copies: the reader reads
-escaped text both as it is and decoded, at the index and at the sink."""
+"""A copy kept escaped (JSON text inside a string, ``json.dumps`` of a document in a
+field or a log line: ``Caf\\u00e9``; HTML character references; percent-encoding) meets
+the text it copies: the reader reads escaped text both as it is and decoded, at the
+index and at the sink."""
 
 from __future__ import annotations
 
+import html
+import html.entities
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from corpus import prose
@@ -34,24 +39,34 @@ def _check(guard: Guard, records: list[dict[str, Any]]) -> Any:
     return guard.check(sealed, sink="shared-training")
 
 
+ESCAPES: dict[str, Callable[[str], str]] = {
+    "json-in-a-field": lambda doc: json.dumps({"event": "upload", "text": doc}),
+    "json-string-body": lambda doc: json.dumps(doc)[1:-1],
+    "html-references": lambda doc: html.escape(doc).encode("ascii", "xmlcharrefreplace").decode(),
+    "html-named": lambda doc: "".join(
+        f"&{html.entities.codepoint2name[ord(c)]};" if ord(c) in html.entities.codepoint2name else c
+        for c in doc
+    ),
+    "percent-encoded": lambda doc: quote(doc),
+}
+
+
+@pytest.mark.parametrize("escape", list(ESCAPES))
 @pytest.mark.parametrize("doc", [GERMAN, GREEK], ids=["german", "greek"])
-def test_when_a_tenants_text_reaches_a_sink_as_escaped_json_then_it_blocks(
-    guard: Guard, doc: str
+def test_when_a_tenants_text_reaches_a_sink_escaped_then_it_blocks(
+    guard: Guard, doc: str, escape: str
 ) -> None:
     guard.fingerprints.add("acme", {"text": doc})
-    records = [
-        {"log": json.dumps({"event": "upload", "text": doc})},
-        {"raw": json.dumps(doc)[1:-1]},
-    ]
-    report = _check(guard, records)
-    assert report.by_rule == {FINGERPRINT_RULE: 2}
+    report = _check(guard, [{"log": ESCAPES[escape](doc)}])
+    assert report.by_rule == {FINGERPRINT_RULE: 1}
 
 
+@pytest.mark.parametrize("escape", list(ESCAPES))
 @pytest.mark.parametrize("doc", [GERMAN, GREEK], ids=["german", "greek"])
-def test_when_a_tenant_sent_escaped_json_text_then_the_decoded_copy_blocks(
-    guard: Guard, doc: str
+def test_when_a_tenant_sent_escaped_text_then_the_decoded_copy_blocks(
+    guard: Guard, doc: str, escape: str
 ) -> None:
-    guard.fingerprints.add("acme", {"payload": json.dumps({"text": doc})})
+    guard.fingerprints.add("acme", {"payload": ESCAPES[escape](doc)})
     report = _check(guard, [{"text": "Reprinted: " + doc}])
     assert report.by_rule == {FINGERPRINT_RULE: 1}
 
@@ -63,6 +78,7 @@ def test_when_public_text_is_escaped_json_then_it_still_passes(guard: Guard) -> 
         {"log": json.dumps({"text": prose("escaped-public", 2)})},
         {"log": json.dumps({"path": "C:\\data\\new\\table.csv", "note": "Zürich Straße"})},
         {"text": "Der Stadtrat hat den Haushalt für die Schulen in Görlitz beschlossen."},
+        {"html": "<p>AT&amp;T and R&amp;D budgets rose 5% in Z&uuml;rich (see %20 below)</p>"},
     ]
     report = _check(guard, public)
-    assert report.by_rule == {ALLOWED: 3}
+    assert report.by_rule == {ALLOWED: 4}
