@@ -132,19 +132,17 @@ cluster_at(int kind, const void *data, Py_ssize_t n, Py_ssize_t i)
     return 0;
 }
 
-static PyObject *
-shapes(PyObject *self, PyObject *arg)
+typedef struct {
+    Py_ssize_t digits, longest;
+    int at, iban, ssn, cluster;
+} Shapes;
+
+/* The scan proper: reads only the string's data, so it runs without the GIL. */
+static void
+scan(int kind, const void *data, Py_ssize_t n, Shapes *out)
 {
-    Py_ssize_t n, i, digits = 0, run = 0, longest = 0;
-    int kind, at = 0, iban = 0, ssn = 0, cluster = 0;
-    const void *data;
-    if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "shapes() takes a str");
-        return NULL;
-    }
-    n = PyUnicode_GET_LENGTH(arg);
-    kind = PyUnicode_KIND(arg);
-    data = PyUnicode_DATA(arg);
+    Py_ssize_t i, digits = 0, run = 0, longest = 0;
+    int at = 0, iban = 0, ssn = 0, cluster = 0;
     for (i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
         if (is_decimal(c)) {
@@ -170,8 +168,40 @@ shapes(PyObject *self, PyObject *arg)
                 ssn = 1;
         }
     }
-    return Py_BuildValue("(nNnNNN)", digits, PyBool_FromLong(at), longest, PyBool_FromLong(iban),
-                         PyBool_FromLong(ssn), PyBool_FromLong(cluster));
+    out->digits = digits;
+    out->longest = longest;
+    out->at = at;
+    out->iban = iban;
+    out->ssn = ssn;
+    out->cluster = cluster;
+}
+
+#define UNLOCKED_FROM 8192 /* characters: below, releasing the GIL costs more than it frees */
+
+static PyObject *
+shapes(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n;
+    int kind;
+    const void *data;
+    Shapes found;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "shapes() takes a str");
+        return NULL;
+    }
+    n = PyUnicode_GET_LENGTH(arg);
+    kind = PyUnicode_KIND(arg);
+    data = PyUnicode_DATA(arg);
+    if (n >= UNLOCKED_FROM) { /* a body the indexer reads in threads: let the others run */
+        Py_BEGIN_ALLOW_THREADS
+        scan(kind, data, n, &found);
+        Py_END_ALLOW_THREADS
+    }
+    else
+        scan(kind, data, n, &found);
+    return Py_BuildValue("(nNnNNN)", found.digits, PyBool_FromLong(found.at), found.longest,
+                         PyBool_FromLong(found.iban), PyBool_FromLong(found.ssn),
+                         PyBool_FromLong(found.cluster));
 }
 
 static PyObject *
