@@ -176,8 +176,7 @@ class SpoolProcessClient:
             return
         if self._transport is not None:
             logger.error("%s", reason)
-            with contextlib.suppress(Exception):
-                self._transport.close()
+            _close_and_reap(self._transport)
         self._transport = self._stdin = None
         pending, self._pending = self._pending, {}
         for future in pending.values():
@@ -196,10 +195,21 @@ class SpoolProcessClient:
         if stdin is not None:
             with contextlib.suppress(Exception):
                 stdin.close()
-        child = transport.get_extra_info("subprocess") if transport is not None else None
-        if child is not None:  # reaped here, not left running behind a dropped handle
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                child.wait(CLOSE_WAIT)
-        if transport is not None:  # its pipes released now: the loop may not run again
-            with contextlib.suppress(Exception):
-                transport.close()
+        if transport is not None:
+            child = transport.get_extra_info("subprocess")
+            if child is not None:  # it writes what it has and exits
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    child.wait(CLOSE_WAIT)
+            _close_and_reap(transport)  # its pipes released now: the loop may not run again
+
+
+def _close_and_reap(transport: asyncio.BaseTransport) -> None:
+    """Close a writer's transport (which kills its process if it still runs) and reap
+    the process here: the loop's child watcher may never report it (the loop closes
+    first), and a process left unreaped behind a dropped handle is a zombie."""
+    child = transport.get_extra_info("subprocess")
+    with contextlib.suppress(Exception):
+        transport.close()
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            child.wait(CLOSE_WAIT)
