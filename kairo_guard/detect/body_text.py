@@ -123,14 +123,27 @@ def _valid(data: bytes, encoding: str) -> bool:
     return True
 
 
+JSON_LEVELS = 3
+"""How many times JSON text escaped inside JSON text is decoded (a document serialized
+into a field of a record that is serialized into a log line is two)."""
+
+
 def unescaped_readings(text: str) -> list[str]:
     """Return ``text`` decoded as a program that finds it escaped would decode it, each
     reading different from ``text``: its JSON string escapes (:func:`json_unescaped`),
     its HTML character references (``&eacute;``, ``&#233;``), its percent-encoding as
-    UTF-8. Empty, after one scan for each mark, when it has none of them."""
+    UTF-8. JSON text escaped again inside JSON text is decoded up to
+    :data:`JSON_LEVELS` times, each level a reading. Empty, after one scan for each
+    mark, when it has none of them."""
     readings = []
-    if "\\" in text:
-        readings.append(json_unescaped(text))
+    unescaped = text
+    for _ in range(JSON_LEVELS):
+        if "\\" not in unescaped:
+            break
+        once = json_unescaped(unescaped)
+        if once == unescaped:  # only escapes a reader keeps as they are (C:\\data)
+            break
+        readings.append(unescaped := once)
     if "&" in text:
         readings.append(html.unescape(text))
     if "%" in text and _PERCENT.search(text):

@@ -42,6 +42,8 @@ def _check(guard: Guard, records: list[dict[str, Any]]) -> Any:
 ESCAPES: dict[str, Callable[[str], str]] = {
     "json-in-a-field": lambda doc: json.dumps({"event": "upload", "text": doc}),
     "json-string-body": lambda doc: json.dumps(doc)[1:-1],
+    "json-escaped-twice": lambda doc: json.dumps({"line": json.dumps({"text": doc})}),
+    "json-escaped-three-times": lambda doc: json.dumps([json.dumps([json.dumps(doc)])]),
     "html-references": lambda doc: html.escape(doc).encode("ascii", "xmlcharrefreplace").decode(),
     "html-named": lambda doc: "".join(
         f"&{html.entities.codepoint2name[ord(c)]};" if ord(c) in html.entities.codepoint2name else c
