@@ -70,3 +70,19 @@ def unmarked_letters() -> dict[int, str]:
         if len(base) == 1 and len(base) < len(nfd):
             table[code] = base
     return table
+
+
+MERGED_LETTERS = {ord("i"): "l"}
+"""Letters TR39 holds confusable that case folding parts: capital ``I`` looks like
+``l`` (and like ``1``, which the look-alike table joins with ``l``) but folds to ``i``,
+so a copy writing every ``l`` as ``I`` would fold to other text. Merged after folding:
+``i`` and ``l`` count as one letter everywhere."""
+
+
+@functools.cache
+def final_letters() -> dict[int, str]:
+    """What the last per-character step maps: a marked letter to its base letter, then
+    :data:`MERGED_LETTERS`."""
+    table = {code: MERGED_LETTERS.get(ord(base), base) for code, base in unmarked_letters().items()}
+    table.update(MERGED_LETTERS)
+    return table

@@ -61,6 +61,7 @@ from kairo_guard.detect.char_tables import (
     TAGS_START,
     VISIBLE_FROM,
     changed_code_points,
+    final_letters,
     invisible_code_points,
     unmarked_letters,
 )
@@ -82,7 +83,7 @@ MIN_SHARED_FINGERPRINTS = (160 - K + 1) // W
 """Fingerprints a shared 200-character span of prose (some 160 normalized characters)
 is guaranteed to share (3)."""
 SCHEME = (
-    f"kg-winnow3-k{K}-w{W}-ignorable-latinwords-nfkc-casefold-unmarked-tr39-"
+    f"kg-winnow3-k{K}-w{W}-ignorable-latinwords-nfkc-casefold-unmarked-tr39-il-"
     f"{TABLE_SHA256[:12]}-alnumonly-poly64fmix-siphash24"
 )
 """Names the normalization and hashing of fingerprints: indexes made under another
@@ -113,16 +114,22 @@ def normalize(text: str) -> str:
     """Return ``text`` without invisible characters, the look-alikes folding would take
     from their prototype replaced in Latin words (:func:`in_latin_words`), NFKC-normalized,
     case folded, letters without their diacritics (:func:`unmarked_letters`), look-alikes
-    mapped to their representative (without its diacritics), and only its letters and
+    mapped to their representative (without its diacritics), ``i`` and ``l`` merged
+    (:data:`~kairo_guard.detect.char_tables.MERGED_LETTERS`), and only its letters and
     digits kept."""
     folded = unicodedata.normalize("NFKC", in_latin_words(strip_invisible(text))).casefold()
-    unmarked = _unmarked()  # again after the look-alikes: a representative may be marked
-    return _SEPARATORS.sub("", unmarked(_LOOK_ALIKES(unmarked(folded))))
+    # unmarked again after the look-alikes (a representative may be marked), i merged
+    return _SEPARATORS.sub("", _finish()(_LOOK_ALIKES(_unmarked()(folded))))
 
 
 @functools.cache
 def _unmarked() -> Callable[[str], str]:
     return translator(unmarked_letters())
+
+
+@functools.cache
+def _finish() -> Callable[[str], str]:
+    return translator(final_letters())
 
 
 def record_text(content: object) -> str:
@@ -280,13 +287,13 @@ def _native_tables() -> object:
     form have one compatibility decomposition) and lets most text pass CPython's NFKC
     quick check, which is over 20 times faster than its full normalization.
     """
-    look_alikes, unmarked = load_table(), unmarked_letters()
+    look_alikes, unmarked, final = load_table(), unmarked_letters(), final_letters()
     fold = {}
     changed = changed_code_points(str.casefold, CASED_STOP).keys()
-    for code in changed | look_alikes.keys() | unmarked.keys():
+    for code in changed | look_alikes.keys() | final.keys():
         folded = "".join(unmarked.get(ord(c), c) for c in chr(code).casefold())
         alike = "".join(look_alikes.get(ord(c), c) for c in folded)
-        mapped = "".join(unmarked.get(ord(c), c) for c in alike)
+        mapped = "".join(final.get(ord(c), c) for c in alike)
         if mapped != chr(code):
             fold[code] = mapped
     prepare = changed_code_points(functools.partial(unicodedata.normalize, "NFKC"), 0x10000)

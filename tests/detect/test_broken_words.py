@@ -1,5 +1,6 @@
 """A copy with something slipped into its words every few characters (a space, a dot,
-a hyphen, a combining mark), its spaces taken out, or its accents dropped still shares
+a hyphen, a combining mark), its spaces taken out, its accents dropped, or every l
+written as a capital I (TR39 holds them confusable; case folding parts them) still shares
 the tenant's fingerprints: normalized text is letters and digits only, each without its
 diacritics. Public text stays allowed."""
 
@@ -65,6 +66,7 @@ COPIES: dict[str, Callable[[str], str]] = {
     "spaces-removed": lambda t: t.replace(" ", ""),
     "camel-case": lambda t: "".join(w.capitalize() for w in t.split()),
     "accents-dropped": _unaccented,
+    "capital-i-for-l": lambda t: t.replace("l", "I"),
 }
 
 
