@@ -223,7 +223,8 @@ class BodyText:
 
     def _emit_segment(self, segment: str) -> None:
         self._emit(segment)
-        # raw text, or JSON strings that hold escapes or a form: a handler may decode it
+        # raw text, or JSON strings, that hold a form: a handler may decode it (escapes:
+        # the record reader decodes them in any text)
         for reading in decoded_readings(segment):
             self._emit(reading)
 

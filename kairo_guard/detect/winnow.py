@@ -6,7 +6,8 @@ default-ignorable code points such as variation selectors and the combining grap
 joiner, which would otherwise split every word they are slipped into; then Unicode NFKC,
 case folded, letters stripped of their diacritics (``é`` is ``e``), look-alike characters
 mapped to one representative (Unicode TR39 confusables joined with case folding,
-:mod:`kairo_guard.detect.confusables`: Cyrillic U+0430 is Latin ``a``), and everything
+:mod:`kairo_guard.detect.confusables`: Cyrillic U+0430 is Latin ``a``; ``i`` and ``l``
+one letter, since capital ``I`` looks like ``l`` but folds to ``i``), and everything
 that is not a letter or a digit removed: whitespace, punctuation, symbols and combining
 marks, so a space, a dot or a mark slipped into a word every few characters changes
 nothing, as a look-alike does not), cut into overlapping k-grams of :data:`K`
