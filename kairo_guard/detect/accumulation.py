@@ -27,10 +27,10 @@ characters cut from every other licence, README, package document and docstring 
 machine, checked as operator data in batches of 1,000: **0 blocked** at thresholds 2 to
 5, as 40 checks of 1,000 or as one check of all (95% upper bound 0.0075%). Recall of the
 three 100-character pieces of one document in one batch of 1,000: 84% at 3 (84% at 2,
-79% at 4, 68% at 5; in half the trials one piece is caught alone and takes the others
-with it; pieces normalizing to fewer than 71 characters may share no fingerprint). When
-the indexed documents are public files that other files copy in part (licences,
-generated code), 1.0% of the other records block as accumulated, 0.6% from files with no
+78% at 4, 64% at 5; in about half the trials one piece is caught alone and takes the
+others with it; pieces normalizing to fewer than 71 characters may share no fingerprint).
+When the indexed documents are public files that other files copy in part (licences,
+generated code), 0.9% of the other records block as accumulated, 0.5% from files with no
 record caught alone, whatever the threshold: the check holds those tenants' text.
 """
 
@@ -80,6 +80,9 @@ class CheckNet:
         """Per record of the last :meth:`decide`: the evidence it added (passing records
         the net let through), else :data:`NO_EVIDENCE`."""
         self._held: list[tuple[Any, Evidence]] = []
+        self.holding = False
+        """Whether :meth:`hold` keeps records: set by a caller that will :meth:`recall`
+        (one that has every record still); a stream's held records would only grow."""
 
     def refresh(self) -> None:
         """Make the next lookup read what was indexed since the last refresh first (when
@@ -154,7 +157,8 @@ class CheckNet:
         """Remember a record let through with ``evidence`` (``token`` names it to the
         caller): :meth:`recall` blocks it if its tenant's count reaches the threshold
         later in the check."""
-        self._held.append((token, evidence))
+        if self.holding:
+            self._held.append((token, evidence))
 
     def recall(self) -> list[tuple[Any, Decision]]:
         """The held records whose evidence now blocks them (a later record of the check

@@ -51,7 +51,6 @@ from kairo_guard.enforce.labels import (
     split_record,
 )
 from kairo_guard.enforce.ledger import CheckLedger, audit_sink_name
-from kairo_guard.enforce.shards import ShardRegistry
 
 REFRESH_EVERY = 1024
 """Records between refreshes of the clock and the tenant's agreement status."""
@@ -71,11 +70,8 @@ class SinkCheck:
         self.mode = mode
         self._ambient = ambient
         self._pseudonyms: dict[str, str] = {}
-        self._check_id = f"chk_{uuid.uuid4().hex[:20]}"
         self._started = ctx.clock()
         self._mono = time.monotonic()
-        self._now = self._started
-        self._agreement = False
         self._decisions: dict[tuple[object, ...], tuple[Decision, str | None]] = {}
         self._keep: list[Label | None] = []
         self._verify = ctx.codec.verify
@@ -85,8 +81,6 @@ class SinkCheck:
         self._operator_rules, self._operator_checks = operator_plan(ctx, shared)
         self._checks_any = self._net_passing or bool(self._checks or self._operator_checks)
         self._shards = ctx.shards if shared else None
-        self._clean: Callable[[Label, str], bool] | None = None
-        self._vetted: ShardRegistry | None = None  # the shards, if compared at the refresh
         self._view: dict[str, ViewEntry] | None = None  # made at generation _view_of
         self._view_of = -1
         self._refresh()
@@ -94,7 +88,7 @@ class SinkCheck:
         self._finished: CheckReport | None = None
         self._ambient_pseudonym = self._pseudonym(ambient)
         header = {
-            "check": self._check_id,
+            "check": f"chk_{uuid.uuid4().hex[:20]}",
             "sink": audit_sink_name(sink, self._pseudonym),
             "kind": sink.kind.value,
             "sink_tenant": self._pseudonym(sink.tenant),
@@ -370,6 +364,11 @@ class SinkCheck:
         if tenant is not None and found is None:
             found = self._pseudonyms[tenant] = self._ctx.pseudonym(tenant)
         return found
+
+    def keep_for_recall(self) -> None:
+        """Hold what :meth:`recall` needs: only for a caller that has every record still."""
+        if self._net is not None:
+            self._net.holding = True
 
     def recall(self) -> list[int]:
         """Block the records let through that later evidence implicates (positions)."""

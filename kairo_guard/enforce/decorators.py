@@ -71,6 +71,7 @@ def _check_before(
     checks: SinkChecks, sink: Sink, value: Any, shape: Shape, report_to: ReportCallback
 ) -> Any:
     run = checks.start(sink)
+    run.keep_for_recall()
     keep: dict[int, Any] = {}  # the records let through, by position in the check
     position = 0
     items = iter(records_of(value))

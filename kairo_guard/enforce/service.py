@@ -131,6 +131,7 @@ class SinkChecks:
             resolved = self.resolve(sink, kind=kind, tenant=tenant)
             return batch.check(records, resolved, Mode(mode) if mode else None)
         run = self.start(sink, kind=kind, tenant=tenant, mode=mode)
+        run.keep_for_recall()  # the records are the caller's: none leaves before the end
         items = iter(records_of(records))
         while chunk := list(islice(items, CHECK_BATCH)):
             run.decide_many(chunk)  # the fingerprint net: one lookup a chunk

@@ -203,3 +203,21 @@ def test_a_stream_cannot_recall_the_pieces_it_let_through(
     # the first piece was consumed before the threshold was crossed: it cannot be recalled
     assert any(r is records[positions[0]] for r in passed)
     assert not any(r is records[positions[-1]] for r in passed)
+
+
+@pytest.mark.parametrize("keeps", [False, True])
+def test_a_check_holds_let_through_records_only_when_its_caller_will_recall_them(
+    guard: Guard, far_apart: tuple[list[Any], list[int]], keeps: bool
+) -> None:
+    # a stream (CLI scan, guard.checked, a dataset stream) never recalls: what it held
+    # would only grow with its length, so it holds nothing unless its caller asks
+    records, positions = far_apart
+    run = guard.checks.start("shared-training", mode=Mode.FILTER)
+    if keeps:
+        run.keep_for_recall()
+    for at in range(0, len(records), CHECK_BATCH):
+        run.decide_many(records[at : at + CHECK_BATCH])
+    recalled = run.recall()
+    report = run.finish()
+    assert recalled == ([positions[0]] if keeps else [])
+    assert (positions[0] in {v.index for v in report.violations}) is keeps
