@@ -204,38 +204,89 @@ shapes(PyObject *self, PyObject *arg)
                          PyBool_FromLong(found.cluster));
 }
 
+/* The maximal runs of at least `minimum` run characters of one kind of str, appended
+ * to spans as (start, end) pairs; -1 when out of memory. Needs no interpreter state.
+ * Only every `minimum`-th character is looked at until one is a run character (a run
+ * that long holds one of them), and only then the run around it: a text of short
+ * words costs a fraction of a pass. */
+#define FIND_RUNS(TYPE)                                                                   \
+    do {                                                                                  \
+        const TYPE *p = (const TYPE *)data;                                               \
+        Py_ssize_t i = minimum - 1;                                                       \
+        while (i < n) {                                                                   \
+            if (!is_run_char(p[i])) {                                                     \
+                i += minimum;                                                             \
+                continue;                                                                 \
+            }                                                                             \
+            Py_ssize_t from = i, to = i + 1;                                              \
+            while (from > 0 && is_run_char(p[from - 1]))                                  \
+                from--;                                                                   \
+            while (to < n && is_run_char(p[to]))                                          \
+                to++;                                                                     \
+            i = to + minimum; /* p[to] ends the run: the next long one holds this */      \
+            if (to - from < minimum)                                                      \
+                continue;                                                                 \
+            if (*count == *cap) {                                                         \
+                Py_ssize_t more = *cap ? 2 * *cap : 16;                                   \
+                Py_ssize_t *grown = PyMem_RawRealloc(*spans, 2 * more * sizeof(**spans)); \
+                if (grown == NULL)                                                        \
+                    return -1;                                                            \
+                *spans = grown;                                                           \
+                *cap = more;                                                              \
+            }                                                                             \
+            (*spans)[2 * *count] = from;                                                  \
+            (*spans)[2 * *count + 1] = to;                                                \
+            (*count)++;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+static int
+find_runs(int kind, const void *data, Py_ssize_t n, Py_ssize_t minimum, Py_ssize_t **spans,
+          Py_ssize_t *count, Py_ssize_t *cap)
+{
+    if (minimum < 1)
+        minimum = 1;
+    if (kind == PyUnicode_1BYTE_KIND)
+        FIND_RUNS(Py_UCS1);
+    else if (kind == PyUnicode_2BYTE_KIND)
+        FIND_RUNS(Py_UCS2);
+    else
+        FIND_RUNS(Py_UCS4);
+    return 0;
+}
+
 static PyObject *
 runs(PyObject *self, PyObject *args)
 {
-    PyObject *text, *out, *item;
-    Py_ssize_t minimum, n, i, start = -1;
-    int kind;
+    PyObject *text, *out;
+    Py_ssize_t minimum, n, *spans = NULL, count = 0, cap = 0, i;
+    int kind, failed;
     const void *data;
     if (!PyArg_ParseTuple(args, "Un", &text, &minimum))
-        return NULL;
-    out = PyList_New(0);
-    if (out == NULL)
         return NULL;
     n = PyUnicode_GET_LENGTH(text);
     kind = PyUnicode_KIND(text);
     data = PyUnicode_DATA(text);
-    for (i = 0; i <= n; i++) {
-        int in = i < n && is_run_char(PyUnicode_READ(kind, data, i));
-        if (in && start < 0)
-            start = i;
-        else if (!in && start >= 0) {
-            if (i - start >= minimum) {
-                item = Py_BuildValue("(nn)", start, i);
-                if (item == NULL || PyList_Append(out, item) < 0) {
-                    Py_XDECREF(item);
-                    Py_DECREF(out);
-                    return NULL;
-                }
-                Py_DECREF(item);
-            }
-            start = -1;
-        }
+    if (n >= UNLOCKED_FROM) {
+        Py_BEGIN_ALLOW_THREADS
+        failed = find_runs(kind, data, n, minimum, &spans, &count, &cap);
+        Py_END_ALLOW_THREADS
     }
+    else
+        failed = find_runs(kind, data, n, minimum, &spans, &count, &cap);
+    if (failed) {
+        PyMem_RawFree(spans);
+        return PyErr_NoMemory();
+    }
+    out = PyList_New(count);
+    for (i = 0; out != NULL && i < count; i++) {
+        PyObject *item = Py_BuildValue("(nn)", spans[2 * i], spans[2 * i + 1]);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, item);
+    }
+    PyMem_RawFree(spans);
     return out;
 }
 

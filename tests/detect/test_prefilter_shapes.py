@@ -81,3 +81,19 @@ def test_ascii_text_loses_exactly_the_invisible_characters_the_expression_remove
     from kairo_guard.core import content
 
     assert content.strip_invisible(text) == content._INVISIBLE.sub("", text)
+
+
+@needs_native
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("ab=+/.-_ \n\u00e9\u4e2d\U0001f600,"), max_size=400),
+    st.integers(min_value=-1, max_value=60),
+)
+def test_the_runs_found_by_sampling_are_every_run_the_expression_finds(
+    text: str, minimum: int
+) -> None:
+    # the scanner looks at every minimum-th character first: runs of each length, in
+    # 1-, 2- and 4-byte strings, at the ends of the text
+    assert runs(text, minimum) == [
+        m.span() for m in RUN.finditer(text) if len(m.group()) >= minimum
+    ]
