@@ -16,6 +16,9 @@ what any such reading would hold (more text indexed can only block more):
   character references and percent-encoding are decoded by
   :func:`unescaped_readings`, which the record reader applies to all text
   (:func:`~kairo_guard.detect.winnow.record_text`): on both sides of the net;
+* text sent base64-encoded (a file's content in a JSON field, a MIME part, a token's
+  payload) is read by whoever decodes it: :func:`base64_readings` gives the text such a
+  run decodes to, which the record reader reads as well;
 * a body that is not UTF-8 is read by its handler in the charset its Content-Type names
   (which the spool does not keep), or as Latin-1 (Starlette reads a form's raw bytes
   so): :func:`other_encodings` names the encodings it is read in as well.
@@ -23,6 +26,7 @@ what any such reading would hold (more text indexed can only block more):
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import html
 import json
@@ -33,6 +37,7 @@ import orjson
 
 from kairo_guard.core.types import SEAL_FIELD
 from kairo_guard.detect.fields import record_strings
+from kairo_guard.detect.shapes import runs
 
 # A stretch of JSON string content, with only escapes a JSON reader accepts; quotes,
 # bad escapes and a backslash at the end stop it and are left as they are.
@@ -132,9 +137,10 @@ def unescaped_readings(text: str) -> list[str]:
     """Return ``text`` decoded as a program that finds it escaped would decode it, each
     reading different from ``text``: its JSON string escapes (:func:`json_unescaped`),
     its HTML character references (``&eacute;``, ``&#233;``), its percent-encoding as
-    UTF-8. JSON text escaped again inside JSON text is decoded up to
+    UTF-8, the text its base64 runs decode to (:func:`base64_readings`, each with its
+    own readings). JSON text escaped again inside JSON text is decoded up to
     :data:`JSON_LEVELS` times, each level a reading. Empty, after one scan for each
-    mark, when it has none of them."""
+    mark and one for long runs, when it has none of them."""
     readings = []
     unescaped = text
     for _ in range(JSON_LEVELS):
@@ -148,7 +154,89 @@ def unescaped_readings(text: str) -> list[str]:
         readings.append(html.unescape(text))
     if "%" in text and _PERCENT.search(text):
         readings.append(unquote(text, errors="replace"))
+    if len(text) >= BASE64_MIN_CHARS and (found := runs(text, _BASE64_LINE)):
+        for decoded in _base64_runs(text, found):  # and what the decoded text holds
+            readings += [decoded, *unescaped_readings(decoded)]
     return [reading for reading in dict.fromkeys(readings) if reading != text]
+
+
+BASE64_MIN_CHARS = 96
+"""The shortest base64 read as text: 72 bytes, about the least text that can share a
+fingerprint (:data:`~kairo_guard.detect.winnow.GUARANTEED_SPAN` normalized characters).
+Shorter runs are read when lines of one run (MIME wraps at 76, PEM at 64) add up to it."""
+_BASE64_LINE = 48
+"""The shortest line of a wrapped run that is joined to the next."""
+_BASE64_HEAD = 96
+"""How much of a run is decoded first to see whether it is text at all."""
+_URLSAFE = str.maketrans("-_", "+/")
+_LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
+_PADDED = re.compile(r"(?<==)(?!=)")  # after the padding of one run joined to the next
+_WRAP = re.compile(r"[ \t]*\r?\n[ \t]*([A-Za-z0-9+/]+={0,2})(?![\w+/=.-])")
+"""The next line of base64 wrapped in lines (MIME and PEM: the standard alphabet)."""
+
+
+def base64_readings(text: str) -> list[str]:
+    """Return the text each base64 run of ``text`` decodes to (standard or URL-safe
+    alphabet, padded or not, wrapped in lines or not, runs joined by ``.`` as in a
+    token or after another's padding), for runs of at least :data:`BASE64_MIN_CHARS`
+    characters that decode to UTF-8 text (no control bytes but tab and line ends).
+    Binary data, hex digests and words are not read: their first :data:`_BASE64_HEAD`
+    characters do not decode to such text, and the rest of them is not decoded. One
+    pass of the native run scanner (:func:`~kairo_guard.detect.shapes.runs`) when there
+    is no long run."""
+    if len(text) < BASE64_MIN_CHARS:
+        return []
+    return _base64_runs(text, runs(text, _BASE64_LINE))
+
+
+def _base64_runs(text: str, found: list[tuple[int, int]]) -> list[str]:
+    """:func:`base64_readings` of the runs ``found`` in ``text`` (long enough to be a
+    line of a wrapped run)."""
+    readings: list[str] = []
+    at = 0
+    for start, end in found:
+        if start < at:  # (joined to the run before, as a line of it)
+            continue
+        line, width = end, end - start
+        while width == line - start and (wrap := _WRAP.match(text, end)):
+            end, width = wrap.end(), wrap.end(1) - wrap.start(1)  # lines of one width
+        at = end
+        if end - start < BASE64_MIN_CHARS:
+            continue
+        run = text[start:end]
+        if end > line:
+            run = _LINE_BREAK.sub("", run)
+        for part in run.split("."):
+            units = _PADDED.split(part) if "=" in part.rstrip("=") else [part]
+            readings += filter(None, map(_base64_text, units))
+    return readings
+
+
+def _base64_text(unit: str) -> str | None:
+    """The UTF-8 text one run of base64 decodes to, or None (not base64, not text);
+    its head is decoded first, and most runs end there."""
+    unit = unit.rstrip("=")
+    if len(unit) < BASE64_MIN_CHARS or not unit.isascii() or not _text(unit[:_BASE64_HEAD]):
+        return None
+    if len(unit) % 4 == 1:  # a lone last character ends no byte
+        unit = unit[:-1]
+    padded = unit.translate(_URLSAFE) + "=" * (-len(unit) % 4)
+    try:
+        data = binascii.a2b_base64(padded, strict_mode=True)
+        decoded = data.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded if len(data.translate(None, _CONTROL_BYTES)) == len(data) else None
+
+
+def _text(head: str) -> bool:
+    """Whether ``head`` (ASCII, a multiple of 4 long) is base64 of the start of text."""
+    try:
+        data = binascii.a2b_base64(head.translate(_URLSAFE), strict_mode=True)
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return len(data.translate(None, _CONTROL_BYTES)) == len(data)
 
 
 def json_unescaped(text: str) -> str:

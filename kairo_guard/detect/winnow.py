@@ -142,9 +142,9 @@ def record_text(content: object) -> str:
 
     Text with escapes a program decodes (JSON string escapes, ``Caf\\u00e9``: JSON text
     kept in a field or a log line; HTML character references, ``Caf&eacute;``;
-    percent-encoding, ``Caf%C3%A9``) is read as it is and decoded as well
-    (:func:`~kairo_guard.detect.body_text.unescaped_readings`), so an escaped copy and a
-    decoded one meet whichever side of the net holds which.
+    percent-encoding, ``Caf%C3%A9``; base64 of text) is read as it is and decoded as
+    well (:func:`~kairo_guard.detect.body_text.unescaped_readings`), so an escaped copy
+    and a decoded one meet whichever side of the net holds which.
     """
     text = " ".join(record_strings(content))
     readings = unescaped_readings(text)

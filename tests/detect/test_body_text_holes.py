@@ -6,13 +6,15 @@ runs the spool's indexer first (the real one, reading the body with ``read_body`
 vets a copy of a decoded passage relabelled as operator data. The bodies are the ways
 a body's text was left out: a parser's value of a small JSON body (a root seal field,
 the first value of a repeated key), text read raw after JSON stopped parsing (its
-``\\u`` escapes undecoded), a form (percent-encoded), and JSON text or a form sent
-inside a JSON string (its own escapes undecoded once the body is parsed).
+``\\u`` escapes undecoded), a form (percent-encoded), JSON text or a form sent
+inside a JSON string (its own escapes undecoded once the body is parsed), and text sent
+base64-encoded (a file's content in a JSON field, a whole body, a MIME part).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -92,7 +94,23 @@ BODIES: dict[str, Callable[[str], bytes]] = {
     ).encode(),
     "form-in-json": lambda p: _escaped({"payload": urlencode({"text": p})}),
     "large-json-in-json": _large_nested,
+    "base64-in-json": lambda p: _escaped({"name": "minutes.txt", "content": _b64(p)}),
+    "base64-urlsafe-unpadded": lambda p: _escaped(
+        {"content": base64.urlsafe_b64encode(p.encode()).decode().rstrip("=")}
+    ),
+    "base64-of-json-in-json": lambda p: _escaped({"content": _b64(json.dumps({"text": p}))}),
+    "base64-body": lambda p: base64.b64encode(p.encode()),
+    "multipart-base64-part": lambda p: (
+        b"--kgb\r\nContent-Disposition: form-data; name=file; filename=m.txt\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(p.encode()).replace(b"\n", b"\r\n")
+        + b"--kgb--\r\n"
+    ),
 }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def _post(guard: Guard, bodies: list[bytes]) -> None:
