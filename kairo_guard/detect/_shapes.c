@@ -15,6 +15,9 @@
  *       cluster: \d[\d \t()./-]{8,24}\d (what every phone number match holds).
  *   runs(text, minimum) -> list of (start, end)
  *       the maximal runs of [\w+/=.-] at least `minimum` characters long.
+ *   phone_runs(text, minimum) -> list of (start, end)
+ *       the maximal runs of [\d \t()./+-] at least `minimum` characters long holding
+ *       two digits (\d): where a phone number's match can be.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -209,22 +212,22 @@ shapes(PyObject *self, PyObject *arg)
  * Only every `minimum`-th character is looked at until one is a run character (a run
  * that long holds one of them), and only then the run around it: a text of short
  * words costs a fraction of a pass. */
-#define FIND_RUNS(TYPE)                                                                   \
+#define FIND_RUNS(TYPE, IN)                                                                 \
     do {                                                                                  \
         const TYPE *p = (const TYPE *)data;                                               \
         Py_ssize_t i = minimum - 1;                                                       \
         while (i < n) {                                                                   \
-            if (!is_run_char(p[i])) {                                                     \
+            if (!IN(p[i])) {                                                              \
                 i += minimum;                                                             \
                 continue;                                                                 \
             }                                                                             \
             Py_ssize_t from = i, to = i + 1;                                              \
-            while (from > 0 && is_run_char(p[from - 1]))                                  \
+            while (from > 0 && IN(p[from - 1]))                                           \
                 from--;                                                                   \
-            while (to < n && is_run_char(p[to]))                                          \
+            while (to < n && IN(p[to]))                                                   \
                 to++;                                                                     \
             i = to + minimum; /* p[to] ends the run: the next long one holds this */      \
-            if (to - from < minimum)                                                      \
+            if (to - from < minimum || !WANTED(from, to))                                 \
                 continue;                                                                 \
             if (*count == *cap) {                                                         \
                 Py_ssize_t more = *cap ? 2 * *cap : 16;                                   \
@@ -240,23 +243,78 @@ shapes(PyObject *self, PyObject *arg)
         }                                                                                 \
     } while (0)
 
+#define ANY_RUN(from, to) 1
+
 static int
 find_runs(int kind, const void *data, Py_ssize_t n, Py_ssize_t minimum, Py_ssize_t **spans,
           Py_ssize_t *count, Py_ssize_t *cap)
 {
+#define WANTED ANY_RUN
     if (minimum < 1)
         minimum = 1;
     if (kind == PyUnicode_1BYTE_KIND)
-        FIND_RUNS(Py_UCS1);
+        FIND_RUNS(Py_UCS1, is_run_char);
     else if (kind == PyUnicode_2BYTE_KIND)
-        FIND_RUNS(Py_UCS2);
+        FIND_RUNS(Py_UCS2, is_run_char);
     else
-        FIND_RUNS(Py_UCS4);
+        FIND_RUNS(Py_UCS4, is_run_char);
+#undef WANTED
     return 0;
 }
 
+/* A character a phone number's match is made of: re's \d (a Unicode decimal digit) or
+ * one of " \t()./+-". */
+static int
+is_phone_char(Py_UCS4 c)
+{
+    return is_decimal(c) || c == '+' || is_cluster_sep(c);
+}
+
+/* Whether p[from:to] holds two decimal digits (a match holds at least its first and
+ * its last). */
+#define DEFINE_TWO_DIGITS(NAME, TYPE)                                                     \
+    static int NAME(const TYPE *p, Py_ssize_t from, Py_ssize_t to)                        \
+    {                                                                                     \
+        int seen = 0;                                                                     \
+        for (; from < to; from++)                                                         \
+            if (is_decimal(p[from]) && ++seen == 2)                                       \
+                return 1;                                                                 \
+        return 0;                                                                         \
+    }
+DEFINE_TWO_DIGITS(two_digits_1, Py_UCS1)
+DEFINE_TWO_DIGITS(two_digits_2, Py_UCS2)
+DEFINE_TWO_DIGITS(two_digits_4, Py_UCS4)
+
+static int
+find_phone_runs(int kind, const void *data, Py_ssize_t n, Py_ssize_t minimum,
+                Py_ssize_t **spans, Py_ssize_t *count, Py_ssize_t *cap)
+{
+    if (minimum < 1)
+        minimum = 1;
+    if (kind == PyUnicode_1BYTE_KIND) {
+#define WANTED(from, to) two_digits_1(p, from, to)
+        FIND_RUNS(Py_UCS1, is_phone_char);
+#undef WANTED
+    }
+    else if (kind == PyUnicode_2BYTE_KIND) {
+#define WANTED(from, to) two_digits_2(p, from, to)
+        FIND_RUNS(Py_UCS2, is_phone_char);
+#undef WANTED
+    }
+    else {
+#define WANTED(from, to) two_digits_4(p, from, to)
+        FIND_RUNS(Py_UCS4, is_phone_char);
+#undef WANTED
+    }
+    return 0;
+}
+
+typedef int (*RunFinder)(int, const void *, Py_ssize_t, Py_ssize_t, Py_ssize_t **,
+                         Py_ssize_t *, Py_ssize_t *);
+
+/* The spans a finder finds, as a list of (start, end). */
 static PyObject *
-runs(PyObject *self, PyObject *args)
+spans_of(PyObject *args, RunFinder find)
 {
     PyObject *text, *out;
     Py_ssize_t minimum, n, *spans = NULL, count = 0, cap = 0, i;
@@ -269,11 +327,11 @@ runs(PyObject *self, PyObject *args)
     data = PyUnicode_DATA(text);
     if (n >= UNLOCKED_FROM) {
         Py_BEGIN_ALLOW_THREADS
-        failed = find_runs(kind, data, n, minimum, &spans, &count, &cap);
+        failed = find(kind, data, n, minimum, &spans, &count, &cap);
         Py_END_ALLOW_THREADS
     }
     else
-        failed = find_runs(kind, data, n, minimum, &spans, &count, &cap);
+        failed = find(kind, data, n, minimum, &spans, &count, &cap);
     if (failed) {
         PyMem_RawFree(spans);
         return PyErr_NoMemory();
@@ -290,9 +348,22 @@ runs(PyObject *self, PyObject *args)
     return out;
 }
 
+static PyObject *
+runs(PyObject *self, PyObject *args)
+{
+    return spans_of(args, find_runs);
+}
+
+static PyObject *
+phone_runs(PyObject *self, PyObject *args)
+{
+    return spans_of(args, find_phone_runs);
+}
+
 static PyMethodDef methods[] = {
     {"shapes", shapes, METH_O, "shapes(text) -> (digits, at, longest_run, iban, ssn, cluster)"},
     {"runs", runs, METH_VARARGS, "runs(text, minimum) -> [(start, end), ...]"},
+    {"phone_runs", phone_runs, METH_VARARGS, "phone_runs(text, minimum) -> [(start, end), ...]"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,7 +30,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import Field, json_path, record_fields, record_strings
 from kairo_guard.detect.prefilter import Prefilter, sorted_unique
-from kairo_guard.detect.shapes import shapes
+from kairo_guard.detect.shapes import phone_runs, shapes
 
 CUSTOMER_IDENTIFIER_RULE = "pii.customer-identifier"
 EMAIL, PHONE = "EMAIL_ADDRESS", "PHONE_NUMBER"
@@ -38,21 +38,22 @@ MAX_PATHS_IN_REASON = 5
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
 _PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d \t()./-]{8,24}\d(?![\w])")
 _NOT_DIGIT = re.compile(r"\D")
-_PHONE_RUN = re.compile(r"[\d \t()./+-]{10,}")  # every character a _PHONE match can hold
 # dot-separated digit groups that are not a phone number's (3.3.4 and the like): an IPv4
 # address, a version (a group of one digit)
 _DOTTED = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|(?:\d+\.)*\d\.\d+(?:\.\d+)*|\d+(?:\.\d+)*\.\d")
 _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
+_SHORTEST_MATCH = 10  # characters of the shortest _PHONE match: a digit, eight, a digit
 
 
 def _phone_matches(text: str) -> Iterator[re.Match[str]]:
     """``_PHONE.finditer(text)``, run only over the runs of characters a match is made
-    of: a match lies inside one run, look-behind sees before a run's start, and one
-    character past its end lets look-ahead see what follows, so the matches are the
+    of that hold two digits (:func:`~kairo_guard.detect.shapes.phone_runs`, found
+    natively): a match lies inside one run, look-behind sees before a run's start, and
+    one character past its end lets look-ahead see what follows, so the matches are the
     same, without scanning the prose between (most of a long text)."""
     n = len(text)
-    for run in _PHONE_RUN.finditer(text):
-        yield from _PHONE.finditer(text, run.start(), min(n, run.end() + 1))
+    for start, end in phone_runs(text, _SHORTEST_MATCH):
+        yield from _PHONE.finditer(text, start, min(n, end + 1))
 
 
 def identifiers_in(text: str, cluster: bool | None = None) -> Iterator[tuple[str, bytes]]:

@@ -27,6 +27,8 @@ IBAN_START = re.compile(r"[A-Z]{2}[0-9]{2}", re.IGNORECASE)
 SSN_SHAPE = re.compile(r"[0-9]{3}[- .]?[0-9]{2}[- .]?[0-9]{4}")
 CLUSTER = re.compile(r"\d[\d \t()./-]{8,24}\d")
 """What every phone number match holds, without its boundary checks."""
+PHONE_RUN = re.compile(r"[\d \t()./+-]+")
+"""A run of the characters a phone number's match is made of."""
 
 
 class Shapes(NamedTuple):
@@ -73,3 +75,23 @@ def runs(text: str, minimum: int) -> list[tuple[int, int]]:
         found: list[tuple[int, int]] = native_shapes.runs(text, minimum)
         return found
     return [m.span() for m in RUN.finditer(text) if m.end() - m.start() >= minimum]
+
+
+def phone_runs(text: str, minimum: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` of each maximal run of ``[\\d \\t()./+-]`` in ``text`` at
+    least ``minimum`` characters long that holds two digits (``\\d``): where a phone
+    number's match can be (it is made of those characters and begins and ends with a
+    digit). The native scanner looks at a fraction of the characters of prose."""
+    if native_shapes is not None:
+        found: list[tuple[int, int]] = native_shapes.phone_runs(text, minimum)
+        return found
+    return phone_runs_python(text, minimum)
+
+
+def phone_runs_python(text: str, minimum: int) -> list[tuple[int, int]]:
+    """:func:`phone_runs` from the regular expressions: the specification."""
+    return [
+        m.span()
+        for m in PHONE_RUN.finditer(text)
+        if m.end() - m.start() >= minimum and len(DIGIT.findall(m.group())) >= 2
+    ]

@@ -97,3 +97,24 @@ def test_the_runs_found_by_sampling_are_every_run_the_expression_finds(
     assert runs(text, minimum) == [
         m.span() for m in RUN.finditer(text) if len(m.group()) >= minimum
     ]
+
+
+@needs_native
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from("0123456789 \t()./+-a\u0663\uff15\u4e2d\U0001d7ce\n"), max_size=200
+    ),
+    st.integers(min_value=-1, max_value=24),
+)
+def test_the_native_phone_runs_are_the_expressions(text: str, minimum: int) -> None:
+    # the runs a phone number's match can lie in, holding two \d digits (Arabic-Indic,
+    # fullwidth and mathematical digits too), in 1-, 2- and 4-byte strings
+    assert native is not None
+    expected = [
+        m.span()
+        for m in shapes_module.PHONE_RUN.finditer(text)
+        if len(m.group()) >= minimum and len(shapes_module.DIGIT.findall(m.group())) >= 2
+    ]
+    assert native.phone_runs(text, minimum) == expected
+    assert shapes_module.phone_runs_python(text, minimum) == expected
