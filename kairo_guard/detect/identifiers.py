@@ -30,7 +30,7 @@ from kairo_guard.core.policy import Decision
 from kairo_guard.core.types import Outcome, TenantId
 from kairo_guard.detect.fields import Field, json_path, record_fields, record_strings
 from kairo_guard.detect.prefilter import Prefilter, sorted_unique
-from kairo_guard.detect.shapes import phone_runs, shapes
+from kairo_guard.detect.shapes import phone_runs
 
 CUSTOMER_IDENTIFIER_RULE = "pii.customer-identifier"
 EMAIL, PHONE = "EMAIL_ADDRESS", "PHONE_NUMBER"
@@ -45,29 +45,30 @@ _MIN_DIGITS, _MAX_DIGITS, _KEPT_DIGITS = 10, 15, 10
 _SHORTEST_MATCH = 10  # characters of the shortest _PHONE match: a digit, eight, a digit
 
 
-def _phone_matches(text: str) -> Iterator[re.Match[str]]:
+def _phone_matches(
+    text: str, spans: list[tuple[int, int]] | None = None
+) -> Iterator[re.Match[str]]:
     """``_PHONE.finditer(text)``, run only over the runs of characters a match is made
-    of that hold two digits (:func:`~kairo_guard.detect.shapes.phone_runs`, found
-    natively): a match lies inside one run, look-behind sees before a run's start, and
-    one character past its end lets look-ahead see what follows, so the matches are the
-    same, without scanning the prose between (most of a long text)."""
+    of that hold two digits (``spans``: :func:`~kairo_guard.detect.shapes.phone_runs`,
+    found natively, when the caller has them): a match lies inside one run,
+    look-behind sees before a run's start, and one character past its end lets
+    look-ahead see what follows, so the matches are the same, without scanning the
+    prose between (most of a long text)."""
     n = len(text)
-    for start, end in phone_runs(text, _SHORTEST_MATCH):
+    for start, end in phone_runs(text, _SHORTEST_MATCH) if spans is None else spans:
         yield from _PHONE.finditer(text, start, min(n, end + 1))
 
 
-def identifiers_in(text: str, cluster: bool | None = None) -> Iterator[tuple[str, bytes]]:
+def identifiers_in(
+    text: str, spans: list[tuple[int, int]] | None = None
+) -> Iterator[tuple[str, bytes]]:
     """The email addresses and phone numbers of ``text``: ``(kind, normalized form)``.
 
-    ``cluster``: ``shapes(text).cluster`` when the caller has it already."""
+    ``spans``: ``phone_runs(text, 10)`` when the caller has them already."""
     if "@" in text:
         for found in _EMAIL.finditer(text):
             yield EMAIL, b"e:" + found.group().lower().encode("utf-8")
-    if cluster is None:
-        cluster = shapes(text).cluster
-    if not cluster:  # (most text: no ten-character run of digits)
-        return
-    for found in _phone_matches(text):
+    for found in _phone_matches(text, spans):
         number = found.group()
         if "." in number and _DOTTED.fullmatch(number.strip()):
             continue  # an IP address or a version, not a number to call
@@ -95,11 +96,11 @@ class CustomerIdentifiers:
         recent: dict[str, list[tuple[str, int]]] | None = getattr(self._local, "recent", None)
         if recent is not None and (found := recent.get(text)) is not None:
             return found
-        cluster = shapes(text).cluster
-        if "@" not in text and not cluster:
+        spans = phone_runs(text, _SHORTEST_MATCH)
+        if "@" not in text and not spans:
             found = []  # nothing to find (most text)
         else:
-            found = [(k, self.hash(n)) for k, n in identifiers_in(text, cluster)]
+            found = [(k, self.hash(n)) for k, n in identifiers_in(text, spans)]
         if recent is not None:
             recent[text] = found
         return found
