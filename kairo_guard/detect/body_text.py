@@ -168,7 +168,6 @@ _BASE64_LINE = 48
 """The shortest line of a wrapped run that is joined to the next."""
 _BASE64_HEAD = 96
 """How much of a run is decoded first to see whether it is text at all."""
-_URLSAFE = str.maketrans("-_", "+/")
 _LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
 _PADDED = re.compile(r"(?<==)(?!=)")  # after the padding of one run joined to the next
 _WRAP = re.compile(r"[ \t]*\r?\n[ \t]*([A-Za-z0-9+/]+={0,2})(?![\w+/=.-])")
@@ -214,29 +213,56 @@ def _base64_runs(text: str, found: list[tuple[int, int]]) -> list[str]:
 
 def _base64_text(unit: str) -> str | None:
     """The UTF-8 text one run of base64 decodes to, or None (not base64, not text);
-    its head is decoded first, and most runs end there."""
+    its head is decoded first, and most runs end there. A run may be a piece of a longer
+    one (a large body is read in segments, cut anywhere): it is read from whichever of
+    its first four characters starts a group of four, and a character cut at either end
+    is left out."""
     unit = unit.rstrip("=")
-    if len(unit) < BASE64_MIN_CHARS or not unit.isascii() or not _text(unit[:_BASE64_HEAD]):
+    if len(unit) < BASE64_MIN_CHARS or not unit.isascii():
         return None
+    for offset in range(4):
+        head = unit[offset : offset + _BASE64_HEAD]
+        if _head_text(head[: len(head) - len(head) % 4]) is not None:
+            break
+    else:
+        return None
+    unit = unit[offset:]
     if len(unit) % 4 == 1:  # a lone last character ends no byte
         unit = unit[:-1]
-    padded = unit.translate(_URLSAFE) + "=" * (-len(unit) % 4)
+    data = _decoded(unit + "=" * (-len(unit) % 4))
+    text = None if data is None else _utf8_text(data, final=False)
+    return text if text is not None and text.strip() else None
+
+
+def _head_text(head: str) -> str | None:
+    """The text ``head`` (ASCII, a multiple of 4 long) decodes to, if it is base64 of
+    UTF-8 text, possibly cut at either end, else None."""
+    data = _decoded(head)
+    return None if data is None else _utf8_text(data, final=False)
+
+
+def _decoded(unit: str) -> bytes | None:
+    if "-" in unit or "_" in unit:  # the URL-safe alphabet
+        unit = unit.replace("-", "+").replace("_", "/")
     try:
-        data = binascii.a2b_base64(padded, strict_mode=True)
-        decoded = data.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        return binascii.a2b_base64(unit, strict_mode=True)
+    except binascii.Error:
         return None
-    return decoded if len(data.translate(None, _CONTROL_BYTES)) == len(data) else None
 
 
-def _text(head: str) -> bool:
-    """Whether ``head`` (ASCII, a multiple of 4 long) is base64 of the start of text."""
+def _utf8_text(data: bytes, *, final: bool) -> str | None:
+    """``data`` as UTF-8 without control bytes, its first (up to 3) continuation bytes
+    left out, and an incomplete character at its end too unless ``final``; None when it
+    is not such text."""
+    if len(data.translate(None, _CONTROL_BYTES)) != len(data):
+        return None
+    start = 0
+    while start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
+        start += 1
     try:
-        data = binascii.a2b_base64(head.translate(_URLSAFE), strict_mode=True)
-        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return len(data.translate(None, _CONTROL_BYTES)) == len(data)
+        return codecs.getincrementaldecoder("utf-8")().decode(data[start:], final=final)
+    except UnicodeDecodeError:
+        return None
 
 
 def json_unescaped(text: str) -> str:

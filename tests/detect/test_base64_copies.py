@@ -132,3 +132,13 @@ def test_when_text_holds_base64_runs_then_those_of_text_are_read(
 ) -> None:
     assert base64_readings(text) == expected
     assert len(_b64(GERMAN[:60])) < BASE64_MIN_CHARS
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 6, 7])
+def test_when_a_run_is_a_piece_cut_from_a_longer_one_then_its_text_is_read(cut: int) -> None:
+    # a large body is read in segments: a run may start anywhere in a group of four,
+    # inside a character, and end inside one
+    encoded = _b64(JAPANESE + GERMAN)
+    (reading,) = base64_readings(encoded[cut:-cut])
+    assert GERMAN[:-8] in reading  # (at most 6 bytes cut: ASCII here)
+    assert JAPANESE[3:] in reading  # (three bytes a character)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 from collections.abc import Callable
 from urllib.parse import urlencode
@@ -76,6 +77,20 @@ def _large_nested(passage: str) -> bytes:
     return body
 
 
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _large_base64(passage: str, key: str) -> bytes:
+    """A file's text base64-encoded in one JSON field, over a segment: the reader cuts
+    the run where a segment ends, at any offset in its groups of four (``key``'s length
+    moves it), and the passage is past the cut."""
+    filler = "\n".join(prose(f"acme-file-{i}", 2) for i in range(1500))
+    body = _escaped({key: _b64(filler + "\n" + passage)})
+    assert len(body) > MiB
+    return body
+
+
 BODIES: dict[str, Callable[[str], bytes]] = {
     "root-seal-field": lambda p: _escaped({"_kairo": p, "id": 1}),
     "root-seal-field-object": lambda p: _escaped({"_kairo": {"note": p}, "id": 1}),
@@ -100,6 +115,10 @@ BODIES: dict[str, Callable[[str], bytes]] = {
     ),
     "base64-of-json-in-json": lambda p: _escaped({"content": _b64(json.dumps({"text": p}))}),
     "base64-body": lambda p: base64.b64encode(p.encode()),
+    **{
+        f"large-base64-in-json-{len(key)}": functools.partial(_large_base64, key=key)
+        for key in ("f", "fi", "fil", "file")
+    },
     "multipart-base64-part": lambda p: (
         b"--kgb\r\nContent-Disposition: form-data; name=file; filename=m.txt\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\n"
@@ -107,10 +126,6 @@ BODIES: dict[str, Callable[[str], bytes]] = {
         + b"--kgb--\r\n"
     ),
 }
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def _post(guard: Guard, bodies: list[bytes]) -> None:
