@@ -138,7 +138,8 @@ def unescaped_readings(text: str) -> list[str]:
     reading different from ``text``: its JSON string escapes (:func:`json_unescaped`),
     its HTML character references (``&eacute;``, ``&#233;``), its percent-encoding as
     UTF-8, the text its base64 runs decode to (:func:`base64_readings`, each with its
-    own readings). JSON text escaped again inside JSON text is decoded up to
+    own readings), and text under a right-to-left override (U+202E) in the order it
+    is shown in. JSON text escaped again inside JSON text is decoded up to
     :data:`JSON_LEVELS` times, each level a reading. Empty, after one scan for each
     mark and one for long runs, when it has none of them."""
     readings = []
@@ -157,7 +158,15 @@ def unescaped_readings(text: str) -> list[str]:
     if len(text) >= BASE64_MIN_CHARS and (found := runs(text, _BASE64_LINE)):
         for decoded in _base64_runs(text, found):  # and what the decoded text holds
             readings += [decoded, *unescaped_readings(decoded)]
+    if _RLO in text:  # stored reversed, shown in reading order
+        readings.append(_OVERRIDDEN.sub(lambda m: m.group(1)[::-1], text))
     return [reading for reading in dict.fromkeys(readings) if reading != text]
+
+
+_RLO = "\u202e"
+_OVERRIDDEN = re.compile("\u202e([^\u202c\n\r\u2029]*)")
+"""A right-to-left override (U+202E) and what it covers: to its pop (U+202C) or the
+end of the paragraph. A reader sees that text in the reverse of its stored order."""
 
 
 BASE64_MIN_CHARS = 96

@@ -1,5 +1,6 @@
 """A copy kept escaped (JSON text inside a string, ``json.dumps`` of a document in a
-field or a log line: ``Caf\\u00e9``; HTML character references; percent-encoding) meets
+field or a log line: ``Caf\\u00e9``; HTML character references; percent-encoding; text
+stored reversed under a right-to-left override, which shows it in reading order) meets
 the text it copies: the reader reads escaped text both as it is and decoded, at the
 index and at the sink."""
 
@@ -50,6 +51,8 @@ ESCAPES: dict[str, Callable[[str], str]] = {
         for c in doc
     ),
     "percent-encoded": lambda doc: quote(doc),
+    "stored-reversed-shown-in-order": lambda doc: "\u202e" + doc[::-1] + "\u202c",
+    "stored-reversed-in-a-line": lambda doc: "note:\n\u202e" + doc[::-1] + "\nend",
 }
 
 
