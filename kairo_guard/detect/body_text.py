@@ -175,6 +175,9 @@ fingerprint (:data:`~kairo_guard.detect.winnow.GUARANTEED_SPAN` normalized chara
 Shorter runs are read when lines of one run (MIME wraps at 76, PEM at 64) add up to it."""
 _BASE64_LINE = 48
 """The shortest line of a wrapped run that is joined to the next."""
+_BASE64_WRAP = 128
+"""The longest line of a wrapped run (MIME wraps at 76, PEM at 64): a longer one, one
+whose length is not whole groups of four, or one that ends padded is a run of its own."""
 _BASE64_HEAD = 96
 """How much of a run is decoded first to see whether it is text at all."""
 _LINE_BREAK = re.compile(r"[ \t]*\r?\n[ \t]*")
@@ -206,18 +209,29 @@ def _base64_runs(text: str, found: list[tuple[int, int]]) -> list[str]:
         if start < at:  # (joined to the run before, as a line of it)
             continue
         line, width = end, end - start
+        if width > _BASE64_WRAP or width % 4 or text[end - 1] == "=":
+            width = -1  # one line, not the first of a wrapped run
         while width == line - start and (wrap := _WRAP.match(text, end)):
             end, width = wrap.end(), wrap.end(1) - wrap.start(1)  # lines of one width
         at = end
         if end - start < BASE64_MIN_CHARS:
             continue
-        run = text[start:end]
-        if end > line:
-            run = _LINE_BREAK.sub("", run)
-        for part in run.split("."):
-            units = _PADDED.split(part) if "=" in part.rstrip("=") else [part]
-            readings += filter(None, map(_base64_text, units))
+        if end == line:
+            readings += _run_texts(text[start:end])
+        else:  # wrapped; or one line and a short word after it, read alone then
+            readings += _run_texts(_LINE_BREAK.sub("", text[start:end])) or _run_texts(
+                text[start:line]
+            )
     return readings
+
+
+def _run_texts(run: str) -> list[str]:
+    """The texts of one run: its parts joined by ``.`` or after padding, each read."""
+    texts: list[str] = []
+    for part in run.split("."):
+        units = _PADDED.split(part) if "=" in part.rstrip("=") else [part]
+        texts += filter(None, map(_base64_text, units))
+    return texts
 
 
 def _base64_text(unit: str) -> str | None:

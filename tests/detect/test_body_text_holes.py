@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from base64_forms import b64
 from corpus import prose
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -77,16 +78,12 @@ def _large_nested(passage: str) -> bytes:
     return body
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def _large_base64(passage: str, key: str) -> bytes:
     """A file's text base64-encoded in one JSON field, over a segment: the reader cuts
     the run where a segment ends, at any offset in its groups of four (``key``'s length
     moves it), and the passage is past the cut."""
     filler = "\n".join(prose(f"acme-file-{i}", 2) for i in range(1500))
-    body = _escaped({key: _b64(filler + "\n" + passage)})
+    body = _escaped({key: b64(filler + "\n" + passage)})
     assert len(body) > MiB
     return body
 
@@ -109,11 +106,11 @@ BODIES: dict[str, Callable[[str], bytes]] = {
     ).encode(),
     "form-in-json": lambda p: _escaped({"payload": urlencode({"text": p})}),
     "large-json-in-json": _large_nested,
-    "base64-in-json": lambda p: _escaped({"name": "minutes.txt", "content": _b64(p)}),
+    "base64-in-json": lambda p: _escaped({"name": "minutes.txt", "content": b64(p)}),
     "base64-urlsafe-unpadded": lambda p: _escaped(
         {"content": base64.urlsafe_b64encode(p.encode()).decode().rstrip("=")}
     ),
-    "base64-of-json-in-json": lambda p: _escaped({"content": _b64(json.dumps({"text": p}))}),
+    "base64-of-json-in-json": lambda p: _escaped({"content": b64(json.dumps({"text": p}))}),
     "base64-body": lambda p: base64.b64encode(p.encode()),
     **{
         f"large-base64-in-json-{len(key)}": functools.partial(_large_base64, key=key)

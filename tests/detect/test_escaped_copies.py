@@ -1,6 +1,7 @@
 """A copy kept escaped (JSON text inside a string, ``json.dumps`` of a document in a
-field or a log line: ``Caf\\u00e9``; HTML character references; percent-encoding; text
-stored reversed under a right-to-left override, which shows it in reading order) meets
+field or a log line: ``Caf\\u00e9``; HTML character references; percent-encoding; base64 in
+its forms; text stored reversed under a right-to-left override, which shows it in
+reading order) meets
 the text it copies: the reader reads escaped text both as it is and decoded, at the
 index and at the sink."""
 
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from base64_forms import BASE64_FORMS
 from corpus import prose
 from kg_testing import sealed_record
 
@@ -53,6 +55,7 @@ ESCAPES: dict[str, Callable[[str], str]] = {
     "percent-encoded": lambda doc: quote(doc),
     "stored-reversed-shown-in-order": lambda doc: "\u202e" + doc[::-1] + "\u202c",
     "stored-reversed-in-a-line": lambda doc: "note:\n\u202e" + doc[::-1] + "\nend",
+    **BASE64_FORMS,
 }
 
 
