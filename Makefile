@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 -m "not slow"
 	@echo "the tests that open a state store again, every store in PostgreSQL:"
-	KG_TEST_STORE=postgresql $(BIN)/pytest -n 2 -m "not slow and not sqlite_only" $(PG_PASS)
+	KG_TEST_STORE=postgresql $(BIN)/pytest -n 2 -m "not slow and not sqlite_only and not storeless" $(PG_PASS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,8 @@ from kairo_guard.core.exceptions import ContentError
 from kairo_guard.core.types import SEAL_FIELD
 from kairo_guard.detect.fields import json_path, record_fields, record_strings
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 
 @dataclasses.dataclass
 class _Pair:

@@ -10,6 +10,8 @@ import pytest
 from kairo_guard.detect.pii.check import LazyPiiCheck
 from kairo_guard.detect.pii.gate import PiiFinding
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 NAMES = ("garcia", "jsmith", "john")
 
 

@@ -16,6 +16,8 @@ from kairo_guard.detect.pii.gate import ENV_PII_PROCESSES, MIN_PARALLEL_TEXTS, P
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from pii_corpus import corpus
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 
 @pytest.fixture(scope="module")
 def gate() -> PiiGate:

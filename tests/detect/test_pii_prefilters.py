@@ -39,6 +39,8 @@ from kairo_guard.detect.pii.recognizers import (
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from pii_corpus import corpus
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 PHONE_CASES = [
     "SMS to +1 415-555-0132 bounced",
     "call (212) 555-0118 ext. 12 now",

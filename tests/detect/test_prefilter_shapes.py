@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from kairo_guard.detect import shapes as shapes_module
 from kairo_guard.detect.shapes import RUN, runs, shapes, shapes_python
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 native = getattr(shapes_module, "native_shapes", None)
 needs_native = pytest.mark.skipif(native is None, reason="the extension is not built")
 

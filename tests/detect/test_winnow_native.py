@@ -31,6 +31,8 @@ from kairo_guard.detect.winnow import (
     siphash24,
 )
 
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
+
 try:
     import kairo_guard.detect._winnow as native_core
 except ImportError:  # the first test says so; the others skip

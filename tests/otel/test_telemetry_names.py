@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -14,6 +15,8 @@ from kairo_guard.ingest.baggage import BaggageResolver
 from kairo_guard.ingest.resolvers import RequestInfo
 from kairo_guard.otel.baggage import TenantTokenCodec
 from kairo_guard.otel.instrumentation import GuardTelemetry
+
+pytestmark = pytest.mark.storeless  # opens no state store: runs once, in the main pass
 
 TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 
