@@ -142,15 +142,16 @@ def unescaped_readings(text: str) -> list[str]:
     is shown in. JSON text escaped again inside JSON text is decoded up to
     :data:`JSON_LEVELS` times, each level a reading. Empty, after one scan for each
     mark and one for long runs, when it has none of them."""
-    readings = []
-    unescaped = text
-    for _ in range(JSON_LEVELS):
-        if "\\" not in unescaped:
-            break
-        once = json_unescaped(unescaped)
-        if once == unescaped:  # only escapes a reader keeps as they are (C:\\data)
-            break
-        readings.append(unescaped := once)
+    readings: list[str] = []
+    if "\\" in text:
+        unescaped = text
+        for _ in range(JSON_LEVELS):
+            if "\\" not in unescaped:
+                break
+            once = json_unescaped(unescaped)
+            if once == unescaped:  # only escapes a reader keeps as they are (C:\\data)
+                break
+            readings.append(unescaped := once)
     if "&" in text:
         readings.append(html.unescape(text))
     if "%" in text and _PERCENT.search(text):
@@ -160,6 +161,8 @@ def unescaped_readings(text: str) -> list[str]:
             readings += [decoded, *unescaped_readings(decoded)]
     if _RLO in text:  # stored reversed, shown in reading order
         readings.append(_OVERRIDDEN.sub(lambda m: m.group(1)[::-1], text))
+    if not readings:  # (most text)
+        return readings
     return [reading for reading in dict.fromkeys(readings) if reading != text]
 
 
