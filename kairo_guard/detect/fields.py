@@ -71,9 +71,32 @@ def record_strings(content: object) -> list[str]:
             parser reads): what cannot be read is refused, never passed over.
     """
     try:
+        if type(content) is dict and (flat := _flat_strings(content)) is not None:
+            return flat
         return list(_texts(content))
     except TypeError as exc:  # keys that cannot be sorted together
         raise ContentError(_UNREADABLE + str(exc)) from exc
+
+
+def _flat_strings(record: dict[Any, Any]) -> list[str] | None:
+    """:func:`record_strings` of a record whose keys are strings and whose values are
+    strings, numbers, booleans or null (most records), in one loop; None for any other,
+    which the walk reads."""
+    strings: list[str] = []
+    for key in sorted(record):
+        if type(key) is not str:
+            return None
+        if key == SEAL_FIELD:
+            continue
+        value = record[key]
+        kind = type(value)
+        if kind is str:
+            strings += (key, value)
+        elif kind in _NOT_TEXT:
+            strings.append(key)
+        else:
+            return None
+    return strings
 
 
 def require_readable(content: object) -> None:

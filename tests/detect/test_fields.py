@@ -163,3 +163,25 @@ def test_when_a_memoryview_is_not_contiguous_or_not_bytes_then_it_is_its_bytes()
     assert content_digest(wide) == content_digest(b"abcdefgh")
     assert record_strings(wide) == ["abcdefgh"]
     assert content_digest(memoryview(b"abcdefgh")[::2]) == content_digest(b"aceg")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "_kairo", "Z", "é", ""]),
+        st.one_of(
+            st.text(max_size=5),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.booleans(),
+            st.none(),
+            st.lists(st.text(max_size=3), max_size=2),
+            st.dictionaries(st.sampled_from(["_kairo", "k"]), st.text(max_size=3), max_size=2),
+        ),
+        max_size=5,
+    )
+)
+def test_a_flat_record_is_read_in_the_order_the_walk_reads_it(record: dict[str, Any]) -> None:
+    # records of scalar values are read in one loop; the walk (with paths) is the
+    # specification: keys in order, each before its value, the root seal field skipped
+    assert record_strings(record) == [field.text for field in record_fields(record)]
