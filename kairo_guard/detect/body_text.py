@@ -248,7 +248,7 @@ def _base64_text(unit: str) -> str | None:
         return None
     for offset in range(4):
         head = unit[offset : offset + _BASE64_HEAD]
-        if _head_text(head[: len(head) - len(head) % 4]) is not None:
+        if _text_head(head[: len(head) - len(head) % 4]):
             break
     else:
         return None
@@ -256,15 +256,15 @@ def _base64_text(unit: str) -> str | None:
     if len(unit) % 4 == 1:  # a lone last character ends no byte
         unit = unit[:-1]
     data = _decoded(unit + "=" * (-len(unit) % 4))
-    text = None if data is None else _utf8_text(data, final=False)
+    text = None if data is None else _utf8_text(data)
     return text if text is not None and text.strip() else None
 
 
-def _head_text(head: str) -> str | None:
-    """The text ``head`` (ASCII, a multiple of 4 long) decodes to, if it is base64 of
-    UTF-8 text, possibly cut at either end, else None."""
+def _text_head(head: str) -> bool:
+    """Whether ``head`` (ASCII, a multiple of 4 long) is base64 of UTF-8 text, possibly
+    cut at either end."""
     data = _decoded(head)
-    return None if data is None else _utf8_text(data, final=False)
+    return data is not None and _utf8_text(data) is not None
 
 
 def _decoded(unit: str) -> bytes | None:
@@ -276,17 +276,17 @@ def _decoded(unit: str) -> bytes | None:
         return None
 
 
-def _utf8_text(data: bytes, *, final: bool) -> str | None:
+def _utf8_text(data: bytes) -> str | None:
     """``data`` as UTF-8 without control bytes, its first (up to 3) continuation bytes
-    left out, and an incomplete character at its end too unless ``final``; None when it
-    is not such text."""
+    and an incomplete character at its end left out (a piece of a longer run may be cut
+    inside characters); None when it is not such text."""
     if len(data.translate(None, _CONTROL_BYTES)) != len(data):
         return None
     start = 0
     while start < 3 and start < len(data) and 0x80 <= data[start] < 0xC0:
         start += 1
     try:
-        return codecs.getincrementaldecoder("utf-8")().decode(data[start:], final=final)
+        return codecs.getincrementaldecoder("utf-8")().decode(data[start:], final=False)
     except UnicodeDecodeError:
         return None
 
