@@ -13,7 +13,9 @@ key, or an erased tenant's, stops working in every process within that second. A
 use is read again ahead of time, in a background thread, during the last
 :data:`REFRESH_AHEAD_SECONDS` of its second (and hashed again there when its bcrypt
 result is due): requests with a busy key never find it expired, so they never wait for
-the store or bcrypt.
+the store or bcrypt. Verifications of one presented key run one at a time: requests that
+arrive together with a key not yet verified (a cold start, a worker's first second) wait
+for the first one's bcrypt and find its result cached, instead of each hashing it again.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class ApiKeyVerifier:
         self._lock = threading.Lock()
         self._ahead = min(REFRESH_AHEAD_SECONDS, self._fresh / 2)
         self._refreshing: set[bytes] = set()
+        self._verifying: dict[bytes, tuple[threading.Lock, list[int]]] = {}
+        """Per presented key being verified: its lock and how many threads hold or wait."""
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid = 0
         self.native_keys = (
@@ -206,6 +210,21 @@ class ApiKeyVerifier:
         if match is None:
             return None
         fingerprint = self._cache_key(presented)
+        with self._lock:
+            if fingerprint not in self._verifying:
+                self._verifying[fingerprint] = (threading.Lock(), [0])
+            lock, users = self._verifying[fingerprint]
+            users[0] += 1
+        try:
+            with lock:  # one verification of this key at a time: the next finds its result
+                return self._verify(match, fingerprint)
+        finally:
+            with self._lock:
+                users[0] -= 1
+                if not users[0]:
+                    del self._verifying[fingerprint]
+
+    def _verify(self, match: re.Match[str], fingerprint: bytes) -> TenantId | None:
         now = self._clock()
         generation = self._store.key_generation  # before the read: a later change voids
         with self._lock:

@@ -7,13 +7,16 @@ The store is the real SQLite store, wrapped only to count its reads of key recor
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from kairo_guard.core.types import TenantId
+from kairo_guard.ingest import apikeys
 from kairo_guard.ingest.apikeys import (
     REFRESH_AHEAD_SECONDS,
     REVALIDATE_SECONDS,
@@ -191,3 +194,55 @@ def test_when_a_key_is_revoked_elsewhere_then_the_refresh_ahead_drops_it_early(
     _until(lambda: not verifier._refreshing and store.reads == 2)
     assert verifier.cached(key) is None  # before the second is over
     assert verifier.verify(key) is None
+
+
+def test_when_requests_bring_one_unverified_key_together_then_it_is_hashed_once(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cold start: every connection's first request carries the same key, none cached
+    key = new_api_key(store, "acme")
+    verifier = ApiKeyVerifier(store)
+    hashed: list[str] = []
+    real = apikeys._matches
+
+    def slow_matches(secret: str, record: ApiKeyRecord) -> bool:
+        hashed.append(secret)
+        time.sleep(0.05)  # long enough for every thread to arrive while it runs
+        return real(secret, record)
+
+    monkeypatch.setattr(apikeys, "_matches", slow_matches)
+    start = threading.Barrier(8)
+
+    def one() -> TenantId | None:
+        start.wait()
+        return verifier.verify(key)
+
+    with ThreadPoolExecutor(8) as pool:
+        tenants = list(pool.map(lambda _: one(), range(8)))
+    assert tenants == ["acme"] * 8
+    assert len(hashed) == 1  # the others found its result cached
+    assert store.reads == 8  # each still read the record (a revocation counts at once)
+    assert not verifier._verifying  # nothing left behind
+
+
+def test_when_wrong_keys_arrive_together_then_each_is_refused_and_none_is_remembered(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_api_key(store, "acme")
+    wrong = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    verifier = ApiKeyVerifier(store)
+    hashed: list[str] = []
+    real = apikeys._matches
+
+    def counting(secret: str, record: ApiKeyRecord) -> bool:
+        hashed.append(secret)
+        return real(secret, record)
+
+    monkeypatch.setattr(apikeys, "_matches", counting)
+    with ThreadPoolExecutor(4) as pool:
+        tenants = list(pool.map(lambda _: verifier.verify(wrong), range(4)))
+    assert tenants == [None] * 4
+    assert len(hashed) == 4  # a refusal is not cached: each attempt is hashed
+    assert verifier.cached(wrong) is None
+    assert verifier.verify(key) == "acme"
+    assert not verifier._verifying
