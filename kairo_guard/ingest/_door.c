@@ -5,6 +5,8 @@
  *   rest, block)), clocked (bool: parts change only when time(NULL) does), provenance
  *   (the RequestProvenance class), guard, source (str), tenant_var (ContextVar), header
  *   (bytes: the response header's name), count (callable(decision, status, size)),
+ *   requests ((queue, fold, fold_at): after its first request the door appends
+ *   (decision, status, size) to the queue itself and calls fold() when it holds fold_at),
  *   denied (callable(scope, tenant, status, provenance)), writer (callable(loop) -> the
  *   native spool Writer for this process and loop), max_queued (int), scope_key (str),
  *   store_error (exception class), current_tasks (asyncio's dict of running tasks, or
@@ -30,6 +32,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,16 +44,23 @@ static PyObject *s_app, *s_type, *s_body, *s_more_body, *s_method, *s_path, *s_s
     *s_seal, *s_complete, *s_guard_attr, *s_source_attr, *s_queued, *s_submit, *s_call_soon,
     *s_call_soon_threadsafe, *s_context, *s_handler, *s_empty;
 static PyObject *get_running_loop, *get_running_loop_or_none, *cancelled_error,
-    *invalid_state_error;
+    *invalid_state_error, *s_thread_id;
+/* Counts this process's forks (in the child): what a door remembered of its loop and
+ * writer before a fork is asked for again after it. Read without a system call, where
+ * getpid() (and asyncio's get_running_loop(), which calls it on Python 3.11) is one. */
+static volatile unsigned long forks;
+static void forked_child(void) { forks++; }
 
 typedef struct {
     PyObject_HEAD
     PyObject *app, *parts, *provenance, *guard, *source, *tenant_var, *header, *count, *denied,
-        *writer_for, *store_error, *scope_key, *current_tasks;
-    int clocked;
+        *writer_for, *store_error, *scope_key, *current_tasks, *queue, *append, *fold;
+    int clocked, counted; /* counted: `count` ran once (it makes the instruments) */
+    Py_ssize_t fold_at;
     Py_ssize_t max_queued;
-    PyObject *loop, *writer, *cache; /* the writer of `loop` in process `pid`; parts cache */
-    pid_t pid;
+    PyObject *loop, *writer, *cache; /* the writer of `loop` before fork `forks`; parts cache */
+    PyObject *lines; /* path -> (method, meta): request_line()'s */
+    unsigned long forks;
 } Door;
 
 typedef struct {
@@ -159,6 +169,35 @@ static void raise_args(PyObject *args) { /* raise what throw(typ[, val[, tb]]) n
     } else {
         PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
     }
+}
+
+/* 1 if `loop` is the event loop running in this thread, 0 if not, -1 if it cannot say
+ * without asking asyncio (a loop without asyncio's `_thread_id`, e.g. uvloop's). An
+ * asyncio loop sets `_thread_id` to its thread's id while it runs and to None when it
+ * stops, and a thread runs one loop at a time; a fork since `since` voids the answer (the
+ * child's thread may bear the parent's id). */
+static int runs_here(PyObject *loop, unsigned long since) {
+    if (since != forks) return -1;
+    PyObject *tid = PyObject_GetAttr(loop, s_thread_id);
+    if (!tid) {
+        PyErr_Clear();
+        return -1;
+    }
+    int here = 0;
+    if (PyLong_CheckExact(tid)) {
+        unsigned long id = PyLong_AsUnsignedLong(tid);
+        if (id == (unsigned long)-1 && PyErr_Occurred()) PyErr_Clear();
+        else here = id == PyThread_get_thread_ident();
+    }
+    Py_DECREF(tid);
+    return here;
+}
+
+/* The running loop (new reference; NULL with RuntimeError when none): the door's last
+ * loop when it still runs in this thread, else asyncio's answer. */
+static PyObject *running_loop(Door *d) {
+    if (d->loop && runs_here(d->loop, d->forks) == 1) return Py_NewRef(d->loop);
+    return PyObject_CallNoArgs(get_running_loop);
 }
 
 /* ------------------------------------------------------------ Ready, Replay, Sender */
@@ -300,10 +339,13 @@ static int run_callbacks(Admission *a) {
     if (!cbs) return 0;
     /* this thread runs the request's loop (not merely owns it: a stopped loop's task is
      * never stepped here) and no task of it is running */
-    PyObject *running = PyObject_CallNoArgs(get_running_loop_or_none);
-    int direct = running == a->loop;
-    Py_XDECREF(running);
-    PyErr_Clear();
+    int direct = runs_here(a->loop, a->door->forks);
+    if (direct < 0) {
+        PyObject *running = PyObject_CallNoArgs(get_running_loop_or_none);
+        direct = running == a->loop;
+        Py_XDECREF(running);
+        PyErr_Clear();
+    }
     if (direct && a->door->current_tasks != Py_None) {
         PyObject *t = PyDict_GetItemWithError(a->door->current_tasks, a->loop);
         if (t || PyErr_Occurred()) direct = 0;
@@ -481,6 +523,34 @@ static PyObject *Adm_set_exception(Admission *a, PyObject *exc) {
 
 /* ------------------------------------------------------------ the request side */
 
+/* Count one request as telemetry.count_request does, without its Python frame once it
+ * has run (it makes the instruments): the tally queued, folded when long. */
+static int count_request(Door *d, PyObject *decision, long status, Py_ssize_t size) {
+    if (!d->counted) {
+        PyObject *r = PyObject_CallFunction(d->count, "Oln", decision, status, size);
+        if (!r) return -1;
+        Py_DECREF(r);
+        d->counted = 1;
+        return 0;
+    }
+    PyObject *st = PyLong_FromLong(status), *sz = st ? PyLong_FromSsize_t(size) : NULL;
+    PyObject *item = sz ? PyTuple_Pack(3, decision, st, sz) : NULL;
+    Py_XDECREF(st);
+    Py_XDECREF(sz);
+    PyObject *r = item ? PyObject_CallOneArg(d->append, item) : NULL;
+    Py_XDECREF(item);
+    if (!r) return -1;
+    Py_DECREF(r);
+    Py_ssize_t queued = PyObject_Length(d->queue);
+    if (queued < 0) return -1;
+    if (queued >= d->fold_at) {
+        r = PyObject_CallNoArgs(d->fold);
+        if (!r) return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 /* The end of the app: tenant context reset, the request counted (and audited when
  * denied). Keeps a pending exception. */
 static void finish_app(Admission *a) {
@@ -502,10 +572,8 @@ static void finish_app(Admission *a) {
         Py_XDECREF(r);
         Py_XDECREF(st);
     }
-    PyObject *r = PyObject_CallFunction(d->count, "Oln", allowed ? s_allow : s_deny, status,
-                                        a->size);
-    if (!r) PyErr_WriteUnraisable(d->count);
-    Py_XDECREF(r);
+    if (count_request(d, allowed ? s_allow : s_deny, status, a->size) < 0)
+        PyErr_WriteUnraisable(d->count);
     a->state = S_DONE;
     Py_CLEAR(a->iter);
     PyErr_Restore(type, value, tb);
@@ -632,14 +700,44 @@ static PyObject *waited(Admission *a);
 /* The spool writer of this loop and process (asked for again when either changed, or
  * `force`d: the last one is closed); NULL with an error set when there is none. */
 static PyObject *door_writer(Door *d, PyObject *loop, int force) {
-    if (force || loop != d->loop || d->pid != getpid() || !d->writer) {
+    if (force || loop != d->loop || d->forks != forks || !d->writer) {
         PyObject *w = PyObject_CallOneArg(d->writer_for, loop);
         if (!w) return NULL;
         Py_XSETREF(d->writer, w);
         Py_XSETREF(d->loop, Py_NewRef(loop));
-        d->pid = getpid();
+        d->forks = forks;
     }
     return d->writer;
+}
+
+/* The spooled body's meta: "METHOD path" in UTF-8 (new reference), remembered per path
+ * (the door's paths are its routes': few, asked for again and again). */
+static PyObject *request_line(Door *d, PyObject *scope) {
+    PyObject *method = PyObject_GetItem(scope, s_method);
+    if (!method) PyErr_Clear(), method = Py_NewRef(s_empty);
+    PyObject *path = PyObject_GetItem(scope, s_path);
+    if (!path) PyErr_Clear(), path = Py_NewRef(s_empty);
+    PyObject *meta = NULL;
+    if (PyUnicode_CheckExact(method) && PyUnicode_CheckExact(path)) {
+        PyObject *hit = PyDict_GetItemWithError(d->lines, path);
+        if (hit && PyUnicode_Compare(PyTuple_GET_ITEM(hit, 0), method) == 0)
+            meta = Py_NewRef(PyTuple_GET_ITEM(hit, 1));
+        PyErr_Clear();
+    }
+    if (!meta) {
+        PyObject *line = PyUnicode_FromFormat("%S %S", method, path);
+        meta = line ? PyUnicode_AsEncodedString(line, "utf-8", "replace") : NULL;
+        Py_XDECREF(line);
+        if (meta && PyUnicode_CheckExact(method) && PyUnicode_CheckExact(path)) {
+            if (PyDict_GET_SIZE(d->lines) >= 1024) PyDict_Clear(d->lines);
+            PyObject *entry = PyTuple_Pack(2, method, meta);
+            if (!entry || PyDict_SetItem(d->lines, path, entry) < 0) PyErr_Clear();
+            Py_XDECREF(entry);
+        }
+    }
+    Py_DECREF(method);
+    Py_DECREF(path);
+    return meta;
 }
 
 /* The body is the tenant's: hand it to the writer and wait (yield self), or end with 2
@@ -658,7 +756,7 @@ static PyObject *submit(Admission *a) {
         a->state = S_DONE;
         return stop_code(1);
     }
-    PyObject *loop = PyObject_CallNoArgs(get_running_loop);
+    PyObject *loop = running_loop(d);
     if (!loop) goto fail;
     if (!door_writer(d, loop, 0)) { /* the spool cannot start: 503; anything else raises */
         Py_DECREF(loop);
@@ -672,15 +770,7 @@ static PyObject *submit(Admission *a) {
     Py_XDECREF(queued);
     if (q < 0 && PyErr_Occurred()) goto fail;
     if (q > d->max_queued) goto refused;
-    PyObject *method = PyObject_GetItem(a->scope, s_method);
-    if (!method) PyErr_Clear(), method = Py_NewRef(s_empty);
-    PyObject *path = PyObject_GetItem(a->scope, s_path);
-    if (!path) PyErr_Clear(), path = Py_NewRef(s_empty);
-    PyObject *line = PyUnicode_FromFormat("%S %S", method, path);
-    Py_DECREF(method);
-    Py_DECREF(path);
-    PyObject *meta = line ? PyUnicode_AsEncodedString(line, "utf-8", "replace") : NULL;
-    Py_XDECREF(line);
+    PyObject *meta = request_line(d, a->scope);
     PyObject *tenant = meta ? PyUnicode_AsUTF8String(a->tenant) : NULL;
     PyObject *parts = tenant ? seal_parts(d, a->tenant) : NULL;
     PyObject *r = NULL;
@@ -955,11 +1045,24 @@ static int Door_init(Door *d, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_KeyError, "Door config lacks clocked or max_queued");
         return -1;
     }
+    PyObject *requests = PyDict_GetItemString(c, "requests");
+    if (!requests || !PyTuple_Check(requests) || PyTuple_GET_SIZE(requests) != 3 ||
+        !PyCallable_Check(PyTuple_GET_ITEM(requests, 1))) {
+        PyErr_SetString(PyExc_TypeError, "Door config's requests is not (queue, fold, fold_at)");
+        return -1;
+    }
+    Py_XSETREF(d->queue, Py_NewRef(PyTuple_GET_ITEM(requests, 0)));
+    Py_XSETREF(d->append, PyObject_GetAttrString(d->queue, "append"));
+    Py_XSETREF(d->fold, Py_NewRef(PyTuple_GET_ITEM(requests, 1)));
+    d->fold_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(requests, 2));
+    if (!d->append || (d->fold_at == -1 && PyErr_Occurred())) return -1;
+    d->counted = 0;
     d->clocked = PyObject_IsTrue(clocked);
     d->max_queued = PyLong_AsSsize_t(max_queued);
     if (d->clocked < 0 || (d->max_queued == -1 && PyErr_Occurred())) return -1;
     Py_XSETREF(d->cache, PyDict_New());
-    return d->cache ? 0 : -1;
+    Py_XSETREF(d->lines, PyDict_New());
+    return d->cache && d->lines ? 0 : -1;
 }
 
 static int Door_traverse(Door *d, visitproc visit, void *arg) {
@@ -976,9 +1079,13 @@ static int Door_traverse(Door *d, visitproc visit, void *arg) {
     Py_VISIT(d->store_error);
     Py_VISIT(d->scope_key);
     Py_VISIT(d->current_tasks);
+    Py_VISIT(d->queue);
+    Py_VISIT(d->append);
+    Py_VISIT(d->fold);
     Py_VISIT(d->loop);
     Py_VISIT(d->writer);
     Py_VISIT(d->cache);
+    Py_VISIT(d->lines);
     return 0;
 }
 
@@ -996,9 +1103,13 @@ static int Door_clear(Door *d) {
     Py_CLEAR(d->store_error);
     Py_CLEAR(d->scope_key);
     Py_CLEAR(d->current_tasks);
+    Py_CLEAR(d->queue);
+    Py_CLEAR(d->append);
+    Py_CLEAR(d->fold);
     Py_CLEAR(d->loop);
     Py_CLEAR(d->writer);
     Py_CLEAR(d->cache);
+    Py_CLEAR(d->lines);
     return 0;
 }
 
@@ -1066,7 +1177,7 @@ PyMODINIT_FUNC PyInit__door(void) {
         {&s_guard_attr, "_guard"}, {&s_source_attr, "_source"}, {&s_queued, "queued_bytes"},
         {&s_submit, "submit"}, {&s_call_soon, "call_soon"},
         {&s_call_soon_threadsafe, "call_soon_threadsafe"}, {&s_context, "context"},
-        {&s_handler, "call_exception_handler"}, {&s_empty, ""},
+        {&s_handler, "call_exception_handler"}, {&s_empty, ""}, {&s_thread_id, "_thread_id"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!(*names[i].slot = PyUnicode_InternFromString(names[i].text))) return NULL;
@@ -1085,6 +1196,10 @@ PyMODINIT_FUNC PyInit__door(void) {
     if (!get_running_loop || !get_running_loop_or_none || !cancelled_error ||
         !invalid_state_error)
         return NULL;
+    if (pthread_atfork(NULL, NULL, forked_child) != 0) {
+        PyErr_SetString(PyExc_OSError, "cannot register the door's fork handler");
+        return NULL;
+    }
     PyTypeObject *types[] = {&DoorType, &AdmissionType, &SenderType, &ReplayType, &ReadyType};
     for (size_t i = 0; i < 5; i++)
         if (PyType_Ready(types[i]) < 0) return NULL;

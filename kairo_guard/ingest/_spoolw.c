@@ -407,13 +407,29 @@ static int Writer_init(Writer *w, PyObject *args, PyObject *kw) {
     return 0;
 }
 
-static PyObject *Writer_submit(Writer *w, PyObject *args) {
-    PyObject *future, *head_obj;
-    const char *tenant, *meta, *rest = NULL, *block = NULL;
-    Py_ssize_t tenant_len, meta_len, rest_len = 0, block_len = 0;
+/* bytes argument i of submit(), or NULL with TypeError */
+static const char *bytes_arg(PyObject *const *args, int i, Py_ssize_t *len) {
+    if (!PyBytes_Check(args[i])) {
+        PyErr_Format(PyExc_TypeError, "submit() argument %d must be bytes, not %.80s", i + 1,
+                     Py_TYPE(args[i])->tp_name);
+        return NULL;
+    }
+    *len = PyBytes_GET_SIZE(args[i]);
+    return PyBytes_AS_STRING(args[i]);
+}
+
+static PyObject *Writer_submit(Writer *w, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "submit() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *future = args[0], *head_obj = args[4];
+    const char *tenant, *meta, *rest, *block;
+    Py_ssize_t tenant_len, meta_len, rest_len, block_len;
     Py_buffer body;
-    if (!PyArg_ParseTuple(args, "Oy#y#y*Oy#y#", &future, &tenant, &tenant_len, &meta, &meta_len,
-                          &body, &head_obj, &rest, &rest_len, &block, &block_len))
+    if (!(tenant = bytes_arg(args, 1, &tenant_len)) || !(meta = bytes_arg(args, 2, &meta_len)) ||
+        !(rest = bytes_arg(args, 5, &rest_len)) || !(block = bytes_arg(args, 6, &block_len)) ||
+        PyObject_GetBuffer(args[3], &body, PyBUF_SIMPLE) < 0)
         return NULL;
     const char *head = NULL;
     Py_ssize_t head_len = 0;
@@ -596,7 +612,7 @@ static void Writer_dealloc(Writer *w) {
 }
 
 static PyMethodDef Writer_methods[] = {
-    {"submit", (PyCFunction)Writer_submit, METH_VARARGS,
+    {"submit", (PyCFunction)(void (*)(void))Writer_submit, METH_FASTCALL,
      "submit(future, tenant, meta, body, head, rest, block): queue a body."},
     {"complete", (PyCFunction)Writer_complete, METH_NOARGS,
      "Complete the futures of done bodies; return how many."},

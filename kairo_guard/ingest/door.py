@@ -84,6 +84,7 @@ def build_door(
             "tenant_var": TENANT_VAR,
             "header": PROVENANCE_HEADER,
             "count": guard.telemetry.count_request,
+            "requests": guard.telemetry.request_queue(),
             "denied": denied,
             "writer": spool.native_writer,
             "max_queued": spool_native.MAX_QUEUED,

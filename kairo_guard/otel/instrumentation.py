@@ -16,7 +16,7 @@ import collections
 import functools
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -213,6 +213,15 @@ class GuardTelemetry:
                 self._fold_requests()
         except Exception:  # noqa: BLE001, S110 - telemetry never breaks the host
             pass
+
+    def request_queue(
+        self,
+    ) -> tuple[collections.deque[tuple[str, int, int | None]], Callable[[], None], int]:
+        """What :meth:`count_request` does, for a caller in C that counts on its own: the
+        queue it appends ``(decision, status, size)`` to, the fold to call once the queue
+        holds the length given third, and that length. Count one request through
+        :meth:`count_request` first: it makes the instruments."""
+        return self._requests, self._fold_requests, _FOLD_AT
 
     def _fold_requests(self) -> None:
         requests = self._tallies[names.METRIC_REQUESTS]

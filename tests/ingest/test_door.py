@@ -14,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import os
+import signal
 import threading
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from kg_testing import make_guard
+from otel_support import Sdk
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -27,8 +32,18 @@ from starlette.routing import Route
 
 from kairo_guard import Guard, current_tenant
 from kairo_guard.core.exceptions import StoreError
+from kairo_guard.core.keys import KeyRing
 from kairo_guard.ingest.apikeys import new_api_key
 from kairo_guard.ingest.middleware import SCOPE_KEY, GuardMiddleware
+from kairo_guard.otel import instrumentation
+from kairo_guard.otel.names import (
+    ATTR_DECISION,
+    ATTR_SOURCE,
+    ATTR_STATUS,
+    METRIC_BYTES,
+    METRIC_REQUESTS,
+)
+from kairo_guard.store.spool import read_segment, segments
 
 BODY = b'{"text": "Acme plans a second warehouse in Braga and forty new hires in May."}'
 CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="none")
@@ -314,3 +329,87 @@ def test_when_the_spool_cannot_give_a_writer_then_the_app_never_runs(
         with pytest.raises(RuntimeError, match="a bug"):
             asyncio.run(_request(app, _scope(key)))
     assert seen == []
+
+
+def test_when_the_process_forks_while_its_loop_runs_then_the_child_is_not_served_by_it(
+    served: tuple[GuardMiddleware, str, list[Any]],
+) -> None:
+    # the door remembers the running loop and its writer without asking the system for
+    # its pid; a child forked inside a running loop must not take them for its own
+    app, key, seen = served
+
+    async def run() -> int:
+        await _request(app, _scope(key))  # the door now remembers this loop and writer
+        pid = os.fork()
+        if pid == 0:  # the child: asyncio no longer sees a running loop here
+            code = 5
+            signal.alarm(10)  # a request handed to the parent's writer would never end
+            try:
+                sent = await _request(app, _scope(key))
+                code = 4 if sent and sent[0].get("status") == 200 else 6
+            except RuntimeError:
+                code = 3
+            finally:
+                os._exit(code)
+        return os.waitpid(pid, 0)[1]
+
+    status = asyncio.run(run())
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 3  # refused as outside any loop, never served
+    assert len(seen) == 1  # only the parent's request reached the app
+
+
+def test_requests_the_door_serves_are_all_counted_in_the_metrics(
+    tmp_path: Path, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # after its first request the door queues its counts itself (no Python frame) and
+    # folds the queue when it is long: every request still reaches the meter's reader
+    monkeypatch.setattr(instrumentation, "_FOLD_AT", 7)  # fold a few times on the way
+    sdk = Sdk()  # its meter only: a recording tracer would send requests the general way
+    home = tmp_path / "state"
+    with make_guard(home, ring=ring, pii_gate=False, meter_provider=sdk.meter_provider) as guard:
+        key = new_api_key(guard.store, "acme")
+        seen: list[Any] = []
+        app = _app(guard, seen)
+        assert app._door is not None
+
+        async def run() -> list[int]:
+            statuses = []
+            for i in range(40):
+                extra = (b"x-fail", b"422") if i % 10 == 9 else (b"x-n", b"%d" % i)
+                sent = await _request(app, _scope(key, extra))
+                statuses.append(sent[0]["status"])
+            return statuses
+
+        statuses = asyncio.run(run())
+        counted = {
+            (attrs[ATTR_DECISION], attrs[ATTR_STATUS]): point.value
+            for attrs, point in sdk.points(METRIC_REQUESTS)
+        }
+        scanned = [p.value for a, p in sdk.points(METRIC_BYTES) if a.get(ATTR_SOURCE) == "request"]
+    assert len(seen) == 40
+    assert statuses.count(422) == 4
+    assert counted == {("allow", 200): 36, ("deny", 422): 4}
+    assert scanned == [40 * len(BODY)]
+
+
+def test_each_spooled_body_keeps_its_own_request_line(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    # the door remembers the request line per path: another method on the same path, or
+    # another path, is its own line in the spool record (the indexer audits from it)
+    app, key, _ = served
+    sent_lines = [("POST", "/documents"), ("PUT", "/documents"), ("POST", "/documents"),
+                  ("POST", "/dokumente/zoë")]  # fmt: skip
+
+    async def run() -> None:
+        for method, path in sent_lines:
+            await _request(app, {**_scope(key), "method": method, "path": path})
+
+    asyncio.run(run())
+    records = [
+        record
+        for segment in segments(guard.spool_directory)
+        for record in read_segment(segment, 0, 1 << 30).records
+    ]
+    assert [r.meta for r in records[-4:]] == [f"{m} {p}".encode() for m, p in sent_lines]
