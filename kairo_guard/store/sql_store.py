@@ -153,14 +153,9 @@ class SQLStore(DatasetTables, SQLiteTenantData, ShardTables, AnchorTables, Cover
             revoked_at=None if r[6] is None else float(r[6]),
         )
 
-    @property
-    def key_generation(self) -> int:
-        """See :attr:`~kairo_guard.store.base.Store.key_generation`."""
-        return self.generation
-
     def revoke_api_keys(self, tenant: TenantId, *, now: float, key_id: str | None) -> int:
         """See :meth:`~kairo_guard.store.base.Store.revoke_api_keys`."""
-        self.generation += 1
+        self.key_generation += 1
         sql = "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND revoked_at IS NULL"
         params: tuple[object, ...] = (now, tenant)
         if key_id is not None:

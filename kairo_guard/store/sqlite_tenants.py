@@ -47,8 +47,9 @@ class SQLiteTenantData:
     """:class:`TenantDataStore` on the database of a ``SQLStore`` (SQLite or PostgreSQL)."""
 
     db: Database
-    generation: int = 0
-    """Counts revocations and erasures through this object (``Store.key_generation``)."""
+    key_generation: int = 0
+    """Counts revocations and erasures through this object (``Store.key_generation``; an
+    attribute, not a property: the middleware's native gate reads it on every request)."""
 
     def add_provenance(self, rows: Iterable[ProvenanceRow]) -> None:
         """See :meth:`~kairo_guard.store.base.TenantDataStore.add_provenance`."""
@@ -133,7 +134,7 @@ class SQLiteTenantData:
         What the backend does so the rows do not linger in its files either is
         :meth:`~kairo_guard.store.sql.Database.erasing`.
         """
-        self.generation += 1
+        self.key_generation += 1
         validate_tenant(tenant)
         with self.db.erasing(), self.db.write() as db:
             counts = [
