@@ -45,7 +45,7 @@ EXTENSIONS = (
      "spool writer extension", "the spool writer process"),
     (Path("kairo_guard/ingest/_gate.c"), ["-lcrypto"],
      "fast path admission extension", "the same checks in Python"),
-    (Path("kairo_guard/ingest/_door.c"), [],
+    (Path("kairo_guard/ingest/_door.c"), ["-pthread"],
      "native door extension", "the middleware's Python fast path"),
     (Path("kairo_guard/detect/_shapes.c"), [],
      "prefilter extension", "the same tests as regular expressions"),
