@@ -32,7 +32,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +62,8 @@ typedef struct {
     Py_ssize_t max_queued;
     PyObject *loop, *writer, *cache; /* the writer of `loop` before fork `forks`; parts cache */
     PyObject *lines; /* path -> (method, meta): request_line()'s */
+    PyObject *slots;  /* the provenance class's member descriptors (keep fields alive) */
+    PyMemberDef *fields[7]; /* their definitions, or NULL: set as attributes */
     unsigned long forks;
 } Door;
 
@@ -79,12 +83,14 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall; /* called as send(message) without an argument tuple */
     PyObject *send, *header;
     long status;
 } Sender;
 
 typedef struct {
     PyObject_HEAD
+    vectorcallfunc vectorcall; /* called as receive() without an argument tuple */
     PyObject *first, *receive;
 } Replay;
 
@@ -218,8 +224,9 @@ static void Ready_dealloc(Ready *r) {
 
 static PyAsyncMethods Ready_async = {.am_await = (unaryfunc)PyObject_SelfIter};
 
-static PyObject *Replay_call(Replay *r, PyObject *args, PyObject *kw) {
-    if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+static PyObject *Replay_vectorcall(Replay *r, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) || (kwnames && PyTuple_GET_SIZE(kwnames))) {
         PyErr_SetString(PyExc_TypeError, "receive() takes no arguments");
         return NULL;
     }
@@ -251,9 +258,13 @@ static void Replay_dealloc(Replay *r) {
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
-static PyObject *Sender_call(Sender *s, PyObject *args, PyObject *kw) {
-    PyObject *message;
-    if (!PyArg_ParseTuple(args, "O:send", &message)) return NULL;
+static PyObject *Sender_vectorcall(Sender *s, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "send() takes exactly one argument (the message)");
+        return NULL;
+    }
+    PyObject *message = args[0];
     PyObject *type = PyDict_Check(message) ? PyDict_GetItemWithError(message, s_type) : NULL;
     if (!type && PyErr_Occurred()) return NULL;
     if (type && PyUnicode_Check(type) && PyUnicode_Compare(type, s_start) == 0) {
@@ -587,6 +598,24 @@ static PyObject *app_outcome(Admission *a, PySendResult how, PyObject *res) {
     return how == PYGEN_RETURN ? stop_code(0) : NULL;
 }
 
+/* The provenance's fields, in set_fields()'s order. */
+enum { N_FIELDS = 7 };
+static PyObject **const field_names[N_FIELDS] = {&s_guard_attr, &s_source_attr, &s_tenant,
+                                                 &s_size,       &s_complete,    &s_digest,
+                                                 &s_seal};
+
+/* Set the provenance's fields: through their slots' member definitions (found at the
+ * door's start), else as attributes. */
+static int set_fields(Door *d, PyObject *prov, PyObject *const *values) {
+    for (int i = 0; i < N_FIELDS; i++) {
+        int rc = d->fields[i] && Py_IS_TYPE(prov, (PyTypeObject *)d->provenance)
+                     ? PyMember_SetOne((char *)prov, d->fields[i], values[i])
+                     : PyObject_SetAttr(prov, *field_names[i], values[i]);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
 static PyObject *start_app(Admission *a) {
     Door *d = a->door;
     PyObject *digest, *seal;
@@ -602,12 +631,8 @@ static PyObject *start_app(Admission *a) {
     PyObject *prov = empty ? cls->tp_new(cls, empty, NULL) : NULL;
     Py_XDECREF(empty);
     PyObject *size = prov ? PyLong_FromSsize_t(a->size) : NULL;
-    if (!size || PyObject_SetAttr(prov, s_guard_attr, d->guard) < 0 ||
-        PyObject_SetAttr(prov, s_source_attr, d->source) < 0 ||
-        PyObject_SetAttr(prov, s_tenant, a->tenant) < 0 ||
-        PyObject_SetAttr(prov, s_size, size) < 0 ||
-        PyObject_SetAttr(prov, s_complete, Py_True) < 0 ||
-        PyObject_SetAttr(prov, s_digest, digest) < 0 || PyObject_SetAttr(prov, s_seal, seal) < 0 ||
+    PyObject *values[N_FIELDS] = {d->guard, d->source, a->tenant, size, Py_True, digest, seal};
+    if (!size || set_fields(d, prov, values) < 0 ||
         PyObject_SetItem(a->scope, d->scope_key, prov) < 0) {
         Py_XDECREF(size);
         Py_XDECREF(prov);
@@ -623,6 +648,7 @@ static PyObject *start_app(Admission *a) {
         a->state = S_DONE;
         return NULL;
     }
+    sender->vectorcall = (vectorcallfunc)Sender_vectorcall;
     sender->send = Py_NewRef(a->send);
     sender->header = PyTuple_Pack(2, d->header, value);
     sender->status = 0;
@@ -634,6 +660,7 @@ static PyObject *start_app(Admission *a) {
         a->state = S_DONE;
         return NULL;
     }
+    replay->vectorcall = (vectorcallfunc)Replay_vectorcall;
     replay->first = a->message ? Py_NewRef(a->message) : NULL;
     replay->receive = Py_NewRef(a->receive);
     PyObject_GC_Track(replay);
@@ -1062,7 +1089,28 @@ static int Door_init(Door *d, PyObject *args, PyObject *kw) {
     if (d->clocked < 0 || (d->max_queued == -1 && PyErr_Occurred())) return -1;
     Py_XSETREF(d->cache, PyDict_New());
     Py_XSETREF(d->lines, PyDict_New());
-    return d->cache && d->lines ? 0 : -1;
+    Py_XSETREF(d->slots, PyList_New(0));
+    if (!d->cache || !d->lines || !d->slots) return -1;
+    for (int i = 0; i < N_FIELDS; i++) { /* a plain object slot of that name, or NULL */
+        PyObject *descr = PyObject_GetAttr(d->provenance, *field_names[i]);
+        d->fields[i] = NULL;
+        if (!descr) {
+            PyErr_Clear();
+            continue;
+        }
+        if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+            if (def->type == T_OBJECT_EX && !(def->flags & READONLY)) {
+                if (PyList_Append(d->slots, descr) < 0) {
+                    Py_DECREF(descr);
+                    return -1;
+                }
+                d->fields[i] = def;
+            }
+        }
+        Py_DECREF(descr);
+    }
+    return 0;
 }
 
 static int Door_traverse(Door *d, visitproc visit, void *arg) {
@@ -1086,6 +1134,7 @@ static int Door_traverse(Door *d, visitproc visit, void *arg) {
     Py_VISIT(d->writer);
     Py_VISIT(d->cache);
     Py_VISIT(d->lines);
+    Py_VISIT(d->slots);
     return 0;
 }
 
@@ -1110,6 +1159,7 @@ static int Door_clear(Door *d) {
     Py_CLEAR(d->writer);
     Py_CLEAR(d->cache);
     Py_CLEAR(d->lines);
+    Py_CLEAR(d->slots);
     return 0;
 }
 
@@ -1125,9 +1175,11 @@ static PyMethodDef Door_methods[] = {
     {NULL},
 };
 
-#define GC_TYPE(T, NAME, DOC)                                                               \
+#define GC_TYPE_FLAGS(T, NAME, DOC, FLAGS)                                                  \
     .tp_name = "kairo_guard.ingest._door." NAME, .tp_basicsize = sizeof(T),                  \
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, .tp_doc = DOC
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | (FLAGS), .tp_doc = DOC
+#define GC_TYPE(T, NAME, DOC) GC_TYPE_FLAGS(T, NAME, DOC, 0)
+#define CALLED_TYPE(T, NAME, DOC) GC_TYPE_FLAGS(T, NAME, DOC, Py_TPFLAGS_HAVE_VECTORCALL)
 
 static PyTypeObject DoorType = {
     PyVarObject_HEAD_INIT(NULL, 0) GC_TYPE(Door, "Door", "The admitted request's server."),
@@ -1144,14 +1196,16 @@ static PyTypeObject AdmissionType = {
 };
 
 static PyTypeObject SenderType = {
-    PyVarObject_HEAD_INIT(NULL, 0) GC_TYPE(Sender, "Sender", "send, adding the seal header."),
-    .tp_call = (ternaryfunc)Sender_call, .tp_dealloc = (destructor)Sender_dealloc,
+    PyVarObject_HEAD_INIT(NULL, 0) CALLED_TYPE(Sender, "Sender", "send, adding the seal header."),
+    .tp_call = PyVectorcall_Call, .tp_vectorcall_offset = offsetof(Sender, vectorcall),
+    .tp_dealloc = (destructor)Sender_dealloc,
     .tp_traverse = (traverseproc)Sender_traverse, .tp_clear = (inquiry)Sender_clear,
 };
 
 static PyTypeObject ReplayType = {
-    PyVarObject_HEAD_INIT(NULL, 0) GC_TYPE(Replay, "Replay", "receive, the read message first."),
-    .tp_call = (ternaryfunc)Replay_call, .tp_dealloc = (destructor)Replay_dealloc,
+    PyVarObject_HEAD_INIT(NULL, 0) CALLED_TYPE(Replay, "Replay", "receive, the read message first."),
+    .tp_call = PyVectorcall_Call, .tp_vectorcall_offset = offsetof(Replay, vectorcall),
+    .tp_dealloc = (destructor)Replay_dealloc,
     .tp_traverse = (traverseproc)Replay_traverse, .tp_clear = (inquiry)Replay_clear,
 };
 

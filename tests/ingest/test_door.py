@@ -413,3 +413,34 @@ def test_each_spooled_body_keeps_its_own_request_line(
         for record in read_segment(segment, 0, 1 << 30).records
     ]
     assert [r.meta for r in records[-4:]] == [f"{m} {p}".encode() for m, p in sent_lines]
+
+
+def test_the_doors_receive_and_send_refuse_wrong_calls_and_still_serve(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    # receive and send are the door's own callables: a wrong call is a TypeError (the
+    # app's error), never a crash; called right they still serve the request
+    app, key, _ = served
+    errors: list[str] = []
+
+    async def probing(scope: Any, receive: Any, send: Any) -> None:
+        wrong_calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [
+            (receive, (1,), {}), (send, (), {}), (send, ({}, {}), {}),
+            (send, (), {"message": {"type": "http.response.start"}}),
+        ]  # fmt: skip
+        for call, args, kwargs in wrong_calls:
+            try:
+                call(*args, **kwargs)
+            except TypeError as exc:
+                errors.append(str(exc))
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    app.app = probing
+    sent = asyncio.run(_request(app, _scope(key)))
+    assert len(errors) == 4
+    assert sent[1]["body"] == BODY
+    assert sent[0]["status"] == 200
+    label = guard.open_seal(dict(sent[0]["headers"])[b"kairo-provenance"].decode())
+    assert label.digest == hashlib.sha256(BODY).hexdigest()
