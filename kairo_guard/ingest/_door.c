@@ -222,7 +222,15 @@ static void Ready_dealloc(Ready *r) {
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
-static PyAsyncMethods Ready_async = {.am_await = (unaryfunc)PyObject_SelfIter};
+/* An await's step without the StopIteration (what `await` uses where it can). */
+static PySendResult Ready_am_send(Ready *r, PyObject *arg, PyObject **result) {
+    *result = r->value ? r->value : Py_NewRef(Py_None); /* handed over */
+    r->value = NULL;
+    return PYGEN_RETURN;
+}
+
+static PyAsyncMethods Ready_async = {.am_await = (unaryfunc)PyObject_SelfIter,
+                                     .am_send = (sendfunc)Ready_am_send};
 
 static PyObject *Replay_vectorcall(Replay *r, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames) {

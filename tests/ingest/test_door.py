@@ -444,3 +444,29 @@ def test_the_doors_receive_and_send_refuse_wrong_calls_and_still_serve(
     assert sent[0]["status"] == 200
     label = guard.open_seal(dict(sent[0]["headers"])[b"kairo-provenance"].decode())
     assert label.digest == hashlib.sha256(BODY).hexdigest()
+
+
+@pytest.mark.parametrize("how", ["await", "wait_for", "task"])
+def test_the_replayed_body_reaches_the_app_however_it_awaits_receive(
+    served: tuple[GuardMiddleware, str, list[Any]], how: str
+) -> None:
+    # the door's receive() returns its own awaitable: awaited directly, through
+    # wait_for or as a task of its own, it gives the body message once
+    app, key, _ = served
+    got: list[Any] = []
+
+    async def reading(scope: Any, receive: Any, send: Any) -> None:
+        if how == "await":
+            message = await receive()
+        elif how == "wait_for":
+            message = await asyncio.wait_for(receive(), 5)
+        else:
+            message = await asyncio.ensure_future(receive())
+        got.append(message)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    app.app = reading
+    sent = asyncio.run(_request(app, _scope(key)))
+    assert got == [{"type": "http.request", "body": BODY, "more_body": False}]
+    assert sent[1]["body"] == BODY
