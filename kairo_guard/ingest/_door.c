@@ -75,6 +75,7 @@ typedef struct {
     int state;
     /* the future */
     int fstate, blocking;
+    int quiet, code; /* stepped by am_send; its end code, -1 before */
     PyObject *loop, *callbacks, *result, *exception;
     unsigned long thread;
     /* the app */
@@ -111,7 +112,13 @@ static int stop_with(PyObject *value) { /* StopIteration(value), value of any ty
     return -1;
 }
 
-static PyObject *stop_code(int code) {
+/* The admission ends with `code` (0, 1, 2): StopIteration(code), or, stepped through its
+ * am_send (`quiet`), the code kept for am_send to return without an exception. */
+static PyObject *stop_code(Admission *a, int code) {
+    if (a->quiet) {
+        a->code = code;
+        return NULL;
+    }
     PyObject *v = PyLong_FromLong(code);
     if (v) {
         stop_with(v);
@@ -603,7 +610,7 @@ static PyObject *app_outcome(Admission *a, PySendResult how, PyObject *res) {
     if (how == PYGEN_NEXT) return res;
     if (how == PYGEN_RETURN) Py_DECREF(res);
     finish_app(a);
-    return how == PYGEN_RETURN ? stop_code(0) : NULL;
+    return how == PYGEN_RETURN ? stop_code(a, 0) : NULL;
 }
 
 /* The provenance's fields, in set_fields()'s order. */
@@ -789,7 +796,7 @@ static PyObject *submit(Admission *a) {
         (more && PyObject_IsTrue(more) != 0)) {
         PyErr_Clear();
         a->state = S_DONE;
-        return stop_code(1);
+        return stop_code(a, 1);
     }
     PyObject *loop = running_loop(d);
     if (!loop) goto fail;
@@ -849,7 +856,7 @@ static PyObject *submit(Admission *a) {
 refused:
     PyErr_Clear();
     a->state = S_DONE;
-    return stop_code(2);
+    return stop_code(a, 2);
 fail:
     a->state = S_DONE;
     return NULL;
@@ -879,7 +886,7 @@ static PyObject *waited(Admission *a) {
     }
     if (a->exception) { /* the writer could not make it durable */
         a->state = S_DONE;
-        return stop_code(2);
+        return stop_code(a, 2);
     }
     return start_app(a);
 }
@@ -1017,7 +1024,21 @@ static PyMethodDef Adm_methods[] = {
     {NULL},
 };
 
-static PyAsyncMethods Adm_async = {.am_await = (unaryfunc)PyObject_SelfIter};
+/* A step as `await` takes it: the end code returned, not raised as StopIteration. */
+static PySendResult Adm_am_send(Admission *a, PyObject *arg, PyObject **result) {
+    a->quiet = 1;
+    a->code = -1;
+    PyObject *r = Adm_send(a, arg);
+    a->quiet = 0;
+    *result = r;
+    if (r) return PYGEN_NEXT;
+    if (a->code < 0 || PyErr_Occurred()) return PYGEN_ERROR;
+    *result = PyLong_FromLong(a->code);
+    return *result ? PYGEN_RETURN : PYGEN_ERROR;
+}
+
+static PyAsyncMethods Adm_async = {.am_await = (unaryfunc)PyObject_SelfIter,
+                                   .am_send = (sendfunc)Adm_am_send};
 
 /* ------------------------------------------------------------ Door */
 
@@ -1042,6 +1063,8 @@ static PyObject *Door_serve(Door *d, PyObject *const *args, Py_ssize_t n) {
     a->state = S_RECV;
     a->fstate = F_PENDING;
     a->blocking = 0;
+    a->quiet = 0;
+    a->code = -1;
     a->thread = 0;
     a->message = a->iter = a->loop = a->callbacks = a->result = a->exception = NULL;
     a->provenance = a->token = a->sender = NULL;

@@ -34,6 +34,7 @@ from kairo_guard import Guard, current_tenant
 from kairo_guard.core.exceptions import StoreError
 from kairo_guard.core.keys import KeyRing
 from kairo_guard.ingest.apikeys import new_api_key
+from kairo_guard.ingest.door import GENERAL, SERVED
 from kairo_guard.ingest.middleware import SCOPE_KEY, GuardMiddleware
 from kairo_guard.otel import instrumentation
 from kairo_guard.otel.names import (
@@ -470,3 +471,51 @@ def test_the_replayed_body_reaches_the_app_however_it_awaits_receive(
     sent = asyncio.run(_request(app, _scope(key)))
     assert got == [{"type": "http.request", "body": BODY, "more_body": False}]
     assert sent[1]["body"] == BODY
+
+
+def test_an_admission_ends_with_the_same_outcome_awaited_or_stepped_by_hand(
+    guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
+) -> None:
+    # `await` takes the outcome from am_send (no StopIteration); a driver stepping the
+    # admission with send() gets it as StopIteration's value, as from any iterator
+    app, key, seen = served
+    digest, seal = _sealed(guard)
+
+    class Instant:
+        queued_bytes = 0
+
+        def submit(self, future: Any, *_: Any) -> None:
+            future.set_result((digest, seal))
+
+    instant = Instant()
+    app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
+    door = app.make_door()
+    assert door is not None
+    bodies = {"served": [BODY], "general": [BODY[:10], BODY[10:]]}
+
+    def admission(kind: str) -> Any:
+        messages = [
+            {"type": "http.request", "body": b, "more_body": i < len(bodies[kind]) - 1}
+            for i, b in enumerate(bodies[kind])
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            pass
+
+        return door.serve(_scope(key), receive, send, "acme", len(BODY))
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        for kind in ("served", "general"):
+            outcomes.append(await admission(kind))
+            stepped = admission(kind)
+            with pytest.raises(StopIteration) as stop:  # nothing here waits: one step
+                stepped.send(None)
+            outcomes.append(stop.value.value)
+        return outcomes
+
+    assert asyncio.run(run()) == [SERVED, SERVED, GENERAL, GENERAL]
+    assert len(seen) == 2  # the app ran for the two served ones only
