@@ -222,6 +222,27 @@ class _HeldWriter:
         return task
 
 
+class _InstantWriter:
+    """A writer that completes every body as it is submitted, with a given result."""
+
+    queued_bytes = 0
+
+    def __init__(self, digest: str, seal: str) -> None:
+        self.result = (digest, seal)
+
+    def submit(self, future: Any, *_: Any) -> None:
+        future.set_result(self.result)
+
+    @classmethod
+    def serving(cls, app: GuardMiddleware, digest: str, seal: str) -> Any:
+        """Make ``app``'s door submit to an instant writer from now on; return the door."""
+        instant = cls(digest, seal)
+        app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
+        app._door = app.make_door()
+        assert app._door is not None
+        return app._door
+
+
 def test_when_the_request_is_cancelled_while_its_body_is_made_durable_then_the_app_never_runs(
     guard: Guard, served: tuple[GuardMiddleware, str, list[Any]]
 ) -> None:
@@ -279,16 +300,7 @@ def test_when_the_writer_completes_the_body_as_it_is_submitted_then_the_app_runs
 ) -> None:
     app, key, seen = served
     digest, seal = _sealed(guard)
-
-    class Instant:
-        queued_bytes = 0
-
-        def submit(self, future: Any, *_: Any) -> None:
-            future.set_result((digest, seal))
-
-    instant = Instant()
-    app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
-    app._door = app.make_door()
+    _InstantWriter.serving(app, digest, seal)
     _answered_with(asyncio.run(_request(app, _scope(key))), seal)
     assert seen[0][2].digest == digest
 
@@ -479,18 +491,7 @@ def test_an_admission_ends_with_the_same_outcome_awaited_or_stepped_by_hand(
     # `await` takes the outcome from am_send (no StopIteration); a driver stepping the
     # admission with send() gets it as StopIteration's value, as from any iterator
     app, key, seen = served
-    digest, seal = _sealed(guard)
-
-    class Instant:
-        queued_bytes = 0
-
-        def submit(self, future: Any, *_: Any) -> None:
-            future.set_result((digest, seal))
-
-    instant = Instant()
-    app.spool.native_writer = lambda loop: instant  # type: ignore[method-assign]
-    door = app.make_door()
-    assert door is not None
+    door = _InstantWriter.serving(app, *_sealed(guard))
     bodies = {"served": [BODY], "general": [BODY[:10], BODY[10:]]}
 
     def admission(kind: str) -> Any:
