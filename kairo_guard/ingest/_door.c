@@ -26,9 +26,9 @@
  *
  * While it waits it is the future its task waits on (the asyncio future protocol); the
  * writer completes it with set_result((digest, seal)) or set_exception(error). Completed
- * on the loop's thread with no task running (the writer's eventfd callback), it resumes
- * its task at once, in the task's context, instead of through loop.call_soon: one handle
- * less per request. Anywhere else its callbacks are scheduled as a future's are.
+ * on the loop's thread with no task running (the writer's eventfd callback, or its
+ * continuation on the loop's next turn), it resumes its task at once, in the task's
+ * context, instead of through loop.call_soon: one handle less per request. Anywhere else its callbacks are scheduled as a future's are.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

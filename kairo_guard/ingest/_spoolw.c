@@ -14,11 +14,14 @@
  *       for a body spooled without a seal; else the seal is
  *       head + hex(digest) + rest + "." + tag, the tag the HMAC under the key whose
  *       64-byte block (key padded with zeros) is `block`.
- *   complete() -> int
- *       (from the event loop, on the eventfd) completes the futures of done bodies:
- *       result (digest, seal), or exception error_class(reason). Returns how many; if
- *       completing a future raised (its loop is closed), raises the first such error
- *       once every other future is completed.
+ *   complete([budget_ns]) -> int
+ *       (from the event loop, on the eventfd) completes the futures of done bodies,
+ *       oldest first: result (digest, seal), or exception error_class(reason). With a
+ *       budget > 0 it stops once that many nanoseconds have passed (one body at least:
+ *       completing a future can run its request's app) and leaves the rest `pending`.
+ *       Returns how many; if completing a future raised (its loop is closed), raises the
+ *       first such error once this call's other futures are completed.
+ *   pending                      True while done bodies wait to be completed.
  *   fileno() -> int              the eventfd.
  *   queued_bytes                 body bytes submitted and not yet done.
  *   close()                      ends the thread once what is queued is done, then
@@ -533,10 +536,19 @@ static int finish(Writer *w, Job *j) {
     return 0;
 }
 
-static PyObject *Writer_complete(Writer *w, PyObject *Py_UNUSED(ignored)) {
+static long long monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Completes done bodies, oldest first; with a budget > 0, stops once that many
+   nanoseconds have passed (after one body at least) and leaves the rest done. */
+static PyObject *complete_done(Writer *w, long long budget) {
     uint64_t count;
     while (read(w->efd, &count, sizeof count) < 0 && errno == EINTR) {
     }
+    long long until = budget > 0 ? monotonic_ns() + budget : 0;
     pthread_mutex_lock(&w->mutex);
     Job *jobs = w->done;
     w->done = w->done_tail = NULL;
@@ -545,6 +557,7 @@ static PyObject *Writer_complete(Writer *w, PyObject *Py_UNUSED(ignored)) {
     PyObject *type = NULL, *value = NULL, *tb = NULL;
     while (jobs) {
         Job *next = jobs->next;
+        jobs->next = NULL;
         if (finish(w, jobs) < 0) { /* every other future is still completed */
             if (type) PyErr_Clear();
             else PyErr_Fetch(&type, &value, &tb);
@@ -552,12 +565,42 @@ static PyObject *Writer_complete(Writer *w, PyObject *Py_UNUSED(ignored)) {
         free_job(jobs);
         jobs = next;
         n++;
+        if (jobs && until && monotonic_ns() >= until) { /* the rest before later passes' */
+            Job *last = jobs;
+            while (last->next) last = last->next;
+            pthread_mutex_lock(&w->mutex);
+            last->next = w->done;
+            if (!w->done) w->done_tail = last;
+            w->done = jobs;
+            pthread_mutex_unlock(&w->mutex);
+            break;
+        }
     }
-    if (type) { /* the first error, once every body is completed and released */
+    if (type) { /* the first error, once this call's bodies are completed and released */
         PyErr_Restore(type, value, tb);
         return NULL;
     }
     return PyLong_FromLong(n);
+}
+
+static PyObject *Writer_complete(Writer *w, PyObject *const *args, Py_ssize_t nargs) {
+    long long budget = 0;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "complete() takes at most one argument");
+        return NULL;
+    }
+    if (nargs == 1) {
+        budget = PyLong_AsLongLong(args[0]);
+        if (budget == -1 && PyErr_Occurred()) return NULL;
+    }
+    return complete_done(w, budget);
+}
+
+static PyObject *Writer_get_pending(Writer *w, void *Py_UNUSED(closure)) {
+    pthread_mutex_lock(&w->mutex);
+    int pending = w->done != NULL;
+    pthread_mutex_unlock(&w->mutex);
+    return PyBool_FromLong(pending);
 }
 
 static PyObject *Writer_fileno(Writer *w, PyObject *Py_UNUSED(ignored)) {
@@ -578,7 +621,7 @@ static void stop_thread(Writer *w) {
 
 static PyObject *Writer_close(Writer *w, PyObject *Py_UNUSED(ignored)) {
     stop_thread(w);
-    if (w->pid == getpid()) return Writer_complete(w, NULL);
+    if (w->pid == getpid()) return complete_done(w, 0);
     Py_RETURN_NONE;
 }
 
@@ -614,8 +657,9 @@ static void Writer_dealloc(Writer *w) {
 static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))Writer_submit, METH_FASTCALL,
      "submit(future, tenant, meta, body, head, rest, block): queue a body."},
-    {"complete", (PyCFunction)Writer_complete, METH_NOARGS,
-     "Complete the futures of done bodies; return how many."},
+    {"complete", (PyCFunction)(void (*)(void))Writer_complete, METH_FASTCALL,
+     "complete([budget_ns]): complete done bodies' futures (with a budget, those of about"
+     " that many nanoseconds; the rest stay pending); returns how many."},
     {"fileno", (PyCFunction)Writer_fileno, METH_NOARGS, "The eventfd signalled per pass."},
     {"close", (PyCFunction)Writer_close, METH_NOARGS,
      "End the thread once the queue is written; complete every future."},
@@ -624,6 +668,8 @@ static PyMethodDef Writer_methods[] = {
 
 static PyGetSetDef Writer_getset[] = {
     {"queued_bytes", (getter)Writer_queued, NULL, "Body bytes submitted and not done.", NULL},
+    {"pending", (getter)Writer_get_pending, NULL, "Done bodies whose futures are not completed.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -38,6 +38,12 @@ AVAILABLE = native_writer is not None
 MAX_QUEUED = 256 << 20
 """Body bytes waiting for the writer past which a body is refused (the disk is stuck)."""
 SEGMENT_BYTES = 64 << 20
+COMPLETION_SLICE_NS = 400_000
+"""How long one turn of the event loop completes durable bodies (each completion runs
+its request's app) before it returns to the loop: the rest follow on the next turn,
+after the loop has read what arrived meanwhile and handed those bodies to the writer.
+Completing a whole pass at once would hold new requests back until every app of the
+pass has run, and the writer idle meanwhile."""
 logger = logging.getLogger("kairo_guard.ingest.spool_native")
 
 
@@ -60,6 +66,7 @@ class NativeSpoolClient:
         self._writer = native_writer.Writer(str(directory), SEGMENT_BYTES, sync, StoreError)
         self._parts = sealer.spooled_parts
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._continuing = False  # a _continue is scheduled on self._loop
 
     async def record(
         self, tenant: str, chunks: list[bytes], source: str, meta: bytes
@@ -109,16 +116,27 @@ class NativeSpoolClient:
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
         old, self._loop = self._loop, loop
+        self._continuing = False
         if old is not None and not old.is_closed():
             with contextlib.suppress(Exception):
                 old.remove_reader(self._writer.fileno())
         loop.add_reader(self._writer.fileno(), self._complete)
 
     def _complete(self) -> None:
+        writer = self._writer
         try:
-            self._writer.complete()
+            writer.complete(COMPLETION_SLICE_NS)
         except Exception:  # a future of a closed loop: its request is gone
             logger.exception("cannot complete spooled bodies")
+        loop = self._loop
+        if writer.pending and not self._continuing and loop is not None:
+            self._continuing = True
+            loop.call_soon(self._continue, loop)
+
+    def _continue(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is self._loop:  # (another loop took the writer over meanwhile: its own)
+            self._continuing = False
+            self._complete()
 
     def close(self) -> None:
         """Write what is queued, end the thread, complete every future."""

@@ -216,3 +216,68 @@ def test_a_future_that_cannot_be_completed_does_not_strand_the_others(guard: Gua
     assert [f.result[0] for f in live] == [  # type: ignore[index]
         hashlib.sha256(b"body %d" % i).hexdigest() for i in (0, 2, 3)
     ]
+
+
+def _all_done(writer: native_writer.Writer) -> None:
+    deadline = time.monotonic() + 10
+    while writer.queued_bytes and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert not writer.queued_bytes
+
+
+def test_with_a_budget_the_writer_completes_part_of_a_pass_oldest_first(guard: Guard) -> None:
+    directory = guard.spool_directory
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = native_writer.Writer(str(directory), 1 << 20, True, StoreError)
+    futures = [Done() for _ in range(4)]
+    try:
+        for i, future in enumerate(futures):
+            writer.submit(future, b"acme", b"", b"body %d" % i, None, b"", b"")
+        _all_done(writer)
+        assert writer.pending
+        assert writer.complete(1) == 1  # a nanosecond: one body, then its time is up
+        assert writer.complete(1) == 1
+        assert writer.pending
+        assert writer.complete() == 2  # no budget: every one left
+        assert not writer.pending
+    finally:
+        writer.close()
+    assert [f.result[0] for f in futures] == [
+        hashlib.sha256(b"body %d" % i).hexdigest() for i in range(4)
+    ]
+
+
+def test_a_pass_is_completed_over_several_turns_of_the_event_loop(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each completion may run a request's app: a pass of many bodies must not hold the
+    # loop (and the requests arriving meanwhile) until all of them have run
+    monkeypatch.setattr(spool_native, "COMPLETION_SLICE_NS", 1)
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    turns: list[int] = []
+
+    async def run() -> list[tuple[str, str]]:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
+            loop.call_soon(tick)
+
+        futures = [client.submit("acme", [b"body %d" % i], "api", b"") for i in range(5)]
+        for future in futures:
+            future.add_done_callback(lambda _: turns.append(ticks))
+        _all_done(client.writer_for(loop))  # the loop blocked: one eventfd wake for all
+        tick()
+        return await asyncio.wait_for(asyncio.gather(*futures), 10)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        client.close()
+    assert [digest for digest, _ in results] == [
+        hashlib.sha256(b"body %d" % i).hexdigest() for i in range(5)
+    ]
+    assert turns == sorted(turns)  # in order
+    assert len(set(turns)) == 5  # one a turn
