@@ -17,8 +17,9 @@ if every instruction took the same time.
 
 Under valgrind a program runs about 50 times slower, so the middleware's time-based
 caches (the API key's 1 s freshness, the 10 ms re-check of the spool's backlog, the
-0.2 s backlog measurement) would expire 50 times as often per request as in service;
-they are stretched by the same factor here. The spool writer thread is real (its
+0.2 s backlog measurement) would expire 50 times as often per request as in service,
+and a turn's 0.4 ms slice of completions would hold a fiftieth of the requests; they
+are stretched by the same factor here. The spool writer thread is real (its
 instructions are its own thread's and not counted: it runs on the other core).
 
     .venv/bin/python benchmarks/bench_middleware_instructions.py [--requests 1000] [--apps a,b]
@@ -63,10 +64,11 @@ def _drive(app_name: str, requests: int, key: str, http: str, loop_kind: str) ->
     )
     Protocol: Any = getattr(importlib.import_module(f"uvicorn.protocols.http.{module}"), name)
 
-    from kairo_guard.ingest import fast_path, spooling
+    from kairo_guard.ingest import fast_path, spool_native, spooling
 
     fast_path.BUSY_RECHECK *= SLOWDOWN
     spooling.BACKLOG_EVERY *= SLOWDOWN
+    spool_native.COMPLETION_SLICE_NS = int(spool_native.COMPLETION_SLICE_NS * SLOWDOWN)
     import mw_bench_apps
 
     app = getattr(mw_bench_apps, app_name)

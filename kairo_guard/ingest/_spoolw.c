@@ -14,8 +14,9 @@
  *       for a body spooled without a seal; else the seal is
  *       head + hex(digest) + rest + "." + tag, the tag the HMAC under the key whose
  *       64-byte block (key padded with zeros) is `block`.
- *   complete([budget_ns]) -> int
- *       (from the event loop, on the eventfd) completes the futures of done bodies,
+ *   complete([budget_ns[, signalled]]) -> int
+ *       (from the event loop, on the eventfd; signalled false: not woken by it, so it is
+ *       not read) completes the futures of done bodies,
  *       oldest first: result (digest, seal), or exception error_class(reason). With a
  *       budget > 0 it stops once that many nanoseconds have passed (one body at least:
  *       completing a future can run its request's app) and leaves the rest `pending`.
@@ -544,9 +545,9 @@ static long long monotonic_ns(void) {
 
 /* Completes done bodies, oldest first; with a budget > 0, stops once that many
    nanoseconds have passed (after one body at least) and leaves the rest done. */
-static PyObject *complete_done(Writer *w, long long budget) {
+static PyObject *complete_done(Writer *w, long long budget, int signalled) {
     uint64_t count;
-    while (read(w->efd, &count, sizeof count) < 0 && errno == EINTR) {
+    while (signalled && read(w->efd, &count, sizeof count) < 0 && errno == EINTR) {
     }
     long long until = budget > 0 ? monotonic_ns() + budget : 0;
     pthread_mutex_lock(&w->mutex);
@@ -585,15 +586,17 @@ static PyObject *complete_done(Writer *w, long long budget) {
 
 static PyObject *Writer_complete(Writer *w, PyObject *const *args, Py_ssize_t nargs) {
     long long budget = 0;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "complete() takes at most one argument");
+    int signalled = 1;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "complete() takes at most two arguments");
         return NULL;
     }
-    if (nargs == 1) {
+    if (nargs >= 1) {
         budget = PyLong_AsLongLong(args[0]);
         if (budget == -1 && PyErr_Occurred()) return NULL;
     }
-    return complete_done(w, budget);
+    if (nargs == 2 && (signalled = PyObject_IsTrue(args[1])) < 0) return NULL;
+    return complete_done(w, budget, signalled);
 }
 
 static PyObject *Writer_get_pending(Writer *w, void *Py_UNUSED(closure)) {
@@ -621,7 +624,7 @@ static void stop_thread(Writer *w) {
 
 static PyObject *Writer_close(Writer *w, PyObject *Py_UNUSED(ignored)) {
     stop_thread(w);
-    if (w->pid == getpid()) return complete_done(w, 0);
+    if (w->pid == getpid()) return complete_done(w, 0, 1);
     Py_RETURN_NONE;
 }
 
@@ -658,8 +661,8 @@ static PyMethodDef Writer_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))Writer_submit, METH_FASTCALL,
      "submit(future, tenant, meta, body, head, rest, block): queue a body."},
     {"complete", (PyCFunction)(void (*)(void))Writer_complete, METH_FASTCALL,
-     "complete([budget_ns]): complete done bodies' futures (with a budget, those of about"
-     " that many nanoseconds; the rest stay pending); returns how many."},
+     "complete([budget_ns[, signalled]]): complete done bodies' futures (with a budget,"
+     " those of about that many nanoseconds; the rest stay pending); returns how many."},
     {"fileno", (PyCFunction)Writer_fileno, METH_NOARGS, "The eventfd signalled per pass."},
     {"close", (PyCFunction)Writer_close, METH_NOARGS,
      "End the thread once the queue is written; complete every future."},

@@ -122,10 +122,10 @@ class NativeSpoolClient:
                 old.remove_reader(self._writer.fileno())
         loop.add_reader(self._writer.fileno(), self._complete)
 
-    def _complete(self) -> None:
+    def _complete(self, signalled: bool = True) -> None:
         writer = self._writer
         try:
-            writer.complete(COMPLETION_SLICE_NS)
+            writer.complete(COMPLETION_SLICE_NS, signalled)
         except Exception:  # a future of a closed loop: its request is gone
             logger.exception("cannot complete spooled bodies")
         loop = self._loop
@@ -136,7 +136,7 @@ class NativeSpoolClient:
     def _continue(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop is self._loop:  # (another loop took the writer over meanwhile: its own)
             self._continuing = False
-            self._complete()
+            self._complete(False)  # not woken by the eventfd: no read of it
 
     def close(self) -> None:
         """Write what is queued, end the thread, complete every future."""

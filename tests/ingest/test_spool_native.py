@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import select
 import time
 from pathlib import Path
 
@@ -225,6 +226,11 @@ def _all_done(writer: native_writer.Writer) -> None:
     assert not writer.queued_bytes
 
 
+def _signalled(writer: native_writer.Writer) -> bool:
+    readable, _, _ = select.select([writer.fileno()], [], [], 0)
+    return bool(readable)
+
+
 def test_with_a_budget_the_writer_completes_part_of_a_pass_oldest_first(guard: Guard) -> None:
     directory = guard.spool_directory
     directory.mkdir(parents=True, exist_ok=True)
@@ -235,8 +241,10 @@ def test_with_a_budget_the_writer_completes_part_of_a_pass_oldest_first(guard: G
             writer.submit(future, b"acme", b"", b"body %d" % i, None, b"", b"")
         _all_done(writer)
         assert writer.pending
-        assert writer.complete(1) == 1  # a nanosecond: one body, then its time is up
+        assert writer.complete(1, False) == 1  # a nanosecond: one body, then its time is up
+        assert _signalled(writer)  # (not woken by it: the eventfd is left as it was)
         assert writer.complete(1) == 1
+        assert not _signalled(writer)
         assert writer.pending
         assert writer.complete() == 2  # no budget: every one left
         assert not writer.pending
