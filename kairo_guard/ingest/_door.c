@@ -28,7 +28,8 @@
  * writer completes it with set_result((digest, seal)) or set_exception(error). Completed
  * on the loop's thread with no task running (the writer's eventfd callback, or its
  * continuation on the loop's next turn), it resumes its task at once, in the task's
- * context, instead of through loop.call_soon: one handle less per request. Anywhere else its callbacks are scheduled as a future's are.
+ * context, instead of through loop.call_soon: one handle less per request. Anywhere else
+ * its callbacks are scheduled as a future's are.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1032,7 +1033,11 @@ static PySendResult Adm_am_send(Admission *a, PyObject *arg, PyObject **result) 
     a->quiet = 0;
     *result = r;
     if (r) return PYGEN_NEXT;
-    if (a->code < 0 || PyErr_Occurred()) return PYGEN_ERROR;
+    if (PyErr_Occurred()) return PYGEN_ERROR;
+    if (a->code < 0) { /* no path ends so; a clear error if one ever did */
+        PyErr_SetString(PyExc_RuntimeError, "the admission ended without an outcome");
+        return PYGEN_ERROR;
+    }
     *result = PyLong_FromLong(a->code);
     return *result ? PYGEN_RETURN : PYGEN_ERROR;
 }

@@ -15,9 +15,9 @@ While the body is being made durable the C object is itself the future its task 
 on, and the writer's completion (on the event loop's thread, from the writer's eventfd
 callback or its continuation, where no task runs) resumes the task at once in the task's
 own context rather than through ``loop.call_soon``. A pass's bodies are completed in
-slices of :data:`~kairo_guard.ingest.spool_native.COMPLETION_SLICE_NS`, one a turn of the
-loop, so requests that arrive meanwhile reach the writer before the pass's last app
-runs. Where asyncio's table of running tasks cannot be read
+slices of :data:`~kairo_guard.ingest.spool_native.COMPLETION_SLICE_NS`, one slice a turn
+of the loop, so requests that arrive meanwhile reach the writer before the pass's last
+app runs. Where asyncio's table of running tasks cannot be read
 (``asyncio.tasks._current_tasks``, CPython's), or anywhere else a completion happens, the
 task is resumed as from any future. Every await outcome the door cannot take (a body in
 several messages, a body of another size) ends in :data:`GENERAL` and the middleware's
