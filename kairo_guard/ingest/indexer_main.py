@@ -32,6 +32,9 @@ INDEXER_NICE = 19
 """The indexer process's nice value: it runs on the CPU time ingestion leaves."""
 
 
+AUTOGROUP = "/proc/self/autogroup"
+"""Where Linux takes the nice value of this process's scheduler autogroup."""
+
 _IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
 """The ioprio_set system call's number (Linux; Python's os module has no wrapper)."""
 _IOPRIO_IDLE = 3 << 13  # IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)
@@ -43,6 +46,13 @@ def _lowest_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         os.nice(INDEXER_NICE)
+    # leading its own session (a supervisor ran it under setsid; the service does not)
+    # it is in a scheduler autogroup of its own, weighed against the service's as an
+    # equal whatever its threads' policy: lower the group's weight too
+    with contextlib.suppress(OSError):
+        if os.getsid(0) == os.getpid():
+            with open(AUTOGROUP, "w") as f:  # only where autogroups exist
+                f.write(str(INDEXER_NICE))
     # and the idle I/O class: its reads of the spool wait for the writer's syncs
     number = _IOPRIO_SET.get(platform.machine())
     if sys.platform == "linux" and number is not None:

@@ -263,9 +263,13 @@ def _spawn_indexer(guard: Guard) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "kairo_guard.ingest.indexer_main", "--home", str(settings.home)]
     if settings.config_file is not None:
         cmd += ["--config", str(settings.config_file)]
-    # stdin is the lifeline: the child drains the spool and exits at its end of file
+    # stdin is the lifeline: the child drains the spool and exits at its end of file.
+    # A process group of its own (a terminal's Ctrl-C is not for it), not a session: a
+    # new session is a new scheduler autogroup (Linux), whose weight competes with this
+    # service's as an equal, so SCHED_IDLE would rank it low only against its own
+    # threads; in the service's autogroup it runs on the CPU time the service leaves.
     child = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, start_new_session=True, env=child_environment(settings)
+        cmd, stdin=subprocess.PIPE, process_group=0, env=child_environment(settings)
     )
     # at once, not once it has imported itself: its start-up must not slow requests
     with contextlib.suppress(AttributeError, OSError):

@@ -12,6 +12,8 @@ import ctypes
 import hashlib
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,10 +238,36 @@ def test_when_the_indexer_runs_as_a_process_then_it_is_idle_priority_and_drains_
             (child,) = children
             assert os.sched_getscheduler(child) == os.SCHED_IDLE
             assert _io_class(child) in (IOPRIO_CLASS_IDLE, None)  # None: not Linux x86/arm
+            # the service's session, so its scheduler autogroup (a session of its own
+            # would be weighed against the service as an equal), and its own group
+            assert os.getsid(child) == os.getsid(0)
+            assert os.getpgid(child) == child
         finally:
             spool.close()
         assert [row.digest for row in guard.store.list_provenance("acme")] == [digest]
         assert not os.path.exists(f"/proc/{child}/cmdline") or child not in _indexer_children()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups")
+def test_when_an_indexer_leads_its_own_session_then_its_autogroup_is_niced() -> None:
+    """Run under setsid (a supervisor's choice), the indexer's autogroup would compete
+    with the service as an equal: it lowers that group's weight. One that shares a
+    session (the service's child) leaves the session's group alone."""
+    code = (
+        "import os, sys; from kairo_guard.ingest.indexer_main import _lowest_priority; "
+        "_lowest_priority(); sys.stdout.write(open('/proc/self/autogroup').read())"
+    )
+    ours = Path("/proc/self/autogroup").read_text()
+    led = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        start_new_session=True,
+    )  # fmt: skip
+    shared = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert led.stdout.split()[-2:] == ["nice", "19"]
+    assert led.stdout.split()[0] != ours.split()[0]  # a group of its own
+    assert shared.stdout == ours == Path("/proc/self/autogroup").read_text()
 
 
 IOPRIO_CLASS_IDLE = 3
