@@ -242,7 +242,7 @@ siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
 #define LANES 4
 
 static void
-siphash24_lanes(uint64_t k0, uint64_t k1, const uint8_t (*in)[4 * K], const size_t *len,
+siphash24_lanes(uint64_t k0, uint64_t k1, const uint8_t *const *in, const size_t *len,
                 uint64_t *out)
 {
     uint64_t v0[LANES], v1[LANES], v2[LANES], v3[LANES], m[LANES];
@@ -422,29 +422,76 @@ utf8(const uint32_t *s, Py_ssize_t n, uint8_t *out)
     return len;
 }
 
-/* Selected k-grams waiting to be hashed, LANES at a time. */
+/* Where the UTF-8 of the k-gram at a position lies in the UTF-8 of the whole text
+ * (encoded once: a k-gram is hashed from there, not encoded again). Selected positions
+ * never decrease (each window's rightmost minimum), so the cursor only moves forward:
+ * `at` is a position, `byte` where its code point starts, `span` the k-gram's length
+ * in bytes. For ASCII text (`ascii`) a position is its own offset. */
 typedef struct {
     const uint32_t *s;
+    const uint8_t *bytes;
+    int ascii;
+    Py_ssize_t at;
+    size_t byte, span;
+} Cursor;
+
+static inline size_t
+utf8_length(uint32_t c)
+{
+    return 1 + (c >= 0x80) + (c >= 0x800) + (c >= 0x10000);
+}
+
+static void
+cursor_start(Cursor *c, Py_ssize_t p)
+{
+    Py_ssize_t i;
+    c->at = p;
+    c->byte = c->span = 0;
+    for (i = 0; i < p; i++)
+        c->byte += utf8_length(c->s[i]);
+    for (i = p; i < p + K; i++)
+        c->span += utf8_length(c->s[i]);
+}
+
+/* The k-gram at p (p + K <= the text's length) of a text that is not ASCII: its UTF-8
+ * and the length of that. */
+static inline const uint8_t *
+cursor_kgram(Cursor *c, Py_ssize_t p, size_t *len)
+{
+    if (p < c->at) /* (not reached: selections never go back) */
+        cursor_start(c, p);
+    for (; c->at < p; c->at++) {
+        size_t first = utf8_length(c->s[c->at]);
+        c->byte += first;
+        c->span += utf8_length(c->s[c->at + K]) - first;
+    }
+    *len = c->span;
+    return c->bytes + c->byte;
+}
+
+/* Selected k-grams waiting to be hashed, LANES at a time: those of ASCII text copied
+ * to `ascii` (one byte a code point, a loop the compiler vectorizes), the others where
+ * the cursor finds them. */
+typedef struct {
+    Cursor *at;
     uint64_t k0, k1;
     Results *r;
-    Py_ssize_t pos[LANES];
+    const uint8_t *in[LANES];
+    size_t len[LANES];
+    uint8_t ascii[LANES][K];
     int n;
 } Selection;
 
 static int
 selection_flush(Selection *sel)
 {
-    uint8_t bytes[LANES][4 * K];
-    size_t len[LANES];
     uint64_t out[LANES];
     int i;
-    for (i = 0; i < sel->n; i++)
-        len[i] = utf8(sel->s + sel->pos[i], K, bytes[i]);
     if (sel->n == LANES)
-        siphash24_lanes(sel->k0, sel->k1, (const uint8_t(*)[4 * K])bytes, len, out);
+        siphash24_lanes(sel->k0, sel->k1, sel->in, sel->len, out);
     else
         for (i = 0; i < sel->n; i++)
-            out[i] = siphash24(sel->k0, sel->k1, bytes[i], len[i]);
+            out[i] = siphash24(sel->k0, sel->k1, sel->in[i], sel->len[i]);
     for (i = 0; i < sel->n; i++)
         if (results_push(sel->r, (int64_t)out[i]) < 0)
             return -1;
@@ -455,7 +502,18 @@ selection_flush(Selection *sel)
 static inline int
 select_kgram(Selection *sel, Py_ssize_t p)
 {
-    sel->pos[sel->n++] = p;
+    Cursor *at = sel->at;
+    int i, n = sel->n;
+    if (at->ascii) {
+        const uint32_t *from = at->s + p;
+        for (i = 0; i < K; i++)
+            sel->ascii[n][i] = (uint8_t)from[i];
+        sel->in[n] = sel->ascii[n];
+        sel->len[n] = K;
+    }
+    else
+        sel->in[n] = cursor_kgram(at, p, &sel->len[n]);
+    sel->n = n + 1;
     return sel->n == LANES ? selection_flush(sel) : 0;
 }
 
@@ -491,11 +549,11 @@ hashes_take(Hashes *g, uint64_t *out)
  * block from i and of the prefix of the next block to i + W - 1. Branch-free minima,
  * O(n) whatever the hashes, O(W) memory. */
 static int
-winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k1,
-       Results *r)
+winnow_at(const Tables *t, const uint32_t *s, Py_ssize_t n, Cursor *at, uint64_t k0,
+          uint64_t k1, Results *r)
 {
     Hashes g = {s, 0, t->base_inv, t->base_top, 0, n - K + 1};
-    Selection sel = {s, k0, k1, r, {0}, 0};
+    Selection sel = {at, k0, k1, r, {NULL}, {0}, {{0}}, 0};
     uint64_t cur[W], nxt[W], sufv[W], prev[W], power = 1, bv, lastv = 0;
     Py_ssize_t suf[W], pre[W], m, j, best, base = 0, last = -1, i;
     /* s[run_from:run_end] is one character repeated, run_from <= last: a k-gram inside
@@ -563,6 +621,32 @@ winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k
         memcpy(cur, nxt, sizeof(cur));
         base += W;
     }
+}
+
+/* winnow_at over s; text that is not ASCII is encoded to UTF-8 once (at most 4 bytes a
+ * code point), each selected k-gram hashed where it lies in that. */
+static int
+winnow(const Tables *t, const uint32_t *s, Py_ssize_t n, uint64_t k0, uint64_t k1,
+       Results *r)
+{
+    Cursor at = {s, NULL, 1, 0, 0, 0};
+    uint8_t *bytes = NULL;
+    uint32_t any = 0;
+    Py_ssize_t i;
+    int result;
+    for (i = 0; i < n; i++)
+        any |= s[i];
+    if (any >= 0x80) {
+        if ((size_t)n > (size_t)PY_SSIZE_T_MAX / 4 || !(bytes = PyMem_RawMalloc(4 * (size_t)n)))
+            return -1;
+        utf8(s, n, bytes);
+        at.bytes = bytes;
+        at.ascii = 0;
+        cursor_start(&at, 0);
+    }
+    result = winnow_at(t, s, n, &at, k0, k1, r);
+    PyMem_RawFree(bytes);
+    return result;
 }
 
 /* Sort v[0:n] as signed integers (LSD radix sort, a byte a pass, a pass skipped
