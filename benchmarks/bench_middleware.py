@@ -122,7 +122,7 @@ def _alive(pid: int, marker: str) -> bool:
 @contextlib.contextmanager
 def serving(python: str, app: str, env: dict[str, str], log: Path) -> Iterator[tuple[int, int]]:
     """Run uvicorn (one worker) on a free port; yield (pid, port). On exit: SIGINT, then
-    SIGKILL of its process group, and its indexer children (own sessions) by pid."""
+    SIGKILL of its process group, and its indexer children (groups of their own) by pid."""
     port = free_port()
     cmd = [python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", "1", "--log-level", "warning", "--no-access-log"]

@@ -92,8 +92,8 @@ def _server(home: Path, ring: KeyRing, log: Path) -> Iterator[tuple[subprocess.P
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the server, its process group and its children (which run in sessions
-    of their own), as a crash of the whole service would."""
+    """SIGKILL the server, its process group and its children (which run in process
+    groups of their own), as a crash of the whole service would."""
     helpers = _children(proc.pid) if proc.poll() is None else []
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
