@@ -958,6 +958,81 @@ siphash(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLongLong(h);
 }
 
+/* in_latin_words(text, is_look_alike, prototype_of, in_word) -> str: what
+ * kairo_guard.detect.confusables.in_latin_words computes (its numpy form is the
+ * reference), in one pass over the text as it is stored. is_look_alike: a byte a code
+ * point (nonzero: a look-alike), the last standing for every code point from there on;
+ * prototype_of: a uint32 a code point, as many; in_word: a byte a code point (nonzero:
+ * does not end a word), the last standing for every code point from there on. A group
+ * is a word and the separator before it; the look-alikes of a group that holds an
+ * ASCII letter are replaced by their prototypes. Returns `text` itself when nothing is. */
+static PyObject *
+latin_words(PyObject *self, PyObject *args)
+{
+    PyObject *text, *result = NULL;
+    Py_buffer alike_buf, proto_buf, word_buf;
+    const uint8_t *alike, *word;
+    const uint32_t *proto;
+    Py_ssize_t n, i, j, start = 0, alike_last, word_last;
+    Py_UCS4 *out = NULL;
+    int kind, latin = 0, seen = 0, failed = 0;
+    const void *data;
+    if (!PyArg_ParseTuple(args, "Uy*y*y*:in_latin_words", &text, &alike_buf, &proto_buf,
+                          &word_buf))
+        return NULL;
+    if (alike_buf.len < 1 || word_buf.len < 1 ||
+        proto_buf.len != alike_buf.len * (Py_ssize_t)sizeof(uint32_t)) {
+        PyErr_SetString(PyExc_ValueError, "in_latin_words: tables of the wrong sizes");
+        goto done;
+    }
+    alike = alike_buf.buf;
+    proto = proto_buf.buf;
+    word = word_buf.buf;
+    alike_last = alike_buf.len - 1;
+    word_last = word_buf.len - 1;
+    n = PyUnicode_GET_LENGTH(text);
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+#define ALIKE(c) alike[(Py_ssize_t)(c) < alike_last ? (Py_ssize_t)(c) : alike_last]
+    for (i = 0; i < n && !seen; i++)
+        seen = ALIKE(PyUnicode_READ(kind, data, i)) != 0;
+    if (!seen) {
+        result = Py_NewRef(text);
+        goto done;
+    }
+    seen = 0;
+    for (i = 0; i <= n && !failed; i++) {
+        Py_UCS4 c = i < n ? PyUnicode_READ(kind, data, i) : 0;
+        int ends = i == n || !word[(Py_ssize_t)c < word_last ? (Py_ssize_t)c : word_last];
+        if (ends) { /* the group [start, i) is whole */
+            if (latin && seen) {
+                if (!out && !(out = PyUnicode_AsUCS4Copy(text)))
+                    failed = 1;
+                for (j = start; j < i && !failed; j++)
+                    if (ALIKE(out[j]))
+                        out[j] = proto[out[j]];
+            }
+            start = i;
+            latin = 0;
+            seen = i < n && ALIKE(c);
+        }
+        else {
+            latin |= (uint32_t)((c | 0x20) - 0x61) < 26; /* an ASCII letter */
+            seen |= ALIKE(c) != 0;
+        }
+    }
+#undef ALIKE
+    if (failed)
+        goto done;
+    result = out ? PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, out, n) : Py_NewRef(text);
+done:
+    PyMem_Free(out);
+    PyBuffer_Release(&alike_buf);
+    PyBuffer_Release(&proto_buf);
+    PyBuffer_Release(&word_buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"tables", make_tables, METH_VARARGS,
      "tables(fold_keys, fold_offsets, fold_values, prep_keys, prep_offsets, prep_values)"},
@@ -965,6 +1040,8 @@ static PyMethodDef methods[] = {
     {"fingerprints", fingerprints, METH_VARARGS, "fingerprints(tables, folded, key) -> bytes"},
     {"normalized", normalized, METH_VARARGS, "normalized(tables, folded) -> str"},
     {"siphash24", siphash, METH_VARARGS, "siphash24(key, message) -> int"},
+    {"in_latin_words", latin_words, METH_VARARGS,
+     "in_latin_words(text, is_look_alike, prototype_of, in_word) -> str"},
     {NULL, NULL, 0, NULL},
 };
 

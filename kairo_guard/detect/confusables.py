@@ -49,6 +49,11 @@ import numpy as np
 from kairo_guard.core.content import strip_invisible
 from kairo_guard.core.exceptions import KairoGuardError
 
+try:  # the fingerprinting core (hatch_build.py); numpy does the same without it
+    import kairo_guard.detect._winnow as _native
+except ImportError:
+    _native = None  # type: ignore[assignment]
+
 TABLE_PATH = Path(__file__).with_name("confusables.tsv")
 TABLE_SHA256 = "3da3bd088b47fc1765a7386ce64891b741094403d3c3f9b078ca64e109030071"
 """Digest of :data:`TABLE_PATH`: a table that differs is refused (fingerprints would)."""
@@ -282,8 +287,35 @@ def _in_word() -> np.ndarray[Any, np.dtype[np.bool_]]:
 def in_latin_words(text: str) -> str:
     """``text`` with every :data:`LATIN_LOOK_ALIKES` character of a word that holds an
     ASCII letter replaced by its prototype (an invisible character does not end a
-    word); the same text when there is none (most text: a vectorized look at its code
-    points, none at all for ASCII text)."""
+    word); the same text when there is none (most text: one pass over its code points
+    in the native core, or a vectorized look at them; none at all for ASCII text)."""
+    if text.isascii():
+        return text
+    native = _native_latin_words()
+    if native is not None:
+        return native(text)
+    return latin_words_reference(text)
+
+
+@functools.cache
+def _native_latin_words() -> Callable[[str], str] | None:
+    """The native core's ``in_latin_words`` with its tables (None without the core)."""
+    found = getattr(_native, "in_latin_words", None)  # (a core built before it: None)
+    if found is None:
+        return None
+    core: Callable[[str, bytes, bytes, bytes], str] = found
+    alike, prototype, words = _IS_LOOK_ALIKE.tobytes(), _PROTOTYPE_OF.tobytes(), _in_word()
+    in_word = words.tobytes()
+
+    def latin_words(text: str) -> str:
+        return core(text, alike, prototype, in_word)
+
+    return latin_words
+
+
+def latin_words_reference(text: str) -> str:
+    """:func:`in_latin_words` with numpy (the reference the native core is tested with,
+    and what runs without it)."""
     if text.isascii():
         return text
     codes = _code_points(text)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from kairo_guard import Guard
 from kairo_guard.core.exceptions import ContentRefused, KairoGuardError
+from kairo_guard.detect import confusables
 from kairo_guard.detect.confusables import (
     LATIN_LOOK_ALIKES,
     TABLE_PATH,
@@ -246,3 +247,31 @@ def test_a_copy_with_every_such_letter_replaced_is_blocked(indexed: Guard, lette
     found = guard.fingerprints.overlap({"text": copy})
     assert found is not None
     assert found.tenant == "globex"
+
+
+_WORDS = st.text(
+    alphabet=st.sampled_from(
+        [*"abzAZ09_ .,-\t", *sorted(LATIN_LOOK_ALIKES)[:80], "\u200b", "\u00e9", "\u4e2d",
+         "\U0001d400", "\U00020000", "\u0430"]
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+@pytest.mark.skipif(confusables._native_latin_words() is None, reason="native core not built")
+@settings(max_examples=400, deadline=None)
+@given(_WORDS | st.text(max_size=40))
+def test_when_any_text_goes_through_in_latin_words_then_native_equals_reference(
+    text: str,
+) -> None:
+    """The native core's one pass and the numpy reference agree: which groups (a word
+    and the separator before it) hold an ASCII letter, which look-alikes they replace."""
+    assert confusables.in_latin_words(text) == confusables.latin_words_reference(text)
+
+
+def test_when_a_latin_word_hides_a_look_alike_then_both_forms_put_the_prototype() -> None:
+    alike, prototype = next((a, p) for a, p in LATIN_LOOK_ALIKES.items() if ord(a) > 0x7F)
+    text = f"abc{alike}def {alike}{alike} x\u200b{alike}"
+    expected = f"abc{prototype}def {alike}{alike} x\u200b{prototype}"
+    assert confusables.latin_words_reference(text) == expected
+    assert confusables.in_latin_words(text) == expected
