@@ -53,6 +53,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_CLMUL 1
+#endif
+
 #define HEADER 9
 #define KIND_BODY 1
 #define META_MAX 4096
@@ -125,6 +130,88 @@ static void put_u32(unsigned char *p, uint32_t v) {
 }
 
 /* Digest, seal and frame one job (no interpreter lock). */
+
+/* -- CRC-32 of the records: zlib's polynomial and convention, carry-less multiplication
+   where the processor has it (PCLMULQDQ; a 64 KiB body's CRC took about a sixth of this
+   thread's time through zlib). The algorithm folds the message 512 and then 128 bits at
+   a time, each fold a multiplication by x^(n) mod P, and reduces the last 128 bits to 32
+   by Barrett reduction (Intel, "Fast CRC Computation for Generic Polynomials Using
+   PCLMULQDQ Instruction", 2009), in the bit-reflected order zlib's CRC uses. Each constant
+   is reflect32(x^n mod P) << 1 for the n given, P = 0x104C11DB7; MU is reflect33 of
+   floor(x^64 / P) and POLY reflect33 of P. zlib takes the tail under 16 bytes. */
+#ifdef HAVE_CLMUL
+#define K_FOLD4_LO 0x154442bd4ULL /* n = 4 * 128 + 32 */
+#define K_FOLD4_HI 0x1c6e41596ULL /* n = 4 * 128 - 32 */
+#define K_FOLD1_LO 0x1751997d0ULL /* n = 128 + 32 */
+#define K_FOLD1_HI 0x0ccaa009eULL /* n = 128 - 32 */
+#define K_64 0x163cd6124ULL       /* n = 64 */
+#define POLY 0x1db710641ULL
+#define MU 0x1f7011641ULL
+
+__attribute__((target("pclmul,sse4.1"))) static inline __m128i
+fold(__m128i acc, __m128i k, __m128i next) {
+    __m128i lo = _mm_clmulepi64_si128(acc, k, 0x00), hi = _mm_clmulepi64_si128(acc, k, 0x11);
+    return _mm_xor_si128(_mm_xor_si128(lo, hi), next);
+}
+
+/* The CRC register (not inverted) after `len` bytes (a multiple of 16, at least 64)
+   from register `reg`. */
+__attribute__((target("pclmul,sse4.1"))) static uint32_t
+crc_fold(uint32_t reg, const unsigned char *p, size_t len) {
+    const __m128i *v = (const __m128i *)p;
+    __m128i x0 = _mm_loadu_si128(v), x1 = _mm_loadu_si128(v + 1);
+    __m128i x2 = _mm_loadu_si128(v + 2), x3 = _mm_loadu_si128(v + 3);
+    x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)reg));
+    __m128i k = _mm_set_epi64x((long long)K_FOLD4_HI, (long long)K_FOLD4_LO);
+    for (p += 64, len -= 64; len >= 64; p += 64, len -= 64) {
+        v = (const __m128i *)p;
+        x0 = fold(x0, k, _mm_loadu_si128(v));
+        x1 = fold(x1, k, _mm_loadu_si128(v + 1));
+        x2 = fold(x2, k, _mm_loadu_si128(v + 2));
+        x3 = fold(x3, k, _mm_loadu_si128(v + 3));
+    }
+    k = _mm_set_epi64x((long long)K_FOLD1_HI, (long long)K_FOLD1_LO);
+    x0 = fold(fold(fold(x0, k, x1), k, x2), k, x3);
+    for (; len >= 16; p += 16, len -= 16)
+        x0 = fold(x0, k, _mm_loadu_si128((const __m128i *)p));
+    /* 128 bits to 64, 64 to 32 */
+    __m128i low32 = _mm_set_epi32(0, -1, 0, -1);
+    __m128i t = _mm_clmulepi64_si128(x0, k, 0x10);
+    x0 = _mm_xor_si128(_mm_srli_si128(x0, 8), t);
+    t = _mm_srli_si128(x0, 4);
+    x0 = _mm_clmulepi64_si128(_mm_and_si128(x0, low32), _mm_cvtsi64_si128((long long)K_64), 0x00);
+    x0 = _mm_xor_si128(x0, t);
+    /* Barrett reduction */
+    __m128i pm = _mm_set_epi64x((long long)MU, (long long)POLY);
+    t = _mm_clmulepi64_si128(_mm_and_si128(x0, low32), pm, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, low32), pm, 0x00);
+    return (uint32_t)_mm_extract_epi32(_mm_xor_si128(x0, t), 1);
+}
+#endif
+
+#ifdef HAVE_CLMUL
+static int clmul_usable; /* set once at import: the processor has PCLMULQDQ and SSE4.1 */
+#endif
+
+/* zlib's crc32(crc, p, len), for any length */
+static uLong crc_update(uLong crc, const unsigned char *p, size_t len) {
+#ifdef HAVE_CLMUL
+    if (clmul_usable && len >= 64) {
+        size_t whole = len & ~(size_t)15;
+        crc = ~crc_fold(~(uint32_t)crc, p, whole) & 0xffffffffUL;
+        p += whole;
+        len -= whole;
+    }
+#endif
+    while (len) {
+        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        crc = crc32(crc, p, n);
+        p += n;
+        len -= n;
+    }
+    return crc;
+}
+
 static void prepare(Job *job) {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[32];
@@ -158,15 +245,8 @@ static void prepare(Job *job) {
         s[signed_len] = '.';
         b64url32(tag, (char *)s + signed_len + 1);
     }
-    uLong crc = crc32(0L, job->frame + HEADER, (uInt)(job->frame_len - HEADER));
-    const unsigned char *b = job->body.buf;
-    size_t left = (size_t)job->body.len;
-    while (left) {
-        uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        crc = crc32(crc, b, n);
-        b += n;
-        left -= n;
-    }
+    uLong crc = crc_update(0L, job->frame + HEADER, job->frame_len - HEADER);
+    crc = crc_update(crc, job->body.buf, (size_t)job->body.len);
     put_u32(job->frame, (uint32_t)(job->frame_len - HEADER + (size_t)job->body.len));
     put_u32(job->frame + 4, (uint32_t)crc);
     job->frame[8] = KIND_BODY;
@@ -696,6 +776,9 @@ PyMODINIT_FUNC PyInit__spoolw(void) {
     if (PyType_Ready(&WriterType) < 0) return NULL;
     long page = sysconf(_SC_PAGESIZE);
     if (page > 0) page_size = page;
+#ifdef HAVE_CLMUL
+    clmul_usable = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+#endif
     s_done = PyUnicode_InternFromString("done");
     s_set_result = PyUnicode_InternFromString("set_result");
     s_set_exception = PyUnicode_InternFromString("set_exception");

@@ -77,6 +77,19 @@ def test_bodies_are_digested_sealed_and_framed_as_the_python_writer_would(guard:
     assert records[0].meta == b"POST /documents"
 
 
+def test_every_length_of_body_gets_the_crc_zlib_computes(guard: Guard) -> None:
+    """The writer's CRC (carry-less multiplication where the processor has it, zlib for
+    the tail) equals zlib.crc32 for bodies of every length around its 16- and 64-byte
+    blocks, and for large ones: the reader checks each record with zlib."""
+    client = NativeSpoolClient(guard.spool_directory, guard.sealer)
+    bodies = [os.urandom(n) for n in [*range(200), 1023, 65_536, 65_537, 65_551, 1 << 20]]
+    try:
+        asyncio.run(_spool(client, [("acme", body, "api", b"") for body in bodies]))
+    finally:
+        client.close()
+    assert [r.body for r in _records(guard.spool_directory)] == bodies
+
+
 def test_a_long_request_line_is_cut_to_4096_bytes_in_the_record(guard: Guard) -> None:
     client = NativeSpoolClient(guard.spool_directory, guard.sealer)
     try:
