@@ -980,9 +980,12 @@ latin_words(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Uy*y*y*:in_latin_words", &text, &alike_buf, &proto_buf,
                           &word_buf))
         return NULL;
+    /* the last look-alike entry must be 0: a code point past the table has no prototype
+       (and every prototype looked up is then inside the table) */
     if (alike_buf.len < 1 || word_buf.len < 1 ||
-        proto_buf.len != alike_buf.len * (Py_ssize_t)sizeof(uint32_t)) {
-        PyErr_SetString(PyExc_ValueError, "in_latin_words: tables of the wrong sizes");
+        proto_buf.len != alike_buf.len * (Py_ssize_t)sizeof(uint32_t) ||
+        ((const uint8_t *)alike_buf.buf)[alike_buf.len - 1]) {
+        PyErr_SetString(PyExc_ValueError, "in_latin_words: tables of the wrong shape");
         goto done;
     }
     alike = alike_buf.buf;

@@ -275,3 +275,15 @@ def test_when_a_latin_word_hides_a_look_alike_then_both_forms_put_the_prototype(
     expected = f"abc{prototype}def {alike}{alike} x\u200b{prototype}"
     assert confusables.latin_words_reference(text) == expected
     assert confusables.in_latin_words(text) == expected
+
+
+@pytest.mark.skipif(confusables._native_latin_words() is None, reason="native core not built")
+def test_when_the_native_in_latin_words_gets_malformed_tables_then_it_raises() -> None:
+    from kairo_guard.detect import _winnow
+
+    alike, prototype, word = b"\x00\x01\x00", b"\x00" * 12, b"\x01"
+    assert _winnow.in_latin_words("\u00e9", alike, prototype, word) == "\u00e9"
+    with pytest.raises(ValueError, match="wrong shape"):  # past the table: no prototype
+        _winnow.in_latin_words("\u00e9", b"\x00\x00\x01", prototype, word)
+    with pytest.raises(ValueError, match="wrong shape"):
+        _winnow.in_latin_words("\u00e9", alike, b"\x00" * 8, word)
