@@ -129,8 +129,6 @@ static void put_u32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)((v >> (8 * i)) & 0xff);
 }
 
-/* Digest, seal and frame one job (no interpreter lock). */
-
 /* -- CRC-32 of the records: zlib's polynomial and convention, carry-less multiplication
    where the processor has it (PCLMULQDQ; a 64 KiB body's CRC took about a sixth of this
    thread's time through zlib). The algorithm folds the message 512 and then 128 bits at
@@ -212,6 +210,7 @@ static uLong crc_update(uLong crc, const unsigned char *p, size_t len) {
     return crc;
 }
 
+/* Digest, seal and frame one job (no interpreter lock). */
 static void prepare(Job *job) {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[32];
